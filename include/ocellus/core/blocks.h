@@ -1,0 +1,33 @@
+#pragma once
+// Block layouts of the quantized dtypes. Deliberately free of C++ library headers: the SIMD
+// kernel files include it, and they are compiled with wide-ISA flags.
+#include <stdint.h>
+
+namespace ocellus {
+
+constexpr int64_t kQK = 32;  // elements per q8_0 / q4_0 block
+
+// q8_0 (llama.cpp): scale d (IEEE half), 32 signed bytes; x[i] = d * qs[i].
+struct BlockQ8_0 {
+  uint16_t d;
+  int8_t qs[kQK];
+};
+// q4_0 (llama.cpp): scale d (IEEE half), 16 bytes of nibbles; element i (i < 16) is the low
+// nibble of qs[i], element i + 16 the high nibble; x = d * (nibble - 8).
+struct BlockQ4_0 {
+  uint16_t d;
+  uint8_t qs[kQK / 2];
+};
+static_assert(sizeof(BlockQ8_0) == 34, "q8_0 block must be 34 bytes as in GGUF");
+static_assert(sizeof(BlockQ4_0) == 18, "q4_0 block must be 18 bytes as in GGUF");
+
+// Activations quantized for integer dot products with q8_0 / q4_0 weights (not a file format):
+// d is the scale, s = d * sum(qs), which lets q4_0's "-8" offset be applied once per block.
+struct BlockQ8Act {
+  float d;
+  float s;
+  int8_t qs[kQK];
+};
+static_assert(sizeof(BlockQ8Act) == 40, "unexpected padding in BlockQ8Act");
+
+}  // namespace ocellus

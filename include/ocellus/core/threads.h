@@ -1,0 +1,16 @@
+#pragma once
+// The one thread setting every kernel uses. Work is spread with OpenMP; OpenBLAS (its OpenMP
+// build) shares the same threads, so the two never oversubscribe the cores.
+#include <cstdint>
+#include <functional>
+
+namespace ocellus {
+
+// Default: OCELLUS_THREADS from the environment, else the number of cores.
+int num_threads();
+void set_num_threads(int n);  // n <= 0 restores the default
+
+// Calls fn(begin, end) on contiguous chunks covering [0, n), in parallel when n >= grain * 2.
+void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
+
+}  // namespace ocellus

@@ -1,0 +1,58 @@
+#pragma once
+// Inner-loop kernels, one table per ISA; the active table is chosen at run time from the CPU's
+// features (core/cpu.h). Every table computes the same functions; kernels_generic.cpp is the
+// portable reference the others are tested against.
+//
+// Kernel files are compiled with ISA flags and include only this header and <immintrin.h>:
+// helpers here are `static inline` so none of their code is shared across ISAs by the linker.
+#include <stdint.h>
+#include <string.h>
+
+#include "ocellus/core/blocks.h"
+
+namespace ocellus::kern {
+
+struct Table {
+  const char* name;
+  // Row conversions.
+  void (*f16_to_f32)(const uint16_t* x, float* y, int64_t n);
+  void (*f32_to_f16)(const float* x, uint16_t* y, int64_t n);
+  void (*bf16_to_f32)(const uint16_t* x, float* y, int64_t n);
+  void (*dequant_q8_0)(const void* x, float* y, int64_t n);
+  void (*dequant_q4_0)(const void* x, float* y, int64_t n);
+  void (*quantize_q8_act)(const float* x, BlockQ8Act* y, int64_t n);
+  // Dot product of one weight row (length n) with one activation row.
+  float (*dot_f32)(const float* w, const float* x, int64_t n);
+  float (*dot_f16)(const uint16_t* w, const float* x, int64_t n);
+  float (*dot_bf16)(const uint16_t* w, const float* x, int64_t n);
+  float (*dot_q8_0)(const void* w, const BlockQ8Act* x, int64_t n);
+  float (*dot_q4_0)(const void* w, const BlockQ8Act* x, int64_t n);
+};
+
+extern const Table kGeneric;
+extern const Table kAvx2;
+extern const Table kAvx512;
+
+const Table& active();          // the table of ocellus::active_isa()
+const Table* for_isa(int isa);  // nullptr where the CPU lacks the ISA
+
+// ---- scalar helpers shared by the kernel files (internal linkage in each) -------------------
+static inline float s_fp16_to_f32(uint16_t h) {
+  uint32_t sign = uint32_t(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, mant = h & 0x3ff, u;
+  if (exp == 0) {
+    float v = float(mant) * 0x1p-24f;
+    return sign ? -v : v;
+  }
+  u = exp == 31 ? (sign | 0x7f800000u | (mant << 13)) : (sign | ((exp + 112) << 23) | (mant << 13));
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
+static inline float s_bf16_to_f32(uint16_t h) {
+  uint32_t u = uint32_t(h) << 16;
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
+
+}  // namespace ocellus::kern

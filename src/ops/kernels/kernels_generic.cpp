@@ -1,0 +1,97 @@
+// Portable kernels: plain C++, the reference for the SIMD tables and the fallback on CPUs
+// without AVX2.
+#include <math.h>
+
+#include "ocellus/core/dtype.h"
+#include "ops/kernels/kernels.h"
+
+namespace ocellus::kern {
+namespace {
+
+void f16_to_f32(const uint16_t* x, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = s_fp16_to_f32(x[i]);
+}
+void f32_to_f16(const float* x, uint16_t* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = ocellus::f32_to_fp16(x[i]);
+}
+void bf16_to_f32(const uint16_t* x, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = s_bf16_to_f32(x[i]);
+}
+void dequant_q8_0(const void* x, float* y, int64_t n) {
+  const BlockQ8_0* b = static_cast<const BlockQ8_0*>(x);
+  for (int64_t i = 0; i < n / kQK; ++i) {
+    const float d = s_fp16_to_f32(b[i].d);
+    for (int j = 0; j < kQK; ++j) y[i * kQK + j] = d * float(b[i].qs[j]);
+  }
+}
+void dequant_q4_0(const void* x, float* y, int64_t n) {
+  const BlockQ4_0* b = static_cast<const BlockQ4_0*>(x);
+  for (int64_t i = 0; i < n / kQK; ++i) {
+    const float d = s_fp16_to_f32(b[i].d);
+    for (int j = 0; j < kQK / 2; ++j) {
+      y[i * kQK + j] = d * float(int(b[i].qs[j] & 0x0f) - 8);
+      y[i * kQK + j + kQK / 2] = d * float(int(b[i].qs[j] >> 4) - 8);
+    }
+  }
+}
+void quantize_q8_act(const float* x, BlockQ8Act* y, int64_t n) {
+  for (int64_t i = 0; i < n / kQK; ++i, x += kQK) {
+    float amax = 0.0f;
+    for (int j = 0; j < kQK; ++j) amax = fmaxf(amax, fabsf(x[j]));
+    const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+    int sum = 0;
+    for (int j = 0; j < kQK; ++j) {
+      int q = int(nearbyintf(x[j] * id));
+      y[i].qs[j] = int8_t(q);
+      sum += q;
+    }
+    y[i].d = d;
+    y[i].s = d * float(sum);
+  }
+}
+float dot_f32(const float* w, const float* x, int64_t n) {
+  float s = 0.0f;
+  for (int64_t i = 0; i < n; ++i) s += w[i] * x[i];
+  return s;
+}
+float dot_f16(const uint16_t* w, const float* x, int64_t n) {
+  float s = 0.0f;
+  for (int64_t i = 0; i < n; ++i) s += s_fp16_to_f32(w[i]) * x[i];
+  return s;
+}
+float dot_bf16(const uint16_t* w, const float* x, int64_t n) {
+  float s = 0.0f;
+  for (int64_t i = 0; i < n; ++i) s += s_bf16_to_f32(w[i]) * x[i];
+  return s;
+}
+float dot_q8_0(const void* wv, const BlockQ8Act* x, int64_t n) {
+  const BlockQ8_0* w = static_cast<const BlockQ8_0*>(wv);
+  float s = 0.0f;
+  for (int64_t i = 0; i < n / kQK; ++i) {
+    int sumi = 0;
+    for (int j = 0; j < kQK; ++j) sumi += int(w[i].qs[j]) * int(x[i].qs[j]);
+    s += float(sumi) * (s_fp16_to_f32(w[i].d) * x[i].d);
+  }
+  return s;
+}
+float dot_q4_0(const void* wv, const BlockQ8Act* x, int64_t n) {
+  const BlockQ4_0* w = static_cast<const BlockQ4_0*>(wv);
+  float s = 0.0f;
+  for (int64_t i = 0; i < n / kQK; ++i) {
+    int sumi = 0;  // nibbles as unsigned 0..15; the -8 is applied through x.s
+    for (int j = 0; j < kQK / 2; ++j)
+      sumi += int(w[i].qs[j] & 0x0f) * int(x[i].qs[j]) +
+              int(w[i].qs[j] >> 4) * int(x[i].qs[j + kQK / 2]);
+    const float dw = s_fp16_to_f32(w[i].d);
+    s += float(sumi) * (dw * x[i].d) - 8.0f * dw * x[i].s;
+  }
+  return s;
+}
+
+}  // namespace
+
+const Table kGeneric = {"generic", f16_to_f32, f32_to_f16, bf16_to_f32, dequant_q8_0,
+                        dequant_q4_0, quantize_q8_act, dot_f32, dot_f16, dot_bf16,
+                        dot_q8_0, dot_q4_0};
+
+}  // namespace ocellus::kern

@@ -1,0 +1,223 @@
+#include "ocellus/ops/matmul.h"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "ocellus/core/quant.h"
+#include "ocellus/core/threads.h"
+#include "ops/kernels/kernels.h"
+#include "ops/util.h"
+
+extern "C" void openblas_set_num_threads(int);
+
+namespace ocellus::ops {
+namespace {
+
+struct Dims {
+  int64_t n, k, m;  // rows of x, inner size, output features
+};
+
+Dims check_matmul(const Tensor& x, const Tensor& w, const Tensor* bias, const char* op) {
+  detail::require_f32(x, op, "x");
+  OCELLUS_CHECK(w.defined() && w.ndim() == 2, op, ": weight must be 2-D [m, k], got ",
+                w.shape().str());
+  OCELLUS_CHECK(x.ndim() >= 1 && x.dim(-1) == w.dim(1), op, ": x ", x.shape().str(),
+                " does not match weight ", w.shape().str(), " (inner sizes differ)");
+  if (bias) {
+    detail::require_f32(*bias, op, "bias");
+    OCELLUS_CHECK(bias->numel() == w.dim(0), op, ": bias of ", bias->numel(),
+                  " values for ", w.dim(0), " outputs");
+  }
+  return {x.shape().rows(), w.dim(1), w.dim(0)};
+}
+
+Shape out_shape(const Tensor& x, int64_t m) {
+  Shape s = x.shape();
+  s[s.ndim - 1] = m;
+  return s;
+}
+
+void sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
+           const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  if (M == 0 || N == 0) return;
+  openblas_set_num_threads(num_threads());
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+              int(M), int(N), int(K), 1.0f, A, int(lda), B, int(ldb), beta, C, int(ldc));
+}
+
+// Rows [j0, j0 + rows) of w, dequantized to f32 in parallel.
+void dequantize_rows(const Tensor& w, int64_t j0, int64_t rows, float* dst) {
+  const int64_t k = w.dim(1);
+  const size_t rb = row_bytes(w.dtype(), k);
+  const uint8_t* base = w.raw() + size_t(j0) * rb;
+  parallel_for(rows, 16, [&](int64_t a, int64_t b) {
+    for (int64_t r = a; r < b; ++r) dequantize_row(w.dtype(), base + size_t(r) * rb, dst + r * k, k);
+  });
+}
+
+// Rows of w per dequantized tile: about 4 MiB of f32, at least 64 rows.
+int64_t tile_rows(int64_t m, int64_t k) {
+  return std::min<int64_t>(m, std::max<int64_t>(64, (int64_t(4) << 20) / (4 * std::max<int64_t>(k, 1))));
+}
+
+// y[n, m] = x[n, k] · wᵀ for non-f32 w and few rows: each weight row is read once.
+void matvec(const float* x, const Tensor& w, float* y, const Dims& d) {
+  const kern::Table& K = kern::active();
+  const size_t rb = row_bytes(w.dtype(), d.k);
+  const uint8_t* wp = w.raw();
+  const DType t = w.dtype();
+  std::vector<BlockQ8Act> xq;
+  if (t == DType::Q8_0 || t == DType::Q4_0) {
+    xq.resize(size_t(d.n * d.k / kQK));
+    for (int64_t i = 0; i < d.n; ++i) K.quantize_q8_act(x + i * d.k, xq.data() + i * (d.k / kQK), d.k);
+  }
+  parallel_for(d.m, 64, [&](int64_t a, int64_t b) {
+    for (int64_t j = a; j < b; ++j) {
+      const uint8_t* row = wp + size_t(j) * rb;
+      for (int64_t i = 0; i < d.n; ++i) {
+        float v;
+        switch (t) {
+          case DType::F16: v = K.dot_f16(reinterpret_cast<const uint16_t*>(row), x + i * d.k, d.k); break;
+          case DType::BF16: v = K.dot_bf16(reinterpret_cast<const uint16_t*>(row), x + i * d.k, d.k); break;
+          case DType::Q8_0: v = K.dot_q8_0(row, xq.data() + i * (d.k / kQK), d.k); break;
+          case DType::Q4_0: v = K.dot_q4_0(row, xq.data() + i * (d.k / kQK), d.k); break;
+          default: v = K.dot_f32(reinterpret_cast<const float*>(row), x + i * d.k, d.k); break;
+        }
+        y[i * d.m + j] = v;
+      }
+    }
+  });
+}
+
+void add_bias(float* y, const float* b, int64_t n, int64_t m) {
+  parallel_for(n, 16, [&](int64_t r0, int64_t r1) {
+    for (int64_t i = r0; i < r1; ++i)
+      for (int64_t j = 0; j < m; ++j) y[i * m + j] += b[j];
+  });
+}
+
+}  // namespace
+
+Tensor matmul(const Tensor& x, const Tensor& w_in, const Tensor* bias) {
+  const Dims d = check_matmul(x, w_in, bias, "matmul");
+  const Tensor xc = x.contiguous();
+  const Tensor w = w_in.contiguous();
+  Tensor y = Tensor::empty(out_shape(x, d.m));
+  const float* xp = xc.data<float>();
+  float* yp = y.data<float>();
+  if (w.dtype() == DType::F32) {
+    sgemm(false, true, d.n, d.m, d.k, xp, d.k, w.data<float>(), d.k, 0.0f, yp, d.m);
+  } else if (d.n < kMatvecMaxRows) {
+    matvec(xp, w, yp, d);
+  } else {
+    const int64_t T = tile_rows(d.m, d.k);
+    std::vector<float> tile(size_t(T * d.k));
+    for (int64_t j0 = 0; j0 < d.m; j0 += T) {
+      const int64_t rows = std::min(T, d.m - j0);
+      dequantize_rows(w, j0, rows, tile.data());
+      sgemm(false, true, d.n, rows, d.k, xp, d.k, tile.data(), d.k, 0.0f, yp + j0, d.m);
+    }
+  }
+  if (bias) add_bias(yp, bias->contiguous().data<float>(), d.n, d.m);
+  return y;
+}
+
+void matmul_backward(const Tensor& x, const Tensor& w_in, const Tensor& dy, Tensor* dx, Tensor* dw,
+                     Tensor* db) {
+  const Dims d = check_matmul(x, w_in, nullptr, "matmul_backward");
+  detail::require_f32(dy, "matmul_backward", "dy");
+  OCELLUS_CHECK(dy.shape() == out_shape(x, d.m), "matmul_backward: dy has shape ",
+                dy.shape().str(), ", expected ", out_shape(x, d.m).str());
+  detail::check_grad(dx, x.shape(), "matmul_backward", "dx");
+  detail::check_grad(dw, w_in.shape(), "matmul_backward", "dw");
+  OCELLUS_CHECK(!dw || w_in.dtype() == DType::F32, "matmul_backward: weight gradient needs f32 "
+                "weights, got ", dtype_name(w_in.dtype()));
+  if (db) OCELLUS_CHECK(db->numel() == d.m && db->is_contiguous(), "matmul_backward: db must hold ",
+                        d.m, " values");
+  const Tensor dyc = dy.contiguous();
+  const float* g = dyc.data<float>();
+  if (dx) {
+    const Tensor w = w_in.contiguous();
+    if (w.dtype() == DType::F32) {
+      sgemm(false, false, d.n, d.k, d.m, g, d.m, w.data<float>(), d.k, 1.0f, dx->data<float>(), d.k);
+    } else {
+      const int64_t T = tile_rows(d.m, d.k);
+      std::vector<float> tile(size_t(T * d.k));
+      for (int64_t j0 = 0; j0 < d.m; j0 += T) {
+        const int64_t rows = std::min(T, d.m - j0);
+        dequantize_rows(w, j0, rows, tile.data());
+        sgemm(false, false, d.n, d.k, rows, g + j0, d.m, tile.data(), d.k, 1.0f, dx->data<float>(), d.k);
+      }
+    }
+  }
+  if (dw) {
+    const Tensor xc = x.contiguous();
+    sgemm(true, false, d.m, d.k, d.n, g, d.m, xc.data<float>(), d.k, 1.0f, dw->data<float>(), d.k);
+  }
+  if (db) {
+    float* b = db->data<float>();
+    parallel_for(d.m, 256, [&](int64_t j0, int64_t j1) {
+      for (int64_t i = 0; i < d.n; ++i)
+        for (int64_t j = j0; j < j1; ++j) b[j] += g[i * d.m + j];
+    });
+  }
+}
+
+namespace ref {
+
+static std::vector<float> weight_row(const Tensor& w, int64_t j) {
+  const int64_t k = w.dim(1);
+  std::vector<float> r(static_cast<size_t>(k));
+  const uint8_t* p = w.row_ptr(j);
+  switch (w.dtype()) {
+    case DType::F32:
+      for (int64_t i = 0; i < k; ++i) r[i] = *reinterpret_cast<const float*>(p + i * w.stride(1));
+      break;
+    case DType::F16:
+      for (int64_t i = 0; i < k; ++i) r[i] = fp16_to_f32(*reinterpret_cast<const uint16_t*>(p + i * w.stride(1)));
+      break;
+    case DType::BF16:
+      for (int64_t i = 0; i < k; ++i) r[i] = bf16_to_f32(*reinterpret_cast<const uint16_t*>(p + i * w.stride(1)));
+      break;
+    case DType::Q8_0: dequantize_row_q8_0(reinterpret_cast<const BlockQ8_0*>(p), r.data(), k); break;
+    case DType::Q4_0: dequantize_row_q4_0(reinterpret_cast<const BlockQ4_0*>(p), r.data(), k); break;
+  }
+  return r;
+}
+
+Tensor matmul(const Tensor& x, const Tensor& w, const Tensor* bias) {
+  const Dims d = check_matmul(x, w, bias, "ref::matmul");
+  const Tensor xc = x.contiguous();
+  Tensor y = Tensor::empty(out_shape(x, d.m));
+  for (int64_t j = 0; j < d.m; ++j) {
+    const std::vector<float> wr = weight_row(w, j);
+    for (int64_t i = 0; i < d.n; ++i) {
+      double s = bias ? double(bias->contiguous().data<float>()[j]) : 0.0;
+      for (int64_t t = 0; t < d.k; ++t) s += double(xc.data<float>()[i * d.k + t]) * wr[t];
+      y.data<float>()[i * d.m + j] = float(s);
+    }
+  }
+  return y;
+}
+
+void matmul_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dx, Tensor* dw,
+                     Tensor* db) {
+  const Dims d = check_matmul(x, w, nullptr, "ref::matmul_backward");
+  const Tensor xc = x.contiguous(), g = dy.contiguous();
+  const float* xp = xc.data<float>();
+  const float* gp = g.data<float>();
+  for (int64_t j = 0; j < d.m; ++j) {
+    const std::vector<float> wr = weight_row(w, j);
+    for (int64_t i = 0; i < d.n; ++i) {
+      const float gij = gp[i * d.m + j];
+      if (dx) for (int64_t t = 0; t < d.k; ++t) dx->data<float>()[i * d.k + t] += gij * wr[t];
+      if (dw) for (int64_t t = 0; t < d.k; ++t) dw->data<float>()[j * d.k + t] += gij * xp[i * d.k + t];
+      if (db) db->data<float>()[j] += gij;
+    }
+  }
+}
+
+}  // namespace ref
+}  // namespace ocellus::ops

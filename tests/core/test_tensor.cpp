@@ -1,0 +1,92 @@
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <fstream>
+
+#include "ocellus/core/error.h"
+#include "ocellus/core/tensor.h"
+#include "ocellus/core/threads.h"
+#include "testutil.h"
+
+using namespace ocellus;
+
+TEST(Tensor, EmptyIsZeroedAndContiguous) {
+  Tensor t = Tensor::empty({2, 3, 4});
+  EXPECT_EQ(t.numel(), 24);
+  EXPECT_EQ(t.nbytes(), 96u);
+  EXPECT_TRUE(t.is_contiguous());
+  EXPECT_FALSE(t.is_view());
+  EXPECT_EQ(t.stride(0), 48);
+  EXPECT_EQ(t.stride(2), 4);
+  for (float v : t.to_vector()) EXPECT_EQ(v, 0.0f);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(t.raw()) % 64, 0u);
+}
+
+TEST(Tensor, ViewsShareStorage) {
+  Tensor t = Tensor::from_vector({2, 3}, {0, 1, 2, 3, 4, 5});
+  Tensor tt = t.transpose(0, 1);
+  EXPECT_TRUE(tt.is_view());
+  EXPECT_FALSE(tt.is_contiguous());
+  EXPECT_EQ(tt.shape(), Shape({3, 2}));
+  EXPECT_EQ(tt.at({2, 1}), 5.0f);
+  Tensor s = t.slice(1, 1, 3);
+  EXPECT_EQ(s.to_vector(), (std::vector<float>{1, 2, 4, 5}));
+  s.at({0, 0}) = 42.0f;  // writes through to t
+  EXPECT_EQ(t.at({0, 1}), 42.0f);
+  Tensor c = tt.contiguous();
+  EXPECT_TRUE(c.is_contiguous());
+  EXPECT_EQ(c.to_vector(), (std::vector<float>{0, 3, 42, 4, 2, 5}));
+  EXPECT_EQ(t.reshape({3, 2}).at({2, 0}), 4.0f);
+  EXPECT_THROW(tt.reshape({6}), Error);
+  EXPECT_THROW(t.slice(0, 1, 3), Error);
+  EXPECT_THROW(t.at({2, 0}), Error);
+}
+
+TEST(Tensor, QuantizedViewsRespectBlocks) {
+  Tensor x = test::randn({4, 64}, 1).to(DType::Q8_0);
+  EXPECT_NO_THROW(x.slice(1, 32, 64));
+  EXPECT_THROW(x.slice(1, 16, 64), Error);
+  EXPECT_THROW(x.transpose(0, 1), Error);
+  Tensor r = x.slice(0, 1, 3);
+  EXPECT_TRUE(r.is_contiguous());
+  EXPECT_LE(test::rel_err(r, test::randn({4, 64}, 1).slice(0, 1, 3)), 1e-2);
+}
+
+TEST(Tensor, FourDimsAndNonContiguousClone) {
+  Tensor t = test::randn({2, 3, 4, 5}, 9);
+  Tensor p = t.transpose(1, 3);  // [2, 5, 4, 3]
+  Tensor c = p.clone();
+  for (int64_t a = 0; a < 2; ++a)
+    for (int64_t b = 0; b < 5; ++b)
+      for (int64_t d = 0; d < 3; ++d) ASSERT_EQ(c.at({a, b, 1, d}), t.at({a, d, 1, b}));
+  EXPECT_THROW(Tensor::empty({1, 2, 3, 4, 5}), Error);
+  EXPECT_THROW(Tensor::empty({-1}), Error);
+}
+
+TEST(Tensor, MappedFileRegionIsReadOnlyView) {
+  std::string path = ::testing::TempDir() + "/ocellus_map_test.bin";
+  {
+    std::ofstream f(path, std::ios::binary);
+    std::vector<float> v = {9, 9, 1, 2, 3, 4, 5, 6};
+    f.write(reinterpret_cast<const char*>(v.data()), v.size() * 4);
+  }
+  auto file = std::make_shared<MappedFile>(path);
+  Tensor t = Tensor::map(file, 8, {2, 3}, DType::F32);
+  EXPECT_TRUE(t.is_mapped());
+  EXPECT_FALSE(t.writable());
+  EXPECT_EQ(t.to_vector(), (std::vector<float>{1, 2, 3, 4, 5, 6}));
+  EXPECT_THROW(Tensor::map(file, 12, {2, 3}, DType::F32), Error);  // one float past the end
+  EXPECT_THROW(MappedFile("/nonexistent/ocellus"), Error);
+  std::remove(path.c_str());
+}
+
+TEST(Threads, ParallelForCoversRangeOnce) {
+  set_num_threads(2);
+  std::vector<int> hits(1000, 0);
+  parallel_for(1000, 10, [&](int64_t a, int64_t b) {
+    for (int64_t i = a; i < b; ++i) hits[size_t(i)]++;
+  });
+  for (int h : hits) ASSERT_EQ(h, 1);
+  set_num_threads(0);
+  EXPECT_GE(num_threads(), 1);
+}

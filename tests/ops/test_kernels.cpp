@@ -1,0 +1,124 @@
+// Every SIMD kernel table the CPU supports against the portable generic table.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "ocellus/core/cpu.h"
+#include "ocellus/core/quant.h"
+#include "ops/kernels/kernels.h"
+#include "testutil.h"
+
+using namespace ocellus;
+
+namespace {
+
+std::vector<const kern::Table*> simd_tables() {
+  std::vector<const kern::Table*> v;
+  for (int isa = 1; isa <= 2; ++isa)
+    if (const kern::Table* t = kern::for_isa(isa)) v.push_back(t);
+  return v;
+}
+
+}  // namespace
+
+TEST(Kernels, ReportWhatIsTested) {
+  std::string names;
+  for (auto* t : simd_tables()) names += std::string(t->name) + " ";
+  std::printf("SIMD kernel tables tested on this CPU: %s\n", names.empty() ? "(none)" : names.c_str());
+  EXPECT_NE(kern::for_isa(0), nullptr);
+}
+
+TEST(Kernels, ConversionsMatchGeneric) {
+  const kern::Table& G = kern::kGeneric;
+  for (int64_t n : {1, 7, 16, 33, 1000}) {
+    Tensor x = test::randn({n}, uint32_t(n), 3.0f);
+    x.data<float>()[0] = 1e6f;  // overflows f16 -> inf
+    if (n > 1) x.data<float>()[1] = 1e-7f;  // f16 subnormal
+    std::vector<uint16_t> hg(n), hs(n);
+    std::vector<float> fg(n), fs(n);
+    G.f32_to_f16(x.data<float>(), hg.data(), n);
+    for (auto* T : simd_tables()) {
+      T->f32_to_f16(x.data<float>(), hs.data(), n);
+      ASSERT_EQ(hg, hs) << T->name << " n=" << n;
+      G.f16_to_f32(hg.data(), fg.data(), n);
+      T->f16_to_f32(hg.data(), fs.data(), n);
+      ASSERT_EQ(fg, fs) << T->name;
+      G.bf16_to_f32(hg.data(), fg.data(), n);
+      T->bf16_to_f32(hg.data(), fs.data(), n);
+      for (int64_t i = 0; i < n; ++i)
+        ASSERT_TRUE(fg[i] == fs[i] || (std::isnan(fg[i]) && std::isnan(fs[i])));
+    }
+  }
+}
+
+TEST(Kernels, DequantMatchesScalarReference) {
+  const int64_t n = 32 * 40;
+  Tensor x = test::randn({n}, 5);
+  Tensor q8 = x.to(DType::Q8_0), q4 = x.to(DType::Q4_0);
+  std::vector<float> ref(n), got(n);
+  dequantize_row_q8_0(q8.data<BlockQ8_0>(), ref.data(), n);
+  for (auto* T : simd_tables()) {
+    T->dequant_q8_0(q8.raw(), got.data(), n);
+    ASSERT_EQ(ref, got) << T->name;
+  }
+  kern::kGeneric.dequant_q8_0(q8.raw(), got.data(), n);
+  ASSERT_EQ(ref, got);
+  dequantize_row_q4_0(q4.data<BlockQ4_0>(), ref.data(), n);
+  for (auto* T : simd_tables()) {
+    T->dequant_q4_0(q4.raw(), got.data(), n);
+    ASSERT_EQ(ref, got) << T->name;
+  }
+  kern::kGeneric.dequant_q4_0(q4.raw(), got.data(), n);
+  ASSERT_EQ(ref, got);
+}
+
+TEST(Kernels, ActivationQuantizationMatchesGeneric) {
+  const int64_t n = 32 * 17;
+  Tensor x = test::randn({n}, 11, 5.0f);
+  for (int j = 32; j < 64; ++j) x.data<float>()[j] = 0.0f;  // zero block
+  // exact ties at .5 after scaling round to even in every table
+  x.data<float>()[64] = 127.0f;
+  x.data<float>()[65] = 2.5f;
+  std::vector<BlockQ8Act> g(n / 32), s(n / 32);
+  kern::kGeneric.quantize_q8_act(x.data<float>(), g.data(), n);
+  EXPECT_EQ(g[2].qs[1], 2);
+  for (auto* T : simd_tables()) {
+    T->quantize_q8_act(x.data<float>(), s.data(), n);
+    for (int64_t b = 0; b < n / 32; ++b) {
+      ASSERT_EQ(g[b].d, s[b].d) << T->name;
+      ASSERT_FLOAT_EQ(g[b].s, s[b].s) << T->name;
+      for (int j = 0; j < 32; ++j) ASSERT_EQ(g[b].qs[j], s[b].qs[j]) << T->name << " block " << b;
+    }
+  }
+}
+
+TEST(Kernels, DotProductsMatchGeneric) {
+  for (int64_t n : {32, 64, 96, 1024, 2048 + 32, 5632}) {
+    Tensor w = test::randn({n}, uint32_t(n + 1));
+    Tensor x = test::randn({n}, uint32_t(n + 2));
+    w.data<float>()[3] = 1000.0f;  // extreme value in one block
+    Tensor w16 = w.to(DType::F16), wb = w.to(DType::BF16), w8 = w.to(DType::Q8_0), w4 = w.to(DType::Q4_0);
+    std::vector<BlockQ8Act> xq(n / 32);
+    kern::kGeneric.quantize_q8_act(x.data<float>(), xq.data(), n);
+    const kern::Table& G = kern::kGeneric;
+    // Sum of |terms| bounds the float rounding differences of reordered sums.
+    double mag = 0;
+    for (int64_t i = 0; i < n; ++i) mag += std::fabs(w.data<float>()[i] * x.data<float>()[i]);
+    const double tol = 1e-5 * mag;
+    for (auto* T : simd_tables()) {
+      EXPECT_NEAR(T->dot_f32(w.data<float>(), x.data<float>(), n), G.dot_f32(w.data<float>(), x.data<float>(), n), tol) << T->name;
+      EXPECT_NEAR(T->dot_f16(w16.data<uint16_t>(), x.data<float>(), n), G.dot_f16(w16.data<uint16_t>(), x.data<float>(), n), tol) << T->name;
+      EXPECT_NEAR(T->dot_bf16(wb.data<uint16_t>(), x.data<float>(), n), G.dot_bf16(wb.data<uint16_t>(), x.data<float>(), n), tol) << T->name;
+      EXPECT_NEAR(T->dot_q8_0(w8.raw(), xq.data(), n), G.dot_q8_0(w8.raw(), xq.data(), n), tol) << T->name;
+      EXPECT_NEAR(T->dot_q4_0(w4.raw(), xq.data(), n), G.dot_q4_0(w4.raw(), xq.data(), n), tol) << T->name;
+    }
+    // The integer paths equal the float dot of dequantized weights and activations.
+    std::vector<float> wd(n), xd(n);
+    dequantize_row_q4_0(w4.data<BlockQ4_0>(), wd.data(), n);
+    for (int64_t b = 0; b < n / 32; ++b)
+      for (int j = 0; j < 32; ++j) xd[b * 32 + j] = xq[b].d * xq[b].qs[j];
+    double exact = 0;
+    for (int64_t i = 0; i < n; ++i) exact += double(wd[i]) * xd[i];
+    EXPECT_NEAR(G.dot_q4_0(w4.raw(), xq.data(), n), exact, tol);
+  }
+}

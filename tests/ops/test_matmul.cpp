@@ -1,0 +1,95 @@
+#include <gtest/gtest.h>
+
+#include "ocellus/core/cpu.h"
+#include "ocellus/core/error.h"
+#include "ocellus/ops/matmul.h"
+#include "testutil.h"
+
+using namespace ocellus;
+using namespace ocellus::test;
+
+namespace {
+
+// Error bound of the 8-bit activation rounding in the q8_0 / q4_0 dot path, relative.
+double tolerance(DType t, int64_t rows) {
+  const bool int_path = rows < ops::kMatvecMaxRows && (t == DType::Q8_0 || t == DType::Q4_0);
+  return int_path ? 1.5e-2 : 1e-5;
+}
+
+}  // namespace
+
+class MatmulDTypes : public ::testing::TestWithParam<DType> {};
+
+TEST_P(MatmulDTypes, FastMatchesNaiveAcrossPaths) {
+  const DType t = GetParam();
+  for (int64_t rows : {1, 3, 7, 8, 40}) {  // dot-product path below kMatvecMaxRows, tiles above
+    for (int isa = 0; isa <= 2; ++isa) {
+      if (!isa_supported(Isa(isa))) continue;
+      set_active_isa(Isa(isa));
+      Tensor w = randn({96, 160}, 1).to(t);
+      Tensor x = randn({rows, 160}, 2);
+      Tensor b = randn({96}, 3);
+      Tensor ref = ops::ref::matmul(x, w, &b);
+      Tensor got = ops::matmul(x, w, &b);
+      EXPECT_LE(rel_err(got, ref), tolerance(t, rows))
+          << dtype_name(t) << " rows=" << rows << " isa=" << isa_name(Isa(isa));
+    }
+  }
+  set_active_isa(Isa::Generic);
+  set_active_isa(Isa(std::max({0, isa_supported(Isa::Avx2) ? 1 : 0, isa_supported(Isa::Avx512) ? 2 : 0})));
+}
+
+INSTANTIATE_TEST_SUITE_P(AllWeightTypes, MatmulDTypes,
+                         ::testing::Values(DType::F32, DType::F16, DType::BF16, DType::Q8_0,
+                                           DType::Q4_0),
+                         [](const auto& info) { return std::string(dtype_name(info.param)); });
+
+TEST(Matmul, NonContiguousAndBatchedInputs) {
+  Tensor w = randn({24, 32}, 4);
+  Tensor x = randn({2, 5, 32}, 5);
+  Tensor xs = noncontiguous_copy(x);  // same values, transposed storage
+  ASSERT_FALSE(xs.is_contiguous());
+  Tensor wt = noncontiguous_copy(w);
+  EXPECT_LE(rel_err(ops::matmul(xs, wt), ops::ref::matmul(x, w)), 1e-5);
+  EXPECT_EQ(ops::matmul(xs, w).shape(), Shape({2, 5, 24}));
+}
+
+TEST(Matmul, ExtremeValues) {
+  Tensor w = randn({16, 64}, 6, 1e-3f);
+  Tensor x = randn({9, 64}, 7, 1e3f);
+  w.data<float>()[5] = 3e4f;
+  x.data<float>()[2] = 0.0f;
+  for (DType t : {DType::F32, DType::F16, DType::Q8_0}) {
+    Tensor wq = w.to(t);
+    EXPECT_LE(rel_err(ops::matmul(x, wq), ops::ref::matmul(x, wq)), 1e-5) << dtype_name(t);
+  }
+  Tensor zeros = Tensor::zeros({3, 64});
+  for (float v : ops::matmul(zeros, w.to(DType::Q4_0)).to_vector()) EXPECT_EQ(v, 0.0f);
+}
+
+TEST(Matmul, ShapeErrorsAreClear) {
+  Tensor w = randn({4, 8}, 1);
+  try {
+    ops::matmul(randn({2, 6}, 2), w);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("inner sizes differ"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Matmul, BackwardMatchesNaive) {
+  Tensor x = randn({6, 64}, 8), w = randn({24, 64}, 9), dy = randn({6, 24}, 10);
+  for (DType t : {DType::F32, DType::Q8_0}) {
+    Tensor wt = w.to(t);
+    Tensor dx = Tensor::full({6, 64}, 0.5f), dx_ref = Tensor::full({6, 64}, 0.5f);  // accumulates
+    Tensor dw = Tensor::zeros({24, 64}), dw_ref = Tensor::zeros({24, 64});
+    Tensor db = Tensor::zeros({24}), db_ref = Tensor::zeros({24});
+    const bool f32 = t == DType::F32;
+    ops::matmul_backward(x, wt, dy, &dx, f32 ? &dw : nullptr, &db);
+    ops::ref::matmul_backward(x, wt, dy, &dx_ref, f32 ? &dw_ref : nullptr, &db_ref);
+    EXPECT_LE(rel_err(dx, dx_ref), 1e-5);
+    EXPECT_LE(rel_err(dw, dw_ref), 1e-5);
+    EXPECT_LE(rel_err(db, db_ref), 1e-5);
+    if (!f32) EXPECT_THROW(ops::matmul_backward(x, wt, dy, nullptr, &dw, nullptr), Error);
+  }
+}
