@@ -1,0 +1,104 @@
+// Matrix products: f32 GEMM at transformer shapes against the sgemm peak, and the decode step's
+// matrix-vector products with f16 / q8_0 / q4_0 weights against memory bandwidth.
+#include <benchmark/benchmark.h>
+
+#include <cstring>
+#include <vector>
+
+#include "ceilings.h"
+#include "ocellus/core/tensor.h"
+#include "ocellus/core/threads.h"
+#include "ocellus/ops/matmul.h"
+
+using namespace ocellus;
+
+namespace {
+
+Tensor random_tensor(const Shape& s, uint32_t seed) {
+  Tensor t = Tensor::empty(s);
+  uint32_t state = seed * 2654435761u + 1;
+  float* p = t.data<float>();
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    state = state * 1664525u + 1013904223u;
+    p[i] = float(int32_t(state >> 8) - (1 << 23)) / float(1 << 23);
+  }
+  return t;
+}
+
+// y[n, m] = x[n, k] · w[m, k]ᵀ, all f32: compute-bound, compared with the sgemm peak.
+void BM_GemmF32(benchmark::State& state) {
+  const int64_t n = state.range(0), k = state.range(1), m = state.range(2);
+  Tensor x = random_tensor({n, k}, 1), w = random_tensor({m, k}, 2);
+  for (auto _ : state) benchmark::DoNotOptimize(ops::matmul(x, w));
+  const double flops = 2.0 * n * k * m;
+  state.counters["GFLOP/s"] = benchmark::Counter(flops / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["of_peak"] = benchmark::Counter(flops / (bench::ceilings().gemm_gflops * 1e9),
+                                                 benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// Prefill with quantized weights: tiles dequantized to f32, then sgemm.
+void BM_GemmQuant(benchmark::State& state) {
+  const int64_t n = state.range(0), k = state.range(1), m = state.range(2);
+  const DType t = DType(state.range(3));
+  Tensor x = random_tensor({n, k}, 1), w = random_tensor({m, k}, 2).to(t);
+  state.SetLabel(dtype_name(t));
+  for (auto _ : state) benchmark::DoNotOptimize(ops::matmul(x, w));
+  const double flops = 2.0 * n * k * m;
+  state.counters["GFLOP/s"] = benchmark::Counter(flops / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["of_peak"] = benchmark::Counter(flops / (bench::ceilings().gemm_gflops * 1e9),
+                                                 benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// One token's matrix-vector product, x[1, k] · w[m, k]ᵀ. The weights cycle through copies
+// totalling over 512 MiB, so every call streams its weights from memory as a decode step does
+// (a single 2048x5632 q4_0 matrix, 6.5 MB, would otherwise sit in the last-level cache).
+void BM_Matvec(benchmark::State& state) {
+  const int64_t m = state.range(0), k = state.range(1);
+  const DType t = DType(state.range(2));
+  Tensor proto = random_tensor({m, k}, 3).to(t);
+  const size_t bytes = proto.nbytes();
+  const size_t copies = std::max<size_t>(2, (size_t(512) << 20) / bytes + 1);
+  std::vector<Tensor> pool;
+  for (size_t i = 0; i < copies; ++i) {
+    Tensor c = Tensor::empty({m, k}, t);
+    std::memcpy(c.raw(), proto.raw(), bytes);
+    pool.push_back(c);
+  }
+  Tensor x = random_tensor({1, k}, 4);
+  size_t i = 0;
+  for (auto _ : state) benchmark::DoNotOptimize(ops::matmul(x, pool[i++ % copies]));
+  state.SetLabel(dtype_name(t));
+  const bench::Ceilings& c = bench::ceilings();
+  state.counters["GB/s"] = benchmark::Counter(double(bytes) / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["of_copy_bw"] = benchmark::Counter(double(bytes) / (c.copy_gbs * 1e9), benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["of_read_bw"] = benchmark::Counter(double(bytes) / (c.read_gbs * 1e9), benchmark::Counter::kIsIterationInvariantRate);
+}
+
+constexpr int64_t kF32 = int64_t(DType::F32), kF16 = int64_t(DType::F16), kBF16 = int64_t(DType::BF16),
+                  kQ8 = int64_t(DType::Q8_0), kQ4 = int64_t(DType::Q4_0);
+
+}  // namespace
+
+// Transformer shapes: TinyLlama-1.1B (d 2048, ffn 5632) over a 512-token prompt; CLIP-ViT-L/14-336
+// (577 tokens, d 1024, ffn 4096).
+BENCHMARK(BM_GemmF32)->ArgNames({"n", "k", "m"})
+    ->Args({512, 2048, 2048})->Args({512, 2048, 5632})->Args({512, 5632, 2048})
+    ->Args({577, 1024, 4096})->Args({577, 4096, 1024})
+    ->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_GemmQuant)->ArgNames({"n", "k", "m", "dtype"})
+    ->Args({512, 2048, 5632, kF16})->Args({512, 2048, 5632, kQ8})->Args({512, 2048, 5632, kQ4})
+    ->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Matvec)->ArgNames({"m", "k", "dtype"})
+    ->ArgsProduct({{5632}, {2048}, {kF32, kF16, kBF16, kQ8, kQ4}})
+    ->ArgsProduct({{2048}, {5632}, {kF16, kQ8, kQ4}})
+    ->ArgsProduct({{8192}, {8192}, {kF16, kQ8, kQ4}})
+    ->UseRealTime()->Unit(benchmark::kMicrosecond);
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  ocellus::bench::print_ceilings();
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

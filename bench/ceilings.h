@@ -1,0 +1,15 @@
+#pragma once
+// The machine's own ceilings, measured in the same run as the benchmarks that are compared with
+// them: memory bandwidth (a large read, a large copy) and f32 GEMM peak (OpenBLAS, large square).
+namespace ocellus::bench {
+
+struct Ceilings {
+  double read_gbs = 0;   // GB/s streaming reads of a buffer far larger than the caches
+  double copy_gbs = 0;   // GB/s of a large copy, bytes read + bytes written (STREAM convention)
+  double gemm_gflops = 0;  // f32 sgemm 2048^3 through OpenBLAS
+};
+
+const Ceilings& ceilings();  // measured once, on first use
+void print_ceilings();
+
+}  // namespace ocellus::bench
