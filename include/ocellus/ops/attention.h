@@ -1,0 +1,33 @@
+#pragma once
+// Scaled dot-product attention with grouped-query heads. The fast kernel streams over the keys
+// with an online softmax (flash-attention style): memory O(seq) per head, never O(seq²).
+#include "ocellus/core/tensor.h"
+
+namespace ocellus::ops {
+
+struct AttentionParams {
+  float scale = 1.0f;           // usually 1/sqrt(head_dim)
+  bool causal = false;          // query i sees keys j <= i + (n_kv - n_q): queries are the last n_q
+  const Tensor* mask = nullptr;  // optional additive mask [n_q, n_kv] (−inf blocks), f32
+};
+
+// q [n_q, n_head, d], k [n_kv, n_kv_head, d], v [n_kv, n_kv_head, dv]; n_head a multiple of
+// n_kv_head (query head h reads kv head h / (n_head / n_kv_head)). Returns [n_q, n_head, dv].
+// lse, if given, receives the log-sum-exp of each query's scores [n_head, n_q] for the backward.
+Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionParams& p,
+                 Tensor* lse = nullptr);
+// Gradients from the forward's output and lse, recomputing the probabilities block by block.
+void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
+                        const Tensor& lse, const Tensor& dout, const AttentionParams& p,
+                        Tensor* dq, Tensor* dk, Tensor* dv);
+
+namespace ref {
+// Materializes the full score matrix.
+Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionParams& p,
+                 Tensor* lse = nullptr);
+void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
+                        const Tensor& lse, const Tensor& dout, const AttentionParams& p,
+                        Tensor* dq, Tensor* dk, Tensor* dv);
+}  // namespace ref
+
+}  // namespace ocellus::ops

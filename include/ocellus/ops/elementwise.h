@@ -1,0 +1,49 @@
+#pragma once
+// Element-wise ops on f32 tensors: add / mul with NumPy broadcasting, scale, and the activation
+// functions of the model families in scope. Backward functions accumulate (+=) into the grads
+// given; a null grad pointer skips that gradient.
+#include "ocellus/core/tensor.h"
+
+namespace ocellus::ops {
+
+// NumPy rules: shapes align at the last dimension; a dimension of 1 stretches. Throws otherwise.
+Shape broadcast_shapes(const Shape& a, const Shape& b);
+
+Tensor add(const Tensor& a, const Tensor& b);
+Tensor mul(const Tensor& a, const Tensor& b);
+Tensor scale(const Tensor& a, float s);
+// da += dy summed over the dimensions a was broadcast along (same for db).
+void add_backward(const Tensor& dy, Tensor* da, Tensor* db);
+void mul_backward(const Tensor& a, const Tensor& b, const Tensor& dy, Tensor* da, Tensor* db);
+void scale_backward(const Tensor& dy, float s, Tensor* da);
+
+enum class Activation {
+  GeluErf,    // x/2 (1 + erf(x/√2))                         (BERT, SigLIP's "gelu")
+  GeluTanh,   // x/2 (1 + tanh(√(2/π)(x + 0.044715 x³)))      (Phi-2, SigLIP "gelu_pytorch_tanh")
+  QuickGelu,  // x σ(1.702 x)                                 (OpenAI CLIP)
+  Silu,       // x σ(x)                                       (Llama, Qwen2 gates)
+};
+const char* activation_name(Activation f);
+Tensor activate(Activation f, const Tensor& x);
+void activate_backward(Activation f, const Tensor& x, const Tensor& dy, Tensor* dx);
+
+// SwiGLU: silu(gate) * up (shapes equal).
+Tensor swiglu(const Tensor& gate, const Tensor& up);
+void swiglu_backward(const Tensor& gate, const Tensor& up, const Tensor& dy, Tensor* dgate,
+                     Tensor* dup);
+
+namespace ref {
+Tensor add(const Tensor& a, const Tensor& b);
+Tensor mul(const Tensor& a, const Tensor& b);
+Tensor scale(const Tensor& a, float s);
+void add_backward(const Tensor& dy, Tensor* da, Tensor* db);
+void mul_backward(const Tensor& a, const Tensor& b, const Tensor& dy, Tensor* da, Tensor* db);
+void scale_backward(const Tensor& dy, float s, Tensor* da);
+Tensor activate(Activation f, const Tensor& x);
+void activate_backward(Activation f, const Tensor& x, const Tensor& dy, Tensor* dx);
+Tensor swiglu(const Tensor& gate, const Tensor& up);
+void swiglu_backward(const Tensor& gate, const Tensor& up, const Tensor& dy, Tensor* dgate,
+                     Tensor* dup);
+}  // namespace ref
+
+}  // namespace ocellus::ops

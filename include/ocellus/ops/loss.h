@@ -1,0 +1,27 @@
+#pragma once
+// Cross-entropy over logits [n, n_vocab] with integer targets; targets equal to ignore_index
+// (e.g. prompt and image positions in supervised fine-tuning) contribute nothing.
+#include <cstdint>
+#include <vector>
+
+#include "ocellus/core/tensor.h"
+
+namespace ocellus::ops {
+
+constexpr int32_t kIgnoreIndex = -100;  // PyTorch's and Hugging Face's convention
+
+// Mean of −log softmax(logits)[target] over the counted rows; 0 if no row counts.
+float cross_entropy(const Tensor& logits, const std::vector<int32_t>& targets,
+                    int32_t ignore_index = kIgnoreIndex);
+// dlogits += dloss · (softmax − onehot) / n_counted on counted rows.
+void cross_entropy_backward(const Tensor& logits, const std::vector<int32_t>& targets,
+                            float dloss, Tensor* dlogits, int32_t ignore_index = kIgnoreIndex);
+
+namespace ref {
+float cross_entropy(const Tensor& logits, const std::vector<int32_t>& targets,
+                    int32_t ignore_index = kIgnoreIndex);
+void cross_entropy_backward(const Tensor& logits, const std::vector<int32_t>& targets,
+                            float dloss, Tensor* dlogits, int32_t ignore_index = kIgnoreIndex);
+}  // namespace ref
+
+}  // namespace ocellus::ops

@@ -1,0 +1,259 @@
+#include "ocellus/ops/attention.h"
+
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "ocellus/core/threads.h"
+#include "ops/kernels/kernels.h"
+#include "ops/util.h"
+
+namespace ocellus::ops {
+namespace {
+
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+constexpr int64_t kKeyBlock = 128;  // keys scored at once per query
+
+struct Dims {
+  int64_t n_q, n_kv, n_head, n_kv_head, d, dv, group;
+};
+
+Dims check(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionParams& p, const char* op) {
+  detail::require_f32(q, op, "q");
+  detail::require_f32(k, op, "k");
+  detail::require_f32(v, op, "v");
+  OCELLUS_CHECK(q.ndim() == 3 && k.ndim() == 3 && v.ndim() == 3, op,
+                ": q, k, v must be [tokens, heads, head_dim]");
+  Dims d{q.dim(0), k.dim(0), q.dim(1), k.dim(1), q.dim(2), v.dim(2), 0};
+  OCELLUS_CHECK(k.dim(2) == d.d, op, ": q head_dim ", d.d, " != k head_dim ", k.dim(2));
+  OCELLUS_CHECK(v.dim(0) == d.n_kv && v.dim(1) == d.n_kv_head, op, ": v ", v.shape().str(),
+                " does not match k ", k.shape().str());
+  OCELLUS_CHECK(d.n_kv_head > 0 && d.n_head % d.n_kv_head == 0, op, ": ", d.n_head,
+                " query heads are not a multiple of ", d.n_kv_head, " kv heads");
+  OCELLUS_CHECK(!p.causal || d.n_kv >= d.n_q, op, ": causal attention needs n_kv >= n_q");
+  if (p.mask) {
+    detail::require_f32(*p.mask, op, "mask");
+    OCELLUS_CHECK(p.mask->shape() == Shape({d.n_q, d.n_kv}), op, ": mask must be [", d.n_q, ", ",
+                  d.n_kv, "], got ", p.mask->shape().str());
+  }
+  d.group = d.n_head / d.n_kv_head;
+  return d;
+}
+
+// Keys [0, end) a query may see (causal), and the additive mask value of key j.
+inline int64_t key_end(const Dims& d, const AttentionParams& p, int64_t i) {
+  return p.causal ? i + (d.n_kv - d.n_q) + 1 : d.n_kv;
+}
+
+struct Inputs {
+  Tensor q, k, v, mask;
+  const float *qp, *kp, *vp, *mp = nullptr;
+  Inputs(const Tensor& q_, const Tensor& k_, const Tensor& v_, const AttentionParams& p)
+      : q(q_.contiguous()), k(k_.contiguous()), v(v_.contiguous()) {
+    qp = q.data<float>();
+    kp = k.data<float>();
+    vp = v.data<float>();
+    if (p.mask) {
+      mask = p.mask->contiguous();
+      mp = mask.data<float>();
+    }
+  }
+};
+
+// Score of query row (i, h) against key j: scale * q·k + mask.
+inline float score(const Inputs& in, const Dims& d, const AttentionParams& p, const kern::Table& K,
+                   int64_t i, int64_t h, int64_t j) {
+  const float* qr = in.qp + (i * d.n_head + h) * d.d;
+  const float* kr = in.kp + (j * d.n_kv_head + h / d.group) * d.d;
+  float s = p.scale * K.dot_f32(qr, kr, d.d);
+  if (in.mp) s += in.mp[i * d.n_kv + j];
+  return s;
+}
+
+}  // namespace
+
+Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionParams& p,
+                 Tensor* lse) {
+  const Dims d = check(q, k, v, p, "attention");
+  const Inputs in(q, k, v, p);
+  Tensor out = Tensor::empty({d.n_q, d.n_head, d.dv});
+  if (lse) *lse = Tensor::empty({d.n_head, d.n_q});
+  float* op = out.data<float>();
+  const kern::Table& K = kern::active();
+  parallel_for(d.n_q * d.n_head, 4, [&](int64_t r0, int64_t r1) {
+    std::vector<float> s(static_cast<size_t>(kKeyBlock));
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t i = r / d.n_head, h = r % d.n_head, hk = h / d.group;
+      float* acc = op + (i * d.n_head + h) * d.dv;  // unnormalized output, rescaled as the max grows
+      float m = kNegInf, l = 0.0f;
+      const int64_t end = key_end(d, p, i);
+      for (int64_t j0 = 0; j0 < end; j0 += kKeyBlock) {
+        const int64_t nb = std::min(kKeyBlock, end - j0);
+        float bm = kNegInf;
+        for (int64_t t = 0; t < nb; ++t) bm = std::max(bm, s[t] = score(in, d, p, K, i, h, j0 + t));
+        if (bm == kNegInf) continue;  // every key of the block masked
+        const float m_new = std::max(m, bm), corr = std::exp(m - m_new);
+        l *= corr;
+        for (int64_t c = 0; c < d.dv; ++c) acc[c] *= corr;
+        for (int64_t t = 0; t < nb; ++t) {
+          const float w = std::exp(s[t] - m_new);
+          if (w == 0.0f) continue;
+          l += w;
+          const float* vr = in.vp + ((j0 + t) * d.n_kv_head + hk) * d.dv;
+          for (int64_t c = 0; c < d.dv; ++c) acc[c] += w * vr[c];
+        }
+        m = m_new;
+      }
+      const float inv = l > 0 ? 1.0f / l : 0.0f;  // a fully masked query yields zeros
+      for (int64_t c = 0; c < d.dv; ++c) acc[c] *= inv;
+      if (lse) lse->data<float>()[h * d.n_q + i] = l > 0 ? m + std::log(l) : kNegInf;
+    }
+  });
+  return out;
+}
+
+void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out_in,
+                        const Tensor& lse_in, const Tensor& dout_in, const AttentionParams& p,
+                        Tensor* dq, Tensor* dk, Tensor* dv) {
+  const Dims d = check(q, k, v, p, "attention_backward");
+  detail::check_grad(dq, q.shape(), "attention_backward", "dq");
+  detail::check_grad(dk, k.shape(), "attention_backward", "dk");
+  detail::check_grad(dv, v.shape(), "attention_backward", "dv");
+  OCELLUS_CHECK(lse_in.shape() == Shape({d.n_head, d.n_q}), "attention_backward: lse must be [",
+                d.n_head, ", ", d.n_q, "]");
+  const Inputs in(q, k, v, p);
+  const Tensor out = out_in.contiguous(), dout = dout_in.contiguous(), lse = lse_in.contiguous();
+  const float *o = out.data<float>(), *g = dout.data<float>(), *L = lse.data<float>();
+  const kern::Table& K = kern::active();
+  // D[h, i] = dout_i · out_i
+  std::vector<float> D(size_t(d.n_head * d.n_q));
+  for (int64_t i = 0; i < d.n_q; ++i)
+    for (int64_t h = 0; h < d.n_head; ++h)
+      D[h * d.n_q + i] = K.dot_f32(g + (i * d.n_head + h) * d.dv, o + (i * d.n_head + h) * d.dv, d.dv);
+  auto prob = [&](int64_t i, int64_t h, int64_t j) {
+    const float lv = L[h * d.n_q + i];
+    return lv == kNegInf ? 0.0f : std::exp(score(in, d, p, K, i, h, j) - lv);
+  };
+  // dS_ij = P_ij (dout_i · v_j − D_i)
+  auto dscore = [&](int64_t i, int64_t h, int64_t j, float P) {
+    const float* vr = in.vp + (j * d.n_kv_head + h / d.group) * d.dv;
+    return P * (K.dot_f32(g + (i * d.n_head + h) * d.dv, vr, d.dv) - D[h * d.n_q + i]);
+  };
+  if (dq) {  // pass 1: each query row owns its gradient
+    float* dqp = dq->data<float>();
+    parallel_for(d.n_q * d.n_head, 4, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const int64_t i = r / d.n_head, h = r % d.n_head;
+        float* dqr = dqp + (i * d.n_head + h) * d.d;
+        for (int64_t j = 0; j < key_end(d, p, i); ++j) {
+          const float P = prob(i, h, j);
+          if (P == 0.0f) continue;
+          const float ds = p.scale * dscore(i, h, j, P);
+          const float* kr = in.kp + (j * d.n_kv_head + h / d.group) * d.d;
+          for (int64_t c = 0; c < d.d; ++c) dqr[c] += ds * kr[c];
+        }
+      }
+    });
+  }
+  if (dk || dv) {  // pass 2: each key row owns its gradients, summed over its query heads
+    float* dkp = dk ? dk->data<float>() : nullptr;
+    float* dvp = dv ? dv->data<float>() : nullptr;
+    parallel_for(d.n_kv * d.n_kv_head, 4, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const int64_t j = r / d.n_kv_head, hk = r % d.n_kv_head;
+        for (int64_t h = hk * d.group; h < (hk + 1) * d.group; ++h)
+          for (int64_t i = 0; i < d.n_q; ++i) {
+            if (j >= key_end(d, p, i)) continue;
+            const float P = prob(i, h, j);
+            if (P == 0.0f) continue;
+            const float* gr = g + (i * d.n_head + h) * d.dv;
+            if (dvp) for (int64_t c = 0; c < d.dv; ++c) dvp[(j * d.n_kv_head + hk) * d.dv + c] += P * gr[c];
+            if (dkp) {
+              const float ds = p.scale * dscore(i, h, j, P);
+              const float* qr = in.qp + (i * d.n_head + h) * d.d;
+              for (int64_t c = 0; c < d.d; ++c) dkp[(j * d.n_kv_head + hk) * d.d + c] += ds * qr[c];
+            }
+          }
+      }
+    });
+  }
+}
+
+namespace ref {
+
+// Full probability matrix P[h][i][j] in double.
+static std::vector<double> probs(const Tensor& q, const Tensor& k, const AttentionParams& p,
+                                 const Dims& d, std::vector<double>* lse) {
+  std::vector<double> P(size_t(d.n_head * d.n_q * d.n_kv), 0.0);
+  if (lse) lse->assign(size_t(d.n_head * d.n_q), -INFINITY);
+  for (int64_t h = 0; h < d.n_head; ++h)
+    for (int64_t i = 0; i < d.n_q; ++i) {
+      double* row = &P[(h * d.n_q + i) * d.n_kv];
+      double m = -INFINITY;
+      for (int64_t j = 0; j < d.n_kv; ++j) {
+        if (p.causal && j > i + (d.n_kv - d.n_q)) { row[j] = -INFINITY; continue; }
+        double s = 0;
+        for (int64_t c = 0; c < d.d; ++c) s += double(q.at({i, h, c})) * k.at({j, h / d.group, c});
+        row[j] = s * p.scale + (p.mask ? double(p.mask->at({i, j})) : 0.0);
+        m = std::max(m, row[j]);
+      }
+      double sum = 0;
+      for (int64_t j = 0; j < d.n_kv; ++j) sum += row[j] = m == -INFINITY ? 0.0 : std::exp(row[j] - m);
+      for (int64_t j = 0; j < d.n_kv; ++j) row[j] = sum > 0 ? row[j] / sum : 0.0;
+      if (lse && sum > 0) (*lse)[h * d.n_q + i] = m + std::log(sum);
+    }
+  return P;
+}
+
+Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionParams& p,
+                 Tensor* lse) {
+  const Dims d = check(q, k, v, p, "ref::attention");
+  std::vector<double> L;
+  const std::vector<double> P = probs(q, k, p, d, &L);
+  Tensor out = Tensor::empty({d.n_q, d.n_head, d.dv});
+  for (int64_t h = 0; h < d.n_head; ++h)
+    for (int64_t i = 0; i < d.n_q; ++i)
+      for (int64_t c = 0; c < d.dv; ++c) {
+        double s = 0;
+        for (int64_t j = 0; j < d.n_kv; ++j) s += P[(h * d.n_q + i) * d.n_kv + j] * v.at({j, h / d.group, c});
+        out.at({i, h, c}) = float(s);
+      }
+  if (lse) {
+    *lse = Tensor::empty({d.n_head, d.n_q});
+    for (size_t t = 0; t < L.size(); ++t) lse->data<float>()[t] = float(L[t]);
+  }
+  return out;
+}
+
+void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& /*out*/,
+                        const Tensor& /*lse*/, const Tensor& dout, const AttentionParams& p,
+                        Tensor* dq, Tensor* dk, Tensor* dv) {
+  const Dims d = check(q, k, v, p, "ref::attention_backward");
+  const std::vector<double> P = probs(q, k, p, d, nullptr);
+  for (int64_t h = 0; h < d.n_head; ++h) {
+    const int64_t hk = h / d.group;
+    for (int64_t i = 0; i < d.n_q; ++i) {
+      const double* row = &P[(h * d.n_q + i) * d.n_kv];
+      std::vector<double> dP(size_t(d.n_kv));
+      double dot = 0;
+      for (int64_t j = 0; j < d.n_kv; ++j) {
+        double s = 0;
+        for (int64_t c = 0; c < d.dv; ++c) s += double(dout.at({i, h, c})) * v.at({j, hk, c});
+        dP[j] = s;
+        dot += s * row[j];
+      }
+      for (int64_t j = 0; j < d.n_kv; ++j) {
+        const double dS = row[j] * (dP[j] - dot) * p.scale;
+        for (int64_t c = 0; c < d.d; ++c) {
+          if (dq) dq->at({i, h, c}) += float(dS * k.at({j, hk, c}));
+          if (dk) dk->at({j, hk, c}) += float(dS * q.at({i, h, c}));
+        }
+        if (dv)
+          for (int64_t c = 0; c < d.dv; ++c) dv->at({j, hk, c}) += float(row[j] * dout.at({i, h, c}));
+      }
+    }
+  }
+}
+
+}  // namespace ref
+}  // namespace ocellus::ops
