@@ -33,17 +33,19 @@ void apply(const Tensor& x_in, const std::vector<int32_t>& pos, const RopeParams
            float* y, bool accumulate) {
   const Tensor x = x_in.contiguous();
   const int64_t n_tok = x.dim(0), n_head = x.dim(1), hd = x.dim(2), half = p.n_rot / 2;
-  std::vector<float> inv_freq(static_cast<size_t>(half));
+  // Angles in double: at positions in the thousands a float angle is already off by 1e-4 rad.
+  // cos/sin are computed once per (token, pair) and shared by all heads, so this costs little.
+  std::vector<double> inv_freq(static_cast<size_t>(half));
   for (int64_t i = 0; i < half; ++i)
-    inv_freq[i] = p.freq_scale * std::pow(p.theta, -2.0f * float(i) / float(p.n_rot));
+    inv_freq[i] = double(p.freq_scale) * std::pow(double(p.theta), -2.0 * double(i) / double(p.n_rot));
   const float* xp = x.data<float>();
   parallel_for(n_tok, 1, [&](int64_t t0, int64_t t1) {
     std::vector<float> cs(static_cast<size_t>(half)), sn(static_cast<size_t>(half));
     for (int64_t t = t0; t < t1; ++t) {
       for (int64_t i = 0; i < half; ++i) {
-        const float a = float(pos[t]) * inv_freq[i];
-        cs[i] = std::cos(a);
-        sn[i] = sign * std::sin(a);
+        const double a = double(pos[t]) * inv_freq[i];
+        cs[i] = float(std::cos(a));
+        sn[i] = sign * float(std::sin(a));
       }
       for (int64_t h = 0; h < n_head; ++h) {
         const float* xr = xp + (t * n_head + h) * hd;

@@ -1,0 +1,403 @@
+// Each op: the fast kernel against its naive reference on random, non-contiguous and extreme
+// inputs, and each backward against finite differences.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+
+#include "gradcheck.h"
+#include "ocellus/core/error.h"
+#include "ocellus/ops/attention.h"
+#include "ocellus/ops/elementwise.h"
+#include "ocellus/ops/embed.h"
+#include "ocellus/ops/loss.h"
+#include "ocellus/ops/matmul.h"
+#include "ocellus/ops/norm.h"
+#include "ocellus/ops/rope.h"
+#include "ocellus/ops/shape.h"
+#include "ocellus/ops/softmax.h"
+#include "testutil.h"
+
+using namespace ocellus;
+using namespace ocellus::test;
+namespace O = ocellus::ops;
+
+namespace {
+Tensor zeros_like(const Tensor& t) { return Tensor::zeros(t.shape()); }
+}  // namespace
+
+// ---- element-wise ---------------------------------------------------------------------------
+
+TEST(Elementwise, BroadcastingMatchesNaive) {
+  const std::vector<std::pair<Shape, Shape>> cases = {
+      {{4, 5}, {4, 5}}, {{2, 3, 8}, {8}}, {{2, 3, 8}, {3, 1}}, {{1, 3, 1}, {2, 1, 7}}, {{6}, {1}}};
+  for (const auto& [sa, sb] : cases) {
+    Tensor a = randn(sa, 1), b = randn(sb, 2);
+    EXPECT_LE(rel_err(O::add(a, b), O::ref::add(a, b)), 1e-6) << sa.str() << sb.str();
+    EXPECT_LE(rel_err(O::mul(a, b), O::ref::mul(a, b)), 1e-6) << sa.str() << sb.str();
+  }
+  Tensor a = randn({5, 7}, 3), b = randn({5, 7}, 4);
+  EXPECT_LE(rel_err(O::add(noncontiguous_copy(a), b), O::ref::add(a, b)), 1e-6);
+  EXPECT_LE(rel_err(O::scale(noncontiguous_copy(a), -2.5f), O::ref::scale(a, -2.5f)), 1e-6);
+  EXPECT_EQ(O::add(randn({2, 3, 8}, 1), randn({3, 1}, 2)).shape(), Shape({2, 3, 8}));
+  EXPECT_THROW(O::add(randn({2, 3}, 1), randn({4}, 2)), Error);
+}
+
+TEST(Elementwise, BroadcastBackward) {
+  Tensor a = randn({2, 3, 4}, 1), b = randn({3, 1}, 2);
+  Tensor dy = randn({2, 3, 4}, 3);
+  Tensor da = zeros_like(a), db = zeros_like(b), da_r = zeros_like(a), db_r = zeros_like(b);
+  O::mul_backward(a, b, dy, &da, &db);
+  O::ref::mul_backward(a, b, dy, &da_r, &db_r);
+  EXPECT_LE(rel_err(da, da_r), 1e-6);
+  EXPECT_LE(rel_err(db, db_r), 1e-6);
+  gradcheck("add", {a, b}, [](auto& in) { return O::add(in[0], in[1]); },
+            [](auto& in, const Tensor& g) {
+              Tensor da = zeros_like(in[0]), db = zeros_like(in[1]);
+              O::add_backward(g, &da, &db);
+              return std::vector<Tensor>{da, db};
+            });
+  gradcheck("mul", {a, b}, [](auto& in) { return O::mul(in[0], in[1]); },
+            [](auto& in, const Tensor& g) {
+              Tensor da = zeros_like(in[0]), db = zeros_like(in[1]);
+              O::mul_backward(in[0], in[1], g, &da, &db);
+              return std::vector<Tensor>{da, db};
+            });
+  gradcheck("scale", {a}, [](auto& in) { return O::scale(in[0], 0.3f); },
+            [](auto& in, const Tensor& g) {
+              Tensor da = zeros_like(in[0]);
+              O::scale_backward(g, 0.3f, &da);
+              return std::vector<Tensor>{da};
+            });
+}
+
+TEST(Elementwise, ActivationsMatchNaiveAndGradients) {
+  Tensor x = randn({7, 33}, 5, 2.0f);
+  float* p = x.data<float>();
+  p[0] = 40.0f, p[1] = -40.0f, p[2] = 0.0f, p[3] = 1e-8f;  // saturation and zero
+  for (O::Activation f : {O::Activation::GeluErf, O::Activation::GeluTanh, O::Activation::QuickGelu,
+                          O::Activation::Silu}) {
+    EXPECT_LE(max_abs_diff(O::activate(f, x), O::ref::activate(f, x)), 2e-6) << O::activation_name(f);
+    EXPECT_LE(rel_err(O::activate(f, noncontiguous_copy(x)), O::ref::activate(f, x)), 1e-6);
+    Tensor dy = randn(x.shape(), 6), dx = zeros_like(x), dx_r = zeros_like(x);
+    O::activate_backward(f, x, dy, &dx);
+    O::ref::activate_backward(f, x, dy, &dx_r);
+    EXPECT_LE(max_abs_diff(dx, dx_r), 1e-5) << O::activation_name(f);
+    gradcheck(O::activation_name(f), {randn({3, 11}, 7, 1.5f)},
+              [f](auto& in) { return O::activate(f, in[0]); },
+              [f](auto& in, const Tensor& g) {
+                Tensor dx = zeros_like(in[0]);
+                O::activate_backward(f, in[0], g, &dx);
+                return std::vector<Tensor>{dx};
+              });
+  }
+  // Known values: GELU(1) = 0.8413447, tanh form 0.8411920, quick 0.8457, SiLU(1) = 0.7310586
+  Tensor one = Tensor::full({1}, 1.0f);
+  EXPECT_NEAR(O::activate(O::Activation::GeluErf, one).to_vector()[0], 0.8413447f, 1e-6);
+  EXPECT_NEAR(O::activate(O::Activation::GeluTanh, one).to_vector()[0], 0.8411920f, 1e-6);
+  EXPECT_NEAR(O::activate(O::Activation::QuickGelu, one).to_vector()[0], 0.8457957f, 1e-6);
+  EXPECT_NEAR(O::activate(O::Activation::Silu, one).to_vector()[0], 0.7310586f, 1e-6);
+}
+
+TEST(Elementwise, SwiGLU) {
+  Tensor g = randn({5, 16}, 1), u = randn({5, 16}, 2);
+  EXPECT_LE(rel_err(O::swiglu(g, noncontiguous_copy(u)), O::ref::swiglu(g, u)), 1e-6);
+  gradcheck("swiglu", {g, u}, [](auto& in) { return O::swiglu(in[0], in[1]); },
+            [](auto& in, const Tensor& dy) {
+              Tensor dg = zeros_like(in[0]), du = zeros_like(in[1]);
+              O::swiglu_backward(in[0], in[1], dy, &dg, &du);
+              Tensor dg_r = zeros_like(in[0]), du_r = zeros_like(in[1]);
+              O::ref::swiglu_backward(in[0], in[1], dy, &dg_r, &du_r);
+              EXPECT_LE(rel_err(dg, dg_r), 1e-5);
+              EXPECT_LE(rel_err(du, du_r), 1e-5);
+              return std::vector<Tensor>{dg, du};
+            });
+}
+
+// ---- matmul gradient ------------------------------------------------------------------------
+
+TEST(MatmulGrad, FiniteDifferences) {
+  gradcheck("matmul", {randn({3, 2, 8}, 1), randn({5, 8}, 2), randn({5}, 3)},
+            [](auto& in) { return O::matmul(in[0], in[1], &in[2]); },
+            [](auto& in, const Tensor& g) {
+              Tensor dx = zeros_like(in[0]), dw = zeros_like(in[1]), db = zeros_like(in[2]);
+              O::matmul_backward(in[0], in[1], g, &dx, &dw, &db);
+              return std::vector<Tensor>{dx, dw, db};
+            });
+}
+
+// ---- norms ----------------------------------------------------------------------------------
+
+TEST(Norm, LayerNormMatchesNaive) {
+  Tensor x = randn({6, 48}, 1, 3.0f), w = randn({48}, 2), b = randn({48}, 3);
+  x.data<float>()[5] = 1e4f;  // an outlier row
+  for (int r = 0; r < 48; ++r) x.data<float>()[48 + r] = 2.0f;  // constant row: var 0
+  EXPECT_LE(rel_err(O::layer_norm(x, &w, &b, 1e-5f), O::ref::layer_norm(x, &w, &b, 1e-5f)), 1e-5);
+  EXPECT_LE(rel_err(O::layer_norm(noncontiguous_copy(x), nullptr, nullptr, 1e-6f),
+                    O::ref::layer_norm(x, nullptr, nullptr, 1e-6f)), 1e-5);
+}
+
+TEST(Norm, LayerNormGradients) {
+  gradcheck("layer_norm", {randn({4, 12}, 1), randn({12}, 2), randn({12}, 3)},
+            [](auto& in) { return O::layer_norm(in[0], &in[1], &in[2], 1e-5f); },
+            [](auto& in, const Tensor& g) {
+              Tensor dx = zeros_like(in[0]), dw = zeros_like(in[1]), db = zeros_like(in[2]);
+              O::layer_norm_backward(in[0], &in[1], g, 1e-5f, &dx, &dw, &db);
+              Tensor dx_r = zeros_like(in[0]), dw_r = zeros_like(in[1]), db_r = zeros_like(in[2]);
+              O::ref::layer_norm_backward(in[0], &in[1], g, 1e-5f, &dx_r, &dw_r, &db_r);
+              EXPECT_LE(rel_err(dx, dx_r), 1e-4);
+              EXPECT_LE(rel_err(dw, dw_r), 1e-5);
+              EXPECT_LE(rel_err(db, db_r), 1e-5);
+              return std::vector<Tensor>{dx, dw, db};
+            });
+}
+
+TEST(Norm, RmsNormMatchesNaiveAndGradients) {
+  Tensor x = randn({5, 64}, 4, 10.0f), w = randn({64}, 5);
+  EXPECT_LE(rel_err(O::rms_norm(noncontiguous_copy(x), &w, 1e-6f), O::ref::rms_norm(x, &w, 1e-6f)), 1e-5);
+  Tensor z = Tensor::zeros({2, 64});  // all-zero rows stay finite through eps
+  for (float v : O::rms_norm(z, &w, 1e-6f).to_vector()) EXPECT_EQ(v, 0.0f);
+  gradcheck("rms_norm", {randn({4, 12}, 1), randn({12}, 2)},
+            [](auto& in) { return O::rms_norm(in[0], &in[1], 1e-5f); },
+            [](auto& in, const Tensor& g) {
+              Tensor dx = zeros_like(in[0]), dw = zeros_like(in[1]);
+              O::rms_norm_backward(in[0], &in[1], g, 1e-5f, &dx, &dw);
+              Tensor dx_r = zeros_like(in[0]), dw_r = zeros_like(in[1]);
+              O::ref::rms_norm_backward(in[0], &in[1], g, 1e-5f, &dx_r, &dw_r);
+              EXPECT_LE(rel_err(dx, dx_r), 1e-4);
+              EXPECT_LE(rel_err(dw, dw_r), 1e-5);
+              return std::vector<Tensor>{dx, dw};
+            });
+}
+
+// ---- rope -----------------------------------------------------------------------------------
+
+TEST(Rope, BothLayoutsFullAndPartialMatchNaive) {
+  const std::vector<int32_t> pos = {0, 1, 5, 100, 4095};
+  Tensor x = randn({5, 3, 16}, 1);
+  for (O::RopeMode mode : {O::RopeMode::Adjacent, O::RopeMode::RotateHalf})
+    for (int64_t n_rot : {16, 8}) {
+      O::RopeParams p{n_rot, 10000.0f, 1.0f, mode};
+      EXPECT_LE(max_abs_diff(O::rope(x, pos, p), O::ref::rope(x, pos, p)), 2e-5)
+          << int(mode) << " n_rot " << n_rot;
+      // position 0 is the identity; dims past n_rot pass through untouched
+      Tensor y = O::rope(x, pos, p);
+      for (int64_t j = 0; j < 16; ++j) EXPECT_EQ(y.at({0, 1, j}), x.at({0, 1, j}));
+      for (int64_t j = n_rot; j < 16; ++j) EXPECT_EQ(y.at({3, 2, j}), x.at({3, 2, j}));
+    }
+}
+
+TEST(Rope, LayoutsDifferAsDocumented) {
+  // one head of 4 dims at position 1 with theta so that pair 0 turns by 1 rad
+  Tensor x = Tensor::from_vector({1, 1, 4}, {1, 2, 3, 4});
+  O::RopeParams adj{4, 10000.0f, 1.0f, O::RopeMode::Adjacent};
+  O::RopeParams half{4, 10000.0f, 1.0f, O::RopeMode::RotateHalf};
+  const float c = std::cos(1.0f), s = std::sin(1.0f);
+  Tensor ya = O::rope(x, {1}, adj), yh = O::rope(x, {1}, half);
+  EXPECT_NEAR(ya.at({0, 0, 0}), 1 * c - 2 * s, 1e-6);  // pair (0, 1)
+  EXPECT_NEAR(ya.at({0, 0, 1}), 1 * s + 2 * c, 1e-6);
+  EXPECT_NEAR(yh.at({0, 0, 0}), 1 * c - 3 * s, 1e-6);  // pair (0, 2)
+  EXPECT_NEAR(yh.at({0, 0, 2}), 1 * s + 3 * c, 1e-6);
+}
+
+TEST(Rope, Gradients) {
+  const std::vector<int32_t> pos = {3, 7};
+  for (O::RopeMode mode : {O::RopeMode::Adjacent, O::RopeMode::RotateHalf}) {
+    O::RopeParams p{4, 10000.0f, 1.0f, mode};
+    gradcheck("rope", {randn({2, 2, 6}, 1)}, [&](auto& in) { return O::rope(in[0], pos, p); },
+              [&](auto& in, const Tensor& g) {
+                Tensor dx = zeros_like(in[0]), dx_r = zeros_like(in[0]);
+                O::rope_backward(g, pos, p, &dx);
+                O::ref::rope_backward(g, pos, p, &dx_r);
+                EXPECT_LE(rel_err(dx, dx_r), 1e-5);
+                return std::vector<Tensor>{dx};
+              });
+  }
+}
+
+// ---- softmax --------------------------------------------------------------------------------
+
+TEST(Softmax, MatchesNaiveOnExtremesAndGradients) {
+  const float inf = std::numeric_limits<float>::infinity();
+  Tensor x = randn({4, 37}, 1, 5.0f);
+  x.data<float>()[0] = 1e4f;  // dominates its row
+  for (int j = 0; j < 37; ++j) x.data<float>()[37 + j] = -inf;  // fully masked row -> zeros
+  x.data<float>()[74] = -inf;
+  Tensor y = O::softmax(x);
+  EXPECT_LE(max_abs_diff(y, O::ref::softmax(x)), 1e-6);
+  EXPECT_LE(max_abs_diff(O::softmax(noncontiguous_copy(randn({6, 5}, 2))), O::ref::softmax(randn({6, 5}, 2))), 1e-6);
+  for (int j = 0; j < 37; ++j) EXPECT_EQ(y.at({1, j}), 0.0f);
+  gradcheck("softmax", {randn({3, 7}, 3)}, [](auto& in) { return O::softmax(in[0]); },
+            [](auto& in, const Tensor& g) {
+              Tensor y = O::softmax(in[0]);
+              Tensor dx = zeros_like(in[0]), dx_r = zeros_like(in[0]);
+              O::softmax_backward(y, g, &dx);
+              O::ref::softmax_backward(y, g, &dx_r);
+              EXPECT_LE(rel_err(dx, dx_r), 1e-5);
+              return std::vector<Tensor>{dx};
+            });
+}
+
+// ---- attention ------------------------------------------------------------------------------
+
+TEST(Attention, MatchesNaiveAllMaskKindsAndGqa) {
+  const int64_t n_q = 9, n_kv = 300, d = 16;  // n_kv spans several key blocks
+  Tensor q = randn({n_q, 4, d}, 1), k = randn({n_kv, 2, d}, 2), v = randn({n_kv, 2, 8}, 3);
+  Tensor mask = randn({n_q, n_kv}, 4);
+  for (int64_t j = 0; j < n_kv; ++j) mask.at({2, j}) = -std::numeric_limits<float>::infinity();  // row 2 fully masked
+  mask.at({3, 10}) = -std::numeric_limits<float>::infinity();
+  const float scale = 1.0f / std::sqrt(float(d));
+  const std::vector<O::AttentionParams> params = {
+      {scale, false, nullptr}, {scale, true, nullptr}, {scale, false, &mask}, {scale, true, &mask}};
+  for (size_t c = 0; c < params.size(); ++c) {
+    Tensor lse, lse_r;
+    Tensor out = O::attention(q, k, v, params[c], &lse);
+    Tensor ref = O::ref::attention(q, k, v, params[c], &lse_r);
+    EXPECT_LE(max_abs_diff(out, ref), 1e-5) << "case " << c;
+    // lse: compare finite entries; fully masked rows are -inf in both
+    std::vector<float> a = lse.to_vector(), b = lse_r.to_vector();
+    for (size_t i = 0; i < a.size(); ++i)
+      if (std::isinf(b[i])) EXPECT_TRUE(std::isinf(a[i]) && a[i] < 0);
+      else EXPECT_NEAR(a[i], b[i], 1e-4);
+  }
+  // strided inputs
+  Tensor qs = randn({4, n_q, d}, 5).transpose(0, 1);
+  EXPECT_LE(max_abs_diff(O::attention(qs, k, v, params[1]), O::ref::attention(qs.contiguous(), k, v, params[1])), 1e-5);
+  EXPECT_THROW(O::attention(randn({2, 3, d}, 1), k, v, params[0]), Error);  // 3 heads over 2 kv heads
+}
+
+TEST(Attention, LongSequenceExtremeScores) {
+  // large logits: the online softmax must not overflow
+  Tensor q = randn({4, 2, 8}, 1, 30.0f), k = randn({2000, 1, 8}, 2, 30.0f), v = randn({2000, 1, 8}, 3);
+  O::AttentionParams p{1.0f, true, nullptr};
+  Tensor out = O::attention(q, k, v, p);
+  for (float x : out.to_vector()) ASSERT_TRUE(std::isfinite(x));
+  EXPECT_LE(max_abs_diff(out, O::ref::attention(q, k, v, p)), 1e-4);
+}
+
+TEST(Attention, Gradients) {
+  Tensor mask = randn({3, 5}, 9);
+  for (bool causal : {false, true}) {
+    O::AttentionParams p{0.4f, causal, causal ? nullptr : &mask};
+    gradcheck("attention", {randn({3, 4, 6}, 1), randn({5, 2, 6}, 2), randn({5, 2, 3}, 3)},
+              [&](auto& in) { return O::attention(in[0], in[1], in[2], p); },
+              [&](auto& in, const Tensor& g) {
+                Tensor lse;
+                Tensor out = O::attention(in[0], in[1], in[2], p, &lse);
+                Tensor dq = zeros_like(in[0]), dk = zeros_like(in[1]), dv = zeros_like(in[2]);
+                O::attention_backward(in[0], in[1], in[2], out, lse, g, p, &dq, &dk, &dv);
+                Tensor dq_r = zeros_like(in[0]), dk_r = zeros_like(in[1]), dv_r = zeros_like(in[2]);
+                O::ref::attention_backward(in[0], in[1], in[2], out, lse, g, p, &dq_r, &dk_r, &dv_r);
+                EXPECT_LE(rel_err(dq, dq_r), 1e-5);
+                EXPECT_LE(rel_err(dk, dk_r), 1e-5);
+                EXPECT_LE(rel_err(dv, dv_r), 1e-5);
+                return std::vector<Tensor>{dq, dk, dv};
+              });
+  }
+}
+
+// ---- embeddings -----------------------------------------------------------------------------
+
+TEST(Embedding, AllDtypesMatchNaiveAndBadIdsFail) {
+  Tensor table = randn({50, 64}, 1);
+  const std::vector<int32_t> ids = {0, 49, 7, 7};
+  for (DType t : {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0}) {
+    Tensor tq = table.to(t);
+    EXPECT_EQ(max_abs_diff(O::embedding(tq, ids), O::ref::embedding(tq, ids)), 0.0) << dtype_name(t);
+  }
+  EXPECT_THROW(O::embedding(table, {50}), Error);
+  EXPECT_THROW(O::embedding(table, {-1}), Error);
+  Tensor dy = randn({4, 64}, 2), dt = zeros_like(table), dt_r = zeros_like(table);
+  O::embedding_backward(ids, dy, &dt);
+  O::ref::embedding_backward(ids, dy, &dt_r);
+  EXPECT_LE(rel_err(dt, dt_r), 1e-6);
+  EXPECT_NEAR(dt.at({7, 3}), dy.at({2, 3}) + dy.at({3, 3}), 1e-6);  // repeated id accumulates
+}
+
+TEST(PatchEmbed, MatchesNaiveAndGradients) {
+  Tensor img = randn({3, 18, 17}, 1), w = randn({10, 3, 4, 4}, 2), b = randn({10}, 3);
+  Tensor out = O::patch_embed(img, w, &b, 4);
+  EXPECT_EQ(out.shape(), Shape({16, 10}));  // 4x4 patches; remainders dropped
+  EXPECT_LE(rel_err(out, O::ref::patch_embed(img, w, &b, 4)), 1e-5);
+  Tensor w16 = w.to(DType::F16);
+  EXPECT_LE(rel_err(O::patch_embed(img, w16, &b, 4), O::ref::patch_embed(img, w16, &b, 4)), 1e-5);
+  gradcheck("patch_embed", {randn({2, 8, 8}, 4), randn({5, 2, 4, 4}, 5), randn({5}, 6)},
+            [](auto& in) { return O::patch_embed(in[0], in[1], &in[2], 4); },
+            [](auto& in, const Tensor& g) {
+              Tensor di = zeros_like(in[0]), dw = zeros_like(in[1]), db = zeros_like(in[2]);
+              O::patch_embed_backward(in[0], in[1], g, 4, &di, &dw, &db);
+              Tensor di_r = zeros_like(in[0]), dw_r = zeros_like(in[1]), db_r = zeros_like(in[2]);
+              O::ref::patch_embed_backward(in[0], in[1], g, 4, &di_r, &dw_r, &db_r);
+              EXPECT_LE(rel_err(di, di_r), 1e-5);
+              EXPECT_LE(rel_err(dw, dw_r), 1e-5);
+              EXPECT_LE(rel_err(db, db_r), 1e-5);
+              return std::vector<Tensor>{di, dw, db};
+            });
+}
+
+// ---- shape ops ------------------------------------------------------------------------------
+
+TEST(ShapeOps, MatchNaiveAndGradients) {
+  Tensor a = randn({2, 3, 4}, 1), b = randn({2, 5, 4}, 2);
+  EXPECT_EQ(max_abs_diff(O::concat({a, noncontiguous_copy(b)}, 1), O::ref::concat({a, b}, 1)), 0.0);
+  EXPECT_EQ(max_abs_diff(O::concat({a, a}, -1), O::ref::concat({a, a}, 2)), 0.0);
+  EXPECT_THROW(O::concat({a, b}, 0), Error);
+  EXPECT_EQ(max_abs_diff(O::slice(b, 1, 1, 4), O::ref::slice(b, 1, 1, 4)), 0.0);
+  EXPECT_EQ(max_abs_diff(O::transpose(b, 0, 2), O::ref::transpose(b, 0, 2)), 0.0);
+  EXPECT_TRUE(O::transpose(b, 0, 2).is_contiguous());
+  gradcheck("concat", {a, b}, [](auto& in) { return O::concat({in[0], in[1]}, 1); },
+            [](auto& in, const Tensor& g) {
+              Tensor da = zeros_like(in[0]), db = zeros_like(in[1]);
+              O::concat_backward(g, 1, {&da, &db});
+              return std::vector<Tensor>{da, db};
+            });
+  gradcheck("slice", {b}, [](auto& in) { return O::slice(in[0], 2, 1, 3); },
+            [](auto& in, const Tensor& g) {
+              Tensor d = zeros_like(in[0]), d_r = zeros_like(in[0]);
+              O::slice_backward(g, 2, 1, &d);
+              O::ref::slice_backward(g, 2, 1, &d_r);
+              EXPECT_EQ(max_abs_diff(d, d_r), 0.0);
+              return std::vector<Tensor>{d};
+            });
+  gradcheck("transpose", {b}, [](auto& in) { return O::transpose(in[0], 1, 2); },
+            [](auto& in, const Tensor& g) {
+              Tensor d = zeros_like(in[0]), d_r = zeros_like(in[0]);
+              O::transpose_backward(g, 1, 2, &d);
+              O::ref::transpose_backward(g, 1, 2, &d_r);
+              EXPECT_EQ(max_abs_diff(d, d_r), 0.0);
+              return std::vector<Tensor>{d};
+            });
+}
+
+// ---- loss -----------------------------------------------------------------------------------
+
+TEST(CrossEntropy, IgnoreMaskMatchesNaiveAndGradients) {
+  Tensor logits = randn({6, 40}, 1, 3.0f);
+  logits.at({0, 3}) = 80.0f;  // extreme logit
+  const std::vector<int32_t> t = {3, O::kIgnoreIndex, 0, 39, O::kIgnoreIndex, 7};
+  EXPECT_NEAR(O::cross_entropy(logits, t), O::ref::cross_entropy(logits, t), 1e-5);
+  EXPECT_NEAR(O::cross_entropy(noncontiguous_copy(logits), t), O::ref::cross_entropy(logits, t), 1e-5);
+  // uniform logits: loss = log(V)
+  EXPECT_NEAR(O::cross_entropy(Tensor::zeros({2, 40}), {1, 2}), std::log(40.0f), 1e-5);
+  // every target ignored: zero loss, zero grad
+  Tensor g0 = zeros_like(logits);
+  const std::vector<int32_t> none(6, O::kIgnoreIndex);
+  EXPECT_EQ(O::cross_entropy(logits, none), 0.0f);
+  O::cross_entropy_backward(logits, none, 1.0f, &g0);
+  for (float v : g0.to_vector()) EXPECT_EQ(v, 0.0f);
+  EXPECT_THROW(O::cross_entropy(logits, {40, 0, 0, 0, 0, 0}), Error);
+  // ignored rows get no gradient
+  Tensor g = zeros_like(logits), g_r = zeros_like(logits);
+  O::cross_entropy_backward(logits, t, 2.0f, &g);
+  O::ref::cross_entropy_backward(logits, t, 2.0f, &g_r);
+  EXPECT_LE(rel_err(g, g_r), 1e-5);
+  for (int64_t j = 0; j < 40; ++j) EXPECT_EQ(g.at({1, j}), 0.0f);
+  const std::vector<int32_t> t2 = {2, O::kIgnoreIndex, 4};
+  gradcheck("cross_entropy", {randn({3, 9}, 2)},
+            [&](auto& in) { return Tensor::full({1}, O::cross_entropy(in[0], t2)); },
+            [&](auto& in, const Tensor& g) {
+              Tensor d = zeros_like(in[0]);
+              O::cross_entropy_backward(in[0], t2, g.to_vector()[0], &d);
+              return std::vector<Tensor>{d};
+            });
+}
