@@ -94,9 +94,4 @@ void dequantize_row(DType t, const void* src, float* y, int64_t n) {
   fail("dequantize: unsupported dtype");
 }
 
-void quantize_row_q8_act(const float* x, BlockQ8Act* y, int64_t n) {
-  check_blocks(n, "quantize activations");
-  kern::active().quantize_q8_act(x, y, n);
-}
-
 }  // namespace ocellus

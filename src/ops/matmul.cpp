@@ -68,10 +68,15 @@ void matvec(const float* x, const Tensor& w, float* y, const Dims& d) {
   const size_t rb = row_bytes(w.dtype(), d.k);
   const uint8_t* wp = w.raw();
   const DType t = w.dtype();
-  std::vector<BlockQ8Act> xq;
+  const int64_t nb = d.k / kQK;
+  std::vector<int8_t> xqs;
+  std::vector<float> xd, xs;
+  auto xq_row = [&](int64_t i) { return Q8Act{xqs.data() + i * d.k, xd.data() + i * nb, xs.data() + i * nb}; };
   if (t == DType::Q8_0 || t == DType::Q4_0) {
-    xq.resize(size_t(d.n * d.k / kQK));
-    for (int64_t i = 0; i < d.n; ++i) K.quantize_q8_act(x + i * d.k, xq.data() + i * (d.k / kQK), d.k);
+    xqs.resize(size_t(d.n * d.k));
+    xd.resize(size_t(d.n * nb));
+    xs.resize(size_t(d.n * nb));
+    for (int64_t i = 0; i < d.n; ++i) K.quantize_q8_act(x + i * d.k, xq_row(i), d.k);
   }
   parallel_for(d.m, 64, [&](int64_t a, int64_t b) {
     for (int64_t j = a; j < b; ++j) {
@@ -81,8 +86,8 @@ void matvec(const float* x, const Tensor& w, float* y, const Dims& d) {
         switch (t) {
           case DType::F16: v = K.dot_f16(reinterpret_cast<const uint16_t*>(row), x + i * d.k, d.k); break;
           case DType::BF16: v = K.dot_bf16(reinterpret_cast<const uint16_t*>(row), x + i * d.k, d.k); break;
-          case DType::Q8_0: v = K.dot_q8_0(row, xq.data() + i * (d.k / kQK), d.k); break;
-          case DType::Q4_0: v = K.dot_q4_0(row, xq.data() + i * (d.k / kQK), d.k); break;
+          case DType::Q8_0: v = K.dot_q8_0(row, xq_row(i), d.k); break;
+          case DType::Q4_0: v = K.dot_q4_0(row, xq_row(i), d.k); break;
           default: v = K.dot_f32(reinterpret_cast<const float*>(row), x + i * d.k, d.k); break;
         }
         y[i * d.m + j] = v;

@@ -19,6 +19,14 @@ std::vector<const kern::Table*> simd_tables() {
   return v;
 }
 
+// Owns the three arrays of a quantized activation row.
+struct ActBuf {
+  std::vector<int8_t> qs;
+  std::vector<float> d, s;
+  explicit ActBuf(int64_t n) : qs(size_t(n)), d(size_t(n / 32)), s(size_t(n / 32)) {}
+  Q8Act view() { return {qs.data(), d.data(), s.data()}; }
+};
+
 }  // namespace
 
 TEST(Kernels, ReportWhatIsTested) {
@@ -79,16 +87,14 @@ TEST(Kernels, ActivationQuantizationMatchesGeneric) {
   // exact ties at .5 after scaling round to even in every table
   x.data<float>()[64] = 127.0f;
   x.data<float>()[65] = 2.5f;
-  std::vector<BlockQ8Act> g(n / 32), s(n / 32);
-  kern::kGeneric.quantize_q8_act(x.data<float>(), g.data(), n);
-  EXPECT_EQ(g[2].qs[1], 2);
+  ActBuf g(n), s(n);
+  kern::kGeneric.quantize_q8_act(x.data<float>(), g.view(), n);
+  EXPECT_EQ(g.qs[65], 2);  // 2.5 rounds to even
   for (auto* T : simd_tables()) {
-    T->quantize_q8_act(x.data<float>(), s.data(), n);
-    for (int64_t b = 0; b < n / 32; ++b) {
-      ASSERT_EQ(g[b].d, s[b].d) << T->name;
-      ASSERT_FLOAT_EQ(g[b].s, s[b].s) << T->name;
-      for (int j = 0; j < 32; ++j) ASSERT_EQ(g[b].qs[j], s[b].qs[j]) << T->name << " block " << b;
-    }
+    T->quantize_q8_act(x.data<float>(), s.view(), n);
+    EXPECT_EQ(g.qs, s.qs) << T->name;
+    EXPECT_EQ(g.d, s.d) << T->name;
+    for (int64_t b = 0; b < n / 32; ++b) ASSERT_FLOAT_EQ(g.s[b], s.s[b]) << T->name;
   }
 }
 
@@ -98,8 +104,9 @@ TEST(Kernels, DotProductsMatchGeneric) {
     Tensor x = test::randn({n}, uint32_t(n + 2));
     w.data<float>()[3] = 1000.0f;  // extreme value in one block
     Tensor w16 = w.to(DType::F16), wb = w.to(DType::BF16), w8 = w.to(DType::Q8_0), w4 = w.to(DType::Q4_0);
-    std::vector<BlockQ8Act> xq(n / 32);
-    kern::kGeneric.quantize_q8_act(x.data<float>(), xq.data(), n);
+    ActBuf xb(n);
+    const Q8Act xq = xb.view();
+    kern::kGeneric.quantize_q8_act(x.data<float>(), xq, n);
     const kern::Table& G = kern::kGeneric;
     // Sum of |terms| bounds the float rounding differences of reordered sums.
     double mag = 0;
@@ -109,16 +116,16 @@ TEST(Kernels, DotProductsMatchGeneric) {
       EXPECT_NEAR(T->dot_f32(w.data<float>(), x.data<float>(), n), G.dot_f32(w.data<float>(), x.data<float>(), n), tol) << T->name;
       EXPECT_NEAR(T->dot_f16(w16.data<uint16_t>(), x.data<float>(), n), G.dot_f16(w16.data<uint16_t>(), x.data<float>(), n), tol) << T->name;
       EXPECT_NEAR(T->dot_bf16(wb.data<uint16_t>(), x.data<float>(), n), G.dot_bf16(wb.data<uint16_t>(), x.data<float>(), n), tol) << T->name;
-      EXPECT_NEAR(T->dot_q8_0(w8.raw(), xq.data(), n), G.dot_q8_0(w8.raw(), xq.data(), n), tol) << T->name;
-      EXPECT_NEAR(T->dot_q4_0(w4.raw(), xq.data(), n), G.dot_q4_0(w4.raw(), xq.data(), n), tol) << T->name;
+      EXPECT_NEAR(T->dot_q8_0(w8.raw(), xq, n), G.dot_q8_0(w8.raw(), xq, n), tol) << T->name;
+      EXPECT_NEAR(T->dot_q4_0(w4.raw(), xq, n), G.dot_q4_0(w4.raw(), xq, n), tol) << T->name;
     }
     // The integer paths equal the float dot of dequantized weights and activations.
     std::vector<float> wd(n), xd(n);
     dequantize_row_q4_0(w4.data<BlockQ4_0>(), wd.data(), n);
     for (int64_t b = 0; b < n / 32; ++b)
-      for (int j = 0; j < 32; ++j) xd[b * 32 + j] = xq[b].d * xq[b].qs[j];
+      for (int j = 0; j < 32; ++j) xd[b * 32 + j] = xq.d[b] * xq.qs[b * 32 + j];
     double exact = 0;
     for (int64_t i = 0; i < n; ++i) exact += double(wd[i]) * xd[i];
-    EXPECT_NEAR(G.dot_q4_0(w4.raw(), xq.data(), n), exact, tol);
+    EXPECT_NEAR(G.dot_q4_0(w4.raw(), xq, n), exact, tol);
   }
 }

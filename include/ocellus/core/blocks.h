@@ -21,13 +21,13 @@ struct BlockQ4_0 {
 static_assert(sizeof(BlockQ8_0) == 34, "q8_0 block must be 34 bytes as in GGUF");
 static_assert(sizeof(BlockQ4_0) == 18, "q4_0 block must be 18 bytes as in GGUF");
 
-// Activations quantized for integer dot products with q8_0 / q4_0 weights (not a file format):
-// d is the scale, s = d * sum(qs), which lets q4_0's "-8" offset be applied once per block.
-struct BlockQ8Act {
-  float d;
-  float s;
-  int8_t qs[kQK];
+// A row of activations quantized for integer dot products with q8_0 / q4_0 weights (not a file
+// format): nb blocks of 32 as three arrays, so kernels load the scales of 8 blocks at once.
+// qs[32 * nb] the values, d[nb] the block scales, s[nb] = d * Σ qs (applies q4_0's "-8" offset).
+struct Q8Act {
+  int8_t* qs;
+  float* d;
+  float* s;
 };
-static_assert(sizeof(BlockQ8Act) == 40, "unexpected padding in BlockQ8Act");
 
 }  // namespace ocellus

@@ -16,7 +16,4 @@ void quantize_row_q4_0(const float* x, BlockQ4_0* y, int64_t n);
 void dequantize_row_q8_0(const BlockQ8_0* x, float* y, int64_t n);
 void dequantize_row_q4_0(const BlockQ4_0* x, float* y, int64_t n);
 
-// Activation quantization for the integer dot kernels (uses the selected SIMD kernel).
-void quantize_row_q8_act(const float* x, BlockQ8Act* y, int64_t n);
-
 }  // namespace ocellus

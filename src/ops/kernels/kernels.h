@@ -20,13 +20,13 @@ struct Table {
   void (*bf16_to_f32)(const uint16_t* x, float* y, int64_t n);
   void (*dequant_q8_0)(const void* x, float* y, int64_t n);
   void (*dequant_q4_0)(const void* x, float* y, int64_t n);
-  void (*quantize_q8_act)(const float* x, BlockQ8Act* y, int64_t n);
+  void (*quantize_q8_act)(const float* x, Q8Act y, int64_t n);
   // Dot product of one weight row (length n) with one activation row.
   float (*dot_f32)(const float* w, const float* x, int64_t n);
   float (*dot_f16)(const uint16_t* w, const float* x, int64_t n);
   float (*dot_bf16)(const uint16_t* w, const float* x, int64_t n);
-  float (*dot_q8_0)(const void* w, const BlockQ8Act* x, int64_t n);
-  float (*dot_q4_0)(const void* w, const BlockQ8Act* x, int64_t n);
+  float (*dot_q8_0)(const void* w, Q8Act x, int64_t n);
+  float (*dot_q4_0)(const void* w, Q8Act x, int64_t n);
 };
 
 extern const Table kGeneric;

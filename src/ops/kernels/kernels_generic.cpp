@@ -34,7 +34,7 @@ void dequant_q4_0(const void* x, float* y, int64_t n) {
     }
   }
 }
-void quantize_q8_act(const float* x, BlockQ8Act* y, int64_t n) {
+void quantize_q8_act(const float* x, Q8Act y, int64_t n) {
   for (int64_t i = 0; i < n / kQK; ++i, x += kQK) {
     float amax = 0.0f;
     for (int j = 0; j < kQK; ++j) amax = fmaxf(amax, fabsf(x[j]));
@@ -42,11 +42,11 @@ void quantize_q8_act(const float* x, BlockQ8Act* y, int64_t n) {
     int sum = 0;
     for (int j = 0; j < kQK; ++j) {
       int q = int(nearbyintf(x[j] * id));
-      y[i].qs[j] = int8_t(q);
+      y.qs[i * kQK + j] = int8_t(q);
       sum += q;
     }
-    y[i].d = d;
-    y[i].s = d * float(sum);
+    y.d[i] = d;
+    y.s[i] = d * float(sum);
   }
 }
 float dot_f32(const float* w, const float* x, int64_t n) {
@@ -64,26 +64,26 @@ float dot_bf16(const uint16_t* w, const float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) s += s_bf16_to_f32(w[i]) * x[i];
   return s;
 }
-float dot_q8_0(const void* wv, const BlockQ8Act* x, int64_t n) {
+float dot_q8_0(const void* wv, Q8Act x, int64_t n) {
   const BlockQ8_0* w = static_cast<const BlockQ8_0*>(wv);
   float s = 0.0f;
   for (int64_t i = 0; i < n / kQK; ++i) {
     int sumi = 0;
-    for (int j = 0; j < kQK; ++j) sumi += int(w[i].qs[j]) * int(x[i].qs[j]);
-    s += float(sumi) * (s_fp16_to_f32(w[i].d) * x[i].d);
+    for (int j = 0; j < kQK; ++j) sumi += int(w[i].qs[j]) * int(x.qs[i * kQK + j]);
+    s += float(sumi) * (s_fp16_to_f32(w[i].d) * x.d[i]);
   }
   return s;
 }
-float dot_q4_0(const void* wv, const BlockQ8Act* x, int64_t n) {
+float dot_q4_0(const void* wv, Q8Act x, int64_t n) {
   const BlockQ4_0* w = static_cast<const BlockQ4_0*>(wv);
   float s = 0.0f;
   for (int64_t i = 0; i < n / kQK; ++i) {
     int sumi = 0;  // nibbles as unsigned 0..15; the -8 is applied through x.s
     for (int j = 0; j < kQK / 2; ++j)
-      sumi += int(w[i].qs[j] & 0x0f) * int(x[i].qs[j]) +
-              int(w[i].qs[j] >> 4) * int(x[i].qs[j + kQK / 2]);
+      sumi += int(w[i].qs[j] & 0x0f) * int(x.qs[i * kQK + j]) +
+              int(w[i].qs[j] >> 4) * int(x.qs[i * kQK + j + kQK / 2]);
     const float dw = s_fp16_to_f32(w[i].d);
-    s += float(sumi) * (dw * x[i].d) - 8.0f * dw * x[i].s;
+    s += float(sumi) * (dw * x.d[i]) - 8.0f * dw * x.s[i];
   }
   return s;
 }
