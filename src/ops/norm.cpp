@@ -11,7 +11,7 @@ namespace {
 
 struct Rows {
   Tensor x;  // contiguous [rows, d]
-  int64_t rows, d;
+  int64_t rows = 0, d = 0;
   const float* w = nullptr;
   const float* b = nullptr;
   Tensor wc, bc;
@@ -19,7 +19,10 @@ struct Rows {
 
 Rows prepare(const Tensor& x, const Tensor* w, const Tensor* b, const char* op) {
   detail::require_f32(x, op, "x");
-  Rows r{x.contiguous(), x.shape().rows(), x.dim(-1)};
+  Rows r;
+  r.x = x.contiguous();
+  r.rows = x.shape().rows();
+  r.d = x.dim(-1);
   if (w) {
     detail::require_f32(*w, op, "weight");
     OCELLUS_CHECK(w->numel() == r.d, op, ": weight of ", w->numel(), " values for rows of ", r.d);

@@ -110,7 +110,7 @@ Tensor concat(const std::vector<Tensor>& xs, int dim) {
   int64_t off = 0;
   for (const Tensor& x : xs) {
     detail::for_each_index(x.shape(), [&](const int64_t* i) {
-      int64_t o[kMaxDims];
+      int64_t o[kMaxDims] = {0, 0, 0, 0};
       for (int d = 0; d < x.ndim(); ++d) o[d] = i[d] + (d == dim ? off : 0);
       detail::elem(out, o) = detail::elem(x, i);
     });
@@ -134,7 +134,7 @@ Tensor slice(const Tensor& x, int dim, int64_t start, int64_t end) {
   s[dim] = end - start;
   Tensor out = Tensor::empty(s);
   detail::for_each_index(s, [&](const int64_t* i) {
-    int64_t src[kMaxDims];
+    int64_t src[kMaxDims] = {0, 0, 0, 0};
     for (int d = 0; d < s.ndim; ++d) src[d] = i[d] + (d == dim ? start : 0);
     detail::elem(out, i) = detail::elem(x, src);
   });
@@ -145,7 +145,7 @@ void slice_backward(const Tensor& dy, int dim, int64_t start, Tensor* dx) {
   if (!dx) return;
   dim = norm_dim(dim, dx->ndim(), "ref::slice_backward");
   detail::for_each_index(dy.shape(), [&](const int64_t* i) {
-    int64_t dst[kMaxDims];
+    int64_t dst[kMaxDims] = {0, 0, 0, 0};
     for (int d = 0; d < dy.ndim(); ++d) dst[d] = i[d] + (d == dim ? start : 0);
     detail::elem(*dx, dst) += detail::elem(dy, i);
   });
@@ -158,7 +158,7 @@ Tensor transpose(const Tensor& x, int a, int b) {
   std::swap(s.d[a], s.d[b]);
   Tensor out = Tensor::empty(s);
   detail::for_each_index(s, [&](const int64_t* i) {
-    int64_t src[kMaxDims];
+    int64_t src[kMaxDims] = {0, 0, 0, 0};
     for (int d = 0; d < s.ndim; ++d) src[d] = i[d];
     std::swap(src[a], src[b]);
     detail::elem(out, i) = detail::elem(x, src);
@@ -171,7 +171,7 @@ void transpose_backward(const Tensor& dy, int a, int b, Tensor* dx) {
   a = norm_dim(a, dy.ndim(), "ref::transpose_backward");
   b = norm_dim(b, dy.ndim(), "ref::transpose_backward");
   detail::for_each_index(dy.shape(), [&](const int64_t* i) {
-    int64_t dst[kMaxDims];
+    int64_t dst[kMaxDims] = {0, 0, 0, 0};
     for (int d = 0; d < dy.ndim(); ++d) dst[d] = i[d];
     std::swap(dst[a], dst[b]);
     detail::elem(*dx, dst) += detail::elem(dy, i);
