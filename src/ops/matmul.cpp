@@ -57,9 +57,17 @@ void dequantize_rows(const Tensor& w, int64_t j0, int64_t rows, float* dst) {
   });
 }
 
-// Rows of w per dequantized tile: about 4 MiB of f32, at least 64 rows.
-int64_t tile_rows(int64_t m, int64_t k) {
-  return std::min<int64_t>(m, std::max<int64_t>(64, (int64_t(4) << 20) / (4 * std::max<int64_t>(k, 1))));
+// Calls fn(j0, rows, tile) for tiles of w's rows dequantized to f32: about 4 MiB each, at
+// least 64 rows.
+template <typename Fn>
+void for_each_f32_tile(const Tensor& w, int64_t m, int64_t k, Fn fn) {
+  const int64_t T = std::min<int64_t>(m, std::max<int64_t>(64, (int64_t(4) << 20) / (4 * std::max<int64_t>(k, 1))));
+  std::vector<float> tile(size_t(T * k));
+  for (int64_t j0 = 0; j0 < m; j0 += T) {
+    const int64_t rows = std::min(T, m - j0);
+    dequantize_rows(w, j0, rows, tile.data());
+    fn(j0, rows, tile.data());
+  }
 }
 
 // y[n, m] = x[n, k] · wᵀ for non-f32 w and few rows: each weight row is read once.
@@ -117,13 +125,9 @@ Tensor matmul(const Tensor& x, const Tensor& w_in, const Tensor* bias) {
   } else if (d.n < kMatvecMaxRows) {
     matvec(xp, w, yp, d);
   } else {
-    const int64_t T = tile_rows(d.m, d.k);
-    std::vector<float> tile(size_t(T * d.k));
-    for (int64_t j0 = 0; j0 < d.m; j0 += T) {
-      const int64_t rows = std::min(T, d.m - j0);
-      dequantize_rows(w, j0, rows, tile.data());
-      sgemm(false, true, d.n, rows, d.k, xp, d.k, tile.data(), d.k, 0.0f, yp + j0, d.m);
-    }
+    for_each_f32_tile(w, d.m, d.k, [&](int64_t j0, int64_t rows, const float* tile) {
+      sgemm(false, true, d.n, rows, d.k, xp, d.k, tile, d.k, 0.0f, yp + j0, d.m);
+    });
   }
   if (bias) add_bias(yp, bias->contiguous().data<float>(), d.n, d.m);
   return y;
@@ -148,13 +152,9 @@ void matmul_backward(const Tensor& x, const Tensor& w_in, const Tensor& dy, Tens
     if (w.dtype() == DType::F32) {
       sgemm(false, false, d.n, d.k, d.m, g, d.m, w.data<float>(), d.k, 1.0f, dx->data<float>(), d.k);
     } else {
-      const int64_t T = tile_rows(d.m, d.k);
-      std::vector<float> tile(size_t(T * d.k));
-      for (int64_t j0 = 0; j0 < d.m; j0 += T) {
-        const int64_t rows = std::min(T, d.m - j0);
-        dequantize_rows(w, j0, rows, tile.data());
-        sgemm(false, false, d.n, d.k, rows, g + j0, d.m, tile.data(), d.k, 1.0f, dx->data<float>(), d.k);
-      }
+      for_each_f32_tile(w, d.m, d.k, [&](int64_t j0, int64_t rows, const float* tile) {
+        sgemm(false, false, d.n, d.k, rows, g + j0, d.m, tile, d.k, 1.0f, dx->data<float>(), d.k);
+      });
     }
   }
   if (dw) {

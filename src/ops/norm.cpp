@@ -47,6 +47,23 @@ void column_sums(float* g, int64_t rows, int64_t d, F f) {
   });
 }
 
+// Mean and 1/σ of one row (LayerNorm), shared by forward and backward.
+inline void layer_norm_stats(const float* xr, int64_t d, float eps, float* mean, float* inv) {
+  float m = 0, v = 0;
+  for (int64_t j = 0; j < d; ++j) m += xr[j];
+  m /= float(d);
+  for (int64_t j = 0; j < d; ++j) v += (xr[j] - m) * (xr[j] - m);
+  *mean = m;
+  *inv = 1.0f / std::sqrt(v / float(d) + eps);
+}
+
+// 1 / sqrt(mean(x²) + eps) of one row (RMSNorm).
+inline float rms_inv(const float* xr, int64_t d, float eps) {
+  float ss = 0;
+  for (int64_t j = 0; j < d; ++j) ss += xr[j] * xr[j];
+  return 1.0f / std::sqrt(ss / float(d) + eps);
+}
+
 }  // namespace
 
 Tensor layer_norm(const Tensor& x, const Tensor* w, const Tensor* b, float eps) {
@@ -58,11 +75,8 @@ Tensor layer_norm(const Tensor& x, const Tensor* w, const Tensor* b, float eps) 
     for (int64_t i = r0; i < r1; ++i) {
       const float* xr = xp + i * r.d;
       float* yr = yp + i * r.d;
-      float mean = 0, var = 0;
-      for (int64_t j = 0; j < r.d; ++j) mean += xr[j];
-      mean /= float(r.d);
-      for (int64_t j = 0; j < r.d; ++j) var += (xr[j] - mean) * (xr[j] - mean);
-      const float inv = 1.0f / std::sqrt(var / float(r.d) + eps);
+      float mean, inv;
+      layer_norm_stats(xr, r.d, eps, &mean, &inv);
       for (int64_t j = 0; j < r.d; ++j) {
         float v = (xr[j] - mean) * inv;
         if (r.w) v *= r.w[j];
@@ -85,15 +99,7 @@ void layer_norm_backward(const Tensor& x, const Tensor* w, const Tensor& dy_in, 
   // per-row mean and 1/σ, reused by all three gradients
   std::vector<float> mean(size_t(r.rows)), inv(size_t(r.rows));
   parallel_for(r.rows, 8, [&](int64_t r0, int64_t r1) {
-    for (int64_t i = r0; i < r1; ++i) {
-      const float* xr = xp + i * r.d;
-      float m = 0, v = 0;
-      for (int64_t j = 0; j < r.d; ++j) m += xr[j];
-      m /= float(r.d);
-      for (int64_t j = 0; j < r.d; ++j) v += (xr[j] - m) * (xr[j] - m);
-      mean[i] = m;
-      inv[i] = 1.0f / std::sqrt(v / float(r.d) + eps);
-    }
+    for (int64_t i = r0; i < r1; ++i) layer_norm_stats(xp + i * r.d, r.d, eps, &mean[i], &inv[i]);
   });
   auto xhat = [&](int64_t i, int64_t j) { return (xp[i * r.d + j] - mean[i]) * inv[i]; };
   if (dx) {
@@ -127,9 +133,7 @@ Tensor rms_norm(const Tensor& x, const Tensor* w, float eps) {
   parallel_for(r.rows, 8, [&](int64_t r0, int64_t r1) {
     for (int64_t i = r0; i < r1; ++i) {
       const float* xr = xp + i * r.d;
-      float ss = 0;
-      for (int64_t j = 0; j < r.d; ++j) ss += xr[j] * xr[j];
-      const float inv = 1.0f / std::sqrt(ss / float(r.d) + eps);
+      const float inv = rms_inv(xr, r.d, eps);
       for (int64_t j = 0; j < r.d; ++j) yp[i * r.d + j] = xr[j] * inv * (r.w ? r.w[j] : 1.0f);
     }
   });
@@ -145,11 +149,7 @@ void rms_norm_backward(const Tensor& x, const Tensor* w, const Tensor& dy_in, fl
   const float *xp = r.x.data<float>(), *g = dy.data<float>();
   std::vector<float> inv(size_t(r.rows));
   parallel_for(r.rows, 8, [&](int64_t r0, int64_t r1) {
-    for (int64_t i = r0; i < r1; ++i) {
-      float ss = 0;
-      for (int64_t j = 0; j < r.d; ++j) ss += xp[i * r.d + j] * xp[i * r.d + j];
-      inv[i] = 1.0f / std::sqrt(ss / float(r.d) + eps);
-    }
+    for (int64_t i = r0; i < r1; ++i) inv[i] = rms_inv(xp + i * r.d, r.d, eps);
   });
   if (dx) {
     float* dxp = dx->data<float>();
