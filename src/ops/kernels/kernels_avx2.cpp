@@ -32,49 +32,42 @@ void bf16_to_f32(const uint16_t* x, float* y, int64_t n) {
   for (; i < n; ++i) y[i] = s_bf16_to_f32(x[i]);
 }
 
-// Four independent accumulators hide the FMA latency.
-float dot_f32(const float* w, const float* x, int64_t n) {
-  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-  int64_t i = 0;
-  for (; i + 32 <= n; i += 32) {
-    a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(x + i), a0);
-    a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 8), _mm256_loadu_ps(x + i + 8), a1);
-    a2 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 16), _mm256_loadu_ps(x + i + 16), a2);
-    a3 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 24), _mm256_loadu_ps(x + i + 24), a3);
-  }
-  for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(x + i), a0);
-  float s = hsum256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
-  for (; i < n; ++i) s += w[i] * x[i];
+// One weight-row dot product with four independent 8-wide accumulators (hiding the FMA
+// latency). LOAD(i) yields weights i..i+7 as floats; TAIL(i) one weight as a float.
+#define OCELLUS_DOT256(LOAD, TAIL)                                                         \
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                               \
+  int64_t i = 0;                                                                            \
+  for (; i + 32 <= n; i += 32) {                                                            \
+    a0 = _mm256_fmadd_ps(LOAD(i), _mm256_loadu_ps(x + i), a0);                              \
+    a1 = _mm256_fmadd_ps(LOAD(i + 8), _mm256_loadu_ps(x + i + 8), a1);                      \
+    a2 = _mm256_fmadd_ps(LOAD(i + 16), _mm256_loadu_ps(x + i + 16), a2);                    \
+    a3 = _mm256_fmadd_ps(LOAD(i + 24), _mm256_loadu_ps(x + i + 24), a3);                    \
+  }                                                                                         \
+  for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(LOAD(i), _mm256_loadu_ps(x + i), a0);     \
+  float s = hsum256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));          \
+  for (; i < n; ++i) s += TAIL(i) * x[i];                                                   \
   return s;
+
+float dot_f32(const float* w, const float* x, int64_t n) {
+#define LOAD(i) _mm256_loadu_ps(w + (i))
+#define TAIL(i) w[i]
+  OCELLUS_DOT256(LOAD, TAIL)
+#undef LOAD
+#undef TAIL
 }
 float dot_f16(const uint16_t* w, const float* x, int64_t n) {
-  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-  auto ld = [&](int64_t i) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + i))); };
-  int64_t i = 0;
-  for (; i + 32 <= n; i += 32) {
-    a0 = _mm256_fmadd_ps(ld(i), _mm256_loadu_ps(x + i), a0);
-    a1 = _mm256_fmadd_ps(ld(i + 8), _mm256_loadu_ps(x + i + 8), a1);
-    a2 = _mm256_fmadd_ps(ld(i + 16), _mm256_loadu_ps(x + i + 16), a2);
-    a3 = _mm256_fmadd_ps(ld(i + 24), _mm256_loadu_ps(x + i + 24), a3);
-  }
-  for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(ld(i), _mm256_loadu_ps(x + i), a0);
-  float s = hsum256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
-  for (; i < n; ++i) s += _cvtsh_ss(w[i]) * x[i];
-  return s;
+#define LOAD(i) _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + (i))))
+#define TAIL(i) _cvtsh_ss(w[i])
+  OCELLUS_DOT256(LOAD, TAIL)
+#undef LOAD
+#undef TAIL
 }
 float dot_bf16(const uint16_t* w, const float* x, int64_t n) {
-  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-  int64_t i = 0;
-  for (; i + 32 <= n; i += 32) {
-    a0 = _mm256_fmadd_ps(load_bf16(w + i), _mm256_loadu_ps(x + i), a0);
-    a1 = _mm256_fmadd_ps(load_bf16(w + i + 8), _mm256_loadu_ps(x + i + 8), a1);
-    a2 = _mm256_fmadd_ps(load_bf16(w + i + 16), _mm256_loadu_ps(x + i + 16), a2);
-    a3 = _mm256_fmadd_ps(load_bf16(w + i + 24), _mm256_loadu_ps(x + i + 24), a3);
-  }
-  for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(load_bf16(w + i), _mm256_loadu_ps(x + i), a0);
-  float s = hsum256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
-  for (; i < n; ++i) s += s_bf16_to_f32(w[i]) * x[i];
-  return s;
+#define LOAD(i) load_bf16(w + (i))
+#define TAIL(i) s_bf16_to_f32(w[i])
+  OCELLUS_DOT256(LOAD, TAIL)
+#undef LOAD
+#undef TAIL
 }
 
 }  // namespace
