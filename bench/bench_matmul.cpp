@@ -9,6 +9,7 @@
 #include "ocellus/core/tensor.h"
 #include "ocellus/core/threads.h"
 #include "ocellus/ops/matmul.h"
+#include "ops/kernels/kernels.h"
 
 using namespace ocellus;
 
@@ -85,6 +86,28 @@ void BM_MatvecCached(benchmark::State& state) {
   state.counters["GB/s"] = benchmark::Counter(double(w.nbytes()) / 1e9, benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// The quantized dot kernel alone, one thread, one 2048-wide row in L1: cycles of compute per
+// block, with no threading, allocation or activation quantization around it.
+void BM_DotKernel(benchmark::State& state) {
+  const DType t = DType(state.range(0));
+  const int64_t k = 2048, nb = k / kQK;
+  Tensor w = random_tensor({1, k}, 5).to(t), x = random_tensor({1, k}, 6);
+  std::vector<int8_t> qs(k);
+  std::vector<float> d(nb), s(nb);
+  const Q8Act xq{qs.data(), d.data(), s.data()};
+  const kern::Table& K = kern::active();
+  K.quantize_q8_act(x.data<float>(), xq, k);
+  for (auto _ : state) {
+    float v = t == DType::Q8_0 ? K.dot_q8_0(w.raw(), xq, k)
+              : t == DType::Q4_0 ? K.dot_q4_0(w.raw(), xq, k)
+                                 : K.dot_f16(reinterpret_cast<const uint16_t*>(w.raw()), x.data<float>(), k);
+    benchmark::DoNotOptimize(v);
+  }
+  state.SetLabel(dtype_name(t));
+  state.counters["blocks/s"] = benchmark::Counter(double(nb), benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["GB/s"] = benchmark::Counter(double(w.nbytes()) / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+}
+
 constexpr int64_t kF32 = int64_t(DType::F32), kF16 = int64_t(DType::F16), kBF16 = int64_t(DType::BF16),
                   kQ8 = int64_t(DType::Q8_0), kQ4 = int64_t(DType::Q4_0);
 
@@ -108,6 +131,8 @@ BENCHMARK(BM_Matvec)->ArgNames({"m", "k", "dtype"})
 BENCHMARK(BM_MatvecCached)->ArgNames({"m", "k", "dtype"})
     ->ArgsProduct({{1024}, {2048}, {kF16, kQ8, kQ4}})
     ->UseRealTime()->Unit(benchmark::kMicrosecond);
+
+BENCHMARK(BM_DotKernel)->ArgName("dtype")->Arg(kF16)->Arg(kQ8)->Arg(kQ4);
 
 int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);

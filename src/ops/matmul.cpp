@@ -3,6 +3,7 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <cstring>
 #include <vector>
 
 #include "ocellus/core/quant.h"
@@ -70,22 +71,26 @@ void for_each_f32_tile(const Tensor& w, int64_t m, int64_t k, Fn fn) {
   }
 }
 
+// Rows of x quantized to 8 bits for the q8_0 / q4_0 dot kernels.
+struct QuantizedRows {
+  std::vector<int8_t> qs;
+  std::vector<float> d, s;
+  int64_t k = 0, nb = 0;
+  QuantizedRows(const kern::Table& K, const float* x, int64_t n, int64_t k_)
+      : qs(size_t(n * k_)), d(size_t(n * (k_ / kQK))), s(d.size()), k(k_), nb(k_ / kQK) {
+    for (int64_t i = 0; i < n; ++i) K.quantize_q8_act(x + i * k, row(i), k);
+  }
+  Q8Act row(int64_t i) { return Q8Act{qs.data() + i * k, d.data() + i * nb, s.data() + i * nb}; }
+};
+
 // y[n, m] = x[n, k] · wᵀ for non-f32 w and few rows: each weight row is read once.
 void matvec(const float* x, const Tensor& w, float* y, const Dims& d) {
   const kern::Table& K = kern::active();
   const size_t rb = row_bytes(w.dtype(), d.k);
   const uint8_t* wp = w.raw();
   const DType t = w.dtype();
-  const int64_t nb = d.k / kQK;
-  std::vector<int8_t> xqs;
-  std::vector<float> xd, xs;
-  auto xq_row = [&](int64_t i) { return Q8Act{xqs.data() + i * d.k, xd.data() + i * nb, xs.data() + i * nb}; };
-  if (t == DType::Q8_0 || t == DType::Q4_0) {
-    xqs.resize(size_t(d.n * d.k));
-    xd.resize(size_t(d.n * nb));
-    xs.resize(size_t(d.n * nb));
-    for (int64_t i = 0; i < d.n; ++i) K.quantize_q8_act(x + i * d.k, xq_row(i), d.k);
-  }
+  const bool quant = t == DType::Q8_0 || t == DType::Q4_0;
+  QuantizedRows xq(K, x, quant ? d.n : 0, d.k);
   parallel_for(d.m, 64, [&](int64_t a, int64_t b) {
     for (int64_t j = a; j < b; ++j) {
       const uint8_t* row = wp + size_t(j) * rb;
@@ -94,14 +99,51 @@ void matvec(const float* x, const Tensor& w, float* y, const Dims& d) {
         switch (t) {
           case DType::F16: v = K.dot_f16(reinterpret_cast<const uint16_t*>(row), x + i * d.k, d.k); break;
           case DType::BF16: v = K.dot_bf16(reinterpret_cast<const uint16_t*>(row), x + i * d.k, d.k); break;
-          case DType::Q8_0: v = K.dot_q8_0(row, xq_row(i), d.k); break;
-          case DType::Q4_0: v = K.dot_q4_0(row, xq_row(i), d.k); break;
+          case DType::Q8_0: v = K.dot_q8_0(row, xq.row(i), d.k); break;
+          case DType::Q4_0: v = K.dot_q4_0(row, xq.row(i), d.k); break;
           default: v = K.dot_f32(reinterpret_cast<const float*>(row), x + i * d.k, d.k); break;
         }
         y[i * d.m + j] = v;
       }
     }
   });
+}
+
+// The same for a q4_0 weight packed in 16-row tiles.
+void matvec_packed(const float* x, const BlockQ4_0x16* tiles, float* y, const Dims& d) {
+  const kern::Table& K = kern::active();
+  const int64_t n_tiles = (d.m + kPackRows - 1) / kPackRows, nb = d.k / kQK;
+  QuantizedRows xq(K, x, d.n, d.k);
+  parallel_for(n_tiles, 4, [&](int64_t a, int64_t b) {
+    float out[kPackRows];
+    for (int64_t t = a; t < b; ++t) {
+      const int64_t j0 = t * kPackRows, rows = std::min(kPackRows, d.m - j0);
+      for (int64_t i = 0; i < d.n; ++i) {
+        K.gemv_q4_0x16(tiles + t * nb, xq.row(i), d.k, out);
+        std::copy(out, out + rows, y + i * d.m + j0);
+      }
+    }
+  });
+}
+
+// A q4_0 matrix [m, k] in 16-row tiles; rows past m are zero (scale 0) and yield 0.
+std::vector<BlockQ4_0x16> pack_q4_0x16(const Tensor& w) {
+  const int64_t m = w.dim(0), k = w.dim(1), nb = k / kQK, n_tiles = (m + kPackRows - 1) / kPackRows;
+  std::vector<BlockQ4_0x16> out(size_t(n_tiles * nb));
+  const BlockQ4_0* src = reinterpret_cast<const BlockQ4_0*>(w.raw());
+  parallel_for(n_tiles, 16, [&](int64_t a, int64_t b) {
+    for (int64_t t = a; t < b; ++t)
+      for (int64_t i = 0; i < nb; ++i) {
+        BlockQ4_0x16& o = out[size_t(t * nb + i)];
+        std::memset(&o, 0, sizeof(o));
+        for (int64_t r = 0; r < kPackRows && t * kPackRows + r < m; ++r) {
+          const BlockQ4_0& blk = src[(t * kPackRows + r) * nb + i];
+          o.d[r] = blk.d;
+          for (int c = 0; c < 4; ++c) std::memcpy(o.qs[c] + 4 * r, blk.qs + 4 * c, 4);
+        }
+      }
+  });
+  return out;
 }
 
 void add_bias(float* y, const float* b, int64_t n, int64_t m) {
@@ -130,6 +172,22 @@ Tensor matmul(const Tensor& x, const Tensor& w_in, const Tensor* bias) {
     });
   }
   if (bias) add_bias(yp, bias->contiguous().data<float>(), d.n, d.m);
+  return y;
+}
+
+PreparedWeight::PreparedWeight(Tensor w) : w_(w.contiguous()) {
+  OCELLUS_CHECK(w_.ndim() == 2, "PreparedWeight: weight must be 2-D [m, k], got ", w_.shape().str());
+  if (w_.dtype() == DType::Q4_0)
+    packed_ = std::make_shared<const std::vector<BlockQ4_0x16>>(pack_q4_0x16(w_));
+}
+
+Tensor matmul(const Tensor& x, const PreparedWeight& w, const Tensor* bias) {
+  const Dims d = check_matmul(x, w.tensor(), bias, "matmul");
+  if (!w.packed() || d.n >= kMatvecMaxRows) return matmul(x, w.tensor(), bias);
+  const Tensor xc = x.contiguous();
+  Tensor y = Tensor::empty(out_shape(x, d.m));
+  matvec_packed(xc.data<float>(), w.tiles(), y.data<float>(), d);
+  if (bias) add_bias(y.data<float>(), bias->contiguous().data<float>(), d.n, d.m);
   return y;
 }
 

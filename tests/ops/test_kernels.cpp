@@ -5,6 +5,7 @@
 
 #include "ocellus/core/cpu.h"
 #include "ocellus/core/quant.h"
+#include "ocellus/ops/matmul.h"
 #include "ops/kernels/kernels.h"
 #include "testutil.h"
 
@@ -99,7 +100,7 @@ TEST(Kernels, ActivationQuantizationMatchesGeneric) {
 }
 
 TEST(Kernels, DotProductsMatchGeneric) {
-  for (int64_t n : {32, 64, 96, 1024, 2048 + 32, 5632}) {
+  for (int64_t n : {32, 64, 96, 480, 1024, 2048 + 32, 5632}) {
     Tensor w = test::randn({n}, uint32_t(n + 1));
     Tensor x = test::randn({n}, uint32_t(n + 2));
     w.data<float>()[3] = 1000.0f;  // extreme value in one block
@@ -129,3 +130,24 @@ TEST(Kernels, DotProductsMatchGeneric) {
     EXPECT_NEAR(G.dot_q4_0(w4.raw(), xq, n), exact, tol);
   }
 }
+
+// The tile kernels of every table against the generic one, on tiles packed by PreparedWeight.
+TEST(Kernels, PackedQ4TileMatchesGeneric) {
+  for (int64_t n : {32, 256, 2048 + 96}) {
+    Tensor w = test::randn({16, n}, uint32_t(n + 5)).to(DType::Q4_0);
+    ops::PreparedWeight pw(w);
+    Tensor x = test::randn({n}, uint32_t(n + 6));
+    ActBuf xb(n);
+    const Q8Act xq = xb.view();
+    kern::kGeneric.quantize_q8_act(x.data<float>(), xq, n);
+    float want[16], got[16];
+    kern::kGeneric.gemv_q4_0x16(pw.tiles(), xq, n, want);
+    for (int r = 0; r < 16; ++r)  // and against the row dots of the unpacked matrix
+      EXPECT_NEAR(want[r], kern::kGeneric.dot_q4_0(w.raw() + r * (n / 32) * 18, xq, n), 1e-5 * n) << r;
+    for (auto* T : simd_tables()) {
+      T->gemv_q4_0x16(pw.tiles(), xq, n, got);
+      for (int r = 0; r < 16; ++r) EXPECT_NEAR(got[r], want[r], 1e-5 * n) << T->name << " row " << r;
+    }
+  }
+}
+

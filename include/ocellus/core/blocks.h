@@ -21,6 +21,17 @@ struct BlockQ4_0 {
 static_assert(sizeof(BlockQ8_0) == 34, "q8_0 block must be 34 bytes as in GGUF");
 static_assert(sizeof(BlockQ4_0) == 18, "q4_0 block must be 18 bytes as in GGUF");
 
+// q4_0 repacked for matrix-vector products (an in-memory layout, never a file format): 16 rows
+// form a tile; per 32-column block the tile holds the 16 rows' f16 scales, then four 64-byte
+// chunks, chunk c holding qs bytes 4c..4c+3 of row 0, row 1, ..., row 15. A kernel then keeps one
+// row per 32-bit lane: no horizontal sums, as llama.cpp's CPU "repack" layouts do.
+constexpr int64_t kPackRows = 16;
+struct BlockQ4_0x16 {
+  uint16_t d[kPackRows];
+  uint8_t qs[4][kPackRows * 4];
+};
+static_assert(sizeof(BlockQ4_0x16) == kPackRows * sizeof(BlockQ4_0), "packing keeps the size");
+
 // A row of activations quantized for integer dot products with q8_0 / q4_0 weights (not a file
 // format): nb blocks of 32 as three arrays, so kernels load the scales of 8 blocks at once.
 // qs[32 * nb] the values, d[nb] the block scales, s[nb] = d * Σ qs (applies q4_0's "-8" offset).

@@ -1,6 +1,10 @@
 #pragma once
 // Matrix product with the weight layout of GGUF and PyTorch's nn.Linear: w is [m, k], one output
 // feature per row, in any storage dtype; activations are f32.
+#include <memory>
+#include <vector>
+
+#include "ocellus/core/blocks.h"
 #include "ocellus/core/tensor.h"
 
 namespace ocellus::ops {
@@ -11,6 +15,27 @@ namespace ocellus::ops {
 // llama.cpp does); for many rows (prefill, training) weight tiles are dequantized and multiplied
 // with sgemm.
 Tensor matmul(const Tensor& x, const Tensor& w, const Tensor* bias = nullptr);
+
+// A weight prepared once for many products (a model's linear layers). q4_0 matrices also get a
+// copy repacked into 16-row tiles (BlockQ4_0x16) for the decode path, whose kernel then needs no
+// horizontal sums; prefill keeps using the original (memory-mapped) tensor. Other dtypes are
+// used as they are. Copies share the packed data.
+class PreparedWeight {
+ public:
+  PreparedWeight() = default;
+  explicit PreparedWeight(Tensor w);
+  const Tensor& tensor() const { return w_; }
+  bool packed() const { return packed_ != nullptr; }
+  const BlockQ4_0x16* tiles() const { return packed_ ? packed_->data() : nullptr; }
+
+ private:
+  Tensor w_;
+  std::shared_ptr<const std::vector<BlockQ4_0x16>> packed_;  // [ceil(m/16), k/32]
+};
+
+// The same product with a prepared weight; equal to matmul(x, w.tensor(), bias) up to f32
+// summation order.
+Tensor matmul(const Tensor& x, const PreparedWeight& w, const Tensor* bias = nullptr);
 
 // Gradients of y = x · wᵀ + b, accumulated (+=) into the tensors given (any may be null):
 // dx [..., k] += dy · w;  dw [m, k] += dyᵀ · x (w must be f32);  db [m] += Σ dy.

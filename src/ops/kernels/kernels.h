@@ -27,6 +27,8 @@ struct Table {
   float (*dot_bf16)(const uint16_t* w, const float* x, int64_t n);
   float (*dot_q8_0)(const void* w, Q8Act x, int64_t n);
   float (*dot_q4_0)(const void* w, Q8Act x, int64_t n);
+  // y[0..15] = the 16 rows of a q4_0x16 tile (n columns) times one activation row.
+  void (*gemv_q4_0x16)(const BlockQ4_0x16* w, Q8Act x, int64_t n, float* y);
 };
 
 extern const Table kGeneric;

@@ -70,10 +70,53 @@ float dot_bf16(const uint16_t* w, const float* x, int64_t n) {
 #undef TAIL
 }
 
+static float x86_dot_q8_0(const void* wv, Q8Act x, int64_t n) {
+  float corr;
+  return dot_blocks(static_cast<const BlockQ8_0*>(wv), x, n / kQK, Q8Block{}, &corr);
+}
+
+static float x86_dot_q4_0(const void* wv, Q8Act x, int64_t n) {
+  float corr;
+  const float s = dot_blocks(static_cast<const BlockQ4_0*>(wv), x, n / kQK, Q4Block{}, &corr);
+  return s - 8.0f * corr;
+}
+
+// A q4_0x16 tile times one activation row, rows 0-7 in one register and 8-15 in another.
+static void x86_gemv_q4_0x16(const BlockQ4_0x16* w, Q8Act x, int64_t n, float* y) {
+  const __m256i m4 = _mm256_set1_epi8(0x0f);
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, corr0 = acc0, corr1 = acc0;
+  for (int64_t i = 0; i < n / kQK; ++i) {
+    const int8_t* xb = x.qs + i * kQK;
+    __m256i s0 = _mm256_setzero_si256(), s1 = s0;
+    for (int c = 0; c < 4; ++c) {
+      int32_t xl, xh;
+      memcpy(&xl, xb + 4 * c, 4);
+      memcpy(&xh, xb + 16 + 4 * c, 4);
+      const __m256i vxl = _mm256_set1_epi32(xl), vxh = _mm256_set1_epi32(xh);
+      const __m256i v0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[i].qs[c]));
+      const __m256i v1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[i].qs[c] + 32));
+      s0 = _mm256_add_epi32(s0, dot_u8s8(_mm256_and_si256(v0, m4), vxl));
+      s1 = _mm256_add_epi32(s1, dot_u8s8(_mm256_and_si256(v1, m4), vxl));
+      s0 = _mm256_add_epi32(s0, dot_u8s8(_mm256_and_si256(_mm256_srli_epi16(v0, 4), m4), vxh));
+      s1 = _mm256_add_epi32(s1, dot_u8s8(_mm256_and_si256(_mm256_srli_epi16(v1, 4), m4), vxh));
+    }
+    const __m256 d0 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w[i].d)));
+    const __m256 d1 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w[i].d + 8)));
+    const __m256 dx = _mm256_set1_ps(x.d[i]), sx = _mm256_set1_ps(x.s[i]);
+    acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0), _mm256_mul_ps(d0, dx), acc0);
+    acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s1), _mm256_mul_ps(d1, dx), acc1);
+    corr0 = _mm256_fmadd_ps(d0, sx, corr0);
+    corr1 = _mm256_fmadd_ps(d1, sx, corr1);
+  }
+  const __m256 eight = _mm256_set1_ps(8.0f);
+  _mm256_storeu_ps(y, _mm256_fnmadd_ps(eight, corr0, acc0));
+  _mm256_storeu_ps(y + 8, _mm256_fnmadd_ps(eight, corr1, acc1));
+}
+
 }  // namespace
 
 const Table kAvx2 = {"avx2", f16_to_f32, f32_to_f16, bf16_to_f32, x86_dequant_q8_0,
                      x86_dequant_q4_0, x86_quantize_q8_act, dot_f32, dot_f16, dot_bf16,
-                     x86_dot_q8_0, x86_dot_q4_0};
+                     x86_dot_q8_0, x86_dot_q4_0, x86_gemv_q4_0x16};
 
 }  // namespace ocellus::kern

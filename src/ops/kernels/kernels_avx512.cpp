@@ -74,10 +74,136 @@ float dot_bf16(const uint16_t* w, const float* x, int64_t n) {
 #undef TAIL
 }
 
+// Quantized dots, two blocks per 512-bit register, eight blocks per step. Per-block integer
+// sums are converted to float and multiplied by their block's scale product lane-wise (each
+// 256-bit half holds one block), so no horizontal reduction happens inside the loop. The eight
+// f16 weight scales are gathered with two-register word permutes (AVX512-BW) instead of eight
+// scalar loads.
+
+// Lanes 0-7 take scale 2j, lanes 8-15 scale 2j + 1.
+static inline __m512 pair_scales(__m256 s8, int j) {
+  const __m512i idx = _mm512_set_epi32(2 * j + 1, 2 * j + 1, 2 * j + 1, 2 * j + 1, 2 * j + 1, 2 * j + 1,
+                                       2 * j + 1, 2 * j + 1, 2 * j, 2 * j, 2 * j, 2 * j, 2 * j, 2 * j,
+                                       2 * j, 2 * j);
+  return _mm512_permutexvar_ps(idx, _mm512_castps256_ps512(s8));
+}
+
+// Eight f16 scales from a group of eight blocks starting at p.
+template <int kBlockBytes>
+static inline __m256 group_scales(const uint8_t* p) {
+  if constexpr (kBlockBytes == int(sizeof(BlockQ4_0))) {
+    constexpr short w = kBlockBytes / 2;
+    const __m512i idx = _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                         0, 0, 7 * w, 6 * w, 5 * w, 4 * w, 3 * w, 2 * w, w, 0);
+    const __m512i a = _mm512_loadu_si512(p), b = _mm512_loadu_si512(p + 64);
+    return _mm256_cvtph_ps(_mm512_castsi512_si128(_mm512_permutex2var_epi16(a, idx, b)));
+  } else {
+    // 34-byte blocks: blocks 0, 1 lie in the 64 bytes at block 0 (words 0, 17), blocks 2, 3 in
+    // the 64 bytes at block 2; likewise 4-7. Two masked permutes fill words 0-3 and 4-7.
+    constexpr short w = kBlockBytes / 2;
+    const __m512i idx = _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                         0, 0, w + 32, 32, w, 0, w + 32, 32, w, 0);
+    const __m512i lo = _mm512_maskz_permutex2var_epi16(0x0f, _mm512_loadu_si512(p), idx,
+                                                       _mm512_loadu_si512(p + 2 * kBlockBytes));
+    const __m512i hi = _mm512_maskz_permutex2var_epi16(0xf0, _mm512_loadu_si512(p + 4 * kBlockBytes), idx,
+                                                       _mm512_loadu_si512(p + 6 * kBlockBytes));
+    return _mm256_cvtph_ps(_mm512_castsi512_si128(_mm512_or_si512(lo, hi)));
+  }
+}
+
+// Products of blocks j and j+1 with their 64 activations as 16 int32 partial sums.
+static inline __m512i q8_pair(const BlockQ8_0* w, const int8_t* x) {
+  const __m512i wv = _mm512_inserti64x4(
+      _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[0].qs))),
+      _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[1].qs)), 1);
+  const __m512i xv = _mm512_loadu_si512(x);
+  // |w| (unsigned) times x with w's sign.
+  const __mmask64 neg = _mm512_movepi8_mask(wv);
+  const __m512i xs = _mm512_mask_sub_epi8(xv, neg, _mm512_setzero_si512(), xv);
+  return _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_abs_epi8(wv), xs);
+}
+
+static inline __m512i q4_pair(const BlockQ4_0* w, const int8_t* x) {
+  const __m512i v = _mm512_inserti64x4(
+      _mm512_castsi256_si512(_mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w[0].qs)))),
+      _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w[1].qs))), 1);
+  const __m512i shift = _mm512_set_epi64(4, 4, 0, 0, 4, 4, 0, 0);
+  const __m512i q = _mm512_and_si512(_mm512_srlv_epi64(v, shift), _mm512_set1_epi8(0x0f));
+  return _mm512_dpbusd_epi32(_mm512_setzero_si512(), q, _mm512_loadu_si512(x));
+}
+
+template <typename Block, typename Pair, typename Rest>
+static inline float dot_groups(const Block* w, Q8Act x, int64_t nb, Pair pair, Rest rest, float* corr_out) {
+  // One accumulator per pair: the FMA latency is not a chain through the loop.
+  __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
+  __m256 corr = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= nb; i += 8) {
+    const __m256 dw = group_scales<int(sizeof(Block))>(reinterpret_cast<const uint8_t*>(w + i));
+    const __m256 s8 = _mm256_mul_ps(dw, _mm256_loadu_ps(x.d + i));
+    corr = _mm256_fmadd_ps(dw, _mm256_loadu_ps(x.s + i), corr);
+    const int8_t* xq = x.qs + i * kQK;
+    acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(pair(w + i, xq)), pair_scales(s8, 0), acc0);
+    acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(pair(w + i + 2, xq + 2 * kQK)), pair_scales(s8, 1), acc1);
+    acc2 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(pair(w + i + 4, xq + 4 * kQK)), pair_scales(s8, 2), acc2);
+    acc3 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(pair(w + i + 6, xq + 6 * kQK)), pair_scales(s8, 3), acc3);
+  }
+  float s = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc0, acc1), _mm512_add_ps(acc2, acc3)));
+  float c = hsum256(corr);
+  if (i < nb) {
+    float tail_corr;
+    s += rest(w + i, Q8Act{x.qs + i * kQK, x.d + i, x.s + i}, nb - i, &tail_corr);
+    c += tail_corr;
+  }
+  *corr_out = c;
+  return s;
+}
+
+float dot_q8_0(const void* wv, Q8Act x, int64_t n) {
+  float corr;
+  return dot_groups(static_cast<const BlockQ8_0*>(wv), x, n / kQK, q8_pair,
+                    [](const BlockQ8_0* w, Q8Act xr, int64_t nb, float* c) {
+                      return dot_blocks(w, xr, nb, Q8Block{}, c);
+                    }, &corr);
+}
+
+float dot_q4_0(const void* wv, Q8Act x, int64_t n) {
+  float corr;
+  const float s = dot_groups(static_cast<const BlockQ4_0*>(wv), x, n / kQK, q4_pair,
+                             [](const BlockQ4_0* w, Q8Act xr, int64_t nb, float* c) {
+                               return dot_blocks(w, xr, nb, Q4Block{}, c);
+                             }, &corr);
+  return s - 8.0f * corr;
+}
+
+// A q4_0x16 tile times one activation row: the 16 rows in the 16 lanes of one register. Low
+// nibbles meet activations 4c..4c+3, high nibbles 16+4c..; two int32 chains per block.
+void gemv_q4_0x16(const BlockQ4_0x16* w, Q8Act x, int64_t n, float* y) {
+  const __m512i m4 = _mm512_set1_epi8(0x0f);
+  __m512 acc = _mm512_setzero_ps(), corr = acc;
+  for (int64_t i = 0; i < n / kQK; ++i) {
+    const int8_t* xb = x.qs + i * kQK;
+    __m512i lo = _mm512_setzero_si512(), hi = lo;
+    for (int c = 0; c < 4; ++c) {
+      int32_t xl, xh;
+      memcpy(&xl, xb + 4 * c, 4);
+      memcpy(&xh, xb + 16 + 4 * c, 4);
+      const __m512i v = _mm512_loadu_si512(w[i].qs[c]);
+      lo = _mm512_dpbusd_epi32(lo, _mm512_and_si512(v, m4), _mm512_set1_epi32(xl));
+      hi = _mm512_dpbusd_epi32(hi, _mm512_and_si512(_mm512_srli_epi16(v, 4), m4), _mm512_set1_epi32(xh));
+    }
+    const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[i].d)));
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(lo, hi)),
+                          _mm512_mul_ps(dw, _mm512_set1_ps(x.d[i])), acc);
+    corr = _mm512_fmadd_ps(dw, _mm512_set1_ps(x.s[i]), corr);
+  }
+  _mm512_storeu_ps(y, _mm512_fnmadd_ps(_mm512_set1_ps(8.0f), corr, acc));
+}
+
 }  // namespace
 
 const Table kAvx512 = {"avx512", f16_to_f32, f32_to_f16, bf16_to_f32, x86_dequant_q8_0,
                        x86_dequant_q4_0, x86_quantize_q8_act, dot_f32, dot_f16, dot_bf16,
-                       x86_dot_q8_0, x86_dot_q4_0};
+                       dot_q8_0, dot_q4_0, gemv_q4_0x16};
 
 }  // namespace ocellus::kern

@@ -88,10 +88,27 @@ float dot_q4_0(const void* wv, Q8Act x, int64_t n) {
   return s;
 }
 
+void gemv_q4_0x16(const BlockQ4_0x16* w, Q8Act x, int64_t n, float* y) {
+  for (int r = 0; r < kPackRows; ++r) y[r] = 0.0f;
+  for (int64_t i = 0; i < n / kQK; ++i) {
+    const int8_t* xb = x.qs + i * kQK;
+    for (int r = 0; r < kPackRows; ++r) {
+      int sumi = 0;  // nibbles unsigned; the -8 through x.s
+      for (int c = 0; c < 4; ++c)
+        for (int t = 0; t < 4; ++t) {
+          const uint8_t q = w[i].qs[c][r * 4 + t];
+          sumi += int(q & 0x0f) * int(xb[4 * c + t]) + int(q >> 4) * int(xb[16 + 4 * c + t]);
+        }
+      const float dw = s_fp16_to_f32(w[i].d[r]);
+      y[r] += float(sumi) * (dw * x.d[i]) - 8.0f * dw * x.s[i];
+    }
+  }
+}
+
 }  // namespace
 
 const Table kGeneric = {"generic", f16_to_f32, f32_to_f16, bf16_to_f32, dequant_q8_0,
                         dequant_q4_0, quantize_q8_act, dot_f32, dot_f16, dot_bf16,
-                        dot_q8_0, dot_q4_0};
+                        dot_q8_0, dot_q4_0, gemv_q4_0x16};
 
 }  // namespace ocellus::kern
