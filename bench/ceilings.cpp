@@ -33,6 +33,21 @@ double best_seconds(int reps, Fn&& fn) {
   return best;
 }
 
+// Best rate of `reps` parallel copies of `bytes` from src to dst, counting bytes read + written.
+double copy_gbs(const float* src, float* dst, size_t bytes, int reps) {
+  const size_t n = bytes / sizeof(float);
+  const int nt = num_threads();
+  const double t = best_seconds(reps, [&] {
+#pragma omp parallel num_threads(nt)
+    {
+      const int id = omp_get_thread_num(), T = omp_get_num_threads();
+      const size_t lo = n * id / T, hi = n * (id + 1) / T;
+      std::memcpy(dst + lo, src + lo, (hi - lo) * sizeof(float));
+    }
+  });
+  return 2.0 * double(bytes) / t / 1e9;
+}
+
 Ceilings measure() {
   Ceilings c;
   const size_t bytes = size_t(1) << 30;  // 1 GiB: far past any last-level cache
@@ -55,15 +70,7 @@ Ceilings measure() {
     sink = total;
   });
   c.read_gbs = double(bytes) / t / 1e9;
-  t = best_seconds(3, [&] {
-#pragma omp parallel num_threads(nt)
-    {
-      const int id = omp_get_thread_num(), T = omp_get_num_threads();
-      const size_t lo = n * id / T, hi = n * (id + 1) / T;
-      std::memcpy(b.data() + lo, a.data() + lo, (hi - lo) * sizeof(float));
-    }
-  });
-  c.copy_gbs = 2.0 * double(bytes) / t / 1e9;
+  c.copy_gbs = copy_gbs(a.data(), b.data(), bytes, 3);
   (void)sink;
 
   // Peak: the best of several passes over large square products (the first passes pay for
@@ -81,6 +88,12 @@ Ceilings measure() {
 const Ceilings& ceilings() {
   static const Ceilings c = measure();
   return c;
+}
+
+double copy_gbs_now() {
+  static const size_t bytes = size_t(256) << 20;
+  static std::vector<float> a(bytes / sizeof(float), 1.0f), b(bytes / sizeof(float), 0.0f);
+  return copy_gbs(a.data(), b.data(), bytes, 3);
 }
 
 void print_ceilings() {

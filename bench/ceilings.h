@@ -12,4 +12,9 @@ struct Ceilings {
 const Ceilings& ceilings();  // measured once, on first use
 void print_ceilings();
 
+// Copy bandwidth measured now (256 MiB, best of 3, ~30 ms). This machine's bandwidth drifts
+// with its neighbours' load, so memory-bound benchmarks compare with a copy measured next to
+// them, not only with the figure taken at start-up.
+double copy_gbs_now();
+
 }  // namespace ocellus::bench

@@ -85,6 +85,7 @@ static float x86_dot_q4_0(const void* wv, Q8Act x, int64_t n) {
 static void x86_gemv_q4_0x16(const BlockQ4_0x16* w, Q8Act x, int64_t n, float* y) {
   const __m256i m4 = _mm256_set1_epi8(0x0f);
   __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, corr0 = acc0, corr1 = acc0;
+#pragma GCC unroll 2
   for (int64_t i = 0; i < n / kQK; ++i) {
     const int8_t* xb = x.qs + i * kQK;
     __m256i s0 = _mm256_setzero_si256(), s1 = s0;
