@@ -1,5 +1,3 @@
-
-
 // AVX-512 (F, BW, VL, DQ, VNNI) kernels: 512-bit float loops; the byte dot products use VNNI on
 // 256-bit registers, one q8_0 / q4_0 block per instruction.
 #include <immintrin.h>
