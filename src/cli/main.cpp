@@ -1,11 +1,15 @@
 // The `ocellus` command: thin; every verb calls a library function.
 #include <cstdio>
 #include <exception>
+#include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
 #include "ocellus/core/cpu.h"
 #include "ocellus/core/threads.h"
+#include "ocellus/io/inspect.h"
+#include "ocellus/model/synth.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"ocellus: build, train and run small vision-language models"};
@@ -22,6 +26,51 @@ int main(int argc, char** argv) {
     std::printf("threads      : %d\n", ocellus::num_threads());
   });
 
+  auto* inspect = app.add_subcommand("inspect", "Summarize model files: GGUF (text model or mmproj), "
+                                                "a .safetensors file, or a Hugging Face folder");
+  std::vector<std::string> inspect_paths;
+  ocellus::io::InspectOptions inspect_opt;
+  inspect->add_option("files", inspect_paths, "Model files or folders")->required();
+  inspect->add_flag("--tensors", inspect_opt.tensors, "List every tensor (name, dtype, shape, bytes, offset)");
+  inspect->add_flag("--metadata", inspect_opt.metadata, "List every metadata key with its value");
+  int inspect_failures = 0;
+  inspect->callback([&] {
+    for (size_t i = 0; i < inspect_paths.size(); ++i) {
+      try {
+        std::printf("%s%s", i ? "\n" : "", ocellus::io::inspect_model_file(inspect_paths[i], inspect_opt).c_str());
+      } catch (const std::exception& e) {  // report and go on with the other files
+        std::fprintf(stderr, "ocellus: error: %s\n", e.what());
+        ++inspect_failures;
+      }
+    }
+  });
+
+  auto* synth = app.add_subcommand("synth", "Write a random-weight model of a named real shape as GGUF");
+  std::string synth_shape, synth_out, synth_dtype = "f16";
+  ocellus::model::SynthOptions synth_opt;
+  bool synth_list = false;
+  synth->add_option("shape", synth_shape, "Shape name (see --list)");
+  synth->add_option("-o,--output", synth_out, "Output .gguf file");
+  synth->add_option("--dtype", synth_dtype, "Weight matrices: f32, f16, bf16, q8_0, q4_0")->capture_default_str();
+  synth->add_option("--layers", synth_opt.layers, "Number of blocks (default: the shape's own)");
+  synth->add_option("--seed", synth_opt.seed, "Random seed")->capture_default_str();
+  synth->add_flag("--list", synth_list, "List the known shapes");
+  synth->callback([&] {
+    if (synth_list || synth_shape.empty()) {
+      for (const auto& s : ocellus::model::synth_shapes())
+        std::printf("%-22s %s %s\n", s.name.c_str(), s.vision ? "mmproj" : "text  ", s.description.c_str());
+      if (!synth_list) throw CLI::ValidationError("shape", "give a shape name (listed above)");
+      return;
+    }
+    if (synth_out.empty()) throw CLI::RequiredError("--output");
+    ocellus::set_num_threads(threads);
+    synth_opt.dtype = ocellus::dtype_from_name(synth_dtype);
+    const auto& shape = ocellus::model::synth_shape(synth_shape);
+    const uint64_t bytes = ocellus::model::write_synth_model(shape, synth_opt, synth_out);
+    std::printf("wrote %s: %s (%s), %s weights, %s of tensor data\n", synth_out.c_str(), shape.name.c_str(),
+                shape.description.c_str(), synth_dtype.c_str(), ocellus::io::human_bytes(bytes).c_str());
+  });
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -30,5 +79,5 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "ocellus: error: %s\n", e.what());
     return 1;
   }
-  return 0;
+  return inspect_failures ? 1 : 0;
 }

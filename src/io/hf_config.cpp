@@ -1,0 +1,204 @@
+#include "ocellus/io/hf_config.h"
+
+#include <nlohmann/json.hpp>
+
+#include "ocellus/core/error.h"
+#include "ocellus/io/file.h"
+
+namespace ocellus::io {
+
+namespace {
+
+using json = nlohmann::json;
+
+// Typed field access with the file and field named in every error.
+struct Fields {
+  const json& j;
+  const std::string& file;
+  std::string scope;  // "text_config." etc.
+
+  [[noreturn]] void bad(const std::string& key, const std::string& problem) const {
+    fail("config: ", file, ": ", scope, key, ": ", problem);
+  }
+  bool has(const std::string& key) const { return j.contains(key) && !j[key].is_null(); }
+  int64_t integer(const std::string& key, int64_t fallback) const {
+    if (!has(key)) return fallback;
+    if (!j[key].is_number_integer()) bad(key, "expected an integer, found " + j[key].dump());
+    return j[key].get<int64_t>();
+  }
+  double number(const std::string& key, double fallback) const {
+    if (!has(key)) return fallback;
+    if (!j[key].is_number()) bad(key, "expected a number, found " + j[key].dump());
+    return j[key].get<double>();
+  }
+  bool boolean(const std::string& key, bool fallback) const {
+    if (!has(key)) return fallback;
+    if (!j[key].is_boolean()) bad(key, "expected true or false, found " + j[key].dump());
+    return j[key].get<bool>();
+  }
+  std::string string(const std::string& key, const std::string& fallback) const {
+    if (!has(key)) return fallback;
+    if (!j[key].is_string()) bad(key, "expected a string, found " + j[key].dump());
+    return j[key].get<std::string>();
+  }
+  // eos_token_id may be a list (Llama 3): the first one.
+  int64_t token_id(const std::string& key) const {
+    if (!has(key)) return -1;
+    if (j[key].is_array() && !j[key].empty() && j[key][0].is_number_integer()) return j[key][0].get<int64_t>();
+    return integer(key, -1);
+  }
+  void positive(const std::string& key, int64_t v) const {
+    if (v <= 0) bad(key, "must be positive, is " + std::to_string(v));
+  }
+};
+
+// Defaults of transformers' config classes for the fields configs commonly omit.
+HfTextConfig text_defaults(const std::string& type) {
+  HfTextConfig t;
+  t.model_type = type;
+  if (type == "qwen2") {
+    t.hidden_size = 4096, t.intermediate_size = 22016, t.num_hidden_layers = 32, t.num_attention_heads = 32;
+    t.num_key_value_heads = 32, t.vocab_size = 151936, t.max_position_embeddings = 32768, t.norm_eps = 1e-6;
+    t.hidden_act = "silu", t.qkv_bias = true;
+  } else if (type == "phi") {
+    t.hidden_size = 2048, t.intermediate_size = 8192, t.num_hidden_layers = 24, t.num_attention_heads = 32;
+    t.vocab_size = 51200, t.max_position_embeddings = 2048, t.norm_eps = 1e-5, t.partial_rotary_factor = 0.5;
+    t.hidden_act = "gelu_new", t.qkv_bias = true;
+  } else if (type == "stablelm") {
+    t.hidden_size = 2560, t.intermediate_size = 6912, t.num_hidden_layers = 32, t.num_attention_heads = 32;
+    t.num_key_value_heads = 32, t.vocab_size = 50304, t.max_position_embeddings = 4096, t.norm_eps = 1e-5;
+    t.partial_rotary_factor = 0.25, t.hidden_act = "silu";
+  } else {  // llama and LLaVA's llama-based variants
+    t.hidden_size = 4096, t.intermediate_size = 11008, t.num_hidden_layers = 32, t.num_attention_heads = 32;
+    t.vocab_size = 32000, t.max_position_embeddings = 2048, t.norm_eps = 1e-6, t.hidden_act = "silu";
+  }
+  return t;
+}
+
+HfTextConfig parse_text(const Fields& f, std::string type) {
+  if (type == "llava" || type == "llava_llama" || type == "tinyllava" || type.empty()) type = "llama";
+  HfTextConfig t = text_defaults(type);
+  t.hidden_size = f.integer("hidden_size", t.hidden_size);
+  t.intermediate_size = f.integer("intermediate_size", t.intermediate_size);
+  t.num_hidden_layers = f.integer("num_hidden_layers", t.num_hidden_layers);
+  t.num_attention_heads = f.integer("num_attention_heads", t.num_attention_heads);
+  t.num_key_value_heads = f.integer("num_key_value_heads", t.num_key_value_heads ? t.num_key_value_heads : t.num_attention_heads);
+  t.vocab_size = f.integer("vocab_size", t.vocab_size);
+  t.max_position_embeddings = f.integer("max_position_embeddings", t.max_position_embeddings);
+  t.norm_eps = f.number(f.has("rms_norm_eps") ? "rms_norm_eps" : "layer_norm_eps", t.norm_eps);
+  t.rope_theta = f.number("rope_theta", t.rope_theta);
+  t.partial_rotary_factor = f.number("partial_rotary_factor", t.partial_rotary_factor);
+  t.tie_word_embeddings = f.boolean("tie_word_embeddings", t.tie_word_embeddings);
+  if (type == "stablelm") t.qkv_bias = f.boolean("use_qkv_bias", false);
+  if (type == "llama") t.qkv_bias = f.boolean("attention_bias", false);
+  t.hidden_act = f.string("hidden_act", t.hidden_act);
+  t.bos_token_id = f.token_id("bos_token_id");
+  t.eos_token_id = f.token_id("eos_token_id");
+  f.positive("hidden_size", t.hidden_size);
+  f.positive("intermediate_size", t.intermediate_size);
+  f.positive("num_hidden_layers", t.num_hidden_layers);
+  f.positive("num_attention_heads", t.num_attention_heads);
+  f.positive("num_key_value_heads", t.num_key_value_heads);
+  f.positive("vocab_size", t.vocab_size);
+  if (t.hidden_size % t.num_attention_heads != 0)
+    f.bad("num_attention_heads", std::to_string(t.num_attention_heads) + " does not divide hidden_size " + std::to_string(t.hidden_size));
+  if (t.num_attention_heads % t.num_key_value_heads != 0)
+    f.bad("num_key_value_heads", std::to_string(t.num_key_value_heads) + " does not divide num_attention_heads " +
+                                     std::to_string(t.num_attention_heads));
+  if (!(t.partial_rotary_factor > 0 && t.partial_rotary_factor <= 1))
+    f.bad("partial_rotary_factor", "must be in (0, 1]");
+  if (!(t.norm_eps > 0)) f.bad("rms_norm_eps", "must be positive");
+  return t;
+}
+
+HfVisionConfig parse_vision(const Fields& f, const std::string& fallback_type) {
+  HfVisionConfig v;
+  v.model_type = f.string("model_type", fallback_type);
+  const bool siglip = v.model_type.rfind("siglip", 0) == 0;
+  v.hidden_size = f.integer("hidden_size", 768);
+  v.intermediate_size = f.integer("intermediate_size", 3072);
+  v.num_hidden_layers = f.integer("num_hidden_layers", 12);
+  v.num_attention_heads = f.integer("num_attention_heads", 12);
+  v.image_size = f.integer("image_size", 224);
+  v.patch_size = f.integer("patch_size", siglip ? 16 : 32);
+  v.num_channels = f.integer("num_channels", 3);
+  v.projection_dim = f.integer("projection_dim", siglip ? 0 : 512);
+  v.layer_norm_eps = f.number("layer_norm_eps", siglip ? 1e-6 : 1e-5);
+  v.hidden_act = f.string("hidden_act", siglip ? "gelu_pytorch_tanh" : "quick_gelu");
+  for (const char* k : {"hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                        "image_size", "patch_size", "num_channels"})
+    f.positive(k, f.integer(k, 1));
+  if (v.hidden_size % v.num_attention_heads != 0) f.bad("num_attention_heads", "does not divide hidden_size");
+  if (v.image_size % v.patch_size != 0) f.bad("patch_size", "does not divide image_size");
+  return v;
+}
+
+}  // namespace
+
+HfConfig parse_hf_config(const std::string& text, const std::string& name) {
+  json j;
+  try {
+    j = json::parse(text);
+  } catch (const json::exception& e) {
+    fail("config: ", name, ": invalid JSON: ", e.what());
+  }
+  if (!j.is_object()) fail("config: ", name, ": not a JSON object");
+  Fields top{j, name, ""};
+  HfConfig c;
+  c.path = name;
+  c.model_type = top.string("model_type", "");
+  if (top.has("architectures") && j["architectures"].is_array())
+    for (const json& a : j["architectures"])
+      if (a.is_string()) c.architectures.push_back(a.get<std::string>());
+  const std::string& mt = c.model_type;
+
+  if (mt == "clip_vision_model" || mt == "siglip_vision_model") {
+    c.vision = parse_vision(top, mt);
+    return c;
+  }
+  if (mt == "clip" || mt == "siglip") {  // contrastive pair: the vision half is what a VLM uses
+    if (!top.has("vision_config") || !j["vision_config"].is_object()) top.bad("vision_config", "missing");
+    c.vision = parse_vision(Fields{j["vision_config"], name, "vision_config."}, mt + "_vision_model");
+    return c;
+  }
+  if (top.has("text_config")) {
+    if (!j["text_config"].is_object()) top.bad("text_config", "is not an object");
+    Fields tf{j["text_config"], name, "text_config."};
+    c.text = parse_text(tf, tf.string("model_type", "llama"));
+  } else {
+    if (mt.empty() && !top.has("hidden_size")) fail("config: ", name, ": no model_type and no text model fields");
+    c.text = parse_text(top, mt);
+  }
+  if (top.has("vision_config")) {
+    if (!j["vision_config"].is_object()) top.bad("vision_config", "is not an object");
+    c.vision = parse_vision(Fields{j["vision_config"], name, "vision_config."}, "clip_vision_model");
+  }
+  // The projector: HF llava keys, the original LLaVA's mm_* keys, TinyLLaVA's connector_type.
+  const bool has_proj = top.has("mm_projector_type") || top.has("connector_type") || top.has("projector_hidden_act") ||
+                        top.has("mm_vision_tower") || c.vision.has_value();
+  if (has_proj) {
+    HfProjectorConfig p;
+    p.type = top.string("mm_projector_type", top.string("connector_type", ""));
+    if (p.type.empty()) {
+      const std::string act = top.string("projector_hidden_act", "gelu");
+      p.type = act == "gelu" ? "mlp2x_gelu" : "mlp2x_" + act;  // HF llava: linear, act, linear
+    }
+    p.vision_feature_layer = top.integer("mm_vision_select_layer", top.integer("vision_feature_layer", -2));
+    const std::string sel = top.string("mm_vision_select_feature", top.string("vision_feature_select_strategy", "patch"));
+    p.vision_feature_select = (sel == "default" || sel == "patch") ? "patch" : (sel == "full" ? "cls_patch" : sel);
+    if (p.vision_feature_select != "patch" && p.vision_feature_select != "cls_patch")
+      top.bad("vision_feature_select_strategy", "unknown value '" + sel + "'");
+    p.image_token_index = top.integer("image_token_index", top.integer("image_token_id", -1));
+    p.image_aspect_ratio = top.string("image_aspect_ratio", "");
+    p.vision_tower = top.string("mm_vision_tower", top.string("vision_tower", ""));
+    c.projector = p;
+  }
+  return c;
+}
+
+HfConfig read_hf_config(const std::string& path) {
+  const std::string file = is_directory(path) ? path + "/config.json" : path;
+  return parse_hf_config(read_text_file(file, size_t(16) << 20), file);
+}
+
+}  // namespace ocellus::io
