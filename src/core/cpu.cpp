@@ -1,5 +1,7 @@
 #include "ocellus/core/cpu.h"
 
+#include <cpuid.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -15,7 +17,10 @@ const CpuFeatures& cpu_features() {
     // libgcc's checks include the OS's XSAVE support for the wider registers.
     c.avx2 = __builtin_cpu_supports("avx2");
     c.fma = __builtin_cpu_supports("fma");
-    c.f16c = __builtin_cpu_supports("f16c");
+    // F16C (CPUID.1:ECX bit 29) through cpuid: clang's builtin does not know the name. It needs
+    // AVX's OS support, which the avx2 check above already implies for our use.
+    unsigned a = 0, b = 0, cx = 0, d = 0;
+    c.f16c = __get_cpuid(1, &a, &b, &cx, &d) && (cx & (1u << 29));
     c.avx512f = __builtin_cpu_supports("avx512f");
     c.avx512bw = __builtin_cpu_supports("avx512bw");
     c.avx512vl = __builtin_cpu_supports("avx512vl");

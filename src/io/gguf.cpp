@@ -564,10 +564,12 @@ void GgufWriter::add_tensor(const std::string& name, const Tensor& t) {
 
 void GgufWriter::copy_from(const GgufFile& f) {
   for (const auto& kv : f.metadata()) set(kv.first, kv.second);
+  // The producers hold the mapping, so the writer may outlive `f`.
+  std::shared_ptr<const MappedFile> keep = f.mapped_file();
   for (const GgufTensorInfo& t : f.tensors()) {
     const uint8_t* src = f.tensor_data(t);
     const size_t n = size_t(t.nbytes);
-    add_tensor(t.name, t.type_id, t.shape, [src, n](uint8_t* dst) { std::memcpy(dst, src, n); });
+    add_tensor(t.name, t.type_id, t.shape, [src, n, keep](uint8_t* dst) { std::memcpy(dst, src, n); });
   }
 }
 
@@ -627,7 +629,8 @@ void GgufWriter::write(const std::string& path) const {
     put_u64(head, offset);
     offset = align_up(offset + t.nbytes, alignment);
   }
-  head.resize(size_t(align_up(head.size(), alignment)), '\0');
+  // As llama.cpp: the data section (and so the padding before it) only when there are tensors.
+  if (!tensors_.empty()) head.resize(size_t(align_up(head.size(), alignment)), '\0');
 
   write_file_atomically(path, [&](std::FILE* f) {
     write_bytes(f, head.data(), head.size(), path);

@@ -118,6 +118,8 @@ class GgufFile {
   const uint8_t* tensor_data(const GgufTensorInfo& t) const { return data_ + data_offset_ + t.offset; }
   // A read-only Tensor over the mapped data (no copy); throws for a type the core lacks.
   Tensor tensor(const std::string& name) const;
+  // The mapping (null when parsed from memory).
+  const std::shared_ptr<const MappedFile>& mapped_file() const { return file_; }
 
  private:
   std::string name_;
@@ -146,7 +148,8 @@ class GgufWriter {
   // A tensor whose bytes `fill` writes into the buffer it is given (exactly nbytes).
   void add_tensor(const std::string& name, uint32_t type_id, const Shape& shape,
                   std::function<void(uint8_t*)> fill);
-  // Copies every key and tensor of a file (its bytes as they are, any type).
+  // Copies every key and tensor of a file (its bytes as they are, any type). A mapped file is
+  // kept alive by the writer; bytes parsed from memory must outlive write().
   void copy_from(const GgufFile& f);
   void write(const std::string& path) const;
 

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets (clang, AddressSanitizer + UBSan) and runs each for a bounded time.
+# Usage: scripts/fuzz.sh [seconds per target, default 60]
+# Seeds: the fixture GGUF / safetensors files and small files made by the tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECONDS_PER_TARGET="${1:-60}"
+bash scripts/deps.sh
+cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
+  -DOCELLUS_FUZZ=ON >/dev/null
+cmake --build build-fuzz -j"$(nproc)" --target fuzz_gguf fuzz_safetensors >/dev/null
+
+seeds=build-fuzz/seeds
+rm -rf "$seeds" && mkdir -p "$seeds/gguf" "$seeds/safetensors"
+for f in ../shared/fixtures/peer/*.gguf ../shared/fixtures/tokenizer/*.gguf; do
+  # Large seeds slow the fuzzer down; their first 64 KiB hold the header and metadata.
+  [ -f "$f" ] && head -c 65536 "$f" > "$seeds/gguf/$(basename "$f")"
+done
+./build/ocellus synth tiny-llama -o "$seeds/gguf/synth-llama.gguf" --dtype q4_0 >/dev/null 2>&1 || true
+./build/ocellus synth tiny-clip -o "$seeds/gguf/synth-clip.gguf" --dtype f16 >/dev/null 2>&1 || true
+python3 - "$seeds/safetensors" <<'PY'
+import json, struct, sys
+d = sys.argv[1]
+def write(name, tensors):
+    header, data, off = {"__metadata__": {"format": "pt"}}, b"", 0
+    for n, (dt, shape, raw) in tensors.items():
+        header[n] = {"dtype": dt, "shape": shape, "data_offsets": [off, off + len(raw)]}
+        data += raw; off += len(raw)
+    h = json.dumps(header).encode()
+    h += b" " * (-len(h) % 8)
+    open(f"{d}/{name}", "wb").write(struct.pack("<Q", len(h)) + h + data)
+write("a.safetensors", {"w": ("F32", [2, 3], bytes(24)), "b": ("F16", [3], bytes(6))})
+write("b.safetensors", {"x": ("BF16", [4, 1], bytes(8)), "i": ("I64", [2], bytes(16))})
+PY
+
+status=0
+for t in gguf safetensors; do
+  mkdir -p "build-fuzz/corpus/$t"
+  echo "fuzzing the $t reader for ${SECONDS_PER_TARGET}s"
+  if ! ./build-fuzz/fuzz_$t -max_total_time="$SECONDS_PER_TARGET" -rss_limit_mb=2048 -max_len=131072 \
+       -print_final_stats=1 "build-fuzz/corpus/$t" "$seeds/$t" > "build-fuzz/fuzz_$t.log" 2>&1; then
+    echo "fuzz_$t FAILED; last lines of build-fuzz/fuzz_$t.log:"
+    tail -40 "build-fuzz/fuzz_$t.log"
+    status=1
+  else
+    grep -E "stat::number_of_executed_units|stat::peak_rss_mb" "build-fuzz/fuzz_$t.log" | tr '\n' ' '
+    echo
+  fi
+done
+exit $status
