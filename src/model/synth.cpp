@@ -46,8 +46,8 @@ const std::vector<SynthShape>& synth_shapes() {
     };
     vision("clip-vit-l-14-336", "CLIP-ViT-L/14-336 + LLaVA-1.5 MLP projector to 4096", 1024, 4096, 24, 16, 336, 14, 4096, false);
     vision("siglip-so400m-14-384", "SigLIP-so400m/14-384 + MLP projector to 2048", 1152, 4304, 27, 16, 384, 14, 2048, true);
-    vision("tiny-clip", "a 2-block CLIP tower for tests (32 px, patch 8, projector to 64)", 48, 96, 2, 4, 32, 8, 64, false);
-    vision("tiny-siglip", "a 2-block SigLIP tower for tests (32 px, patch 8, projector to 64)", 48, 96, 2, 4, 32, 8, 64, true);
+    vision("tiny-clip", "a 2-block CLIP tower for tests (32 px, patch 8, projector to 64)", 64, 128, 2, 4, 32, 8, 64, false);
+    vision("tiny-siglip", "a 2-block SigLIP tower for tests (32 px, patch 8, projector to 64)", 64, 128, 2, 4, 32, 8, 64, true);
     return s;
   }();
   return shapes;
@@ -78,7 +78,10 @@ class Builder {
   Builder(io::GgufWriter& w, const SynthOptions& opt) : w_(w), opt_(opt) {}
 
   // A matrix [rows, cols] of uniform values with standard deviation `std`, in the weight dtype.
+  // A row that is not a whole number of blocks (SigLIP-so400m's 4304-wide FFN) falls back to f16,
+  // as llama.cpp's quantizer does.
   void matrix(const std::string& name, int64_t rows, int64_t cols, float std, DType dt) {
+    if (cols % dtype_info(dt).block_size != 0) dt = DType::F16;
     add(name, {rows, cols}, dt, std, 0.0f);
   }
   // A 1-D f32 tensor: `base` plus noise (norm weights near 1, biases near 0).
