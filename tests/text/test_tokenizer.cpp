@@ -1,0 +1,160 @@
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "ocellus/core/error.h"
+#include "ocellus/io/gguf.h"
+#include "ocellus/text/pretokenize.h"
+#include "ocellus/text/tokenizer.h"
+
+using namespace ocellus;
+using namespace ocellus::text;
+
+namespace {
+
+const std::string kFix = OCELLUS_FIXTURES;
+
+std::string read_all(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  EXPECT_TRUE(in.good()) << path;
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// llama.cpp's test-tokenizer-0 format: strings separated by "\n__ggml_vocab_test__\n"; one line
+// of expected ids per string.
+struct Case {
+  std::string text;
+  std::vector<int32_t> ids;
+};
+std::vector<Case> load_cases(const std::string& vocab) {
+  const std::string inp = read_all(kFix + "/tokenizer/" + vocab + ".inp");
+  const std::string sep = "\n__ggml_vocab_test__\n";
+  std::vector<std::string> texts;
+  for (size_t pos = 0;;) {
+    const size_t at = inp.find(sep, pos);
+    if (at == std::string::npos) break;
+    texts.push_back(inp.substr(pos, at - pos));
+    pos = at + sep.size();
+  }
+  std::istringstream out(read_all(kFix + "/tokenizer/" + vocab + ".out"));
+  std::vector<Case> cases;
+  std::string line;
+  for (const std::string& t : texts) {
+    std::getline(out, line);
+    Case c{t, {}};
+    std::istringstream ids(line);
+    for (int32_t id; ids >> id;) c.ids.push_back(id);
+    cases.push_back(c);
+  }
+  return cases;
+}
+
+std::vector<int32_t> read_i32(const std::string& path) {
+  const std::string b = read_all(path);
+  std::vector<int32_t> v(b.size() / 4);
+  std::memcpy(v.data(), b.data(), v.size() * 4);
+  return v;
+}
+
+std::string ids_str(const std::vector<int32_t>& v) {
+  std::string s;
+  for (int32_t x : v) s += " " + std::to_string(x);
+  return s;
+}
+
+}  // namespace
+
+class VocabFixture : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(VocabFixture, MatchesReferenceIds) {
+  const Tokenizer tok = Tokenizer::from_file(kFix + "/tokenizer/" + GetParam());
+  const std::vector<Case> cases = load_cases(GetParam());
+  ASSERT_EQ(cases.size(), 46u);
+  int matched = 0;
+  for (const Case& c : cases) {
+    const std::vector<int32_t> got = tok.encode(c.text, /*add_special=*/false);
+    EXPECT_EQ(ids_str(got), ids_str(c.ids)) << "text: '" << c.text << "'";
+    matched += got == c.ids;
+    // Decoding gives the text back (SentencePiece: the prefixed space removed again).
+    EXPECT_EQ(tok.decode(got), c.text) << ids_str(got);
+  }
+  EXPECT_EQ(matched, int(cases.size()));
+}
+
+INSTANTIATE_TEST_SUITE_P(Tokenizer, VocabFixture,
+                         ::testing::Values("ggml-vocab-llama-spm.gguf", "ggml-vocab-gpt-2.gguf"),
+                         [](const auto& info) { return std::string(info.param).find("spm") != std::string::npos ? "llama_spm" : "gpt2"; });
+
+// The peer's prompt tokens, reproduced from each model file's own vocabulary (BOS as it says).
+TEST(Tokenizer, PeerPromptTokens) {
+  const std::string prompt = "The quick brown fox jumps over the lazy dog. 1234 Привет 世界";
+  for (const char* m : {"llama-f32", "llama-f16", "llama-q8_0", "llama-q4_0", "qwen2-f32", "phi2-f32", "stablelm-f32"}) {
+    SCOPED_TRACE(m);
+    const Tokenizer tok = Tokenizer::from_file(kFix + "/peer/tiny-" + std::string(m) + ".gguf");
+    EXPECT_EQ(ids_str(tok.encode(prompt)), ids_str(read_i32(kFix + "/peer/" + std::string(m) + ".tokens.i32")));
+  }
+}
+
+TEST(Tokenizer, SpecialTokensParsedOnlyWhenAsked) {
+  const Tokenizer tok = Tokenizer::from_file(kFix + "/tokenizer/ggml-vocab-llama-spm.gguf");
+  const std::vector<int32_t> parsed = tok.encode("<s>Hi</s>", false, true);
+  ASSERT_GE(parsed.size(), 3u);
+  EXPECT_EQ(parsed.front(), tok.bos());
+  EXPECT_EQ(parsed.back(), tok.eos());
+  const std::vector<int32_t> plain = tok.encode("<s>Hi</s>", false, false);
+  EXPECT_EQ(std::count(plain.begin(), plain.end(), tok.bos()), 0);
+  EXPECT_GT(plain.size(), parsed.size());
+  const Tokenizer gpt = Tokenizer::from_file(kFix + "/tokenizer/ggml-vocab-gpt-2.gguf");
+  const std::vector<int32_t> g = gpt.encode("a<|endoftext|>b", false, true);
+  EXPECT_EQ(g.size(), 3u);
+  EXPECT_EQ(g[1], 50256);
+  EXPECT_GT(gpt.encode("a<|endoftext|>b", false, false).size(), 3u);
+}
+
+TEST(Tokenizer, StreamingNeverSplitsACharacter) {
+  for (const char* v : {"ggml-vocab-llama-spm.gguf", "ggml-vocab-gpt-2.gguf"}) {
+    const Tokenizer tok = Tokenizer::from_file(kFix + "/tokenizer/" + v);
+    const std::string text = " 🦙 Привет 世界 😶‍🌫️ ok";
+    const std::vector<int32_t> ids = tok.encode(text, false);
+    Tokenizer::Stream s(tok);
+    std::string all;
+    for (int32_t id : ids) {
+      const std::string part = s.push(id);
+      // Every chunk is whole UTF-8 characters.
+      size_t i = 0;
+      while (i < part.size()) {
+        const unsigned char c = static_cast<unsigned char>(part[i]);
+        const size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : 4;
+        ASSERT_LE(i + n, part.size()) << v << ": chunk ends inside a character";
+        i += n;
+      }
+      all += part;
+    }
+    all += s.flush();
+    // The stream gives pieces as they are: SentencePiece's prefixed space stays (a generated
+    // reply's first "▁" is a real space); decode() removes it.
+    EXPECT_EQ(all, tok.kind() == Tokenizer::Kind::Spm ? " " + text : text) << v;
+    EXPECT_EQ(tok.decode(ids), text) << v;
+  }
+}
+
+TEST(Pretokenize, FamilyPatterns) {
+  auto words = [](PreTokenizer p, const std::string& s) {
+    std::string r;
+    for (std::string_view w : pretokenize(p, s)) r += "[" + std::string(w) + "]";
+    return r;
+  };
+  EXPECT_EQ(words(PreTokenizer::Gpt2, "Hello world's  12345 !!x\n\n y"),
+            "[Hello][ world]['s][ ][ 12345][ !!][x][\n\n][ y]");
+  EXPECT_EQ(words(PreTokenizer::Llama3, "Hello WORLD'S 12345 !!x\n\n y"),
+            "[Hello][ WORLD]['S][ ][123][45][ !!][x][\n\n][ y]");
+  EXPECT_EQ(words(PreTokenizer::Qwen2, "a 123"), "[a][ ][1][2][3]");
+  EXPECT_EQ(words(PreTokenizer::Llama3, "x  \n  \n z"), "[x][  \n  \n][ z]");
+  EXPECT_THROW(pretokenizer_from_name("bogus"), Error);
+}
