@@ -9,7 +9,9 @@
 #include "ocellus/core/cpu.h"
 #include "ocellus/core/threads.h"
 #include "ocellus/io/inspect.h"
+#include "ocellus/io/file.h"
 #include "ocellus/model/synth.h"
+#include "ocellus/text/tokenizer.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"ocellus: build, train and run small vision-language models"};
@@ -69,6 +71,38 @@ int main(int argc, char** argv) {
     const uint64_t bytes = ocellus::model::write_synth_model(shape, synth_opt, synth_out);
     std::printf("wrote %s: %s (%s), %s weights, %s of tensor data\n", synth_out.c_str(), shape.name.c_str(),
                 shape.description.c_str(), synth_dtype.c_str(), ocellus::io::human_bytes(bytes).c_str());
+  });
+
+  auto* tokenize = app.add_subcommand("tokenize", "Tokenize text with a model's vocabulary; print ids and pieces");
+  std::string tok_model, tok_text, tok_file;
+  bool tok_ids = false, tok_bos = false, tok_special = false;
+  tokenize->add_option("-m,--model", tok_model, "Model GGUF or vocabulary-only GGUF")->required();
+  tokenize->add_option("text", tok_text, "Text to tokenize");
+  tokenize->add_option("--file", tok_file, "Tokenize this file's text instead");
+  tokenize->add_flag("--ids", tok_ids, "Print only the ids, separated by spaces");
+  tokenize->add_flag("--bos", tok_bos, "Add BOS / EOS as the vocabulary says (off by default)");
+  tokenize->add_flag("--special", tok_special, "Parse special tokens written in the text (<s>, <|im_start|>, ...)");
+  tokenize->callback([&] {
+    if (!tok_file.empty()) tok_text = ocellus::io::read_text_file(tok_file);
+    else if (tok_text.empty() && !tokenize->count("text")) throw CLI::RequiredError("text or --file");
+    const auto tok = ocellus::text::Tokenizer::from_file(tok_model);
+    const std::vector<int32_t> ids = tok.encode(tok_text, tok_bos, tok_special);
+    if (tok_ids) {
+      for (size_t i = 0; i < ids.size(); ++i) std::printf("%s%d", i ? " " : "", ids[i]);
+      std::printf("\n");
+      return;
+    }
+    for (int32_t id : ids) {
+      std::string p = tok.piece(id, false), shown;
+      for (unsigned char c : p) {  // control bytes visible
+        if (c == '\n') shown += "\\n";
+        else if (c == '\t') shown += "\\t";
+        else if (c < 0x20) { char b[8]; std::snprintf(b, sizeof b, "\\x%02x", c); shown += b; }
+        else shown += char(c);
+      }
+      std::printf("%8d  '%s'\n", id, shown.c_str());
+    }
+    std::fprintf(stderr, "%zu tokens (%s, %d in vocabulary)\n", ids.size(), tok.kind_name(), tok.n_vocab());
   });
 
   try {

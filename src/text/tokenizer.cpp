@@ -1,7 +1,6 @@
 #include "ocellus/text/tokenizer.h"
 
 #include <algorithm>
-#include <queue>
 
 #include "ocellus/core/error.h"
 #include "ocellus/io/gguf.h"
@@ -100,6 +99,10 @@ void Tokenizer::build_indexes() {
   for (size_t i = 0; i < tokens_.size(); ++i)
     if ((types_[i] == TokenType::Control || types_[i] == TokenType::UserDefined) && !tokens_[i].empty())
       specials_.push_back(int32_t(i));
+  spm_chunks_ = kind_ == Kind::Spm;
+  for (const std::string& t : tokens_)
+    for (size_t at = t.find(kSpace, 1); at != std::string::npos && spm_chunks_; at = t.find(kSpace, at + 1))
+      if (t.compare(at - 3, 3, kSpace) != 0) spm_chunks_ = false;
   std::stable_sort(specials_.begin(), specials_.end(),
                    [&](int32_t a, int32_t b) { return tokens_[size_t(a)].size() > tokens_[size_t(b)].size(); });
 }
@@ -115,7 +118,7 @@ bool Tokenizer::is_special(int32_t id) const {
 }
 
 int32_t Tokenizer::find(std::string_view tok) const {
-  auto it = index_.find(std::string(tok));
+  auto it = index_.find(tok);
   return it == index_.end() ? -1 : it->second;
 }
 
@@ -168,11 +171,42 @@ void Tokenizer::encode_spm(std::string_view raw, std::vector<int32_t>& out) cons
     if (c == ' ') s += kSpace;
     else s += c;
   }
+  if (!spm_chunks_) {
+    spm_merge(s, out);
+    return;
+  }
+  // No vocabulary piece has a "▁" after another character, so no merge crosses the point
+  // before a "▁" that follows a non-"▁": the text splits there into chunks ("▁*" then the
+  // rest), each merged once per call however often it repeats.
+  std::unordered_map<std::string_view, std::vector<int32_t>> cache;
+  const std::string_view sv(s);
+  size_t start = 0;
+  for (size_t i = 0; i <= s.size();) {
+    const bool boundary = i == s.size() || (i > start && sv.compare(i, 3, kSpace) == 0 && sv.compare(i - 3, 3, kSpace) != 0);
+    if (boundary && i > start) {
+      const std::string_view chunk = sv.substr(start, i - start);
+      auto it = cache.find(chunk);
+      if (it == cache.end()) {
+        std::vector<int32_t> ids;
+        spm_merge(chunk, ids);
+        it = cache.emplace(chunk, std::move(ids)).first;
+      }
+      out.insert(out.end(), it->second.begin(), it->second.end());
+      start = i;
+    }
+    if (i == s.size()) break;
+    i += sv.compare(i, 3, kSpace) == 0 ? 3 : 1;
+  }
+}
+
+void Tokenizer::spm_merge(std::string_view s, std::vector<int32_t>& out) const {
   struct Sym {
     int prev, next;
     size_t start, len;
   };
-  std::vector<Sym> sym;
+  // Scratch kept per thread: chunks are short and many, allocation would dominate.
+  static thread_local std::vector<Sym> sym;
+  sym.clear();
   for (size_t i = 0; i < s.size();) {
     const size_t len = std::min(size_t(utf8_len(static_cast<unsigned char>(s[i]))), s.size() - i);
     sym.push_back({int(sym.size()) - 1, int(sym.size()) + 1, i, len});
@@ -186,18 +220,21 @@ void Tokenizer::encode_spm(std::string_view raw, std::vector<int32_t>& out) cons
     size_t len;
     bool operator<(const Bigram& o) const { return score < o.score || (score == o.score && left > o.left); }
   };
-  std::priority_queue<Bigram> q;
+  static thread_local std::vector<Bigram> q;  // a max-heap
+  q.clear();
   auto try_add = [&](int l, int r) {
     if (l < 0 || r < 0) return;
     const size_t len = sym[size_t(l)].len + sym[size_t(r)].len;
-    auto it = index_.find(std::string(s, sym[size_t(l)].start, len));
-    if (it == index_.end()) return;
-    q.push({l, r, scores_[size_t(it->second)], len});
+    const int32_t id = find(s.substr(sym[size_t(l)].start, len));
+    if (id < 0) return;
+    q.push_back({l, r, scores_[size_t(id)], len});
+    std::push_heap(q.begin(), q.end());
   };
   for (size_t i = 1; i < sym.size(); ++i) try_add(int(i) - 1, int(i));
   while (!q.empty()) {
-    const Bigram b = q.top();
-    q.pop();
+    std::pop_heap(q.begin(), q.end());
+    const Bigram b = q.back();
+    q.pop_back();
     Sym& l = sym[size_t(b.left)];
     Sym& r = sym[size_t(b.right)];
     if (l.len == 0 || r.len == 0 || l.len + r.len != b.len || l.next != b.right) continue;  // stale
@@ -210,9 +247,9 @@ void Tokenizer::encode_spm(std::string_view raw, std::vector<int32_t>& out) cons
   }
   for (int i = 0; i >= 0; i = sym[size_t(i)].next) {
     const Sym& x = sym[size_t(i)];
-    auto it = index_.find(std::string(s, x.start, x.len));
-    if (it != index_.end()) {
-      out.push_back(it->second);
+    const int32_t id = find(s.substr(x.start, x.len));
+    if (id >= 0) {
+      out.push_back(id);
       continue;
     }
     for (size_t k = 0; k < x.len; ++k) {

@@ -69,6 +69,7 @@ class Tokenizer {
  private:
   void build_indexes();
   void encode_spm(std::string_view text, std::vector<int32_t>& out) const;
+  void spm_merge(std::string_view s, std::vector<int32_t>& out) const;
   void encode_bpe(std::string_view text, std::vector<int32_t>& out) const;
   void bpe_word(std::string_view word, std::vector<int32_t>& out) const;
 
@@ -77,13 +78,18 @@ class Tokenizer {
   std::vector<std::string> tokens_;
   std::vector<float> scores_;
   std::vector<TokenType> types_;
-  std::unordered_map<std::string, int32_t> index_;
+  struct Hash {  // lookups by string_view without building a string
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  std::unordered_map<std::string, int32_t, Hash, std::equal_to<>> index_;
   // BPE: (left id, right id) -> (rank, merged id).
   std::unordered_map<uint64_t, std::pair<int32_t, int32_t>> merges_;
   std::array<int32_t, 256> byte_ids_{};  // SPM <0xXX> tokens; BPE single-byte characters
   std::vector<int32_t> specials_;        // longest first, for parsing
   int32_t bos_ = -1, eos_ = -1, unk_ = -1;
   bool add_bos_ = false, add_eos_ = false, add_space_prefix_ = true, ignore_merges_ = false;
+  bool spm_chunks_ = false;  // SentencePiece text may be merged chunk by chunk (see encode_spm)
 };
 
 }  // namespace ocellus::text
