@@ -124,11 +124,12 @@ int32_t Tokenizer::find(std::string_view tok) const {
 
 // ---- encoding -------------------------------------------------------------------------------
 
-std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special, bool parse_special) const {
+std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special, bool parse_special,
+                                       bool at_start) const {
   std::vector<int32_t> out;
   if (add_special && add_bos_ && bos_ >= 0) out.push_back(bos_);
   // Fragments: text between special tokens (when parsing them), and the special tokens.
-  bool prev_special = true;  // SentencePiece prefixes a space to the first text and after specials
+  bool prev_special = at_start;  // SentencePiece prefixes a space to the first text and after specials
   size_t pos = 0;
   while (pos < text.size()) {
     size_t next = text.size();

@@ -43,7 +43,10 @@ class Tokenizer {
   int32_t find(std::string_view token) const;  // -1 if absent
 
   // Token ids of `text`. add_special: BOS / EOS as the vocabulary says (add_bos / add_eos).
-  std::vector<int32_t> encode(std::string_view text, bool add_special = true, bool parse_special = false) const;
+  // at_start: the text begins a sequence or follows a special token, where SentencePiece puts
+  // its space prefix; false for a piece that continues text (chat templates encode piecewise).
+  std::vector<int32_t> encode(std::string_view text, bool add_special = true, bool parse_special = false,
+                              bool at_start = true) const;
 
   // The bytes a token stands for ("▁" -> space, <0x0A> -> "\n", GPT-2 byte characters -> bytes);
   // special tokens give their text unless skip_special.

@@ -1,0 +1,57 @@
+#pragma once
+// Chat templates of the models in scope, and conversations rendered to token ids with a loss
+// mask (1 on the tokens of assistant replies and their end marker: what supervised fine-tuning
+// trains on). Each piece of the conversation is tokenized on its own, so the mask is exact; the
+// pieces must also tokenize exactly as the whole rendered text does, otherwise the template
+// and the tokenizer disagree and encode_chat throws rather than train on a wrong mask.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "ocellus/text/tokenizer.h"
+
+namespace ocellus::io {
+class GgufFile;
+}
+
+namespace ocellus::text {
+
+enum class ChatTemplate {
+  Llama2,  // <s>[INST] <<SYS>>\n...\n<</SYS>>\n\nuser [/INST] reply </s>
+  Llama3,  // <|start_header_id|>role<|end_header_id|>\n\n...<|eot_id|>
+  Vicuna,  // LLaVA-1.5 (conv_vicuna_v1): "SYSTEM USER: ... ASSISTANT: reply</s>"
+  ChatML,  // Qwen2: <|im_start|>role\n...<|im_end|>\n
+  Phi2,    // Phi-2 / TinyLLaVA (conv_phi_v0): "SYSTEM USER: ... ASSISTANT: reply<|endoftext|>"
+};
+
+struct Message {
+  std::string role;  // "system", "user" or "assistant"
+  std::string content;
+};
+
+// By name: llama2, llama3, vicuna (or llava), chatml (or qwen2), phi2 (or tinyllava).
+ChatTemplate chat_template_from_name(const std::string& name);
+const char* chat_template_name(ChatTemplate t);
+// From a model file: its tokenizer.chat_template text when present, else its architecture and
+// vocabulary (SentencePiece llama -> vicuna, llama with <|eot_id|> -> llama3, qwen2 -> chatml,
+// phi2 -> phi2). Throws when nothing identifies one.
+ChatTemplate detect_chat_template(const io::GgufFile& f);
+
+// A rendered conversation as consecutive pieces of text.
+struct ChatPiece {
+  std::string text;
+  bool assistant = false;  // part of a reply (trained on)
+  bool special = false;    // contains template markers written as special tokens
+};
+std::vector<ChatPiece> render_chat(ChatTemplate t, const std::vector<Message>& messages,
+                                   bool add_generation_prompt);
+std::string render_chat_text(ChatTemplate t, const std::vector<Message>& messages, bool add_generation_prompt);
+
+struct EncodedChat {
+  std::vector<int32_t> ids;
+  std::vector<uint8_t> mask;  // 1 = assistant token
+};
+EncodedChat encode_chat(const Tokenizer& tok, ChatTemplate t, const std::vector<Message>& messages,
+                        bool add_generation_prompt = false);
+
+}  // namespace ocellus::text

@@ -1,0 +1,204 @@
+#include "ocellus/text/chat.h"
+
+#include "ocellus/core/error.h"
+#include "ocellus/io/gguf.h"
+#include "ocellus/io/gguf_names.h"
+
+namespace ocellus::text {
+
+namespace {
+
+const char* kVicunaSystem =
+    "A chat between a curious human and an artificial intelligence assistant. "
+    "The assistant gives helpful, detailed, and polite answers to the human's questions.";
+const char* kPhiSystem =
+    "A chat between a curious user and an artificial intelligence assistant. "
+    "The assistant gives helpful, detailed, and polite answers to the user's questions.";
+const char* kQwenSystem = "You are a helpful assistant.";
+
+// The system prompt (if any) and the turns, checked: user and assistant alternate, user first.
+struct Turns {
+  std::string system;
+  bool has_system = false;
+  std::vector<const Message*> turns;
+};
+
+Turns split(const std::vector<Message>& m) {
+  Turns t;
+  size_t i = 0;
+  if (!m.empty() && m[0].role == "system") {
+    t.system = m[0].content;
+    t.has_system = true;
+    i = 1;
+  }
+  for (; i < m.size(); ++i) {
+    const bool want_user = (t.turns.size() % 2) == 0;
+    const std::string& r = m[i].role;
+    if (r != "user" && r != "assistant" && r != "system")
+      fail("chat: message ", i, " has role '", r, "' (system, user, assistant are known)");
+    if (r == "system") fail("chat: message ", i, " is a system message after the first message");
+    if ((r == "user") != want_user)
+      fail("chat: message ", i, " is from the ", r, " but the ", want_user ? "user" : "assistant", " speaks next");
+    t.turns.push_back(&m[i]);
+  }
+  return t;
+}
+
+void add(std::vector<ChatPiece>& p, std::string text, bool assistant, bool special) {
+  if (!p.empty() && p.back().assistant == assistant) {  // join neighbours of the same kind
+    p.back().text += text;
+    p.back().special = p.back().special || special;
+    return;
+  }
+  p.push_back({std::move(text), assistant, special});
+}
+
+}  // namespace
+
+ChatTemplate chat_template_from_name(const std::string& n) {
+  if (n == "llama2" || n == "llama-2") return ChatTemplate::Llama2;
+  if (n == "llama3" || n == "llama-3") return ChatTemplate::Llama3;
+  if (n == "vicuna" || n == "llava" || n == "llava-1.5" || n == "vicuna_v1") return ChatTemplate::Vicuna;
+  if (n == "chatml" || n == "qwen2") return ChatTemplate::ChatML;
+  if (n == "phi2" || n == "phi-2" || n == "tinyllava" || n == "phi") return ChatTemplate::Phi2;
+  fail("chat: unknown template '", n, "' (llama2, llama3, vicuna / llava, chatml / qwen2, phi2 / tinyllava)");
+}
+
+const char* chat_template_name(ChatTemplate t) {
+  switch (t) {
+    case ChatTemplate::Llama2: return "llama2";
+    case ChatTemplate::Llama3: return "llama3";
+    case ChatTemplate::Vicuna: return "vicuna";
+    case ChatTemplate::ChatML: return "chatml";
+    case ChatTemplate::Phi2: return "phi2";
+  }
+  return "?";
+}
+
+ChatTemplate detect_chat_template(const io::GgufFile& f) {
+  namespace key = io::gguf::key;
+  const std::string jinja = f.get_string(key::kTokChatTemplate, "");
+  if (!jinja.empty()) {
+    if (jinja.find("<|im_start|>") != std::string::npos) return ChatTemplate::ChatML;
+    if (jinja.find("<|start_header_id|>") != std::string::npos) return ChatTemplate::Llama3;
+    if (jinja.find("[INST]") != std::string::npos) return ChatTemplate::Llama2;
+    if (jinja.find("ASSISTANT:") != std::string::npos)
+      return jinja.find("<|endoftext|>") != std::string::npos ? ChatTemplate::Phi2 : ChatTemplate::Vicuna;
+  }
+  const std::string arch = f.get_string(key::kArchitecture, "");
+  if (arch == "qwen2" || arch == "stablelm") return ChatTemplate::ChatML;
+  if (arch == "phi2") return ChatTemplate::Phi2;
+  if (arch == "llama") {
+    if (f.has(key::kTokTokens)) {
+      const io::GgufValue& toks = f.get(key::kTokTokens);
+      for (const std::string& s : toks.strs)
+        if (s == "<|eot_id|>") return ChatTemplate::Llama3;
+    }
+    return ChatTemplate::Vicuna;  // LLaVA-1.5's convention for Llama-2-vocabulary models
+  }
+  fail("chat: ", f.path(), ": no chat template identifies this model (architecture '", arch,
+       "'); choose one by name");
+}
+
+std::vector<ChatPiece> render_chat(ChatTemplate t, const std::vector<Message>& messages, bool gen) {
+  const Turns c = split(messages);
+  std::vector<ChatPiece> p;
+  switch (t) {
+    case ChatTemplate::Vicuna:
+    case ChatTemplate::Phi2: {
+      const std::string end = t == ChatTemplate::Vicuna ? "</s>" : "<|endoftext|>";
+      add(p, (c.has_system ? c.system : std::string(t == ChatTemplate::Vicuna ? kVicunaSystem : kPhiSystem)) + " ",
+          false, false);
+      for (size_t i = 0; i < c.turns.size(); ++i) {
+        if (i % 2 == 0) {
+          add(p, "USER: " + c.turns[i]->content + " ASSISTANT:", false, false);
+        } else {
+          add(p, " " + c.turns[i]->content + end, true, true);
+        }
+      }
+      if (!gen && !c.turns.empty() && c.turns.size() % 2 == 1)
+        fail("chat: the conversation ends with the user; ask for a generation prompt to render it");
+      break;
+    }
+    case ChatTemplate::ChatML: {
+      add(p, "<|im_start|>system\n" + (c.has_system ? c.system : std::string(kQwenSystem)) + "<|im_end|>\n", false,
+          true);
+      for (size_t i = 0; i < c.turns.size(); ++i) {
+        if (i % 2 == 0) {
+          add(p, "<|im_start|>user\n" + c.turns[i]->content + "<|im_end|>\n<|im_start|>assistant\n", false, true);
+        } else {
+          add(p, c.turns[i]->content + "<|im_end|>", true, true);
+          add(p, "\n", false, false);
+        }
+      }
+      if (!gen && c.turns.size() % 2 == 1) fail("chat: the conversation ends with the user; ask for a generation prompt");
+      break;
+    }
+    case ChatTemplate::Llama3: {
+      add(p, "<|begin_of_text|>", false, true);
+      if (c.has_system) add(p, "<|start_header_id|>system<|end_header_id|>\n\n" + c.system + "<|eot_id|>", false, true);
+      for (size_t i = 0; i < c.turns.size(); ++i) {
+        if (i % 2 == 0) {
+          add(p, "<|start_header_id|>user<|end_header_id|>\n\n" + c.turns[i]->content +
+                     "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n", false, true);
+        } else {
+          add(p, c.turns[i]->content + "<|eot_id|>", true, true);
+        }
+      }
+      if (!gen && c.turns.size() % 2 == 1) fail("chat: the conversation ends with the user; ask for a generation prompt");
+      break;
+    }
+    case ChatTemplate::Llama2: {
+      for (size_t i = 0; i < c.turns.size(); ++i) {
+        if (i % 2 == 0) {
+          std::string u = c.turns[i]->content;
+          if (i == 0 && c.has_system) u = "<<SYS>>\n" + c.system + "\n<</SYS>>\n\n" + u;
+          add(p, "<s>[INST] " + u + " [/INST]", false, true);
+        } else {
+          add(p, " " + c.turns[i]->content + " </s>", true, true);
+        }
+      }
+      if (!gen && c.turns.size() % 2 == 1) fail("chat: the conversation ends with the user; ask for a generation prompt");
+      break;
+    }
+  }
+  // The generation prompt is already in place: every user turn ends with the assistant's header.
+  if (gen && c.turns.size() % 2 == 0 && !c.turns.empty())
+    fail("chat: a generation prompt after an assistant reply: add the next user message first");
+  return p;
+}
+
+std::string render_chat_text(ChatTemplate t, const std::vector<Message>& messages, bool gen) {
+  std::string s;
+  for (const ChatPiece& p : render_chat(t, messages, gen)) s += p.text;
+  return s;
+}
+
+EncodedChat encode_chat(const Tokenizer& tok, ChatTemplate t, const std::vector<Message>& messages, bool gen) {
+  const std::vector<ChatPiece> pieces = render_chat(t, messages, gen);
+  // BOS from the tokenizer only where the template does not write it itself.
+  const bool tokenizer_bos = t == ChatTemplate::Vicuna || t == ChatTemplate::Phi2;
+  EncodedChat e;
+  std::string whole;
+  bool at_start = true;
+  for (size_t k = 0; k < pieces.size(); ++k) {
+    const std::vector<int32_t> ids = tok.encode(pieces[k].text, k == 0 && tokenizer_bos, true, at_start);
+    e.ids.insert(e.ids.end(), ids.begin(), ids.end());
+    e.mask.insert(e.mask.end(), ids.size(), pieces[k].assistant ? 1 : 0);
+    whole += pieces[k].text;
+    at_start = !ids.empty() && tok.is_special(ids.back());
+  }
+  // Piecewise tokens must be the whole text's tokens: else the template and the tokenizer
+  // disagree at a boundary, and the mask would be wrong.
+  const std::vector<int32_t> all = tok.encode(whole, tokenizer_bos, true);
+  if (all != e.ids) {
+    size_t at = 0;
+    while (at < all.size() && at < e.ids.size() && all[at] == e.ids[at]) ++at;
+    fail("chat: template ", chat_template_name(t), " and the tokenizer disagree at token ", at,
+         " (piecewise ", at < e.ids.size() ? std::to_string(e.ids[at]) : "end", ", whole text ",
+         at < all.size() ? std::to_string(all[at]) : "end", "): the loss mask cannot be trusted");
+  }
+  return e;
+}
+
+}  // namespace ocellus::text
