@@ -65,21 +65,29 @@ Tokenizer Tokenizer::from_gguf(const io::GgufFile& f) {
   t.build_indexes();
   if (t.kind_ == Kind::Bpe) {
     const std::vector<std::string> merges = f.get_strings(key::kTokMerges);
+    std::vector<std::pair<std::string, std::string>> pairs;
+    pairs.reserve(merges.size());
     for (size_t r = 0; r < merges.size(); ++r) {
       const std::string& m = merges[r];
       const size_t sp = m.find(' ', 1);
       if (sp == std::string::npos) fail("tokenizer: ", f.path(), ": merge #", r, " '", m, "' is not 'left right'");
-      const int32_t a = t.find(std::string_view(m).substr(0, sp)), b = t.find(std::string_view(m).substr(sp + 1));
-      const int32_t ab = t.find(m.substr(0, sp) + m.substr(sp + 1));
-      if (a < 0 || b < 0 || ab < 0) continue;  // a merge of tokens the vocabulary lacks can never apply
-      t.merges_.emplace(pair_key(a, b), std::make_pair(int32_t(r), ab));
+      pairs.emplace_back(m.substr(0, sp), m.substr(sp + 1));
     }
+    t.add_merges(pairs, f.path());
   }
   return t;
 }
 
-Tokenizer Tokenizer::from_file(const std::string& path) {
-  return from_gguf(io::GgufFile::open(path));
+void Tokenizer::add_merges(const std::vector<std::pair<std::string, std::string>>& merges, const std::string& source) {
+  (void)source;
+  merges_.clear();
+  merge_list_.clear();
+  for (size_t r = 0; r < merges.size(); ++r) {
+    const int32_t a = find(merges[r].first), b = find(merges[r].second), ab = find(merges[r].first + merges[r].second);
+    if (a < 0 || b < 0 || ab < 0) continue;  // a merge of tokens the vocabulary lacks can never apply
+    merges_.emplace(pair_key(a, b), std::make_pair(int32_t(merge_list_.size()), ab));
+    merge_list_.emplace_back(a, b);
+  }
 }
 
 void Tokenizer::build_indexes() {

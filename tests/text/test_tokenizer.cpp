@@ -1,7 +1,9 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
+#include <unistd.h>
 #include <fstream>
 #include <iterator>
 #include <sstream>
@@ -157,4 +159,21 @@ TEST(Pretokenize, FamilyPatterns) {
   EXPECT_EQ(words(PreTokenizer::Qwen2, "a 123"), "[a][ ][1][2][3]");
   EXPECT_EQ(words(PreTokenizer::Llama3, "x  \n  \n z"), "[x][  \n  \n][ z]");
   EXPECT_THROW(pretokenizer_from_name("bogus"), Error);
+}
+
+TEST(Tokenizer, HfJsonRoundTrip) {
+  const Tokenizer gguf = Tokenizer::from_file(kFix + "/tokenizer/ggml-vocab-gpt-2.gguf");
+  const std::string dir = ::testing::TempDir() + "ocellus_tokjson_" + std::to_string(::getpid());
+  ASSERT_EQ(std::system(("mkdir -p " + dir).c_str()), 0);
+  gguf.save_hf_json(dir + "/tokenizer.json");
+  const Tokenizer json = Tokenizer::from_file(dir);  // the folder
+  EXPECT_EQ(json.n_vocab(), gguf.n_vocab());
+  EXPECT_EQ(json.eos(), gguf.eos());
+  EXPECT_TRUE(json.is_special(50256));
+  for (const Case& c : load_cases("ggml-vocab-gpt-2.gguf"))
+    EXPECT_EQ(ids_str(json.encode(c.text, false)), ids_str(c.ids)) << c.text;
+  // Written again from what was read: the same file.
+  json.save_hf_json(dir + "/again.json");
+  EXPECT_EQ(read_all(dir + "/tokenizer.json"), read_all(dir + "/again.json"));
+  EXPECT_THROW(Tokenizer::from_file(kFix + "/tokenizer/ggml-vocab-gpt-2.gguf.out"), Error);
 }

@@ -26,8 +26,19 @@ class Tokenizer {
   enum class Kind { Spm, Bpe };
 
   static Tokenizer from_gguf(const io::GgufFile& f);
-  // A model GGUF, a vocabulary-only GGUF (or, later, a tokenizer.json).
+  // Hugging Face tokenizer.json (byte-level BPE), with tokenizer_config.json beside it when
+  // present (add_bos_token / add_eos_token, bos / eos tokens).
+  static Tokenizer from_hf_json(const std::string& path);
+  // A model GGUF, a vocabulary-only GGUF, a tokenizer.json, or a folder holding tokenizer.json.
   static Tokenizer from_file(const std::string& path);
+  // A byte-level BPE tokenizer from its parts: `specials` first (ids 0..), then `tokens`;
+  // merges in rank order as (left, right) strings; the ends of sequences marked by bos / eos
+  // (token strings, may be empty).
+  static Tokenizer byte_level_bpe(const std::vector<std::string>& specials, const std::vector<std::string>& tokens,
+                                  const std::vector<std::pair<std::string, std::string>>& merges, PreTokenizer pre,
+                                  const std::string& bos, const std::string& eos);
+  // Writes tokenizer.json (byte-level BPE only) that this code and Hugging Face tokenizers load.
+  void save_hf_json(const std::string& path) const;
 
   Kind kind() const { return kind_; }
   const char* kind_name() const { return kind_ == Kind::Spm ? "SentencePiece" : "byte-level BPE"; }
@@ -88,6 +99,8 @@ class Tokenizer {
   std::unordered_map<std::string, int32_t, Hash, std::equal_to<>> index_;
   // BPE: (left id, right id) -> (rank, merged id).
   std::unordered_map<uint64_t, std::pair<int32_t, int32_t>> merges_;
+  std::vector<std::pair<int32_t, int32_t>> merge_list_;  // (left, right) in rank order
+  void add_merges(const std::vector<std::pair<std::string, std::string>>& merges, const std::string& source);
   std::array<int32_t, 256> byte_ids_{};  // SPM <0xXX> tokens; BPE single-byte characters
   std::vector<int32_t> specials_;        // longest first, for parsing
   int32_t bos_ = -1, eos_ = -1, unk_ = -1;

@@ -1,0 +1,221 @@
+// Hugging Face tokenizer.json for byte-level BPE: reading (with tokenizer_config.json) and
+// writing, and building a tokenizer from its parts (the BPE trainer's output).
+#include <nlohmann/json.hpp>
+
+#include "ocellus/core/error.h"
+#include "ocellus/io/file.h"
+#include "ocellus/io/gguf.h"
+#include "ocellus/text/tokenizer.h"
+#include "ocellus/text/unicode.h"
+
+namespace ocellus::text {
+
+namespace {
+
+using json = nlohmann::json;
+using ordered_json = nlohmann::ordered_json;
+
+// The family from the pre_tokenizer section: a Split with one of the known patterns, or a
+// ByteLevel that applies GPT-2's own pattern.
+PreTokenizer detect_pre(const json& pre, const std::string& path) {
+  if (pre.is_null()) fail("tokenizer: ", path, ": no pre_tokenizer; only byte-level BPE tokenizer.json is supported");
+  const std::string type = pre.value("type", "");
+  if (type == "ByteLevel") {
+    if (!pre.value("use_regex", true)) fail("tokenizer: ", path, ": ByteLevel pre-tokenizer without its regex");
+    return PreTokenizer::Gpt2;
+  }
+  if (type == "Sequence" && pre.contains("pretokenizers") && pre["pretokenizers"].is_array()) {
+    for (const json& p : pre["pretokenizers"]) {
+      if (p.value("type", "") != "Split" || !p.contains("pattern")) continue;
+      const std::string re = p["pattern"].value("Regex", "");
+      if (re.find("\\p{N}{1,3}") != std::string::npos) return PreTokenizer::Llama3;
+      if (re.find("[^\\r\\n\\p{L}\\p{N}]?\\p{L}+") != std::string::npos) return PreTokenizer::Qwen2;
+      if (re.find("?\\p{L}+| ?\\p{N}+") != std::string::npos) return PreTokenizer::Gpt2;
+      fail("tokenizer: ", path, ": pre-tokenizer pattern not recognized: ", re);
+    }
+    for (const json& p : pre["pretokenizers"])
+      if (p.value("type", "") == "ByteLevel" && p.value("use_regex", true)) return PreTokenizer::Gpt2;
+  }
+  fail("tokenizer: ", path, ": pre_tokenizer of type '", type, "' is not supported");
+}
+
+// A special-token field of tokenizer_config.json: a string or {"content": ...}.
+std::string token_field(const json& cfg, const char* k) {
+  if (!cfg.contains(k) || cfg[k].is_null()) return "";
+  if (cfg[k].is_string()) return cfg[k].get<std::string>();
+  if (cfg[k].is_object() && cfg[k].contains("content") && cfg[k]["content"].is_string())
+    return cfg[k]["content"].get<std::string>();
+  return "";
+}
+
+const char* pre_regex(PreTokenizer p) {
+  switch (p) {
+    case PreTokenizer::Gpt2:
+      return "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
+    case PreTokenizer::Llama3:
+      return "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
+             "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+    case PreTokenizer::Qwen2:
+      return "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
+             "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+  }
+  return "";
+}
+
+}  // namespace
+
+Tokenizer Tokenizer::from_file(const std::string& path) {
+  if (io::is_directory(path)) return from_hf_json(path + "/tokenizer.json");
+  if (path.size() >= 5 && path.substr(path.size() - 5) == ".json") return from_hf_json(path);
+  return from_gguf(io::GgufFile::open(path));
+}
+
+Tokenizer Tokenizer::from_hf_json(const std::string& path) {
+  json j;
+  try {
+    j = json::parse(io::read_text_file(path));
+  } catch (const json::exception& e) {
+    fail("tokenizer: ", path, ": invalid JSON: ", e.what());
+  }
+  if (!j.is_object() || !j.contains("model") || !j["model"].is_object())
+    fail("tokenizer: ", path, ": no 'model' section");
+  const json& model = j["model"];
+  if (model.value("type", "") != "BPE") fail("tokenizer: ", path, ": model type '", model.value("type", ""), "' is not supported (BPE is)");
+  if (!model.contains("vocab") || !model["vocab"].is_object()) fail("tokenizer: ", path, ": model.vocab is missing");
+
+  Tokenizer t;
+  t.kind_ = Kind::Bpe;
+  t.pre_ = detect_pre(j.contains("pre_tokenizer") ? j["pre_tokenizer"] : json(), path);
+  t.ignore_merges_ = model.value("ignore_merges", false);
+  t.add_space_prefix_ = false;
+  // Ids: model.vocab, then added_tokens (which may also re-declare vocabulary entries).
+  std::vector<std::pair<int64_t, std::string>> entries;
+  for (auto it = model["vocab"].begin(); it != model["vocab"].end(); ++it) {
+    if (!it.value().is_number_integer()) fail("tokenizer: ", path, ": vocab['", it.key(), "'] is not an id");
+    entries.emplace_back(it.value().get<int64_t>(), it.key());
+  }
+  std::vector<std::pair<int64_t, bool>> added;  // id, special
+  if (j.contains("added_tokens") && j["added_tokens"].is_array())
+    for (const json& a : j["added_tokens"]) {
+      if (!a.contains("id") || !a["id"].is_number_integer() || !a.contains("content") || !a["content"].is_string())
+        fail("tokenizer: ", path, ": an added_tokens entry lacks id or content");
+      entries.emplace_back(a["id"].get<int64_t>(), a["content"].get<std::string>());
+      added.emplace_back(a["id"].get<int64_t>(), a.value("special", false));
+    }
+  int64_t max_id = -1;
+  for (const auto& e : entries) {
+    if (e.first < 0 || e.first > int64_t(1) << 24) fail("tokenizer: ", path, ": token id ", e.first, " is out of range");
+    max_id = std::max(max_id, e.first);
+  }
+  t.tokens_.assign(size_t(max_id + 1), "");
+  t.types_.assign(size_t(max_id + 1), TokenType::Unused);
+  for (const auto& e : entries) {
+    t.tokens_[size_t(e.first)] = e.second;
+    t.types_[size_t(e.first)] = TokenType::Normal;
+  }
+  for (const auto& a : added) t.types_[size_t(a.first)] = a.second ? TokenType::Control : TokenType::UserDefined;
+  t.scores_.assign(t.tokens_.size(), 0.0f);
+  t.build_indexes();
+
+  std::vector<std::pair<std::string, std::string>> merges;
+  if (model.contains("merges") && model["merges"].is_array())
+    for (const json& m : model["merges"]) {
+      if (m.is_string()) {  // "left right"
+        const std::string s = m.get<std::string>();
+        const size_t sp = s.find(' ', 1);
+        if (sp == std::string::npos) fail("tokenizer: ", path, ": merge '", s, "' is not 'left right'");
+        merges.emplace_back(s.substr(0, sp), s.substr(sp + 1));
+      } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {  // ["left", "right"]
+        merges.emplace_back(m[0].get<std::string>(), m[1].get<std::string>());
+      } else {
+        fail("tokenizer: ", path, ": a merge is neither \"a b\" nor [\"a\", \"b\"]");
+      }
+    }
+  t.add_merges(merges, path);
+
+  // tokenizer_config.json beside it: BOS / EOS and whether to add them.
+  const size_t slash = path.find_last_of('/');
+  const std::string cfg_path = (slash == std::string::npos ? std::string(".") : path.substr(0, slash)) + "/tokenizer_config.json";
+  if (io::file_exists(cfg_path)) {
+    json cfg;
+    try {
+      cfg = json::parse(io::read_text_file(cfg_path));
+    } catch (const json::exception& e) {
+      fail("tokenizer: ", cfg_path, ": invalid JSON: ", e.what());
+    }
+    t.add_bos_ = cfg.value("add_bos_token", false);
+    t.add_eos_ = cfg.value("add_eos_token", false);
+    const std::string bos = token_field(cfg, "bos_token"), eos = token_field(cfg, "eos_token");
+    if (!bos.empty()) t.bos_ = t.find(bos);
+    if (!eos.empty()) t.eos_ = t.find(eos);
+  }
+  if (t.eos_ < 0) t.eos_ = t.find("<|endoftext|>");
+  return t;
+}
+
+Tokenizer Tokenizer::byte_level_bpe(const std::vector<std::string>& specials, const std::vector<std::string>& tokens,
+                                    const std::vector<std::pair<std::string, std::string>>& merges, PreTokenizer pre,
+                                    const std::string& bos, const std::string& eos) {
+  Tokenizer t;
+  t.kind_ = Kind::Bpe;
+  t.pre_ = pre;
+  t.add_space_prefix_ = false;
+  for (const std::string& s : specials) {
+    t.tokens_.push_back(s);
+    t.types_.push_back(TokenType::Control);
+  }
+  for (const std::string& s : tokens) {
+    t.tokens_.push_back(s);
+    t.types_.push_back(TokenType::Normal);
+  }
+  t.scores_.assign(t.tokens_.size(), 0.0f);
+  t.build_indexes();
+  t.add_merges(merges, "trainer");
+  t.bos_ = bos.empty() ? -1 : t.find(bos);
+  t.eos_ = eos.empty() ? -1 : t.find(eos);
+  t.add_bos_ = t.bos_ >= 0;
+  return t;
+}
+
+void Tokenizer::save_hf_json(const std::string& path) const {
+  OCELLUS_CHECK(kind_ == Kind::Bpe, "tokenizer: only byte-level BPE tokenizers are written as tokenizer.json");
+  ordered_json j;
+  j["version"] = "1.0";
+  j["truncation"] = nullptr;
+  j["padding"] = nullptr;
+  ordered_json added = ordered_json::array();
+  for (size_t i = 0; i < tokens_.size(); ++i)
+    if (types_[i] == TokenType::Control || types_[i] == TokenType::UserDefined)
+      added.push_back({{"id", i}, {"content", tokens_[i]}, {"single_word", false}, {"lstrip", false},
+                       {"rstrip", false}, {"normalized", false}, {"special", types_[i] == TokenType::Control}});
+  j["added_tokens"] = added;
+  j["normalizer"] = nullptr;
+  ordered_json split = {{"type", "Split"}, {"pattern", {{"Regex", pre_regex(pre_)}}}, {"behavior", "Isolated"}, {"invert", false}};
+  ordered_json bytelevel = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", false}};
+  j["pre_tokenizer"] = {{"type", "Sequence"}, {"pretokenizers", {split, bytelevel}}};
+  j["post_processor"] = nullptr;
+  j["decoder"] = {{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", true}, {"use_regex", true}};
+  ordered_json vocab = ordered_json::object();
+  for (size_t i = 0; i < tokens_.size(); ++i)
+    if (types_[i] != TokenType::Control && types_[i] != TokenType::UserDefined && types_[i] != TokenType::Unused)
+      vocab[tokens_[i]] = i;
+  ordered_json merges = ordered_json::array();
+  // "left right" strings: every tokenizers version reads them (byte-level tokens have no spaces).
+  for (const auto& [a, b] : merge_list_) merges.push_back(tokens_[size_t(a)] + " " + tokens_[size_t(b)]);
+  j["model"] = {{"type", "BPE"},           {"dropout", nullptr},      {"unk_token", nullptr},
+                {"continuing_subword_prefix", nullptr}, {"end_of_word_suffix", nullptr}, {"fuse_unk", false},
+                {"byte_fallback", false},  {"ignore_merges", ignore_merges_}, {"vocab", vocab},
+                {"merges", merges}};
+  const std::string text = j.dump(1) + "\n";
+  io::write_file_atomically(path, [&](std::FILE* f) { io::write_bytes(f, text.data(), text.size(), path); });
+  // tokenizer_config.json beside it: which tokens open and close a sequence.
+  const size_t slash = path.find_last_of('/');
+  const std::string cfg_path = (slash == std::string::npos ? std::string(".") : path.substr(0, slash)) + "/tokenizer_config.json";
+  ordered_json cfg = {{"add_bos_token", add_bos_}, {"add_eos_token", add_eos_}, {"tokenizer_class", "PreTrainedTokenizerFast"}};
+  if (bos_ >= 0) cfg["bos_token"] = tokens_[size_t(bos_)];
+  if (eos_ >= 0) cfg["eos_token"] = tokens_[size_t(eos_)];
+  const std::string ctext = cfg.dump(1) + "\n";
+  io::write_file_atomically(cfg_path, [&](std::FILE* f) { io::write_bytes(f, ctext.data(), ctext.size(), cfg_path); });
+}
+
+}  // namespace ocellus::text
