@@ -11,6 +11,7 @@
 #include "ocellus/io/inspect.h"
 #include "ocellus/io/file.h"
 #include "ocellus/model/synth.h"
+#include "ocellus/text/bpe_train.h"
 #include "ocellus/text/tokenizer.h"
 
 int main(int argc, char** argv) {
@@ -103,6 +104,38 @@ int main(int argc, char** argv) {
       std::printf("%8d  '%s'\n", id, shown.c_str());
     }
     std::fprintf(stderr, "%zu tokens (%s, %d in vocabulary)\n", ids.size(), tok.kind_name(), tok.n_vocab());
+  });
+
+  auto* trainer = app.add_subcommand("train-tokenizer", "Learn a byte-level BPE vocabulary from text files; "
+                                                      "write tokenizer.json (+ tokenizer_config.json)");
+  std::vector<std::string> bpe_files;
+  std::string bpe_out, bpe_pre = "gpt-2";
+  ocellus::text::BpeTrainOptions bpe_opt;
+  bpe_opt.specials = {"<|endoftext|>"};
+  bpe_opt.eos = "<|endoftext|>";
+  trainer->add_option("files", bpe_files, "Text files (UTF-8)")->required();
+  trainer->add_option("-o,--output", bpe_out, "Output tokenizer.json")->required();
+  trainer->add_option("--vocab-size", bpe_opt.vocab_size, "Tokens in all: specials + 256 bytes + merges")->capture_default_str();
+  trainer->add_option("--special", bpe_opt.specials, "Special tokens, in id order")->capture_default_str();
+  trainer->add_option("--bos", bpe_opt.bos, "The special token that begins a sequence (none by default)");
+  trainer->add_option("--eos", bpe_opt.eos, "The special token that ends a sequence")->capture_default_str();
+  trainer->add_option("--pre", bpe_pre, "Pre-tokenizer: gpt-2, llama3, qwen2")->capture_default_str();
+  trainer->add_option("--min-frequency", bpe_opt.min_frequency, "Stop when no pair occurs this often")->capture_default_str();
+  trainer->callback([&] {
+    bpe_opt.pre = ocellus::text::pretokenizer_from_name(bpe_pre);
+    std::vector<std::string> texts;
+    size_t bytes = 0;
+    for (const std::string& f : bpe_files) {
+      texts.push_back(ocellus::io::read_text_file(f, size_t(4) << 30));
+      bytes += texts.back().size();
+    }
+    bpe_opt.progress = [](int64_t done, int64_t total) {
+      std::fprintf(stderr, "\rmerges %lld / %lld", (long long)done, (long long)total);
+    };
+    const auto tok = ocellus::text::train_bpe(texts, bpe_opt);
+    std::fprintf(stderr, "\n");
+    tok.save_hf_json(bpe_out);
+    std::printf("wrote %s: %d tokens learned from %zu bytes of text\n", bpe_out.c_str(), tok.n_vocab(), bytes);
   });
 
   try {
