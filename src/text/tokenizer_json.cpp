@@ -84,10 +84,23 @@ Tokenizer Tokenizer::from_hf_json(const std::string& path) {
   if (!model.contains("vocab") || !model["vocab"].is_object()) fail("tokenizer: ", path, ": model.vocab is missing");
 
   Tokenizer t;
-  t.kind_ = Kind::Bpe;
-  t.pre_ = detect_pre(j.contains("pre_tokenizer") ? j["pre_tokenizer"] : json(), path);
-  t.ignore_merges_ = model.value("ignore_merges", false);
-  t.add_space_prefix_ = false;
+  // Llama-2-style files are SentencePiece converted to BPE: byte fallback, spaces replaced by
+  // "▁" in the normalizer (or a Metaspace pre-tokenizer). Their merges rank every split of every
+  // token by its score, so the SentencePiece algorithm with score = -rank gives the same ids.
+  const std::string norm = j.contains("normalizer") ? j["normalizer"].dump() : "";
+  const std::string pre = j.contains("pre_tokenizer") ? j["pre_tokenizer"].dump() : "";
+  const bool spm = model.value("byte_fallback", false) &&
+                   (norm.find("\xe2\x96\x81") != std::string::npos || pre.find("Metaspace") != std::string::npos);
+  if (spm) {
+    t.kind_ = Kind::Spm;
+    t.add_space_prefix_ = norm.find("Prepend") != std::string::npos || pre.find("\"first\"") != std::string::npos ||
+                          pre.find("\"always\"") != std::string::npos;
+  } else {
+    t.kind_ = Kind::Bpe;
+    t.pre_ = detect_pre(j.contains("pre_tokenizer") ? j["pre_tokenizer"] : json(), path);
+    t.ignore_merges_ = model.value("ignore_merges", false);
+    t.add_space_prefix_ = false;
+  }
   // Ids: model.vocab, then added_tokens (which may also re-declare vocabulary entries).
   std::vector<std::pair<int64_t, std::string>> entries;
   for (auto it = model["vocab"].begin(); it != model["vocab"].end(); ++it) {
@@ -114,6 +127,14 @@ Tokenizer Tokenizer::from_hf_json(const std::string& path) {
     t.types_[size_t(e.first)] = TokenType::Normal;
   }
   for (const auto& a : added) t.types_[size_t(a.first)] = a.second ? TokenType::Control : TokenType::UserDefined;
+  if (spm)
+    for (size_t i = 0; i < t.tokens_.size(); ++i) {
+      const std::string& s = t.tokens_[i];
+      if (s.size() == 6 && s.compare(0, 3, "<0x") == 0 && s[5] == '>') t.types_[i] = TokenType::Byte;
+    }
+  if (spm && model.contains("unk_token") && model["unk_token"].is_string())
+    for (size_t i = 0; i < t.tokens_.size(); ++i)
+      if (t.tokens_[i] == model["unk_token"].get<std::string>()) t.unk_ = int32_t(i), t.types_[i] = TokenType::Unknown;
   t.scores_.assign(t.tokens_.size(), 0.0f);
   t.build_indexes();
 
@@ -131,7 +152,16 @@ Tokenizer Tokenizer::from_hf_json(const std::string& path) {
         fail("tokenizer: ", path, ": a merge is neither \"a b\" nor [\"a\", \"b\"]");
       }
     }
-  t.add_merges(merges, path);
+  if (spm) {
+    // score(token) = -(rank of the first merge that makes it); single characters rank below all.
+    std::vector<bool> made(t.tokens_.size(), false);
+    for (size_t r = 0; r < merges.size(); ++r) {
+      const int32_t id = t.find(merges[r].first + merges[r].second);
+      if (id >= 0 && !made[size_t(id)]) made[size_t(id)] = true, t.scores_[size_t(id)] = -float(r);
+    }
+  } else {
+    t.add_merges(merges, path);
+  }
 
   // tokenizer_config.json beside it: BOS / EOS and whether to add them.
   const size_t slash = path.find_last_of('/');

@@ -11,6 +11,9 @@
 #include <vector>
 
 #include "ocellus/core/error.h"
+#include <nlohmann/json.hpp>
+#include <unordered_map>
+
 #include "ocellus/io/gguf.h"
 #include "ocellus/text/pretokenize.h"
 #include "ocellus/text/tokenizer.h"
@@ -176,4 +179,51 @@ TEST(Tokenizer, HfJsonRoundTrip) {
   json.save_hf_json(dir + "/again.json");
   EXPECT_EQ(read_all(dir + "/tokenizer.json"), read_all(dir + "/again.json"));
   EXPECT_THROW(Tokenizer::from_file(kFix + "/tokenizer/ggml-vocab-gpt-2.gguf.out"), Error);
+}
+
+// A Llama-2-style tokenizer.json (SentencePiece converted to BPE, as transformers' LlamaConverter
+// writes it: every split of every token a merge, ranked by the token's score; byte fallback;
+// spaces to "▁" in the normalizer), made from the fixture vocabulary, reproduces the reference ids.
+TEST(Tokenizer, SentencePieceTokenizerJson) {
+  io::GgufFile g = io::GgufFile::open(kFix + "/tokenizer/ggml-vocab-llama-spm.gguf");
+  const std::vector<std::string> toks = g.get_strings("tokenizer.ggml.tokens");
+  const std::vector<float> scores = g.get_floats("tokenizer.ggml.scores");
+  const std::vector<int64_t> types = g.get_ints("tokenizer.ggml.token_type");
+  nlohmann::ordered_json vocab = nlohmann::ordered_json::object();
+  std::unordered_map<std::string, size_t> index;
+  for (size_t i = 0; i < toks.size(); ++i) vocab[toks[i]] = i, index[toks[i]] = i;
+  struct M { float score; size_t a, b; std::string s; };
+  std::vector<M> merges;
+  for (size_t i = 0; i < toks.size(); ++i) {
+    if (types[i] != 1) continue;
+    const std::string& t = toks[i];
+    for (size_t k = 1; k < t.size(); ++k) {
+      if ((static_cast<unsigned char>(t[k]) & 0xc0) == 0x80) continue;  // inside a character
+      auto a = index.find(t.substr(0, k)), b = index.find(t.substr(k));
+      if (a != index.end() && b != index.end()) merges.push_back({scores[i], a->second, b->second, t.substr(0, k) + " " + t.substr(k)});
+    }
+  }
+  std::stable_sort(merges.begin(), merges.end(), [](const M& x, const M& y) {
+    return x.score != y.score ? x.score > y.score : (x.a != y.a ? x.a < y.a : x.b < y.b);
+  });
+  nlohmann::ordered_json m = nlohmann::ordered_json::array();
+  for (const M& x : merges) m.push_back(x.s);
+  nlohmann::ordered_json j;
+  j["added_tokens"] = {{{"id", 0}, {"content", "<unk>"}, {"special", true}},
+                       {{"id", 1}, {"content", "<s>"}, {"special", true}},
+                       {{"id", 2}, {"content", "</s>"}, {"special", true}}};
+  j["normalizer"] = {{"type", "Sequence"}, {"normalizers", {{{"type", "Prepend"}, {"prepend", "\xe2\x96\x81"}},
+                                                              {{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", "\xe2\x96\x81"}}}}};
+  j["pre_tokenizer"] = nullptr;
+  j["model"] = {{"type", "BPE"}, {"unk_token", "<unk>"}, {"byte_fallback", true}, {"vocab", vocab}, {"merges", m}};
+  const std::string dir = ::testing::TempDir() + "ocellus_spmjson_" + std::to_string(::getpid());
+  ASSERT_EQ(std::system(("mkdir -p " + dir).c_str()), 0);
+  std::ofstream(dir + "/tokenizer.json") << j.dump();
+  std::ofstream(dir + "/tokenizer_config.json") << R"({"add_bos_token": true, "bos_token": "<s>", "eos_token": "</s>"})";
+  const Tokenizer tok = Tokenizer::from_file(dir);
+  EXPECT_EQ(tok.kind(), Tokenizer::Kind::Spm);
+  EXPECT_EQ(tok.bos(), 1);
+  EXPECT_TRUE(tok.add_bos());
+  for (const Case& c : load_cases("ggml-vocab-llama-spm.gguf"))
+    EXPECT_EQ(ids_str(tok.encode(c.text, false)), ids_str(c.ids)) << c.text;
 }
