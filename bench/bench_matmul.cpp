@@ -70,15 +70,18 @@ void BM_Matvec(benchmark::State& state) {
   }
   Tensor x = random_tensor({1, k}, 4);
   size_t i = 0;
-  const double bw_before = bench::copy_gbs_now();
+  const double bw_before = bench::copy_gbs_now(), rd_before = bench::read_gbs_now();
   for (auto _ : state) benchmark::DoNotOptimize(ops::matmul(x, pool[i++ % copies]));
-  // The higher of the copies just before and after (outside the timed loop): the ratio errs
-  // low, never high.
+  // The higher of the measurements just before and after (outside the timed loop): the ratio
+  // errs low, never high.
   const double bw = std::max(bw_before, bench::copy_gbs_now());
+  const double rd = std::max(rd_before, bench::read_gbs_now());
   state.SetLabel(std::string(dtype_name(t)) + (pool[0].packed() ? " packed" : ""));
   state.counters["GB/s"] = benchmark::Counter(double(bytes) / 1e9, benchmark::Counter::kIsIterationInvariantRate);
   state.counters["copy_GB/s"] = bw;
   state.counters["of_copy_bw"] = benchmark::Counter(double(bytes) / (bw * 1e9), benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["read_GB/s"] = rd;
+  state.counters["of_read_bw"] = benchmark::Counter(double(bytes) / (rd * 1e9), benchmark::Counter::kIsIterationInvariantRate);
 }
 
 // The same kernel with one small weight matrix that stays in cache: the kernel's own speed,

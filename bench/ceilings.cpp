@@ -48,37 +48,43 @@ double copy_gbs(const float* src, float* dst, size_t bytes, int reps) {
   return 2.0 * double(bytes) / t / 1e9;
 }
 
-Ceilings measure() {
-  Ceilings c;
-  const size_t bytes = size_t(1) << 30;  // 1 GiB: far past any last-level cache
+// Best rate of `reps` parallel streaming reads of `bytes` at src.
+double read_gbs(const float* src, size_t bytes, int reps) {
   const size_t n = bytes / sizeof(float);
-  std::vector<float> a(n, 1.0f), b(n, 0.0f);
   const int nt = num_threads();
   volatile float sink = 0;
-  double t = best_seconds(3, [&] {
+  const double t = best_seconds(reps, [&] {
     float total = 0;
 #pragma omp parallel for num_threads(nt) reduction(+ : total) schedule(static)
     for (int64_t blk = 0; blk < int64_t(n / 4096); ++blk) {
       // 32 independent partial sums: enough adds in flight that the loads, not the adder's
       // latency, set the pace even in the portable (SSE2) build of this file
       float s[32] = {};
-      const float* p = a.data() + blk * 4096;
+      const float* p = src + blk * 4096;
       for (int i = 0; i < 4096; i += 32)
         for (int j = 0; j < 32; ++j) s[j] += p[i + j];
       for (int j = 0; j < 32; ++j) total += s[j];
     }
     sink = total;
   });
-  c.read_gbs = double(bytes) / t / 1e9;
-  c.copy_gbs = copy_gbs(a.data(), b.data(), bytes, 3);
   (void)sink;
+  return double(bytes) / t / 1e9;
+}
 
+Ceilings measure() {
+  Ceilings c;
+  const size_t bytes = size_t(1) << 30;  // 1 GiB: far past any last-level cache
+  const size_t n = bytes / sizeof(float);
+  std::vector<float> a(n, 1.0f), b(n, 0.0f);
+  const int nt = num_threads();
+  c.read_gbs = read_gbs(a.data(), bytes, 3);
+  c.copy_gbs = copy_gbs(a.data(), b.data(), bytes, 3);
   // Peak: the best of several passes over large square products (the first passes pay for
   // thread start-up and page faults, so they only warm up).
   const int64_t s = 2048;
   Tensor x = Tensor::full({s, s}, 0.5f), w = Tensor::full({s, s}, 0.25f);
   for (int r = 0; r < 2; ++r) ops::matmul(x, w);
-  t = best_seconds(6, [&] { ops::matmul(x, w); });
+  const double t = best_seconds(6, [&] { ops::matmul(x, w); });
   c.gemm_gflops = 2.0 * double(s) * s * s / t / 1e9;
   return c;
 }
@@ -94,6 +100,12 @@ double copy_gbs_now() {
   static const size_t bytes = size_t(256) << 20;
   static std::vector<float> a(bytes / sizeof(float), 1.0f), b(bytes / sizeof(float), 0.0f);
   return copy_gbs(a.data(), b.data(), bytes, 3);
+}
+
+double read_gbs_now() {
+  static const size_t bytes = size_t(512) << 20;
+  static std::vector<float> a(bytes / sizeof(float), 1.0f);
+  return read_gbs(a.data(), bytes, 3);
 }
 
 void print_ceilings() {

@@ -16,5 +16,6 @@ void print_ceilings();
 // with its neighbours' load, so memory-bound benchmarks compare with a copy measured next to
 // them, not only with the figure taken at start-up.
 double copy_gbs_now();
+double read_gbs_now();  // streaming read, 512 MiB, best of 3
 
 }  // namespace ocellus::bench
