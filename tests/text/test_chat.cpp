@@ -130,3 +130,15 @@ TEST(Chat, DetectedFromModelFiles) {
   EXPECT_EQ(detect_chat_template(io::GgufFile::open(kFix + "/peer/tiny-phi2-f32.gguf")), ChatTemplate::Phi2);
   EXPECT_THROW(detect_chat_template(io::GgufFile::open(kFix + "/peer/tiny-mmproj-clip-f32.gguf")), Error);
 }
+
+// A reply whose first characters join the template's last ones into one word tokenizes
+// differently piecewise than whole: an error, not a sample with a shifted mask.
+TEST(Chat, TemplateTokenizerMismatchIsAnError) {
+  const Tokenizer tok = gpt2_with({"<|im_start|>", "<|im_end|>"}, "qwen2");
+  try {
+    encode_chat(tok, ChatTemplate::ChatML, {{"user", "Hi"}, {"assistant", "\nYo"}});
+    ADD_FAILURE() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("disagree"), std::string::npos) << e.what();
+  }
+}
