@@ -87,6 +87,24 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const Attent
       float* acc = op + (i * d.n_head + h) * d.dv;  // unnormalized output, rescaled as the max grows
       float m = kNegInf, l = 0.0f;
       const int64_t end = key_end(d, p, i);
+      if (p.f16_probs) {
+        // Max and sum first, then the normalized probabilities rounded to f16.
+        for (int64_t j = 0; j < end; ++j) m = std::max(m, score(in, d, p, K, i, h, j));
+        double sum = 0;
+        if (m != kNegInf)
+          for (int64_t j = 0; j < end; ++j) sum += std::exp(score(in, d, p, K, i, h, j) - m);
+        for (int64_t c = 0; c < d.dv; ++c) acc[c] = 0.0f;
+        if (sum > 0) {
+          const float inv_sum = float(1.0 / sum);
+          for (int64_t j = 0; j < end; ++j) {
+            const float w = fp16_to_f32(f32_to_fp16(std::exp(score(in, d, p, K, i, h, j) - m) * inv_sum));
+            const float* vr = in.vp + (j * d.n_kv_head + hk) * d.dv;
+            for (int64_t c = 0; c < d.dv; ++c) acc[c] += w * vr[c];
+          }
+        }
+        if (lse) lse->data<float>()[h * d.n_q + i] = sum > 0 ? m + float(std::log(sum)) : kNegInf;
+        continue;
+      }
       for (int64_t j0 = 0; j0 < end; j0 += kKeyBlock) {
         const int64_t nb = std::min(kKeyBlock, end - j0);
         float bm = kNegInf;

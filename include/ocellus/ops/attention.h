@@ -9,6 +9,10 @@ struct AttentionParams {
   float scale = 1.0f;           // usually 1/sqrt(head_dim)
   bool causal = false;          // query i sees keys j <= i + (n_kv - n_q): queries are the last n_q
   const Tensor* mask = nullptr;  // optional additive mask [n_q, n_kv] (−inf blocks), f32
+  // Round each normalized probability to f16 before it weights the values, as llama.cpp's CPU
+  // attention over an f16 V cache does (it multiplies f16 V by the probabilities converted to
+  // f16). Two passes over the keys instead of one; used to reproduce that engine's numerics.
+  bool f16_probs = false;
 };
 
 // q [n_q, n_head, d], k [n_kv, n_kv_head, d], v [n_kv, n_kv_head, dv]; n_head a multiple of

@@ -1,0 +1,111 @@
+#pragma once
+// Decoder language models (the text half of every VLM): one pre-norm transformer decoder with
+// the knobs the families in scope differ by, and one file per family (lm/llama.cpp, qwen2.cpp,
+// phi2.cpp, stablelm.cpp) that reads its hyperparameters and weights from GGUF, chosen by a
+// registry keyed by general.architecture. Weights are immutable and shareable; the KV cache is
+// the per-sequence state.
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ocellus/core/tensor.h"
+#include "ocellus/ops/elementwise.h"
+#include "ocellus/ops/matmul.h"
+#include "ocellus/ops/rope.h"
+
+namespace ocellus::io {
+class GgufFile;
+}
+
+namespace ocellus::lm {
+
+enum class NormKind { Rms, Layer };
+
+struct LmConfig {
+  std::string arch;
+  int64_t n_embd = 0, n_ff = 0, n_layer = 0, n_head = 0, n_head_kv = 0, head_dim = 0;
+  int64_t n_vocab = 0, n_ctx = 0;
+  ops::RopeParams rope;            // n_rot, theta, layout (llama: adjacent; others: rotate-half)
+  NormKind norm = NormKind::Rms;
+  float norm_eps = 1e-5f;
+  ops::Activation act = ops::Activation::Silu;
+  bool gated_ffn = true;           // SwiGLU (gate, up, down) vs up -> act -> down
+  bool parallel_block = false;     // phi2: attention and FFN both read the same normed input
+  void validate() const;           // throws naming the field
+};
+
+struct LayerWeights {
+  Tensor attn_norm, attn_norm_b, ffn_norm, ffn_norm_b;          // f32 vectors (b may be undefined)
+  ops::PreparedWeight wq, wk, wv, wqkv, wo, w_gate, w_up, w_down;  // wqkv when fused
+  Tensor bq, bk, bv, bqkv, bo, b_up, b_down;                    // f32 biases (undefined when absent)
+};
+
+struct LmWeights {
+  Tensor token_embd;               // [n_vocab, n_embd], any dtype
+  std::vector<LayerWeights> layers;
+  Tensor out_norm, out_norm_b;
+  ops::PreparedWeight output;      // [n_vocab, n_embd]: token_embd when tied
+  Tensor output_b;
+};
+
+// Keys and values of every layer for one sequence: [n_ctx, n_head_kv, head_dim] each.
+// type F16 (the default, as llama.cpp's default cache): keys and values are kept at f16
+// precision, and attention follows llama.cpp's CPU path over such a cache (queries and
+// probabilities rounded to f16 for their products with the cache); F32 keeps full precision.
+// (The values are held in f32 storage for now: the precision is f16's, the memory is not yet.)
+class KvCache {
+ public:
+  KvCache(const LmConfig& c, int64_t n_ctx, DType type = DType::F16);
+  DType type() const { return type_; }
+  int64_t n_past() const { return n_past_; }
+  int64_t capacity() const { return n_ctx_; }
+  void clear() { n_past_ = 0; }
+  // Forget everything from position n on (n <= n_past).
+  void truncate(int64_t n);
+
+ private:
+  friend class LanguageModel;
+  int64_t n_ctx_, n_past_ = 0;
+  DType type_;
+  std::vector<Tensor> k_, v_;
+};
+
+class LanguageModel {
+ public:
+  LanguageModel(LmConfig config, LmWeights weights) : c_(std::move(config)), w_(std::move(weights)) { c_.validate(); }
+  const LmConfig& config() const { return c_; }
+  const LmWeights& weights() const { return w_; }
+
+  // Token embeddings [n, n_embd] (the VLM splices image rows into them).
+  Tensor embed(const std::vector<int32_t>& ids) const;
+  // Runs embeddings x [n, n_embd] at positions cache.n_past() .. +n-1, appends their keys and
+  // values to the cache, and returns logits [n, n_vocab] (all_logits) or of the last row [1, n_vocab].
+  // More positions than the cache holds is an error naming both numbers; nothing is written then.
+  Tensor forward(const Tensor& x, KvCache& cache, bool all_logits) const;
+  Tensor forward_ids(const std::vector<int32_t>& ids, KvCache& cache, bool all_logits) const {
+    return forward(embed(ids), cache, all_logits);
+  }
+
+ private:
+  LmConfig c_;
+  LmWeights w_;
+};
+
+// Reads a GGUF text model: the family from general.architecture (llama, qwen2, phi2, stablelm).
+std::unique_ptr<LanguageModel> load_gguf(const io::GgufFile& f);
+std::vector<std::string> known_architectures();
+
+// ---- the families (lm/<family>.cpp), listed in one table in lm/registry.cpp ----------------
+std::unique_ptr<LanguageModel> load_llama(const io::GgufFile& f);
+std::unique_ptr<LanguageModel> load_qwen2(const io::GgufFile& f);
+std::unique_ptr<LanguageModel> load_phi2(const io::GgufFile& f);
+std::unique_ptr<LanguageModel> load_stablelm(const io::GgufFile& f);
+
+// Shared by the family files: hyperparameters common to all GGUF text models, and the tensors.
+LmConfig read_common_config(const io::GgufFile& f);
+Tensor required(const io::GgufFile& f, const std::string& name, const Shape& shape);
+Tensor optional_tensor(const io::GgufFile& f, const std::string& name, const Shape& shape);
+
+}  // namespace ocellus::lm

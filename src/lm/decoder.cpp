@@ -1,0 +1,155 @@
+// The decoder shared by every family: embeddings, pre-norm blocks (sequential or parallel),
+// grouped-query attention over the KV cache, output norm and head.
+#include <cmath>
+#include <cstring>
+
+#include "ocellus/core/error.h"
+#include "ocellus/io/gguf.h"
+#include "ocellus/io/gguf_names.h"
+#include "ocellus/lm/lm.h"
+#include "ocellus/ops/attention.h"
+#include "ocellus/ops/embed.h"
+#include "ocellus/ops/norm.h"
+
+namespace ocellus::lm {
+
+namespace key = io::gguf::key;
+
+void LmConfig::validate() const {
+  auto need = [&](bool ok, const char* what, int64_t v) {
+    if (!ok) fail("lm: ", arch, ": ", what, " = ", v, " is invalid");
+  };
+  need(n_embd > 0, "n_embd", n_embd);
+  need(n_layer > 0 && n_layer <= 4096, "n_layer", n_layer);
+  need(n_head > 0 && n_embd % n_head == 0, "n_head", n_head);
+  need(n_head_kv > 0 && n_head % n_head_kv == 0, "n_head_kv", n_head_kv);
+  need(head_dim > 0, "head_dim", head_dim);
+  need(n_vocab > 0, "n_vocab", n_vocab);
+  need(n_ff > 0, "n_ff", n_ff);
+  need(rope.n_rot > 0 && rope.n_rot <= head_dim && rope.n_rot % 2 == 0, "rope dimension count", rope.n_rot);
+}
+
+KvCache::KvCache(const LmConfig& c, int64_t n_ctx, DType type) : n_ctx_(n_ctx), type_(type) {
+  OCELLUS_CHECK(n_ctx > 0, "lm: KV cache of ", n_ctx, " positions");
+  OCELLUS_CHECK(type == DType::F16 || type == DType::F32, "lm: KV cache type ", dtype_name(type), " (f16 or f32)");
+  for (int64_t l = 0; l < c.n_layer; ++l) {
+    k_.push_back(Tensor::empty({n_ctx, c.n_head_kv, c.head_dim}));
+    v_.push_back(Tensor::empty({n_ctx, c.n_head_kv, c.head_dim}));
+  }
+}
+
+void KvCache::truncate(int64_t n) {
+  OCELLUS_CHECK(n >= 0 && n <= n_past_, "lm: cannot truncate the KV cache to ", n, " of ", n_past_, " positions");
+  n_past_ = n;
+}
+
+Tensor LanguageModel::embed(const std::vector<int32_t>& ids) const { return ops::embedding(w_.token_embd, ids); }
+
+namespace {
+
+Tensor norm(const LmConfig& c, const Tensor& x, const Tensor& w, const Tensor& b) {
+  if (c.norm == NormKind::Rms) return ops::rms_norm(x, &w, c.norm_eps);
+  return ops::layer_norm(x, &w, b.defined() ? &b : nullptr, c.norm_eps);
+}
+
+Tensor linear(const Tensor& x, const ops::PreparedWeight& w, const Tensor& b) {
+  return ops::matmul(x, w, b.defined() ? &b : nullptr);
+}
+
+// Copies rows [n] of src [n, h, d] into dst at row offset `at`, at the cache's precision.
+void store_rows(Tensor& dst, const Tensor& src, int64_t at, DType type) {
+  const Tensor s = type == DType::F16 ? src.to(DType::F16).to(DType::F32) : src.contiguous();
+  std::memcpy(dst.data<float>() + at * dst.dim(1) * dst.dim(2), s.data<float>(), s.nbytes());
+}
+
+}  // namespace
+
+Tensor LanguageModel::forward(const Tensor& x_in, KvCache& cache, bool all_logits) const {
+  const int64_t n = x_in.dim(0), past = cache.n_past();
+  OCELLUS_CHECK(x_in.ndim() == 2 && x_in.dim(1) == c_.n_embd, "lm: input of shape ", x_in.shape().str(),
+                ", expected [n, ", c_.n_embd, "]");
+  OCELLUS_CHECK(int64_t(cache.k_.size()) == c_.n_layer, "lm: KV cache made for another model");
+  if (past + n > cache.capacity())
+    fail("lm: ", past, " cached + ", n, " new positions exceed the context of ", cache.capacity(),
+         " (start a new sequence or use a larger context)");
+  std::vector<int32_t> pos(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) pos[size_t(i)] = int32_t(past + i);
+  const int64_t hd = c_.head_dim, H = c_.n_head, Hkv = c_.n_head_kv;
+  ops::AttentionParams ap;
+  ap.scale = 1.0f / std::sqrt(float(hd));
+  ap.causal = true;
+  ap.f16_probs = cache.type_ == DType::F16;
+
+  Tensor x = x_in;  // [n, n_embd]
+  for (int64_t l = 0; l < c_.n_layer; ++l) {
+    const LayerWeights& L = w_.layers[size_t(l)];
+    const Tensor h = norm(c_, x, L.attn_norm, L.attn_norm_b);
+    Tensor q, k, v;
+    if (L.wqkv.tensor().defined()) {
+      const Tensor qkv = linear(h, L.wqkv, L.bqkv);  // [n, (H + 2 Hkv) hd]
+      q = qkv.slice(1, 0, H * hd).contiguous();
+      k = qkv.slice(1, H * hd, (H + Hkv) * hd).contiguous();
+      v = qkv.slice(1, (H + Hkv) * hd, (H + 2 * Hkv) * hd).contiguous();
+    } else {
+      q = linear(h, L.wq, L.bq);
+      k = linear(h, L.wk, L.bk);
+      v = linear(h, L.wv, L.bv);
+    }
+    q = ops::rope(q.reshape({n, H, hd}), pos, c_.rope);
+    k = ops::rope(k.reshape({n, Hkv, hd}), pos, c_.rope);
+    Tensor& kc = cache.k_[size_t(l)];
+    Tensor& vc = cache.v_[size_t(l)];
+    store_rows(kc, k, past, cache.type_);
+    store_rows(vc, v.reshape({n, Hkv, hd}), past, cache.type_);
+    if (cache.type_ == DType::F16) q = q.to(DType::F16).to(DType::F32);
+    const Tensor att = ops::attention(q, kc.slice(0, 0, past + n), vc.slice(0, 0, past + n), ap);  // [n, H, hd]
+    const Tensor a = linear(att.reshape({n, H * hd}), L.wo, L.bo);
+    const Tensor ffn_in = c_.parallel_block ? h : norm(c_, ops::add(x, a), L.ffn_norm, L.ffn_norm_b);
+    Tensor f;
+    if (c_.gated_ffn) {
+      f = ops::swiglu(linear(ffn_in, L.w_gate, Tensor()), linear(ffn_in, L.w_up, L.b_up));
+    } else {
+      f = ops::activate(c_.act, linear(ffn_in, L.w_up, L.b_up));
+    }
+    f = linear(f, L.w_down, L.b_down);
+    x = ops::add(ops::add(x, a), f);
+  }
+  cache.n_past_ = past + n;
+  if (!all_logits) x = x.slice(0, n - 1, n).contiguous();
+  const Tensor hn = norm(c_, x, w_.out_norm, w_.out_norm_b);
+  return linear(hn, w_.output, w_.output_b);
+}
+
+// ---- loading helpers ------------------------------------------------------------------------
+
+LmConfig read_common_config(const io::GgufFile& f) {
+  LmConfig c;
+  c.arch = f.get_string(key::kArchitecture);
+  auto k = [&](const char* suffix) { return io::gguf::arch_key(c.arch, suffix); };
+  c.n_embd = f.get_int(k(key::kEmbeddingLength));
+  c.n_ff = f.get_int(k(key::kFeedForwardLength));
+  c.n_layer = f.get_int(k(key::kBlockCount));
+  c.n_head = f.get_int(k(key::kHeadCount));
+  c.n_head_kv = f.get_int(k(key::kHeadCountKv), c.n_head);
+  c.n_ctx = f.get_int(k(key::kContextLength), 2048);
+  OCELLUS_CHECK(c.n_head > 0, "lm: ", f.path(), ": head count ", c.n_head);
+  c.head_dim = c.n_embd / c.n_head;
+  c.rope.n_rot = f.get_int(k(key::kRopeDimensionCount), c.head_dim);
+  c.rope.theta = float(f.get_float(k(key::kRopeFreqBase), 10000.0));
+  const io::GgufTensorInfo& emb = f.tensor_info(io::gguf::tensor::kTokenEmbd);
+  c.n_vocab = emb.shape[0];
+  return c;
+}
+
+Tensor required(const io::GgufFile& f, const std::string& name, const Shape& shape) {
+  Tensor t = f.tensor(name);
+  if (t.shape() != shape)
+    fail("lm: ", f.path(), ": tensor '", name, "' has shape ", t.shape().str(), ", expected ", shape.str());
+  return t;
+}
+
+Tensor optional_tensor(const io::GgufFile& f, const std::string& name, const Shape& shape) {
+  return f.find_tensor(name) ? required(f, name, shape) : Tensor();
+}
+
+}  // namespace ocellus::lm
