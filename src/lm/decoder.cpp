@@ -62,6 +62,25 @@ void store_rows(Tensor& dst, const Tensor& src, int64_t at, DType type) {
   std::memcpy(dst.data<float>() + at * dst.dim(1) * dst.dim(2), s.data<float>(), s.nbytes());
 }
 
+// llama.cpp's GELU: f16(gelu_tanh(f16(x))) from a table over all f16 inputs.
+Tensor gelu_f16_table(const Tensor& x_in) {
+  static const std::vector<uint16_t> table = [] {
+    std::vector<uint16_t> t(65536);
+    for (uint32_t h = 0; h < 65536; ++h) {
+      const float x = fp16_to_f32(uint16_t(h));
+      t[h] = f32_to_fp16(0.5f * x * (1.0f + std::tanh(0.79788456080286535587989211986876f * x * (1.0f + 0.044715f * x * x))));
+    }
+    return t;
+  }();
+  Tensor y = x_in.contiguous().clone();
+  float* p = y.data<float>();
+  for (int64_t i = 0; i < y.numel(); ++i) {
+    const float x = p[i];
+    p[i] = x <= -10.0f ? 0.0f : x >= 10.0f ? x : fp16_to_f32(table[f32_to_fp16(x)]);
+  }
+  return y;
+}
+
 }  // namespace
 
 Tensor LanguageModel::forward(const Tensor& x_in, KvCache& cache, bool all_logits) const {
@@ -79,6 +98,7 @@ Tensor LanguageModel::forward(const Tensor& x_in, KvCache& cache, bool all_logit
   ap.scale = 1.0f / std::sqrt(float(hd));
   ap.causal = true;
   ap.f16_probs = cache.type_ == DType::F16;
+  if (c_.prescale_q) ap.scale = 1.0f;
 
   Tensor x = x_in;  // [n, n_embd]
   for (int64_t l = 0; l < c_.n_layer; ++l) {
@@ -101,6 +121,7 @@ Tensor LanguageModel::forward(const Tensor& x_in, KvCache& cache, bool all_logit
     Tensor& vc = cache.v_[size_t(l)];
     store_rows(kc, k, past, cache.type_);
     store_rows(vc, v.reshape({n, Hkv, hd}), past, cache.type_);
+    if (c_.prescale_q) q = ops::scale(q, 1.0f / std::sqrt(float(hd)));
     if (cache.type_ == DType::F16) q = q.to(DType::F16).to(DType::F32);
     const Tensor att = ops::attention(q, kc.slice(0, 0, past + n), vc.slice(0, 0, past + n), ap);  // [n, H, hd]
     const Tensor a = linear(att.reshape({n, H * hd}), L.wo, L.bo);
@@ -109,7 +130,8 @@ Tensor LanguageModel::forward(const Tensor& x_in, KvCache& cache, bool all_logit
     if (c_.gated_ffn) {
       f = ops::swiglu(linear(ffn_in, L.w_gate, Tensor()), linear(ffn_in, L.w_up, L.b_up));
     } else {
-      f = ops::activate(c_.act, linear(ffn_in, L.w_up, L.b_up));
+      const Tensor up = linear(ffn_in, L.w_up, L.b_up);
+      f = c_.gelu_f16_table ? gelu_f16_table(up) : ops::activate(c_.act, up);
     }
     f = linear(f, L.w_down, L.b_down);
     x = ops::add(ops::add(x, a), f);
@@ -136,6 +158,7 @@ LmConfig read_common_config(const io::GgufFile& f) {
   c.head_dim = c.n_embd / c.n_head;
   c.rope.n_rot = f.get_int(k(key::kRopeDimensionCount), c.head_dim);
   c.rope.theta = float(f.get_float(k(key::kRopeFreqBase), 10000.0));
+  c.rope.angles = ops::RopeAngles::Ggml;  // GGUF models: angles as llama.cpp computes them
   const io::GgufTensorInfo& emb = f.tensor_info(io::gguf::tensor::kTokenEmbd);
   c.n_vocab = emb.shape[0];
   return c;

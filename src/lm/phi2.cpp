@@ -14,6 +14,8 @@ std::unique_ptr<LanguageModel> load_phi2(const io::GgufFile& f) {
   c.act = ops::Activation::GeluTanh;
   c.gated_ffn = false;
   c.parallel_block = true;
+  c.gelu_f16_table = true;  // GGUF models are computed as llama.cpp computes them
+  c.prescale_q = true;
   c.validate();
   const int64_t d = c.n_embd, qkv = (c.n_head + 2 * c.n_head_kv) * c.head_dim;
   LmWeights w;

@@ -164,7 +164,7 @@ Tensor matmul(const Tensor& x, const Tensor& w_in, const Tensor* bias) {
   float* yp = y.data<float>();
   if (w.dtype() == DType::F32) {
     sgemm(false, true, d.n, d.m, d.k, xp, d.k, w.data<float>(), d.k, 0.0f, yp, d.m);
-  } else if (d.n < kMatvecMaxRows) {
+  } else if (d.n < kMatvecMaxRows || w.dtype() == DType::Q8_0 || w.dtype() == DType::Q4_0) {
     matvec(xp, w, yp, d);
   } else {
     for_each_f32_tile(w, d.m, d.k, [&](int64_t j0, int64_t rows, const float* tile) {
@@ -183,7 +183,7 @@ PreparedWeight::PreparedWeight(Tensor w) : w_(w.contiguous()) {
 
 Tensor matmul(const Tensor& x, const PreparedWeight& w, const Tensor* bias) {
   const Dims d = check_matmul(x, w.tensor(), bias, "matmul");
-  if (!w.packed() || d.n >= kMatvecMaxRows) return matmul(x, w.tensor(), bias);
+  if (!w.packed()) return matmul(x, w.tensor(), bias);
   const Tensor xc = x.contiguous();
   Tensor y = Tensor::empty(out_shape(x, d.m));
   matvec_packed(xc.data<float>(), w.tiles(), y.data<float>(), d);

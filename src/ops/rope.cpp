@@ -42,10 +42,19 @@ void apply(const Tensor& x_in, const std::vector<int32_t>& pos, const RopeParams
   parallel_for(n_tok, 1, [&](int64_t t0, int64_t t1) {
     std::vector<float> cs(static_cast<size_t>(half)), sn(static_cast<size_t>(half));
     for (int64_t t = t0; t < t1; ++t) {
-      for (int64_t i = 0; i < half; ++i) {
-        const double a = double(pos[t]) * inv_freq[i];
-        cs[i] = float(std::cos(a));
-        sn[i] = sign * float(std::sin(a));
+      if (p.angles == RopeAngles::Ggml) {
+        const float scale = std::pow(p.theta, -2.0f / float(p.n_rot));
+        float theta = float(pos[t]);
+        for (int64_t i = 0; i < half; ++i, theta *= scale) {
+          cs[i] = std::cos(p.freq_scale * theta);
+          sn[i] = sign * std::sin(p.freq_scale * theta);
+        }
+      } else {
+        for (int64_t i = 0; i < half; ++i) {
+          const double a = double(pos[t]) * inv_freq[i];
+          cs[i] = float(std::cos(a));
+          sn[i] = sign * float(std::sin(a));
+        }
       }
       for (int64_t h = 0; h < n_head; ++h) {
         const float* xr = xp + (t * n_head + h) * hd;

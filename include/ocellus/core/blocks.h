@@ -34,7 +34,8 @@ static_assert(sizeof(BlockQ4_0x16) == kPackRows * sizeof(BlockQ4_0), "packing ke
 
 // A row of activations quantized for integer dot products with q8_0 / q4_0 weights (not a file
 // format): nb blocks of 32 as three arrays, so kernels load the scales of 8 blocks at once.
-// qs[32 * nb] the values, d[nb] the block scales, s[nb] = d * Σ qs (applies q4_0's "-8" offset).
+// qs[32 * nb] the values, d[nb] the block scales (at f16 precision, as llama.cpp's q8_0 blocks
+// hold them), s[nb] = d * Σ qs (applies q4_0's "-8" offset).
 struct Q8Act {
   int8_t* qs;
   float* d;

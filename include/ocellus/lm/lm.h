@@ -33,6 +33,12 @@ struct LmConfig {
   ops::Activation act = ops::Activation::Silu;
   bool gated_ffn = true;           // SwiGLU (gate, up, down) vs up -> act -> down
   bool parallel_block = false;     // phi2: attention and FFN both read the same normed input
+  // GELU as llama.cpp's CPU backend computes it for GGUF models: input rounded to f16, the
+  // tanh-form GELU of that looked up in an f16 table (0 below -10, identity above 10).
+  bool gelu_f16_table = false;
+  // llama.cpp's phi2 graph scales Q by 1/sqrt(head_dim) before the attention product (the
+  // others scale the scores): with an f16 cache this changes how Q rounds.
+  bool prescale_q = false;
   void validate() const;           // throws naming the field
 };
 

@@ -10,10 +10,11 @@
 namespace ocellus::ops {
 
 // y[..., m] = x[..., k] · wᵀ (+ bias[m]).
-// f32 weights go to OpenBLAS sgemm. f16 / bf16 / q8_0 / q4_0 weights: for a few rows of x
-// (decode) the SIMD dot kernels read each weight once (q8_0 / q4_0 quantize x to 8 bits, as
-// llama.cpp does); for many rows (prefill, training) weight tiles are dequantized and multiplied
-// with sgemm.
+// f32 weights go to OpenBLAS sgemm. q8_0 / q4_0 weights: x is quantized to q8_0 blocks (8-bit
+// values, an f16 scale per 32) and multiplied with integer dot kernels for any number of rows,
+// exactly as llama.cpp computes them. f16 / bf16 weights: for a few rows of x (decode) the SIMD
+// dot kernels read each weight once; for many rows (prefill, training) weight tiles are
+// dequantized and multiplied with sgemm.
 Tensor matmul(const Tensor& x, const Tensor& w, const Tensor* bias = nullptr);
 
 // A weight prepared once for many products (a model's linear layers). q4_0 matrices also get a
@@ -42,7 +43,7 @@ Tensor matmul(const Tensor& x, const PreparedWeight& w, const Tensor* bias = nul
 void matmul_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dx, Tensor* dw,
                      Tensor* db);
 
-// Rows of x below which the dot-product (matrix-vector) path is used for non-f32 weights.
+// Rows of x below which the dot-product (matrix-vector) path is used for f16 / bf16 weights.
 constexpr int64_t kMatvecMaxRows = 8;
 
 namespace ref {

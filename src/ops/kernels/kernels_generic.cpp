@@ -38,7 +38,8 @@ void quantize_q8_act(const float* x, Q8Act y, int64_t n) {
   for (int64_t i = 0; i < n / kQK; ++i, x += kQK) {
     float amax = 0.0f;
     for (int j = 0; j < kQK; ++j) amax = fmaxf(amax, fabsf(x[j]));
-    const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+    // As llama.cpp's q8_0 blocks: the scale kept at f16 precision, values from 127 / amax.
+    const float d = s_fp16_to_f32(ocellus::f32_to_fp16(amax / 127.0f)), id = amax != 0.0f ? 127.0f / amax : 0.0f;
     int sum = 0;
     for (int j = 0; j < kQK; ++j) {
       int q = int(nearbyintf(x[j] * id));
