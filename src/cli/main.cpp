@@ -1,5 +1,7 @@
 // The `ocellus` command: thin; every verb calls a library function.
 #include <cstdio>
+#include <cstring>
+#include <stdexcept>
 #include <exception>
 #include <string>
 #include <vector>
@@ -10,6 +12,8 @@
 #include "ocellus/core/threads.h"
 #include "ocellus/io/inspect.h"
 #include "ocellus/io/file.h"
+#include "ocellus/io/gguf.h"
+#include "ocellus/lm/generate.h"
 #include "ocellus/model/synth.h"
 #include "ocellus/text/bpe_train.h"
 #include "ocellus/text/tokenizer.h"
@@ -136,6 +140,70 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "\n");
     tok.save_hf_json(bpe_out);
     std::printf("wrote %s: %d tokens learned from %zu bytes of text\n", bpe_out.c_str(), tok.n_vocab(), bytes);
+  });
+
+  auto* gen = app.add_subcommand("generate", "Generate text from a prompt with a GGUF text model");
+  std::string gen_model, gen_prompt;
+  ocellus::lm::GenerateParams gp;
+  gen->add_option("-m,--model", gen_model, "GGUF text model (llama, qwen2, phi2, stablelm)")->required();
+  gen->add_option("-p,--prompt", gen_prompt, "Prompt text")->required();
+  gen->add_option("-n,--n-predict", gp.n_predict, "Tokens to generate at most")->capture_default_str();
+  gen->add_option("-c,--ctx", gp.n_ctx, "Context size (default: the model's, at most 4096)");
+  gen->add_option("--temp", gp.sampling.temperature, "Temperature; 0 = greedy")->capture_default_str();
+  gen->add_option("--top-k", gp.sampling.top_k, "Top-k (0 = off)")->capture_default_str();
+  gen->add_option("--top-p", gp.sampling.top_p, "Top-p (1 = off)")->capture_default_str();
+  gen->add_option("--min-p", gp.sampling.min_p, "Min-p (0 = off)")->capture_default_str();
+  gen->add_option("--repeat-penalty", gp.sampling.repeat_penalty, "Repetition penalty (1 = off)")->capture_default_str();
+  gen->add_option("--repeat-last-n", gp.sampling.repeat_last_n, "Tokens the penalty looks back over")->capture_default_str();
+  gen->add_option("--seed", gp.sampling.seed, "Random seed")->capture_default_str();
+  gen->add_option("--stop", gp.stop, "Stop string (repeatable)");
+  gen->callback([&] {
+    ocellus::set_num_threads(threads);
+    const auto file = ocellus::io::GgufFile::open(gen_model);
+    const auto model = ocellus::lm::load_gguf(file);
+    const auto tok = ocellus::text::Tokenizer::from_gguf(file);
+    const std::vector<int32_t> prompt = tok.encode(gen_prompt, true, false);
+    std::printf("%s", gen_prompt.c_str());
+    std::fflush(stdout);
+    const auto r = ocellus::lm::generate(*model, tok, prompt, gp, [](const std::string& s) {
+      std::printf("%s", s.c_str());
+      std::fflush(stdout);
+    });
+    std::printf("\n");
+    std::fflush(stdout);
+    std::fprintf(stderr, "prefill: %lld tokens in %.1f ms (%.1f tokens/s); decode: %zu tokens in %.1f ms (%.1f tokens/s); stop: %s\n",
+                 (long long)r.n_prompt, r.prefill_seconds * 1e3, double(r.n_prompt) / r.prefill_seconds, r.tokens.size(),
+                 r.decode_seconds * 1e3, r.tokens.empty() ? 0.0 : double(r.tokens.size()) / r.decode_seconds, r.stop_reason.c_str());
+  });
+
+  auto* lg = app.add_subcommand("logits", "Write the f32 logits of every prompt position ([n_tokens, n_vocab], raw little-endian)");
+  std::string lg_model, lg_prompt, lg_ids, lg_out;
+  lg->add_option("-m,--model", lg_model, "GGUF text model")->required();
+  lg->add_option("-p,--prompt", lg_prompt, "Prompt text (tokenized with the model's vocabulary, BOS as it says)");
+  lg->add_option("--ids", lg_ids, "int32 token ids (raw little-endian) instead of text");
+  lg->add_option("-o,--output", lg_out, "Output file")->required();
+  lg->callback([&] {
+    ocellus::set_num_threads(threads);
+    const auto file = ocellus::io::GgufFile::open(lg_model);
+    const auto model = ocellus::lm::load_gguf(file);
+    std::vector<int32_t> ids;
+    if (!lg_ids.empty()) {
+      const std::string b = ocellus::io::read_text_file(lg_ids);
+      if (b.size() % 4 != 0) throw std::runtime_error(lg_ids + ": size is not a whole number of int32 ids");
+      ids.resize(b.size() / 4);
+      std::memcpy(ids.data(), b.data(), b.size());
+    } else if (lg->count("--prompt")) {
+      ids = ocellus::text::Tokenizer::from_gguf(file).encode(lg_prompt, true, false);
+    } else {
+      throw CLI::RequiredError("--prompt or --ids");
+    }
+    if (ids.empty()) throw std::runtime_error("no tokens to run");
+    ocellus::lm::KvCache cache(model->config(), int64_t(ids.size()));
+    const ocellus::Tensor logits = model->forward_ids(ids, cache, true);
+    ocellus::io::write_file_atomically(lg_out, [&](std::FILE* f) {
+      ocellus::io::write_bytes(f, logits.raw(), logits.nbytes(), lg_out);
+    });
+    std::printf("wrote %s: [%lld, %lld] float32\n", lg_out.c_str(), (long long)logits.dim(0), (long long)logits.dim(1));
   });
 
   try {

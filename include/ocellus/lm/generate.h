@@ -1,0 +1,35 @@
+#pragma once
+// Text generation: prefill the prompt in one batched pass, then decode token by token with the
+// KV cache, streaming text as it is produced; stops at an end-of-sequence token, a stop string,
+// the token budget, or the end of the context.
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "ocellus/lm/lm.h"
+#include "ocellus/lm/sampling.h"
+#include "ocellus/text/tokenizer.h"
+
+namespace ocellus::lm {
+
+struct GenerateParams {
+  int32_t n_predict = 128;
+  int64_t n_ctx = 0;                    // 0: the model's context length, at most 4096
+  SamplingParams sampling;
+  std::vector<std::string> stop;        // stop strings (not printed)
+};
+
+struct GenerateResult {
+  std::vector<int32_t> tokens;          // generated ids
+  std::string text;
+  std::string stop_reason;              // "eos", "stop string", "length", "context"
+  int64_t n_prompt = 0;
+  double prefill_seconds = 0, decode_seconds = 0;
+};
+
+// on_text receives each new piece of text (whole UTF-8 characters only).
+GenerateResult generate(const LanguageModel& model, const text::Tokenizer& tok, const std::vector<int32_t>& prompt,
+                        const GenerateParams& p, const std::function<void(const std::string&)>& on_text = {});
+
+}  // namespace ocellus::lm
