@@ -1,0 +1,107 @@
+// Language-model speed with `ocellus synth` models of TinyLlama-1.1B's shape (f16, q8_0, q4_0;
+// written once into build/bench-models/): prefill of a 512-token prompt (tokens/s and GFLOP/s
+// against the sgemm peak) and decode (tokens/s, and weight bytes read per second against the
+// memory bandwidth measured next to it). Weights are memory-mapped from the file, as a user's
+// model is (q4_0 matrices also repacked in memory for decode).
+#include <benchmark/benchmark.h>
+
+#include <sys/stat.h>
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "ceilings.h"
+#include "ocellus/io/gguf.h"
+#include "ocellus/lm/lm.h"
+#include "ocellus/model/synth.h"
+
+using namespace ocellus;
+
+namespace {
+
+struct Loaded {
+  std::unique_ptr<lm::LanguageModel> model;
+  double weight_bytes = 0;   // matrices read per decoded token
+  double matmul_params = 0;  // multiply-adds per token in the matrices
+};
+
+const Loaded& tinyllama(DType t) {
+  static std::map<DType, Loaded> cache;
+  auto it = cache.find(t);
+  if (it != cache.end()) return it->second;
+  const std::string dir = OCELLUS_BENCH_MODELS;
+  ::mkdir(dir.c_str(), 0755);
+  const std::string path = dir + "/tinyllama-1.1b-" + dtype_name(t) + ".gguf";
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    model::SynthOptions o;
+    o.dtype = t;
+    model::write_synth_model(model::synth_shape("tinyllama-1.1b"), o, path);
+  }
+  Loaded l;
+  l.model = lm::load_gguf(io::GgufFile::open(path));
+  auto add = [&](const ops::PreparedWeight& w) {
+    if (!w.tensor().defined()) return;
+    l.weight_bytes += double(w.tensor().nbytes());
+    l.matmul_params += double(w.tensor().numel());
+  };
+  for (const lm::LayerWeights& L : l.model->weights().layers)
+    for (const ops::PreparedWeight* w : {&L.wq, &L.wk, &L.wv, &L.wqkv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) add(*w);
+  add(l.model->weights().output);
+  {  // one token touches every weight: page faults of the mapping are not timed
+    lm::KvCache warm(l.model->config(), 1);
+    l.model->forward_ids({1}, warm, false);
+  }
+  return cache.emplace(t, std::move(l)).first->second;
+}
+
+void BM_Prefill512(benchmark::State& state) {
+  const DType t = DType(state.range(0));
+  const Loaded& m = tinyllama(t);
+  std::vector<int32_t> ids(512);
+  for (int i = 0; i < 512; ++i) ids[size_t(i)] = 1 + (i * 7919) % 31999;
+  for (auto _ : state) {
+    lm::KvCache cache(m.model->config(), 512);
+    benchmark::DoNotOptimize(m.model->forward_ids(ids, cache, false));
+  }
+  state.SetLabel(dtype_name(t));
+  state.counters["tokens/s"] = benchmark::Counter(512, benchmark::Counter::kIsIterationInvariantRate);
+  const double flops = 2.0 * m.matmul_params * 512;
+  state.counters["GFLOP/s"] = benchmark::Counter(flops / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["of_gemm_peak"] = benchmark::Counter(flops / (bench::ceilings().gemm_gflops * 1e9),
+                                                      benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// 64 tokens decoded after a 16-token prompt, per iteration.
+void BM_Decode(benchmark::State& state) {
+  const DType t = DType(state.range(0));
+  const Loaded& m = tinyllama(t);
+  const double bw_before = bench::copy_gbs_now(), rd_before = bench::read_gbs_now();
+  for (auto _ : state) {
+    state.PauseTiming();
+    lm::KvCache cache(m.model->config(), 128);
+    std::vector<int32_t> prompt(16, 2);
+    m.model->forward_ids(prompt, cache, false);
+    state.ResumeTiming();
+    int32_t id = 3;
+    for (int i = 0; i < 64; ++i) {
+      const Tensor l = m.model->forward_ids({id}, cache, false);
+      id = 1 + int32_t(l.data<float>()[0] > 0) ;
+    }
+  }
+  const double bw = std::max(bw_before, bench::copy_gbs_now()), rd = std::max(rd_before, bench::read_gbs_now());
+  state.SetLabel(dtype_name(t));
+  state.counters["tokens/s"] = benchmark::Counter(64, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["GB/s"] = benchmark::Counter(64 * m.weight_bytes / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["copy_GB/s"] = bw;
+  state.counters["of_copy_bw"] = benchmark::Counter(64 * m.weight_bytes / (bw * 1e9), benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["of_read_bw"] = benchmark::Counter(64 * m.weight_bytes / (rd * 1e9), benchmark::Counter::kIsIterationInvariantRate);
+}
+
+constexpr int64_t kF16 = int64_t(DType::F16), kQ8 = int64_t(DType::Q8_0), kQ4 = int64_t(DType::Q4_0);
+
+}  // namespace
+
+BENCHMARK(BM_Prefill512)->ArgName("dtype")->Arg(kF16)->Arg(kQ8)->Arg(kQ4)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(2);
+BENCHMARK(BM_Decode)->ArgName("dtype")->Arg(kF16)->Arg(kQ8)->Arg(kQ4)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(3);
