@@ -89,13 +89,14 @@ MappedFile::~MappedFile() {
   if (data_) ::munmap(const_cast<uint8_t*>(data_), size_);
 }
 
-std::shared_ptr<Storage> Storage::allocate(size_t bytes) {
+std::shared_ptr<Storage> Storage::allocate(size_t bytes, bool zero) {
   std::shared_ptr<Storage> s(new Storage());
   size_t padded = (bytes + 63) / 64 * 64;
   if (padded == 0) padded = 64;
   s->data_ = static_cast<uint8_t*>(std::aligned_alloc(64, padded));
   if (!s->data_) fail("tensor: out of memory allocating ", bytes, " bytes");
-  std::memset(s->data_, 0, padded);
+  if (zero) std::memset(s->data_, 0, padded);
+  else if (std::getenv("OCELLUS_POISON")) std::memset(s->data_, 0xff, padded);  // NaN: finds reads of unwritten memory
   s->size_ = bytes;
   s->kind_ = Kind::Owned;
   return s;
@@ -143,7 +144,16 @@ Tensor Tensor::empty(const Shape& shape, DType dtype) {
   t.dtype_ = dtype;
   t.shape_ = shape;
   t.set_contiguous_strides();
-  t.storage_ = Storage::allocate(t.nbytes());
+  t.storage_ = Storage::allocate(t.nbytes(), /*zero=*/false);
+  return t;
+}
+
+Tensor Tensor::zeros(const Shape& shape, DType dtype) {
+  Tensor t;
+  t.dtype_ = dtype;
+  t.shape_ = shape;
+  t.set_contiguous_strides();
+  t.storage_ = Storage::allocate(t.nbytes(), /*zero=*/true);
   return t;
 }
 

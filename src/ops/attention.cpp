@@ -85,6 +85,7 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const Attent
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t i = r / d.n_head, h = r % d.n_head, hk = h / d.group;
       float* acc = op + (i * d.n_head + h) * d.dv;  // unnormalized output, rescaled as the max grows
+      for (int64_t c = 0; c < d.dv; ++c) acc[c] = 0.0f;
       float m = kNegInf, l = 0.0f;
       const int64_t end = key_end(d, p, i);
       if (p.f16_probs) {

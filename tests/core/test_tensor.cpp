@@ -10,8 +10,8 @@
 
 using namespace ocellus;
 
-TEST(Tensor, EmptyIsZeroedAndContiguous) {
-  Tensor t = Tensor::empty({2, 3, 4});
+TEST(Tensor, ZerosIsZeroedAndContiguous) {
+  Tensor t = Tensor::zeros({2, 3, 4});
   EXPECT_EQ(t.numel(), 24);
   EXPECT_EQ(t.nbytes(), 96u);
   EXPECT_TRUE(t.is_contiguous());

@@ -53,7 +53,9 @@ class MappedFile {
 class Storage {
  public:
   enum class Kind { Owned, Mapped };
-  static std::shared_ptr<Storage> allocate(size_t bytes);  // 64-byte aligned, zero-filled
+  // 64-byte aligned; zero-filled when asked (Tensor::zeros), else uninitialized (Tensor::empty:
+  // the op writes every element; OCELLUS_POISON=1 fills it with NaNs to catch one that does not).
+  static std::shared_ptr<Storage> allocate(size_t bytes, bool zero = true);
   static std::shared_ptr<Storage> map(std::shared_ptr<const MappedFile> file, size_t offset,
                                       size_t bytes);
   ~Storage();
@@ -78,7 +80,7 @@ class Tensor {
   Tensor() = default;
 
   static Tensor empty(const Shape& shape, DType dtype = DType::F32);
-  static Tensor zeros(const Shape& shape, DType dtype = DType::F32) { return empty(shape, dtype); }
+  static Tensor zeros(const Shape& shape, DType dtype = DType::F32);
   static Tensor full(const Shape& shape, float value);
   static Tensor from_vector(const Shape& shape, const std::vector<float>& values);
   // A read-only tensor over bytes [offset, offset + nbytes) of a mapped file.
