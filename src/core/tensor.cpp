@@ -81,6 +81,9 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
       fail(path, ": cannot map: ", std::strerror(e));
     }
     data_ = static_cast<const uint8_t*>(p);
+    // Weights are streamed whole for every token: ask for huge pages (fewer TLB misses) where
+    // the kernel and filesystem can back a file mapping with them; harmless where not.
+    ::madvise(p, size_, MADV_HUGEPAGE);
   }
   ::close(fd);
 }
@@ -93,8 +96,14 @@ std::shared_ptr<Storage> Storage::allocate(size_t bytes, bool zero) {
   std::shared_ptr<Storage> s(new Storage());
   size_t padded = (bytes + 63) / 64 * 64;
   if (padded == 0) padded = 64;
-  s->data_ = static_cast<uint8_t*>(std::aligned_alloc(64, padded));
+  // Large buffers (weights, caches) on 2 MiB boundaries with transparent huge pages asked
+  // for: a matrix streamed every token then costs a TLB miss per 2 MiB, not per 4 KiB.
+  constexpr size_t kHuge = size_t(2) << 20;
+  const bool huge = padded >= 2 * kHuge;
+  if (huge) padded = (padded + kHuge - 1) / kHuge * kHuge;
+  s->data_ = static_cast<uint8_t*>(std::aligned_alloc(huge ? kHuge : 64, padded));
   if (!s->data_) fail("tensor: out of memory allocating ", bytes, " bytes");
+  if (huge) ::madvise(s->data_, padded, MADV_HUGEPAGE);
   if (zero) std::memset(s->data_, 0, padded);
   else if (std::getenv("OCELLUS_POISON")) std::memset(s->data_, 0xff, padded);  // NaN: finds reads of unwritten memory
   s->size_ = bytes;

@@ -1,6 +1,7 @@
 #include "ocellus/ops/matmul.h"
 
 #include <cblas.h>
+#include <sys/mman.h>
 
 #include <algorithm>
 #include <cstring>
@@ -177,8 +178,18 @@ Tensor matmul(const Tensor& x, const Tensor& w_in, const Tensor* bias) {
 
 PreparedWeight::PreparedWeight(Tensor w) : w_(w.contiguous()) {
   OCELLUS_CHECK(w_.ndim() == 2, "PreparedWeight: weight must be 2-D [m, k], got ", w_.shape().str());
-  if (w_.dtype() == DType::Q4_0)
-    packed_ = std::make_shared<const std::vector<BlockQ4_0x16>>(pack_q4_0x16(w_));
+  // A memory-mapped matrix is copied into huge-page memory: decode streams it every token, and
+  // through a file mapping's 4 KiB pages that costs a TLB miss per page (as llama.cpp's
+  // --no-mmap trades load time for speed). q4_0 gets its repacked copy below instead.
+  if (w_.is_mapped() && w_.dtype() != DType::Q4_0) w_ = w_.clone();
+  if (w_.dtype() == DType::Q4_0) {
+    auto packed = std::make_shared<std::vector<BlockQ4_0x16>>(pack_q4_0x16(w_));
+    // Huge pages for the part of the buffer on 2 MiB boundaries (see above).
+    const uintptr_t b = reinterpret_cast<uintptr_t>(packed->data()), e = b + packed->size() * sizeof(BlockQ4_0x16);
+    const uintptr_t hb = (b + (uintptr_t(2) << 20) - 1) & ~((uintptr_t(2) << 20) - 1), he = e & ~((uintptr_t(2) << 20) - 1);
+    if (he > hb) ::madvise(reinterpret_cast<void*>(hb), he - hb, MADV_HUGEPAGE);
+    packed_ = std::move(packed);
+  }
 }
 
 Tensor matmul(const Tensor& x, const PreparedWeight& w, const Tensor* bias) {
