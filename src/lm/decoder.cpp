@@ -164,15 +164,4 @@ LmConfig read_common_config(const io::GgufFile& f) {
   return c;
 }
 
-Tensor required(const io::GgufFile& f, const std::string& name, const Shape& shape) {
-  Tensor t = f.tensor(name);
-  if (t.shape() != shape)
-    fail("lm: ", f.path(), ": tensor '", name, "' has shape ", t.shape().str(), ", expected ", shape.str());
-  return t;
-}
-
-Tensor optional_tensor(const io::GgufFile& f, const std::string& name, const Shape& shape) {
-  return f.find_tensor(name) ? required(f, name, shape) : Tensor();
-}
-
 }  // namespace ocellus::lm

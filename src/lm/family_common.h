@@ -1,41 +1,47 @@
 #pragma once
-// Weight loading shared by the family files: the standard attention and FFN tensors of a block.
+// Weight loading shared by the family files. A family's weights are read through a Source (a
+// GGUF file or a Hugging Face folder) under the names of a Names table (GGUF's, or the family's
+// Hugging Face names), so each family writes its layout once for both formats.
+#include <functional>
+#include <string>
+
 #include "ocellus/io/gguf.h"
 #include "ocellus/io/gguf_names.h"
+#include "ocellus/io/hf_config.h"
+#include "ocellus/io/safetensors.h"
 #include "ocellus/lm/lm.h"
 
 namespace ocellus::lm::detail {
 
-namespace tn = io::gguf::tensor;
-using io::gguf::name;
+struct Source {
+  std::string path;
+  std::function<bool(const std::string&)> has;
+  std::function<Tensor(const std::string&)> get;
+};
+Source gguf_source(const io::GgufFile& f);
+Source hf_source(const io::SafetensorsModel& m, const std::string& path);
 
-// Separate q, k, v (with biases when the file has them) and the output projection.
-inline void load_attention(const io::GgufFile& f, const LmConfig& c, int i, LayerWeights& L) {
-  const int64_t d = c.n_embd, q = c.n_head * c.head_dim, kv = c.n_head_kv * c.head_dim;
-  L.wq = ops::PreparedWeight(required(f, name(tn::kAttnQ, i), {q, d}));
-  L.wk = ops::PreparedWeight(required(f, name(tn::kAttnK, i), {kv, d}));
-  L.wv = ops::PreparedWeight(required(f, name(tn::kAttnV, i), {kv, d}));
-  L.bq = optional_tensor(f, name(tn::kAttnQBias, i), {q});
-  L.bk = optional_tensor(f, name(tn::kAttnKBias, i), {kv});
-  L.bv = optional_tensor(f, name(tn::kAttnVBias, i), {kv});
-  L.wo = ops::PreparedWeight(required(f, name(tn::kAttnOutput, i), {d, q}));
-  L.bo = optional_tensor(f, name(tn::kAttnOutputBias, i), {d});
-}
+// Tensor names; patterns with %d take the block index; empty = the format has no such tensor.
+struct Names {
+  std::string tok_embd, out_norm, out_norm_b, output, output_b;
+  std::string attn_norm, attn_norm_b, q, q_b, k, k_b, v, v_b, qkv, qkv_b, o, o_b;
+  std::string ffn_norm, ffn_norm_b, gate, up, up_b, down, down_b;
+};
+Names gguf_names();
+// Llama-style Hugging Face names (llama, qwen2, stablelm: model.layers.N.self_attn.q_proj...).
+Names hf_llama_names();
 
-// SwiGLU feed-forward: gate, up, down.
-inline void load_gated_ffn(const io::GgufFile& f, const LmConfig& c, int i, LayerWeights& L) {
-  L.w_gate = ops::PreparedWeight(required(f, name(tn::kFfnGate, i), {c.n_ff, c.n_embd}));
-  L.w_up = ops::PreparedWeight(required(f, name(tn::kFfnUp, i), {c.n_ff, c.n_embd}));
-  L.w_down = ops::PreparedWeight(required(f, name(tn::kFfnDown, i), {c.n_embd, c.n_ff}));
-}
+// What a family's blocks hold.
+struct Layout {
+  bool norm_bias = false;  // LayerNorm with bias (phi2, stablelm)
+  bool gated = true;       // gate / up / down (else up / down with biases)
+  bool separate_ffn_norm = true;
+};
 
-// Output norm and head; the head is the token embedding when the file has no output.weight.
-inline void load_output(const io::GgufFile& f, const LmConfig& c, LmWeights& w, bool norm_bias) {
-  w.out_norm = required(f, tn::kOutputNorm, {c.n_embd});
-  if (norm_bias) w.out_norm_b = required(f, tn::kOutputNormBias, {c.n_embd});
-  const Tensor out = optional_tensor(f, tn::kOutput, {c.n_vocab, c.n_embd});
-  w.output = ops::PreparedWeight(out.defined() ? out : w.token_embd);
-  w.output_b = optional_tensor(f, tn::kOutputBias, {c.n_vocab});
-}
+// Reads the weights (shapes checked against the config); 1-D tensors become f32.
+LmWeights load_weights(const Source& s, const Names& n, const LmConfig& c, const Layout& l);
+
+// The Hugging Face config's common part.
+LmConfig hf_common_config(const io::HfTextConfig& t, const std::string& arch);
 
 }  // namespace ocellus::lm::detail

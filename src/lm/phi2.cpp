@@ -1,12 +1,23 @@
-// Phi-2: LayerNorm with bias, fused q/k/v with bias, partial rotary (rotate-half over the first
-// rope.dimension_count dims of each head), attention and MLP in parallel on the same normed
-// input, GELU (tanh form) MLP with biases, output bias.
+// Phi-2: LayerNorm with bias, q/k/v with biases (fused in GGUF), partial rotary (rotate-half),
+// attention and MLP in parallel on the same normed input, GELU (tanh form) MLP with biases,
+// output bias.
 #include "family_common.h"
 
 namespace ocellus::lm {
 
+using namespace detail;
+
+namespace {
+Layout phi_layout() {
+  Layout l;
+  l.norm_bias = true;
+  l.gated = false;
+  l.separate_ffn_norm = false;
+  return l;
+}
+}  // namespace
+
 std::unique_ptr<LanguageModel> load_phi2(const io::GgufFile& f) {
-  using namespace detail;
   LmConfig c = read_common_config(f);
   c.rope.mode = ops::RopeMode::RotateHalf;
   c.norm = NormKind::Layer;
@@ -17,28 +28,23 @@ std::unique_ptr<LanguageModel> load_phi2(const io::GgufFile& f) {
   c.gelu_f16_table = true;  // GGUF models are computed as llama.cpp computes them
   c.prescale_q = true;
   c.validate();
-  const int64_t d = c.n_embd, qkv = (c.n_head + 2 * c.n_head_kv) * c.head_dim;
-  LmWeights w;
-  w.token_embd = required(f, tn::kTokenEmbd, {c.n_vocab, d});
-  for (int i = 0; i < int(c.n_layer); ++i) {
-    LayerWeights L;
-    L.attn_norm = required(f, name(tn::kAttnNorm, i), {d});
-    L.attn_norm_b = required(f, name(tn::kAttnNormBias, i), {d});
-    if (f.find_tensor(name(tn::kAttnQkv, i))) {
-      L.wqkv = ops::PreparedWeight(required(f, name(tn::kAttnQkv, i), {qkv, d}));
-      L.bqkv = required(f, name(tn::kAttnQkvBias, i), {qkv});
-      L.wo = ops::PreparedWeight(required(f, name(tn::kAttnOutput, i), {d, d}));
-      L.bo = optional_tensor(f, name(tn::kAttnOutputBias, i), {d});
-    } else {
-      load_attention(f, c, i, L);
-    }
-    L.w_up = ops::PreparedWeight(required(f, name(tn::kFfnUp, i), {c.n_ff, d}));
-    L.b_up = optional_tensor(f, name(tn::kFfnUpBias, i), {c.n_ff});
-    L.w_down = ops::PreparedWeight(required(f, name(tn::kFfnDown, i), {d, c.n_ff}));
-    L.b_down = optional_tensor(f, name(tn::kFfnDownBias, i), {d});
-    w.layers.push_back(std::move(L));
-  }
-  load_output(f, c, w, true);
+  LmWeights w = load_weights(gguf_source(f), gguf_names(), c, phi_layout());
+  return std::make_unique<LanguageModel>(std::move(c), std::move(w));
+}
+
+std::unique_ptr<LanguageModel> load_phi2_hf(const io::HfTextConfig& t, const io::SafetensorsModel& m, const std::string& dir) {
+  LmConfig c = hf_common_config(t, "phi2");
+  c.norm = NormKind::Layer;
+  c.act = ops::Activation::GeluTanh;  // gelu_new
+  c.gated_ffn = false;
+  c.parallel_block = true;
+  c.validate();
+  Names n = hf_llama_names();
+  n.out_norm = "model.final_layernorm.weight", n.out_norm_b = "model.final_layernorm.bias";
+  n.o = "model.layers.%d.self_attn.dense.weight", n.o_b = "model.layers.%d.self_attn.dense.bias";
+  n.up = "model.layers.%d.mlp.fc1.weight", n.up_b = "model.layers.%d.mlp.fc1.bias";
+  n.down = "model.layers.%d.mlp.fc2.weight", n.down_b = "model.layers.%d.mlp.fc2.bias";
+  LmWeights w = load_weights(hf_source(m, dir), n, c, phi_layout());
   return std::make_unique<LanguageModel>(std::move(c), std::move(w));
 }
 

@@ -3,7 +3,10 @@
 
 #include "ocellus/core/error.h"
 #include "ocellus/io/gguf.h"
+#include "ocellus/io/file.h"
 #include "ocellus/io/gguf_names.h"
+#include "ocellus/io/hf_config.h"
+#include "ocellus/io/safetensors.h"
 #include "ocellus/lm/lm.h"
 
 namespace ocellus::lm {
@@ -12,7 +15,24 @@ namespace {
 using Loader = std::unique_ptr<LanguageModel> (*)(const io::GgufFile&);
 const std::pair<const char*, Loader> kFamilies[] = {
     {"llama", load_llama}, {"qwen2", load_qwen2}, {"phi2", load_phi2}, {"stablelm", load_stablelm}};
+using HfLoader = std::unique_ptr<LanguageModel> (*)(const io::HfTextConfig&, const io::SafetensorsModel&, const std::string&);
+const std::pair<const char*, HfLoader> kHfFamilies[] = {
+    {"llama", load_llama_hf}, {"qwen2", load_qwen2_hf}, {"phi", load_phi2_hf}, {"stablelm", load_stablelm_hf}};
 }  // namespace
+
+std::unique_ptr<LanguageModel> load_hf(const std::string& dir) {
+  const io::HfConfig cfg = io::read_hf_config(dir);
+  if (!cfg.text) fail("lm: ", dir, ": config.json describes no text model");
+  const io::SafetensorsModel m = io::SafetensorsModel::open(dir);
+  for (const auto& [name, loader] : kHfFamilies)
+    if (cfg.text->model_type == name) return loader(*cfg.text, m, dir);
+  fail("lm: ", dir, ": model_type '", cfg.text->model_type, "' is not a text model ocellus runs (llama, qwen2, phi, stablelm)");
+}
+
+std::unique_ptr<LanguageModel> load_model(const std::string& path) {
+  if (io::is_directory(path)) return load_hf(path);
+  return load_gguf(io::GgufFile::open(path));
+}
 
 std::vector<std::string> known_architectures() {
   std::vector<std::string> r;

@@ -4,28 +4,29 @@
 
 namespace ocellus::lm {
 
+using namespace detail;
+
 std::unique_ptr<LanguageModel> load_stablelm(const io::GgufFile& f) {
-  using namespace detail;
   LmConfig c = read_common_config(f);
   c.rope.mode = ops::RopeMode::RotateHalf;
   c.norm = NormKind::Layer;
   c.norm_eps = float(f.get_float(io::gguf::arch_key(c.arch, io::gguf::key::kLayerNormEps), 1e-5));
   c.act = ops::Activation::Silu;
-  c.gated_ffn = true;
   c.validate();
-  LmWeights w;
-  w.token_embd = required(f, tn::kTokenEmbd, {c.n_vocab, c.n_embd});
-  for (int i = 0; i < int(c.n_layer); ++i) {
-    LayerWeights L;
-    L.attn_norm = required(f, name(tn::kAttnNorm, i), {c.n_embd});
-    L.attn_norm_b = required(f, name(tn::kAttnNormBias, i), {c.n_embd});
-    load_attention(f, c, i, L);
-    L.ffn_norm = required(f, name(tn::kFfnNorm, i), {c.n_embd});
-    L.ffn_norm_b = required(f, name(tn::kFfnNormBias, i), {c.n_embd});
-    load_gated_ffn(f, c, i, L);
-    w.layers.push_back(std::move(L));
-  }
-  load_output(f, c, w, true);
+  Layout l;
+  l.norm_bias = true;
+  LmWeights w = load_weights(gguf_source(f), gguf_names(), c, l);
+  return std::make_unique<LanguageModel>(std::move(c), std::move(w));
+}
+
+std::unique_ptr<LanguageModel> load_stablelm_hf(const io::HfTextConfig& t, const io::SafetensorsModel& m, const std::string& dir) {
+  LmConfig c = hf_common_config(t, "stablelm");
+  c.norm = NormKind::Layer;
+  c.act = ops::Activation::Silu;
+  c.validate();
+  Layout l;
+  l.norm_bias = true;
+  LmWeights w = load_weights(hf_source(m, dir), hf_llama_names(), c, l);
   return std::make_unique<LanguageModel>(std::move(c), std::move(w));
 }
 

@@ -17,6 +17,8 @@
 
 namespace ocellus::io {
 class GgufFile;
+class SafetensorsModel;
+struct HfTextConfig;
 }
 
 namespace ocellus::lm {
@@ -101,6 +103,11 @@ class LanguageModel {
 
 // Reads a GGUF text model: the family from general.architecture (llama, qwen2, phi2, stablelm).
 std::unique_ptr<LanguageModel> load_gguf(const io::GgufFile& f);
+// Reads a Hugging Face folder (config.json + safetensors, sharded or not): the family from the
+// text config's model_type (llama, qwen2, phi, stablelm; LLaVA checkpoints' text_config too).
+std::unique_ptr<LanguageModel> load_hf(const std::string& dir);
+// A model file or folder: GGUF, or a Hugging Face folder.
+std::unique_ptr<LanguageModel> load_model(const std::string& path);
 std::vector<std::string> known_architectures();
 
 // ---- the families (lm/<family>.cpp), listed in one table in lm/registry.cpp ----------------
@@ -108,10 +115,12 @@ std::unique_ptr<LanguageModel> load_llama(const io::GgufFile& f);
 std::unique_ptr<LanguageModel> load_qwen2(const io::GgufFile& f);
 std::unique_ptr<LanguageModel> load_phi2(const io::GgufFile& f);
 std::unique_ptr<LanguageModel> load_stablelm(const io::GgufFile& f);
+std::unique_ptr<LanguageModel> load_llama_hf(const io::HfTextConfig& t, const io::SafetensorsModel& m, const std::string& dir);
+std::unique_ptr<LanguageModel> load_qwen2_hf(const io::HfTextConfig& t, const io::SafetensorsModel& m, const std::string& dir);
+std::unique_ptr<LanguageModel> load_phi2_hf(const io::HfTextConfig& t, const io::SafetensorsModel& m, const std::string& dir);
+std::unique_ptr<LanguageModel> load_stablelm_hf(const io::HfTextConfig& t, const io::SafetensorsModel& m, const std::string& dir);
 
-// Shared by the family files: hyperparameters common to all GGUF text models, and the tensors.
+// Shared by the family files: hyperparameters common to all GGUF text models.
 LmConfig read_common_config(const io::GgufFile& f);
-Tensor required(const io::GgufFile& f, const std::string& name, const Shape& shape);
-Tensor optional_tensor(const io::GgufFile& f, const std::string& name, const Shape& shape);
 
 }  // namespace ocellus::lm

@@ -1,0 +1,128 @@
+// Loading a decoder's weights from any Source under any Names (see family_common.h).
+#include <cstdio>
+
+#include "family_common.h"
+#include "ocellus/core/error.h"
+
+namespace ocellus::lm::detail {
+
+Source gguf_source(const io::GgufFile& f) {
+  return {f.path(), [&f](const std::string& n) { return f.find_tensor(n) != nullptr; },
+          [&f](const std::string& n) { return f.tensor(n); }};
+}
+
+Source hf_source(const io::SafetensorsModel& m, const std::string& path) {
+  return {path, [&m](const std::string& n) { return m.has(n); }, [&m](const std::string& n) { return m.tensor(n); }};
+}
+
+Names gguf_names() {
+  namespace tn = io::gguf::tensor;
+  Names n;
+  n.tok_embd = tn::kTokenEmbd, n.out_norm = tn::kOutputNorm, n.out_norm_b = tn::kOutputNormBias;
+  n.output = tn::kOutput, n.output_b = tn::kOutputBias;
+  n.attn_norm = tn::kAttnNorm, n.attn_norm_b = tn::kAttnNormBias;
+  n.q = tn::kAttnQ, n.q_b = tn::kAttnQBias, n.k = tn::kAttnK, n.k_b = tn::kAttnKBias, n.v = tn::kAttnV;
+  n.v_b = tn::kAttnVBias, n.qkv = tn::kAttnQkv, n.qkv_b = tn::kAttnQkvBias, n.o = tn::kAttnOutput;
+  n.o_b = tn::kAttnOutputBias, n.ffn_norm = tn::kFfnNorm, n.ffn_norm_b = tn::kFfnNormBias;
+  n.gate = tn::kFfnGate, n.up = tn::kFfnUp, n.up_b = tn::kFfnUpBias, n.down = tn::kFfnDown, n.down_b = tn::kFfnDownBias;
+  return n;
+}
+
+Names hf_llama_names() {
+  Names n;
+  n.tok_embd = "model.embed_tokens.weight", n.out_norm = "model.norm.weight", n.out_norm_b = "model.norm.bias";
+  n.output = "lm_head.weight", n.output_b = "lm_head.bias";
+  n.attn_norm = "model.layers.%d.input_layernorm.weight", n.attn_norm_b = "model.layers.%d.input_layernorm.bias";
+  n.q = "model.layers.%d.self_attn.q_proj.weight", n.q_b = "model.layers.%d.self_attn.q_proj.bias";
+  n.k = "model.layers.%d.self_attn.k_proj.weight", n.k_b = "model.layers.%d.self_attn.k_proj.bias";
+  n.v = "model.layers.%d.self_attn.v_proj.weight", n.v_b = "model.layers.%d.self_attn.v_proj.bias";
+  n.o = "model.layers.%d.self_attn.o_proj.weight", n.o_b = "model.layers.%d.self_attn.o_proj.bias";
+  n.ffn_norm = "model.layers.%d.post_attention_layernorm.weight";
+  n.ffn_norm_b = "model.layers.%d.post_attention_layernorm.bias";
+  n.gate = "model.layers.%d.mlp.gate_proj.weight", n.up = "model.layers.%d.mlp.up_proj.weight";
+  n.down = "model.layers.%d.mlp.down_proj.weight";
+  return n;
+}
+
+namespace {
+
+std::string at(const std::string& pattern, int i) {
+  return pattern.find("%d") == std::string::npos ? pattern : io::gguf::name(pattern.c_str(), i);
+}
+
+struct Reader {
+  const Source& s;
+  Tensor get(const std::string& name, const Shape& shape, bool required) const {
+    if (name.empty() || !s.has(name)) {
+      if (required) fail("lm: ", s.path, ": missing tensor '", name, "'");
+      return Tensor();
+    }
+    Tensor t = s.get(name);
+    if (t.shape() != shape)
+      fail("lm: ", s.path, ": tensor '", name, "' has shape ", t.shape().str(), ", expected ", shape.str());
+    if (shape.ndim == 1 && t.dtype() != DType::F32) t = t.to(DType::F32);  // norms and biases
+    return t;
+  }
+  ops::PreparedWeight matrix(const std::string& name, const Shape& shape) const {
+    return ops::PreparedWeight(get(name, shape, true));
+  }
+};
+
+}  // namespace
+
+LmWeights load_weights(const Source& s, const Names& n, const LmConfig& c, const Layout& l) {
+  const Reader r{s};
+  const int64_t d = c.n_embd, q = c.n_head * c.head_dim, kv = c.n_head_kv * c.head_dim;
+  LmWeights w;
+  w.token_embd = r.get(n.tok_embd, {c.n_vocab, d}, true);
+  for (int i = 0; i < int(c.n_layer); ++i) {
+    LayerWeights L;
+    L.attn_norm = r.get(at(n.attn_norm, i), {d}, true);
+    if (l.norm_bias) L.attn_norm_b = r.get(at(n.attn_norm_b, i), {d}, true);
+    if (!n.qkv.empty() && s.has(at(n.qkv, i))) {
+      L.wqkv = r.matrix(at(n.qkv, i), {q + 2 * kv, d});
+      L.bqkv = r.get(at(n.qkv_b, i), {q + 2 * kv}, false);
+    } else {
+      L.wq = r.matrix(at(n.q, i), {q, d});
+      L.wk = r.matrix(at(n.k, i), {kv, d});
+      L.wv = r.matrix(at(n.v, i), {kv, d});
+      L.bq = r.get(at(n.q_b, i), {q}, false);
+      L.bk = r.get(at(n.k_b, i), {kv}, false);
+      L.bv = r.get(at(n.v_b, i), {kv}, false);
+    }
+    L.wo = r.matrix(at(n.o, i), {d, q});
+    L.bo = r.get(at(n.o_b, i), {d}, false);
+    if (l.separate_ffn_norm) {
+      L.ffn_norm = r.get(at(n.ffn_norm, i), {d}, true);
+      if (l.norm_bias) L.ffn_norm_b = r.get(at(n.ffn_norm_b, i), {d}, true);
+    }
+    if (l.gated) L.w_gate = r.matrix(at(n.gate, i), {c.n_ff, d});
+    L.w_up = r.matrix(at(n.up, i), {c.n_ff, d});
+    L.b_up = r.get(at(n.up_b, i), {c.n_ff}, false);
+    L.w_down = r.matrix(at(n.down, i), {d, c.n_ff});
+    L.b_down = r.get(at(n.down_b, i), {d}, false);
+    w.layers.push_back(std::move(L));
+  }
+  w.out_norm = r.get(n.out_norm, {d}, true);
+  if (l.norm_bias) w.out_norm_b = r.get(n.out_norm_b, {d}, true);
+  const Tensor out = r.get(n.output, {c.n_vocab, d}, false);
+  w.output = ops::PreparedWeight(out.defined() ? out : w.token_embd);
+  w.output_b = r.get(n.output_b, {c.n_vocab}, false);
+  return w;
+}
+
+LmConfig hf_common_config(const io::HfTextConfig& t, const std::string& arch) {
+  LmConfig c;
+  c.arch = arch;
+  c.n_embd = t.hidden_size, c.n_ff = t.intermediate_size, c.n_layer = t.num_hidden_layers;
+  c.n_head = t.num_attention_heads, c.n_head_kv = t.num_key_value_heads, c.head_dim = t.head_dim();
+  c.n_vocab = t.vocab_size, c.n_ctx = t.max_position_embeddings;
+  c.rope.n_rot = int64_t(double(c.head_dim) * t.partial_rotary_factor);
+  c.rope.theta = float(t.rope_theta);
+  c.rope.mode = ops::RopeMode::RotateHalf;  // HF checkpoints keep q/k rows in rotate-half order
+  c.rope.angles = ops::RopeAngles::Exact;
+  c.norm_eps = float(t.norm_eps);
+  return c;
+}
+
+}  // namespace ocellus::lm::detail
