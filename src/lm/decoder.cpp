@@ -52,7 +52,8 @@ Tensor norm(const LmConfig& c, const Tensor& x, const Tensor& w, const Tensor& b
   return ops::layer_norm(x, &w, b.defined() ? &b : nullptr, c.norm_eps);
 }
 
-Tensor linear(const Tensor& x, const ops::PreparedWeight& w, const Tensor& b) {
+Tensor linear(const LmConfig& c, const Tensor& x, const ops::PreparedWeight& w, const Tensor& b) {
+  if (c.f32_ggml_order) return ops::matmul_ggml_order(x, w, b.defined() ? &b : nullptr);
   return ops::matmul(x, w, b.defined() ? &b : nullptr);
 }
 
@@ -106,14 +107,14 @@ Tensor LanguageModel::forward(const Tensor& x_in, KvCache& cache, bool all_logit
     const Tensor h = norm(c_, x, L.attn_norm, L.attn_norm_b);
     Tensor q, k, v;
     if (L.wqkv.tensor().defined()) {
-      const Tensor qkv = linear(h, L.wqkv, L.bqkv);  // [n, (H + 2 Hkv) hd]
+      const Tensor qkv = linear(c_, h, L.wqkv, L.bqkv);  // [n, (H + 2 Hkv) hd]
       q = qkv.slice(1, 0, H * hd).contiguous();
       k = qkv.slice(1, H * hd, (H + Hkv) * hd).contiguous();
       v = qkv.slice(1, (H + Hkv) * hd, (H + 2 * Hkv) * hd).contiguous();
     } else {
-      q = linear(h, L.wq, L.bq);
-      k = linear(h, L.wk, L.bk);
-      v = linear(h, L.wv, L.bv);
+      q = linear(c_, h, L.wq, L.bq);
+      k = linear(c_, h, L.wk, L.bk);
+      v = linear(c_, h, L.wv, L.bv);
     }
     q = ops::rope(q.reshape({n, H, hd}), pos, c_.rope);
     k = ops::rope(k.reshape({n, Hkv, hd}), pos, c_.rope);
@@ -124,22 +125,22 @@ Tensor LanguageModel::forward(const Tensor& x_in, KvCache& cache, bool all_logit
     if (c_.prescale_q) q = ops::scale(q, 1.0f / std::sqrt(float(hd)));
     if (cache.type_ == DType::F16) q = q.to(DType::F16).to(DType::F32);
     const Tensor att = ops::attention(q, kc.slice(0, 0, past + n), vc.slice(0, 0, past + n), ap);  // [n, H, hd]
-    const Tensor a = linear(att.reshape({n, H * hd}), L.wo, L.bo);
+    const Tensor a = linear(c_, att.reshape({n, H * hd}), L.wo, L.bo);
     const Tensor ffn_in = c_.parallel_block ? h : norm(c_, ops::add(x, a), L.ffn_norm, L.ffn_norm_b);
     Tensor f;
     if (c_.gated_ffn) {
-      f = ops::swiglu(linear(ffn_in, L.w_gate, Tensor()), linear(ffn_in, L.w_up, L.b_up));
+      f = ops::swiglu(linear(c_, ffn_in, L.w_gate, Tensor()), linear(c_, ffn_in, L.w_up, L.b_up));
     } else {
-      const Tensor up = linear(ffn_in, L.w_up, L.b_up);
+      const Tensor up = linear(c_, ffn_in, L.w_up, L.b_up);
       f = c_.gelu_f16_table ? gelu_f16_table(up) : ops::activate(c_.act, up);
     }
-    f = linear(f, L.w_down, L.b_down);
+    f = linear(c_, f, L.w_down, L.b_down);
     x = ops::add(ops::add(x, a), f);
   }
   cache.n_past_ = past + n;
   if (!all_logits) x = x.slice(0, n - 1, n).contiguous();
   const Tensor hn = norm(c_, x, w_.out_norm, w_.out_norm_b);
-  return linear(hn, w_.output, w_.output_b);
+  return linear(c_, hn, w_.output, w_.output_b);
 }
 
 // ---- loading helpers ------------------------------------------------------------------------
@@ -158,7 +159,8 @@ LmConfig read_common_config(const io::GgufFile& f) {
   c.head_dim = c.n_embd / c.n_head;
   c.rope.n_rot = f.get_int(k(key::kRopeDimensionCount), c.head_dim);
   c.rope.theta = float(f.get_float(k(key::kRopeFreqBase), 10000.0));
-  c.rope.angles = ops::RopeAngles::Ggml;  // GGUF models: angles as llama.cpp computes them
+  c.rope.angles = ops::RopeAngles::Ggml;  // GGUF models: computed as llama.cpp computes them
+  c.f32_ggml_order = true;
   const io::GgufTensorInfo& emb = f.tensor_info(io::gguf::tensor::kTokenEmbd);
   c.n_vocab = emb.shape[0];
   return c;

@@ -202,6 +202,23 @@ Tensor matmul(const Tensor& x, const PreparedWeight& w, const Tensor* bias) {
   return y;
 }
 
+Tensor matmul_ggml_order(const Tensor& x, const PreparedWeight& pw, const Tensor* bias) {
+  const Tensor& w = pw.tensor();
+  if (w.dtype() != DType::F32) return matmul(x, pw, bias);
+  const Dims d = check_matmul(x, w, bias, "matmul_ggml_order");
+  const Tensor xc = x.contiguous();
+  Tensor y = Tensor::empty(out_shape(x, d.m));
+  const float *xp = xc.data<float>(), *wp = w.data<float>();
+  float* yp = y.data<float>();
+  const kern::Table& K = kern::active();
+  parallel_for(d.m, 16, [&](int64_t a, int64_t b) {
+    for (int64_t j = a; j < b; ++j)
+      for (int64_t i = 0; i < d.n; ++i) yp[i * d.m + j] = K.dot_f32_ggml(wp + j * d.k, xp + i * d.k, d.k);
+  });
+  if (bias) add_bias(yp, bias->contiguous().data<float>(), d.n, d.m);
+  return y;
+}
+
 void matmul_backward(const Tensor& x, const Tensor& w_in, const Tensor& dy, Tensor* dx, Tensor* dw,
                      Tensor* db) {
   const Dims d = check_matmul(x, w_in, nullptr, "matmul_backward");

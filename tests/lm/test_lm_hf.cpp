@@ -112,6 +112,7 @@ TEST(LmHf, SameLogitsAsGguf) {
     c.rope.angles = ops::RopeAngles::Exact;
     c.gelu_f16_table = false;
     c.prescale_q = false;
+    c.f32_ggml_order = false;
     const lm::LanguageModel exact(c, gguf->weights());
     EXPECT_EQ(hf->config().rope.n_rot, c.rope.n_rot);
     std::ifstream in(kPeer + std::string(m) + ".tokens.i32", std::ios::binary);

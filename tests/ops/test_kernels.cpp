@@ -151,3 +151,15 @@ TEST(Kernels, PackedQ4TileMatchesGeneric) {
   }
 }
 
+
+// llama.cpp's f32 summation order: bit-identical in every table, and close to the exact sum.
+TEST(Kernels, DotF32GgmlOrderIsBitIdentical) {
+  for (int64_t n : {16, 64, 100, 2048, 2048 + 5}) {
+    Tensor w = test::randn({n}, uint32_t(n + 11)), x = test::randn({n}, uint32_t(n + 12));
+    const float want = kern::kGeneric.dot_f32_ggml(w.data<float>(), x.data<float>(), n);
+    for (auto* T : simd_tables()) EXPECT_EQ(T->dot_f32_ggml(w.data<float>(), x.data<float>(), n), want) << T->name << " n=" << n;
+    double exact = 0, mag = 0;
+    for (int64_t i = 0; i < n; ++i) exact += double(w.data<float>()[i]) * x.data<float>()[i], mag += std::fabs(w.data<float>()[i] * x.data<float>()[i]);
+    EXPECT_NEAR(want, exact, 1e-6 * mag);
+  }
+}

@@ -41,6 +41,9 @@ struct LmConfig {
   // llama.cpp's phi2 graph scales Q by 1/sqrt(head_dim) before the attention product (the
   // others scale the scores): with an f16 cache this changes how Q rounds.
   bool prescale_q = false;
+  // f32 weight products summed in llama.cpp's order (ops::matmul_ggml_order): with the f16 KV
+  // cache's rounding, last-bit differences of another order grow to 3e-4 in the logits.
+  bool f32_ggml_order = false;
   void validate() const;           // throws naming the field
 };
 

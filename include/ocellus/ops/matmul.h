@@ -38,6 +38,11 @@ class PreparedWeight {
 // summation order.
 Tensor matmul(const Tensor& x, const PreparedWeight& w, const Tensor* bias = nullptr);
 
+// The same product with f32 weights summed in llama.cpp's order (kern dot_f32_ggml: one 16-lane
+// FMA accumulator per output, a fixed reduction tree), for reproducing that engine's f32 models
+// bit for bit; slower than sgemm. Other dtypes: as matmul.
+Tensor matmul_ggml_order(const Tensor& x, const PreparedWeight& w, const Tensor* bias = nullptr);
+
 // Gradients of y = x · wᵀ + b, accumulated (+=) into the tensors given (any may be null):
 // dx [..., k] += dy · w;  dw [m, k] += dyᵀ · x (w must be f32);  db [m] += Σ dy.
 void matmul_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dx, Tensor* dw,

@@ -23,6 +23,10 @@ struct Table {
   void (*quantize_q8_act)(const float* x, Q8Act y, int64_t n);
   // Dot product of one weight row (length n) with one activation row.
   float (*dot_f32)(const float* w, const float* x, int64_t n);
+  // Σ w x in llama.cpp's order on AVX-512 (tinyBLAS): lane t of 16 accumulates w[16j+t] x[16j+t]
+  // by FMA, the lanes are summed as (t, t+8) -> (t, t+4) -> (0+2) + (1+3), the tail after that.
+  // Bit-identical in every table.
+  float (*dot_f32_ggml)(const float* w, const float* x, int64_t n);
   float (*dot_f16)(const uint16_t* w, const float* x, int64_t n);
   float (*dot_bf16)(const uint16_t* w, const float* x, int64_t n);
   float (*dot_q8_0)(const void* w, Q8Act x, int64_t n);

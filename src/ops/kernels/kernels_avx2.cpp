@@ -1,5 +1,6 @@
 // AVX2 + FMA + F16C kernels (Haswell and later, Zen).
 #include <immintrin.h>
+#include <math.h>
 
 #include "ops/kernels/kernels.h"
 
@@ -54,6 +55,21 @@ float dot_f32(const float* w, const float* x, int64_t n) {
   OCELLUS_DOT256(LOAD, TAIL)
 #undef LOAD
 #undef TAIL
+}
+// Lanes 0-7 and 8-15 of llama.cpp's 16-lane accumulator in two registers; same FMAs, same tree.
+float dot_f32_ggml(const float* w, const float* x, int64_t n) {
+  __m256 lo = _mm256_setzero_ps(), hi = lo;
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    lo = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(x + i), lo);
+    hi = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 8), _mm256_loadu_ps(x + i + 8), hi);
+  }
+  const __m256 h = _mm256_add_ps(hi, lo);                                                 // (t, t+8)
+  const __m128 q = _mm_add_ps(_mm256_extractf128_ps(h, 1), _mm256_castps256_ps128(h));    // (t, t+4)
+  const __m128 r = _mm_add_ps(q, _mm_movehl_ps(q, q));                                    // (0+2), (1+3)
+  float s = _mm_cvtss_f32(_mm_add_ss(r, _mm_movehdup_ps(r)));
+  for (; i < n; ++i) s = fmaf(w[i], x[i], s);  // the tail fused everywhere, so every table agrees
+  return s;
 }
 float dot_f16(const uint16_t* w, const float* x, int64_t n) {
 #define LOAD(i) _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + (i))))
@@ -117,7 +133,7 @@ static void x86_gemv_q4_0x16(const BlockQ4_0x16* w, Q8Act x, int64_t n, float* y
 }  // namespace
 
 const Table kAvx2 = {"avx2", f16_to_f32, f32_to_f16, bf16_to_f32, x86_dequant_q8_0,
-                     x86_dequant_q4_0, x86_quantize_q8_act, dot_f32, dot_f16, dot_bf16,
+                     x86_dequant_q4_0, x86_quantize_q8_act, dot_f32, dot_f32_ggml, dot_f16, dot_bf16,
                      x86_dot_q8_0, x86_dot_q4_0, x86_gemv_q4_0x16};
 
 }  // namespace ocellus::kern

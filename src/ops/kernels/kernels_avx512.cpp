@@ -1,6 +1,7 @@
 // AVX-512 (F, BW, VL, DQ, VNNI) kernels: 512-bit float loops; the byte dot products use VNNI on
 // 256-bit registers, one q8_0 / q4_0 block per instruction.
 #include <immintrin.h>
+#include <math.h>
 
 #include "ops/kernels/kernels.h"
 
@@ -58,6 +59,18 @@ float dot_f32(const float* w, const float* x, int64_t n) {
   OCELLUS_DOT512(LOAD, TAIL)
 #undef LOAD
 #undef TAIL
+}
+float dot_f32_ggml(const float* w, const float* x, int64_t n) {
+  __m512 acc = _mm512_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) acc = _mm512_fmadd_ps(_mm512_loadu_ps(w + i), _mm512_loadu_ps(x + i), acc);
+  // The tree spelled out (not _mm512_reduce_add_ps, whose order is the compiler's to choose).
+  const __m256 h = _mm256_add_ps(_mm512_extractf32x8_ps(acc, 1), _mm512_castps512_ps256(acc));
+  const __m128 q = _mm_add_ps(_mm256_extractf128_ps(h, 1), _mm256_castps256_ps128(h));
+  const __m128 r = _mm_add_ps(q, _mm_movehl_ps(q, q));
+  float s = _mm_cvtss_f32(_mm_add_ss(r, _mm_movehdup_ps(r)));
+  for (; i < n; ++i) s = fmaf(w[i], x[i], s);  // the tail fused everywhere, so every table agrees
+  return s;
 }
 float dot_f16(const uint16_t* w, const float* x, int64_t n) {
 #define LOAD(i) load_f16(w + (i))
@@ -212,7 +225,7 @@ void gemv_q4_0x16(const BlockQ4_0x16* w, Q8Act x, int64_t n, float* y) {
 }  // namespace
 
 const Table kAvx512 = {"avx512", f16_to_f32, f32_to_f16, bf16_to_f32, x86_dequant_q8_0,
-                       x86_dequant_q4_0, x86_quantize_q8_act, dot_f32, dot_f16, dot_bf16,
+                       x86_dequant_q4_0, x86_quantize_q8_act, dot_f32, dot_f32_ggml, dot_f16, dot_bf16,
                        dot_q8_0, dot_q4_0, gemv_q4_0x16};
 
 }  // namespace ocellus::kern

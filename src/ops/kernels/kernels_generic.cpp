@@ -55,6 +55,18 @@ float dot_f32(const float* w, const float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) s += w[i] * x[i];
   return s;
 }
+float dot_f32_ggml(const float* w, const float* x, int64_t n) {
+  float acc[16] = {};
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (int t = 0; t < 16; ++t) acc[t] = fmaf(w[i + t], x[i + t], acc[t]);
+  float h[8], q[4];
+  for (int t = 0; t < 8; ++t) h[t] = acc[t] + acc[t + 8];
+  for (int t = 0; t < 4; ++t) q[t] = h[t] + h[t + 4];
+  float s = (q[0] + q[2]) + (q[1] + q[3]);
+  for (; i < n; ++i) s = fmaf(w[i], x[i], s);  // the tail fused everywhere, so every table agrees
+  return s;
+}
 float dot_f16(const uint16_t* w, const float* x, int64_t n) {
   float s = 0.0f;
   for (int64_t i = 0; i < n; ++i) s += s_fp16_to_f32(w[i]) * x[i];
@@ -109,7 +121,7 @@ void gemv_q4_0x16(const BlockQ4_0x16* w, Q8Act x, int64_t n, float* y) {
 }  // namespace
 
 const Table kGeneric = {"generic", f16_to_f32, f32_to_f16, bf16_to_f32, dequant_q8_0,
-                        dequant_q4_0, quantize_q8_act, dot_f32, dot_f16, dot_bf16,
+                        dequant_q4_0, quantize_q8_act, dot_f32, dot_f32_ggml, dot_f16, dot_bf16,
                         dot_q8_0, dot_q4_0, gemv_q4_0x16};
 
 }  // namespace ocellus::kern
