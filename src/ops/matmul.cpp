@@ -110,8 +110,9 @@ void matvec(const float* x, const Tensor& w, float* y, const Dims& d) {
   });
 }
 
-// The same for a q4_0 weight packed in 16-row tiles.
-void matvec_packed(const float* x, const BlockQ4_0x16* tiles, float* y, const Dims& d) {
+// The same for a q4_0 / q8_0 weight packed in 16-row tiles.
+template <typename Tile, typename Kernel>
+void matvec_packed(const float* x, const Tile* tiles, float* y, const Dims& d, Kernel kernel) {
   const kern::Table& K = kern::active();
   const int64_t n_tiles = (d.m + kPackRows - 1) / kPackRows, nb = d.k / kQK;
   QuantizedRows xq(K, x, d.n, d.k);
@@ -120,11 +121,38 @@ void matvec_packed(const float* x, const BlockQ4_0x16* tiles, float* y, const Di
     for (int64_t t = a; t < b; ++t) {
       const int64_t j0 = t * kPackRows, rows = std::min(kPackRows, d.m - j0);
       for (int64_t i = 0; i < d.n; ++i) {
-        K.gemv_q4_0x16(tiles + t * nb, xq.row(i), d.k, out);
+        kernel(K, tiles + t * nb, xq.row(i), d.k, out);
         std::copy(out, out + rows, y + i * d.m + j0);
       }
     }
   });
+}
+
+// A q8_0 matrix [m, k] in 16-row tiles; rows past m are zero and yield 0.
+std::vector<BlockQ8_0x16> pack_q8_0x16(const Tensor& w) {
+  const int64_t m = w.dim(0), k = w.dim(1), nb = k / kQK, n_tiles = (m + kPackRows - 1) / kPackRows;
+  std::vector<BlockQ8_0x16> out(size_t(n_tiles * nb));
+  const BlockQ8_0* src = reinterpret_cast<const BlockQ8_0*>(w.raw());
+  parallel_for(n_tiles, 16, [&](int64_t a, int64_t b) {
+    for (int64_t t = a; t < b; ++t)
+      for (int64_t i = 0; i < nb; ++i) {
+        BlockQ8_0x16& o = out[size_t(t * nb + i)];
+        std::memset(&o, 0, sizeof(o));
+        for (int64_t r = 0; r < kPackRows && t * kPackRows + r < m; ++r) {
+          const BlockQ8_0& blk = src[(t * kPackRows + r) * nb + i];
+          o.d[r] = blk.d;
+          for (int c = 0; c < 8; ++c) std::memcpy(o.qs[c] + 4 * r, blk.qs + 4 * c, 4);
+        }
+      }
+  });
+  return out;
+}
+
+// Huge pages for the part of a buffer on 2 MiB boundaries.
+void advise_huge(const void* p, size_t bytes) {
+  const uintptr_t b = reinterpret_cast<uintptr_t>(p), e = b + bytes, h = uintptr_t(2) << 20;
+  const uintptr_t hb = (b + h - 1) & ~(h - 1), he = e & ~(h - 1);
+  if (he > hb) ::madvise(reinterpret_cast<void*>(hb), he - hb, MADV_HUGEPAGE);
 }
 
 // A q4_0 matrix [m, k] in 16-row tiles; rows past m are zero (scale 0) and yield 0.
@@ -180,15 +208,16 @@ PreparedWeight::PreparedWeight(Tensor w) : w_(w.contiguous()) {
   OCELLUS_CHECK(w_.ndim() == 2, "PreparedWeight: weight must be 2-D [m, k], got ", w_.shape().str());
   // A memory-mapped matrix is copied into huge-page memory: decode streams it every token, and
   // through a file mapping's 4 KiB pages that costs a TLB miss per page (as llama.cpp's
-  // --no-mmap trades load time for speed). q4_0 gets its repacked copy below instead.
-  if (w_.is_mapped() && w_.dtype() != DType::Q4_0) w_ = w_.clone();
+  // --no-mmap trades load time for speed). q4_0 / q8_0 get their repacked copies instead.
+  if (w_.is_mapped() && w_.dtype() != DType::Q4_0 && w_.dtype() != DType::Q8_0) w_ = w_.clone();
   if (w_.dtype() == DType::Q4_0) {
     auto packed = std::make_shared<std::vector<BlockQ4_0x16>>(pack_q4_0x16(w_));
-    // Huge pages for the part of the buffer on 2 MiB boundaries (see above).
-    const uintptr_t b = reinterpret_cast<uintptr_t>(packed->data()), e = b + packed->size() * sizeof(BlockQ4_0x16);
-    const uintptr_t hb = (b + (uintptr_t(2) << 20) - 1) & ~((uintptr_t(2) << 20) - 1), he = e & ~((uintptr_t(2) << 20) - 1);
-    if (he > hb) ::madvise(reinterpret_cast<void*>(hb), he - hb, MADV_HUGEPAGE);
+    advise_huge(packed->data(), packed->size() * sizeof(BlockQ4_0x16));
     packed_ = std::move(packed);
+  } else if (w_.dtype() == DType::Q8_0) {
+    auto packed = std::make_shared<std::vector<BlockQ8_0x16>>(pack_q8_0x16(w_));
+    advise_huge(packed->data(), packed->size() * sizeof(BlockQ8_0x16));
+    packed8_ = std::move(packed);
   }
 }
 
@@ -197,7 +226,12 @@ Tensor matmul(const Tensor& x, const PreparedWeight& w, const Tensor* bias) {
   if (!w.packed()) return matmul(x, w.tensor(), bias);
   const Tensor xc = x.contiguous();
   Tensor y = Tensor::empty(out_shape(x, d.m));
-  matvec_packed(xc.data<float>(), w.tiles(), y.data<float>(), d);
+  if (w.tiles())
+    matvec_packed(xc.data<float>(), w.tiles(), y.data<float>(), d,
+                  [](const kern::Table& K, const BlockQ4_0x16* t, Q8Act a, int64_t k, float* o) { K.gemv_q4_0x16(t, a, k, o); });
+  else
+    matvec_packed(xc.data<float>(), w.tiles_q8(), y.data<float>(), d,
+                  [](const kern::Table& K, const BlockQ8_0x16* t, Q8Act a, int64_t k, float* o) { K.gemv_q8_0x16(t, a, k, o); });
   if (bias) add_bias(y.data<float>(), bias->contiguous().data<float>(), d.n, d.m);
   return y;
 }

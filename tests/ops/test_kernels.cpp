@@ -152,6 +152,26 @@ TEST(Kernels, PackedQ4TileMatchesGeneric) {
 }
 
 
+TEST(Kernels, PackedQ8TileMatchesGeneric) {
+  for (int64_t n : {32, 256, 2048 + 96}) {
+    Tensor w = test::randn({16, n}, uint32_t(n + 7)).to(DType::Q8_0);
+    w.data<BlockQ8_0>()[0].qs[0] = -128;
+    ops::PreparedWeight pw(w);
+    Tensor x = test::randn({n}, uint32_t(n + 8));
+    ActBuf xb(n);
+    const Q8Act xq = xb.view();
+    kern::kGeneric.quantize_q8_act(x.data<float>(), xq, n);
+    float want[16], got[16];
+    kern::kGeneric.gemv_q8_0x16(pw.tiles_q8(), xq, n, want);
+    for (int r = 0; r < 16; ++r)
+      EXPECT_NEAR(want[r], kern::kGeneric.dot_q8_0(w.raw() + r * (n / 32) * 34, xq, n), 1e-5 * n) << r;
+    for (auto* T : simd_tables()) {
+      T->gemv_q8_0x16(pw.tiles_q8(), xq, n, got);
+      for (int r = 0; r < 16; ++r) EXPECT_NEAR(got[r], want[r], 1e-5 * n) << T->name << " row " << r;
+    }
+  }
+}
+
 // llama.cpp's f32 summation order: bit-identical in every table, and close to the exact sum.
 TEST(Kernels, DotF32GgmlOrderIsBitIdentical) {
   for (int64_t n : {16, 64, 100, 2048, 2048 + 5}) {

@@ -96,30 +96,33 @@ TEST(Matmul, BackwardMatchesNaive) {
   }
 }
 
-// The packed q4_0 decode path gives the row-by-row dot path's results (same 8-bit activations,
+// The packed q4_0 / q8_0 paths give the row-by-row dot path's results (same 8-bit activations,
 // only the float summation order differs) for every ISA, with a row count that leaves a partial
 // tile and a column count with a tail below eight blocks.
-TEST(Matmul, PackedQ4MatchesRowDots) {
-  Tensor w = randn({16 * 5 + 7, 32 * 13}, 11).to(DType::Q4_0);
-  w.data<BlockQ4_0>()[5].qs[3] = 0xf0;  // extreme nibbles
-  ops::PreparedWeight pw(w);
-  ASSERT_TRUE(pw.packed());
-  Tensor b = randn({w.dim(0)}, 12);
-  for (int64_t rows : {1, 2, 7, 9}) {
-    Tensor x = randn({rows, w.dim(1)}, 13 + uint32_t(rows));
-    for (int isa = 0; isa <= 2; ++isa) {
-      if (!isa_supported(Isa(isa))) continue;
-      set_active_isa(Isa(isa));
-      Tensor want = ops::matmul(x, w, &b), got = ops::matmul(x, pw, &b);
-      EXPECT_LE(rel_err(got, want), 1e-5) << "rows=" << rows << " isa=" << isa_name(Isa(isa));
-      EXPECT_LE(rel_err(got, ops::ref::matmul(x, w, &b)), tolerance(DType::Q4_0, rows));
+TEST(Matmul, PackedTilesMatchRowDots) {
+  for (DType t : {DType::Q4_0, DType::Q8_0}) {
+    Tensor w = randn({16 * 5 + 7, 32 * 13}, 11).to(t);
+    if (t == DType::Q4_0) w.data<BlockQ4_0>()[5].qs[3] = 0xf0;  // extreme nibbles
+    else w.data<BlockQ8_0>()[5].qs[3] = -128, w.data<BlockQ8_0>()[6].qs[0] = 127;  // extreme values
+    ops::PreparedWeight pw(w);
+    ASSERT_TRUE(pw.packed());
+    Tensor b = randn({w.dim(0)}, 12);
+    for (int64_t rows : {1, 2, 7, 9, 40}) {
+      Tensor x = randn({rows, w.dim(1)}, 13 + uint32_t(rows));
+      for (int isa = 0; isa <= 2; ++isa) {
+        if (!isa_supported(Isa(isa))) continue;
+        set_active_isa(Isa(isa));
+        Tensor want = ops::matmul(x, w, &b), got = ops::matmul(x, pw, &b);
+        EXPECT_LE(rel_err(got, want), 1e-5) << dtype_name(t) << " rows=" << rows << " isa=" << isa_name(Isa(isa));
+        EXPECT_LE(rel_err(got, ops::ref::matmul(x, w, &b)), tolerance(t, rows));
+      }
     }
   }
   set_active_isa(Isa(std::max({0, isa_supported(Isa::Avx2) ? 1 : 0, isa_supported(Isa::Avx512) ? 2 : 0})));
 }
 
-TEST(Matmul, PreparedNonQ4IsUnchanged) {
-  Tensor w = randn({24, 64}, 21).to(DType::Q8_0);
+TEST(Matmul, PreparedF16IsUnchanged) {
+  Tensor w = randn({24, 64}, 21).to(DType::F16);
   ops::PreparedWeight pw(w);
   EXPECT_FALSE(pw.packed());
   Tensor x = randn({2, 64}, 22);

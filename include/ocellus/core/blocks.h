@@ -32,6 +32,14 @@ struct BlockQ4_0x16 {
 };
 static_assert(sizeof(BlockQ4_0x16) == kPackRows * sizeof(BlockQ4_0), "packing keeps the size");
 
+// q8_0 repacked the same way: per 32-column block the 16 rows' scales, then eight 64-byte chunks,
+// chunk c holding values 4c..4c+3 of row 0, row 1, ..., row 15.
+struct BlockQ8_0x16 {
+  uint16_t d[kPackRows];
+  int8_t qs[8][kPackRows * 4];
+};
+static_assert(sizeof(BlockQ8_0x16) == kPackRows * sizeof(BlockQ8_0), "packing keeps the size");
+
 // A row of activations quantized for integer dot products with q8_0 / q4_0 weights (not a file
 // format): nb blocks of 32 as three arrays, so kernels load the scales of 8 blocks at once.
 // qs[32 * nb] the values, d[nb] the block scales (at f16 precision, as llama.cpp's q8_0 blocks

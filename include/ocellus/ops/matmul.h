@@ -17,21 +17,23 @@ namespace ocellus::ops {
 // dequantized and multiplied with sgemm.
 Tensor matmul(const Tensor& x, const Tensor& w, const Tensor* bias = nullptr);
 
-// A weight prepared once for many products (a model's linear layers). q4_0 matrices also get a
-// copy repacked into 16-row tiles (BlockQ4_0x16) for the decode path, whose kernel then needs no
-// horizontal sums; prefill keeps using the original (memory-mapped) tensor. Other dtypes are
-// used as they are. Copies share the packed data.
+// A weight prepared once for many products (a model's linear layers). q4_0 and q8_0 matrices are
+// repacked into 16-row tiles (BlockQ4_0x16 / BlockQ8_0x16) whose kernels keep one row per lane
+// and need no horizontal sums; every product with them (decode and prefill) uses the tiles.
+// Other memory-mapped matrices are copied into huge-page memory. Copies share the data.
 class PreparedWeight {
  public:
   PreparedWeight() = default;
   explicit PreparedWeight(Tensor w);
   const Tensor& tensor() const { return w_; }
-  bool packed() const { return packed_ != nullptr; }
+  bool packed() const { return packed_ != nullptr || packed8_ != nullptr; }
   const BlockQ4_0x16* tiles() const { return packed_ ? packed_->data() : nullptr; }
+  const BlockQ8_0x16* tiles_q8() const { return packed8_ ? packed8_->data() : nullptr; }
 
  private:
   Tensor w_;
-  std::shared_ptr<const std::vector<BlockQ4_0x16>> packed_;  // [ceil(m/16), k/32]
+  std::shared_ptr<const std::vector<BlockQ4_0x16>> packed_;   // [ceil(m/16), k/32]
+  std::shared_ptr<const std::vector<BlockQ8_0x16>> packed8_;  // [ceil(m/16), k/32]
 };
 
 // The same product with a prepared weight; equal to matmul(x, w.tensor(), bias) up to f32

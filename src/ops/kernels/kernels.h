@@ -33,6 +33,7 @@ struct Table {
   float (*dot_q4_0)(const void* w, Q8Act x, int64_t n);
   // y[0..15] = the 16 rows of a q4_0x16 tile (n columns) times one activation row.
   void (*gemv_q4_0x16)(const BlockQ4_0x16* w, Q8Act x, int64_t n, float* y);
+  void (*gemv_q8_0x16)(const BlockQ8_0x16* w, Q8Act x, int64_t n, float* y);
 };
 
 extern const Table kGeneric;

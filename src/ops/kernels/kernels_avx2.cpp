@@ -130,10 +130,37 @@ static void x86_gemv_q4_0x16(const BlockQ4_0x16* w, Q8Act x, int64_t n, float* y
   _mm256_storeu_ps(y + 8, _mm256_fnmadd_ps(eight, corr1, acc1));
 }
 
+// A q8_0x16 tile times one activation row, rows 0-7 and 8-15 in two registers; |w| times x with
+// w's sign (so maddubs never saturates: |w| <= 128, |x| <= 127).
+static void x86_gemv_q8_0x16(const BlockQ8_0x16* w, Q8Act x, int64_t n, float* y) {
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
+#pragma GCC unroll 2
+  for (int64_t i = 0; i < n / kQK; ++i) {
+    const int8_t* xb = x.qs + i * kQK;
+    __m256i s0 = _mm256_setzero_si256(), s1 = s0;
+    for (int c = 0; c < 8; ++c) {
+      int32_t xv;
+      memcpy(&xv, xb + 4 * c, 4);
+      const __m256i xx = _mm256_set1_epi32(xv);
+      const __m256i v0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[i].qs[c]));
+      const __m256i v1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[i].qs[c] + 32));
+      s0 = _mm256_add_epi32(s0, dot_u8s8(_mm256_sign_epi8(v0, v0), _mm256_sign_epi8(xx, v0)));
+      s1 = _mm256_add_epi32(s1, dot_u8s8(_mm256_sign_epi8(v1, v1), _mm256_sign_epi8(xx, v1)));
+    }
+    const __m256 dx = _mm256_set1_ps(x.d[i]);
+    const __m256 d0 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w[i].d)));
+    const __m256 d1 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w[i].d + 8)));
+    acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0), _mm256_mul_ps(d0, dx), acc0);
+    acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s1), _mm256_mul_ps(d1, dx), acc1);
+  }
+  _mm256_storeu_ps(y, acc0);
+  _mm256_storeu_ps(y + 8, acc1);
+}
+
 }  // namespace
 
 const Table kAvx2 = {"avx2", f16_to_f32, f32_to_f16, bf16_to_f32, x86_dequant_q8_0,
                      x86_dequant_q4_0, x86_quantize_q8_act, dot_f32, dot_f32_ggml, dot_f16, dot_bf16,
-                     x86_dot_q8_0, x86_dot_q4_0, x86_gemv_q4_0x16};
+                     x86_dot_q8_0, x86_dot_q4_0, x86_gemv_q4_0x16, x86_gemv_q8_0x16};
 
 }  // namespace ocellus::kern

@@ -118,10 +118,23 @@ void gemv_q4_0x16(const BlockQ4_0x16* w, Q8Act x, int64_t n, float* y) {
   }
 }
 
+void gemv_q8_0x16(const BlockQ8_0x16* w, Q8Act x, int64_t n, float* y) {
+  for (int r = 0; r < kPackRows; ++r) y[r] = 0.0f;
+  for (int64_t i = 0; i < n / kQK; ++i) {
+    const int8_t* xb = x.qs + i * kQK;
+    for (int r = 0; r < kPackRows; ++r) {
+      int sumi = 0;
+      for (int c = 0; c < 8; ++c)
+        for (int t = 0; t < 4; ++t) sumi += int(w[i].qs[c][r * 4 + t]) * int(xb[4 * c + t]);
+      y[r] += float(sumi) * (s_fp16_to_f32(w[i].d[r]) * x.d[i]);
+    }
+  }
+}
+
 }  // namespace
 
 const Table kGeneric = {"generic", f16_to_f32, f32_to_f16, bf16_to_f32, dequant_q8_0,
                         dequant_q4_0, quantize_q8_act, dot_f32, dot_f32_ggml, dot_f16, dot_bf16,
-                        dot_q8_0, dot_q4_0, gemv_q4_0x16};
+                        dot_q8_0, dot_q4_0, gemv_q4_0x16, gemv_q8_0x16};
 
 }  // namespace ocellus::kern
