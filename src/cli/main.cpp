@@ -142,10 +142,10 @@ int main(int argc, char** argv) {
     std::printf("wrote %s: %d tokens learned from %zu bytes of text\n", bpe_out.c_str(), tok.n_vocab(), bytes);
   });
 
-  auto* gen = app.add_subcommand("generate", "Generate text from a prompt with a GGUF text model");
+  auto* gen = app.add_subcommand("generate", "Generate text from a prompt with a text model (GGUF file or Hugging Face folder)");
   std::string gen_model, gen_prompt;
   ocellus::lm::GenerateParams gp;
-  gen->add_option("-m,--model", gen_model, "GGUF text model (llama, qwen2, phi2, stablelm)")->required();
+  gen->add_option("-m,--model", gen_model, "Text model: GGUF file or Hugging Face folder (llama, qwen2, phi2, stablelm)")->required();
   gen->add_option("-p,--prompt", gen_prompt, "Prompt text")->required();
   gen->add_option("-n,--n-predict", gp.n_predict, "Tokens to generate at most")->capture_default_str();
   gen->add_option("-c,--ctx", gp.n_ctx, "Context size (default: the model's, at most 4096)");
@@ -159,9 +159,8 @@ int main(int argc, char** argv) {
   gen->add_option("--stop", gp.stop, "Stop string (repeatable)");
   gen->callback([&] {
     ocellus::set_num_threads(threads);
-    const auto file = ocellus::io::GgufFile::open(gen_model);
-    const auto model = ocellus::lm::load_gguf(file);
-    const auto tok = ocellus::text::Tokenizer::from_gguf(file);
+    const auto model = ocellus::lm::load_model(gen_model);  // GGUF file or Hugging Face folder
+    const auto tok = ocellus::text::Tokenizer::from_file(gen_model);
     const std::vector<int32_t> prompt = tok.encode(gen_prompt, true, false);
     std::printf("%s", gen_prompt.c_str());
     std::fflush(stdout);
@@ -178,14 +177,13 @@ int main(int argc, char** argv) {
 
   auto* lg = app.add_subcommand("logits", "Write the f32 logits of every prompt position ([n_tokens, n_vocab], raw little-endian)");
   std::string lg_model, lg_prompt, lg_ids, lg_out;
-  lg->add_option("-m,--model", lg_model, "GGUF text model")->required();
+  lg->add_option("-m,--model", lg_model, "Text model: GGUF file or Hugging Face folder")->required();
   lg->add_option("-p,--prompt", lg_prompt, "Prompt text (tokenized with the model's vocabulary, BOS as it says)");
   lg->add_option("--ids", lg_ids, "int32 token ids (raw little-endian) instead of text");
   lg->add_option("-o,--output", lg_out, "Output file")->required();
   lg->callback([&] {
     ocellus::set_num_threads(threads);
-    const auto file = ocellus::io::GgufFile::open(lg_model);
-    const auto model = ocellus::lm::load_gguf(file);
+    const auto model = ocellus::lm::load_model(lg_model);  // GGUF file or Hugging Face folder
     std::vector<int32_t> ids;
     if (!lg_ids.empty()) {
       const std::string b = ocellus::io::read_text_file(lg_ids);
@@ -193,7 +191,7 @@ int main(int argc, char** argv) {
       ids.resize(b.size() / 4);
       std::memcpy(ids.data(), b.data(), b.size());
     } else if (lg->count("--prompt")) {
-      ids = ocellus::text::Tokenizer::from_gguf(file).encode(lg_prompt, true, false);
+      ids = ocellus::text::Tokenizer::from_file(lg_model).encode(lg_prompt, true, false);
     } else {
       throw CLI::RequiredError("--prompt or --ids");
     }
