@@ -128,26 +128,6 @@ void matvec_packed(const float* x, const Tile* tiles, float* y, const Dims& d, K
   });
 }
 
-// A q8_0 matrix [m, k] in 16-row tiles; rows past m are zero and yield 0.
-std::vector<BlockQ8_0x16> pack_q8_0x16(const Tensor& w) {
-  const int64_t m = w.dim(0), k = w.dim(1), nb = k / kQK, n_tiles = (m + kPackRows - 1) / kPackRows;
-  std::vector<BlockQ8_0x16> out(size_t(n_tiles * nb));
-  const BlockQ8_0* src = reinterpret_cast<const BlockQ8_0*>(w.raw());
-  parallel_for(n_tiles, 16, [&](int64_t a, int64_t b) {
-    for (int64_t t = a; t < b; ++t)
-      for (int64_t i = 0; i < nb; ++i) {
-        BlockQ8_0x16& o = out[size_t(t * nb + i)];
-        std::memset(&o, 0, sizeof(o));
-        for (int64_t r = 0; r < kPackRows && t * kPackRows + r < m; ++r) {
-          const BlockQ8_0& blk = src[(t * kPackRows + r) * nb + i];
-          o.d[r] = blk.d;
-          for (int c = 0; c < 8; ++c) std::memcpy(o.qs[c] + 4 * r, blk.qs + 4 * c, 4);
-        }
-      }
-  });
-  return out;
-}
-
 // Huge pages for the part of a buffer on 2 MiB boundaries.
 void advise_huge(const void* p, size_t bytes) {
   const uintptr_t b = reinterpret_cast<uintptr_t>(p), e = b + bytes, h = uintptr_t(2) << 20;
@@ -155,23 +135,29 @@ void advise_huge(const void* p, size_t bytes) {
   if (he > hb) ::madvise(reinterpret_cast<void*>(hb), he - hb, MADV_HUGEPAGE);
 }
 
-// A q4_0 matrix [m, k] in 16-row tiles; rows past m are zero (scale 0) and yield 0.
-std::vector<BlockQ4_0x16> pack_q4_0x16(const Tensor& w) {
+// A q4_0 / q8_0 matrix [m, k] in 16-row tiles (Tile = BlockQ4_0x16 / BlockQ8_0x16 from Block =
+// BlockQ4_0 / BlockQ8_0): chunk c of a tile block holds bytes 4c..4c+3 of each row's qs. Rows
+// past m are zero (scale 0) and yield 0. The result is advised onto huge pages.
+template <typename Tile, typename Block>
+std::shared_ptr<const std::vector<Tile>> pack_tiles(const Tensor& w) {
+  constexpr int kChunks = int(sizeof(Tile::qs) / sizeof(Tile::qs[0]));
+  static_assert(kChunks * 4 == int(sizeof(Block::qs)), "a chunk takes 4 bytes of each row's block");
   const int64_t m = w.dim(0), k = w.dim(1), nb = k / kQK, n_tiles = (m + kPackRows - 1) / kPackRows;
-  std::vector<BlockQ4_0x16> out(size_t(n_tiles * nb));
-  const BlockQ4_0* src = reinterpret_cast<const BlockQ4_0*>(w.raw());
+  auto out = std::make_shared<std::vector<Tile>>(size_t(n_tiles * nb));
+  const Block* src = reinterpret_cast<const Block*>(w.raw());
   parallel_for(n_tiles, 16, [&](int64_t a, int64_t b) {
     for (int64_t t = a; t < b; ++t)
       for (int64_t i = 0; i < nb; ++i) {
-        BlockQ4_0x16& o = out[size_t(t * nb + i)];
+        Tile& o = (*out)[size_t(t * nb + i)];
         std::memset(&o, 0, sizeof(o));
         for (int64_t r = 0; r < kPackRows && t * kPackRows + r < m; ++r) {
-          const BlockQ4_0& blk = src[(t * kPackRows + r) * nb + i];
+          const Block& blk = src[(t * kPackRows + r) * nb + i];
           o.d[r] = blk.d;
-          for (int c = 0; c < 4; ++c) std::memcpy(o.qs[c] + 4 * r, blk.qs + 4 * c, 4);
+          for (int c = 0; c < kChunks; ++c) std::memcpy(o.qs[c] + 4 * r, blk.qs + 4 * c, 4);
         }
       }
   });
+  advise_huge(out->data(), out->size() * sizeof(Tile));
   return out;
 }
 
@@ -210,15 +196,8 @@ PreparedWeight::PreparedWeight(Tensor w) : w_(w.contiguous()) {
   // through a file mapping's 4 KiB pages that costs a TLB miss per page (as llama.cpp's
   // --no-mmap trades load time for speed). q4_0 / q8_0 get their repacked copies instead.
   if (w_.is_mapped() && w_.dtype() != DType::Q4_0 && w_.dtype() != DType::Q8_0) w_ = w_.clone();
-  if (w_.dtype() == DType::Q4_0) {
-    auto packed = std::make_shared<std::vector<BlockQ4_0x16>>(pack_q4_0x16(w_));
-    advise_huge(packed->data(), packed->size() * sizeof(BlockQ4_0x16));
-    packed_ = std::move(packed);
-  } else if (w_.dtype() == DType::Q8_0) {
-    auto packed = std::make_shared<std::vector<BlockQ8_0x16>>(pack_q8_0x16(w_));
-    advise_huge(packed->data(), packed->size() * sizeof(BlockQ8_0x16));
-    packed8_ = std::move(packed);
-  }
+  if (w_.dtype() == DType::Q4_0) packed_ = pack_tiles<BlockQ4_0x16, BlockQ4_0>(w_);
+  if (w_.dtype() == DType::Q8_0) packed8_ = pack_tiles<BlockQ8_0x16, BlockQ8_0>(w_);
 }
 
 Tensor matmul(const Tensor& x, const PreparedWeight& w, const Tensor* bias) {
