@@ -92,7 +92,8 @@ MappedFile::~MappedFile() {
   if (data_) ::munmap(const_cast<uint8_t*>(data_), size_);
 }
 
-std::shared_ptr<Storage> Storage::allocate(size_t bytes, bool zero) {
+std::shared_ptr<Storage> Storage::allocate(size_t bytes) {
+  static const bool poison = std::getenv("OCELLUS_POISON") != nullptr;  // read once, not per tensor
   std::shared_ptr<Storage> s(new Storage());
   size_t padded = (bytes + 63) / 64 * 64;
   if (padded == 0) padded = 64;
@@ -104,8 +105,7 @@ std::shared_ptr<Storage> Storage::allocate(size_t bytes, bool zero) {
   s->data_ = static_cast<uint8_t*>(std::aligned_alloc(huge ? kHuge : 64, padded));
   if (!s->data_) fail("tensor: out of memory allocating ", bytes, " bytes");
   if (huge) ::madvise(s->data_, padded, MADV_HUGEPAGE);
-  if (zero) std::memset(s->data_, 0, padded);
-  else if (std::getenv("OCELLUS_POISON")) std::memset(s->data_, 0xff, padded);  // NaN: finds reads of unwritten memory
+  if (poison) std::memset(s->data_, 0xff, padded);  // NaN: finds reads of unwritten memory
   s->size_ = bytes;
   s->kind_ = Kind::Owned;
   return s;
@@ -153,16 +153,13 @@ Tensor Tensor::empty(const Shape& shape, DType dtype) {
   t.dtype_ = dtype;
   t.shape_ = shape;
   t.set_contiguous_strides();
-  t.storage_ = Storage::allocate(t.nbytes(), /*zero=*/false);
+  t.storage_ = Storage::allocate(t.nbytes());
   return t;
 }
 
 Tensor Tensor::zeros(const Shape& shape, DType dtype) {
-  Tensor t;
-  t.dtype_ = dtype;
-  t.shape_ = shape;
-  t.set_contiguous_strides();
-  t.storage_ = Storage::allocate(t.nbytes(), /*zero=*/true);
+  Tensor t = empty(shape, dtype);
+  std::memset(t.raw(), 0, t.nbytes());
   return t;
 }
 

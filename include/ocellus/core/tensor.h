@@ -53,9 +53,10 @@ class MappedFile {
 class Storage {
  public:
   enum class Kind { Owned, Mapped };
-  // 64-byte aligned; zero-filled when asked (Tensor::zeros), else uninitialized (Tensor::empty:
-  // the op writes every element; OCELLUS_POISON=1 fills it with NaNs to catch one that does not).
-  static std::shared_ptr<Storage> allocate(size_t bytes, bool zero = true);
+  // 64-byte aligned (2 MiB and huge pages when large), uninitialized: Tensor::empty's op writes
+  // every element, Tensor::zeros fills it. OCELLUS_POISON=1 fills it with NaNs to catch a read
+  // of memory never written.
+  static std::shared_ptr<Storage> allocate(size_t bytes);
   static std::shared_ptr<Storage> map(std::shared_ptr<const MappedFile> file, size_t offset,
                                       size_t bytes);
   ~Storage();
