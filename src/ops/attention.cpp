@@ -82,6 +82,7 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const Attent
   const kern::Table& K = kern::active();
   parallel_for(d.n_q * d.n_head, 4, [&](int64_t r0, int64_t r1) {
     std::vector<float> s(static_cast<size_t>(kKeyBlock));
+    std::vector<float> row;  // f16_probs: one row of scores, O(n_kv)
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t i = r / d.n_head, h = r % d.n_head, hk = h / d.group;
       float* acc = op + (i * d.n_head + h) * d.dv;  // unnormalized output, rescaled as the max grows
@@ -89,16 +90,17 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const Attent
       float m = kNegInf, l = 0.0f;
       const int64_t end = key_end(d, p, i);
       if (p.f16_probs) {
-        // Max and sum first, then the normalized probabilities rounded to f16.
-        for (int64_t j = 0; j < end; ++j) m = std::max(m, score(in, d, p, K, i, h, j));
+        // All scores of the row once, their max, exp and sum, then the normalized probabilities
+        // rounded to f16.
+        row.resize(static_cast<size_t>(end));
+        for (int64_t j = 0; j < end; ++j) m = std::max(m, row[size_t(j)] = score(in, d, p, K, i, h, j));
         double sum = 0;
         if (m != kNegInf)
-          for (int64_t j = 0; j < end; ++j) sum += std::exp(score(in, d, p, K, i, h, j) - m);
-        for (int64_t c = 0; c < d.dv; ++c) acc[c] = 0.0f;
+          for (int64_t j = 0; j < end; ++j) sum += row[size_t(j)] = std::exp(row[size_t(j)] - m);
         if (sum > 0) {
           const float inv_sum = float(1.0 / sum);
           for (int64_t j = 0; j < end; ++j) {
-            const float w = fp16_to_f32(f32_to_fp16(std::exp(score(in, d, p, K, i, h, j) - m) * inv_sum));
+            const float w = fp16_to_f32(f32_to_fp16(row[size_t(j)] * inv_sum));
             const float* vr = in.vp + (j * d.n_kv_head + hk) * d.dv;
             for (int64_t c = 0; c < d.dv; ++c) acc[c] += w * vr[c];
           }

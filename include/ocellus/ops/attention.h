@@ -11,7 +11,7 @@ struct AttentionParams {
   const Tensor* mask = nullptr;  // optional additive mask [n_q, n_kv] (−inf blocks), f32
   // Round each normalized probability to f16 before it weights the values, as llama.cpp's CPU
   // attention over an f16 V cache does (it multiplies f16 V by the probabilities converted to
-  // f16). Two passes over the keys instead of one; used to reproduce that engine's numerics.
+  // f16). Keeps one row of scores per thread (O(n_kv)); used to reproduce that engine's numerics.
   bool f16_probs = false;
 };
 
