@@ -43,5 +43,9 @@ LmWeights load_weights(const Source& s, const Names& n, const LmConfig& c, const
 
 // The Hugging Face config's common part.
 LmConfig hf_common_config(const io::HfTextConfig& t, const std::string& arch);
+// The GGUF file's norm epsilon: the RMS or LayerNorm key, as c.norm says.
+float gguf_norm_eps(const io::GgufFile& f, const LmConfig& c, float fallback);
+// Validates the config, loads the weights, makes the model.
+std::unique_ptr<LanguageModel> make_model(LmConfig c, const Source& s, const Names& n, const Layout& l);
 
 }  // namespace ocellus::lm::detail

@@ -6,28 +6,30 @@ namespace ocellus::lm {
 
 using namespace detail;
 
-std::unique_ptr<LanguageModel> load_stablelm(const io::GgufFile& f) {
-  LmConfig c = read_common_config(f);
-  c.rope.mode = ops::RopeMode::RotateHalf;
+namespace {
+void stablelm_block(LmConfig& c) {
   c.norm = NormKind::Layer;
-  c.norm_eps = float(f.get_float(io::gguf::arch_key(c.arch, io::gguf::key::kLayerNormEps), 1e-5));
   c.act = ops::Activation::Silu;
-  c.validate();
+}
+Layout stablelm_layout() {
   Layout l;
   l.norm_bias = true;
-  LmWeights w = load_weights(gguf_source(f), gguf_names(), c, l);
-  return std::make_unique<LanguageModel>(std::move(c), std::move(w));
+  return l;
+}
+}  // namespace
+
+std::unique_ptr<LanguageModel> load_stablelm(const io::GgufFile& f) {
+  LmConfig c = read_common_config(f);
+  stablelm_block(c);
+  c.rope.mode = ops::RopeMode::RotateHalf;
+  c.norm_eps = gguf_norm_eps(f, c, 1e-5f);
+  return make_model(std::move(c), gguf_source(f), gguf_names(), stablelm_layout());
 }
 
 std::unique_ptr<LanguageModel> load_stablelm_hf(const io::HfTextConfig& t, const io::SafetensorsModel& m, const std::string& dir) {
   LmConfig c = hf_common_config(t, "stablelm");
-  c.norm = NormKind::Layer;
-  c.act = ops::Activation::Silu;
-  c.validate();
-  Layout l;
-  l.norm_bias = true;
-  LmWeights w = load_weights(hf_source(m, dir), hf_llama_names(), c, l);
-  return std::make_unique<LanguageModel>(std::move(c), std::move(w));
+  stablelm_block(c);
+  return make_model(std::move(c), hf_source(m, dir), hf_llama_names(), stablelm_layout());
 }
 
 }  // namespace ocellus::lm

@@ -125,4 +125,15 @@ LmConfig hf_common_config(const io::HfTextConfig& t, const std::string& arch) {
   return c;
 }
 
+float gguf_norm_eps(const io::GgufFile& f, const LmConfig& c, float fallback) {
+  namespace key = io::gguf::key;
+  return float(f.get_float(io::gguf::arch_key(c.arch, c.norm == NormKind::Rms ? key::kRmsEps : key::kLayerNormEps), fallback));
+}
+
+std::unique_ptr<LanguageModel> make_model(LmConfig c, const Source& s, const Names& n, const Layout& l) {
+  c.validate();
+  LmWeights w = load_weights(s, n, c, l);
+  return std::make_unique<LanguageModel>(std::move(c), std::move(w));
+}
+
 }  // namespace ocellus::lm::detail
