@@ -17,6 +17,24 @@ const std::string kSpace = "\xe2\x96\x81";  // "▁", SentencePiece's space
 
 uint64_t pair_key(int32_t a, int32_t b) { return (uint64_t(uint32_t(a)) << 32) | uint32_t(b); }
 
+// Words and chunks repeat in any text: each distinct one is encoded once per call.
+class PieceCache {
+ public:
+  template <typename Encode>
+  void append(std::string_view piece, std::vector<int32_t>& out, Encode encode) {
+    auto it = map_.find(piece);
+    if (it == map_.end()) {
+      std::vector<int32_t> ids;
+      encode(piece, ids);
+      it = map_.emplace(piece, std::move(ids)).first;
+    }
+    out.insert(out.end(), it->second.begin(), it->second.end());
+  }
+
+ private:
+  std::unordered_map<std::string_view, std::vector<int32_t>> map_;
+};
+
 }  // namespace
 
 // ---- loading --------------------------------------------------------------------------------
@@ -187,20 +205,13 @@ void Tokenizer::encode_spm(std::string_view raw, std::vector<int32_t>& out) cons
   // No vocabulary piece has a "▁" after another character, so no merge crosses the point
   // before a "▁" that follows a non-"▁": the text splits there into chunks ("▁*" then the
   // rest), each merged once per call however often it repeats.
-  std::unordered_map<std::string_view, std::vector<int32_t>> cache;
+  PieceCache cache;
   const std::string_view sv(s);
   size_t start = 0;
   for (size_t i = 0; i <= s.size();) {
     const bool boundary = i == s.size() || (i > start && sv.compare(i, 3, kSpace) == 0 && sv.compare(i - 3, 3, kSpace) != 0);
     if (boundary && i > start) {
-      const std::string_view chunk = sv.substr(start, i - start);
-      auto it = cache.find(chunk);
-      if (it == cache.end()) {
-        std::vector<int32_t> ids;
-        spm_merge(chunk, ids);
-        it = cache.emplace(chunk, std::move(ids)).first;
-      }
-      out.insert(out.end(), it->second.begin(), it->second.end());
+      cache.append(sv.substr(start, i - start), out, [&](std::string_view c, std::vector<int32_t>& ids) { spm_merge(c, ids); });
       start = i;
     }
     if (i == s.size()) break;
@@ -271,17 +282,9 @@ void Tokenizer::spm_merge(std::string_view s, std::vector<int32_t>& out) const {
 }
 
 void Tokenizer::encode_bpe(std::string_view text, std::vector<int32_t>& out) const {
-  // Words repeat: each distinct word is merged once per call.
-  std::unordered_map<std::string_view, std::vector<int32_t>> cache;
-  for (std::string_view w : pretokenize(pre_, text)) {
-    auto it = cache.find(w);
-    if (it == cache.end()) {
-      std::vector<int32_t> ids;
-      bpe_word(w, ids);
-      it = cache.emplace(w, std::move(ids)).first;
-    }
-    out.insert(out.end(), it->second.begin(), it->second.end());
-  }
+  PieceCache cache;
+  for (std::string_view w : pretokenize(pre_, text))
+    cache.append(w, out, [&](std::string_view word, std::vector<int32_t>& ids) { bpe_word(word, ids); });
 }
 
 // One word: its bytes as GPT-2 byte characters, then the lowest-ranked adjacent merge, again
@@ -384,7 +387,6 @@ std::string Tokenizer::Stream::push(int32_t id) {
   const size_t tail = utf8_incomplete_tail(pending_);
   std::string out = pending_.substr(0, pending_.size() - tail);
   pending_.erase(0, pending_.size() - tail);
-  first_ = false;
   return out;
 }
 

@@ -76,7 +76,6 @@ class Tokenizer {
    private:
     const Tokenizer& t_;
     bool skip_;
-    bool first_ = true;
     std::string pending_;
   };
 
