@@ -40,6 +40,18 @@ std::string shape_str(const std::vector<int64_t>& s) {
   return r + "]";
 }
 
+// Tensors per dtype, for the "dtypes:" line.
+struct DTypeCount {
+  int n = 0;
+  bool computable = true;
+};
+std::string dtypes_line(const std::map<std::string, DTypeCount>& counts) {
+  std::string dt;
+  for (const auto& [name, c] : counts)
+    dt += (dt.empty() ? "" : ", ") + name + " x" + std::to_string(c.n) + (c.computable ? "" : " (not computable by ocellus)");
+  return dt;
+}
+
 void line(std::ostringstream& os, const char* label, const std::string& value) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%-16s", label);
@@ -83,21 +95,17 @@ std::string inspect_gguf(const std::string& path, const InspectOptions& opt) {
     line(os, "tokenizer:", "none");
   }
 
-  std::map<std::string, int> counts;
+  std::map<std::string, DTypeCount> counts;
   uint64_t params = 0, bytes = 0;
   for (const GgufTensorInfo& t : f.tensors()) {
-    counts[t.type->name]++;
+    DTypeCount& c = counts[t.type->name];
+    ++c.n;
+    c.computable = t.type->dtype.has_value();
     params += uint64_t(t.shape.numel());
     bytes += t.nbytes;
   }
   line(os, "tensors:", detail::concat(f.tensors().size(), " (", human_count(params), " parameters)"));
-  std::string dt;
-  for (const auto& [n, c] : counts) {
-    const GgmlType* g = nullptr;
-    for (const GgufTensorInfo& t : f.tensors()) if (n == t.type->name) g = t.type;
-    dt += (dt.empty() ? "" : ", ") + n + " x" + std::to_string(c) + (g && !g->dtype ? " (not computable by ocellus)" : "");
-  }
-  if (!dt.empty()) line(os, "dtypes:", dt);
+  if (const std::string dt = dtypes_line(counts); !dt.empty()) line(os, "dtypes:", dt);
   line(os, "size:", human_bytes(bytes) + " of tensor data");
 
   if (opt.metadata) {
@@ -148,20 +156,18 @@ std::string inspect_safetensors(const std::string& path, const InspectOptions& o
   }
   const std::string tok = is_directory(path) ? path + "/tokenizer.json" : "";
   line(os, "tokenizer:", !tok.empty() && file_exists(tok) ? "tokenizer.json" : "none");
-  std::map<std::string, int> counts;
+  std::map<std::string, DTypeCount> counts;
   uint64_t params = 0, bytes = 0;
   for (const std::string& n : m.names()) {
     const SafetensorsInfo& t = m.info(n);
-    counts[t.dtype]++;
+    ++counts[t.dtype].n;
     uint64_t e = 1;
     for (int64_t d : t.shape) e *= uint64_t(d);
     params += e;
     bytes += t.end - t.begin;
   }
   line(os, "tensors:", detail::concat(m.names().size(), " (", human_count(params), " parameters)"));
-  std::string dt;
-  for (const auto& [n, c] : counts) dt += (dt.empty() ? "" : ", ") + n + " x" + std::to_string(c);
-  if (!dt.empty()) line(os, "dtypes:", dt);
+  if (const std::string dt = dtypes_line(counts); !dt.empty()) line(os, "dtypes:", dt);
   line(os, "size:", human_bytes(bytes) + " of tensor data");
   if (opt.metadata)
     for (const SafetensorsFile& f : m.files())
