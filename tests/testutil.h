@@ -1,8 +1,15 @@
 #pragma once
-// Shared helpers for the tests: seeded random tensors and error norms.
+// Shared helpers for the tests: seeded random tensors, error norms, files.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
 #include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <fstream>
+#include <iterator>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "ocellus/core/tensor.h"
@@ -43,6 +50,27 @@ inline double max_abs_diff(const Tensor& a, const Tensor& b) {
 inline Tensor noncontiguous_copy(const Tensor& t) {
   Tensor storage = t.transpose(-1, -2).contiguous();  // values laid out transposed
   return storage.transpose(-1, -2);                   // logical view equals t
+}
+
+// A file's bytes (the file must exist).
+inline std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  EXPECT_TRUE(in.good()) << path;
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// A file of raw little-endian values (fixture logits, token ids).
+template <typename T>
+std::vector<T> read_array(const std::string& path) {
+  const std::string b = read_file(path);
+  std::vector<T> v(b.size() / sizeof(T));
+  if (!v.empty()) std::memcpy(v.data(), b.data(), v.size() * sizeof(T));
+  return v;
+}
+
+// A path in the test temporary folder, unique to this process.
+inline std::string temp_path(const std::string& name) {
+  return ::testing::TempDir() + "ocellus_" + std::to_string(::getpid()) + "_" + name;
 }
 
 }  // namespace ocellus::test

@@ -21,14 +21,8 @@ namespace {
 const std::string kPeer = std::string(OCELLUS_FIXTURES) + "/peer/";
 const std::string kTok = std::string(OCELLUS_FIXTURES) + "/tokenizer/";
 
-std::string read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-std::string temp_path(const std::string& name) {
-  return ::testing::TempDir() + "ocellus_" + std::to_string(::getpid()) + "_" + name;
-}
+using test::read_file;
+using test::temp_path;
 
 // Parses bytes held in a string; returns the error message ("" if it parsed).
 std::string parse_error(const std::string& bytes) {
@@ -145,7 +139,7 @@ TEST(Gguf, FixturesRoundTripBitExactly) {
     GgufWriter w;
     w.copy_from(GgufFile::open(src));
     w.write(dst);
-    EXPECT_TRUE(read_bytes(src) == read_bytes(dst));
+    EXPECT_TRUE(read_file(src) == read_file(dst));
     std::remove(dst.c_str());
   }
 }
@@ -215,7 +209,7 @@ TEST(Gguf, EveryValueTypeAndTensorDtypeRoundTrips) {
   GgufWriter w2;
   w2.copy_from(f);
   w2.write(again);
-  EXPECT_TRUE(read_bytes(path) == read_bytes(again));
+  EXPECT_TRUE(read_file(path) == read_file(again));
   std::remove(path.c_str());
   std::remove(again.c_str());
 }
@@ -245,12 +239,12 @@ TEST(Gguf, WriteIsAtomic) {
   GgufWriter ok;
   ok.set("a", GgufValue::u32(1));
   ok.write(path);
-  const std::string before = read_bytes(path);
+  const std::string before = read_file(path);
   GgufWriter bad;
   bad.set("a", GgufValue::u32(2));
   bad.add_tensor("t", 0, Shape{4}, [](uint8_t*) { fail("producer failed"); });
   EXPECT_THROW(bad.write(path), Error);
-  EXPECT_EQ(read_bytes(path), before);
+  EXPECT_EQ(read_file(path), before);
   EXPECT_FALSE(std::ifstream(path + ".tmp." + std::to_string(::getpid())).good());
   std::remove(path.c_str());
 }
@@ -265,7 +259,7 @@ TEST(GgufCorrupt, ValidHandMadeFileParses) {
 }
 
 TEST(GgufCorrupt, EveryTruncationIsACleanError) {
-  std::string full = read_bytes(kPeer + "tiny-mmproj-clip-f32.gguf");
+  std::string full = read_file(kPeer + "tiny-mmproj-clip-f32.gguf");
   // Every cut inside the header and metadata, then a sample of cuts through the data.
   for (size_t n = 0; n < full.size(); n += (n < 4096 ? 1 : 997)) {
     const std::string err = parse_error(full.substr(0, n));

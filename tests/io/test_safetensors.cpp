@@ -21,7 +21,7 @@ using namespace ocellus::io;
 namespace {
 
 std::string temp_dir(const std::string& name) {
-  const std::string d = ::testing::TempDir() + "ocellus_" + std::to_string(::getpid()) + "_" + name;
+  const std::string d = test::temp_path(name);
   ::mkdir(d.c_str(), 0755);
   return d;
 }

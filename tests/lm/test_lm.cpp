@@ -18,14 +18,7 @@ namespace {
 
 const std::string kPeer = std::string(OCELLUS_FIXTURES) + "/peer/";
 
-template <typename T>
-std::vector<T> read_raw(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::string b((std::istreambuf_iterator<char>(in)), {});
-  std::vector<T> v(b.size() / sizeof(T));
-  std::memcpy(v.data(), b.data(), v.size() * sizeof(T));
-  return v;
-}
+using test::read_array;
 
 double rel_l2(const std::vector<float>& a, const std::vector<float>& b) {
   double num = 0, den = 0;
@@ -47,8 +40,8 @@ TEST_P(LogitsParity, MatchesPeer) {
   const ParityCase p = GetParam();
   io::GgufFile f = io::GgufFile::open(kPeer + "tiny-" + p.model + ".gguf");
   auto model = lm::load_gguf(f);
-  const std::vector<int32_t> ids = read_raw<int32_t>(kPeer + p.model + ".tokens.i32");
-  const std::vector<float> want = read_raw<float>(kPeer + p.model + ".logits.f32");
+  const std::vector<int32_t> ids = read_array<int32_t>(kPeer + p.model + ".tokens.i32");
+  const std::vector<float> want = read_array<float>(kPeer + p.model + ".logits.f32");
   lm::KvCache cache(model->config(), 256);
   const Tensor logits = model->forward_ids(ids, cache, true);
   ASSERT_EQ(logits.shape(), (Shape{int64_t(ids.size()), model->config().n_vocab}));
@@ -75,7 +68,7 @@ TEST(Lm, PrefillEqualsIncrementalDecode) {
     SCOPED_TRACE(m);
     io::GgufFile f = io::GgufFile::open(kPeer + "tiny-" + std::string(m) + ".gguf");
     auto model = lm::load_gguf(f);
-    const std::vector<int32_t> ids = read_raw<int32_t>(kPeer + std::string(m) + ".tokens.i32");
+    const std::vector<int32_t> ids = read_array<int32_t>(kPeer + std::string(m) + ".tokens.i32");
     lm::KvCache a(model->config(), 64), b(model->config(), 64);
     const std::vector<float> all = model->forward_ids(ids, a, true).to_vector();
     const int64_t V = model->config().n_vocab;

@@ -38,7 +38,7 @@ Tensor unpermute(const Tensor& w, int64_t n_head) {
 
 std::string export_hf(const std::string& model, const lm::LanguageModel& m) {
   const lm::LmConfig& c = m.config();
-  const std::string dir = ::testing::TempDir() + "ocellus_hf_" + model + "_" + std::to_string(::getpid());
+  const std::string dir = test::temp_path("hf_" + model);
   EXPECT_EQ(std::system(("mkdir -p " + dir).c_str()), 0);
   const bool phi = c.arch == "phi2", llama = c.arch == "llama";
   std::vector<std::pair<std::string, Tensor>> t;
@@ -115,10 +115,7 @@ TEST(LmHf, SameLogitsAsGguf) {
     c.f32_ggml_order = false;
     const lm::LanguageModel exact(c, gguf->weights());
     EXPECT_EQ(hf->config().rope.n_rot, c.rope.n_rot);
-    std::ifstream in(kPeer + std::string(m) + ".tokens.i32", std::ios::binary);
-    std::string b((std::istreambuf_iterator<char>(in)), {});
-    std::vector<int32_t> ids(b.size() / 4);
-    std::memcpy(ids.data(), b.data(), b.size());
+    const std::vector<int32_t> ids = test::read_array<int32_t>(kPeer + std::string(m) + ".tokens.i32");
     lm::KvCache ca(c, 64, DType::F32), cb(hf->config(), 64, DType::F32);
     const Tensor want = exact.forward_ids(ids, ca, true), got = hf->forward_ids(ids, cb, true);
     EXPECT_LE(test::rel_err(got, want), 1e-5);

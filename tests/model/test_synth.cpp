@@ -10,21 +10,15 @@
 #include "ocellus/io/gguf.h"
 #include "ocellus/io/gguf_names.h"
 #include "ocellus/model/synth.h"
+#include "testutil.h"
 
 using namespace ocellus;
 using namespace ocellus::io;
 namespace tn = ocellus::io::gguf::tensor;
 namespace key = ocellus::io::gguf::key;
 
-namespace {
-std::string temp_path(const std::string& name) {
-  return ::testing::TempDir() + "ocellus_" + std::to_string(::getpid()) + "_" + name;
-}
-std::string read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-}  // namespace
+using test::read_file;
+using test::temp_path;
 
 // Every test-sized shape in every dtype: the file loads, has the architecture's tensors with
 // the right shapes and dtypes, and a vocabulary of the stated size.
@@ -80,8 +74,8 @@ TEST(Synth, DeterministicInTheSeed) {
   model::write_synth_model(s, opt, b);
   opt.seed = 2;
   model::write_synth_model(s, opt, c);
-  EXPECT_TRUE(read_bytes(a) == read_bytes(b));
-  EXPECT_FALSE(read_bytes(a) == read_bytes(c));
+  EXPECT_TRUE(read_file(a) == read_file(b));
+  EXPECT_FALSE(read_file(a) == read_file(c));
   for (const auto& p : {a, b, c}) std::remove(p.c_str());
 }
 

@@ -8,6 +8,7 @@
 
 #include "ocellus/core/error.h"
 #include "ocellus/text/bpe_train.h"
+#include "testutil.h"
 
 using namespace ocellus;
 using namespace ocellus::text;
@@ -50,7 +51,7 @@ TEST(BpeTrain, SpecialsVocabularySizeAndRoundTrip) {
   EXPECT_LT(ids.size(), text.size() / 2);  // it learned something
   EXPECT_NE(std::find(ids.begin(), ids.end(), 1), ids.end());
   // Written as tokenizer.json and read back: the same tokens.
-  const std::string dir = ::testing::TempDir() + "ocellus_bpe_" + std::to_string(::getpid());
+  const std::string dir = test::temp_path("bpe");
   ASSERT_EQ(std::system(("mkdir -p " + dir).c_str()), 0);
   t.save_hf_json(dir + "/tokenizer.json");
   const Tokenizer back = Tokenizer::from_file(dir + "/tokenizer.json");

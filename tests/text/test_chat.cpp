@@ -11,6 +11,7 @@
 #include "ocellus/io/gguf.h"
 #include "ocellus/io/gguf_names.h"
 #include "ocellus/text/chat.h"
+#include "testutil.h"
 
 using namespace ocellus;
 using namespace ocellus::text;
@@ -38,7 +39,7 @@ Tokenizer gpt2_with(const std::vector<std::string>& extra, const std::string& pr
   w.set(io::gguf::key::kTokTokens, io::GgufValue::strings(toks));
   w.set(io::gguf::key::kTokTypes, io::GgufValue::ints(types));
   w.set(io::gguf::key::kTokPre, io::GgufValue::str(pre));
-  const std::string path = ::testing::TempDir() + "ocellus_vocab_" + std::to_string(::getpid()) + ".gguf";
+  const std::string path = test::temp_path("vocab.gguf");
   w.write(path);
   Tokenizer t = Tokenizer::from_file(path);
   std::remove(path.c_str());

@@ -17,6 +17,7 @@
 #include "ocellus/io/gguf.h"
 #include "ocellus/text/pretokenize.h"
 #include "ocellus/text/tokenizer.h"
+#include "testutil.h"
 
 using namespace ocellus;
 using namespace ocellus::text;
@@ -25,11 +26,7 @@ namespace {
 
 const std::string kFix = OCELLUS_FIXTURES;
 
-std::string read_all(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  EXPECT_TRUE(in.good()) << path;
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
+using test::read_file;
 
 // llama.cpp's test-tokenizer-0 format: strings separated by "\n__ggml_vocab_test__\n"; one line
 // of expected ids per string.
@@ -38,7 +35,7 @@ struct Case {
   std::vector<int32_t> ids;
 };
 std::vector<Case> load_cases(const std::string& vocab) {
-  const std::string inp = read_all(kFix + "/tokenizer/" + vocab + ".inp");
+  const std::string inp = read_file(kFix + "/tokenizer/" + vocab + ".inp");
   const std::string sep = "\n__ggml_vocab_test__\n";
   std::vector<std::string> texts;
   for (size_t pos = 0;;) {
@@ -47,7 +44,7 @@ std::vector<Case> load_cases(const std::string& vocab) {
     texts.push_back(inp.substr(pos, at - pos));
     pos = at + sep.size();
   }
-  std::istringstream out(read_all(kFix + "/tokenizer/" + vocab + ".out"));
+  std::istringstream out(read_file(kFix + "/tokenizer/" + vocab + ".out"));
   std::vector<Case> cases;
   std::string line;
   for (const std::string& t : texts) {
@@ -58,13 +55,6 @@ std::vector<Case> load_cases(const std::string& vocab) {
     cases.push_back(c);
   }
   return cases;
-}
-
-std::vector<int32_t> read_i32(const std::string& path) {
-  const std::string b = read_all(path);
-  std::vector<int32_t> v(b.size() / 4);
-  std::memcpy(v.data(), b.data(), v.size() * 4);
-  return v;
 }
 
 std::string ids_str(const std::vector<int32_t>& v) {
@@ -102,7 +92,7 @@ TEST(Tokenizer, PeerPromptTokens) {
   for (const char* m : {"llama-f32", "llama-f16", "llama-q8_0", "llama-q4_0", "qwen2-f32", "phi2-f32", "stablelm-f32"}) {
     SCOPED_TRACE(m);
     const Tokenizer tok = Tokenizer::from_file(kFix + "/peer/tiny-" + std::string(m) + ".gguf");
-    EXPECT_EQ(ids_str(tok.encode(prompt)), ids_str(read_i32(kFix + "/peer/" + std::string(m) + ".tokens.i32")));
+    EXPECT_EQ(ids_str(tok.encode(prompt)), ids_str(test::read_array<int32_t>(kFix + "/peer/" + std::string(m) + ".tokens.i32")));
   }
 }
 
@@ -166,7 +156,7 @@ TEST(Pretokenize, FamilyPatterns) {
 
 TEST(Tokenizer, HfJsonRoundTrip) {
   const Tokenizer gguf = Tokenizer::from_file(kFix + "/tokenizer/ggml-vocab-gpt-2.gguf");
-  const std::string dir = ::testing::TempDir() + "ocellus_tokjson_" + std::to_string(::getpid());
+  const std::string dir = test::temp_path("tokjson");
   ASSERT_EQ(std::system(("mkdir -p " + dir).c_str()), 0);
   gguf.save_hf_json(dir + "/tokenizer.json");
   const Tokenizer json = Tokenizer::from_file(dir);  // the folder
@@ -177,7 +167,7 @@ TEST(Tokenizer, HfJsonRoundTrip) {
     EXPECT_EQ(ids_str(json.encode(c.text, false)), ids_str(c.ids)) << c.text;
   // Written again from what was read: the same file.
   json.save_hf_json(dir + "/again.json");
-  EXPECT_EQ(read_all(dir + "/tokenizer.json"), read_all(dir + "/again.json"));
+  EXPECT_EQ(read_file(dir + "/tokenizer.json"), read_file(dir + "/again.json"));
   EXPECT_THROW(Tokenizer::from_file(kFix + "/tokenizer/ggml-vocab-gpt-2.gguf.out"), Error);
 }
 
@@ -216,7 +206,7 @@ TEST(Tokenizer, SentencePieceTokenizerJson) {
                                                               {{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", "\xe2\x96\x81"}}}}};
   j["pre_tokenizer"] = nullptr;
   j["model"] = {{"type", "BPE"}, {"unk_token", "<unk>"}, {"byte_fallback", true}, {"vocab", vocab}, {"merges", m}};
-  const std::string dir = ::testing::TempDir() + "ocellus_spmjson_" + std::to_string(::getpid());
+  const std::string dir = test::temp_path("spmjson");
   ASSERT_EQ(std::system(("mkdir -p " + dir).c_str()), 0);
   std::ofstream(dir + "/tokenizer.json") << j.dump();
   std::ofstream(dir + "/tokenizer_config.json") << R"({"add_bos_token": true, "bos_token": "<s>", "eos_token": "</s>"})";
