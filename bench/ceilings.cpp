@@ -96,16 +96,16 @@ const Ceilings& ceilings() {
   return c;
 }
 
-double copy_gbs_now() {
+double copy_gbs_now(int reps) {
   static const size_t bytes = size_t(256) << 20;
   static std::vector<float> a(bytes / sizeof(float), 1.0f), b(bytes / sizeof(float), 0.0f);
-  return copy_gbs(a.data(), b.data(), bytes, 3);
+  return copy_gbs(a.data(), b.data(), bytes, reps);
 }
 
-double read_gbs_now() {
+double read_gbs_now(int reps) {
   static const size_t bytes = size_t(512) << 20;
   static std::vector<float> a(bytes / sizeof(float), 1.0f);
-  return read_gbs(a.data(), bytes, 3);
+  return read_gbs(a.data(), bytes, reps);
 }
 
 void print_ceilings() {

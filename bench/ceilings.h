@@ -12,10 +12,10 @@ struct Ceilings {
 const Ceilings& ceilings();  // measured once, on first use
 void print_ceilings();
 
-// Copy bandwidth measured now (256 MiB, best of 3, ~30 ms). This machine's bandwidth drifts
-// with its neighbours' load, so memory-bound benchmarks compare with a copy measured next to
-// them, not only with the figure taken at start-up.
-double copy_gbs_now();
-double read_gbs_now();  // streaming read, 512 MiB, best of 3
+// Copy bandwidth measured now (256 MiB, best of `reps`, ~10 ms each). This machine's bandwidth
+// drifts with its neighbours' load, so memory-bound benchmarks compare with a copy measured
+// next to them, not only with the figure taken at start-up.
+double copy_gbs_now(int reps = 3);
+double read_gbs_now(int reps = 3);  // streaming read, 512 MiB, best of `reps`
 
 }  // namespace ocellus::bench

@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <thread>
 
@@ -39,6 +40,22 @@ void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, in
     int64_t begin = n * t / T, end = n * (t + 1) / T;
     if (begin < end) fn(begin, end);
   }
+}
+
+void parallel_for_dynamic(int64_t n, int64_t chunk, const std::function<void(int64_t, int64_t)>& fn) {
+  if (n <= 0) return;
+  chunk = std::max<int64_t>(chunk, 1);
+  const int64_t n_chunks = (n + chunk - 1) / chunk;
+  const int nt = int(std::min<int64_t>(num_threads(), n_chunks));
+  if (nt <= 1 || omp_in_parallel()) {
+    fn(0, n);
+    return;
+  }
+  std::atomic<int64_t> next{0};
+#pragma omp parallel num_threads(nt)
+  for (int64_t c = next.fetch_add(1, std::memory_order_relaxed); c < n_chunks;
+       c = next.fetch_add(1, std::memory_order_relaxed))
+    fn(c * chunk, std::min(n, (c + 1) * chunk));
 }
 
 }  // namespace ocellus

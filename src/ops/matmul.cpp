@@ -116,7 +116,9 @@ void matvec_packed(const float* x, const Tile* tiles, float* y, const Dims& d, K
   const kern::Table& K = kern::active();
   const int64_t n_tiles = (d.m + kPackRows - 1) / kPackRows, nb = d.k / kQK;
   QuantizedRows xq(K, x, d.n, d.k);
-  parallel_for(n_tiles, 4, [&](int64_t a, int64_t b) {
+  // About eight chunks per thread, each a contiguous run of tiles (at least 4).
+  const int64_t chunk = std::max<int64_t>(4, n_tiles / (8 * num_threads()));
+  parallel_for_dynamic(n_tiles, chunk, [&](int64_t a, int64_t b) {
     float out[kPackRows];
     for (int64_t t = a; t < b; ++t) {
       const int64_t j0 = t * kPackRows, rows = std::min(kPackRows, d.m - j0);
@@ -128,27 +130,21 @@ void matvec_packed(const float* x, const Tile* tiles, float* y, const Dims& d, K
   });
 }
 
-// Huge pages for the part of a buffer on 2 MiB boundaries.
-void advise_huge(const void* p, size_t bytes) {
-  const uintptr_t b = reinterpret_cast<uintptr_t>(p), e = b + bytes, h = uintptr_t(2) << 20;
-  const uintptr_t hb = (b + h - 1) & ~(h - 1), he = e & ~(h - 1);
-  if (he > hb) ::madvise(reinterpret_cast<void*>(hb), he - hb, MADV_HUGEPAGE);
-}
-
 // A q4_0 / q8_0 matrix [m, k] in 16-row tiles (Tile = BlockQ4_0x16 / BlockQ8_0x16 from Block =
 // BlockQ4_0 / BlockQ8_0): chunk c of a tile block holds bytes 4c..4c+3 of each row's qs. Rows
-// past m are zero (scale 0) and yield 0. The result is advised onto huge pages.
+// past m are zero (scale 0) and yield 0.
 template <typename Tile, typename Block>
-std::shared_ptr<const std::vector<Tile>> pack_tiles(const Tensor& w) {
+std::shared_ptr<const Storage> pack_tiles(const Tensor& w) {
   constexpr int kChunks = int(sizeof(Tile::qs) / sizeof(Tile::qs[0]));
   static_assert(kChunks * 4 == int(sizeof(Block::qs)), "a chunk takes 4 bytes of each row's block");
   const int64_t m = w.dim(0), k = w.dim(1), nb = k / kQK, n_tiles = (m + kPackRows - 1) / kPackRows;
-  auto out = std::make_shared<std::vector<Tile>>(size_t(n_tiles * nb));
+  std::shared_ptr<Storage> storage = Storage::allocate(size_t(n_tiles * nb) * sizeof(Tile));
+  Tile* out = reinterpret_cast<Tile*>(storage->data());
   const Block* src = reinterpret_cast<const Block*>(w.raw());
   parallel_for(n_tiles, 16, [&](int64_t a, int64_t b) {
     for (int64_t t = a; t < b; ++t)
       for (int64_t i = 0; i < nb; ++i) {
-        Tile& o = (*out)[size_t(t * nb + i)];
+        Tile& o = out[t * nb + i];
         std::memset(&o, 0, sizeof(o));
         for (int64_t r = 0; r < kPackRows && t * kPackRows + r < m; ++r) {
           const Block& blk = src[(t * kPackRows + r) * nb + i];
@@ -157,8 +153,7 @@ std::shared_ptr<const std::vector<Tile>> pack_tiles(const Tensor& w) {
         }
       }
   });
-  advise_huge(out->data(), out->size() * sizeof(Tile));
-  return out;
+  return storage;
 }
 
 void add_bias(float* y, const float* b, int64_t n, int64_t m) {

@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cstdio>
 #include <fstream>
 
@@ -89,4 +90,22 @@ TEST(Threads, ParallelForCoversRangeOnce) {
   for (int h : hits) ASSERT_EQ(h, 1);
   set_num_threads(0);
   EXPECT_GE(num_threads(), 1);
+}
+
+TEST(Threads, DynamicParallelForCoversRangeOnceInChunks) {
+  set_num_threads(2);
+  for (int64_t n : {1, 7, 64, 1001}) {
+    std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
+    std::atomic<int> calls{0};
+    parallel_for_dynamic(n, 8, [&](int64_t a, int64_t b) {
+      EXPECT_LT(a, b);
+      EXPECT_LE(b - a, 8);
+      if (b < n) EXPECT_EQ(b - a, 8) << "only the last chunk may be short";
+      calls++;
+      for (int64_t i = a; i < b; ++i) hits[size_t(i)]++;
+    });
+    for (auto& h : hits) ASSERT_EQ(h.load(), 1) << "n = " << n;
+    EXPECT_EQ(calls.load(), n == 1 ? 1 : int((n + 7) / 8));
+  }
+  set_num_threads(0);
 }

@@ -13,4 +13,9 @@ void set_num_threads(int n);  // n <= 0 restores the default
 // Calls fn(begin, end) on contiguous chunks covering [0, n), in parallel when n >= grain * 2.
 void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
 
+// The same with [0, n) cut into chunks of `chunk` that threads take in order as they come free:
+// for memory-bound loops, where one core often streams faster than the other and an equal
+// split would leave the faster one waiting at the end.
+void parallel_for_dynamic(int64_t n, int64_t chunk, const std::function<void(int64_t, int64_t)>& fn);
+
 }  // namespace ocellus

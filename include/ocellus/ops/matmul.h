@@ -27,13 +27,19 @@ class PreparedWeight {
   explicit PreparedWeight(Tensor w);
   const Tensor& tensor() const { return w_; }
   bool packed() const { return packed_ != nullptr || packed8_ != nullptr; }
-  const BlockQ4_0x16* tiles() const { return packed_ ? packed_->data() : nullptr; }
-  const BlockQ8_0x16* tiles_q8() const { return packed8_ ? packed8_->data() : nullptr; }
+  const BlockQ4_0x16* tiles() const {
+    return packed_ ? reinterpret_cast<const BlockQ4_0x16*>(packed_->data()) : nullptr;
+  }
+  const BlockQ8_0x16* tiles_q8() const {
+    return packed8_ ? reinterpret_cast<const BlockQ8_0x16*>(packed8_->data()) : nullptr;
+  }
 
  private:
   Tensor w_;
-  std::shared_ptr<const std::vector<BlockQ4_0x16>> packed_;   // [ceil(m/16), k/32]
-  std::shared_ptr<const std::vector<BlockQ8_0x16>> packed8_;  // [ceil(m/16), k/32]
+  // Tiles [ceil(m/16), k/32] in Storage's memory: 2 MiB-aligned with huge pages asked for before
+  // the first write (memory first touched on 4 KiB pages stays on them).
+  std::shared_ptr<const Storage> packed_;   // BlockQ4_0x16
+  std::shared_ptr<const Storage> packed8_;  // BlockQ8_0x16
 };
 
 // The same product with a prepared weight; equal to matmul(x, w.tensor(), bias) up to f32
