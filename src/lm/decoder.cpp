@@ -63,25 +63,6 @@ void store_rows(Tensor& dst, const Tensor& src, int64_t at, DType type) {
   std::memcpy(dst.data<float>() + at * dst.dim(1) * dst.dim(2), s.data<float>(), s.nbytes());
 }
 
-// llama.cpp's GELU: f16(gelu_tanh(f16(x))) from a table over all f16 inputs.
-Tensor gelu_f16_table(const Tensor& x_in) {
-  static const std::vector<uint16_t> table = [] {
-    std::vector<uint16_t> t(65536);
-    for (uint32_t h = 0; h < 65536; ++h) {
-      const float x = fp16_to_f32(uint16_t(h));
-      t[h] = f32_to_fp16(0.5f * x * (1.0f + std::tanh(0.79788456080286535587989211986876f * x * (1.0f + 0.044715f * x * x))));
-    }
-    return t;
-  }();
-  Tensor y = x_in.contiguous().clone();
-  float* p = y.data<float>();
-  for (int64_t i = 0; i < y.numel(); ++i) {
-    const float x = p[i];
-    p[i] = x <= -10.0f ? 0.0f : x >= 10.0f ? x : fp16_to_f32(table[f32_to_fp16(x)]);
-  }
-  return y;
-}
-
 }  // namespace
 
 Tensor LanguageModel::forward(const Tensor& x_in, KvCache& cache, bool all_logits) const {
@@ -132,7 +113,7 @@ Tensor LanguageModel::forward(const Tensor& x_in, KvCache& cache, bool all_logit
       f = ops::swiglu(linear(c_, ffn_in, L.w_gate, Tensor()), linear(c_, ffn_in, L.w_up, L.b_up));
     } else {
       const Tensor up = linear(c_, ffn_in, L.w_up, L.b_up);
-      f = c_.gelu_f16_table ? gelu_f16_table(up) : ops::activate(c_.act, up);
+      f = c_.gelu_f16_table ? ops::activate_ggml_f16(c_.act, up) : ops::activate(c_.act, up);
     }
     f = linear(c_, f, L.w_down, L.b_down);
     x = ops::add(ops::add(x, a), f);

@@ -1,7 +1,10 @@
 #include "ocellus/ops/elementwise.h"
 
 #include <cmath>
+#include <vector>
 
+#include "ocellus/core/dtype.h"
+#include "ocellus/core/error.h"
 #include "ocellus/core/threads.h"
 #include "ops/util.h"
 
@@ -331,6 +334,44 @@ void swiglu_backward(const Tensor& gate, const Tensor& up, const Tensor& dy_in, 
 }
 
 // ---- naive references: index by index, double arithmetic ---------------------------------
+Tensor activate_ggml_f16(Activation f, const Tensor& x_in) {
+  OCELLUS_CHECK(f == Activation::GeluTanh || f == Activation::QuickGelu, "activate_ggml_f16: no llama.cpp table for ",
+                activation_name(f));
+  // One table per function over all 65536 f16 inputs, built on first use.
+  static const std::vector<uint16_t> gelu = [] {
+    std::vector<uint16_t> t(65536);
+    for (uint32_t h = 0; h < 65536; ++h) {
+      const float x = fp16_to_f32(uint16_t(h));
+      t[h] = f32_to_fp16(0.5f * x * (1.0f + std::tanh(0.79788456080286535587989211986876f * x * (1.0f + 0.044715f * x * x))));
+    }
+    return t;
+  }();
+  static const std::vector<uint16_t> quick = [] {
+    std::vector<uint16_t> t(65536);
+    for (uint32_t h = 0; h < 65536; ++h) {
+      const float x = fp16_to_f32(uint16_t(h));
+      t[h] = f32_to_fp16(x * (1.0f / (1.0f + std::exp(-1.702f * x))));
+    }
+    return t;
+  }();
+  Tensor y = x_in.contiguous().clone();
+  float* p = y.data<float>();
+  const int64_t n = y.numel();
+  if (f == Activation::GeluTanh) {
+    parallel_for(n, 4096, [&](int64_t a, int64_t b) {
+      for (int64_t i = a; i < b; ++i) {
+        const float x = p[i];
+        p[i] = x <= -10.0f ? 0.0f : x >= 10.0f ? x : fp16_to_f32(gelu[f32_to_fp16(x)]);
+      }
+    });
+  } else {
+    parallel_for(n, 4096, [&](int64_t a, int64_t b) {
+      for (int64_t i = a; i < b; ++i) p[i] = fp16_to_f32(quick[f32_to_fp16(p[i])]);
+    });
+  }
+  return y;
+}
+
 namespace ref {
 namespace {
 

@@ -27,6 +27,11 @@ const char* activation_name(Activation f);
 Tensor activate(Activation f, const Tensor& x);
 void activate_backward(Activation f, const Tensor& x, const Tensor& dy, Tensor* dx);
 
+// GELU (tanh form) and quick-GELU as llama.cpp's CPU backend computes them for GGUF models:
+// the input rounded to f16, the result looked up in an f16 table over all f16 inputs (GELU
+// also: 0 below -10, the input itself above 10). For reproducing that engine's numerics only.
+Tensor activate_ggml_f16(Activation f, const Tensor& x);
+
 // SwiGLU: silu(gate) * up (shapes equal).
 Tensor swiglu(const Tensor& gate, const Tensor& up);
 void swiglu_backward(const Tensor& gate, const Tensor& up, const Tensor& dy, Tensor* dgate,

@@ -1,0 +1,46 @@
+#pragma once
+// Connectors map vision features [n_features, d_vision] to image tokens [n_tokens, n_embd] in
+// the language model's embedding space. One class per type (connect/<type>.cpp), chosen by name
+// through the registry in connect/registry.cpp.
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ocellus/core/tensor.h"
+#include "ocellus/ops/elementwise.h"
+#include "ocellus/vision/vit.h"
+
+namespace ocellus::connect {
+
+struct ConnectorConfig {
+  int64_t d_in = 0;    // the tower's feature width
+  int64_t d_out = 0;   // the language model's n_embd
+  ops::Activation act = ops::Activation::GeluErf;  // LLaVA's nn.GELU()
+  bool act_ggml_f16 = false;  // llama.cpp's f16-table GELU (GGUF numerics)
+  bool ggml_order = false;    // f32 products summed in llama.cpp's order
+};
+
+// Tensor names of a connector's weights in one file layout.
+enum class Layout { Gguf, HfLlava, LlavaOriginal };
+
+class Connector {
+ public:
+  virtual ~Connector() = default;
+  virtual std::string type() const = 0;
+  virtual int64_t n_tokens(int64_t n_features) const = 0;
+  // features [n_features, d_in] -> [n_tokens, d_out]
+  virtual Tensor forward(const Tensor& features) const = 0;
+};
+
+// type: "linear", "mlp2x_gelu" (alias "mlp", llama.cpp's name). Unknown types are an error
+// listing the known ones.
+std::unique_ptr<Connector> load_connector(const std::string& type, const ConnectorConfig& c,
+                                          const vision::TensorSource& s, Layout layout);
+std::vector<std::string> connector_types();
+
+// ---- the types (connect/<type>.cpp), listed in one table in connect/registry.cpp ----------
+std::unique_ptr<Connector> load_linear(const ConnectorConfig& c, const vision::TensorSource& s, Layout layout);
+std::unique_ptr<Connector> load_mlp2x_gelu(const ConnectorConfig& c, const vision::TensorSource& s, Layout layout);
+
+}  // namespace ocellus::connect

@@ -1,0 +1,80 @@
+#pragma once
+// The ViT family of vision towers: CLIP (class token, pre-LayerNorm, quick-GELU) and SigLIP (no
+// class token, patch-embedding bias, GELU-tanh, post-LayerNorm), one class with the knobs they
+// differ by. Encoding a batch runs one GEMM per matrix per layer over all images' rows.
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "ocellus/core/tensor.h"
+#include "ocellus/ops/elementwise.h"
+#include "ocellus/ops/matmul.h"
+#include "ocellus/vision/preprocess.h"
+
+namespace ocellus::vision {
+
+struct VitConfig {
+  std::string kind = "clip";   // "clip" or "siglip" (labels only; the flags below decide)
+  int64_t image_size = 0, patch_size = 0, n_embd = 0, n_ff = 0, n_head = 0;
+  int64_t n_layer = 0;         // blocks in the weights
+  int64_t n_layer_run = 0;     // blocks run: the feature layer (LLaVA: the penultimate)
+  float norm_eps = 1e-5f;
+  ops::Activation act = ops::Activation::QuickGelu;
+  bool act_ggml_f16 = false;   // the activation through llama.cpp's f16 tables (GGUF numerics)
+  bool ggml_order = false;     // f32 products summed in llama.cpp's order (ops::matmul_ggml_order)
+  bool class_token = true;     // CLIP: a learned class token at position 0
+  bool pre_norm = true;        // CLIP's pre_layrnorm after the embeddings
+  bool post_norm = false;      // LayerNorm on the features (SigLIP's final layer)
+  bool drop_class_token = true;  // LLaVA's "patch" feature selection
+  PreprocessConfig preprocess;
+
+  int64_t grid() const { return image_size / patch_size; }
+  int64_t n_patches() const { return grid() * grid(); }
+  int64_t n_positions() const { return n_patches() + (class_token ? 1 : 0); }
+  int64_t n_features() const { return class_token && !drop_class_token ? n_positions() : n_patches(); }
+  void validate() const;  // throws naming the field
+};
+
+struct VitBlock {
+  Tensor ln1_w, ln1_b, ln2_w, ln2_b;              // [d] f32
+  ops::PreparedWeight q, k, v, o, fc1, fc2;        // [d, d], [ff, d], [d, ff]
+  Tensor q_b, k_b, v_b, o_b, fc1_b, fc2_b;         // f32 (undefined when absent)
+};
+
+struct VitWeights {
+  Tensor patch_w, patch_b;      // [d, 3, p, p], [d] (SigLIP)
+  Tensor class_embd;            // [d] (CLIP)
+  Tensor pos_embd;              // [n_pos, d]
+  Tensor pre_ln_w, pre_ln_b, post_ln_w, post_ln_b;
+  std::vector<VitBlock> blocks;
+};
+
+// Where a loader finds each tensor: `has` / `get` by name; names with %d take the block index.
+struct TensorSource {
+  std::string path;
+  std::function<bool(const std::string&)> has;
+  std::function<Tensor(const std::string&)> get;
+};
+struct VitNames {
+  std::string patch_w, patch_b, class_embd, pos_embd, pre_ln_w, pre_ln_b, post_ln_w, post_ln_b;
+  std::string ln1_w, ln1_b, ln2_w, ln2_b, q, q_b, k, k_b, v, v_b, o, o_b, fc1, fc1_b, fc2, fc2_b;
+};
+VitNames gguf_vit_names();
+VitNames hf_vit_names(const std::string& prefix);  // prefix up to and including "vision_model."
+VitWeights load_vit_weights(const VitConfig& c, const TensorSource& s, const VitNames& n);
+
+class VisionTower {
+ public:
+  VisionTower(VitConfig c, VitWeights w);
+  const VitConfig& config() const { return c_; }
+  const VitWeights& weights() const { return w_; }
+  // images: each [3, S, S] float CHW (preprocessed). Returns [n_images, n_features, d].
+  Tensor encode(const std::vector<Tensor>& images) const;
+
+ private:
+  VitConfig c_;
+  VitWeights w_;
+};
+
+}  // namespace ocellus::vision

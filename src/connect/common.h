@@ -1,0 +1,46 @@
+#pragma once
+// Helpers shared by the connector files.
+#include <string>
+
+#include "ocellus/connect/connector.h"
+#include "ocellus/core/error.h"
+#include "ocellus/ops/matmul.h"
+
+namespace ocellus::connect::detail {
+
+// A linear layer's weight [rows, cols] (any dtype, prepared) and optional f32 bias [rows].
+struct Linear {
+  ops::PreparedWeight w;
+  Tensor b;
+  bool ggml_order = false;
+  Tensor operator()(const Tensor& x) const {
+    return ggml_order ? ops::matmul_ggml_order(x, w, b.defined() ? &b : nullptr) : ops::matmul(x, w, b.defined() ? &b : nullptr);
+  }
+};
+
+inline Linear load_linear_layer(const ConnectorConfig& c, const vision::TensorSource& s, const std::string& w_name, const std::string& b_name,
+                                int64_t rows, int64_t cols) {
+  OCELLUS_CHECK(s.has(w_name), s.path, ": missing connector tensor '", w_name, "'");
+  Tensor w = s.get(w_name);
+  OCELLUS_CHECK(w.ndim() == 2 && w.dim(0) == rows && w.dim(1) == cols, s.path, ": tensor '", w_name, "' has shape ",
+                w.shape().str(), ", expected [", rows, ", ", cols, "]");
+  Linear l{ops::PreparedWeight(w), {}, c.ggml_order};
+  if (s.has(b_name)) {
+    l.b = s.get(b_name).to(DType::F32);
+    OCELLUS_CHECK(l.b.numel() == rows, s.path, ": tensor '", b_name, "' has ", l.b.numel(), " values, expected ", rows);
+    l.b = l.b.reshape({rows});
+  }
+  return l;
+}
+
+// Name of linear layer `i` of a sequential projector ("mm.0", "multi_modal_projector.linear_1", ...).
+inline std::string layer_name(Layout layout, int seq_index, int hf_index, const char* what) {
+  switch (layout) {
+    case Layout::Gguf: return "mm." + std::to_string(seq_index) + "." + what;
+    case Layout::HfLlava: return "multi_modal_projector.linear_" + std::to_string(hf_index) + "." + what;
+    case Layout::LlavaOriginal: return "model.mm_projector." + std::to_string(seq_index) + "." + what;
+  }
+  return "";
+}
+
+}  // namespace ocellus::connect::detail

@@ -1,0 +1,125 @@
+#include "ocellus/model/vlm.h"
+
+#include <cstring>
+
+#include "ocellus/core/error.h"
+#include "ocellus/io/gguf.h"
+#include "ocellus/io/gguf_names.h"
+#include "ocellus/lm/lm.h"
+#include "ocellus/text/tokenizer.h"
+#include "ocellus/vision/preprocess.h"
+
+namespace ocellus::model {
+
+std::vector<Tensor> VisionModel::embed(const std::vector<Tensor>& pixels) const {
+  const Tensor feats = tower_.encode(pixels);  // [B, n_features, d_vision]
+  std::vector<Tensor> out;
+  const int64_t nf = feats.dim(1), dv = feats.dim(2);
+  for (int64_t b = 0; b < feats.dim(0); ++b) {
+    Tensor rows = connector_->forward(feats.slice(0, b, b + 1).reshape({nf, dv}));  // [n_tok, n_embd_out]
+    OCELLUS_CHECK(rows.ndim() == 2 && rows.dim(1) == n_embd_out_, "connector ", connector_->type(), " produced ",
+                  rows.shape().str(), ", expected [n, ", n_embd_out_, "]");
+    out.push_back(std::move(rows));
+  }
+  return out;
+}
+
+Tensor VisionModel::embed(const io::ImageRgb8& image) const {
+  return embed(std::vector<Tensor>{vision::preprocess(image, config().preprocess)})[0];
+}
+
+std::unique_ptr<VisionModel> load_mmproj(const std::string& path) {
+  namespace key = io::gguf::key;
+  namespace tn = io::gguf::tensor;
+  auto f = std::make_shared<io::GgufFile>(io::GgufFile::open(path));
+  const std::string arch = f->get_string(key::kArchitecture, "");
+  OCELLUS_CHECK(arch == "clip", path, ": not a vision projector (mmproj) file: general.architecture is '", arch,
+                "', expected 'clip'");
+  OCELLUS_CHECK(f->get_bool(key::kClipHasVisionEncoder, true), path, ": clip.has_vision_encoder is false");
+  vision::VitConfig c;
+  c.image_size = f->get_int(key::kClipImageSize);
+  c.patch_size = f->get_int(key::kClipPatchSize);
+  c.n_embd = f->get_int(key::kClipEmbeddingLength);
+  c.n_ff = f->get_int(key::kClipFeedForwardLength);
+  c.n_head = f->get_int(key::kClipHeadCount);
+  c.n_layer = f->get_int(key::kClipBlockCount);
+  c.norm_eps = float(f->get_float(key::kClipLayerNormEps, 1e-5));
+  c.act = f->get_bool(key::kClipUseGelu, false) ? ops::Activation::GeluTanh : ops::Activation::QuickGelu;
+  c.act_ggml_f16 = c.ggml_order = true;  // computed as llama.cpp computes GGUF models
+  c.class_token = f->find_tensor(tn::kVClassEmbd) != nullptr;
+  c.pre_norm = f->find_tensor(tn::kVPreLn) != nullptr;
+  c.post_norm = f->find_tensor(tn::kVPostLn) != nullptr;
+  const bool llava = f->get_bool(key::kClipHasLlavaProjector, false);
+  c.drop_class_token = true;
+  c.kind = c.class_token ? "clip" : "siglip";
+  if (const io::GgufValue* fl = f->find(key::kClipFeatureLayer); fl && fl->size() > 0) {
+    int64_t deepest = 0;  // the feature layers llama.cpp concatenates: we take the deepest
+    for (size_t i = 0; i < fl->size(); ++i) deepest = std::max(deepest, fl->at(i).as_int());
+    c.n_layer_run = deepest;
+  } else {
+    c.n_layer_run = llava ? c.n_layer - 1 : c.n_layer;
+  }
+  c.preprocess.size = int(c.image_size);
+  c.preprocess.mode = c.class_token ? vision::PreprocessConfig::Mode::Pad : vision::PreprocessConfig::Mode::Squash;
+  if (f->find(key::kClipImageMean)) {
+    const std::vector<float> m = f->get_floats(key::kClipImageMean), s = f->get_floats(key::kClipImageStd);
+    OCELLUS_CHECK(m.size() == 3 && s.size() == 3, path, ": image_mean / image_std must hold 3 values");
+    for (size_t i = 0; i < 3; ++i) c.preprocess.mean[i] = m[i], c.preprocess.std[i] = s[i];
+  }
+  const vision::TensorSource src{path, [f](const std::string& n) { return f->find_tensor(n) != nullptr; },
+                                 [f](const std::string& n) { return f->tensor(n); }};
+  vision::VitWeights w = vision::load_vit_weights(c, src, vision::gguf_vit_names());
+  connect::ConnectorConfig cc;
+  cc.d_in = c.n_embd;
+  cc.d_out = f->get_int(key::kClipProjectionDim);
+  cc.act_ggml_f16 = cc.ggml_order = true;
+  auto conn = connect::load_connector(f->get_string(key::kClipProjectorType, "mlp"), cc, src, connect::Layout::Gguf);
+  return std::make_unique<VisionModel>(vision::VisionTower(c, std::move(w)), std::move(conn), cc.d_out);
+}
+
+Spliced splice_prompt(const lm::LanguageModel& lm, const text::Tokenizer& tok, const std::string& prompt,
+                      const std::vector<Tensor>& image_rows, bool add_bos, const std::string& marker) {
+  std::vector<std::string> pieces;
+  size_t at = 0;
+  for (size_t p; (p = prompt.find(marker, at)) != std::string::npos; at = p + marker.size())
+    pieces.push_back(prompt.substr(at, p - at));
+  pieces.push_back(prompt.substr(at));
+  OCELLUS_CHECK(pieces.size() - 1 == image_rows.size(), "prompt has ", pieces.size() - 1, " ", marker,
+                " placeholder(s) for ", image_rows.size(), " image(s)");
+  const int64_t d = lm.config().n_embd;
+  Spliced s;
+  std::vector<Tensor> parts;
+  for (size_t i = 0; i < pieces.size(); ++i) {
+    std::vector<int32_t> ids;
+    if (i == 0 && add_bos && tok.bos() >= 0) ids.push_back(tok.bos());
+    if (!pieces[i].empty()) {
+      const std::vector<int32_t> t = tok.encode(pieces[i], false);
+      ids.insert(ids.end(), t.begin(), t.end());
+    }
+    if (!ids.empty()) {
+      parts.push_back(lm.embed(ids));
+      s.ids.insert(s.ids.end(), ids.begin(), ids.end());
+    }
+    if (i < image_rows.size()) {
+      const Tensor& r = image_rows[i];
+      OCELLUS_CHECK(r.ndim() == 2 && r.dim(1) == d, "image ", i, " has rows of width ", r.ndim() == 2 ? r.dim(1) : -1,
+                    ", but the language model's n_embd is ", d, " (mmproj and text model do not belong together)");
+      parts.push_back(r);
+      s.ids.insert(s.ids.end(), size_t(r.dim(0)), -1);
+      s.n_image_rows += r.dim(0);
+    }
+  }
+  int64_t n = 0;
+  for (const Tensor& p : parts) n += p.dim(0);
+  OCELLUS_CHECK(n > 0, "empty prompt");
+  s.embeddings = Tensor::empty({n, d});
+  int64_t row = 0;
+  for (const Tensor& p : parts) {
+    const Tensor c = p.contiguous();
+    std::memcpy(s.embeddings.data<float>() + row * d, c.data<float>(), size_t(c.numel()) * sizeof(float));
+    row += c.dim(0);
+  }
+  return s;
+}
+
+}  // namespace ocellus::model

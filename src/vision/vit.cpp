@@ -1,0 +1,206 @@
+#include "ocellus/vision/vit.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <vector>
+
+#include "ocellus/core/error.h"
+#include "ocellus/io/gguf_names.h"
+#include "ocellus/ops/attention.h"
+#include "ocellus/ops/elementwise.h"
+#include "ocellus/ops/embed.h"
+#include "ocellus/ops/norm.h"
+
+namespace ocellus::vision {
+namespace {
+
+std::string fmt(const std::string& pattern, int64_t i) {
+  char buf[256];
+  std::snprintf(buf, sizeof(buf), pattern.c_str(), int(i));
+  return buf;
+}
+
+Tensor f32_vector(const TensorSource& s, const std::string& name, int64_t n, bool required) {
+  if (name.empty() || !s.has(name)) {
+    OCELLUS_CHECK(!required, s.path, ": missing tensor '", name, "'");
+    return {};
+  }
+  Tensor t = s.get(name);
+  OCELLUS_CHECK(t.numel() == n, s.path, ": tensor '", name, "' has shape ", t.shape().str(), ", expected ", n, " values");
+  return t.to(DType::F32).reshape({n});
+}
+
+ops::PreparedWeight matrix(const TensorSource& s, const std::string& name, int64_t rows, int64_t cols) {
+  OCELLUS_CHECK(s.has(name), s.path, ": missing tensor '", name, "'");
+  Tensor t = s.get(name);
+  OCELLUS_CHECK(t.ndim() == 2 && t.dim(0) == rows && t.dim(1) == cols, s.path, ": tensor '", name, "' has shape ",
+                t.shape().str(), ", expected [", rows, ", ", cols, "]");
+  return ops::PreparedWeight(t);
+}
+
+Tensor linear(const VitConfig& c, const Tensor& x, const ops::PreparedWeight& w, const Tensor& b) {
+  if (c.ggml_order) return ops::matmul_ggml_order(x, w, b.defined() ? &b : nullptr);
+  return ops::matmul(x, w, b.defined() ? &b : nullptr);
+}
+
+// The patch embedding as llama.cpp computes it: patches unrolled (channel, row, column), then
+// one product with the flattened kernel in that engine's summation order.
+Tensor patch_embed_ggml(const Tensor& img, const Tensor& w, const Tensor& b, int64_t p) {
+  const int64_t C = img.dim(0), H = img.dim(1), W = img.dim(2), gh = H / p, gw = W / p, k = C * p * p;
+  const Tensor im = img.contiguous();
+  Tensor cols = Tensor::empty({gh * gw, k});  // [n_patch, C*p*p]
+  float* o = cols.data<float>();
+  const float* s = im.data<float>();
+  for (int64_t py = 0; py < gh; ++py)
+    for (int64_t px = 0; px < gw; ++px)
+      for (int64_t c = 0; c < C; ++c)
+        for (int64_t y = 0; y < p; ++y)
+          for (int64_t x = 0; x < p; ++x)
+            *o++ = s[(c * H + py * p + y) * W + px * p + x];
+  return ops::matmul_ggml_order(cols, ops::PreparedWeight(w.reshape({w.dim(0), k})), b.defined() ? &b : nullptr);
+}
+
+Tensor norm(const Tensor& x, const Tensor& w, const Tensor& b, float eps) {
+  return ops::layer_norm(x, w.defined() ? &w : nullptr, b.defined() ? &b : nullptr, eps);
+}
+
+}  // namespace
+
+void VitConfig::validate() const {
+  OCELLUS_CHECK(image_size > 0 && patch_size > 0 && image_size % patch_size == 0, "vision: image_size ", image_size,
+                " must be a positive multiple of patch_size ", patch_size);
+  OCELLUS_CHECK(n_embd > 0 && n_head > 0 && n_embd % n_head == 0, "vision: embedding_length ", n_embd,
+                " must be a positive multiple of head_count ", n_head);
+  OCELLUS_CHECK(n_ff > 0, "vision: feed_forward_length must be > 0");
+  OCELLUS_CHECK(n_layer > 0 && n_layer <= 1024, "vision: block_count ", n_layer, " out of range");
+  OCELLUS_CHECK(n_layer_run > 0 && n_layer_run <= n_layer, "vision: feature layer runs ", n_layer_run,
+                " blocks, but the tower has ", n_layer);
+  OCELLUS_CHECK(norm_eps > 0 && std::isfinite(norm_eps), "vision: layer_norm_epsilon must be > 0");
+  OCELLUS_CHECK(grid() <= 1024, "vision: ", grid(), "x", grid(), " patches is beyond any known tower");
+  preprocess.validate();
+  OCELLUS_CHECK(preprocess.size == image_size, "vision: preprocessing size ", preprocess.size,
+                " differs from the tower's image_size ", image_size);
+}
+
+VitNames gguf_vit_names() {
+  namespace tn = io::gguf::tensor;
+  VitNames n;
+  n.patch_w = tn::kVPatchEmbd, n.patch_b = tn::kVPatchEmbdBias, n.class_embd = tn::kVClassEmbd;
+  n.pos_embd = tn::kVPositionEmbd, n.pre_ln_w = tn::kVPreLn, n.pre_ln_b = tn::kVPreLnBias;
+  n.post_ln_w = tn::kVPostLn, n.post_ln_b = tn::kVPostLnBias;
+  n.ln1_w = tn::kVLn1, n.ln1_b = tn::kVLn1Bias, n.ln2_w = tn::kVLn2, n.ln2_b = tn::kVLn2Bias;
+  n.q = tn::kVAttnQ, n.q_b = tn::kVAttnQBias, n.k = tn::kVAttnK, n.k_b = tn::kVAttnKBias;
+  n.v = tn::kVAttnV, n.v_b = tn::kVAttnVBias, n.o = tn::kVAttnOut, n.o_b = tn::kVAttnOutBias;
+  n.fc1 = tn::kVFfnFirst, n.fc1_b = tn::kVFfnFirstBias, n.fc2 = tn::kVFfnSecond, n.fc2_b = tn::kVFfnSecondBias;
+  return n;
+}
+
+VitNames hf_vit_names(const std::string& p) {
+  VitNames n;
+  const std::string e = p + "embeddings.", l = p + "encoder.layers.%d.";
+  n.patch_w = e + "patch_embedding.weight", n.patch_b = e + "patch_embedding.bias";
+  n.class_embd = e + "class_embedding", n.pos_embd = e + "position_embedding.weight";
+  n.pre_ln_w = p + "pre_layrnorm.weight", n.pre_ln_b = p + "pre_layrnorm.bias";
+  n.post_ln_w = p + "post_layernorm.weight", n.post_ln_b = p + "post_layernorm.bias";
+  n.ln1_w = l + "layer_norm1.weight", n.ln1_b = l + "layer_norm1.bias";
+  n.ln2_w = l + "layer_norm2.weight", n.ln2_b = l + "layer_norm2.bias";
+  n.q = l + "self_attn.q_proj.weight", n.q_b = l + "self_attn.q_proj.bias";
+  n.k = l + "self_attn.k_proj.weight", n.k_b = l + "self_attn.k_proj.bias";
+  n.v = l + "self_attn.v_proj.weight", n.v_b = l + "self_attn.v_proj.bias";
+  n.o = l + "self_attn.out_proj.weight", n.o_b = l + "self_attn.out_proj.bias";
+  n.fc1 = l + "mlp.fc1.weight", n.fc1_b = l + "mlp.fc1.bias", n.fc2 = l + "mlp.fc2.weight", n.fc2_b = l + "mlp.fc2.bias";
+  return n;
+}
+
+VitWeights load_vit_weights(const VitConfig& c, const TensorSource& s, const VitNames& n) {
+  c.validate();
+  const int64_t d = c.n_embd, ff = c.n_ff, p = c.patch_size;
+  VitWeights w;
+  OCELLUS_CHECK(s.has(n.patch_w), s.path, ": missing tensor '", n.patch_w, "'");
+  w.patch_w = s.get(n.patch_w);
+  OCELLUS_CHECK(w.patch_w.ndim() == 4 && w.patch_w.dim(0) == d && w.patch_w.dim(1) == 3 && w.patch_w.dim(2) == p &&
+                    w.patch_w.dim(3) == p,
+                s.path, ": tensor '", n.patch_w, "' has shape ", w.patch_w.shape().str(), ", expected [", d, ", 3, ", p,
+                ", ", p, "]");
+  if (w.patch_w.is_mapped()) w.patch_w = w.patch_w.clone();
+  w.patch_b = f32_vector(s, n.patch_b, d, false);
+  if (c.class_token) w.class_embd = f32_vector(s, n.class_embd, d, true);
+  OCELLUS_CHECK(s.has(n.pos_embd), s.path, ": missing tensor '", n.pos_embd, "'");
+  w.pos_embd = s.get(n.pos_embd).to(DType::F32);
+  OCELLUS_CHECK(w.pos_embd.numel() == c.n_positions() * d, s.path, ": tensor '", n.pos_embd, "' has shape ",
+                w.pos_embd.shape().str(), ", expected [", c.n_positions(), ", ", d, "] for ", c.image_size, "px images of ",
+                p, "px patches");
+  w.pos_embd = w.pos_embd.reshape({c.n_positions(), d});
+  if (c.pre_norm) w.pre_ln_w = f32_vector(s, n.pre_ln_w, d, true), w.pre_ln_b = f32_vector(s, n.pre_ln_b, d, false);
+  if (c.post_norm) w.post_ln_w = f32_vector(s, n.post_ln_w, d, true), w.post_ln_b = f32_vector(s, n.post_ln_b, d, false);
+  for (int64_t i = 0; i < c.n_layer_run; ++i) {  // blocks past the feature layer are never read
+    VitBlock b;
+    b.ln1_w = f32_vector(s, fmt(n.ln1_w, i), d, true), b.ln1_b = f32_vector(s, fmt(n.ln1_b, i), d, false);
+    b.ln2_w = f32_vector(s, fmt(n.ln2_w, i), d, true), b.ln2_b = f32_vector(s, fmt(n.ln2_b, i), d, false);
+    b.q = matrix(s, fmt(n.q, i), d, d), b.q_b = f32_vector(s, fmt(n.q_b, i), d, false);
+    b.k = matrix(s, fmt(n.k, i), d, d), b.k_b = f32_vector(s, fmt(n.k_b, i), d, false);
+    b.v = matrix(s, fmt(n.v, i), d, d), b.v_b = f32_vector(s, fmt(n.v_b, i), d, false);
+    b.o = matrix(s, fmt(n.o, i), d, d), b.o_b = f32_vector(s, fmt(n.o_b, i), d, false);
+    b.fc1 = matrix(s, fmt(n.fc1, i), ff, d), b.fc1_b = f32_vector(s, fmt(n.fc1_b, i), ff, false);
+    b.fc2 = matrix(s, fmt(n.fc2, i), d, ff), b.fc2_b = f32_vector(s, fmt(n.fc2_b, i), d, false);
+    w.blocks.push_back(std::move(b));
+  }
+  return w;
+}
+
+VisionTower::VisionTower(VitConfig c, VitWeights w) : c_(std::move(c)), w_(std::move(w)) {
+  c_.validate();
+  OCELLUS_CHECK(int64_t(w_.blocks.size()) >= c_.n_layer_run, "vision: ", w_.blocks.size(), " blocks loaded, ",
+                c_.n_layer_run, " needed");
+}
+
+Tensor VisionTower::encode(const std::vector<Tensor>& images) const {
+  OCELLUS_CHECK(!images.empty(), "vision: no images to encode");
+  const int64_t B = int64_t(images.size()), d = c_.n_embd, np = c_.n_positions(), S = c_.image_size;
+  const int64_t n_head = c_.n_head, hd = d / n_head, first = c_.class_token ? 1 : 0;
+  // Embeddings of every image, stacked: h [B * np, d].
+  Tensor h = Tensor::empty({B * np, d});
+  for (int64_t b = 0; b < B; ++b) {
+    const Tensor& img = images[size_t(b)];
+    OCELLUS_CHECK(img.ndim() == 3 && img.dim(0) == 3 && img.dim(1) == S && img.dim(2) == S, "vision: image ", b,
+                  " has shape ", img.shape().str(), ", expected [3, ", S, ", ", S, "]");
+    const Tensor patches = c_.ggml_order && w_.patch_w.dtype() == DType::F32
+                               ? patch_embed_ggml(img, w_.patch_w, w_.patch_b, c_.patch_size)
+                               : ops::patch_embed(img, w_.patch_w, w_.patch_b.defined() ? &w_.patch_b : nullptr,
+                                                  c_.patch_size);  // [n_patch, d]
+    float* dst = h.data<float>() + b * np * d;
+    if (c_.class_token) std::memcpy(dst, w_.class_embd.data<float>(), size_t(d) * sizeof(float));
+    std::memcpy(dst + first * d, patches.contiguous().data<float>(), size_t(c_.n_patches() * d) * sizeof(float));
+    const float* pos = w_.pos_embd.data<float>();
+    for (int64_t i = 0; i < np * d; ++i) dst[i] += pos[i];
+  }
+  if (c_.pre_norm) h = norm(h, w_.pre_ln_w, w_.pre_ln_b, c_.norm_eps);
+  ops::AttentionParams ap;
+  ap.scale = 1.0f / std::sqrt(float(hd));
+  for (int64_t l = 0; l < c_.n_layer_run; ++l) {
+    const VitBlock& blk = w_.blocks[size_t(l)];
+    const Tensor x = norm(h, blk.ln1_w, blk.ln1_b, c_.norm_eps);           // [B*np, d]
+    const Tensor q = linear(c_, x, blk.q, blk.q_b), k = linear(c_, x, blk.k, blk.k_b), v = linear(c_, x, blk.v, blk.v_b);
+    Tensor att = Tensor::empty({B * np, d});
+    for (int64_t b = 0; b < B; ++b) {  // bidirectional attention within each image
+      auto heads = [&](const Tensor& t) { return t.slice(0, b * np, (b + 1) * np).reshape({np, n_head, hd}); };
+      const Tensor o = ops::attention(heads(q), heads(k), heads(v), ap);  // [np, n_head, hd]
+      std::memcpy(att.data<float>() + b * np * d, o.contiguous().data<float>(), size_t(np * d) * sizeof(float));
+    }
+    h = ops::add(h, linear(c_, att, blk.o, blk.o_b));
+    Tensor f = linear(c_, norm(h, blk.ln2_w, blk.ln2_b, c_.norm_eps), blk.fc1, blk.fc1_b);  // [B*np, ff]
+    f = c_.act_ggml_f16 ? ops::activate_ggml_f16(c_.act, f) : ops::activate(c_.act, f);
+    h = ops::add(h, linear(c_, f, blk.fc2, blk.fc2_b));
+  }
+  if (c_.post_norm) h = norm(h, w_.post_ln_w, w_.post_ln_b, c_.norm_eps);
+  const int64_t nf = c_.n_features(), skip = np - nf;
+  if (skip == 0) return h.reshape({B, np, d});
+  Tensor out = Tensor::empty({B, nf, d});
+  for (int64_t b = 0; b < B; ++b)
+    std::memcpy(out.data<float>() + b * nf * d, h.data<float>() + (b * np + skip) * d, size_t(nf * d) * sizeof(float));
+  return out;
+}
+
+}  // namespace ocellus::vision
