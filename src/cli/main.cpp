@@ -8,6 +8,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include <chrono>
+
 #include "ocellus/core/cpu.h"
 #include "ocellus/core/threads.h"
 #include "ocellus/io/inspect.h"
@@ -15,8 +17,51 @@
 #include "ocellus/io/gguf.h"
 #include "ocellus/lm/generate.h"
 #include "ocellus/model/synth.h"
+#include "ocellus/model/vlm.h"
+#include "ocellus/text/chat.h"
+#include "ocellus/vision/preprocess.h"
 #include "ocellus/text/bpe_train.h"
 #include "ocellus/text/tokenizer.h"
+
+namespace {
+
+// An image file, or a preprocessed float32 HWC image of the tower's size (--pixels), as the
+// tower's [3, S, S] input.
+ocellus::Tensor image_input(const ocellus::model::VisionModel& vm, const std::string& image, const std::string& pixels) {
+  const int64_t S = vm.config().image_size;
+  if (!pixels.empty()) {
+    const std::string b = ocellus::io::read_text_file(pixels);
+    if (b.size() != size_t(S * S * 3) * sizeof(float))
+      throw std::runtime_error(pixels + ": " + std::to_string(b.size()) + " bytes, expected a float32 " + std::to_string(S) +
+                               "x" + std::to_string(S) + "x3 HWC image (" + std::to_string(S * S * 3 * 4) + " bytes)");
+    std::vector<float> v(size_t(S * S * 3));
+    std::memcpy(v.data(), b.data(), b.size());
+    return ocellus::vision::hwc_to_chw(ocellus::Tensor::from_vector({S, S, 3}, v));
+  }
+  return ocellus::vision::preprocess(ocellus::io::load_image(image), vm.config().preprocess);
+}
+
+// Image rows for each input, with a progress line and the encode time on stderr.
+std::vector<ocellus::Tensor> encode_images(const ocellus::model::VisionModel& vm, const std::vector<std::string>& images,
+                                           const std::string& pixels, double* ms) {
+  std::vector<ocellus::Tensor> in;
+  if (!pixels.empty()) in.push_back(image_input(vm, "", pixels));
+  for (const std::string& img : images) in.push_back(image_input(vm, img, ""));
+  std::fprintf(stderr, "encoding %zu image(s) (%lld tokens each)...", in.size(), (long long)vm.n_tokens_per_image());
+  std::fflush(stderr);
+  const auto t0 = std::chrono::steady_clock::now();
+  std::vector<ocellus::Tensor> rows = vm.embed(in);
+  *ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  std::fprintf(stderr, " %.1f ms\n", *ms);
+  return rows;
+}
+
+void write_f32(const std::string& path, const ocellus::Tensor& t) {
+  const ocellus::Tensor c = t.contiguous();
+  ocellus::io::write_file_atomically(path, [&](std::FILE* f) { ocellus::io::write_bytes(f, c.raw(), c.nbytes(), path); });
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"ocellus: build, train and run small vision-language models"};
@@ -181,6 +226,13 @@ int main(int argc, char** argv) {
   lg->add_option("-p,--prompt", lg_prompt, "Prompt text (tokenized with the model's vocabulary, BOS as it says)");
   lg->add_option("--ids", lg_ids, "int32 token ids (raw little-endian) instead of text");
   lg->add_option("-o,--output", lg_out, "Output file")->required();
+  std::string lg_mmproj, lg_pixels;
+  std::vector<std::string> lg_images;
+  bool lg_last = false;
+  lg->add_option("--mmproj", lg_mmproj, "Vision projector (mmproj GGUF): the prompt's <image> placeholders take the images' rows");
+  lg->add_option("--image", lg_images, "Image file (PNG / JPEG; repeatable, in placeholder order)");
+  lg->add_option("--pixels", lg_pixels, "A preprocessed float32 HWC image of the tower's size, instead of an image file");
+  lg->add_flag("--last", lg_last, "Write only the last position's logits ([1, n_vocab])");
   lg->callback([&] {
     ocellus::set_num_threads(threads);
     const auto model = ocellus::lm::load_model(lg_model);  // GGUF file or Hugging Face folder
@@ -190,18 +242,87 @@ int main(int argc, char** argv) {
       if (b.size() % 4 != 0) throw std::runtime_error(lg_ids + ": size is not a whole number of int32 ids");
       ids.resize(b.size() / 4);
       std::memcpy(ids.data(), b.data(), b.size());
-    } else if (lg->count("--prompt")) {
+    } else if (lg->count("--prompt") && lg_mmproj.empty()) {
       ids = ocellus::text::Tokenizer::from_file(lg_model).encode(lg_prompt, true, false);
-    } else {
+    } else if (lg_mmproj.empty()) {
       throw CLI::RequiredError("--prompt or --ids");
     }
-    if (ids.empty()) throw std::runtime_error("no tokens to run");
-    ocellus::lm::KvCache cache(model->config(), int64_t(ids.size()));
-    const ocellus::Tensor logits = model->forward_ids(ids, cache, true);
-    ocellus::io::write_file_atomically(lg_out, [&](std::FILE* f) {
-      ocellus::io::write_bytes(f, logits.raw(), logits.nbytes(), lg_out);
-    });
+    ocellus::Tensor logits;
+    if (!lg_mmproj.empty()) {
+      if (!lg->count("--prompt")) throw CLI::RequiredError("--prompt (with <image> placeholders) for --mmproj");
+      const auto vm = ocellus::model::load_mmproj(lg_mmproj);
+      double ms = 0;
+      const auto rows = encode_images(*vm, lg_images, lg_pixels, &ms);
+      const auto tok = ocellus::text::Tokenizer::from_file(lg_model);
+      const auto sp = ocellus::model::splice_prompt(*model, tok, lg_prompt, rows, tok.add_bos());
+      ocellus::lm::KvCache cache(model->config(), sp.embeddings.dim(0));
+      logits = model->forward(sp.embeddings, cache, !lg_last);
+    } else {
+      if (ids.empty()) throw std::runtime_error("no tokens to run");
+      ocellus::lm::KvCache cache(model->config(), int64_t(ids.size()));
+      logits = model->forward_ids(ids, cache, !lg_last);
+    }
+    write_f32(lg_out, logits);
     std::printf("wrote %s: [%lld, %lld] float32\n", lg_out.c_str(), (long long)logits.dim(0), (long long)logits.dim(1));
+  });
+
+  auto* em = app.add_subcommand("embed", "Write an image's connector output rows ([n_img_tok, n_embd] float32, raw little-endian)");
+  std::string em_mmproj, em_image, em_pixels, em_out;
+  em->add_option("--mmproj", em_mmproj, "Vision projector (mmproj GGUF)")->required();
+  em->add_option("--image", em_image, "Image file (PNG / JPEG)");
+  em->add_option("--pixels", em_pixels, "A preprocessed float32 HWC image of the tower's size, instead of --image");
+  em->add_option("-o,--output", em_out, "Output file")->required();
+  em->callback([&] {
+    ocellus::set_num_threads(threads);
+    if (em_image.empty() == em_pixels.empty()) throw std::runtime_error("give exactly one of --image and --pixels");
+    const auto vm = ocellus::model::load_mmproj(em_mmproj);
+    double ms = 0;
+    const auto rows = encode_images(*vm, em_image.empty() ? std::vector<std::string>{} : std::vector<std::string>{em_image},
+                                    em_pixels, &ms);
+    write_f32(em_out, rows[0]);
+    std::printf("wrote %s: [%lld, %lld] float32\n", em_out.c_str(), (long long)rows[0].dim(0), (long long)rows[0].dim(1));
+  });
+
+  auto* run = app.add_subcommand("run", "Answer a prompt about images with a VLM (text model + mmproj)");
+  std::string run_model, run_mmproj, run_prompt, run_template;
+  std::vector<std::string> run_images;
+  ocellus::lm::GenerateParams rp;
+  rp.sampling.temperature = 0;
+  run->add_option("-m,--model", run_model, "Text model: GGUF file or Hugging Face folder")->required();
+  run->add_option("--mmproj", run_mmproj, "Vision projector (mmproj GGUF)")->required();
+  run->add_option("--image", run_images, "Image file (PNG / JPEG; repeatable)")->required();
+  run->add_option("-p,--prompt", run_prompt, "The question; images go before it unless it holds <image> placeholders")->required();
+  run->add_option("--chat-template", run_template, "llama2, llama3, vicuna, chatml, phi2 (default: from the model)");
+  run->add_option("-n,--n-predict", rp.n_predict, "Tokens to generate at most")->capture_default_str();
+  run->add_option("--temp", rp.sampling.temperature, "Temperature; 0 = greedy")->capture_default_str();
+  run->add_option("--seed", rp.sampling.seed, "Random seed")->capture_default_str();
+  run->callback([&] {
+    ocellus::set_num_threads(threads);
+    const auto model = ocellus::lm::load_model(run_model);
+    const auto tok = ocellus::text::Tokenizer::from_file(run_model);
+    const auto vm = ocellus::model::load_mmproj(run_mmproj);
+    double ms = 0;
+    const auto rows = encode_images(*vm, run_images, "", &ms);
+    std::string user = run_prompt;
+    if (user.find("<image>") == std::string::npos) {
+      std::string marks;
+      for (size_t i = 0; i < rows.size(); ++i) marks += "<image>\n";
+      user = marks + user;
+    }
+    ocellus::text::ChatTemplate t = ocellus::text::ChatTemplate::Vicuna;
+    if (!run_template.empty()) t = ocellus::text::chat_template_from_name(run_template);
+    else if (run_model.size() > 5 && run_model.substr(run_model.size() - 5) == ".gguf")
+      t = ocellus::text::detect_chat_template(ocellus::io::GgufFile::open(run_model));
+    const std::string text = ocellus::text::render_chat_text(t, {{"user", user}}, true);
+    const auto sp = ocellus::model::splice_prompt(*model, tok, text, rows, tok.add_bos());
+    const auto r = ocellus::lm::generate_embedded(*model, tok, sp.embeddings, sp.ids, rp, [](const std::string& piece) {
+      std::printf("%s", piece.c_str());
+      std::fflush(stdout);
+    });
+    std::printf("\n");
+    std::fprintf(stderr, "image encode: %.1f ms; prefill: %lld tokens in %.1f ms (%.1f tokens/s); decode: %zu tokens in %.1f ms (%.1f tokens/s); stop: %s\n",
+                 ms, (long long)r.n_prompt, r.prefill_seconds * 1e3, double(r.n_prompt) / r.prefill_seconds, r.tokens.size(),
+                 r.decode_seconds * 1e3, r.tokens.empty() ? 0.0 : double(r.tokens.size()) / r.decode_seconds, r.stop_reason.c_str());
   });
 
   try {

@@ -9,22 +9,34 @@ namespace ocellus::lm {
 
 GenerateResult generate(const LanguageModel& model, const text::Tokenizer& tok, const std::vector<int32_t>& prompt,
                         const GenerateParams& p, const std::function<void(const std::string&)>& on_text) {
-  using Clock = std::chrono::steady_clock;
   OCELLUS_CHECK(!prompt.empty(), "generate: empty prompt");
+  return generate_embedded(model, tok, model.embed(prompt), prompt, p, on_text);
+}
+
+GenerateResult generate_embedded(const LanguageModel& model, const text::Tokenizer& tok, const Tensor& prompt_embd,
+                                 const std::vector<int32_t>& prompt_ids, const GenerateParams& p,
+                                 const std::function<void(const std::string&)>& on_text) {
+  using Clock = std::chrono::steady_clock;
+  OCELLUS_CHECK(prompt_embd.ndim() == 2 && prompt_embd.dim(0) > 0, "generate: empty prompt");
+  OCELLUS_CHECK(int64_t(prompt_ids.size()) == prompt_embd.dim(0), "generate: ", prompt_ids.size(), " ids for ",
+                prompt_embd.dim(0), " prompt rows");
+  std::vector<int32_t> prompt;  // the text tokens (image rows, id -1, take no repetition penalty)
+  for (int32_t id : prompt_ids)
+    if (id >= 0) prompt.push_back(id);
   const int64_t n_ctx = p.n_ctx > 0 ? p.n_ctx : std::min<int64_t>(model.config().n_ctx > 0 ? model.config().n_ctx : 4096, 4096);
-  if (int64_t(prompt.size()) >= n_ctx)
-    fail("generate: the prompt has ", prompt.size(), " tokens but the context holds ", n_ctx,
+  if (prompt_embd.dim(0) >= n_ctx)
+    fail("generate: the prompt has ", prompt_embd.dim(0), " tokens but the context holds ", n_ctx,
          " (shorten it or raise the context size)");
   KvCache cache(model.config(), n_ctx);
   Sampler sampler(p.sampling);
   GenerateResult r;
-  r.n_prompt = int64_t(prompt.size());
+  r.n_prompt = prompt_embd.dim(0);
   std::vector<int32_t> history = prompt;
   text::Tokenizer::Stream stream(tok);
   std::string pending;  // text held back while it could be the start of a stop string
 
   auto t0 = Clock::now();
-  Tensor logits = model.forward_ids(prompt, cache, false);
+  Tensor logits = model.forward(prompt_embd, cache, false);
   r.prefill_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   const int64_t V = model.config().n_vocab;
   auto t1 = Clock::now();

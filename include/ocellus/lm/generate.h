@@ -32,4 +32,10 @@ struct GenerateResult {
 GenerateResult generate(const LanguageModel& model, const text::Tokenizer& tok, const std::vector<int32_t>& prompt,
                         const GenerateParams& p, const std::function<void(const std::string&)>& on_text = {});
 
+// The same from prompt rows already embedded (a VLM prompt with image rows spliced in):
+// prompt_embd [n, n_embd] and its ids, -1 at image rows.
+GenerateResult generate_embedded(const LanguageModel& model, const text::Tokenizer& tok, const Tensor& prompt_embd,
+                                 const std::vector<int32_t>& prompt_ids, const GenerateParams& p,
+                                 const std::function<void(const std::string&)>& on_text = {});
+
 }  // namespace ocellus::lm
