@@ -25,17 +25,25 @@
 
 namespace {
 
+// A file of raw little-endian values (token ids, pixels), checked to hold whole values.
+template <typename T>
+std::vector<T> read_raw(const std::string& path, const char* what) {
+  const std::string b = ocellus::io::read_text_file(path);
+  if (b.size() % sizeof(T) != 0) throw std::runtime_error(path + ": size is not a whole number of " + what);
+  std::vector<T> v(b.size() / sizeof(T));
+  if (!v.empty()) std::memcpy(v.data(), b.data(), b.size());
+  return v;
+}
+
 // An image file, or a preprocessed float32 HWC image of the tower's size (--pixels), as the
 // tower's [3, S, S] input.
 ocellus::Tensor image_input(const ocellus::model::VisionModel& vm, const std::string& image, const std::string& pixels) {
   const int64_t S = vm.config().image_size;
   if (!pixels.empty()) {
-    const std::string b = ocellus::io::read_text_file(pixels);
-    if (b.size() != size_t(S * S * 3) * sizeof(float))
-      throw std::runtime_error(pixels + ": " + std::to_string(b.size()) + " bytes, expected a float32 " + std::to_string(S) +
+    const std::vector<float> v = read_raw<float>(pixels, "float32 values");
+    if (v.size() != size_t(S * S * 3))
+      throw std::runtime_error(pixels + ": " + std::to_string(v.size() * 4) + " bytes, expected a float32 " + std::to_string(S) +
                                "x" + std::to_string(S) + "x3 HWC image (" + std::to_string(S * S * 3 * 4) + " bytes)");
-    std::vector<float> v(size_t(S * S * 3));
-    std::memcpy(v.data(), b.data(), b.size());
     return ocellus::vision::hwc_to_chw(ocellus::Tensor::from_vector({S, S, 3}, v));
   }
   return ocellus::vision::preprocess(ocellus::io::load_image(image), vm.config().preprocess);
@@ -229,24 +237,14 @@ int main(int argc, char** argv) {
   std::string lg_mmproj, lg_pixels;
   std::vector<std::string> lg_images;
   bool lg_last = false;
-  lg->add_option("--mmproj", lg_mmproj, "Vision projector (mmproj GGUF): the prompt's <image> placeholders take the images' rows");
+  lg->add_option("--mmproj", lg_mmproj, "Vision projector (mmproj GGUF): the prompt's <image> placeholders take the images' rows")
+      ->excludes("--ids");
   lg->add_option("--image", lg_images, "Image file (PNG / JPEG; repeatable, in placeholder order)");
   lg->add_option("--pixels", lg_pixels, "A preprocessed float32 HWC image of the tower's size, instead of an image file");
   lg->add_flag("--last", lg_last, "Write only the last position's logits ([1, n_vocab])");
   lg->callback([&] {
     ocellus::set_num_threads(threads);
     const auto model = ocellus::lm::load_model(lg_model);  // GGUF file or Hugging Face folder
-    std::vector<int32_t> ids;
-    if (!lg_ids.empty()) {
-      const std::string b = ocellus::io::read_text_file(lg_ids);
-      if (b.size() % 4 != 0) throw std::runtime_error(lg_ids + ": size is not a whole number of int32 ids");
-      ids.resize(b.size() / 4);
-      std::memcpy(ids.data(), b.data(), b.size());
-    } else if (lg->count("--prompt") && lg_mmproj.empty()) {
-      ids = ocellus::text::Tokenizer::from_file(lg_model).encode(lg_prompt, true, false);
-    } else if (lg_mmproj.empty()) {
-      throw CLI::RequiredError("--prompt or --ids");
-    }
     ocellus::Tensor logits;
     if (!lg_mmproj.empty()) {
       if (!lg->count("--prompt")) throw CLI::RequiredError("--prompt (with <image> placeholders) for --mmproj");
@@ -258,6 +256,10 @@ int main(int argc, char** argv) {
       ocellus::lm::KvCache cache(model->config(), sp.embeddings.dim(0));
       logits = model->forward(sp.embeddings, cache, !lg_last);
     } else {
+      std::vector<int32_t> ids;
+      if (!lg_ids.empty()) ids = read_raw<int32_t>(lg_ids, "int32 ids");
+      else if (lg->count("--prompt")) ids = ocellus::text::Tokenizer::from_file(lg_model).encode(lg_prompt, true, false);
+      else throw CLI::RequiredError("--prompt or --ids");
       if (ids.empty()) throw std::runtime_error("no tokens to run");
       ocellus::lm::KvCache cache(model->config(), int64_t(ids.size()));
       logits = model->forward_ids(ids, cache, !lg_last);
@@ -311,7 +313,7 @@ int main(int argc, char** argv) {
     }
     ocellus::text::ChatTemplate t = ocellus::text::ChatTemplate::Vicuna;
     if (!run_template.empty()) t = ocellus::text::chat_template_from_name(run_template);
-    else if (run_model.size() > 5 && run_model.substr(run_model.size() - 5) == ".gguf")
+    else if (!ocellus::io::is_directory(run_model))  // a GGUF file, as load_model decides
       t = ocellus::text::detect_chat_template(ocellus::io::GgufFile::open(run_model));
     const std::string text = ocellus::text::render_chat_text(t, {{"user", user}}, true);
     const auto sp = ocellus::model::splice_prompt(*model, tok, text, rows, tok.add_bos());

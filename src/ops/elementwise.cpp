@@ -334,26 +334,22 @@ void swiglu_backward(const Tensor& gate, const Tensor& up, const Tensor& dy_in, 
 }
 
 // ---- naive references: index by index, double arithmetic ---------------------------------
+// fn at every f16 value, rounded to f16: index = the input's f16 bits.
+template <typename Fn>
+std::vector<uint16_t> f16_table(Fn fn) {
+  std::vector<uint16_t> t(65536);
+  for (uint32_t h = 0; h < 65536; ++h) t[h] = f32_to_fp16(fn(fp16_to_f32(uint16_t(h))));
+  return t;
+}
+
 Tensor activate_ggml_f16(Activation f, const Tensor& x_in) {
   OCELLUS_CHECK(f == Activation::GeluTanh || f == Activation::QuickGelu, "activate_ggml_f16: no llama.cpp table for ",
                 activation_name(f));
   // One table per function over all 65536 f16 inputs, built on first use.
-  static const std::vector<uint16_t> gelu = [] {
-    std::vector<uint16_t> t(65536);
-    for (uint32_t h = 0; h < 65536; ++h) {
-      const float x = fp16_to_f32(uint16_t(h));
-      t[h] = f32_to_fp16(0.5f * x * (1.0f + std::tanh(0.79788456080286535587989211986876f * x * (1.0f + 0.044715f * x * x))));
-    }
-    return t;
-  }();
-  static const std::vector<uint16_t> quick = [] {
-    std::vector<uint16_t> t(65536);
-    for (uint32_t h = 0; h < 65536; ++h) {
-      const float x = fp16_to_f32(uint16_t(h));
-      t[h] = f32_to_fp16(x * (1.0f / (1.0f + std::exp(-1.702f * x))));
-    }
-    return t;
-  }();
+  static const std::vector<uint16_t> gelu = f16_table([](float x) {
+    return 0.5f * x * (1.0f + std::tanh(0.79788456080286535587989211986876f * x * (1.0f + 0.044715f * x * x)));
+  });
+  static const std::vector<uint16_t> quick = f16_table([](float x) { return x * (1.0f / (1.0f + std::exp(-1.702f * x))); });
   Tensor y = x_in.contiguous().clone();
   float* p = y.data<float>();
   const int64_t n = y.numel();

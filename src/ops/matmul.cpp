@@ -1,7 +1,6 @@
 #include "ocellus/ops/matmul.h"
 
 #include <cblas.h>
-#include <sys/mman.h>
 
 #include <algorithm>
 #include <cstring>

@@ -187,16 +187,10 @@ Tensor preprocess(const io::ImageRgb8& img_in, const PreprocessConfig& c) {
   return out;
 }
 
-Tensor hwc_to_chw(const Tensor& hwc_in) {
-  OCELLUS_CHECK(hwc_in.ndim() == 3 && hwc_in.dim(2) == 3, "pixels: expected [H, W, 3], got ", hwc_in.shape().str());
-  const Tensor hwc = hwc_in.contiguous();
+Tensor hwc_to_chw(const Tensor& hwc) {
+  OCELLUS_CHECK(hwc.ndim() == 3 && hwc.dim(2) == 3, "pixels: expected [H, W, 3], got ", hwc.shape().str());
   const int64_t h = hwc.dim(0), w = hwc.dim(1);
-  Tensor out = Tensor::empty({3, h, w});
-  const float* s = hwc.data<float>();
-  float* d = out.data<float>();
-  for (int64_t p = 0; p < h * w; ++p)
-    for (int64_t c = 0; c < 3; ++c) d[c * h * w + p] = s[p * 3 + c];
-  return out;
+  return hwc.contiguous().reshape({h * w, 3}).transpose(0, 1).contiguous().reshape({3, h, w});
 }
 
 }  // namespace ocellus::vision
