@@ -90,6 +90,12 @@ Tensor patch_embed(const Tensor& image, const Tensor& weight, const Tensor* bias
   return matmul(im2col(image, g), w2, bias);
 }
 
+Tensor patch_embed_ggml_order(const Tensor& image, const Tensor& weight, const Tensor* bias, int64_t patch) {
+  const Patches g = check_patch(image, weight, patch, "patch_embed_ggml_order");
+  const Tensor w2 = weight.contiguous().reshape({g.D, g.C * g.P * g.P});
+  return matmul_ggml_order(im2col(image, g), PreparedWeight(w2), bias);
+}
+
 void patch_embed_backward(const Tensor& image, const Tensor& weight, const Tensor& dy,
                           int64_t patch, Tensor* dimage, Tensor* dweight, Tensor* dbias) {
   const Patches g = check_patch(image, weight, patch, "patch_embed_backward");

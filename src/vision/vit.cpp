@@ -45,23 +45,6 @@ Tensor linear(const VitConfig& c, const Tensor& x, const ops::PreparedWeight& w,
   return ops::matmul(x, w, b.defined() ? &b : nullptr);
 }
 
-// The patch embedding as llama.cpp computes it: patches unrolled (channel, row, column), then
-// one product with the flattened kernel in that engine's summation order.
-Tensor patch_embed_ggml(const Tensor& img, const Tensor& w, const Tensor& b, int64_t p) {
-  const int64_t C = img.dim(0), H = img.dim(1), W = img.dim(2), gh = H / p, gw = W / p, k = C * p * p;
-  const Tensor im = img.contiguous();
-  Tensor cols = Tensor::empty({gh * gw, k});  // [n_patch, C*p*p]
-  float* o = cols.data<float>();
-  const float* s = im.data<float>();
-  for (int64_t py = 0; py < gh; ++py)
-    for (int64_t px = 0; px < gw; ++px)
-      for (int64_t c = 0; c < C; ++c)
-        for (int64_t y = 0; y < p; ++y)
-          for (int64_t x = 0; x < p; ++x)
-            *o++ = s[(c * H + py * p + y) * W + px * p + x];
-  return ops::matmul_ggml_order(cols, ops::PreparedWeight(w.reshape({w.dim(0), k})), b.defined() ? &b : nullptr);
-}
-
 Tensor norm(const Tensor& x, const Tensor& w, const Tensor& b, float eps) {
   return ops::layer_norm(x, w.defined() ? &w : nullptr, b.defined() ? &b : nullptr, eps);
 }
@@ -166,10 +149,9 @@ Tensor VisionTower::encode(const std::vector<Tensor>& images) const {
     const Tensor& img = images[size_t(b)];
     OCELLUS_CHECK(img.ndim() == 3 && img.dim(0) == 3 && img.dim(1) == S && img.dim(2) == S, "vision: image ", b,
                   " has shape ", img.shape().str(), ", expected [3, ", S, ", ", S, "]");
-    const Tensor patches = c_.ggml_order && w_.patch_w.dtype() == DType::F32
-                               ? patch_embed_ggml(img, w_.patch_w, w_.patch_b, c_.patch_size)
-                               : ops::patch_embed(img, w_.patch_w, w_.patch_b.defined() ? &w_.patch_b : nullptr,
-                                                  c_.patch_size);  // [n_patch, d]
+    const Tensor* pb = w_.patch_b.defined() ? &w_.patch_b : nullptr;
+    const Tensor patches = c_.ggml_order ? ops::patch_embed_ggml_order(img, w_.patch_w, pb, c_.patch_size)
+                                         : ops::patch_embed(img, w_.patch_w, pb, c_.patch_size);  // [n_patch, d]
     float* dst = h.data<float>() + b * np * d;
     if (c_.class_token) std::memcpy(dst, w_.class_embd.data<float>(), size_t(d) * sizeof(float));
     std::memcpy(dst + first * d, patches.contiguous().data<float>(), size_t(c_.n_patches() * d) * sizeof(float));

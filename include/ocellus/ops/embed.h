@@ -17,6 +17,9 @@ void embedding_backward(const std::vector<int32_t>& ids, const Tensor& dy, Tenso
 // Returns [n_patch, D], patches in row-major order (H/P rows of W/P); remainders are dropped as
 // a strided convolution does.
 Tensor patch_embed(const Tensor& image, const Tensor& weight, const Tensor* bias, int64_t patch);
+// The same product summed in llama.cpp's order (matmul_ggml_order) for f32 weights, as that
+// engine's conv_2d (im2col, then a matrix product) computes it; reproduces its numerics.
+Tensor patch_embed_ggml_order(const Tensor& image, const Tensor& weight, const Tensor* bias, int64_t patch);
 void patch_embed_backward(const Tensor& image, const Tensor& weight, const Tensor& dy,
                           int64_t patch, Tensor* dimage, Tensor* dweight, Tensor* dbias);
 
