@@ -3,7 +3,6 @@
 #include <string>
 
 #include "ocellus/connect/connector.h"
-#include "ocellus/core/error.h"
 #include "ocellus/ops/matmul.h"
 
 namespace ocellus::connect::detail {
@@ -18,19 +17,10 @@ struct Linear {
   }
 };
 
-inline Linear load_linear_layer(const ConnectorConfig& c, const vision::TensorSource& s, const std::string& w_name, const std::string& b_name,
-                                int64_t rows, int64_t cols) {
-  OCELLUS_CHECK(s.has(w_name), s.path, ": missing connector tensor '", w_name, "'");
-  Tensor w = s.get(w_name);
-  OCELLUS_CHECK(w.ndim() == 2 && w.dim(0) == rows && w.dim(1) == cols, s.path, ": tensor '", w_name, "' has shape ",
-                w.shape().str(), ", expected [", rows, ", ", cols, "]");
-  Linear l{ops::PreparedWeight(w), {}, c.ggml_order};
-  if (s.has(b_name)) {
-    l.b = s.get(b_name).to(DType::F32);
-    OCELLUS_CHECK(l.b.numel() == rows, s.path, ": tensor '", b_name, "' has ", l.b.numel(), " values, expected ", rows);
-    l.b = l.b.reshape({rows});
-  }
-  return l;
+inline Linear load_linear_layer(const ConnectorConfig& c, const io::TensorSource& s, const std::string& w_name,
+                                const std::string& b_name, int64_t rows, int64_t cols) {
+  const io::TensorReader r{s, "connector"};
+  return Linear{ops::PreparedWeight(r.get(w_name, {rows, cols}, true)), r.get(b_name, {rows}, false), c.ggml_order};
 }
 
 // Name of linear layer `i` of a sequential projector ("mm.0", "multi_modal_projector.linear_1", ...).

@@ -17,7 +17,7 @@ class LinearConnector final : public Connector {
 
 }  // namespace
 
-std::unique_ptr<Connector> load_linear(const ConnectorConfig& c, const vision::TensorSource& s, Layout layout) {
+std::unique_ptr<Connector> load_linear(const ConnectorConfig& c, const io::TensorSource& s, Layout layout) {
   // HF llava names a single projection linear_1; original LLaVA "model.mm_projector.weight".
   const std::string w = layout == Layout::LlavaOriginal ? "model.mm_projector.weight" : detail::layer_name(layout, 0, 1, "weight");
   const std::string b = layout == Layout::LlavaOriginal ? "model.mm_projector.bias" : detail::layer_name(layout, 0, 1, "bias");

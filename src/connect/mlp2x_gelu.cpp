@@ -22,7 +22,7 @@ class Mlp2xGelu final : public Connector {
 
 }  // namespace
 
-std::unique_ptr<Connector> load_mlp2x_gelu(const ConnectorConfig& c, const vision::TensorSource& s, Layout layout) {
+std::unique_ptr<Connector> load_mlp2x_gelu(const ConnectorConfig& c, const io::TensorSource& s, Layout layout) {
   using detail::layer_name;
   auto l1 = detail::load_linear_layer(c, s, layer_name(layout, 0, 1, "weight"), layer_name(layout, 0, 1, "bias"), c.d_out, c.d_in);
   auto l2 = detail::load_linear_layer(c, s, layer_name(layout, 2, 2, "weight"), layer_name(layout, 2, 2, "bias"), c.d_out, c.d_out);

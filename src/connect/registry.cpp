@@ -6,7 +6,7 @@
 namespace ocellus::connect {
 namespace {
 
-using Loader = std::unique_ptr<Connector> (*)(const ConnectorConfig&, const vision::TensorSource&, Layout);
+using Loader = std::unique_ptr<Connector> (*)(const ConnectorConfig&, const io::TensorSource&, Layout);
 
 // Every connector type, by the names files use for it.
 const std::pair<const char*, Loader> kTypes[] = {
@@ -24,7 +24,7 @@ std::vector<std::string> connector_types() {
 }
 
 std::unique_ptr<Connector> load_connector(const std::string& type, const ConnectorConfig& c,
-                                          const vision::TensorSource& s, Layout layout) {
+                                          const io::TensorSource& s, Layout layout) {
   OCELLUS_CHECK(c.d_in > 0 && c.d_out > 0, s.path, ": connector widths must be > 0 (got ", c.d_in, " -> ", c.d_out, ")");
   for (const auto& t : kTypes)
     if (type == t.first) return t.second(c, s, layout);

@@ -9,17 +9,14 @@
 #include "ocellus/io/gguf_names.h"
 #include "ocellus/io/hf_config.h"
 #include "ocellus/io/safetensors.h"
+#include "ocellus/io/tensor_source.h"
 #include "ocellus/lm/lm.h"
 
 namespace ocellus::lm::detail {
 
-struct Source {
-  std::string path;
-  std::function<bool(const std::string&)> has;
-  std::function<Tensor(const std::string&)> get;
-};
-Source gguf_source(const io::GgufFile& f);
-Source hf_source(const io::SafetensorsModel& m, const std::string& path);
+using Source = io::TensorSource;
+using io::gguf_source;
+inline Source hf_source(const io::SafetensorsModel& m, const std::string& path) { return io::safetensors_source(m, path); }
 
 // Tensor names; patterns with %d take the block index; empty = the format has no such tensor.
 struct Names {

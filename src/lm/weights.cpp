@@ -6,15 +6,6 @@
 
 namespace ocellus::lm::detail {
 
-Source gguf_source(const io::GgufFile& f) {
-  return {f.path(), [&f](const std::string& n) { return f.find_tensor(n) != nullptr; },
-          [&f](const std::string& n) { return f.tensor(n); }};
-}
-
-Source hf_source(const io::SafetensorsModel& m, const std::string& path) {
-  return {path, [&m](const std::string& n) { return m.has(n); }, [&m](const std::string& n) { return m.tensor(n); }};
-}
-
 Names gguf_names() {
   namespace tn = io::gguf::tensor;
   Names n;
@@ -50,19 +41,7 @@ std::string at(const std::string& pattern, int i) {
   return pattern.find("%d") == std::string::npos ? pattern : io::gguf::name(pattern.c_str(), i);
 }
 
-struct Reader {
-  const Source& s;
-  Tensor get(const std::string& name, const Shape& shape, bool required) const {
-    if (name.empty() || !s.has(name)) {
-      if (required) fail("lm: ", s.path, ": missing tensor '", name, "'");
-      return Tensor();
-    }
-    Tensor t = s.get(name);
-    if (t.shape() != shape)
-      fail("lm: ", s.path, ": tensor '", name, "' has shape ", t.shape().str(), ", expected ", shape.str());
-    if (shape.ndim == 1 && t.dtype() != DType::F32) t = t.to(DType::F32);  // norms and biases
-    return t;
-  }
+struct Reader : io::TensorReader {
   ops::PreparedWeight matrix(const std::string& name, const Shape& shape) const {
     return ops::PreparedWeight(get(name, shape, true));
   }
@@ -71,7 +50,7 @@ struct Reader {
 }  // namespace
 
 LmWeights load_weights(const Source& s, const Names& n, const LmConfig& c, const Layout& l) {
-  const Reader r{s};
+  const Reader r{{s, "lm"}};
   const int64_t d = c.n_embd, q = c.n_head * c.head_dim, kv = c.n_head_kv * c.head_dim;
   LmWeights w;
   w.token_embd = r.get(n.tok_embd, {c.n_vocab, d}, true);

@@ -31,28 +31,28 @@ Tensor VisionModel::embed(const io::ImageRgb8& image) const {
 std::unique_ptr<VisionModel> load_mmproj(const std::string& path) {
   namespace key = io::gguf::key;
   namespace tn = io::gguf::tensor;
-  auto f = std::make_shared<io::GgufFile>(io::GgufFile::open(path));
-  const std::string arch = f->get_string(key::kArchitecture, "");
+  const io::GgufFile f = io::GgufFile::open(path);
+  const std::string arch = f.get_string(key::kArchitecture, "");
   OCELLUS_CHECK(arch == "clip", path, ": not a vision projector (mmproj) file: general.architecture is '", arch,
                 "', expected 'clip'");
-  OCELLUS_CHECK(f->get_bool(key::kClipHasVisionEncoder, true), path, ": clip.has_vision_encoder is false");
+  OCELLUS_CHECK(f.get_bool(key::kClipHasVisionEncoder, true), path, ": clip.has_vision_encoder is false");
   vision::VitConfig c;
-  c.image_size = f->get_int(key::kClipImageSize);
-  c.patch_size = f->get_int(key::kClipPatchSize);
-  c.n_embd = f->get_int(key::kClipEmbeddingLength);
-  c.n_ff = f->get_int(key::kClipFeedForwardLength);
-  c.n_head = f->get_int(key::kClipHeadCount);
-  c.n_layer = f->get_int(key::kClipBlockCount);
-  c.norm_eps = float(f->get_float(key::kClipLayerNormEps, 1e-5));
-  c.act = f->get_bool(key::kClipUseGelu, false) ? ops::Activation::GeluTanh : ops::Activation::QuickGelu;
+  c.image_size = f.get_int(key::kClipImageSize);
+  c.patch_size = f.get_int(key::kClipPatchSize);
+  c.n_embd = f.get_int(key::kClipEmbeddingLength);
+  c.n_ff = f.get_int(key::kClipFeedForwardLength);
+  c.n_head = f.get_int(key::kClipHeadCount);
+  c.n_layer = f.get_int(key::kClipBlockCount);
+  c.norm_eps = float(f.get_float(key::kClipLayerNormEps, 1e-5));
+  c.act = f.get_bool(key::kClipUseGelu, false) ? ops::Activation::GeluTanh : ops::Activation::QuickGelu;
   c.act_ggml_f16 = c.ggml_order = true;  // computed as llama.cpp computes GGUF models
-  c.class_token = f->find_tensor(tn::kVClassEmbd) != nullptr;
-  c.pre_norm = f->find_tensor(tn::kVPreLn) != nullptr;
-  c.post_norm = f->find_tensor(tn::kVPostLn) != nullptr;
-  const bool llava = f->get_bool(key::kClipHasLlavaProjector, false);
+  c.class_token = f.find_tensor(tn::kVClassEmbd) != nullptr;
+  c.pre_norm = f.find_tensor(tn::kVPreLn) != nullptr;
+  c.post_norm = f.find_tensor(tn::kVPostLn) != nullptr;
+  const bool llava = f.get_bool(key::kClipHasLlavaProjector, false);
   c.drop_class_token = true;
   c.kind = c.class_token ? "clip" : "siglip";
-  if (const io::GgufValue* fl = f->find(key::kClipFeatureLayer); fl && fl->size() > 0) {
+  if (const io::GgufValue* fl = f.find(key::kClipFeatureLayer); fl && fl->size() > 0) {
     int64_t deepest = 0;  // the feature layers llama.cpp concatenates: we take the deepest
     for (size_t i = 0; i < fl->size(); ++i) deepest = std::max(deepest, fl->at(i).as_int());
     c.n_layer_run = deepest;
@@ -61,19 +61,18 @@ std::unique_ptr<VisionModel> load_mmproj(const std::string& path) {
   }
   c.preprocess.size = int(c.image_size);
   c.preprocess.mode = c.class_token ? vision::PreprocessConfig::Mode::Pad : vision::PreprocessConfig::Mode::Squash;
-  if (f->find(key::kClipImageMean)) {
-    const std::vector<float> m = f->get_floats(key::kClipImageMean), s = f->get_floats(key::kClipImageStd);
+  if (f.find(key::kClipImageMean)) {
+    const std::vector<float> m = f.get_floats(key::kClipImageMean), s = f.get_floats(key::kClipImageStd);
     OCELLUS_CHECK(m.size() == 3 && s.size() == 3, path, ": image_mean / image_std must hold 3 values");
     for (size_t i = 0; i < 3; ++i) c.preprocess.mean[i] = m[i], c.preprocess.std[i] = s[i];
   }
-  const vision::TensorSource src{path, [f](const std::string& n) { return f->find_tensor(n) != nullptr; },
-                                 [f](const std::string& n) { return f->tensor(n); }};
+  const io::TensorSource src = io::gguf_source(f);
   vision::VitWeights w = vision::load_vit_weights(c, src, vision::gguf_vit_names());
   connect::ConnectorConfig cc;
   cc.d_in = c.n_embd;
-  cc.d_out = f->get_int(key::kClipProjectionDim);
+  cc.d_out = f.get_int(key::kClipProjectionDim);
   cc.act_ggml_f16 = cc.ggml_order = true;
-  auto conn = connect::load_connector(f->get_string(key::kClipProjectorType, "mlp"), cc, src, connect::Layout::Gguf);
+  auto conn = connect::load_connector(f.get_string(key::kClipProjectorType, "mlp"), cc, src, connect::Layout::Gguf);
   return std::make_unique<VisionModel>(vision::VisionTower(c, std::move(w)), std::move(conn), cc.d_out);
 }
 

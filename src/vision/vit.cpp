@@ -22,24 +22,6 @@ std::string fmt(const std::string& pattern, int64_t i) {
   return buf;
 }
 
-Tensor f32_vector(const TensorSource& s, const std::string& name, int64_t n, bool required) {
-  if (name.empty() || !s.has(name)) {
-    OCELLUS_CHECK(!required, s.path, ": missing tensor '", name, "'");
-    return {};
-  }
-  Tensor t = s.get(name);
-  OCELLUS_CHECK(t.numel() == n, s.path, ": tensor '", name, "' has shape ", t.shape().str(), ", expected ", n, " values");
-  return t.to(DType::F32).reshape({n});
-}
-
-ops::PreparedWeight matrix(const TensorSource& s, const std::string& name, int64_t rows, int64_t cols) {
-  OCELLUS_CHECK(s.has(name), s.path, ": missing tensor '", name, "'");
-  Tensor t = s.get(name);
-  OCELLUS_CHECK(t.ndim() == 2 && t.dim(0) == rows && t.dim(1) == cols, s.path, ": tensor '", name, "' has shape ",
-                t.shape().str(), ", expected [", rows, ", ", cols, "]");
-  return ops::PreparedWeight(t);
-}
-
 Tensor linear(const VitConfig& c, const Tensor& x, const ops::PreparedWeight& w, const Tensor& b) {
   if (c.ggml_order) return ops::matmul_ggml_order(x, w, b.defined() ? &b : nullptr);
   return ops::matmul(x, w, b.defined() ? &b : nullptr);
@@ -97,37 +79,31 @@ VitNames hf_vit_names(const std::string& p) {
   return n;
 }
 
-VitWeights load_vit_weights(const VitConfig& c, const TensorSource& s, const VitNames& n) {
+VitWeights load_vit_weights(const VitConfig& c, const io::TensorSource& s, const VitNames& n) {
   c.validate();
   const int64_t d = c.n_embd, ff = c.n_ff, p = c.patch_size;
+  const io::TensorReader r{s, "vision"};
+  auto matrix = [&](const std::string& name, int64_t rows, int64_t cols) {
+    return ops::PreparedWeight(r.get(name, {rows, cols}, true));
+  };
   VitWeights w;
-  OCELLUS_CHECK(s.has(n.patch_w), s.path, ": missing tensor '", n.patch_w, "'");
-  w.patch_w = s.get(n.patch_w);
-  OCELLUS_CHECK(w.patch_w.ndim() == 4 && w.patch_w.dim(0) == d && w.patch_w.dim(1) == 3 && w.patch_w.dim(2) == p &&
-                    w.patch_w.dim(3) == p,
-                s.path, ": tensor '", n.patch_w, "' has shape ", w.patch_w.shape().str(), ", expected [", d, ", 3, ", p,
-                ", ", p, "]");
+  w.patch_w = r.get(n.patch_w, {d, 3, p, p}, true);
   if (w.patch_w.is_mapped()) w.patch_w = w.patch_w.clone();
-  w.patch_b = f32_vector(s, n.patch_b, d, false);
-  if (c.class_token) w.class_embd = f32_vector(s, n.class_embd, d, true);
-  OCELLUS_CHECK(s.has(n.pos_embd), s.path, ": missing tensor '", n.pos_embd, "'");
-  w.pos_embd = s.get(n.pos_embd).to(DType::F32);
-  OCELLUS_CHECK(w.pos_embd.numel() == c.n_positions() * d, s.path, ": tensor '", n.pos_embd, "' has shape ",
-                w.pos_embd.shape().str(), ", expected [", c.n_positions(), ", ", d, "] for ", c.image_size, "px images of ",
-                p, "px patches");
-  w.pos_embd = w.pos_embd.reshape({c.n_positions(), d});
-  if (c.pre_norm) w.pre_ln_w = f32_vector(s, n.pre_ln_w, d, true), w.pre_ln_b = f32_vector(s, n.pre_ln_b, d, false);
-  if (c.post_norm) w.post_ln_w = f32_vector(s, n.post_ln_w, d, true), w.post_ln_b = f32_vector(s, n.post_ln_b, d, false);
+  w.patch_b = r.get(n.patch_b, {d}, false);
+  if (c.class_token) w.class_embd = r.get(n.class_embd, {d}, true);
+  w.pos_embd = r.get(n.pos_embd, {c.n_positions(), d}, true).to(DType::F32);
+  if (c.pre_norm) w.pre_ln_w = r.get(n.pre_ln_w, {d}, true), w.pre_ln_b = r.get(n.pre_ln_b, {d}, false);
+  if (c.post_norm) w.post_ln_w = r.get(n.post_ln_w, {d}, true), w.post_ln_b = r.get(n.post_ln_b, {d}, false);
   for (int64_t i = 0; i < c.n_layer_run; ++i) {  // blocks past the feature layer are never read
     VitBlock b;
-    b.ln1_w = f32_vector(s, fmt(n.ln1_w, i), d, true), b.ln1_b = f32_vector(s, fmt(n.ln1_b, i), d, false);
-    b.ln2_w = f32_vector(s, fmt(n.ln2_w, i), d, true), b.ln2_b = f32_vector(s, fmt(n.ln2_b, i), d, false);
-    b.q = matrix(s, fmt(n.q, i), d, d), b.q_b = f32_vector(s, fmt(n.q_b, i), d, false);
-    b.k = matrix(s, fmt(n.k, i), d, d), b.k_b = f32_vector(s, fmt(n.k_b, i), d, false);
-    b.v = matrix(s, fmt(n.v, i), d, d), b.v_b = f32_vector(s, fmt(n.v_b, i), d, false);
-    b.o = matrix(s, fmt(n.o, i), d, d), b.o_b = f32_vector(s, fmt(n.o_b, i), d, false);
-    b.fc1 = matrix(s, fmt(n.fc1, i), ff, d), b.fc1_b = f32_vector(s, fmt(n.fc1_b, i), ff, false);
-    b.fc2 = matrix(s, fmt(n.fc2, i), d, ff), b.fc2_b = f32_vector(s, fmt(n.fc2_b, i), d, false);
+    b.ln1_w = r.get(fmt(n.ln1_w, i), {d}, true), b.ln1_b = r.get(fmt(n.ln1_b, i), {d}, false);
+    b.ln2_w = r.get(fmt(n.ln2_w, i), {d}, true), b.ln2_b = r.get(fmt(n.ln2_b, i), {d}, false);
+    b.q = matrix(fmt(n.q, i), d, d), b.q_b = r.get(fmt(n.q_b, i), {d}, false);
+    b.k = matrix(fmt(n.k, i), d, d), b.k_b = r.get(fmt(n.k_b, i), {d}, false);
+    b.v = matrix(fmt(n.v, i), d, d), b.v_b = r.get(fmt(n.v_b, i), {d}, false);
+    b.o = matrix(fmt(n.o, i), d, d), b.o_b = r.get(fmt(n.o_b, i), {d}, false);
+    b.fc1 = matrix(fmt(n.fc1, i), ff, d), b.fc1_b = r.get(fmt(n.fc1_b, i), {ff}, false);
+    b.fc2 = matrix(fmt(n.fc2, i), d, ff), b.fc2_b = r.get(fmt(n.fc2_b, i), {d}, false);
     w.blocks.push_back(std::move(b));
   }
   return w;

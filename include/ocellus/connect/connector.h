@@ -36,11 +36,11 @@ class Connector {
 // type: "linear", "mlp2x_gelu" (alias "mlp", llama.cpp's name). Unknown types are an error
 // listing the known ones.
 std::unique_ptr<Connector> load_connector(const std::string& type, const ConnectorConfig& c,
-                                          const vision::TensorSource& s, Layout layout);
+                                          const io::TensorSource& s, Layout layout);
 std::vector<std::string> connector_types();
 
 // ---- the types (connect/<type>.cpp), listed in one table in connect/registry.cpp ----------
-std::unique_ptr<Connector> load_linear(const ConnectorConfig& c, const vision::TensorSource& s, Layout layout);
-std::unique_ptr<Connector> load_mlp2x_gelu(const ConnectorConfig& c, const vision::TensorSource& s, Layout layout);
+std::unique_ptr<Connector> load_linear(const ConnectorConfig& c, const io::TensorSource& s, Layout layout);
+std::unique_ptr<Connector> load_mlp2x_gelu(const ConnectorConfig& c, const io::TensorSource& s, Layout layout);
 
 }  // namespace ocellus::connect

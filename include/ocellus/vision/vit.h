@@ -3,11 +3,11 @@
 // class token, patch-embedding bias, GELU-tanh, post-LayerNorm), one class with the knobs they
 // differ by. Encoding a batch runs one GEMM per matrix per layer over all images' rows.
 #include <cstdint>
-#include <functional>
 #include <string>
 #include <vector>
 
 #include "ocellus/core/tensor.h"
+#include "ocellus/io/tensor_source.h"
 #include "ocellus/ops/elementwise.h"
 #include "ocellus/ops/matmul.h"
 #include "ocellus/vision/preprocess.h"
@@ -50,19 +50,14 @@ struct VitWeights {
   std::vector<VitBlock> blocks;
 };
 
-// Where a loader finds each tensor: `has` / `get` by name; names with %d take the block index.
-struct TensorSource {
-  std::string path;
-  std::function<bool(const std::string&)> has;
-  std::function<Tensor(const std::string&)> get;
-};
+// Tensor names of a tower in one file layout; names with %d take the block index.
 struct VitNames {
   std::string patch_w, patch_b, class_embd, pos_embd, pre_ln_w, pre_ln_b, post_ln_w, post_ln_b;
   std::string ln1_w, ln1_b, ln2_w, ln2_b, q, q_b, k, k_b, v, v_b, o, o_b, fc1, fc1_b, fc2, fc2_b;
 };
 VitNames gguf_vit_names();
 VitNames hf_vit_names(const std::string& prefix);  // prefix up to and including "vision_model."
-VitWeights load_vit_weights(const VitConfig& c, const TensorSource& s, const VitNames& n);
+VitWeights load_vit_weights(const VitConfig& c, const io::TensorSource& s, const VitNames& n);
 
 class VisionTower {
  public:

@@ -1,0 +1,34 @@
+#pragma once
+// Where model loaders find their tensors: a GGUF file or safetensors checkpoint behind one small
+// interface, and a reader that checks each tensor's presence and shape with errors naming the
+// file and tensor. Shared by the text models, vision towers and connectors.
+#include <functional>
+#include <string>
+
+#include "ocellus/core/tensor.h"
+
+namespace ocellus::io {
+
+class GgufFile;
+class SafetensorsModel;
+
+struct TensorSource {
+  std::string path;
+  std::function<bool(const std::string&)> has;
+  std::function<Tensor(const std::string&)> get;
+};
+// The source refers to f / m, which must outlive it (the tensors it returns need not: they
+// keep their file mapped).
+TensorSource gguf_source(const GgufFile& f);
+TensorSource safetensors_source(const SafetensorsModel& m, const std::string& path);
+
+// Reads tensors of known shape: a missing required tensor or a wrong shape is an error naming
+// `what` (the component), the file and the tensor; a missing optional one (or an empty name)
+// is an undefined Tensor. 1-D tensors (norms, biases) come back as f32.
+struct TensorReader {
+  const TensorSource& s;
+  std::string what;
+  Tensor get(const std::string& name, const Shape& shape, bool required) const;
+};
+
+}  // namespace ocellus::io
