@@ -72,6 +72,74 @@ inline float score(const Inputs& in, const Dims& d, const AttentionParams& p, co
 
 }  // namespace
 
+float expf_ggml(float x) {
+  // exp(x) = 2^n * exp(b), n = round(x / ln 2) (found by adding and removing 1.5 * 2^23),
+  // b = x - n ln 2 in two steps (ln 2 split into a short high part and a correction).
+  const float shift = 0x1.8p23f;
+  const float z = std::fma(x, 0x1.715476p+0f, shift);
+  const float n = z - shift;
+  const float b = std::fma(-n, 0x1.7f7d1cp-20f, std::fma(-n, 0x1.62e4p-1f, x));
+  const float u = b * b;
+  const float j = std::fma(std::fma(std::fma(0x1.0e4020p-7f, b, 0x1.573e2ep-5f), u, std::fma(0x1.555e66p-3f, b, 0x1.fffdb6p-2f)),
+                           u, std::fma(0x1.ffffecp-1f, b, 1.0f));
+  if (n < -192.0f) return 0.0f;
+  if (n > 192.0f) return std::numeric_limits<float>::infinity();
+  return std::ldexp(j, int(n));
+}
+
+Tensor attention_ggml_order(const Tensor& q, const Tensor& k, const Tensor& v, float scale) {
+  const AttentionParams p;
+  const Dims d = check(q, k, v, p, "attention_ggml_order");
+  const Inputs in(q, k, v, p);
+  Tensor out = Tensor::empty({d.n_q, d.n_head, d.dv});
+  float* op = out.data<float>();
+  parallel_for(d.n_q * d.n_head, 4, [&](int64_t r0, int64_t r1) {
+    std::vector<float> qs(size_t(d.d)), row(size_t(d.n_kv));
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t i = r / d.n_head, h = r % d.n_head, hk = h / d.group;
+      const float* qr = in.qp + (i * d.n_head + h) * d.d;
+      for (int64_t t = 0; t < d.d; ++t) qs[size_t(t)] = qr[t] * scale;
+      float mx = kNegInf;
+      for (int64_t j = 0; j < d.n_kv; ++j) {
+        const float* kr = in.kp + (j * d.n_kv_head + hk) * d.d;
+        float s = 0.0f;
+        for (int64_t t = 0; t < d.d; ++t) {
+          const float prod = kr[t] * qs[size_t(t)];  // rounded, then added: no fused multiply-add
+          s += prod;
+        }
+        row[size_t(j)] = s;
+        mx = std::max(mx, s);
+      }
+      double sum = 0.0;
+      int64_t j = 0;
+      for (; j + 16 <= d.n_kv; j += 16) {
+        float e[16], h8[8], h4[4];
+        for (int t = 0; t < 16; ++t) row[size_t(j + t)] = e[t] = expf_ggml(row[size_t(j + t)] - mx);
+        for (int t = 0; t < 8; ++t) h8[t] = e[t + 8] + e[t];  // the 512-bit register's reduction tree
+        for (int t = 0; t < 4; ++t) h4[t] = h8[t + 4] + h8[t];
+        sum += double((h4[0] + h4[2]) + (h4[1] + h4[3]));
+      }
+      for (; j < d.n_kv; ++j) {
+        const float e = std::exp(row[size_t(j)] - mx);
+        row[size_t(j)] = e;
+        sum += double(e);
+      }
+      const float inv = float(1.0 / sum);
+      for (int64_t t = 0; t < d.n_kv; ++t) row[size_t(t)] *= inv;
+      float* o = op + (i * d.n_head + h) * d.dv;
+      for (int64_t c = 0; c < d.dv; ++c) {
+        float s = 0.0f;
+        for (int64_t t = 0; t < d.n_kv; ++t) {
+          const float prod = in.vp[(t * d.n_kv_head + hk) * d.dv + c] * row[size_t(t)];
+          s += prod;
+        }
+        o[c] = s;
+      }
+    }
+  });
+  return out;
+}
+
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionParams& p,
                  Tensor* lse) {
   const Dims d = check(q, k, v, p, "attention");

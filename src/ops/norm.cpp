@@ -88,6 +88,35 @@ Tensor layer_norm(const Tensor& x, const Tensor* w, const Tensor* b, float eps) 
   return y;
 }
 
+Tensor layer_norm_ggml_order(const Tensor& x, const Tensor* w, const Tensor* b, float eps) {
+  const Rows r = prepare(x, w, b, "layer_norm_ggml_order");
+  Tensor y = Tensor::empty(x.shape());
+  const float* xp = r.x.data<float>();
+  float* yp = y.data<float>();
+  parallel_for(r.rows, 8, [&](int64_t r0, int64_t r1) {
+    for (int64_t i = r0; i < r1; ++i) {
+      const float* xr = xp + i * r.d;
+      float* yr = yp + i * r.d;
+      double sum = 0.0;
+      for (int64_t j = 0; j < r.d; ++j) sum += double(xr[j]);
+      const float mean = float(sum / double(r.d));
+      double sum2 = 0.0;
+      for (int64_t j = 0; j < r.d; ++j) {
+        const float v = xr[j] - mean;
+        yr[j] = v;
+        const float v2 = v * v;  // rounded to f32 before it is summed, as there
+        sum2 += double(v2);
+      }
+      const float variance = float(sum2 / double(r.d));
+      const float scale = 1.0f / std::sqrt(variance + eps);
+      for (int64_t j = 0; j < r.d; ++j) yr[j] *= scale;
+      if (r.w) for (int64_t j = 0; j < r.d; ++j) yr[j] *= r.w[j];
+      if (r.b) for (int64_t j = 0; j < r.d; ++j) yr[j] += r.b[j];
+    }
+  });
+  return y;
+}
+
 void layer_norm_backward(const Tensor& x, const Tensor* w, const Tensor& dy_in, float eps,
                          Tensor* dx, Tensor* dw, Tensor* db) {
   const Rows r = prepare(x, w, nullptr, "layer_norm_backward");

@@ -27,8 +27,10 @@ Tensor linear(const VitConfig& c, const Tensor& x, const ops::PreparedWeight& w,
   return ops::matmul(x, w, b.defined() ? &b : nullptr);
 }
 
-Tensor norm(const Tensor& x, const Tensor& w, const Tensor& b, float eps) {
-  return ops::layer_norm(x, w.defined() ? &w : nullptr, b.defined() ? &b : nullptr, eps);
+Tensor norm(const VitConfig& c, const Tensor& x, const Tensor& w, const Tensor& b) {
+  const Tensor* wp = w.defined() ? &w : nullptr;
+  const Tensor* bp = b.defined() ? &b : nullptr;
+  return c.ggml_order ? ops::layer_norm_ggml_order(x, wp, bp, c.norm_eps) : ops::layer_norm(x, wp, bp, c.norm_eps);
 }
 
 }  // namespace
@@ -134,25 +136,26 @@ Tensor VisionTower::encode(const std::vector<Tensor>& images) const {
     const float* pos = w_.pos_embd.data<float>();
     for (int64_t i = 0; i < np * d; ++i) dst[i] += pos[i];
   }
-  if (c_.pre_norm) h = norm(h, w_.pre_ln_w, w_.pre_ln_b, c_.norm_eps);
+  if (c_.pre_norm) h = norm(c_, h, w_.pre_ln_w, w_.pre_ln_b);
   ops::AttentionParams ap;
   ap.scale = 1.0f / std::sqrt(float(hd));
   for (int64_t l = 0; l < c_.n_layer_run; ++l) {
     const VitBlock& blk = w_.blocks[size_t(l)];
-    const Tensor x = norm(h, blk.ln1_w, blk.ln1_b, c_.norm_eps);           // [B*np, d]
+    const Tensor x = norm(c_, h, blk.ln1_w, blk.ln1_b);           // [B*np, d]
     const Tensor q = linear(c_, x, blk.q, blk.q_b), k = linear(c_, x, blk.k, blk.k_b), v = linear(c_, x, blk.v, blk.v_b);
     Tensor att = Tensor::empty({B * np, d});
     for (int64_t b = 0; b < B; ++b) {  // bidirectional attention within each image
       auto heads = [&](const Tensor& t) { return t.slice(0, b * np, (b + 1) * np).reshape({np, n_head, hd}); };
-      const Tensor o = ops::attention(heads(q), heads(k), heads(v), ap);  // [np, n_head, hd]
+      const Tensor o = c_.ggml_order ? ops::attention_ggml_order(heads(q), heads(k), heads(v), ap.scale)
+                                     : ops::attention(heads(q), heads(k), heads(v), ap);  // [np, n_head, hd]
       std::memcpy(att.data<float>() + b * np * d, o.contiguous().data<float>(), size_t(np * d) * sizeof(float));
     }
     h = ops::add(h, linear(c_, att, blk.o, blk.o_b));
-    Tensor f = linear(c_, norm(h, blk.ln2_w, blk.ln2_b, c_.norm_eps), blk.fc1, blk.fc1_b);  // [B*np, ff]
+    Tensor f = linear(c_, norm(c_, h, blk.ln2_w, blk.ln2_b), blk.fc1, blk.fc1_b);  // [B*np, ff]
     f = c_.act_ggml_f16 ? ops::activate_ggml_f16(c_.act, f) : ops::activate(c_.act, f);
     h = ops::add(h, linear(c_, f, blk.fc2, blk.fc2_b));
   }
-  if (c_.post_norm) h = norm(h, w_.post_ln_w, w_.post_ln_b, c_.norm_eps);
+  if (c_.post_norm) h = norm(c_, h, w_.post_ln_w, w_.post_ln_b);
   const int64_t nf = c_.n_features(), skip = np - nf;
   if (skip == 0) return h.reshape({B, np, d});
   Tensor out = Tensor::empty({B, nf, d});

@@ -137,6 +137,15 @@ TEST(Norm, LayerNormMatchesNaive) {
                     O::ref::layer_norm(x, nullptr, nullptr, 1e-6f)), 1e-5);
 }
 
+TEST(Norm, LayerNormGgmlOrderMatchesNaive) {
+  Tensor x = randn({6, 48}, 1, 3.0f), w = randn({48}, 2), b = randn({48}, 3);
+  x.data<float>()[5] = 1e4f;
+  for (int r = 0; r < 48; ++r) x.data<float>()[48 + r] = 2.0f;
+  EXPECT_LE(rel_err(O::layer_norm_ggml_order(x, &w, &b, 1e-5f), O::ref::layer_norm(x, &w, &b, 1e-5f)), 1e-6);
+  EXPECT_LE(rel_err(O::layer_norm_ggml_order(noncontiguous_copy(x), nullptr, &b, 1e-6f),
+                    O::ref::layer_norm(x, nullptr, &b, 1e-6f)), 1e-6);
+}
+
 TEST(Norm, LayerNormGradients) {
   gradcheck("layer_norm", {randn({4, 12}, 1), randn({12}, 2), randn({12}, 3)},
             [](auto& in) { return O::layer_norm(in[0], &in[1], &in[2], 1e-5f); },
@@ -264,6 +273,33 @@ TEST(Attention, MatchesNaiveAllMaskKindsAndGqa) {
   Tensor qs = randn({4, n_q, d}, 5).transpose(0, 1);
   EXPECT_LE(max_abs_diff(O::attention(qs, k, v, params[1]), O::ref::attention(qs.contiguous(), k, v, params[1])), 1e-5);
   EXPECT_THROW(O::attention(randn({2, 3, d}, 1), k, v, params[0]), Error);  // 3 heads over 2 kv heads
+}
+
+TEST(Attention, GgmlOrderMatchesNaive) {
+  // 37 keys: two full 16-wide exp blocks and a 5-key tail; 4 query heads over 2 kv heads.
+  Tensor q = randn({11, 4, 12}, 1), k = randn({37, 2, 12}, 2), v = randn({37, 2, 8}, 3);
+  const float scale = 1.0f / std::sqrt(12.0f);
+  const O::AttentionParams p{scale, false, nullptr};
+  EXPECT_LE(max_abs_diff(O::attention_ggml_order(q, k, v, scale), O::ref::attention(q, k, v, p)), 1e-5);
+  // large scores stay finite (the max is subtracted before exp)
+  const Tensor big = O::attention_ggml_order(randn({3, 1, 8}, 4, 40.0f), randn({40, 1, 8}, 5, 40.0f), randn({40, 1, 8}, 6), 1.0f);
+  for (float x : big.to_vector()) ASSERT_TRUE(std::isfinite(x));
+}
+
+TEST(Attention, GgmlExpIsExpWithinItsErrorBound) {
+  EXPECT_EQ(O::expf_ggml(0.0f), 1.0f);
+  EXPECT_EQ(O::expf_ggml(-200.0f), 0.0f);
+  double worst = 0;
+  for (int i = 0; i <= 200000; ++i) {
+    const float x = -87.0f + 95.0f * float(i) / 200000.0f;  // [-87, 8]
+    const double want = std::exp(double(x)), got = O::expf_ggml(x);
+    const double ulp = std::nextafter(float(want), INFINITY) - float(want);
+    worst = std::max(worst, std::abs(got - want) / ulp);
+  }
+  // The Arm routine it derives from is within 1.45 ulp + 0.5 for rounding; llama.cpp's AVX-512
+  // form adds the polynomial's 1 before the last step instead of after scaling, which costs
+  // up to 2.21 ulp (worst at x = -48.22). A bug in the reduction or a coefficient is off by far more.
+  EXPECT_LE(worst, 2.25);
 }
 
 TEST(Attention, LongSequenceExtremeScores) {

@@ -72,12 +72,9 @@ TEST(Mmproj, VlmPromptSplicesAsPeer) {
   EXPECT_EQ(test::max_abs_diff(s.embeddings.slice(0, 0, 1), lm->embed({1})), 0.0);
 }
 
-// Not yet within the f32 bound: 1.8e-4 against 1e-4. The tower's output differs from the peer's
-// by 5e-5..7e-5 relative (within its own bound), mostly through llama.cpp's f16-table
-// quick-GELU flipping on last-bit differences of the inputs, and the text model's f16 KV cache
-// amplifies that. Disabled (reported by gtest as such) until the tower reproduces the peer's
-// summation order closely enough; see the closing note of issue 6.
-TEST(Mmproj, DISABLED_VlmLastLogitsMatchPeer) {
+// End to end at the f32 bound. The tower must round as llama.cpp does (ops::*_ggml_order): its
+// f16-table GELUs turn last-bit differences into 1e-3 steps that the text model amplifies.
+TEST(Mmproj, VlmLastLogitsMatchPeer) {
   const io::GgufFile f = io::GgufFile::open(kPeer + "tiny-llama-f32.gguf");
   auto lm = lm::load_gguf(f);
   const text::Tokenizer tok = text::Tokenizer::from_gguf(f);

@@ -25,6 +25,17 @@ void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const
                         const Tensor& lse, const Tensor& dout, const AttentionParams& p,
                         Tensor* dq, Tensor* dk, Tensor* dv);
 
+// Bidirectional attention rounded as llama.cpp's CLIP graph computes it on an AVX-512 CPU:
+// Q scaled first (ggml_scale), each score and each output an unfused sequential dot product
+// (ggml_vec_dot_f32 below its SIMD step), softmax with llama.cpp's vector exp for each full
+// 16-wide block (summed as a tree into a double) and the C library's expf for the rest. O(n_kv)
+// memory per query; used to reproduce that engine's vision towers bit for bit.
+Tensor attention_ggml_order(const Tensor& q, const Tensor& k, const Tensor& v, float scale);
+
+// llama.cpp's AVX-512 exp (ggml_v_expf), one lane: a degree-5 polynomial on the reduced
+// argument, scaled by 2^n. Within 1.5 ulp of exp; inputs below -87 flush towards 0.
+float expf_ggml(float x);
+
 namespace ref {
 // Materializes the full score matrix.
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionParams& p,

@@ -22,7 +22,7 @@ struct VitConfig {
   float norm_eps = 1e-5f;
   ops::Activation act = ops::Activation::QuickGelu;
   bool act_ggml_f16 = false;   // the activation through llama.cpp's f16 tables (GGUF numerics)
-  bool ggml_order = false;     // f32 products summed in llama.cpp's order (ops::matmul_ggml_order)
+  bool ggml_order = false;     // f32 products, LayerNorm and attention rounded as llama.cpp's CPU graph does
   bool class_token = true;     // CLIP: a learned class token at position 0
   bool pre_norm = true;        // CLIP's pre_layrnorm after the embeddings
   bool post_norm = false;      // LayerNorm on the features (SigLIP's final layer)
