@@ -216,6 +216,14 @@ const char* activation_name(Activation f) {
   return "?";
 }
 
+Activation parse_activation(const std::string& n) {
+  if (n == "gelu") return Activation::GeluErf;
+  if (n == "gelu_pytorch_tanh" || n == "gelu_new" || n == "gelu_fast" || n == "gelu_tanh") return Activation::GeluTanh;
+  if (n == "quick_gelu") return Activation::QuickGelu;
+  if (n == "silu" || n == "swish") return Activation::Silu;
+  fail("activation '", n, "' is not supported (gelu, gelu_pytorch_tanh, gelu_new, quick_gelu, silu)");
+}
+
 Tensor add(const Tensor& a, const Tensor& b) {
   require_f32(a, "add", "a");
   require_f32(b, "add", "b");

@@ -8,6 +8,7 @@
 
 #include "ocellus/core/error.h"
 #include "ocellus/io/gguf_names.h"
+#include "ocellus/io/safetensors.h"
 #include "ocellus/ops/attention.h"
 #include "ocellus/ops/elementwise.h"
 #include "ocellus/ops/embed.h"
@@ -36,8 +37,9 @@ Tensor norm(const VitConfig& c, const Tensor& x, const Tensor& w, const Tensor& 
 }  // namespace
 
 void VitConfig::validate() const {
-  OCELLUS_CHECK(image_size > 0 && patch_size > 0 && image_size % patch_size == 0, "vision: image_size ", image_size,
-                " must be a positive multiple of patch_size ", patch_size);
+  // Not necessarily a multiple: SigLIP-so400m/14 at 384 px has 27x27 patches, the last 6 px unused.
+  OCELLUS_CHECK(image_size > 0 && patch_size > 0 && patch_size <= image_size, "vision: patch_size ", patch_size,
+                " must be positive and at most image_size ", image_size);
   OCELLUS_CHECK(n_embd > 0 && n_head > 0 && n_embd % n_head == 0, "vision: embedding_length ", n_embd,
                 " must be a positive multiple of head_count ", n_head);
   OCELLUS_CHECK(n_ff > 0, "vision: feed_forward_length must be > 0");
@@ -79,6 +81,59 @@ VitNames hf_vit_names(const std::string& p) {
   n.o = l + "self_attn.out_proj.weight", n.o_b = l + "self_attn.out_proj.bias";
   n.fc1 = l + "mlp.fc1.weight", n.fc1_b = l + "mlp.fc1.bias", n.fc2 = l + "mlp.fc2.weight", n.fc2_b = l + "mlp.fc2.bias";
   return n;
+}
+
+VitConfig vit_config_from_hf(const io::HfVisionConfig& v, int64_t feature_layer) {
+  const bool siglip = v.model_type.rfind("siglip", 0) == 0;
+  OCELLUS_CHECK(siglip || v.model_type.rfind("clip", 0) == 0, "vision: model_type '", v.model_type,
+                "' is not a tower ocellus runs (clip_vision_model, siglip_vision_model)");
+  OCELLUS_CHECK(v.num_channels == 3, "vision: num_channels ", v.num_channels, " (only RGB towers are supported)");
+  VitConfig c;
+  c.kind = siglip ? "siglip" : "clip";
+  c.image_size = v.image_size, c.patch_size = v.patch_size, c.n_embd = v.hidden_size, c.n_ff = v.intermediate_size;
+  c.n_head = v.num_attention_heads, c.n_layer = v.num_hidden_layers, c.norm_eps = float(v.layer_norm_eps);
+  c.act = ops::parse_activation(v.hidden_act);
+  c.class_token = c.pre_norm = !siglip;
+  c.drop_class_token = true;
+  const int64_t L = c.n_layer;
+  OCELLUS_CHECK(feature_layer >= -L && feature_layer <= L, "vision: feature layer ", feature_layer, " outside [-", L,
+                ", ", L, "] for a tower of ", L, " blocks");
+  if (feature_layer == 0) {
+    c.n_layer_run = L, c.post_norm = siglip;  // CLIP's post_layernorm only feeds its pooled output
+  } else {
+    c.n_layer_run = feature_layer < 0 ? L + 1 + feature_layer : feature_layer;
+    c.post_norm = false;
+    OCELLUS_CHECK(c.n_layer_run > 0, "vision: feature layer ", feature_layer, " selects the embeddings, not a block");
+  }
+  c.preprocess.size = int(c.image_size);
+  if (siglip) {
+    c.preprocess.mode = PreprocessConfig::Mode::Squash;
+    c.preprocess.mean = {0.5f, 0.5f, 0.5f}, c.preprocess.std = {0.5f, 0.5f, 0.5f};
+  } else {
+    c.preprocess.mode = PreprocessConfig::Mode::ShortestEdge;
+  }
+  return c;
+}
+
+std::string find_hf_vit_prefix(const io::TensorSource& s) {
+  static const char* kPrefixes[] = {"vision_model.", "vision_tower.vision_model.", "model.vision_tower.vision_model.",
+                                    "model.vision_tower.vision_tower.vision_model."};
+  std::string tried;
+  for (const char* p : kPrefixes) {
+    if (s.has(std::string(p) + "embeddings.patch_embedding.weight")) return p;
+    tried += std::string(tried.empty() ? "" : ", ") + p + "embeddings.patch_embedding.weight";
+  }
+  fail("vision: ", s.path, ": no vision tower found (looked for ", tried, ")");
+}
+
+VisionTower load_hf_tower(const std::string& dir, int64_t feature_layer) {
+  const io::HfConfig cfg = io::read_hf_config(dir);
+  OCELLUS_CHECK(cfg.vision.has_value(), "vision: ", dir, ": config.json describes no vision tower");
+  const VitConfig c = vit_config_from_hf(*cfg.vision, feature_layer);
+  const io::SafetensorsModel m = io::SafetensorsModel::open(dir);
+  const io::TensorSource src = io::safetensors_source(m, dir);
+  VitWeights w = load_vit_weights(c, src, hf_vit_names(find_hf_vit_prefix(src)));
+  return VisionTower(c, std::move(w));
 }
 
 VitWeights load_vit_weights(const VitConfig& c, const io::TensorSource& s, const VitNames& n) {

@@ -2,6 +2,8 @@
 // Element-wise ops on f32 tensors: add / mul with NumPy broadcasting, scale, and the activation
 // functions of the model families in scope. Backward functions accumulate (+=) into the grads
 // given; a null grad pointer skips that gradient.
+#include <string>
+
 #include "ocellus/core/tensor.h"
 
 namespace ocellus::ops {
@@ -24,6 +26,9 @@ enum class Activation {
   Silu,       // x σ(x)                                       (Llama, Qwen2 gates)
 };
 const char* activation_name(Activation f);
+// Hugging Face's hidden_act names: "gelu", "gelu_pytorch_tanh" / "gelu_new" / "gelu_fast" /
+// "gelu_tanh", "quick_gelu", "silu" / "swish". Anything else is an error naming it.
+Activation parse_activation(const std::string& name);
 Tensor activate(Activation f, const Tensor& x);
 void activate_backward(Activation f, const Tensor& x, const Tensor& dy, Tensor* dx);
 

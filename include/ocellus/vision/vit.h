@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "ocellus/core/tensor.h"
+#include "ocellus/io/hf_config.h"
 #include "ocellus/io/tensor_source.h"
 #include "ocellus/ops/elementwise.h"
 #include "ocellus/ops/matmul.h"
@@ -59,6 +60,17 @@ VitNames gguf_vit_names();
 VitNames hf_vit_names(const std::string& prefix);  // prefix up to and including "vision_model."
 VitWeights load_vit_weights(const VitConfig& c, const io::TensorSource& s, const VitNames& n);
 
+// A tower from a Hugging Face vision config (CLIPVisionModel / SiglipVisionModel), computed with
+// exact float math. feature_layer as LLaVA's vision_feature_layer: 0 runs every block and the
+// post-LayerNorm (last_hidden_state); -k takes hidden_states[-k] (n_layer + 1 - k blocks, no
+// post-LayerNorm); k > 0 takes hidden_states[k]. Preprocessing: SigLIP squashes with mean and
+// std 0.5, CLIP resizes the shortest edge and centre-crops with CLIP's statistics.
+VitConfig vit_config_from_hf(const io::HfVisionConfig& v, int64_t feature_layer = 0);
+// The prefix under which a checkpoint keeps the tower's tensors: "vision_model." (plain towers),
+// "vision_tower.vision_model." (HF LLaVA), "model.vision_tower.vision_model." (newer HF LLaVA),
+// "model.vision_tower.vision_tower.vision_model." (original LLaVA); an error lists them if none fits.
+std::string find_hf_vit_prefix(const io::TensorSource& s);
+
 class VisionTower {
  public:
   VisionTower(VitConfig c, VitWeights w);
@@ -71,5 +83,8 @@ class VisionTower {
   VitConfig c_;
   VitWeights w_;
 };
+
+// A plain tower folder (config.json with a CLIP / SigLIP vision config, *.safetensors).
+VisionTower load_hf_tower(const std::string& dir, int64_t feature_layer = 0);
 
 }  // namespace ocellus::vision

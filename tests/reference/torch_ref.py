@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""PyTorch re-statements of ocellus' vision towers and connectors, run by the C++ tests.
+
+Written from the Hugging Face modelling code's structure (SiglipVisionModel, CLIPVisionModel) and
+the papers, using only Debian's python3-torch: no transformers, no safetensors package (the file
+format is read here). Usage:
+
+    torch_ref.py vit DIR PIXELS OUT [FEATURE_LAYER]   DIR holds config.json + model.safetensors;
+                                                      PIXELS float32 [B, 3, S, S]; OUT float32
+    torch_ref.py connector KIND DIR FEATURES OUT      FEATURES float32 [n, d_in]
+"""
+import json
+import math
+import struct
+import sys
+
+import torch
+import torch.nn.functional as F
+
+torch.set_grad_enabled(False)
+
+
+def read_safetensors(path):
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+        data = f.read()
+    dtypes = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        a, b = info["data_offsets"]
+        t = torch.frombuffer(bytearray(data[a:b]), dtype=dtypes[info["dtype"]]).reshape(info["shape"])
+        out[name] = t.to(torch.float32)
+    return out
+
+
+def act(name):
+    return {
+        "gelu": F.gelu,
+        "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
+        "quick_gelu": lambda x: x * torch.sigmoid(1.702 * x),
+    }[name]
+
+
+def vit(cfg, w, pixels, feature_layer):
+    """hidden_states as the HF towers produce them; feature_layer 0 = last_hidden_state."""
+    siglip = cfg["model_type"].startswith("siglip")
+    p = next(k[: -len("embeddings.patch_embedding.weight")] for k in w if k.endswith("embeddings.patch_embedding.weight"))
+    d, nh = cfg["hidden_size"], cfg["num_attention_heads"]
+    eps = cfg.get("layer_norm_eps", 1e-6 if siglip else 1e-5)
+    f = act(cfg.get("hidden_act", "gelu_pytorch_tanh" if siglip else "quick_gelu"))
+    x = F.conv2d(pixels, w[p + "embeddings.patch_embedding.weight"], w.get(p + "embeddings.patch_embedding.bias"),
+                 stride=cfg["patch_size"])
+    x = x.flatten(2).transpose(1, 2)  # [B, n_patch, d]
+    if not siglip:
+        cls = w[p + "embeddings.class_embedding"].expand(x.shape[0], 1, d)
+        x = torch.cat([cls, x], dim=1)
+    x = x + w[p + "embeddings.position_embedding.weight"][None]
+    if not siglip:
+        x = F.layer_norm(x, (d,), w[p + "pre_layrnorm.weight"], w[p + "pre_layrnorm.bias"], eps)
+    hidden = [x]
+    for i in range(cfg["num_hidden_layers"]):
+        l = f"{p}encoder.layers.{i}."
+        lin = lambda t, n: F.linear(t, w[l + n + ".weight"], w[l + n + ".bias"])
+        h = F.layer_norm(x, (d,), w[l + "layer_norm1.weight"], w[l + "layer_norm1.bias"], eps)
+        B, T, _ = h.shape
+        q, k, v = (lin(h, "self_attn." + n).view(B, T, nh, d // nh).transpose(1, 2) for n in ("q_proj", "k_proj", "v_proj"))
+        a = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(d // nh), dim=-1) @ v
+        x = x + lin(a.transpose(1, 2).reshape(B, T, d), "self_attn.out_proj")
+        h = F.layer_norm(x, (d,), w[l + "layer_norm2.weight"], w[l + "layer_norm2.bias"], eps)
+        x = x + lin(f(lin(h, "mlp.fc1")), "mlp.fc2")
+        hidden.append(x)
+    if feature_layer == 0:
+        out = x
+        if siglip:
+            out = F.layer_norm(x, (d,), w[p + "post_layernorm.weight"], w[p + "post_layernorm.bias"], eps)
+    else:
+        out = hidden[feature_layer]
+    return out if siglip else out[:, 1:]  # LLaVA's "patch" features drop the class token
+
+
+def main():
+    mode = sys.argv[1]
+    if mode == "vit":
+        d, pix, out = sys.argv[2:5]
+        layer = int(sys.argv[5]) if len(sys.argv) > 5 else 0
+        cfg = json.load(open(d + "/config.json"))
+        w = read_safetensors(d + "/model.safetensors")
+        S = cfg["image_size"]
+        pixels = torch.frombuffer(bytearray(open(pix, "rb").read()), dtype=torch.float32)
+        pixels = pixels.reshape(-1, 3, S, S)
+        vit(cfg, w, pixels, layer).contiguous().numpy().tofile(out)
+    else:
+        sys.exit("unknown mode " + mode)
+
+
+if __name__ == "__main__":
+    main()
