@@ -45,7 +45,13 @@ std::unique_ptr<VisionModel> load_mmproj(const std::string& path) {
   c.n_layer = f.get_int(key::kClipBlockCount);
   c.norm_eps = float(f.get_float(key::kClipLayerNormEps, 1e-5));
   c.act = f.get_bool(key::kClipUseGelu, false) ? ops::Activation::GeluTanh : ops::Activation::QuickGelu;
-  c.act_ggml_f16 = c.ggml_order = true;  // computed as llama.cpp computes GGUF models
+  // GELUs through llama.cpp's f16 tables as it computes GGUF models; f32 towers also round every
+  // product, norm and softmax as its CPU graph does (bit-level agreement, at some speed cost).
+  // f16 / quantized towers take the fast kernels: llama.cpp rounds their activations to f16 or
+  // 8 bits, which no order reproduces.
+  c.act_ggml_f16 = true;
+  const io::GgufTensorInfo* q0 = f.find_tensor("v.blk.0.attn_q.weight");
+  c.ggml_order = q0 && q0->type && q0->type->dtype == DType::F32;
   c.class_token = f.find_tensor(tn::kVClassEmbd) != nullptr;
   c.pre_norm = f.find_tensor(tn::kVPreLn) != nullptr;
   c.post_norm = f.find_tensor(tn::kVPostLn) != nullptr;
@@ -71,7 +77,8 @@ std::unique_ptr<VisionModel> load_mmproj(const std::string& path) {
   connect::ConnectorConfig cc;
   cc.d_in = c.n_embd;
   cc.d_out = f.get_int(key::kClipProjectionDim);
-  cc.act_ggml_f16 = cc.ggml_order = true;
+  cc.act_ggml_f16 = true;
+  cc.ggml_order = c.ggml_order;
   auto conn = connect::load_connector(f.get_string(key::kClipProjectorType, "mlp"), cc, src, connect::Layout::Gguf);
   return std::make_unique<VisionModel>(vision::VisionTower(c, std::move(w)), std::move(conn), cc.d_out);
 }

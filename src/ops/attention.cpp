@@ -1,5 +1,7 @@
 #include "ocellus/ops/attention.h"
 
+#include <cblas.h>
+
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -93,52 +95,105 @@ Tensor attention_ggml_order(const Tensor& q, const Tensor& k, const Tensor& v, f
   const Inputs in(q, k, v, p);
   Tensor out = Tensor::empty({d.n_q, d.n_head, d.dv});
   float* op = out.data<float>();
-  parallel_for(d.n_q * d.n_head, 4, [&](int64_t r0, int64_t r1) {
-    std::vector<float> qs(size_t(d.d)), row(size_t(d.n_kv));
+  constexpr int64_t kQueries = 32;  // queries per task; the head's keys are transposed once per task
+  const int64_t n_blocks = (d.n_q + kQueries - 1) / kQueries;
+  parallel_for(d.n_head * n_blocks, 1, [&](int64_t r0, int64_t r1) {
+    std::vector<float> kt(size_t(d.d * d.n_kv)), qs(size_t(d.d)), row(size_t(d.n_kv));
     for (int64_t r = r0; r < r1; ++r) {
-      const int64_t i = r / d.n_head, h = r % d.n_head, hk = h / d.group;
-      const float* qr = in.qp + (i * d.n_head + h) * d.d;
-      for (int64_t t = 0; t < d.d; ++t) qs[size_t(t)] = qr[t] * scale;
-      float mx = kNegInf;
-      for (int64_t j = 0; j < d.n_kv; ++j) {
-        const float* kr = in.kp + (j * d.n_kv_head + hk) * d.d;
-        float s = 0.0f;
-        for (int64_t t = 0; t < d.d; ++t) {
-          const float prod = kr[t] * qs[size_t(t)];  // rounded, then added: no fused multiply-add
-          s += prod;
+      const int64_t h = r / n_blocks, hk = h / d.group, i0 = (r % n_blocks) * kQueries;
+      for (int64_t j = 0; j < d.n_kv; ++j)  // kt[t][j]: the inner loops below run over keys / channels,
+        for (int64_t t = 0; t < d.d; ++t)   // each lane its own sequential sum (vectorizes, same rounding)
+          kt[size_t(t * d.n_kv + j)] = in.kp[(j * d.n_kv_head + hk) * d.d + t];
+      for (int64_t i = i0; i < std::min(d.n_q, i0 + kQueries); ++i) {
+        const float* qr = in.qp + (i * d.n_head + h) * d.d;
+        for (int64_t t = 0; t < d.d; ++t) qs[size_t(t)] = qr[t] * scale;
+        float* sc = row.data();
+        for (int64_t j = 0; j < d.n_kv; ++j) sc[j] = 0.0f;
+        for (int64_t t = 0; t < d.d; ++t) {  // score j: sum over t of k*q, each product rounded
+          const float qt = qs[size_t(t)];
+          const float* kr = kt.data() + t * d.n_kv;
+          for (int64_t j = 0; j < d.n_kv; ++j) sc[j] += kr[j] * qt;
         }
-        row[size_t(j)] = s;
-        mx = std::max(mx, s);
-      }
-      double sum = 0.0;
-      int64_t j = 0;
-      for (; j + 16 <= d.n_kv; j += 16) {
-        float e[16], h8[8], h4[4];
-        for (int t = 0; t < 16; ++t) row[size_t(j + t)] = e[t] = expf_ggml(row[size_t(j + t)] - mx);
-        for (int t = 0; t < 8; ++t) h8[t] = e[t + 8] + e[t];  // the 512-bit register's reduction tree
-        for (int t = 0; t < 4; ++t) h4[t] = h8[t + 4] + h8[t];
-        sum += double((h4[0] + h4[2]) + (h4[1] + h4[3]));
-      }
-      for (; j < d.n_kv; ++j) {
-        const float e = std::exp(row[size_t(j)] - mx);
-        row[size_t(j)] = e;
-        sum += double(e);
-      }
-      const float inv = float(1.0 / sum);
-      for (int64_t t = 0; t < d.n_kv; ++t) row[size_t(t)] *= inv;
-      float* o = op + (i * d.n_head + h) * d.dv;
-      for (int64_t c = 0; c < d.dv; ++c) {
-        float s = 0.0f;
-        for (int64_t t = 0; t < d.n_kv; ++t) {
-          const float prod = in.vp[(t * d.n_kv_head + hk) * d.dv + c] * row[size_t(t)];
-          s += prod;
+        float mx = kNegInf;
+        for (int64_t j = 0; j < d.n_kv; ++j) mx = std::max(mx, sc[j]);
+        double sum = 0.0;
+        int64_t j = 0;
+        for (; j + 16 <= d.n_kv; j += 16) {
+          float e[16], h8[8], h4[4];
+          for (int t = 0; t < 16; ++t) sc[j + t] = e[t] = expf_ggml(sc[j + t] - mx);
+          for (int t = 0; t < 8; ++t) h8[t] = e[t + 8] + e[t];  // the 512-bit register's reduction tree
+          for (int t = 0; t < 4; ++t) h4[t] = h8[t + 4] + h8[t];
+          sum += double((h4[0] + h4[2]) + (h4[1] + h4[3]));
         }
-        o[c] = s;
+        for (; j < d.n_kv; ++j) {
+          sc[j] = std::exp(sc[j] - mx);
+          sum += double(sc[j]);
+        }
+        const float inv = float(1.0 / sum);
+        for (int64_t t = 0; t < d.n_kv; ++t) sc[t] *= inv;
+        float* o = op + (i * d.n_head + h) * d.dv;
+        for (int64_t c = 0; c < d.dv; ++c) o[c] = 0.0f;
+        for (int64_t t = 0; t < d.n_kv; ++t) {  // output c: sum over keys of v*p, each product rounded
+          const float pt = sc[t];
+          const float* vr = in.vp + (t * d.n_kv_head + hk) * d.dv;
+          for (int64_t c = 0; c < d.dv; ++c) o[c] += vr[c] * pt;
+        }
       }
     }
   });
   return out;
 }
+
+namespace {
+
+constexpr int64_t kGemmQueries = 64;  // queries per block of the GEMM form
+
+// Many queries (prefill, vision towers): per head and block of 64 queries, the scores as one
+// GEMM against the keys, an exact softmax over each row, then one GEMM with the values. Memory
+// O(64 * n_kv) per thread, so still O(seq) per head. OpenBLAS runs single-threaded inside the
+// parallel region (its OpenMP build does so by itself); the blocks are the parallelism.
+void attention_gemm(const Inputs& in, const Dims& d, const AttentionParams& p, float* op, Tensor* lse) {
+  const int64_t n_blocks = (d.n_q + kGemmQueries - 1) / kGemmQueries;
+  const int64_t ldq = d.n_head * d.d, ldk = d.n_kv_head * d.d, ldv = d.n_kv_head * d.dv, ldo = d.n_head * d.dv;
+  parallel_for_dynamic(d.n_head * n_blocks, 1, [&](int64_t r0, int64_t r1) {
+    std::vector<float> S;
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t h = r / n_blocks, hk = h / d.group, i0 = (r % n_blocks) * kGemmQueries;
+      const int64_t nb = std::min(kGemmQueries, d.n_q - i0);
+      const int64_t kend = key_end(d, p, i0 + nb - 1);  // keys the block's last query sees
+      float* o = op + i0 * ldo + h * d.dv;
+      if (kend <= 0) {
+        for (int64_t i = 0; i < nb; ++i)
+          for (int64_t c = 0; c < d.dv; ++c) o[i * ldo + c] = 0.0f;
+        if (lse) for (int64_t i = 0; i < nb; ++i) lse->data<float>()[h * d.n_q + i0 + i] = kNegInf;
+        continue;
+      }
+      S.resize(size_t(nb * kend));
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(nb), int(kend), int(d.d), p.scale, in.qp + i0 * ldq + h * d.d,
+                  int(ldq), in.kp + hk * d.d, int(ldk), 0.0f, S.data(), int(kend));
+      for (int64_t i = 0; i < nb; ++i) {
+        float* s = S.data() + i * kend;
+        const int64_t end = key_end(d, p, i0 + i);
+        float m = kNegInf;
+        for (int64_t j = 0; j < end; ++j) {
+          if (in.mp) s[j] += in.mp[(i0 + i) * d.n_kv + j];
+          m = std::max(m, s[j]);
+        }
+        double sum = 0;
+        if (m != kNegInf)
+          for (int64_t j = 0; j < end; ++j) sum += s[j] = std::exp(s[j] - m);
+        const float inv = sum > 0 ? float(1.0 / sum) : 0.0f;
+        for (int64_t j = 0; j < end; ++j) s[j] = m != kNegInf ? s[j] * inv : 0.0f;
+        for (int64_t j = end; j < kend; ++j) s[j] = 0.0f;  // causal: keys past this query
+        if (lse) lse->data<float>()[h * d.n_q + i0 + i] = sum > 0 ? m + float(std::log(sum)) : kNegInf;
+      }
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(nb), int(d.dv), int(kend), 1.0f, S.data(), int(kend),
+                  in.vp + hk * d.dv, int(ldv), 0.0f, o, int(ldo));
+    }
+  });
+}
+
+}  // namespace
 
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionParams& p,
                  Tensor* lse) {
@@ -146,6 +201,10 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const Attent
   const Inputs in(q, k, v, p);
   Tensor out = Tensor::empty({d.n_q, d.n_head, d.dv});
   if (lse) *lse = Tensor::empty({d.n_head, d.n_q});
+  if (!p.f16_probs && d.n_q >= kGemmQueries / 4) {
+    attention_gemm(in, d, p, out.data<float>(), lse);
+    return out;
+  }
   float* op = out.data<float>();
   const kern::Table& K = kern::active();
   parallel_for(d.n_q * d.n_head, 4, [&](int64_t r0, int64_t r1) {

@@ -250,29 +250,36 @@ TEST(Softmax, MatchesNaiveOnExtremesAndGradients) {
 // ---- attention ------------------------------------------------------------------------------
 
 TEST(Attention, MatchesNaiveAllMaskKindsAndGqa) {
-  const int64_t n_q = 9, n_kv = 300, d = 16;  // n_kv spans several key blocks
-  Tensor q = randn({n_q, 4, d}, 1), k = randn({n_kv, 2, d}, 2), v = randn({n_kv, 2, 8}, 3);
-  Tensor mask = randn({n_q, n_kv}, 4);
-  for (int64_t j = 0; j < n_kv; ++j) mask.at({2, j}) = -std::numeric_limits<float>::infinity();  // row 2 fully masked
-  mask.at({3, 10}) = -std::numeric_limits<float>::infinity();
-  const float scale = 1.0f / std::sqrt(float(d));
-  const std::vector<O::AttentionParams> params = {
-      {scale, false, nullptr}, {scale, true, nullptr}, {scale, false, &mask}, {scale, true, &mask}};
-  for (size_t c = 0; c < params.size(); ++c) {
-    Tensor lse, lse_r;
-    Tensor out = O::attention(q, k, v, params[c], &lse);
-    Tensor ref = O::ref::attention(q, k, v, params[c], &lse_r);
-    EXPECT_LE(max_abs_diff(out, ref), 1e-5) << "case " << c;
-    // lse: compare finite entries; fully masked rows are -inf in both
-    std::vector<float> a = lse.to_vector(), b = lse_r.to_vector();
-    for (size_t i = 0; i < a.size(); ++i)
-      if (std::isinf(b[i])) EXPECT_TRUE(std::isinf(a[i]) && a[i] < 0);
-      else EXPECT_NEAR(a[i], b[i], 1e-4);
+  // 9 queries: the streaming form (decode-like); 70: the GEMM form in blocks of 64 (one partial).
+  for (const int64_t n_q : {int64_t(9), int64_t(70)}) {
+    const int64_t n_kv = 300, d = 16;  // n_kv spans several key blocks
+    Tensor q = randn({n_q, 4, d}, 1), k = randn({n_kv, 2, d}, 2), v = randn({n_kv, 2, 8}, 3);
+    Tensor mask = randn({n_q, n_kv}, 4);
+    for (int64_t j = 0; j < n_kv; ++j) mask.at({2, j}) = -std::numeric_limits<float>::infinity();  // row 2 fully masked
+    mask.at({3, 10}) = -std::numeric_limits<float>::infinity();
+    const float scale = 1.0f / std::sqrt(float(d));
+    const std::vector<O::AttentionParams> params = {
+        {scale, false, nullptr}, {scale, true, nullptr}, {scale, false, &mask}, {scale, true, &mask}};
+    for (size_t c = 0; c < params.size(); ++c) {
+      Tensor lse, lse_r;
+      Tensor out = O::attention(q, k, v, params[c], &lse);
+      Tensor ref = O::ref::attention(q, k, v, params[c], &lse_r);
+      EXPECT_LE(max_abs_diff(out, ref), 1e-5) << "case " << c << " n_q " << n_q;
+      // lse: compare finite entries; fully masked rows are -inf in both
+      std::vector<float> a = lse.to_vector(), b = lse_r.to_vector();
+      for (size_t i = 0; i < a.size(); ++i)
+        if (std::isinf(b[i])) EXPECT_TRUE(std::isinf(a[i]) && a[i] < 0);
+        else EXPECT_NEAR(a[i], b[i], 1e-4);
+    }
+    // strided inputs
+    Tensor qs = randn({4, n_q, d}, 5).transpose(0, 1);
+    EXPECT_LE(max_abs_diff(O::attention(qs, k, v, params[1]), O::ref::attention(qs.contiguous(), k, v, params[1])), 1e-5);
+    EXPECT_THROW(O::attention(randn({2, 3, d}, 1), k, v, params[0]), Error);  // 3 heads over 2 kv heads
   }
-  // strided inputs
-  Tensor qs = randn({4, n_q, d}, 5).transpose(0, 1);
-  EXPECT_LE(max_abs_diff(O::attention(qs, k, v, params[1]), O::ref::attention(qs.contiguous(), k, v, params[1])), 1e-5);
-  EXPECT_THROW(O::attention(randn({2, 3, d}, 1), k, v, params[0]), Error);  // 3 heads over 2 kv heads
+  // causal with as many keys as queries: the first query sees one key
+  Tensor q = randn({100, 2, 8}, 6), k = randn({100, 1, 8}, 7), v = randn({100, 1, 8}, 8);
+  const O::AttentionParams pc{0.3f, true, nullptr};
+  EXPECT_LE(max_abs_diff(O::attention(q, k, v, pc), O::ref::attention(q, k, v, pc)), 1e-5);
 }
 
 TEST(Attention, GgmlOrderMatchesNaive) {
