@@ -1,9 +1,14 @@
 #pragma once
 // Helpers shared by the connector files.
+#include <algorithm>
+#include <cmath>
 #include <string>
 
 #include "ocellus/connect/connector.h"
+#include "ocellus/core/error.h"
+#include "ocellus/ops/attention.h"
 #include "ocellus/ops/matmul.h"
+#include "ocellus/ops/norm.h"
 
 namespace ocellus::connect::detail {
 
@@ -31,6 +36,59 @@ inline std::string layer_name(Layout layout, int seq_index, int hf_index, const 
     case Layout::LlavaOriginal: return "model.mm_projector." + std::to_string(seq_index) + "." + what;
   }
   return "";
+}
+
+// A LayerNorm's weight and bias [d] (bias optional).
+struct Norm {
+  Tensor w, b;
+  bool ggml_order = false;
+  float eps = 1e-5f;
+  Tensor operator()(const Tensor& x) const {
+    const Tensor* bp = b.defined() ? &b : nullptr;
+    return ggml_order ? ops::layer_norm_ggml_order(x, &w, bp, eps) : ops::layer_norm(x, &w, bp, eps);
+  }
+};
+
+inline Norm load_norm(const ConnectorConfig& c, const io::TensorSource& s, const std::string& prefix, int64_t d) {
+  const io::TensorReader r{s, "connector"};
+  return Norm{r.get(prefix + "weight", {d}, true), r.get(prefix + "bias", {d}, false), c.ggml_order, c.norm_eps};
+}
+
+// The GELU of a connector: llama.cpp's f16 table for GGUF files, else the configured form.
+inline Tensor gelu(const ConnectorConfig& c, const Tensor& x) {
+  return c.act_ggml_f16 ? ops::activate_ggml_f16(ops::Activation::GeluTanh, x) : ops::activate(c.act, x);
+}
+
+// Where a layout keeps the connector's own tensors: name = prefix + local name.
+inline std::string prefix(Layout layout) {
+  switch (layout) {
+    case Layout::Gguf: return "mm.";
+    case Layout::HfLlava: return "multi_modal_projector.";
+    case Layout::LlavaOriginal: return "model.mm_projector.";
+  }
+  return "";
+}
+
+// Multi-head attention with its four projections (biases optional), width d.
+struct Mha {
+  Linear q, k, v, o;
+  int64_t n_head = 1;
+  Tensor operator()(const Tensor& xq, const Tensor& xkv) const {
+    const int64_t d = q.w.tensor().dim(0), hd = d / n_head;
+    const Tensor Q = q(xq).reshape({xq.dim(0), n_head, hd});
+    const Tensor K = k(xkv).reshape({xkv.dim(0), n_head, hd}), V = v(xkv).reshape({xkv.dim(0), n_head, hd});
+    ops::AttentionParams p;
+    p.scale = 1.0f / std::sqrt(float(hd));
+    return o(ops::attention(Q, K, V, p).reshape({xq.dim(0), d}));
+  }
+};
+
+inline Mha load_mha(const ConnectorConfig& c, const io::TensorSource& s, const std::string& p, int64_t d) {
+  const int64_t n_head = c.n_head > 0 ? c.n_head : std::max<int64_t>(1, d / 64);  // default: 64-wide heads
+  OCELLUS_CHECK(d % n_head == 0, s.path, ": connector head count ", n_head, " does not divide its width ", d);
+  return Mha{load_linear_layer(c, s, p + "q.weight", p + "q.bias", d, d), load_linear_layer(c, s, p + "k.weight", p + "k.bias", d, d),
+             load_linear_layer(c, s, p + "v.weight", p + "v.bias", d, d), load_linear_layer(c, s, p + "out.weight", p + "out.bias", d, d),
+             n_head};
 }
 
 }  // namespace ocellus::connect::detail

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <utility>
 
 #include "ocellus/connect/connector.h"
@@ -13,6 +14,10 @@ const std::pair<const char*, Loader> kTypes[] = {
     {"linear", load_linear},
     {"mlp2x_gelu", load_mlp2x_gelu},
     {"mlp", load_mlp2x_gelu},  // llama.cpp's clip.projector_type for LLaVA-1.5's MLP
+    {"mlp_norm", load_mlp_norm},
+    {"ldpv2", load_ldpv2},
+    {"attn_blocks", load_attn_blocks},
+    {"resampler", load_resampler},
 };
 
 }  // namespace

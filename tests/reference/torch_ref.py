@@ -7,7 +7,8 @@ format is read here). Usage:
 
     torch_ref.py vit DIR PIXELS OUT [FEATURE_LAYER]   DIR holds config.json + model.safetensors;
                                                       PIXELS float32 [B, 3, S, S]; OUT float32
-    torch_ref.py connector KIND DIR FEATURES OUT      FEATURES float32 [n, d_in]
+    torch_ref.py connector DIR FEATURES OUT           DIR: config.json {type, d_in, d_out, n_head}
+                                                      + model.safetensors; FEATURES float32 [n, d_in]
 """
 import json
 import math
@@ -81,6 +82,60 @@ def vit(cfg, w, pixels, feature_layer):
     return out if siglip else out[:, 1:]  # LLaVA's "patch" features drop the class token
 
 
+def layer_norm(x, w, p, eps=1e-5):
+    return F.layer_norm(x, (x.shape[-1],), w[p + "weight"], w.get(p + "bias"), eps)
+
+
+def linear(x, w, p):
+    return F.linear(x, w[p + "weight"], w.get(p + "bias"))
+
+
+def mha(xq, xkv, w, p, n_head):
+    d = w[p + "q.weight"].shape[0]
+    hd = d // n_head
+    q = linear(xq, w, p + "q.").view(-1, n_head, hd).transpose(0, 1)
+    k = linear(xkv, w, p + "k.").view(-1, n_head, hd).transpose(0, 1)
+    v = linear(xkv, w, p + "v.").view(-1, n_head, hd).transpose(0, 1)
+    a = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(hd), dim=-1) @ v
+    return linear(a.transpose(0, 1).reshape(-1, d), w, p + "out.")
+
+
+def connector(cfg, w, x):
+    """x [n, d_in] -> [n_tokens, d_out]; weights under LLaVA's model.mm_projector. prefix."""
+    p = "model.mm_projector."
+    kind, gelu = cfg["type"], F.gelu  # nn.GELU(): the erf form
+    n_head = cfg.get("n_head", 0)
+    heads = lambda d: n_head if n_head > 0 else max(1, d // 64)
+    if kind == "mlp2x_gelu":
+        return linear(gelu(linear(x, w, p + "0.")), w, p + "2.")
+    if kind == "mlp_norm":
+        h = gelu(layer_norm(linear(x, w, p + "0."), w, p + "1."))
+        return layer_norm(linear(h, w, p + "3."), w, p + "4.")
+    if kind == "ldpv2":  # MobileVLM V2: mlp, AdaptiveAvgPool2d to half the grid, x + depthwise conv(x)
+        h = linear(gelu(linear(x, w, p + "mlp.0.")), w, p + "mlp.2.")
+        n, c = h.shape
+        g = int(math.isqrt(n))
+        h = h.t().reshape(1, c, g, g)
+        h = F.adaptive_avg_pool2d(h, (g // 2, g // 2))
+        h = F.conv2d(h, w[p + "peg.peg.0.weight"], w[p + "peg.peg.0.bias"], padding=1, groups=c) + h
+        return h.flatten(2)[0].t()
+    if kind == "attn_blocks":  # pre-LN transformer blocks, then a projection
+        i = 0
+        while f"{p}blocks.{i}.ln1.weight" in w:
+            b = f"{p}blocks.{i}."
+            h = layer_norm(x, w, b + "ln1.")
+            x = x + mha(h, h, w, b + "attn.", heads(x.shape[-1]))
+            x = x + linear(gelu(linear(layer_norm(x, w, b + "ln2."), w, b + "ffn_up.")), w, b + "ffn_down.")
+            i += 1
+        return linear(x, w, p + "proj.")
+    if kind == "resampler":  # learned queries cross-attend to the projected features
+        kv = layer_norm(F.linear(x, w[p + "kv_proj.weight"]), w, p + "ln_kv.")
+        q = layer_norm(w[p + "query"], w, p + "ln_q.")
+        out = mha(q, kv, w, p + "attn.", heads(q.shape[-1]))
+        return linear(layer_norm(out, w, p + "ln_post."), w, p + "proj.")
+    raise SystemExit("unknown connector " + kind)
+
+
 def main():
     mode = sys.argv[1]
     if mode == "vit":
@@ -92,6 +147,12 @@ def main():
         pixels = torch.frombuffer(bytearray(open(pix, "rb").read()), dtype=torch.float32)
         pixels = pixels.reshape(-1, 3, S, S)
         vit(cfg, w, pixels, layer).contiguous().numpy().tofile(out)
+    elif mode == "connector":
+        d, feats, out = sys.argv[2:5]
+        cfg = json.load(open(d + "/config.json"))
+        w = read_safetensors(d + "/model.safetensors")
+        x = torch.frombuffer(bytearray(open(feats, "rb").read()), dtype=torch.float32).reshape(-1, cfg["d_in"])
+        connector(cfg, w, x).contiguous().numpy().tofile(out)
     else:
         sys.exit("unknown mode " + mode)
 

@@ -19,6 +19,8 @@ struct ConnectorConfig {
   ops::Activation act = ops::Activation::GeluErf;  // LLaVA's nn.GELU()
   bool act_ggml_f16 = false;  // llama.cpp's f16-table GELU (GGUF numerics)
   bool ggml_order = false;    // f32 products summed in llama.cpp's order
+  float norm_eps = 1e-5f;     // LayerNorms inside the connector
+  int64_t n_head = 0;         // attn_blocks / resampler heads (0: 64-wide heads, at least 1)
 };
 
 // Tensor names of a connector's weights in one file layout.
@@ -33,8 +35,8 @@ class Connector {
   virtual Tensor forward(const Tensor& features) const = 0;
 };
 
-// type: "linear", "mlp2x_gelu" (alias "mlp", llama.cpp's name). Unknown types are an error
-// listing the known ones.
+// type: "linear", "mlp2x_gelu" (alias "mlp", llama.cpp's name), "mlp_norm", "ldpv2",
+// "attn_blocks", "resampler". Unknown types are an error listing the known ones.
 std::unique_ptr<Connector> load_connector(const std::string& type, const ConnectorConfig& c,
                                           const io::TensorSource& s, Layout layout);
 std::vector<std::string> connector_types();
@@ -42,5 +44,9 @@ std::vector<std::string> connector_types();
 // ---- the types (connect/<type>.cpp), listed in one table in connect/registry.cpp ----------
 std::unique_ptr<Connector> load_linear(const ConnectorConfig& c, const io::TensorSource& s, Layout layout);
 std::unique_ptr<Connector> load_mlp2x_gelu(const ConnectorConfig& c, const io::TensorSource& s, Layout layout);
+std::unique_ptr<Connector> load_mlp_norm(const ConnectorConfig& c, const io::TensorSource& s, Layout layout);
+std::unique_ptr<Connector> load_ldpv2(const ConnectorConfig& c, const io::TensorSource& s, Layout layout);
+std::unique_ptr<Connector> load_attn_blocks(const ConnectorConfig& c, const io::TensorSource& s, Layout layout);
+std::unique_ptr<Connector> load_resampler(const ConnectorConfig& c, const io::TensorSource& s, Layout layout);
 
 }  // namespace ocellus::connect
