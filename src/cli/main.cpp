@@ -9,6 +9,7 @@
 #include <CLI/CLI.hpp>
 
 #include <chrono>
+#include <iostream>
 
 #include "ocellus/core/cpu.h"
 #include "ocellus/core/threads.h"
@@ -325,6 +326,81 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "image encode: %.1f ms; prefill: %lld tokens in %.1f ms (%.1f tokens/s); decode: %zu tokens in %.1f ms (%.1f tokens/s); stop: %s\n",
                  ms, (long long)r.n_prompt, r.prefill_seconds * 1e3, double(r.n_prompt) / r.prefill_seconds, r.tokens.size(),
                  r.decode_seconds * 1e3, r.tokens.empty() ? 0.0 : double(r.tokens.size()) / r.decode_seconds, r.stop_reason.c_str());
+  });
+
+  auto* chat = app.add_subcommand("chat", "Talk with a VLM (text model + mmproj); /image PATH attaches a picture");
+  std::string chat_model, chat_mmproj, chat_template;
+  std::vector<std::string> chat_images;
+  ocellus::lm::GenerateParams cp;
+  cp.sampling.temperature = 0;
+  chat->add_option("-m,--model", chat_model, "Text model: GGUF file or Hugging Face folder")->required();
+  chat->add_option("--mmproj", chat_mmproj, "Vision projector (mmproj GGUF)")->required();
+  chat->add_option("--image", chat_images, "Image attached to the first message (repeatable)");
+  chat->add_option("--chat-template", chat_template, "llama2, llama3, vicuna, chatml, phi2 (default: from the model)");
+  chat->add_option("-n,--n-predict", cp.n_predict, "Tokens per reply at most")->capture_default_str();
+  chat->add_option("--temp", cp.sampling.temperature, "Temperature; 0 = greedy")->capture_default_str();
+  chat->add_option("--seed", cp.sampling.seed, "Random seed")->capture_default_str();
+  chat->callback([&] {
+    ocellus::set_num_threads(threads);
+    const auto model = ocellus::lm::load_model(chat_model);
+    const auto tok = ocellus::text::Tokenizer::from_file(chat_model);
+    const auto vm = ocellus::model::load_mmproj(chat_mmproj);
+    ocellus::text::ChatTemplate t = ocellus::text::ChatTemplate::Vicuna;
+    if (!chat_template.empty()) t = ocellus::text::chat_template_from_name(chat_template);
+    else if (!ocellus::io::is_directory(chat_model)) t = ocellus::text::detect_chat_template(ocellus::io::GgufFile::open(chat_model));
+    std::vector<ocellus::text::Message> history;
+    std::vector<ocellus::Tensor> rows;  // every image of the conversation, in order
+    size_t pending = 0;                 // images attached since the last message
+    auto attach = [&](const std::string& path) {
+      try {
+        double ms = 0;
+        rows.push_back(encode_images(*vm, {path}, "", &ms)[0]);
+        ++pending;
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "\nocellus: error: %s (the conversation goes on)\n", e.what());
+      }
+    };
+    for (const std::string& img : chat_images) attach(img);
+    std::fprintf(stderr, "chat: type a message; /image PATH attaches an image, /reset forgets the conversation, /quit or Ctrl-D ends\n");
+    std::string line;
+    while (true) {
+      std::printf("> ");
+      std::fflush(stdout);
+      if (!std::getline(std::cin, line)) break;
+      if (line == "/quit" || line == "/exit") break;
+      if (line == "/reset") {
+        history.clear(), rows.clear(), pending = 0;
+        continue;
+      }
+      if (line.rfind("/image ", 0) == 0) {
+        attach(line.substr(7));
+        continue;
+      }
+      if (line.empty()) continue;
+      const size_t n_new = pending;
+      std::string user;
+      for (; pending > 0; --pending) user += "<image>\n";
+      history.push_back({"user", user + line});
+      try {
+        // The whole conversation is rendered and prefilled again each turn (images included).
+        const std::string text = ocellus::text::render_chat_text(t, history, true);
+        const auto sp = ocellus::model::splice_prompt(*model, tok, text, rows, tok.add_bos());
+        const auto r = ocellus::lm::generate_embedded(*model, tok, sp.embeddings, sp.ids, cp, [](const std::string& piece) {
+          std::printf("%s", piece.c_str());
+          std::fflush(stdout);
+        });
+        std::printf("\n");
+        std::fprintf(stderr, "[prefill %lld tokens %.1f tokens/s; decode %zu tokens %.1f tokens/s; stop: %s]\n",
+                     (long long)r.n_prompt, double(r.n_prompt) / r.prefill_seconds, r.tokens.size(),
+                     r.tokens.empty() ? 0.0 : double(r.tokens.size()) / r.decode_seconds, r.stop_reason.c_str());
+        history.push_back({"assistant", r.text});
+      } catch (const std::exception& e) {  // e.g. the conversation outgrew the context
+        history.pop_back();
+        pending = n_new;  // its images wait for the next message
+        std::fprintf(stderr, "ocellus: error: %s (message dropped; /reset starts over)\n", e.what());
+      }
+    }
+    std::printf("\n");
   });
 
   try {
