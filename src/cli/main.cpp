@@ -70,6 +70,30 @@ void write_f32(const std::string& path, const ocellus::Tensor& t) {
   ocellus::io::write_file_atomically(path, [&](std::FILE* f) { ocellus::io::write_bytes(f, c.raw(), c.nbytes(), path); });
 }
 
+// The options `run` and `chat` share, and what they load from them.
+struct VlmOptions {
+  std::string model, mmproj, chat_template;
+  std::vector<std::string> images;
+  ocellus::lm::GenerateParams gen;
+  CLI::Option* add(CLI::App* cmd, const char* n_help, const char* image_help) {
+    gen.sampling.temperature = 0;  // greedy unless asked
+    cmd->add_option("-m,--model", model, "Text model: GGUF file or Hugging Face folder")->required();
+    cmd->add_option("--mmproj", mmproj, "Vision projector (mmproj GGUF)")->required();
+    CLI::Option* img = cmd->add_option("--image", images, image_help);
+    cmd->add_option("--chat-template", chat_template, "llama2, llama3, vicuna, chatml, phi2 (default: from the model)");
+    cmd->add_option("-n,--n-predict", gen.n_predict, n_help)->capture_default_str();
+    cmd->add_option("--temp", gen.sampling.temperature, "Temperature; 0 = greedy")->capture_default_str();
+    cmd->add_option("--seed", gen.sampling.seed, "Random seed")->capture_default_str();
+    return img;
+  }
+  ocellus::text::ChatTemplate resolve_template() const {
+    if (!chat_template.empty()) return ocellus::text::chat_template_from_name(chat_template);
+    if (!ocellus::io::is_directory(model))  // a GGUF file, as load_model decides
+      return ocellus::text::detect_chat_template(ocellus::io::GgufFile::open(model));
+    return ocellus::text::ChatTemplate::Vicuna;
+  }
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -287,38 +311,26 @@ int main(int argc, char** argv) {
   });
 
   auto* run = app.add_subcommand("run", "Answer a prompt about images with a VLM (text model + mmproj)");
-  std::string run_model, run_mmproj, run_prompt, run_template;
-  std::vector<std::string> run_images;
-  ocellus::lm::GenerateParams rp;
-  rp.sampling.temperature = 0;
-  run->add_option("-m,--model", run_model, "Text model: GGUF file or Hugging Face folder")->required();
-  run->add_option("--mmproj", run_mmproj, "Vision projector (mmproj GGUF)")->required();
-  run->add_option("--image", run_images, "Image file (PNG / JPEG; repeatable)")->required();
+  VlmOptions ro;
+  std::string run_prompt;
+  ro.add(run, "Tokens to generate at most", "Image file (PNG / JPEG; repeatable)")->required();
   run->add_option("-p,--prompt", run_prompt, "The question; images go before it unless it holds <image> placeholders")->required();
-  run->add_option("--chat-template", run_template, "llama2, llama3, vicuna, chatml, phi2 (default: from the model)");
-  run->add_option("-n,--n-predict", rp.n_predict, "Tokens to generate at most")->capture_default_str();
-  run->add_option("--temp", rp.sampling.temperature, "Temperature; 0 = greedy")->capture_default_str();
-  run->add_option("--seed", rp.sampling.seed, "Random seed")->capture_default_str();
   run->callback([&] {
     ocellus::set_num_threads(threads);
-    const auto model = ocellus::lm::load_model(run_model);
-    const auto tok = ocellus::text::Tokenizer::from_file(run_model);
-    const auto vm = ocellus::model::load_mmproj(run_mmproj);
+    const auto model = ocellus::lm::load_model(ro.model);
+    const auto tok = ocellus::text::Tokenizer::from_file(ro.model);
+    const auto vm = ocellus::model::load_mmproj(ro.mmproj);
     double ms = 0;
-    const auto rows = encode_images(*vm, run_images, "", &ms);
+    const auto rows = encode_images(*vm, ro.images, "", &ms);
     std::string user = run_prompt;
     if (user.find("<image>") == std::string::npos) {
       std::string marks;
       for (size_t i = 0; i < rows.size(); ++i) marks += "<image>\n";
       user = marks + user;
     }
-    ocellus::text::ChatTemplate t = ocellus::text::ChatTemplate::Vicuna;
-    if (!run_template.empty()) t = ocellus::text::chat_template_from_name(run_template);
-    else if (!ocellus::io::is_directory(run_model))  // a GGUF file, as load_model decides
-      t = ocellus::text::detect_chat_template(ocellus::io::GgufFile::open(run_model));
-    const std::string text = ocellus::text::render_chat_text(t, {{"user", user}}, true);
+    const std::string text = ocellus::text::render_chat_text(ro.resolve_template(), {{"user", user}}, true);
     const auto sp = ocellus::model::splice_prompt(*model, tok, text, rows, tok.add_bos());
-    const auto r = ocellus::lm::generate_embedded(*model, tok, sp.embeddings, sp.ids, rp, [](const std::string& piece) {
+    const auto r = ocellus::lm::generate_embedded(*model, tok, sp.embeddings, sp.ids, ro.gen, [](const std::string& piece) {
       std::printf("%s", piece.c_str());
       std::fflush(stdout);
     });
@@ -329,25 +341,14 @@ int main(int argc, char** argv) {
   });
 
   auto* chat = app.add_subcommand("chat", "Talk with a VLM (text model + mmproj); /image PATH attaches a picture");
-  std::string chat_model, chat_mmproj, chat_template;
-  std::vector<std::string> chat_images;
-  ocellus::lm::GenerateParams cp;
-  cp.sampling.temperature = 0;
-  chat->add_option("-m,--model", chat_model, "Text model: GGUF file or Hugging Face folder")->required();
-  chat->add_option("--mmproj", chat_mmproj, "Vision projector (mmproj GGUF)")->required();
-  chat->add_option("--image", chat_images, "Image attached to the first message (repeatable)");
-  chat->add_option("--chat-template", chat_template, "llama2, llama3, vicuna, chatml, phi2 (default: from the model)");
-  chat->add_option("-n,--n-predict", cp.n_predict, "Tokens per reply at most")->capture_default_str();
-  chat->add_option("--temp", cp.sampling.temperature, "Temperature; 0 = greedy")->capture_default_str();
-  chat->add_option("--seed", cp.sampling.seed, "Random seed")->capture_default_str();
+  VlmOptions co;
+  co.add(chat, "Tokens per reply at most", "Image attached to the first message (repeatable)");
   chat->callback([&] {
     ocellus::set_num_threads(threads);
-    const auto model = ocellus::lm::load_model(chat_model);
-    const auto tok = ocellus::text::Tokenizer::from_file(chat_model);
-    const auto vm = ocellus::model::load_mmproj(chat_mmproj);
-    ocellus::text::ChatTemplate t = ocellus::text::ChatTemplate::Vicuna;
-    if (!chat_template.empty()) t = ocellus::text::chat_template_from_name(chat_template);
-    else if (!ocellus::io::is_directory(chat_model)) t = ocellus::text::detect_chat_template(ocellus::io::GgufFile::open(chat_model));
+    const auto model = ocellus::lm::load_model(co.model);
+    const auto tok = ocellus::text::Tokenizer::from_file(co.model);
+    const auto vm = ocellus::model::load_mmproj(co.mmproj);
+    const ocellus::text::ChatTemplate t = co.resolve_template();
     std::vector<ocellus::text::Message> history;
     std::vector<ocellus::Tensor> rows;  // every image of the conversation, in order
     size_t pending = 0;                 // images attached since the last message
@@ -360,7 +361,7 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "\nocellus: error: %s (the conversation goes on)\n", e.what());
       }
     };
-    for (const std::string& img : chat_images) attach(img);
+    for (const std::string& img : co.images) attach(img);
     std::fprintf(stderr, "chat: type a message; /image PATH attaches an image, /reset forgets the conversation, /quit or Ctrl-D ends\n");
     std::string line;
     while (true) {
@@ -385,7 +386,7 @@ int main(int argc, char** argv) {
         // The whole conversation is rendered and prefilled again each turn (images included).
         const std::string text = ocellus::text::render_chat_text(t, history, true);
         const auto sp = ocellus::model::splice_prompt(*model, tok, text, rows, tok.add_bos());
-        const auto r = ocellus::lm::generate_embedded(*model, tok, sp.embeddings, sp.ids, cp, [](const std::string& piece) {
+        const auto r = ocellus::lm::generate_embedded(*model, tok, sp.embeddings, sp.ids, co.gen, [](const std::string& piece) {
           std::printf("%s", piece.c_str());
           std::fflush(stdout);
         });
