@@ -4,7 +4,10 @@
 #include <cmath>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "ocellus/core/error.h"
+#include "ocellus/io/file.h"
 
 namespace ocellus::vision {
 namespace {
@@ -191,6 +194,54 @@ Tensor hwc_to_chw(const Tensor& hwc) {
   OCELLUS_CHECK(hwc.ndim() == 3 && hwc.dim(2) == 3, "pixels: expected [H, W, 3], got ", hwc.shape().str());
   const int64_t h = hwc.dim(0), w = hwc.dim(1);
   return hwc.contiguous().reshape({h * w, 3}).transpose(0, 1).contiguous().reshape({3, h, w});
+}
+
+PreprocessConfig read_preprocessor_config(const std::string& path, PreprocessConfig c) {
+  using nlohmann::json;
+  json j;
+  try {
+    j = json::parse(io::read_text_file(path, size_t(1) << 20));
+  } catch (const json::exception& e) {
+    fail("preprocess: ", path, ": invalid JSON: ", e.what());
+  }
+  OCELLUS_CHECK(j.is_object(), "preprocess: ", path, ": not a JSON object");
+  auto triple = [&](const char* key, std::array<float, 3>& out) {
+    if (!j.contains(key)) return;
+    const json& v = j[key];
+    OCELLUS_CHECK(v.is_array() && v.size() == 3 && v[0].is_number() && v[1].is_number() && v[2].is_number(), "preprocess: ",
+                  path, ": ", key, " must be 3 numbers");
+    for (size_t i = 0; i < 3; ++i) out[i] = v[i].get<float>();
+  };
+  triple("image_mean", c.mean);
+  triple("image_std", c.std);
+  auto positive = [&](const json& v, const char* key) {
+    OCELLUS_CHECK(v.is_number_integer() && v.get<int64_t>() > 0 && v.get<int64_t>() <= 8192, "preprocess: ", path, ": ", key,
+                  " must be a positive integer");
+    return int(v.get<int64_t>());
+  };
+  const bool crop = j.value("do_center_crop", j.contains("crop_size"));
+  if (j.contains("size")) {
+    const json& sz = j["size"];
+    if (sz.is_number()) {
+      c.size = positive(sz, "size"), c.mode = PreprocessConfig::Mode::ShortestEdge;
+    } else if (sz.is_object() && sz.contains("shortest_edge")) {
+      c.size = positive(sz["shortest_edge"], "size.shortest_edge"), c.mode = PreprocessConfig::Mode::ShortestEdge;
+    } else if (sz.is_object() && sz.contains("height") && sz.contains("width")) {
+      const int h = positive(sz["height"], "size.height"), w = positive(sz["width"], "size.width");
+      OCELLUS_CHECK(h == w, "preprocess: ", path, ": size ", h, "x", w, " is not square (towers here take square images)");
+      c.size = h, c.mode = crop ? PreprocessConfig::Mode::ShortestEdge : PreprocessConfig::Mode::Squash;
+    } else {
+      fail("preprocess: ", path, ": size must be a number or hold shortest_edge or height and width");
+    }
+  }
+  if (crop && j.contains("crop_size")) {
+    const json& cs = j["crop_size"];
+    const int n = cs.is_object() ? positive(cs.value("height", json()), "crop_size.height") : positive(cs, "crop_size");
+    OCELLUS_CHECK(n == c.size, "preprocess: ", path, ": crop_size ", n, " differs from size ", c.size,
+                  " (only a square crop of the resized edge is supported)");
+  }
+  c.validate();
+  return c;
 }
 
 }  // namespace ocellus::vision

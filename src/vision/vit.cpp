@@ -8,6 +8,7 @@
 
 #include "ocellus/core/error.h"
 #include "ocellus/io/gguf_names.h"
+#include "ocellus/io/file.h"
 #include "ocellus/io/safetensors.h"
 #include "ocellus/ops/attention.h"
 #include "ocellus/ops/elementwise.h"
@@ -129,7 +130,11 @@ std::string find_hf_vit_prefix(const io::TensorSource& s) {
 VisionTower load_hf_tower(const std::string& dir, int64_t feature_layer) {
   const io::HfConfig cfg = io::read_hf_config(dir);
   OCELLUS_CHECK(cfg.vision.has_value(), "vision: ", dir, ": config.json describes no vision tower");
-  const VitConfig c = vit_config_from_hf(*cfg.vision, feature_layer);
+  VitConfig c = vit_config_from_hf(*cfg.vision, feature_layer);
+  const std::string pp = dir + "/preprocessor_config.json";
+  if (io::is_file(pp)) c.preprocess = read_preprocessor_config(pp, c.preprocess);
+  OCELLUS_CHECK(c.preprocess.size == c.image_size, "vision: ", pp, ": images are resized to ", c.preprocess.size,
+                " px, but the tower takes ", c.image_size);
   const io::SafetensorsModel m = io::SafetensorsModel::open(dir);
   const io::TensorSource src = io::safetensors_source(m, dir);
   VitWeights w = load_vit_weights(c, src, hf_vit_names(find_hf_vit_prefix(src)));

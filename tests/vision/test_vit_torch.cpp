@@ -97,3 +97,26 @@ TEST(VitTorch, ConfigFromHf) {
   v.hidden_act = "relu6";
   EXPECT_THROW(vision::vit_config_from_hf(v, 0), Error);
 }
+
+TEST(VitTorch, PreprocessorConfigOverridesDefaults) {
+  TinyTower t{"clip_vision_model", "quick_gelu"};
+  t.image = 28;
+  const std::string dir = test::temp_path("clip_pp");
+  write_tower(dir, t, 5);
+  EXPECT_EQ(vision::load_hf_tower(dir).config().preprocess.mode, vision::PreprocessConfig::Mode::ShortestEdge);
+  std::ofstream(dir + "/preprocessor_config.json")
+      << R"({"image_mean": [0.5, 0.5, 0.5], "image_std": [0.25, 0.5, 0.5], "size": {"height": 28, "width": 28}})";
+  const vision::PreprocessConfig p = vision::load_hf_tower(dir).config().preprocess;
+  EXPECT_EQ(p.mode, vision::PreprocessConfig::Mode::Squash);
+  EXPECT_EQ(p.std[0], 0.25f);
+  EXPECT_EQ(p.mean[2], 0.5f);
+  std::ofstream(dir + "/preprocessor_config.json") << R"({"size": {"shortest_edge": 336}, "crop_size": 336})";
+  try {
+    vision::load_hf_tower(dir);
+    FAIL() << "a 336 px processor loaded for a 28 px tower";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("resized to 336"), std::string::npos) << e.what();
+  }
+  std::ofstream(dir + "/preprocessor_config.json") << R"({"image_mean": [0.5, 0.5]})";
+  EXPECT_THROW(vision::load_hf_tower(dir), Error);
+}

@@ -20,5 +20,6 @@ std::string read_text_file(const std::string& path, size_t max_bytes = size_t(25
 
 bool file_exists(const std::string& path);
 bool is_directory(const std::string& path);
+bool is_file(const std::string& path);  // a regular file
 
 }  // namespace ocellus::io

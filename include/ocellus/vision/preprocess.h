@@ -26,6 +26,12 @@ struct PreprocessConfig {
 const char* mode_name(PreprocessConfig::Mode m);
 PreprocessConfig::Mode parse_mode(const std::string& name);  // "pad", "shortest_edge", "squash"
 
+// A Hugging Face preprocessor_config.json (CLIPImageProcessor / SiglipImageProcessor) over
+// `base`: image_mean / image_std, and the geometry — size {"shortest_edge": N} (or a number) with
+// a centre crop is ShortestEdge, size {"height", "width"} without one is Squash. Fields it lacks
+// keep base's values; a malformed field is an error naming the file and the field.
+PreprocessConfig read_preprocessor_config(const std::string& path, PreprocessConfig base);
+
 // The float CHW tensor [3, size, size] the tower reads.
 Tensor preprocess(const io::ImageRgb8& img, const PreprocessConfig& c);
 

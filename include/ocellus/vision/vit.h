@@ -84,7 +84,8 @@ class VisionTower {
   VitWeights w_;
 };
 
-// A plain tower folder (config.json with a CLIP / SigLIP vision config, *.safetensors).
+// A plain tower folder (config.json with a CLIP / SigLIP vision config, *.safetensors, and
+// preprocessor_config.json when present: it overrides the kind's default preprocessing).
 VisionTower load_hf_tower(const std::string& dir, int64_t feature_layer = 0);
 
 }  // namespace ocellus::vision
