@@ -5,8 +5,6 @@
 // model is (q4_0 matrices also repacked in memory for decode).
 #include <benchmark/benchmark.h>
 
-#include <sys/stat.h>
-
 #include <algorithm>
 #include <chrono>
 #include <map>
@@ -16,7 +14,6 @@
 #include "ceilings.h"
 #include "ocellus/io/gguf.h"
 #include "ocellus/lm/lm.h"
-#include "ocellus/model/synth.h"
 
 using namespace ocellus;
 
@@ -32,15 +29,7 @@ const Loaded& tinyllama(DType t) {
   static std::map<DType, Loaded> cache;
   auto it = cache.find(t);
   if (it != cache.end()) return it->second;
-  const std::string dir = OCELLUS_BENCH_MODELS;
-  ::mkdir(dir.c_str(), 0755);
-  const std::string path = dir + "/tinyllama-1.1b-" + dtype_name(t) + ".gguf";
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) {
-    model::SynthOptions o;
-    o.dtype = t;
-    model::write_synth_model(model::synth_shape("tinyllama-1.1b"), o, path);
-  }
+  const std::string path = bench::synth_model("tinyllama-1.1b", dtype_name(t));
   Loaded l;
   l.model = lm::load_gguf(io::GgufFile::open(path));
   auto add = [&](const ops::PreparedWeight& w) {

@@ -5,8 +5,6 @@
 // peak measured in the same run.
 #include <benchmark/benchmark.h>
 
-#include <sys/stat.h>
-
 #include <algorithm>
 #include <chrono>
 #include <map>
@@ -15,7 +13,6 @@
 #include <string>
 
 #include "ceilings.h"
-#include "ocellus/model/synth.h"
 #include "ocellus/model/vlm.h"
 
 using namespace ocellus;
@@ -26,11 +23,7 @@ const model::VisionModel& tower(const std::string& shape) {
   static std::map<std::string, std::unique_ptr<model::VisionModel>> cache;
   auto it = cache.find(shape);
   if (it != cache.end()) return *it->second;
-  const std::string dir = OCELLUS_BENCH_MODELS;
-  ::mkdir(dir.c_str(), 0755);
-  const std::string path = dir + "/" + shape + "-f16.gguf";
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) model::write_synth_model(model::synth_shape(shape), model::SynthOptions{}, path);
+  const std::string path = bench::synth_model(shape, "f16");
   return *cache.emplace(shape, model::load_mmproj(path)).first->second;
 }
 

@@ -1,6 +1,7 @@
 #include "ceilings.h"
 
 #include <omp.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <chrono>
@@ -8,7 +9,9 @@
 #include <cstring>
 #include <vector>
 
+#include "ocellus/core/dtype.h"
 #include "ocellus/core/threads.h"
+#include "ocellus/model/synth.h"
 #include "ocellus/core/tensor.h"
 #include "ocellus/ops/matmul.h"
 
@@ -113,6 +116,19 @@ void print_ceilings() {
   std::printf("ceilings (%d threads): memory read %.1f GB/s, memory copy %.1f GB/s (read+write), "
               "f32 GEMM peak %.1f GFLOP/s (OpenBLAS sgemm 2048^3)\n",
               num_threads(), c.read_gbs, c.copy_gbs, c.gemm_gflops);
+}
+
+std::string synth_model(const std::string& shape, const char* dtype) {
+  const std::string dir = OCELLUS_BENCH_MODELS;
+  ::mkdir(dir.c_str(), 0755);
+  const std::string path = dir + "/" + shape + "-" + dtype + ".gguf";
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    model::SynthOptions o;
+    o.dtype = dtype_from_name(dtype);
+    model::write_synth_model(model::synth_shape(shape), o, path);
+  }
+  return path;
 }
 
 }  // namespace ocellus::bench

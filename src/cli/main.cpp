@@ -70,6 +70,19 @@ void write_f32(const std::string& path, const ocellus::Tensor& t) {
   ocellus::io::write_file_atomically(path, [&](std::FILE* f) { ocellus::io::write_bytes(f, c.raw(), c.nbytes(), path); });
 }
 
+// Streams generated text to stdout as it comes.
+void print_piece(const std::string& piece) {
+  std::printf("%s", piece.c_str());
+  std::fflush(stdout);
+}
+
+// A VLM as `run` and `chat` use it.
+struct Vlm {
+  std::unique_ptr<ocellus::lm::LanguageModel> model;
+  ocellus::text::Tokenizer tok;
+  std::unique_ptr<ocellus::model::VisionModel> vision;
+};
+
 // The options `run` and `chat` share, and what they load from them.
 struct VlmOptions {
   std::string model, mmproj, chat_template;
@@ -91,6 +104,9 @@ struct VlmOptions {
     if (!ocellus::io::is_directory(model))  // a GGUF file, as load_model decides
       return ocellus::text::detect_chat_template(ocellus::io::GgufFile::open(model));
     return ocellus::text::ChatTemplate::Vicuna;
+  }
+  Vlm load() const {
+    return Vlm{ocellus::lm::load_model(model), ocellus::text::Tokenizer::from_file(model), ocellus::model::load_mmproj(mmproj)};
   }
 };
 
@@ -242,10 +258,7 @@ int main(int argc, char** argv) {
     const std::vector<int32_t> prompt = tok.encode(gen_prompt, true, false);
     std::printf("%s", gen_prompt.c_str());
     std::fflush(stdout);
-    const auto r = ocellus::lm::generate(*model, tok, prompt, gp, [](const std::string& s) {
-      std::printf("%s", s.c_str());
-      std::fflush(stdout);
-    });
+    const auto r = ocellus::lm::generate(*model, tok, prompt, gp, print_piece);
     std::printf("\n");
     std::fflush(stdout);
     std::fprintf(stderr, "prefill: %lld tokens in %.1f ms (%.1f tokens/s); decode: %zu tokens in %.1f ms (%.1f tokens/s); stop: %s\n",
@@ -317,11 +330,9 @@ int main(int argc, char** argv) {
   run->add_option("-p,--prompt", run_prompt, "The question; images go before it unless it holds <image> placeholders")->required();
   run->callback([&] {
     ocellus::set_num_threads(threads);
-    const auto model = ocellus::lm::load_model(ro.model);
-    const auto tok = ocellus::text::Tokenizer::from_file(ro.model);
-    const auto vm = ocellus::model::load_mmproj(ro.mmproj);
+    const Vlm v = ro.load();
     double ms = 0;
-    const auto rows = encode_images(*vm, ro.images, "", &ms);
+    const auto rows = encode_images(*v.vision, ro.images, "", &ms);
     std::string user = run_prompt;
     if (user.find("<image>") == std::string::npos) {
       std::string marks;
@@ -329,11 +340,8 @@ int main(int argc, char** argv) {
       user = marks + user;
     }
     const std::string text = ocellus::text::render_chat_text(ro.resolve_template(), {{"user", user}}, true);
-    const auto sp = ocellus::model::splice_prompt(*model, tok, text, rows, tok.add_bos());
-    const auto r = ocellus::lm::generate_embedded(*model, tok, sp.embeddings, sp.ids, ro.gen, [](const std::string& piece) {
-      std::printf("%s", piece.c_str());
-      std::fflush(stdout);
-    });
+    const auto sp = ocellus::model::splice_prompt(*v.model, v.tok, text, rows, v.tok.add_bos());
+    const auto r = ocellus::lm::generate_embedded(*v.model, v.tok, sp.embeddings, sp.ids, ro.gen, print_piece);
     std::printf("\n");
     std::fprintf(stderr, "image encode: %.1f ms; prefill: %lld tokens in %.1f ms (%.1f tokens/s); decode: %zu tokens in %.1f ms (%.1f tokens/s); stop: %s\n",
                  ms, (long long)r.n_prompt, r.prefill_seconds * 1e3, double(r.n_prompt) / r.prefill_seconds, r.tokens.size(),
@@ -345,9 +353,7 @@ int main(int argc, char** argv) {
   co.add(chat, "Tokens per reply at most", "Image attached to the first message (repeatable)");
   chat->callback([&] {
     ocellus::set_num_threads(threads);
-    const auto model = ocellus::lm::load_model(co.model);
-    const auto tok = ocellus::text::Tokenizer::from_file(co.model);
-    const auto vm = ocellus::model::load_mmproj(co.mmproj);
+    const Vlm v = co.load();
     const ocellus::text::ChatTemplate t = co.resolve_template();
     std::vector<ocellus::text::Message> history;
     std::vector<ocellus::Tensor> rows;  // every image of the conversation, in order
@@ -355,7 +361,7 @@ int main(int argc, char** argv) {
     auto attach = [&](const std::string& path) {
       try {
         double ms = 0;
-        rows.push_back(encode_images(*vm, {path}, "", &ms)[0]);
+        rows.push_back(encode_images(*v.vision, {path}, "", &ms)[0]);
         ++pending;
       } catch (const std::exception& e) {
         std::fprintf(stderr, "\nocellus: error: %s (the conversation goes on)\n", e.what());
@@ -385,11 +391,8 @@ int main(int argc, char** argv) {
       try {
         // The whole conversation is rendered and prefilled again each turn (images included).
         const std::string text = ocellus::text::render_chat_text(t, history, true);
-        const auto sp = ocellus::model::splice_prompt(*model, tok, text, rows, tok.add_bos());
-        const auto r = ocellus::lm::generate_embedded(*model, tok, sp.embeddings, sp.ids, co.gen, [](const std::string& piece) {
-          std::printf("%s", piece.c_str());
-          std::fflush(stdout);
-        });
+        const auto sp = ocellus::model::splice_prompt(*v.model, v.tok, text, rows, v.tok.add_bos());
+        const auto r = ocellus::lm::generate_embedded(*v.model, v.tok, sp.embeddings, sp.ids, co.gen, print_piece);
         std::printf("\n");
         std::fprintf(stderr, "[prefill %lld tokens %.1f tokens/s; decode %zu tokens %.1f tokens/s; stop: %s]\n",
                      (long long)r.n_prompt, double(r.n_prompt) / r.prefill_seconds, r.tokens.size(),

@@ -50,8 +50,6 @@ std::unique_ptr<VisionModel> load_mmproj(const std::string& path) {
   // f16 / quantized towers take the fast kernels: llama.cpp rounds their activations to f16 or
   // 8 bits, which no order reproduces.
   c.act_ggml_f16 = true;
-  const io::GgufTensorInfo* q0 = f.find_tensor("v.blk.0.attn_q.weight");
-  c.ggml_order = q0 && q0->type && q0->type->dtype == DType::F32;
   c.class_token = f.find_tensor(tn::kVClassEmbd) != nullptr;
   c.pre_norm = f.find_tensor(tn::kVPreLn) != nullptr;
   c.post_norm = f.find_tensor(tn::kVPostLn) != nullptr;
@@ -74,6 +72,7 @@ std::unique_ptr<VisionModel> load_mmproj(const std::string& path) {
   }
   const io::TensorSource src = io::gguf_source(f);
   vision::VitWeights w = vision::load_vit_weights(c, src, vision::gguf_vit_names());
+  c.ggml_order = w.blocks[0].q.tensor().dtype() == DType::F32;
   connect::ConnectorConfig cc;
   cc.d_in = c.n_embd;
   cc.d_out = f.get_int(key::kClipProjectionDim);

@@ -64,57 +64,53 @@ inline float rms_inv(const float* xr, int64_t d, float eps) {
   return 1.0f / std::sqrt(ss / float(d) + eps);
 }
 
-}  // namespace
-
-Tensor layer_norm(const Tensor& x, const Tensor* w, const Tensor* b, float eps) {
-  const Rows r = prepare(x, w, b, "layer_norm");
-  Tensor y = Tensor::empty(x.shape());
+// y = fn applied to each row: fn(x row, y row), rows in parallel.
+template <typename Fn>
+Tensor map_rows(const Rows& r, const Shape& shape, Fn fn) {
+  Tensor y = Tensor::empty(shape);
   const float* xp = r.x.data<float>();
   float* yp = y.data<float>();
   parallel_for(r.rows, 8, [&](int64_t r0, int64_t r1) {
-    for (int64_t i = r0; i < r1; ++i) {
-      const float* xr = xp + i * r.d;
-      float* yr = yp + i * r.d;
-      float mean, inv;
-      layer_norm_stats(xr, r.d, eps, &mean, &inv);
-      for (int64_t j = 0; j < r.d; ++j) {
-        float v = (xr[j] - mean) * inv;
-        if (r.w) v *= r.w[j];
-        if (r.b) v += r.b[j];
-        yr[j] = v;
-      }
-    }
+    for (int64_t i = r0; i < r1; ++i) fn(xp + i * r.d, yp + i * r.d);
   });
   return y;
 }
 
-Tensor layer_norm_ggml_order(const Tensor& x, const Tensor* w, const Tensor* b, float eps) {
-  const Rows r = prepare(x, w, b, "layer_norm_ggml_order");
-  Tensor y = Tensor::empty(x.shape());
-  const float* xp = r.x.data<float>();
-  float* yp = y.data<float>();
-  parallel_for(r.rows, 8, [&](int64_t r0, int64_t r1) {
-    for (int64_t i = r0; i < r1; ++i) {
-      const float* xr = xp + i * r.d;
-      float* yr = yp + i * r.d;
-      double sum = 0.0;
-      for (int64_t j = 0; j < r.d; ++j) sum += double(xr[j]);
-      const float mean = float(sum / double(r.d));
-      double sum2 = 0.0;
-      for (int64_t j = 0; j < r.d; ++j) {
-        const float v = xr[j] - mean;
-        yr[j] = v;
-        const float v2 = v * v;  // rounded to f32 before it is summed, as there
-        sum2 += double(v2);
-      }
-      const float variance = float(sum2 / double(r.d));
-      const float scale = 1.0f / std::sqrt(variance + eps);
-      for (int64_t j = 0; j < r.d; ++j) yr[j] *= scale;
-      if (r.w) for (int64_t j = 0; j < r.d; ++j) yr[j] *= r.w[j];
-      if (r.b) for (int64_t j = 0; j < r.d; ++j) yr[j] += r.b[j];
+}  // namespace
+
+Tensor layer_norm(const Tensor& x, const Tensor* w, const Tensor* b, float eps) {
+  const Rows r = prepare(x, w, b, "layer_norm");
+  return map_rows(r, x.shape(), [&](const float* xr, float* yr) {
+    float mean, inv;
+    layer_norm_stats(xr, r.d, eps, &mean, &inv);
+    for (int64_t j = 0; j < r.d; ++j) {
+      float v = (xr[j] - mean) * inv;
+      if (r.w) v *= r.w[j];
+      if (r.b) v += r.b[j];
+      yr[j] = v;
     }
   });
-  return y;
+}
+
+Tensor layer_norm_ggml_order(const Tensor& x, const Tensor* w, const Tensor* b, float eps) {
+  const Rows r = prepare(x, w, b, "layer_norm_ggml_order");
+  return map_rows(r, x.shape(), [&](const float* xr, float* yr) {
+    double sum = 0.0;
+    for (int64_t j = 0; j < r.d; ++j) sum += double(xr[j]);
+    const float mean = float(sum / double(r.d));
+    double sum2 = 0.0;
+    for (int64_t j = 0; j < r.d; ++j) {
+      const float v = xr[j] - mean;
+      yr[j] = v;
+      const float v2 = v * v;  // rounded to f32 before it is summed, as there
+      sum2 += double(v2);
+    }
+    const float variance = float(sum2 / double(r.d));
+    const float scale = 1.0f / std::sqrt(variance + eps);
+    for (int64_t j = 0; j < r.d; ++j) yr[j] *= scale;
+    if (r.w) for (int64_t j = 0; j < r.d; ++j) yr[j] *= r.w[j];
+    if (r.b) for (int64_t j = 0; j < r.d; ++j) yr[j] += r.b[j];
+  });
 }
 
 void layer_norm_backward(const Tensor& x, const Tensor* w, const Tensor& dy_in, float eps,
@@ -156,17 +152,10 @@ void layer_norm_backward(const Tensor& x, const Tensor* w, const Tensor& dy_in, 
 
 Tensor rms_norm(const Tensor& x, const Tensor* w, float eps) {
   const Rows r = prepare(x, w, nullptr, "rms_norm");
-  Tensor y = Tensor::empty(x.shape());
-  const float* xp = r.x.data<float>();
-  float* yp = y.data<float>();
-  parallel_for(r.rows, 8, [&](int64_t r0, int64_t r1) {
-    for (int64_t i = r0; i < r1; ++i) {
-      const float* xr = xp + i * r.d;
-      const float inv = rms_inv(xr, r.d, eps);
-      for (int64_t j = 0; j < r.d; ++j) yp[i * r.d + j] = xr[j] * inv * (r.w ? r.w[j] : 1.0f);
-    }
+  return map_rows(r, x.shape(), [&](const float* xr, float* yr) {
+    const float inv = rms_inv(xr, r.d, eps);
+    for (int64_t j = 0; j < r.d; ++j) yr[j] = xr[j] * inv * (r.w ? r.w[j] : 1.0f);
   });
-  return y;
 }
 
 void rms_norm_backward(const Tensor& x, const Tensor* w, const Tensor& dy_in, float eps, Tensor* dx,
