@@ -76,13 +76,6 @@ void print_piece(const std::string& piece) {
   std::fflush(stdout);
 }
 
-// A VLM as `run` and `chat` use it.
-struct Vlm {
-  std::unique_ptr<ocellus::lm::LanguageModel> model;
-  ocellus::text::Tokenizer tok;
-  std::unique_ptr<ocellus::model::VisionModel> vision;
-};
-
 // The options `run` and `chat` share, and what they load from them.
 struct VlmOptions {
   std::string model, mmproj, chat_template;
@@ -90,8 +83,8 @@ struct VlmOptions {
   ocellus::lm::GenerateParams gen;
   CLI::Option* add(CLI::App* cmd, const char* n_help, const char* image_help) {
     gen.sampling.temperature = 0;  // greedy unless asked
-    cmd->add_option("-m,--model", model, "Text model: GGUF file or Hugging Face folder")->required();
-    cmd->add_option("--mmproj", mmproj, "Vision projector (mmproj GGUF)")->required();
+    cmd->add_option("-m,--model", model, "Text model GGUF (with --mmproj), or a Hugging Face LLaVA-style folder")->required();
+    cmd->add_option("--mmproj", mmproj, "Vision projector (mmproj GGUF); not needed for a Hugging Face folder");
     CLI::Option* img = cmd->add_option("--image", images, image_help);
     cmd->add_option("--chat-template", chat_template, "llama2, llama3, vicuna, chatml, phi2 (default: from the model)");
     cmd->add_option("-n,--n-predict", gen.n_predict, n_help)->capture_default_str();
@@ -99,15 +92,12 @@ struct VlmOptions {
     cmd->add_option("--seed", gen.sampling.seed, "Random seed")->capture_default_str();
     return img;
   }
-  ocellus::text::ChatTemplate resolve_template() const {
+  ocellus::text::ChatTemplate resolve_template(const ocellus::text::Tokenizer& tok) const {
     if (!chat_template.empty()) return ocellus::text::chat_template_from_name(chat_template);
-    if (!ocellus::io::is_directory(model))  // a GGUF file, as load_model decides
-      return ocellus::text::detect_chat_template(ocellus::io::GgufFile::open(model));
-    return ocellus::text::ChatTemplate::Vicuna;
+    if (ocellus::io::is_directory(model)) return ocellus::text::detect_chat_template(model, tok);
+    return ocellus::text::detect_chat_template(ocellus::io::GgufFile::open(model));  // a GGUF file, as load_model decides
   }
-  Vlm load() const {
-    return Vlm{ocellus::lm::load_model(model), ocellus::text::Tokenizer::from_file(model), ocellus::model::load_mmproj(mmproj)};
-  }
+  ocellus::model::Vlm load() const { return ocellus::model::load_vlm(model, mmproj); }
 };
 
 }  // namespace
@@ -323,14 +313,14 @@ int main(int argc, char** argv) {
     std::printf("wrote %s: [%lld, %lld] float32\n", em_out.c_str(), (long long)rows[0].dim(0), (long long)rows[0].dim(1));
   });
 
-  auto* run = app.add_subcommand("run", "Answer a prompt about images with a VLM (text model + mmproj)");
+  auto* run = app.add_subcommand("run", "Answer a prompt about images with a VLM (text model + mmproj, or a Hugging Face folder)");
   VlmOptions ro;
   std::string run_prompt;
   ro.add(run, "Tokens to generate at most", "Image file (PNG / JPEG; repeatable)")->required();
   run->add_option("-p,--prompt", run_prompt, "The question; images go before it unless it holds <image> placeholders")->required();
   run->callback([&] {
     ocellus::set_num_threads(threads);
-    const Vlm v = ro.load();
+    const ocellus::model::Vlm v = ro.load();
     double ms = 0;
     const auto rows = encode_images(*v.vision, ro.images, "", &ms);
     std::string user = run_prompt;
@@ -339,22 +329,22 @@ int main(int argc, char** argv) {
       for (size_t i = 0; i < rows.size(); ++i) marks += "<image>\n";
       user = marks + user;
     }
-    const std::string text = ocellus::text::render_chat_text(ro.resolve_template(), {{"user", user}}, true);
-    const auto sp = ocellus::model::splice_prompt(*v.model, v.tok, text, rows, v.tok.add_bos());
-    const auto r = ocellus::lm::generate_embedded(*v.model, v.tok, sp.embeddings, sp.ids, ro.gen, print_piece);
+    const std::string text = ocellus::text::render_chat_text(ro.resolve_template(v.tok), {{"user", user}}, true);
+    const auto sp = ocellus::model::splice_prompt(*v.lm, v.tok, text, rows, v.tok.add_bos(), "<image>", v.vision->markers());
+    const auto r = ocellus::lm::generate_embedded(*v.lm, v.tok, sp.embeddings, sp.ids, ro.gen, print_piece);
     std::printf("\n");
     std::fprintf(stderr, "image encode: %.1f ms; prefill: %lld tokens in %.1f ms (%.1f tokens/s); decode: %zu tokens in %.1f ms (%.1f tokens/s); stop: %s\n",
                  ms, (long long)r.n_prompt, r.prefill_seconds * 1e3, double(r.n_prompt) / r.prefill_seconds, r.tokens.size(),
                  r.decode_seconds * 1e3, r.tokens.empty() ? 0.0 : double(r.tokens.size()) / r.decode_seconds, r.stop_reason.c_str());
   });
 
-  auto* chat = app.add_subcommand("chat", "Talk with a VLM (text model + mmproj); /image PATH attaches a picture");
+  auto* chat = app.add_subcommand("chat", "Talk with a VLM (text model + mmproj, or a Hugging Face folder); /image PATH attaches a picture");
   VlmOptions co;
   co.add(chat, "Tokens per reply at most", "Image attached to the first message (repeatable)");
   chat->callback([&] {
     ocellus::set_num_threads(threads);
-    const Vlm v = co.load();
-    const ocellus::text::ChatTemplate t = co.resolve_template();
+    const ocellus::model::Vlm v = co.load();
+    const ocellus::text::ChatTemplate t = co.resolve_template(v.tok);
     std::vector<ocellus::text::Message> history;
     std::vector<ocellus::Tensor> rows;  // every image of the conversation, in order
     size_t pending = 0;                 // images attached since the last message
@@ -391,8 +381,8 @@ int main(int argc, char** argv) {
       try {
         // The whole conversation is rendered and prefilled again each turn (images included).
         const std::string text = ocellus::text::render_chat_text(t, history, true);
-        const auto sp = ocellus::model::splice_prompt(*v.model, v.tok, text, rows, v.tok.add_bos());
-        const auto r = ocellus::lm::generate_embedded(*v.model, v.tok, sp.embeddings, sp.ids, co.gen, print_piece);
+        const auto sp = ocellus::model::splice_prompt(*v.lm, v.tok, text, rows, v.tok.add_bos(), "<image>", v.vision->markers());
+        const auto r = ocellus::lm::generate_embedded(*v.lm, v.tok, sp.embeddings, sp.ids, co.gen, print_piece);
         std::printf("\n");
         std::fprintf(stderr, "[prefill %lld tokens %.1f tokens/s; decode %zu tokens %.1f tokens/s; stop: %s]\n",
                      (long long)r.n_prompt, double(r.n_prompt) / r.prefill_seconds, r.tokens.size(),

@@ -180,10 +180,8 @@ HfConfig parse_hf_config(const std::string& text, const std::string& name) {
   if (has_proj) {
     HfProjectorConfig p;
     p.type = top.string("mm_projector_type", top.string("connector_type", ""));
-    if (p.type.empty()) {
-      const std::string act = top.string("projector_hidden_act", "gelu");
-      p.type = act == "gelu" ? "mlp2x_gelu" : "mlp2x_" + act;  // HF llava: linear, act, linear
-    }
+    if (p.type.empty()) p.type = "mlp2x_gelu";  // HF llava: linear, projector_hidden_act, linear
+    p.hidden_act = top.string("projector_hidden_act", "gelu");
     p.vision_feature_layer = top.integer("mm_vision_select_layer", top.integer("vision_feature_layer", -2));
     const std::string sel = top.string("mm_vision_select_feature", top.string("vision_feature_select_strategy", "patch"));
     p.vision_feature_select = (sel == "default" || sel == "patch") ? "patch" : (sel == "full" ? "cls_patch" : sel);
@@ -191,6 +189,9 @@ HfConfig parse_hf_config(const std::string& text, const std::string& name) {
       top.bad("vision_feature_select_strategy", "unknown value '" + sel + "'");
     p.image_token_index = top.integer("image_token_index", top.integer("image_token_id", -1));
     p.image_aspect_ratio = top.string("image_aspect_ratio", "");
+    // Begin / end-of-image tokens, under Qwen2-VL's or Gemma 3's names.
+    p.image_begin_token_id = top.integer("vision_start_token_id", top.integer("boi_token_index", -1));
+    p.image_end_token_id = top.integer("vision_end_token_id", top.integer("eoi_token_index", -1));
     p.vision_tower = top.string("mm_vision_tower", top.string("vision_tower", ""));
     c.projector = p;
   }

@@ -15,6 +15,20 @@ TensorSource safetensors_source(const SafetensorsModel& m, const std::string& pa
   return {path, [&m](const std::string& n) { return m.has(n); }, [&m](const std::string& n) { return m.tensor(n); }};
 }
 
+TensorSource renamed_source(const TensorSource& base, const std::vector<Rename>& rules) {
+  auto to_base = [rules](const std::string& n) -> std::string {
+    for (const Rename& r : rules)
+      if (n.compare(0, r.prefix.size(), r.prefix) == 0) return r.base_prefix + n.substr(r.prefix.size());
+    return std::string();
+  };
+  return {base.path, [base, to_base](const std::string& n) { const std::string b = to_base(n); return !b.empty() && base.has(b); },
+          [base, to_base](const std::string& n) {
+            const std::string b = to_base(n);
+            if (b.empty()) fail(base.path, ": no tensor '", n, "'");
+            return base.get(b);
+          }};
+}
+
 Tensor TensorReader::get(const std::string& name, const Shape& shape, bool required) const {
   if (name.empty() || !s.has(name)) {
     if (required) fail(what, ": ", s.path, ": missing tensor '", name, "'");

@@ -16,7 +16,6 @@ namespace ocellus::lm::detail {
 
 using Source = io::TensorSource;
 using io::gguf_source;
-inline Source hf_source(const io::SafetensorsModel& m, const std::string& path) { return io::safetensors_source(m, path); }
 
 // Tensor names; patterns with %d take the block index; empty = the format has no such tensor.
 struct Names {
@@ -27,6 +26,8 @@ struct Names {
 Names gguf_names();
 // Llama-style Hugging Face names (llama, qwen2, stablelm: model.layers.N.self_attn.q_proj...).
 Names hf_llama_names();
+// Phi-2's Hugging Face names (dense, fc1 / fc2, final_layernorm).
+Names hf_phi2_names();
 
 // What a family's blocks hold.
 struct Layout {

@@ -33,15 +33,10 @@ std::unique_ptr<LanguageModel> load_phi2(const io::GgufFile& f) {
   return make_model(std::move(c), gguf_source(f), gguf_names(), phi_layout());
 }
 
-std::unique_ptr<LanguageModel> load_phi2_hf(const io::HfTextConfig& t, const io::SafetensorsModel& m, const std::string& dir) {
+std::unique_ptr<LanguageModel> load_phi2_hf(const io::HfTextConfig& t, const io::TensorSource& s) {
   LmConfig c = hf_common_config(t, "phi2");
   phi2_block(c);
-  Names n = hf_llama_names();
-  n.out_norm = "model.final_layernorm.weight", n.out_norm_b = "model.final_layernorm.bias";
-  n.o = "model.layers.%d.self_attn.dense.weight", n.o_b = "model.layers.%d.self_attn.dense.bias";
-  n.up = "model.layers.%d.mlp.fc1.weight", n.up_b = "model.layers.%d.mlp.fc1.bias";
-  n.down = "model.layers.%d.mlp.fc2.weight", n.down_b = "model.layers.%d.mlp.fc2.bias";
-  return make_model(std::move(c), hf_source(m, dir), n, phi_layout());
+  return make_model(std::move(c), s, hf_phi2_names(), phi_layout());
 }
 
 }  // namespace ocellus::lm

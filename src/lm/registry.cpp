@@ -7,6 +7,7 @@
 #include "ocellus/io/gguf_names.h"
 #include "ocellus/io/hf_config.h"
 #include "ocellus/io/safetensors.h"
+#include "ocellus/io/tensor_source.h"
 #include "ocellus/lm/lm.h"
 
 namespace ocellus::lm {
@@ -15,18 +16,28 @@ namespace {
 using Loader = std::unique_ptr<LanguageModel> (*)(const io::GgufFile&);
 const std::pair<const char*, Loader> kFamilies[] = {
     {"llama", load_llama}, {"qwen2", load_qwen2}, {"phi2", load_phi2}, {"stablelm", load_stablelm}};
-using HfLoader = std::unique_ptr<LanguageModel> (*)(const io::HfTextConfig&, const io::SafetensorsModel&, const std::string&);
+using HfLoader = std::unique_ptr<LanguageModel> (*)(const io::HfTextConfig&, const io::TensorSource&);
 const std::pair<const char*, HfLoader> kHfFamilies[] = {
     {"llama", load_llama_hf}, {"qwen2", load_qwen2_hf}, {"phi", load_phi2_hf}, {"stablelm", load_stablelm_hf}};
 }  // namespace
+
+std::unique_ptr<LanguageModel> load_hf(const io::HfTextConfig& t, const io::TensorSource& s) {
+  // The family files read plain names; a LLaVA checkpoint keeps the text model under a prefix.
+  io::TensorSource src = s;
+  if (s.has("language_model.model.embed_tokens.weight"))  // transformers < 4.52, TinyLLaVA
+    src = io::renamed_source(s, {{"", "language_model."}});
+  else if (s.has("model.language_model.embed_tokens.weight"))  // transformers >= 4.52
+    src = io::renamed_source(s, {{"model.", "model.language_model."}, {"lm_head.", "lm_head."}});
+  for (const auto& [name, loader] : kHfFamilies)
+    if (t.model_type == name) return loader(t, src);
+  fail("lm: ", s.path, ": model_type '", t.model_type, "' is not a text model ocellus runs (llama, qwen2, phi, stablelm)");
+}
 
 std::unique_ptr<LanguageModel> load_hf(const std::string& dir) {
   const io::HfConfig cfg = io::read_hf_config(dir);
   if (!cfg.text) fail("lm: ", dir, ": config.json describes no text model");
   const io::SafetensorsModel m = io::SafetensorsModel::open(dir);
-  for (const auto& [name, loader] : kHfFamilies)
-    if (cfg.text->model_type == name) return loader(*cfg.text, m, dir);
-  fail("lm: ", dir, ": model_type '", cfg.text->model_type, "' is not a text model ocellus runs (llama, qwen2, phi, stablelm)");
+  return load_hf(*cfg.text, io::safetensors_source(m, dir));
 }
 
 std::unique_ptr<LanguageModel> load_model(const std::string& path) {

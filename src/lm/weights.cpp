@@ -35,6 +35,15 @@ Names hf_llama_names() {
   return n;
 }
 
+Names hf_phi2_names() {
+  Names n = hf_llama_names();
+  n.out_norm = "model.final_layernorm.weight", n.out_norm_b = "model.final_layernorm.bias";
+  n.o = "model.layers.%d.self_attn.dense.weight", n.o_b = "model.layers.%d.self_attn.dense.bias";
+  n.up = "model.layers.%d.mlp.fc1.weight", n.up_b = "model.layers.%d.mlp.fc1.bias";
+  n.down = "model.layers.%d.mlp.fc2.weight", n.down_b = "model.layers.%d.mlp.fc2.bias";
+  return n;
+}
+
 namespace {
 
 std::string at(const std::string& pattern, int i) {

@@ -4,7 +4,11 @@
 
 #include "ocellus/core/error.h"
 #include "ocellus/io/gguf.h"
+#include "ocellus/io/file.h"
 #include "ocellus/io/gguf_names.h"
+#include "ocellus/io/hf_config.h"
+#include "ocellus/io/safetensors.h"
+#include "ocellus/io/tensor_source.h"
 #include "ocellus/lm/lm.h"
 #include "ocellus/text/tokenizer.h"
 #include "ocellus/vision/preprocess.h"
@@ -82,8 +86,99 @@ std::unique_ptr<VisionModel> load_mmproj(const std::string& path) {
   return std::make_unique<VisionModel>(vision::VisionTower(c, std::move(w)), std::move(conn), cc.d_out);
 }
 
+namespace {
+
+// Where a Hugging Face checkpoint keeps its projector: the layout whose names the connector
+// files know, and the prefix that layout's names start with in this checkpoint.
+struct ProjectorPlace {
+  connect::Layout layout;
+  const char* layout_prefix;
+  const char* prefix;
+};
+const ProjectorPlace kProjectorPlaces[] = {
+    {connect::Layout::HfLlava, "multi_modal_projector.", "multi_modal_projector."},        // transformers < 4.52
+    {connect::Layout::HfLlava, "multi_modal_projector.", "model.multi_modal_projector."},  // transformers >= 4.52
+    {connect::Layout::LlavaOriginal, "model.mm_projector.", "model.mm_projector."},        // LLaVA's own
+    {connect::Layout::LlavaOriginal, "model.mm_projector.", "connector._connector."},      // TinyLLaVA
+};
+
+}  // namespace
+
+std::unique_ptr<VisionModel> load_hf_vision(const std::string& dir) {
+  const io::HfConfig cfg = io::read_hf_config(dir);
+  OCELLUS_CHECK(cfg.vision.has_value(), dir, ": config.json has no vision_config: not a LLaVA-style folder (give the image half with --mmproj)");
+  OCELLUS_CHECK(cfg.text.has_value(), dir, ": config.json describes no text model, so the projector's output width is unknown");
+  const io::HfProjectorConfig p = cfg.projector.value_or(io::HfProjectorConfig{});
+  vision::VitConfig c = vision::vit_config_from_hf(*cfg.vision, p.vision_feature_layer);
+  c.drop_class_token = p.vision_feature_select == "patch";
+  if (p.image_aspect_ratio == "pad" && c.preprocess.mode == vision::PreprocessConfig::Mode::ShortestEdge)
+    c.preprocess.mode = vision::PreprocessConfig::Mode::Pad;
+  const std::string pp = dir + "/preprocessor_config.json";
+  if (io::is_file(pp)) c.preprocess = vision::read_preprocessor_config(pp, c.preprocess);
+  OCELLUS_CHECK(c.preprocess.size == c.image_size, pp, ": images are resized to ", c.preprocess.size,
+                " px, but the tower takes ", c.image_size);
+
+  const io::SafetensorsModel m = io::SafetensorsModel::open(dir);
+  const io::TensorSource src = io::safetensors_source(m, dir);
+  std::string tower_prefix;
+  try {
+    tower_prefix = vision::find_hf_vit_prefix(src);
+  } catch (const Error&) {
+    fail(dir, ": config.json describes a vision tower, but its weights are not in the folder",
+         p.vision_tower.empty() ? std::string() : " (the config names '" + p.vision_tower + "'; such checkpoints load the tower separately)");
+  }
+  vision::VitWeights w = vision::load_vit_weights(c, src, vision::hf_vit_names(tower_prefix));
+
+  const std::vector<std::string> names = m.names();
+  const ProjectorPlace* place = nullptr;
+  for (const ProjectorPlace& pl : kProjectorPlaces) {
+    const std::string pre = pl.prefix;
+    for (const std::string& n : names)
+      if (n.compare(0, pre.size(), pre) == 0) place = &pl;
+    if (place) break;
+  }
+  OCELLUS_CHECK(place, dir, ": no projector weights (looked for multi_modal_projector.*, model.multi_modal_projector.*, ",
+                "model.mm_projector.*, connector._connector.*)");
+  connect::ConnectorConfig cc;
+  cc.d_in = c.n_embd;
+  cc.d_out = cfg.text->hidden_size;
+  cc.act = ops::parse_activation(p.hidden_act);
+  const io::TensorSource psrc = io::renamed_source(src, {{place->layout_prefix, place->prefix}});
+  auto conn = connect::load_connector(p.type, cc, psrc, place->layout);
+  return std::make_unique<VisionModel>(vision::VisionTower(c, std::move(w)), std::move(conn), cc.d_out);
+}
+
+Vlm load_vlm(const std::string& model, const std::string& mmproj) {
+  Vlm v;
+  v.lm = lm::load_model(model);
+  v.tok = text::Tokenizer::from_file(model);
+  if (!mmproj.empty()) {
+    v.vision = load_mmproj(mmproj);
+  } else {
+    OCELLUS_CHECK(io::is_directory(model), model, ": a GGUF text model needs its vision projector: give --mmproj");
+    v.vision = load_hf_vision(model);
+    // Begin / end-of-image tokens the config names (ids) become their text.
+    const io::HfConfig cfg = io::read_hf_config(model);
+    if (cfg.projector) {
+      ImageMarkers mk;
+      auto text_of = [&](int64_t id, const char* what) {
+        if (id < 0) return std::string();
+        OCELLUS_CHECK(id < v.tok.n_vocab(), model, ": ", what, " token id ", id, " is outside the vocabulary (", v.tok.n_vocab(), ")");
+        return v.tok.piece(int32_t(id));
+      };
+      mk.begin = text_of(cfg.projector->image_begin_token_id, "begin-of-image");
+      mk.end = text_of(cfg.projector->image_end_token_id, "end-of-image");
+      if (!mk.begin.empty() || !mk.end.empty()) v.vision->set_markers(mk);
+    }
+  }
+  OCELLUS_CHECK(v.vision->n_embd_out() == v.lm->config().n_embd, "the vision projector makes rows of width ", v.vision->n_embd_out(),
+                ", but the text model's n_embd is ", v.lm->config().n_embd, " (they do not belong together)");
+  return v;
+}
+
 Spliced splice_prompt(const lm::LanguageModel& lm, const text::Tokenizer& tok, const std::string& prompt,
-                      const std::vector<Tensor>& image_rows, bool add_bos, const std::string& marker) {
+                      const std::vector<Tensor>& image_rows, bool add_bos, const std::string& marker,
+                      const ImageMarkers& around) {
   std::vector<std::string> pieces;
   size_t at = 0;
   for (size_t p; (p = prompt.find(marker, at)) != std::string::npos; at = p + marker.size())
@@ -97,8 +192,11 @@ Spliced splice_prompt(const lm::LanguageModel& lm, const text::Tokenizer& tok, c
   for (size_t i = 0; i < pieces.size(); ++i) {
     std::vector<int32_t> ids;
     if (i == 0 && add_bos && tok.bos() >= 0) ids.push_back(tok.bos());
-    if (!pieces[i].empty()) {
-      const std::vector<int32_t> t = tok.encode(pieces[i], false);
+    std::string text = pieces[i];
+    if (i > 0) text = around.end + text;                   // after image i-1
+    if (i < image_rows.size()) text += around.begin;       // before image i
+    if (!text.empty()) {
+      const std::vector<int32_t> t = tok.encode(text, false, true);
       ids.insert(ids.end(), t.begin(), t.end());
     }
     if (!ids.empty()) {

@@ -2,7 +2,11 @@
 
 #include "ocellus/core/error.h"
 #include "ocellus/io/gguf.h"
+#include "ocellus/io/file.h"
 #include "ocellus/io/gguf_names.h"
+#include "ocellus/io/hf_config.h"
+
+#include <nlohmann/json.hpp>
 
 namespace ocellus::text {
 
@@ -75,9 +79,10 @@ const char* chat_template_name(ChatTemplate t) {
   return "?";
 }
 
-ChatTemplate detect_chat_template(const io::GgufFile& f) {
-  namespace key = io::gguf::key;
-  const std::string jinja = f.get_string(key::kTokChatTemplate, "");
+namespace {
+
+// The template a model's Jinja text, architecture (GGUF names) and vocabulary point to.
+ChatTemplate detect_from(const std::string& jinja, const std::string& arch, bool has_eot_id, const std::string& what) {
   if (!jinja.empty()) {
     if (jinja.find("<|im_start|>") != std::string::npos) return ChatTemplate::ChatML;
     if (jinja.find("<|start_header_id|>") != std::string::npos) return ChatTemplate::Llama3;
@@ -85,19 +90,34 @@ ChatTemplate detect_chat_template(const io::GgufFile& f) {
     if (jinja.find("ASSISTANT:") != std::string::npos)
       return jinja.find("<|endoftext|>") != std::string::npos ? ChatTemplate::Phi2 : ChatTemplate::Vicuna;
   }
-  const std::string arch = f.get_string(key::kArchitecture, "");
   if (arch == "qwen2" || arch == "stablelm") return ChatTemplate::ChatML;
   if (arch == "phi2") return ChatTemplate::Phi2;
-  if (arch == "llama") {
-    if (f.has(key::kTokTokens)) {
-      const io::GgufValue& toks = f.get(key::kTokTokens);
-      for (const std::string& s : toks.strs)
-        if (s == "<|eot_id|>") return ChatTemplate::Llama3;
-    }
-    return ChatTemplate::Vicuna;  // LLaVA-1.5's convention for Llama-2-vocabulary models
+  if (arch == "llama") return has_eot_id ? ChatTemplate::Llama3 : ChatTemplate::Vicuna;  // Vicuna: LLaVA-1.5's
+  fail("chat: ", what, ": no chat template identifies this model (architecture '", arch, "'); choose one by name");
+}
+
+}  // namespace
+
+ChatTemplate detect_chat_template(const io::GgufFile& f) {
+  namespace key = io::gguf::key;
+  bool eot = false;
+  if (f.has(key::kTokTokens))
+    for (const std::string& s : f.get(key::kTokTokens).strs) eot = eot || s == "<|eot_id|>";
+  return detect_from(f.get_string(key::kTokChatTemplate, ""), f.get_string(key::kArchitecture, ""), eot, f.path());
+}
+
+ChatTemplate detect_chat_template(const std::string& hf_dir, const Tokenizer& tok) {
+  std::string jinja;
+  const std::string tc = hf_dir + "/tokenizer_config.json";
+  if (io::is_file(tc)) {
+    const nlohmann::json j = nlohmann::json::parse(io::read_text_file(tc), nullptr, false);
+    if (j.is_object() && j.contains("chat_template") && j["chat_template"].is_string()) jinja = j["chat_template"].get<std::string>();
   }
-  fail("chat: ", f.path(), ": no chat template identifies this model (architecture '", arch,
-       "'); choose one by name");
+  const io::HfConfig cfg = io::read_hf_config(hf_dir);
+  std::string arch = cfg.text ? cfg.text->model_type : cfg.model_type;
+  if (arch == "phi") arch = "phi2";
+  const std::vector<int32_t> eot = tok.encode("<|eot_id|>", false, true);
+  return detect_from(jinja, arch, eot.size() == 1 && tok.is_special(eot[0]), hf_dir);
 }
 
 std::vector<ChatPiece> render_chat(ChatTemplate t, const std::vector<Message>& messages, bool gen) {

@@ -240,6 +240,15 @@ PreprocessConfig read_preprocessor_config(const std::string& path, PreprocessCon
     OCELLUS_CHECK(n == c.size, "preprocess: ", path, ": crop_size ", n, " differs from size ", c.size,
                   " (only a square crop of the resized edge is supported)");
   }
+  // LlavaImageProcessor's do_pad: a square with the mean colour first, as LLaVA-1.5's "pad".
+  if (j.contains("do_pad")) {
+    OCELLUS_CHECK(j["do_pad"].is_boolean(), "preprocess: ", path, ": do_pad must be true or false");
+    if (j["do_pad"].get<bool>()) {
+      OCELLUS_CHECK(c.mode != PreprocessConfig::Mode::Squash, "preprocess: ", path,
+                    ": do_pad with a squashing resize is not supported");
+      c.mode = PreprocessConfig::Mode::Pad;
+    }
+  }
   c.validate();
   return c;
 }

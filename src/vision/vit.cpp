@@ -18,11 +18,7 @@
 namespace ocellus::vision {
 namespace {
 
-std::string fmt(const std::string& pattern, int64_t i) {
-  char buf[256];
-  std::snprintf(buf, sizeof(buf), pattern.c_str(), int(i));
-  return buf;
-}
+std::string fmt(const std::string& pattern, int64_t i) { return io::gguf::name(pattern.c_str(), int(i)); }
 
 Tensor linear(const VitConfig& c, const Tensor& x, const ops::PreparedWeight& w, const Tensor& b) {
   if (c.ggml_order) return ops::matmul_ggml_order(x, w, b.defined() ? &b : nullptr);
@@ -118,7 +114,8 @@ VitConfig vit_config_from_hf(const io::HfVisionConfig& v, int64_t feature_layer)
 
 std::string find_hf_vit_prefix(const io::TensorSource& s) {
   static const char* kPrefixes[] = {"vision_model.", "vision_tower.vision_model.", "model.vision_tower.vision_model.",
-                                    "model.vision_tower.vision_tower.vision_model."};
+                                    "model.vision_tower.vision_tower.vision_model.",
+                                    "vision_tower._vision_tower.vision_model."};  // TinyLLaVA
   std::string tried;
   for (const char* p : kPrefixes) {
     if (s.has(std::string(p) + "embeddings.patch_embedding.weight")) return p;
@@ -139,6 +136,27 @@ VisionTower load_hf_tower(const std::string& dir, int64_t feature_layer) {
   const io::TensorSource src = io::safetensors_source(m, dir);
   VitWeights w = load_vit_weights(c, src, hf_vit_names(find_hf_vit_prefix(src)));
   return VisionTower(c, std::move(w));
+}
+
+std::vector<std::pair<std::string, Tensor>> tower_tensors(const VisionTower& t, const VitNames& n) {
+  const VitWeights& w = t.weights();
+  std::vector<std::pair<std::string, Tensor>> out;
+  auto add = [&](const std::string& pattern, int64_t i, const Tensor& x) {
+    if (!x.defined()) return;
+    const Tensor v = x.dtype() == DType::F32 || x.dtype() == DType::F16 || x.dtype() == DType::BF16 ? x : x.to(DType::F32);
+    out.push_back({i < 0 ? pattern : fmt(pattern, i), v});
+  };
+  add(n.patch_w, -1, w.patch_w), add(n.patch_b, -1, w.patch_b), add(n.class_embd, -1, w.class_embd);
+  add(n.pos_embd, -1, w.pos_embd), add(n.pre_ln_w, -1, w.pre_ln_w), add(n.pre_ln_b, -1, w.pre_ln_b);
+  add(n.post_ln_w, -1, w.post_ln_w), add(n.post_ln_b, -1, w.post_ln_b);
+  for (int64_t i = 0; i < int64_t(w.blocks.size()); ++i) {
+    const VitBlock& b = w.blocks[size_t(i)];
+    add(n.ln1_w, i, b.ln1_w), add(n.ln1_b, i, b.ln1_b), add(n.ln2_w, i, b.ln2_w), add(n.ln2_b, i, b.ln2_b);
+    add(n.q, i, b.q.tensor()), add(n.q_b, i, b.q_b), add(n.k, i, b.k.tensor()), add(n.k_b, i, b.k_b);
+    add(n.v, i, b.v.tensor()), add(n.v_b, i, b.v_b), add(n.o, i, b.o.tensor()), add(n.o_b, i, b.o_b);
+    add(n.fc1, i, b.fc1.tensor()), add(n.fc1_b, i, b.fc1_b), add(n.fc2, i, b.fc2.tensor()), add(n.fc2_b, i, b.fc2_b);
+  }
+  return out;
 }
 
 VitWeights load_vit_weights(const VitConfig& c, const io::TensorSource& s, const VitNames& n) {

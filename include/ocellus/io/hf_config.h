@@ -36,9 +36,11 @@ struct HfVisionConfig {
 
 struct HfProjectorConfig {
   std::string type;                 // "mlp2x_gelu", "linear", ... (LLaVA's mm_projector_type)
+  std::string hidden_act = "gelu";  // the MLP's activation (HF llava's projector_hidden_act)
   int64_t vision_feature_layer = -2;  // LLaVA: the penultimate layer
   std::string vision_feature_select = "patch";  // "patch" (drop the class token) or "cls_patch"
   int64_t image_token_index = -1;
+  int64_t image_begin_token_id = -1, image_end_token_id = -1;  // tokens around each image, if any
   std::string image_aspect_ratio;   // "pad" (LLaVA-1.5), "square", "anyres"
   std::string vision_tower;         // name or path of the tower, when the config names one
 };

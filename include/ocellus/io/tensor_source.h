@@ -4,6 +4,7 @@
 // file and tensor. Shared by the text models, vision towers and connectors.
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "ocellus/core/tensor.h"
 
@@ -21,6 +22,14 @@ struct TensorSource {
 // keep their file mapped).
 TensorSource gguf_source(const GgufFile& f);
 TensorSource safetensors_source(const SafetensorsModel& m, const std::string& path);
+// The tensors of `base` under other names: a name starting with a rule's prefix (the first rule
+// that matches) is looked up in base with that prefix replaced by the rule's base prefix; names
+// no rule matches are not there. (A LLaVA checkpoint's text model read as a plain one:
+// {"model.", "model.language_model."}, {"lm_head.", "lm_head."}.)
+struct Rename {
+  std::string prefix, base_prefix;
+};
+TensorSource renamed_source(const TensorSource& base, const std::vector<Rename>& rules);
 
 // Reads tensors of known shape: a missing required tensor or a wrong shape is an error naming
 // `what` (the component), the file and the tensor; a missing optional one (or an empty name)

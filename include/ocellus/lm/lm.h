@@ -8,6 +8,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "ocellus/core/tensor.h"
@@ -19,6 +20,7 @@ namespace ocellus::io {
 class GgufFile;
 class SafetensorsModel;
 struct HfTextConfig;
+struct TensorSource;
 }
 
 namespace ocellus::lm {
@@ -109,19 +111,29 @@ std::unique_ptr<LanguageModel> load_gguf(const io::GgufFile& f);
 // Reads a Hugging Face folder (config.json + safetensors, sharded or not): the family from the
 // text config's model_type (llama, qwen2, phi, stablelm; LLaVA checkpoints' text_config too).
 std::unique_ptr<LanguageModel> load_hf(const std::string& dir);
+// The text model of a checkpoint's tensors: plain names (model.layers.N...), or inside a LLaVA
+// checkpoint (language_model.model.layers.N... in transformers < 4.52,
+// model.language_model.layers.N... after).
+std::unique_ptr<LanguageModel> load_hf(const io::HfTextConfig& t, const io::TensorSource& s);
 // A model file or folder: GGUF, or a Hugging Face folder.
 std::unique_ptr<LanguageModel> load_model(const std::string& path);
 std::vector<std::string> known_architectures();
+
+// The model as a Hugging Face checkpoint (lm/export_hf.cpp): its tensors under the family's
+// names (Q/K rows in rotate-half order; block-quantized weights dequantized to f32) and its
+// config.json text; load_hf reads them back as the same model.
+std::vector<std::pair<std::string, Tensor>> hf_tensors(const LanguageModel& m);
+std::string hf_config_json(const LanguageModel& m);
 
 // ---- the families (lm/<family>.cpp), listed in one table in lm/registry.cpp ----------------
 std::unique_ptr<LanguageModel> load_llama(const io::GgufFile& f);
 std::unique_ptr<LanguageModel> load_qwen2(const io::GgufFile& f);
 std::unique_ptr<LanguageModel> load_phi2(const io::GgufFile& f);
 std::unique_ptr<LanguageModel> load_stablelm(const io::GgufFile& f);
-std::unique_ptr<LanguageModel> load_llama_hf(const io::HfTextConfig& t, const io::SafetensorsModel& m, const std::string& dir);
-std::unique_ptr<LanguageModel> load_qwen2_hf(const io::HfTextConfig& t, const io::SafetensorsModel& m, const std::string& dir);
-std::unique_ptr<LanguageModel> load_phi2_hf(const io::HfTextConfig& t, const io::SafetensorsModel& m, const std::string& dir);
-std::unique_ptr<LanguageModel> load_stablelm_hf(const io::HfTextConfig& t, const io::SafetensorsModel& m, const std::string& dir);
+std::unique_ptr<LanguageModel> load_llama_hf(const io::HfTextConfig& t, const io::TensorSource& s);
+std::unique_ptr<LanguageModel> load_qwen2_hf(const io::HfTextConfig& t, const io::TensorSource& s);
+std::unique_ptr<LanguageModel> load_phi2_hf(const io::HfTextConfig& t, const io::TensorSource& s);
+std::unique_ptr<LanguageModel> load_stablelm_hf(const io::HfTextConfig& t, const io::TensorSource& s);
 
 // Shared by the family files: hyperparameters common to all GGUF text models.
 LmConfig read_common_config(const io::GgufFile& f);

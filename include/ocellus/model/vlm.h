@@ -7,25 +7,29 @@
 
 #include "ocellus/connect/connector.h"
 #include "ocellus/io/image.h"
+#include "ocellus/lm/lm.h"
+#include "ocellus/text/tokenizer.h"
 #include "ocellus/vision/vit.h"
-
-namespace ocellus::lm {
-class LanguageModel;
-}
-namespace ocellus::text {
-class Tokenizer;
-}
 
 namespace ocellus::model {
 
+// Text put around each image's rows where the model defines it (e.g. "<|vision_start|>");
+// special-token text is parsed as special tokens. Empty: nothing.
+struct ImageMarkers {
+  std::string begin, end;
+};
+
 class VisionModel {
  public:
-  VisionModel(vision::VisionTower tower, std::unique_ptr<connect::Connector> connector, int64_t n_embd_out)
-      : tower_(std::move(tower)), connector_(std::move(connector)), n_embd_out_(n_embd_out) {}
+  VisionModel(vision::VisionTower tower, std::unique_ptr<connect::Connector> connector, int64_t n_embd_out,
+              ImageMarkers markers = {})
+      : tower_(std::move(tower)), connector_(std::move(connector)), n_embd_out_(n_embd_out), markers_(std::move(markers)) {}
   const vision::VitConfig& config() const { return tower_.config(); }
   const connect::Connector& connector() const { return *connector_; }
   int64_t n_embd_out() const { return n_embd_out_; }
   int64_t n_tokens_per_image() const { return connector_->n_tokens(config().n_features()); }
+  const ImageMarkers& markers() const { return markers_; }
+  void set_markers(ImageMarkers m) { markers_ = std::move(m); }
 
   // Preprocessed images, each [3, S, S], encoded as one batch; one [n_tokens, n_embd_out] each.
   std::vector<Tensor> embed(const std::vector<Tensor>& pixels) const;
@@ -35,6 +39,7 @@ class VisionModel {
   vision::VisionTower tower_;
   std::unique_ptr<connect::Connector> connector_;
   int64_t n_embd_out_;
+  ImageMarkers markers_;
 };
 
 // An mmproj GGUF (general.architecture "clip", llama.cpp's layout). As llama.cpp runs LLaVA
@@ -43,15 +48,35 @@ class VisionModel {
 // quick-GELU through llama.cpp's f16 tables.
 std::unique_ptr<VisionModel> load_mmproj(const std::string& path);
 
+// The image half of a Hugging Face LLaVA-style folder (config.json with a vision_config, the
+// tower, the projector and the text model in its safetensors): HF llava (transformers before
+// and after 4.52), the original LLaVA's mm_projector, TinyLLaVA's connector. The tower runs to
+// vision_feature_layer, preprocessing follows preprocessor_config.json (LLaVA-1.5's "pad" when
+// the config's image_aspect_ratio says so).
+std::unique_ptr<VisionModel> load_hf_vision(const std::string& dir);
+
+// A whole VLM: the text model and its tokenizer, and the image half. `model` is a GGUF text
+// model with `mmproj` an mmproj GGUF, or a Hugging Face LLaVA-style folder with `mmproj` empty
+// (or naming an mmproj GGUF that replaces the folder's image half).
+struct Vlm {
+  std::unique_ptr<lm::LanguageModel> lm;
+  text::Tokenizer tok;
+  std::unique_ptr<VisionModel> vision;
+};
+Vlm load_vlm(const std::string& model, const std::string& mmproj);
+
 // The prompt's input rows: text split at each `marker`; the pieces tokenized one by one (BOS
-// only before the first, as LLaVA's tokenizer_image_token); image k's rows in place of marker k.
-// The count of markers must equal the count of images.
+// only before the first, as LLaVA's tokenizer_image_token; special-token text parsed as special
+// tokens, as chat templates write them); image k's rows in place of marker k, between the
+// vision model's begin / end markers when it has them. The count of markers must equal the
+// count of images.
 struct Spliced {
   Tensor embeddings;                // [n, n_embd]
   std::vector<int32_t> ids;         // token ids, -1 at image rows
   int64_t n_image_rows = 0;
 };
 Spliced splice_prompt(const lm::LanguageModel& lm, const text::Tokenizer& tok, const std::string& prompt,
-                      const std::vector<Tensor>& image_rows, bool add_bos, const std::string& marker = "<image>");
+                      const std::vector<Tensor>& image_rows, bool add_bos, const std::string& marker = "<image>",
+                      const ImageMarkers& around = {});
 
 }  // namespace ocellus::model

@@ -36,6 +36,9 @@ const char* chat_template_name(ChatTemplate t);
 // vocabulary (SentencePiece llama -> vicuna, llama with <|eot_id|> -> llama3, qwen2 -> chatml,
 // phi2 -> phi2). Throws when nothing identifies one.
 ChatTemplate detect_chat_template(const io::GgufFile& f);
+// From a Hugging Face folder: tokenizer_config.json's chat_template, else the text model's type
+// and the vocabulary, as above.
+ChatTemplate detect_chat_template(const std::string& hf_dir, const Tokenizer& tok);
 
 // A rendered conversation as consecutive pieces of text.
 struct ChatPiece {

@@ -28,7 +28,8 @@ PreprocessConfig::Mode parse_mode(const std::string& name);  // "pad", "shortest
 
 // A Hugging Face preprocessor_config.json (CLIPImageProcessor / SiglipImageProcessor) over
 // `base`: image_mean / image_std, and the geometry — size {"shortest_edge": N} (or a number) with
-// a centre crop is ShortestEdge, size {"height", "width"} without one is Squash. Fields it lacks
+// a centre crop is ShortestEdge, size {"height", "width"} without one is Squash; do_pad
+// (LlavaImageProcessor) makes ShortestEdge Pad. Fields it lacks
 // keep base's values; a malformed field is an error naming the file and the field.
 PreprocessConfig read_preprocessor_config(const std::string& path, PreprocessConfig base);
 
