@@ -265,25 +265,25 @@ int main(int argc, char** argv) {
   std::string lg_mmproj, lg_pixels;
   std::vector<std::string> lg_images;
   bool lg_last = false;
-  lg->add_option("--mmproj", lg_mmproj, "Vision projector (mmproj GGUF): the prompt's <image> placeholders take the images' rows")
+  lg->add_option("--mmproj", lg_mmproj, "Vision projector (mmproj GGUF; a Hugging Face LLaVA folder has its own): "
+                 "the prompt's <image> placeholders take the images' rows")
       ->excludes("--ids");
-  lg->add_option("--image", lg_images, "Image file (PNG / JPEG; repeatable, in placeholder order)");
-  lg->add_option("--pixels", lg_pixels, "A preprocessed float32 HWC image of the tower's size, instead of an image file");
+  lg->add_option("--image", lg_images, "Image file (PNG / JPEG; repeatable, in placeholder order)")->excludes("--ids");
+  lg->add_option("--pixels", lg_pixels, "A preprocessed float32 HWC image of the tower's size, instead of an image file")->excludes("--ids");
   lg->add_flag("--last", lg_last, "Write only the last position's logits ([1, n_vocab])");
   lg->callback([&] {
     ocellus::set_num_threads(threads);
-    const auto model = ocellus::lm::load_model(lg_model);  // GGUF file or Hugging Face folder
     ocellus::Tensor logits;
-    if (!lg_mmproj.empty()) {
-      if (!lg->count("--prompt")) throw CLI::RequiredError("--prompt (with <image> placeholders) for --mmproj");
-      const auto vm = ocellus::model::load_mmproj(lg_mmproj);
+    if (!lg_mmproj.empty() || !lg_images.empty() || !lg_pixels.empty()) {
+      if (!lg->count("--prompt")) throw CLI::RequiredError("--prompt (with <image> placeholders) for images");
+      const ocellus::model::Vlm v = ocellus::model::load_vlm(lg_model, lg_mmproj);  // a GGUF pair or a folder
       double ms = 0;
-      const auto rows = encode_images(*vm, lg_images, lg_pixels, &ms);
-      const auto tok = ocellus::text::Tokenizer::from_file(lg_model);
-      const auto sp = ocellus::model::splice_prompt(*model, tok, lg_prompt, rows, tok.add_bos());
-      ocellus::lm::KvCache cache(model->config(), sp.embeddings.dim(0));
-      logits = model->forward(sp.embeddings, cache, !lg_last);
+      const auto rows = encode_images(*v.vision, lg_images, lg_pixels, &ms);
+      const auto sp = ocellus::model::splice_prompt(*v.lm, v.tok, lg_prompt, rows, v.tok.add_bos(), "<image>", v.vision->markers());
+      ocellus::lm::KvCache cache(v.lm->config(), sp.embeddings.dim(0));
+      logits = v.lm->forward(sp.embeddings, cache, !lg_last);
     } else {
+      const auto model = ocellus::lm::load_model(lg_model);  // GGUF file or Hugging Face folder
       std::vector<int32_t> ids;
       if (!lg_ids.empty()) ids = read_raw<int32_t>(lg_ids, "int32 ids");
       else if (lg->count("--prompt")) ids = ocellus::text::Tokenizer::from_file(lg_model).encode(lg_prompt, true, false);
