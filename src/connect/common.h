@@ -17,9 +17,7 @@ struct Linear {
   ops::PreparedWeight w;
   Tensor b;
   bool ggml_order = false;
-  Tensor operator()(const Tensor& x) const {
-    return ggml_order ? ops::matmul_ggml_order(x, w, b.defined() ? &b : nullptr) : ops::matmul(x, w, b.defined() ? &b : nullptr);
-  }
+  Tensor operator()(const Tensor& x) const { return ops::linear(x, w, b, ggml_order); }
 };
 
 inline Linear load_linear_layer(const ConnectorConfig& c, const io::TensorSource& s, const std::string& w_name,
@@ -43,10 +41,7 @@ struct Norm {
   Tensor w, b;
   bool ggml_order = false;
   float eps = 1e-5f;
-  Tensor operator()(const Tensor& x) const {
-    const Tensor* bp = b.defined() ? &b : nullptr;
-    return ggml_order ? ops::layer_norm_ggml_order(x, &w, bp, eps) : ops::layer_norm(x, &w, bp, eps);
-  }
+  Tensor operator()(const Tensor& x) const { return ops::layer_norm(x, w, b, eps, ggml_order); }
 };
 
 inline Norm load_norm(const ConnectorConfig& c, const io::TensorSource& s, const std::string& prefix, int64_t d) {

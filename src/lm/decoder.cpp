@@ -53,8 +53,7 @@ Tensor norm(const LmConfig& c, const Tensor& x, const Tensor& w, const Tensor& b
 }
 
 Tensor linear(const LmConfig& c, const Tensor& x, const ops::PreparedWeight& w, const Tensor& b) {
-  if (c.f32_ggml_order) return ops::matmul_ggml_order(x, w, b.defined() ? &b : nullptr);
-  return ops::matmul(x, w, b.defined() ? &b : nullptr);
+  return ops::linear(x, w, b, c.f32_ggml_order);
 }
 
 // Copies rows [n] of src [n, h, d] into dst at row offset `at`, at the cache's precision.

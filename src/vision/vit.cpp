@@ -21,14 +21,11 @@ namespace {
 std::string fmt(const std::string& pattern, int64_t i) { return io::gguf::name(pattern.c_str(), int(i)); }
 
 Tensor linear(const VitConfig& c, const Tensor& x, const ops::PreparedWeight& w, const Tensor& b) {
-  if (c.ggml_order) return ops::matmul_ggml_order(x, w, b.defined() ? &b : nullptr);
-  return ops::matmul(x, w, b.defined() ? &b : nullptr);
+  return ops::linear(x, w, b, c.ggml_order);
 }
 
 Tensor norm(const VitConfig& c, const Tensor& x, const Tensor& w, const Tensor& b) {
-  const Tensor* wp = w.defined() ? &w : nullptr;
-  const Tensor* bp = b.defined() ? &b : nullptr;
-  return c.ggml_order ? ops::layer_norm_ggml_order(x, wp, bp, c.norm_eps) : ops::layer_norm(x, wp, bp, c.norm_eps);
+  return ops::layer_norm(x, w, b, c.norm_eps, c.ggml_order);
 }
 
 }  // namespace

@@ -51,6 +51,14 @@ Tensor matmul(const Tensor& x, const PreparedWeight& w, const Tensor* bias = nul
 // bit for bit; slower than sgemm. Other dtypes: as matmul.
 Tensor matmul_ggml_order(const Tensor& x, const PreparedWeight& w, const Tensor* bias = nullptr);
 
+// A linear layer as the models call it: bias optional (undefined = none), summed in llama.cpp's
+// order when ggml_order (the one place that choice is made for towers, connectors and text
+// models), else the fast kernels.
+inline Tensor linear(const Tensor& x, const PreparedWeight& w, const Tensor& bias, bool ggml_order = false) {
+  const Tensor* b = bias.defined() ? &bias : nullptr;
+  return ggml_order ? matmul_ggml_order(x, w, b) : matmul(x, w, b);
+}
+
 // Gradients of y = x · wᵀ + b, accumulated (+=) into the tensors given (any may be null):
 // dx [..., k] += dy · w;  dw [m, k] += dyᵀ · x (w must be f32);  db [m] += Σ dy.
 void matmul_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dx, Tensor* dw,

@@ -14,6 +14,13 @@ void layer_norm_backward(const Tensor& x, const Tensor* w, const Tensor& dy, flo
 // each affine step rounded on its own. For reproducing that engine's numbers bit for bit.
 Tensor layer_norm_ggml_order(const Tensor& x, const Tensor* w, const Tensor* b, float eps);
 
+// LayerNorm with optional (undefined) weight and bias, rounded as llama.cpp when ggml_order.
+inline Tensor layer_norm(const Tensor& x, const Tensor& w, const Tensor& b, float eps, bool ggml_order) {
+  const Tensor* wp = w.defined() ? &w : nullptr;
+  const Tensor* bp = b.defined() ? &b : nullptr;
+  return ggml_order ? layer_norm_ggml_order(x, wp, bp, eps) : layer_norm(x, wp, bp, eps);
+}
+
 // y = x / sqrt(mean(x²) + eps) * w; w ([d]) may be null.
 Tensor rms_norm(const Tensor& x, const Tensor* w, float eps);
 void rms_norm_backward(const Tensor& x, const Tensor* w, const Tensor& dy, float eps, Tensor* dx,
