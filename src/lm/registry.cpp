@@ -21,13 +21,17 @@ const std::pair<const char*, HfLoader> kHfFamilies[] = {
     {"llama", load_llama_hf}, {"qwen2", load_qwen2_hf}, {"phi", load_phi2_hf}, {"stablelm", load_stablelm_hf}};
 }  // namespace
 
+io::TensorSource hf_text_source(const io::TensorSource& s) {
+  if (s.has("language_model.model.embed_tokens.weight"))  // transformers < 4.52, TinyLLaVA
+    return io::renamed_source(s, {{"", "language_model."}});
+  if (s.has("model.language_model.embed_tokens.weight"))  // transformers >= 4.52
+    return io::renamed_source(s, {{"model.", "model.language_model."}, {"lm_head.", "lm_head."}});
+  return s;
+}
+
 std::unique_ptr<LanguageModel> load_hf(const io::HfTextConfig& t, const io::TensorSource& s) {
   // The family files read plain names; a LLaVA checkpoint keeps the text model under a prefix.
-  io::TensorSource src = s;
-  if (s.has("language_model.model.embed_tokens.weight"))  // transformers < 4.52, TinyLLaVA
-    src = io::renamed_source(s, {{"", "language_model."}});
-  else if (s.has("model.language_model.embed_tokens.weight"))  // transformers >= 4.52
-    src = io::renamed_source(s, {{"model.", "model.language_model."}, {"lm_head.", "lm_head."}});
+  const io::TensorSource src = hf_text_source(s);
   for (const auto& [name, loader] : kHfFamilies)
     if (t.model_type == name) return loader(t, src);
   fail("lm: ", s.path, ": model_type '", t.model_type, "' is not a text model ocellus runs (llama, qwen2, phi, stablelm)");

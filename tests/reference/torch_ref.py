@@ -9,6 +9,13 @@ format is read here). Usage:
                                                       PIXELS float32 [B, 3, S, S]; OUT float32
     torch_ref.py connector DIR FEATURES OUT           DIR: config.json {type, d_in, d_out, n_head}
                                                       + model.safetensors; FEATURES float32 [n, d_in]
+    torch_ref.py vlm_train DIR BATCH OUT              DIR: a LLaVA config.json (llama / qwen2 text,
+                                                      mlp2x_gelu or linear projector) + model.safetensors;
+                                                      BATCH: JSON {ids, mask, features, n_features,
+                                                      trainable, lr, weight_decay, steps, clip};
+                                                      OUT: loss, the trainable parameters' gradients
+                                                      (in BATCH's order), then the loss before each
+                                                      of `steps` AdamW steps
 """
 import json
 import math
@@ -136,6 +143,91 @@ def connector(cfg, w, x):
     raise SystemExit("unknown connector " + kind)
 
 
+def rotate_half(x):
+    h = x.shape[-1] // 2
+    return torch.cat([-x[..., h:], x[..., :h]], dim=-1)
+
+
+def llava_logits(cfg, P, ids, feats):
+    """LlavaForConditionalGeneration's forward on one sequence: image rows at the -1 runs."""
+    t = cfg["text_config"]
+    d, H, Hkv = t["hidden_size"], t["num_attention_heads"], t["num_key_value_heads"]
+    hd, eps, theta = d // H, t.get("rms_norm_eps", 1e-6), t.get("rope_theta", 10000.0)
+    a = act(cfg.get("projector_hidden_act", "gelu"))
+    rows = []
+    for f in feats:
+        h = F.linear(f, P["multi_modal_projector.linear_1.weight"], P.get("multi_modal_projector.linear_1.bias"))
+        if "multi_modal_projector.linear_2.weight" in P:
+            h = F.linear(a(h), P["multi_modal_projector.linear_2.weight"], P.get("multi_modal_projector.linear_2.bias"))
+        rows.append(h)
+    parts, i, img, n = [], 0, 0, len(ids)
+    while i < n:
+        j = i
+        while j < n and (ids[j] < 0) == (ids[i] < 0):
+            j += 1
+        if ids[i] >= 0:
+            parts.append(F.embedding(torch.tensor(ids[i:j]), P["model.embed_tokens.weight"]))
+        else:
+            need = j - i
+            while need > 0:
+                parts.append(rows[img])
+                need -= rows[img].shape[0]
+                img += 1
+        i = j
+    x = torch.cat(parts)
+    inv = 1.0 / (theta ** (torch.arange(0, hd, 2, dtype=torch.int64).float() / hd))
+    freqs = torch.arange(n).float()[:, None] * inv[None]
+    emb = torch.cat([freqs, freqs], dim=-1)
+    cos, sin = emb.cos()[:, None], emb.sin()[:, None]  # [n, 1, hd]
+    rms = lambda x, w: w * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps))
+    mask = torch.full((n, n), float("-inf")).triu(1)
+    for L in range(t["num_hidden_layers"]):
+        p = f"model.layers.{L}."
+        lin = lambda x, name: F.linear(x, P[p + name + ".weight"], P.get(p + name + ".bias"))
+        h = rms(x, P[p + "input_layernorm.weight"])
+        q = lin(h, "self_attn.q_proj").view(n, H, hd)
+        k = lin(h, "self_attn.k_proj").view(n, Hkv, hd)
+        v = lin(h, "self_attn.v_proj").view(n, Hkv, hd)
+        q, k = q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
+        k, v = k.repeat_interleave(H // Hkv, dim=1), v.repeat_interleave(H // Hkv, dim=1)
+        q, k, v = q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1)
+        att = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(hd) + mask, dim=-1) @ v
+        x = x + lin(att.transpose(0, 1).reshape(n, H * hd), "self_attn.o_proj")
+        h = rms(x, P[p + "post_attention_layernorm.weight"])
+        x = x + lin(F.silu(lin(h, "mlp.gate_proj")) * lin(h, "mlp.up_proj"), "mlp.down_proj")
+    out = P.get("lm_head.weight", P["model.embed_tokens.weight"])
+    return F.linear(rms(x, P["model.norm.weight"]), out)
+
+
+def vlm_train(cfg, w, batch):
+    torch.set_grad_enabled(True)
+    w = {k[len("language_model."):] if k.startswith("language_model.") else k: v for k, v in w.items()}
+    P = {k: v.clone().requires_grad_(k in batch["trainable"]) for k, v in w.items()}
+    ids, mask = batch["ids"], batch["mask"]
+    nf, dv = batch["n_features"], cfg["vision_config"]["hidden_size"]
+    raw = torch.frombuffer(bytearray(open(batch["features"], "rb").read()), dtype=torch.float32)
+    feats = list(raw.reshape(-1, nf, dv))
+    targets = torch.tensor([ids[i + 1] if mask[i + 1] and ids[i + 1] >= 0 else -100 for i in range(len(ids) - 1)] + [-100])
+    params = [P[k] for k in batch["trainable"]]
+    groups = [{"params": params, "lr": batch["lr"], "weight_decay": batch["weight_decay"]}]
+    opt = torch.optim.AdamW(groups, betas=(0.9, 0.999), eps=1e-8, foreach=False)
+    out, losses = [], []
+    for step in range(batch["steps"] + 1):
+        opt.zero_grad()
+        loss = F.cross_entropy(llava_logits(cfg, P, ids, feats), targets, ignore_index=-100)
+        loss.backward()
+        if step == 0:
+            out.append(loss.detach().reshape(1))
+            out += [p.grad.reshape(-1) for p in params]
+        if step == batch["steps"]:
+            break
+        losses.append(loss.detach().reshape(1))
+        if batch.get("clip", 0) > 0:
+            torch.nn.utils.clip_grad_norm_(params, batch["clip"])
+        opt.step()
+    return torch.cat(out + losses)
+
+
 def main():
     mode = sys.argv[1]
     if mode == "vit":
@@ -153,6 +245,11 @@ def main():
         w = read_safetensors(d + "/model.safetensors")
         x = torch.frombuffer(bytearray(open(feats, "rb").read()), dtype=torch.float32).reshape(-1, cfg["d_in"])
         connector(cfg, w, x).contiguous().numpy().tofile(out)
+    elif mode == "vlm_train":
+        d, batch, out = sys.argv[2:5]
+        cfg = json.load(open(d + "/config.json"))
+        w = read_safetensors(d + "/model.safetensors")
+        vlm_train(cfg, w, json.load(open(batch))).detach().contiguous().numpy().tofile(out)
     else:
         sys.exit("unknown mode " + mode)
 

@@ -115,6 +115,8 @@ std::unique_ptr<LanguageModel> load_hf(const std::string& dir);
 // checkpoint (language_model.model.layers.N... in transformers < 4.52,
 // model.language_model.layers.N... after).
 std::unique_ptr<LanguageModel> load_hf(const io::HfTextConfig& t, const io::TensorSource& s);
+// The text model's tensors of a checkpoint under plain names (model.layers.N..., lm_head).
+io::TensorSource hf_text_source(const io::TensorSource& s);
 // A model file or folder: GGUF, or a Hugging Face folder.
 std::unique_ptr<LanguageModel> load_model(const std::string& path);
 std::vector<std::string> known_architectures();

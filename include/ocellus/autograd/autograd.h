@@ -1,0 +1,79 @@
+#pragma once
+// Reverse-mode autograd: a tape of op records. Each op below computes its forward with the ops/
+// kernels and, when gradients are on and an input needs one, records a closure that calls the
+// op's backward (ops/*_backward, which accumulate). Tape::backward runs the records in reverse
+// from a scalar loss. Leaves that are frozen (requires_grad false) never get a gradient, and
+// nothing upstream of only-frozen inputs is recorded. NoGrad turns recording off in a scope.
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ocellus/core/tensor.h"
+#include "ocellus/ops/attention.h"
+#include "ocellus/ops/elementwise.h"
+#include "ocellus/ops/rope.h"
+
+namespace ocellus::ag {
+
+struct Node {
+  Tensor value;         // f32
+  Tensor grad;          // same shape, f32; undefined until a gradient arrives
+  bool requires_grad = false;
+  std::string name;     // parameters: their checkpoint name
+  // The gradient tensor, allocated as zeros on first use; null when no gradient is wanted.
+  Tensor* grad_ptr();
+};
+using Var = std::shared_ptr<Node>;
+
+Var leaf(Tensor value, bool requires_grad, std::string name = {});  // a parameter or an input
+inline Var constant(Tensor value) { return leaf(std::move(value), false); }
+
+// Whether ops record (per thread). NoGrad: off for its scope.
+bool grad_enabled();
+class NoGrad {
+ public:
+  NoGrad();
+  ~NoGrad();
+  NoGrad(const NoGrad&) = delete;
+  NoGrad& operator=(const NoGrad&) = delete;
+
+ private:
+  bool prev_;
+};
+
+// The records of the ops run since the last clear (per thread).
+class Tape {
+ public:
+  static Tape& current();
+  void record(std::function<void()> backward) { records_.push_back(std::move(backward)); }
+  // d loss / d leaf into each leaf's grad (accumulating); loss must be a scalar [1]. Clears the tape.
+  void backward(const Var& loss);
+  void clear() { records_.clear(); }
+  size_t size() const { return records_.size(); }
+
+ private:
+  std::vector<std::function<void()>> records_;
+};
+
+// ---- ops (f32 values) -----------------------------------------------------------------------
+Var matmul(const Var& x, const Var& w, const Var& b = nullptr);  // x [.., k] · w[m, k]ᵀ + b[m]
+Var add(const Var& a, const Var& b);                             // broadcasting as ops::add
+Var mul(const Var& a, const Var& b);
+Var scale(const Var& a, float s);
+Var activate(ops::Activation f, const Var& x);
+Var swiglu(const Var& gate, const Var& up);
+Var layer_norm(const Var& x, const Var& w, const Var& b, float eps);  // w, b may be null
+Var rms_norm(const Var& x, const Var& w, float eps);
+Var embedding(const Var& table, const std::vector<int32_t>& ids);
+Var rope(const Var& x, const std::vector<int32_t>& pos, const ops::RopeParams& p);  // x [n, h, d]
+// q [n_q, H, d], k / v [n_kv, Hkv, d] -> [n_q, H, d]; p.mask / p.f16_probs unsupported here.
+Var attention(const Var& q, const Var& k, const Var& v, const ops::AttentionParams& p);
+Var reshape(const Var& x, const Shape& shape);
+Var concat(const std::vector<Var>& xs, int dim);
+Var slice(const Var& x, int dim, int64_t start, int64_t end);
+// Mean cross-entropy over rows whose target is not ignore_index; a scalar [1].
+Var cross_entropy(const Var& logits, const std::vector<int32_t>& targets, int32_t ignore_index = -100);
+
+}  // namespace ocellus::ag

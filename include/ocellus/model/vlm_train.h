@@ -1,0 +1,71 @@
+#pragma once
+// A VLM as training sees it: every parameter an f32 autograd leaf under its Hugging Face LLaVA
+// checkpoint name, the forward written with ag:: ops (no KV cache: the whole sequence at once,
+// causal), image features from a frozen tower (or the embedding cache) as inputs. Text model:
+// the llama and qwen2 families (RMSNorm, SwiGLU, rotate-half rope, GQA, optional q/k/v
+// biases); connector: mlp2x_gelu or linear. Its logits equal the inference model's on the same
+// weights (tested), so a trained checkpoint runs through the inference path unchanged.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ocellus/autograd/autograd.h"
+#include "ocellus/io/hf_config.h"
+#include "ocellus/io/tensor_source.h"
+#include "ocellus/lm/lm.h"
+
+namespace ocellus::model {
+
+struct TrainVlmConfig {
+  lm::LmConfig lm;                 // arch, sizes, rope (rotate-half, exact), norm_eps
+  std::string connector = "mlp2x_gelu";  // or "linear"
+  ops::Activation connector_act = ops::Activation::GeluErf;
+  int64_t d_vision = 0;            // feature width the connector reads
+  bool qkv_bias = false;
+  bool tied = false;               // output shares the token embedding
+};
+// From a LLaVA-style config.json (text_config, vision_config, projector).
+TrainVlmConfig train_config_from_hf(const io::HfConfig& c);
+
+// One training sequence: token ids with -1 where image rows go (as model::Spliced), the loss
+// mask (1 on tokens that are predicted: the assistant's), and one feature block per image.
+struct TrainSample {
+  std::vector<int32_t> ids;
+  std::vector<uint8_t> mask;
+  std::vector<Tensor> features;    // each [n_features, d_vision] f32, in order of the -1 runs
+};
+
+class TrainableVlm {
+ public:
+  // Weights under HF LLaVA names (language model plain or with the llava prefixes; projector
+  // multi_modal_projector.linear_{1,2}), converted to f32.
+  TrainableVlm(TrainVlmConfig c, const io::TensorSource& s);
+  const TrainVlmConfig& config() const { return c_; }
+
+  // Every parameter, in a fixed order (token embedding, layers, norm, output, connector).
+  const std::vector<ag::Var>& params() const { return params_; }
+  ag::Var param(const std::string& name) const;  // throws naming the missing one
+  // Freezes (or unfreezes) the parameters whose names start with prefix; returns how many.
+  int set_trainable(const std::string& prefix, bool trainable);
+
+  // Logits [n, n_vocab] of the sequence (image rows spliced at the -1 runs).
+  ag::Var forward(const TrainSample& s) const;
+  // Mean cross-entropy of next-token prediction on the masked tokens; scalar [1].
+  ag::Var loss(const TrainSample& s) const;
+
+  // The parameters under their checkpoint names (for safetensors export).
+  std::vector<std::pair<std::string, Tensor>> tensors() const;
+
+ private:
+  struct Layer {
+    ag::Var attn_norm, ffn_norm, wq, wk, wv, wo, bq, bk, bv, gate, up, down;
+  };
+  ag::Var add_param(const io::TensorSource& s, const std::string& name, const Shape& shape, bool required = true);
+
+  TrainVlmConfig c_;
+  std::vector<ag::Var> params_;
+  ag::Var tok_embd_, out_norm_, output_, proj1_w_, proj1_b_, proj2_w_, proj2_b_;
+  std::vector<Layer> layers_;
+};
+
+}  // namespace ocellus::model

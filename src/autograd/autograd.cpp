@@ -1,0 +1,201 @@
+#include "ocellus/autograd/autograd.h"
+
+#include "ocellus/core/error.h"
+#include "ocellus/ops/embed.h"
+#include "ocellus/ops/loss.h"
+#include "ocellus/ops/matmul.h"
+#include "ocellus/ops/norm.h"
+#include "ocellus/ops/shape.h"
+
+namespace ocellus::ag {
+
+namespace {
+thread_local bool g_grad = true;
+
+// Whether an op on these inputs is recorded; its output then requires a gradient.
+bool wants(std::initializer_list<const Var*> xs) {
+  if (!g_grad) return false;
+  for (const Var* x : xs)
+    if (*x && (*x)->requires_grad) return true;
+  return false;
+}
+
+Var result(Tensor v, bool requires_grad) {
+  auto n = std::make_shared<Node>();
+  n->value = std::move(v);
+  n->requires_grad = requires_grad;
+  return n;
+}
+
+Tensor* gp(const Var& v) { return v ? v->grad_ptr() : nullptr; }
+}  // namespace
+
+Tensor* Node::grad_ptr() {
+  if (!requires_grad) return nullptr;
+  if (!grad.defined()) grad = Tensor::zeros(value.shape());
+  return &grad;
+}
+
+Var leaf(Tensor value, bool requires_grad, std::string name) {
+  OCELLUS_CHECK(value.dtype() == DType::F32, "autograd: leaf '", name, "' must be f32, got ", dtype_name(value.dtype()));
+  Var v = result(value.is_contiguous() ? std::move(value) : value.contiguous(), requires_grad);
+  v->name = std::move(name);
+  return v;
+}
+
+bool grad_enabled() { return g_grad; }
+NoGrad::NoGrad() : prev_(g_grad) { g_grad = false; }
+NoGrad::~NoGrad() { g_grad = prev_; }
+
+Tape& Tape::current() {
+  thread_local Tape t;
+  return t;
+}
+
+void Tape::backward(const Var& loss) {
+  OCELLUS_CHECK(loss && loss->value.numel() == 1, "autograd: backward needs a scalar loss");
+  OCELLUS_CHECK(loss->requires_grad, "autograd: the loss depends on no trainable parameter");
+  *loss->grad_ptr() = Tensor::full(loss->value.shape(), 1.0f);
+  for (auto it = records_.rbegin(); it != records_.rend(); ++it) (*it)();
+  records_.clear();
+}
+
+// Each op: forward; if recorded, a closure that reads the output's gradient (nothing to do when
+// no gradient reached it) and accumulates into the inputs' gradients.
+#define OCELLUS_RECORD(out, ...)                                  \
+  Tape::current().record([=, o = std::weak_ptr<Node>(out)] {      \
+    const Var y = o.lock();                                       \
+    if (!y || !y->grad.defined()) return;                         \
+    const Tensor& dy = y->grad;                                   \
+    __VA_ARGS__;                                                  \
+  })
+
+Var matmul(const Var& x, const Var& w, const Var& b) {
+  const bool r = wants({&x, &w, &b});
+  Var y = result(ops::matmul(x->value, w->value, b ? &b->value : nullptr), r);
+  if (r) OCELLUS_RECORD(y, ops::matmul_backward(x->value, w->value, dy, gp(x), gp(w), gp(b)));
+  return y;
+}
+
+Var add(const Var& a, const Var& b) {
+  const bool r = wants({&a, &b});
+  Var y = result(ops::add(a->value, b->value), r);
+  if (r) OCELLUS_RECORD(y, ops::add_backward(dy, gp(a), gp(b)));
+  return y;
+}
+
+Var mul(const Var& a, const Var& b) {
+  const bool r = wants({&a, &b});
+  Var y = result(ops::mul(a->value, b->value), r);
+  if (r) OCELLUS_RECORD(y, ops::mul_backward(a->value, b->value, dy, gp(a), gp(b)));
+  return y;
+}
+
+Var scale(const Var& a, float s) {
+  const bool r = wants({&a});
+  Var y = result(ops::scale(a->value, s), r);
+  if (r) OCELLUS_RECORD(y, ops::scale_backward(dy, s, gp(a)));
+  return y;
+}
+
+Var activate(ops::Activation f, const Var& x) {
+  const bool r = wants({&x});
+  Var y = result(ops::activate(f, x->value), r);
+  if (r) OCELLUS_RECORD(y, ops::activate_backward(f, x->value, dy, gp(x)));
+  return y;
+}
+
+Var swiglu(const Var& gate, const Var& up) {
+  const bool r = wants({&gate, &up});
+  Var y = result(ops::swiglu(gate->value, up->value), r);
+  if (r) OCELLUS_RECORD(y, ops::swiglu_backward(gate->value, up->value, dy, gp(gate), gp(up)));
+  return y;
+}
+
+Var layer_norm(const Var& x, const Var& w, const Var& b, float eps) {
+  const bool r = wants({&x, &w, &b});
+  Var y = result(ops::layer_norm(x->value, w ? &w->value : nullptr, b ? &b->value : nullptr, eps), r);
+  if (r) OCELLUS_RECORD(y, ops::layer_norm_backward(x->value, w ? &w->value : nullptr, dy, eps, gp(x), gp(w), gp(b)));
+  return y;
+}
+
+Var rms_norm(const Var& x, const Var& w, float eps) {
+  const bool r = wants({&x, &w});
+  Var y = result(ops::rms_norm(x->value, w ? &w->value : nullptr, eps), r);
+  if (r) OCELLUS_RECORD(y, ops::rms_norm_backward(x->value, w ? &w->value : nullptr, dy, eps, gp(x), gp(w)));
+  return y;
+}
+
+Var embedding(const Var& table, const std::vector<int32_t>& ids) {
+  const bool r = wants({&table});
+  Var y = result(ops::embedding(table->value, ids), r);
+  if (r) OCELLUS_RECORD(y, ops::embedding_backward(ids, dy, gp(table)));
+  return y;
+}
+
+Var rope(const Var& x, const std::vector<int32_t>& pos, const ops::RopeParams& p) {
+  const bool r = wants({&x});
+  Var y = result(ops::rope(x->value, pos, p), r);
+  if (r) OCELLUS_RECORD(y, ops::rope_backward(dy, pos, p, gp(x)));
+  return y;
+}
+
+Var attention(const Var& q, const Var& k, const Var& v, const ops::AttentionParams& p) {
+  OCELLUS_CHECK(!p.mask && !p.f16_probs, "autograd: attention with a mask or f16 probabilities has no backward here");
+  const bool r = wants({&q, &k, &v});
+  Tensor lse;
+  Var y = result(ops::attention(q->value, k->value, v->value, p, r ? &lse : nullptr), r);
+  if (r)
+    OCELLUS_RECORD(y, ops::attention_backward(q->value, k->value, v->value, y->value, lse, dy, p, gp(q), gp(k), gp(v)));
+  return y;
+}
+
+Var reshape(const Var& x, const Shape& shape) {
+  const bool r = wants({&x});
+  Var y = result(x->value.reshape(shape), r);
+  if (r)
+    OCELLUS_RECORD(y, {
+      Tensor* g = gp(x);
+      *g = ops::add(*g, dy.reshape(g->shape()));
+    });
+  return y;
+}
+
+Var concat(const std::vector<Var>& xs, int dim) {
+  bool r = false;
+  std::vector<Tensor> vals;
+  for (const Var& x : xs) r = r || wants({&x}), vals.push_back(x->value);
+  Var y = result(ops::concat(vals, dim), r);
+  if (r)
+    OCELLUS_RECORD(y, {
+      std::vector<Tensor*> gs;
+      std::vector<Tensor> tmp(xs.size());
+      for (size_t i = 0; i < xs.size(); ++i) {
+        Tensor* g = gp(xs[i]);
+        if (!g) tmp[i] = Tensor::zeros(xs[i]->value.shape()), g = &tmp[i];  // the slot, discarded
+        gs.push_back(g);
+      }
+      ops::concat_backward(dy, dim, gs);
+    });
+  return y;
+}
+
+Var slice(const Var& x, int dim, int64_t start, int64_t end) {
+  const bool r = wants({&x});
+  Var y = result(ops::slice(x->value, dim, start, end), r);
+  if (r) OCELLUS_RECORD(y, ops::slice_backward(dy, dim, start, gp(x)));
+  return y;
+}
+
+Var cross_entropy(const Var& logits, const std::vector<int32_t>& targets, int32_t ignore_index) {
+  const bool r = wants({&logits});
+  const float loss = ops::cross_entropy(logits->value, targets, ignore_index);
+  Var y = result(Tensor::full({1}, loss), r);
+  if (r)
+    OCELLUS_RECORD(y, ops::cross_entropy_backward(logits->value, targets, dy.data<float>()[0], gp(logits), ignore_index));
+  return y;
+}
+
+#undef OCELLUS_RECORD
+
+}  // namespace ocellus::ag

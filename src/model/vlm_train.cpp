@@ -1,0 +1,169 @@
+#include "ocellus/model/vlm_train.h"
+
+#include <cmath>
+
+#include "ocellus/core/error.h"
+#include "ocellus/io/gguf_names.h"
+#include "ocellus/ops/loss.h"
+
+namespace ocellus::model {
+
+TrainVlmConfig train_config_from_hf(const io::HfConfig& h) {
+  OCELLUS_CHECK(h.text.has_value(), h.path, ": config.json describes no text model");
+  const io::HfTextConfig& t = *h.text;
+  OCELLUS_CHECK(t.model_type == "llama" || t.model_type == "qwen2", h.path, ": training supports the llama and qwen2 ",
+                "text families, not '", t.model_type, "'");
+  TrainVlmConfig c;
+  lm::LmConfig& l = c.lm;
+  l.arch = t.model_type;
+  l.n_embd = t.hidden_size, l.n_ff = t.intermediate_size, l.n_layer = t.num_hidden_layers;
+  l.n_head = t.num_attention_heads, l.n_head_kv = t.num_key_value_heads, l.head_dim = t.head_dim();
+  l.n_vocab = t.vocab_size, l.n_ctx = t.max_position_embeddings;
+  l.rope.n_rot = int64_t(double(l.head_dim) * t.partial_rotary_factor);
+  l.rope.theta = float(t.rope_theta);
+  l.rope.mode = ops::RopeMode::RotateHalf;
+  l.rope.angles = ops::RopeAngles::Exact;
+  l.norm = lm::NormKind::Rms;
+  l.norm_eps = float(t.norm_eps);
+  l.act = ops::Activation::Silu;
+  l.validate();
+  c.qkv_bias = t.qkv_bias || t.model_type == "qwen2";
+  c.tied = t.tie_word_embeddings;
+  OCELLUS_CHECK(h.vision.has_value(), h.path, ": config.json has no vision_config (the connector's input width)");
+  c.d_vision = h.vision->hidden_size;
+  if (h.projector) {
+    c.connector = h.projector->type;
+    c.connector_act = ops::parse_activation(h.projector->hidden_act);
+  }
+  OCELLUS_CHECK(c.connector == "mlp2x_gelu" || c.connector == "linear", h.path, ": training supports the mlp2x_gelu and ",
+                "linear connectors, not '", c.connector, "'");
+  return c;
+}
+
+ag::Var TrainableVlm::add_param(const io::TensorSource& s, const std::string& name, const Shape& shape, bool required) {
+  const Tensor t = io::TensorReader{s, "train"}.get(name, shape, required);
+  if (!t.defined()) return nullptr;
+  ag::Var v = ag::leaf(t.to(DType::F32).contiguous().clone(), true, name);
+  params_.push_back(v);
+  return v;
+}
+
+TrainableVlm::TrainableVlm(TrainVlmConfig c, const io::TensorSource& s_in) : c_(std::move(c)) {
+  const lm::LmConfig& l = c_.lm;
+  const io::TensorSource s = lm::hf_text_source(s_in);
+  const int64_t d = l.n_embd, q = l.n_head * l.head_dim, kv = l.n_head_kv * l.head_dim;
+  tok_embd_ = add_param(s, "model.embed_tokens.weight", {l.n_vocab, d});
+  for (int i = 0; i < int(l.n_layer); ++i) {
+    auto n = [&](const char* what) { return "model.layers." + std::to_string(i) + "." + what; };
+    Layer L;
+    L.attn_norm = add_param(s, n("input_layernorm.weight"), {d});
+    L.wq = add_param(s, n("self_attn.q_proj.weight"), {q, d});
+    L.bq = add_param(s, n("self_attn.q_proj.bias"), {q}, c_.qkv_bias);
+    L.wk = add_param(s, n("self_attn.k_proj.weight"), {kv, d});
+    L.bk = add_param(s, n("self_attn.k_proj.bias"), {kv}, c_.qkv_bias);
+    L.wv = add_param(s, n("self_attn.v_proj.weight"), {kv, d});
+    L.bv = add_param(s, n("self_attn.v_proj.bias"), {kv}, c_.qkv_bias);
+    L.wo = add_param(s, n("self_attn.o_proj.weight"), {d, q});
+    L.ffn_norm = add_param(s, n("post_attention_layernorm.weight"), {d});
+    L.gate = add_param(s, n("mlp.gate_proj.weight"), {l.n_ff, d});
+    L.up = add_param(s, n("mlp.up_proj.weight"), {l.n_ff, d});
+    L.down = add_param(s, n("mlp.down_proj.weight"), {d, l.n_ff});
+    layers_.push_back(L);
+  }
+  out_norm_ = add_param(s, "model.norm.weight", {d});
+  output_ = c_.tied ? tok_embd_ : add_param(s, "lm_head.weight", {l.n_vocab, d}, false);
+  if (!output_) output_ = tok_embd_;  // no lm_head: tied
+  // The projector, under HF llava's names in the checkpoint's layout.
+  io::TensorSource ps = s_in;
+  if (s_in.has("model.multi_modal_projector.linear_1.weight"))
+    ps = io::renamed_source(s_in, {{"multi_modal_projector.", "model.multi_modal_projector."}});
+  if (c_.connector == "linear") {
+    proj1_w_ = add_param(ps, "multi_modal_projector.linear_1.weight", {d, c_.d_vision});
+    proj1_b_ = add_param(ps, "multi_modal_projector.linear_1.bias", {d}, false);
+  } else {
+    proj1_w_ = add_param(ps, "multi_modal_projector.linear_1.weight", {d, c_.d_vision});
+    proj1_b_ = add_param(ps, "multi_modal_projector.linear_1.bias", {d}, false);
+    proj2_w_ = add_param(ps, "multi_modal_projector.linear_2.weight", {d, d});
+    proj2_b_ = add_param(ps, "multi_modal_projector.linear_2.bias", {d}, false);
+  }
+}
+
+ag::Var TrainableVlm::param(const std::string& name) const {
+  for (const ag::Var& p : params_)
+    if (p->name == name) return p;
+  fail("train: no parameter '", name, "'");
+}
+
+int TrainableVlm::set_trainable(const std::string& prefix, bool trainable) {
+  int n = 0;
+  for (const ag::Var& p : params_)
+    if (p->name.compare(0, prefix.size(), prefix) == 0) p->requires_grad = trainable, ++n;
+  return n;
+}
+
+ag::Var TrainableVlm::forward(const TrainSample& s) const {
+  const lm::LmConfig& l = c_.lm;
+  const int64_t n = int64_t(s.ids.size()), H = l.n_head, Hkv = l.n_head_kv, hd = l.head_dim;
+  OCELLUS_CHECK(n > 0, "train: empty sequence");
+  OCELLUS_CHECK(n <= l.n_ctx || l.n_ctx <= 0, "train: sequence of ", n, " tokens is longer than the context (", l.n_ctx, ")");
+  // The input rows: text runs embedded, image runs from the connector.
+  std::vector<ag::Var> parts;
+  size_t image = 0;
+  for (int64_t i = 0; i < n;) {
+    int64_t j = i;
+    const bool img = s.ids[size_t(i)] < 0;
+    while (j < n && (s.ids[size_t(j)] < 0) == img) ++j;
+    if (!img) {
+      parts.push_back(ag::embedding(tok_embd_, std::vector<int32_t>(s.ids.begin() + i, s.ids.begin() + j)));
+    } else {
+      // Consecutive image runs are one run here: take whole images until the run is filled.
+      int64_t need = j - i;
+      while (need > 0) {
+        OCELLUS_CHECK(image < s.features.size(), "train: the sequence has more image rows than features given");
+        const Tensor& f = s.features[image++];
+        OCELLUS_CHECK(f.ndim() == 2 && f.dim(1) == c_.d_vision, "train: features of width ", f.ndim() == 2 ? f.dim(1) : -1,
+                      ", the connector reads ", c_.d_vision);
+        OCELLUS_CHECK(f.dim(0) <= need, "train: an image has ", f.dim(0), " rows but its run holds ", need);
+        ag::Var h = ag::matmul(ag::constant(f), proj1_w_, proj1_b_);
+        if (proj2_w_) h = ag::matmul(ag::activate(c_.connector_act, h), proj2_w_, proj2_b_);
+        parts.push_back(h);
+        need -= f.dim(0);
+      }
+    }
+    i = j;
+  }
+  OCELLUS_CHECK(image == s.features.size(), "train: ", s.features.size(), " feature blocks for ", image, " images");
+  ag::Var x = parts.size() == 1 ? parts[0] : ag::concat(parts, 0);  // [n, d]
+  std::vector<int32_t> pos(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) pos[size_t(i)] = int32_t(i);
+  ops::AttentionParams ap;
+  ap.scale = 1.0f / std::sqrt(float(hd));
+  ap.causal = true;
+  for (const Layer& L : layers_) {
+    const ag::Var h = ag::rms_norm(x, L.attn_norm, l.norm_eps);
+    const ag::Var q = ag::rope(ag::reshape(ag::matmul(h, L.wq, L.bq), {n, H, hd}), pos, l.rope);
+    const ag::Var k = ag::rope(ag::reshape(ag::matmul(h, L.wk, L.bk), {n, Hkv, hd}), pos, l.rope);
+    const ag::Var v = ag::reshape(ag::matmul(h, L.wv, L.bv), {n, Hkv, hd});
+    const ag::Var a = ag::reshape(ag::attention(q, k, v, ap), {n, H * hd});
+    x = ag::add(x, ag::matmul(a, L.wo));
+    const ag::Var h2 = ag::rms_norm(x, L.ffn_norm, l.norm_eps);
+    x = ag::add(x, ag::matmul(ag::swiglu(ag::matmul(h2, L.gate), ag::matmul(h2, L.up)), L.down));
+  }
+  return ag::matmul(ag::rms_norm(x, out_norm_, l.norm_eps), output_);  // [n, n_vocab]
+}
+
+ag::Var TrainableVlm::loss(const TrainSample& s) const {
+  OCELLUS_CHECK(s.mask.size() == s.ids.size(), "train: mask of ", s.mask.size(), " for ", s.ids.size(), " tokens");
+  std::vector<int32_t> targets(s.ids.size(), ops::kIgnoreIndex);
+  for (size_t i = 0; i + 1 < s.ids.size(); ++i)
+    if (s.mask[i + 1] && s.ids[i + 1] >= 0) targets[i] = s.ids[i + 1];
+  return ag::cross_entropy(forward(s), targets);
+}
+
+std::vector<std::pair<std::string, Tensor>> TrainableVlm::tensors() const {
+  std::vector<std::pair<std::string, Tensor>> out;
+  for (const ag::Var& p : params_) out.push_back({p->name, p->value});
+  return out;
+}
+
+}  // namespace ocellus::model

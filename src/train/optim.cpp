@@ -1,0 +1,80 @@
+#include "ocellus/train/optim.h"
+
+#include <cmath>
+
+#include "ocellus/core/error.h"
+
+namespace ocellus::train {
+
+AdamW::AdamW(std::vector<ParamGroup> groups, double beta1, double beta2, double eps)
+    : groups_(std::move(groups)), b1_(beta1), b2_(beta2), eps_(eps) {
+  OCELLUS_CHECK(beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1, "adamw: betas must lie in [0, 1)");
+  OCELLUS_CHECK(eps > 0, "adamw: eps must be > 0");
+  for (const ParamGroup& g : groups_) {
+    OCELLUS_CHECK(g.lr >= 0 && g.weight_decay >= 0, "adamw: learning rate and weight decay must be >= 0");
+    for (const ag::Var& p : g.params) {
+      m_.push_back(Tensor::zeros(p->value.shape()));
+      v_.push_back(Tensor::zeros(p->value.shape()));
+    }
+  }
+}
+
+void AdamW::step(double lr_factor) {
+  ++t_;
+  // As torch.optim.AdamW (single-tensor path), in float32 arithmetic.
+  const float b1 = float(b1_), b2 = float(b2_);
+  const double bc1 = 1.0 - std::pow(b1_, double(t_)), bc2 = 1.0 - std::pow(b2_, double(t_));
+  const float bc2_sqrt = float(std::sqrt(bc2)), eps = float(eps_);
+  size_t idx = 0;
+  for (const ParamGroup& g : groups_) {
+    const double lr = g.lr * lr_factor;
+    const float decay = float(1.0 - lr * g.weight_decay), step_size = float(lr / bc1);
+    for (const ag::Var& p : g.params) {
+      Tensor &m = m_[idx], &v = v_[idx];
+      ++idx;
+      if (!p->requires_grad || !p->grad.defined()) continue;
+      float* w = p->value.data<float>();
+      const float* gr = p->grad.data<float>();
+      float *mp = m.data<float>(), *vp = v.data<float>();
+      for (int64_t i = 0; i < p->value.numel(); ++i) {
+        w[i] *= decay;
+        mp[i] += (gr[i] - mp[i]) * (1.0f - b1);  // lerp
+        vp[i] = vp[i] * b2 + (1.0f - b2) * gr[i] * gr[i];
+        const float denom = std::sqrt(vp[i]) / bc2_sqrt + eps;
+        w[i] += -step_size * (mp[i] / denom);
+      }
+    }
+  }
+}
+
+void AdamW::zero_grad() {
+  for (const ParamGroup& g : groups_)
+    for (const ag::Var& p : g.params) p->grad = Tensor();
+}
+
+double clip_grad_norm(const std::vector<ag::Var>& params, double max_norm) {
+  double sq = 0;
+  for (const ag::Var& p : params) {
+    if (!p->grad.defined()) continue;
+    const float* g = p->grad.data<float>();
+    for (int64_t i = 0; i < p->grad.numel(); ++i) sq += double(g[i]) * double(g[i]);
+  }
+  const double norm = std::sqrt(sq);
+  const double coef = max_norm / (norm + 1e-6);
+  if (coef < 1.0)
+    for (const ag::Var& p : params) {
+      if (!p->grad.defined()) continue;
+      float* g = p->grad.data<float>();
+      for (int64_t i = 0; i < p->grad.numel(); ++i) g[i] *= float(coef);
+    }
+  return norm;
+}
+
+double cosine_schedule(int64_t step, int64_t warmup, int64_t total, double min_ratio) {
+  if (step < warmup) return double(step) / double(std::max<int64_t>(1, warmup));
+  const double progress = double(step - warmup) / double(std::max<int64_t>(1, total - warmup));
+  const double c = 0.5 * (1.0 + std::cos(M_PI * std::min(1.0, progress)));
+  return min_ratio + (1.0 - min_ratio) * c;
+}
+
+}  // namespace ocellus::train
