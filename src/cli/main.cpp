@@ -23,6 +23,9 @@
 #include "ocellus/vision/preprocess.h"
 #include "ocellus/text/bpe_train.h"
 #include "ocellus/text/tokenizer.h"
+#include "ocellus/train/data.h"
+#include "ocellus/train/feature_cache.h"
+#include "ocellus/train/trainer.h"
 
 namespace {
 
@@ -395,6 +398,56 @@ int main(int argc, char** argv) {
       }
     }
     std::printf("\n");
+  });
+
+  auto* cache = app.add_subcommand("cache", "Run a frozen vision tower over a dataset's images once; store the features");
+  std::string ca_model, ca_mmproj, ca_data, ca_images, ca_out;
+  int64_t ca_batch = 8;
+  bool ca_skip = false;
+  cache->add_option("-m,--model", ca_model, "Hugging Face LLaVA-style folder (its tower and feature layer)");
+  cache->add_option("--mmproj", ca_mmproj, "Or an mmproj GGUF")->excludes("--model");
+  cache->add_option("--data", ca_data, "LLaVA conversation JSON (the images it names)")->required();
+  cache->add_option("--images", ca_images, "Folder the JSON's image paths are relative to");
+  cache->add_option("-o,--output", ca_out, "Cache file (.safetensors)")->required();
+  cache->add_option("--batch", ca_batch, "Images per tower call")->capture_default_str();
+  cache->add_flag("--skip-bad", ca_skip, "Skip malformed records (reported) instead of stopping");
+  cache->callback([&] {
+    ocellus::set_num_threads(threads);
+    if (ca_model.empty() == ca_mmproj.empty()) throw std::runtime_error("give the tower with --model DIR or --mmproj FILE");
+    const auto vm = ca_model.empty() ? ocellus::model::load_mmproj(ca_mmproj) : ocellus::model::load_hf_vision(ca_model);
+    std::vector<std::string> skipped;
+    const auto recs = ocellus::train::read_llava_json(ca_data, ca_skip ? ocellus::train::OnBad::Skip : ocellus::train::OnBad::Fail, &skipped);
+    if (!skipped.empty()) std::fprintf(stderr, "cache: skipped %zu malformed record(s), first: %s\n", skipped.size(), skipped[0].c_str());
+    std::vector<std::string> paths;
+    for (const auto& r : recs)
+      if (!r.image.empty()) paths.push_back(ca_images.empty() ? r.image : ca_images + "/" + r.image);
+    const int64_t n = ocellus::train::build_feature_cache(vm->tower(), paths, ca_out, ca_batch, [](const ocellus::train::CacheProgress& p) {
+      const double rate = double(p.done) / std::max(1e-9, p.seconds);
+      std::fprintf(stderr, "\rcache: %lld/%lld images, %.1f images/s, ETA %.0f s   ", (long long)p.done, (long long)p.total, rate,
+                   double(p.total - p.done) / std::max(1e-9, rate));
+    });
+    std::fprintf(stderr, "\n");
+    std::printf("wrote %s: %lld distinct images (%zu records)\n", ca_out.c_str(), (long long)n, paths.size());
+  });
+
+  auto* train = app.add_subcommand("train", "Train a VLM stage from a recipe (JSON): connector pretraining or fine-tuning");
+  std::string tr_recipe;
+  bool tr_resume = false;
+  train->add_option("--recipe", tr_recipe, "Recipe file (see recipes/ and the README)")->required();
+  train->add_flag("--resume", tr_resume, "Continue from the recipe's latest checkpoint");
+  train->callback([&] {
+    ocellus::set_num_threads(threads);
+    const ocellus::train::Recipe r = ocellus::train::read_recipe(tr_recipe);
+    const auto res = ocellus::train::run_recipe(r, tr_resume, [](const ocellus::train::StepStats& s) {
+      const int width = 24, fill = int(double(width) * double(s.step) / double(s.steps));
+      const double eta = s.elapsed_s / double(s.step) * double(s.steps - s.step);
+      std::fprintf(stderr, "\rtrain: [%-*s] %lld/%lld loss %.4f lr %.2e %.0f tok/s ETA %.0f s   ", width,
+                   std::string(size_t(fill), '=').c_str(), (long long)s.step, (long long)s.steps, s.loss, s.lr, s.tokens_per_s, eta);
+    });
+    std::fprintf(stderr, "\n");
+    if (!res.losses.empty())
+      std::printf("trained steps %lld..%lld: loss %.4f -> %.4f; model in %s\n", (long long)res.first_step + 1,
+                  (long long)(res.first_step + int64_t(res.losses.size())), res.losses.front(), res.losses.back(), res.model_dir.c_str());
   });
 
   try {

@@ -221,4 +221,52 @@ EncodedChat encode_chat(const Tokenizer& tok, ChatTemplate t, const std::vector<
   return e;
 }
 
+EncodedChat encode_chat_with_images(const Tokenizer& tok, ChatTemplate t, const std::vector<Message>& messages,
+                                    int64_t n_image_tokens, const std::string& marker) {
+  OCELLUS_CHECK(n_image_tokens > 0, "chat: images need at least one token each");
+  const std::vector<ChatPiece> pieces = render_chat(t, messages, false);
+  const bool tokenizer_bos = t == ChatTemplate::Vicuna || t == ChatTemplate::Phi2;
+  // The text between images is one chunk, tokenized on its own as inference does
+  // (model::splice_prompt); inside a chunk the pieces are tokenized one by one for the mask.
+  struct Part {
+    std::string text;
+    bool assistant;
+  };
+  std::vector<std::vector<Part>> chunks(1);
+  for (const ChatPiece& p : pieces) {
+    size_t at = 0;
+    for (size_t q; (q = p.text.find(marker, at)) != std::string::npos; at = q + marker.size()) {
+      OCELLUS_CHECK(!p.assistant, "chat: an image placeholder in an assistant reply");
+      chunks.back().push_back({p.text.substr(at, q - at), false});
+      chunks.emplace_back();
+    }
+    chunks.back().push_back({p.text.substr(at), p.assistant});
+  }
+  EncodedChat e;
+  for (size_t c = 0; c < chunks.size(); ++c) {
+    if (c > 0) {
+      e.ids.insert(e.ids.end(), size_t(n_image_tokens), -1);
+      e.mask.insert(e.mask.end(), size_t(n_image_tokens), 0);
+    }
+    const bool bos = c == 0 && tokenizer_bos;
+    std::vector<int32_t> ids;
+    std::string whole;
+    bool at_start = true, first = true;
+    for (const Part& p : chunks[c]) {
+      if (p.text.empty()) continue;
+      const std::vector<int32_t> t_ids = tok.encode(p.text, first && bos, true, at_start);
+      ids.insert(ids.end(), t_ids.begin(), t_ids.end());
+      e.mask.insert(e.mask.end(), t_ids.size(), p.assistant ? 1 : 0);
+      whole += p.text;
+      at_start = !t_ids.empty() && tok.is_special(t_ids.back());
+      first = false;
+    }
+    const std::vector<int32_t> all = whole.empty() ? std::vector<int32_t>{} : tok.encode(whole, bos, true);
+    OCELLUS_CHECK(all == ids, "chat: template ", chat_template_name(t), " and the tokenizer disagree inside the text ",
+                  "between images ", c, " and ", c + 1, ": the loss mask cannot be trusted");
+    e.ids.insert(e.ids.end(), ids.begin(), ids.end());
+  }
+  return e;
+}
+
 }  // namespace ocellus::text

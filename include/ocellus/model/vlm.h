@@ -26,6 +26,7 @@ class VisionModel {
       : tower_(std::move(tower)), connector_(std::move(connector)), n_embd_out_(n_embd_out), markers_(std::move(markers)) {}
   const vision::VitConfig& config() const { return tower_.config(); }
   const connect::Connector& connector() const { return *connector_; }
+  const vision::VisionTower& tower() const { return tower_; }
   int64_t n_embd_out() const { return n_embd_out_; }
   int64_t n_tokens_per_image() const { return connector_->n_tokens(config().n_features()); }
   const ImageMarkers& markers() const { return markers_; }

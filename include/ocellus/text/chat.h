@@ -57,4 +57,10 @@ struct EncodedChat {
 EncodedChat encode_chat(const Tokenizer& tok, ChatTemplate t, const std::vector<Message>& messages,
                         bool add_generation_prompt = false);
 
+// The same for a conversation with image placeholders (`marker` in user or system text): -1
+// for each of an image's n_image_tokens rows (mask 0) in place of each marker, the text between
+// images tokenized chunk by chunk as inference splices it (model::splice_prompt).
+EncodedChat encode_chat_with_images(const Tokenizer& tok, ChatTemplate t, const std::vector<Message>& messages,
+                                    int64_t n_image_tokens, const std::string& marker = "<image>");
+
 }  // namespace ocellus::text

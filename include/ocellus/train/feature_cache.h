@@ -1,0 +1,45 @@
+#pragma once
+// The embedding cache: a frozen vision tower run once over a dataset's images, its features
+// ([n_features, d_vision] per image, before the connector) stored in one safetensors file
+// (memory-mapped on read) under the hex FNV-1a 64 hash of each image file's bytes, so the same
+// picture under two names is encoded once and a renamed file still hits. The metadata names
+// the tower's shape so a cache built for another tower is refused.
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "ocellus/io/safetensors.h"
+#include "ocellus/vision/vit.h"
+
+namespace ocellus::train {
+
+std::string content_key(const std::string& bytes);  // 16 hex digits
+
+struct CacheProgress {
+  int64_t done = 0, total = 0;
+  double seconds = 0;
+};
+
+// Encodes every distinct image of `paths` (batches of `batch` images per tower call) and writes
+// the cache atomically to out_path. A broken image is an error naming it. Returns the count of
+// distinct images encoded.
+int64_t build_feature_cache(const vision::VisionTower& tower, const std::vector<std::string>& paths,
+                            const std::string& out_path, int64_t batch = 8,
+                            const std::function<void(const CacheProgress&)>& progress = {});
+
+class FeatureCache {
+ public:
+  // Checks the file's tower shape against `tower` (n_features, width).
+  static FeatureCache open(const std::string& path, int64_t n_features, int64_t width);
+  bool has_key(const std::string& key) const { return file_.find(key) != nullptr; }
+  // Features of an image file (hashed on the fly); an image missing from the cache is an error.
+  Tensor features_of(const std::string& image_path) const;
+  Tensor features(const std::string& key) const;  // [n_features, width] f32 view of the mapping
+  size_t size() const { return file_.tensors().size(); }
+
+ private:
+  explicit FeatureCache(io::SafetensorsFile f) : file_(std::move(f)) {}
+  io::SafetensorsFile file_;
+};
+
+}  // namespace ocellus::train

@@ -1,0 +1,62 @@
+#pragma once
+// `ocellus train --recipe FILE`: one stage of the two-stage recipe (connector pretraining on
+// captions, or instruction fine-tuning) as a readable JSON recipe. The vision tower is frozen
+// and read through the embedding cache; which other parts train, with which learning rates,
+// is the recipe's. Checkpoints are written atomically with a retention count and resume exactly
+// (the same losses as an unbroken run); metrics go to a JSON-lines log; at the end the loss
+// curve is drawn as a PNG and the model is exported as a Hugging Face LLaVA folder that
+// `ocellus run -m` loads.
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "ocellus/train/data.h"
+
+namespace ocellus::train {
+
+struct RecipeGroup {
+  std::string prefix;  // parameters whose names start with it
+  double lr = 0, weight_decay = 0;
+};
+
+struct Recipe {
+  std::string path;                 // the recipe file (relative paths are relative to its folder)
+  std::string base;                 // Hugging Face LLaVA folder: initial weights, config, tokenizer
+  std::string data, images;         // LLaVA JSON and its image folder
+  std::string cache;                // feature cache of the (frozen) tower over the images
+  std::string chat_template;        // by name; empty: from the base folder
+  OnBad on_bad = OnBad::Fail;
+  std::vector<std::string> trainable{""};  // name prefixes that train (default: all but the tower)
+  std::vector<RecipeGroup> groups;  // per-prefix learning rate / weight decay (first match)
+  double lr = 1e-3, weight_decay = 0.0, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, clip = 1.0;
+  int64_t warmup = 0;
+  double min_lr_ratio = 0.0;
+  int64_t steps = 100, batch = 4, max_len = 512;
+  uint64_t seed = 1;
+  std::string out;                  // output folder: checkpoints/, metrics.jsonl, loss.png, model/
+  int64_t checkpoint_every = 0;     // steps between checkpoints (0: only the last)
+  int64_t keep = 2;                 // checkpoints kept
+};
+
+// Reads and validates a recipe; unknown keys and bad values are errors naming them.
+Recipe read_recipe(const std::string& path);
+Recipe parse_recipe(const std::string& json_text, const std::string& path);
+
+struct StepStats {
+  int64_t step = 0, steps = 0, tokens = 0;
+  double loss = 0, lr = 0, grad_norm = 0, tokens_per_s = 0, elapsed_s = 0;
+};
+
+struct TrainResult {
+  std::vector<double> losses;  // of the steps run by this call
+  int64_t first_step = 0;      // 0, or where a resumed run started
+  std::string model_dir;       // the exported model
+};
+
+// Runs the recipe (from its last checkpoint when resume); stop_after > 0 ends the run after that
+// many steps of this call (as if killed after its checkpoint), without exporting.
+TrainResult run_recipe(const Recipe& r, bool resume, const std::function<void(const StepStats&)>& on_step = {},
+                       int64_t stop_after = 0);
+
+}  // namespace ocellus::train

@@ -1,0 +1,79 @@
+#include "ocellus/train/feature_cache.h"
+
+#include <chrono>
+#include <cstdio>
+#include <map>
+
+#include "ocellus/core/error.h"
+#include "ocellus/io/file.h"
+#include "ocellus/io/image.h"
+#include "ocellus/vision/preprocess.h"
+
+namespace ocellus::train {
+
+std::string content_key(const std::string& bytes) {
+  uint64_t h = 1469598103934665603ull;  // FNV-1a 64
+  for (unsigned char c : bytes) h = (h ^ c) * 1099511628211ull;
+  char buf[17];
+  std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
+
+int64_t build_feature_cache(const vision::VisionTower& tower, const std::vector<std::string>& paths,
+                            const std::string& out_path, int64_t batch, const std::function<void(const CacheProgress&)>& progress) {
+  OCELLUS_CHECK(batch > 0, "cache: batch must be > 0");
+  // Distinct images by content.
+  std::map<std::string, std::string> by_key;  // key -> first path
+  std::vector<std::string> keys;
+  for (const std::string& p : paths) {
+    const std::string k = content_key(io::read_text_file(p, size_t(256) << 20));
+    if (by_key.emplace(k, p).second) keys.push_back(k);
+  }
+  const vision::VitConfig& c = tower.config();
+  std::vector<std::pair<std::string, Tensor>> out;
+  const auto t0 = std::chrono::steady_clock::now();
+  for (size_t i = 0; i < keys.size(); i += size_t(batch)) {
+    std::vector<Tensor> pix;
+    const size_t end = std::min(keys.size(), i + size_t(batch));
+    for (size_t j = i; j < end; ++j) pix.push_back(vision::preprocess(io::load_image(by_key[keys[j]]), c.preprocess));
+    const Tensor f = tower.encode(pix);  // [B, n_features, d]
+    for (size_t j = i; j < end; ++j)
+      out.push_back({keys[j], f.slice(0, int64_t(j - i), int64_t(j - i) + 1).reshape({f.dim(1), f.dim(2)}).contiguous()});
+    if (progress)
+      progress({int64_t(end), int64_t(keys.size()), std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()});
+  }
+  io::write_safetensors(out_path, out,
+                        {{"ocellus.kind", "feature_cache"}, {"ocellus.n_features", std::to_string(c.n_features())},
+                         {"ocellus.width", std::to_string(c.n_embd)}, {"ocellus.tower", c.kind},
+                         {"ocellus.layers_run", std::to_string(c.n_layer_run)}});
+  return int64_t(keys.size());
+}
+
+FeatureCache FeatureCache::open(const std::string& path, int64_t n_features, int64_t width) {
+  io::SafetensorsFile f = io::SafetensorsFile::open(path);
+  const auto& md = f.metadata();
+  auto get = [&](const char* k) {
+    const auto it = md.find(k);
+    OCELLUS_CHECK(it != md.end(), "cache: ", path, ": not a feature cache (no ", k, " metadata)");
+    return it->second;
+  };
+  OCELLUS_CHECK(get("ocellus.kind") == "feature_cache", "cache: ", path, ": not a feature cache");
+  const int64_t nf = std::stoll(get("ocellus.n_features")), w = std::stoll(get("ocellus.width"));
+  OCELLUS_CHECK(nf == n_features && w == width, "cache: ", path, ": built for a tower of ", nf, " features x ", w,
+                ", the model's tower gives ", n_features, " x ", width);
+  return FeatureCache(std::move(f));
+}
+
+Tensor FeatureCache::features(const std::string& key) const {
+  OCELLUS_CHECK(file_.find(key) != nullptr, "cache: ", file_.path(), ": no features for image ", key);
+  return file_.tensor(key);
+}
+
+Tensor FeatureCache::features_of(const std::string& image_path) const {
+  const std::string key = content_key(io::read_text_file(image_path, size_t(256) << 20));
+  OCELLUS_CHECK(file_.find(key) != nullptr, "cache: ", file_.path(), ": ", image_path,
+                " is not in the cache (build it again with ocellus cache)");
+  return file_.tensor(key);
+}
+
+}  // namespace ocellus::train

@@ -1,0 +1,391 @@
+#include "ocellus/train/trainer.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <random>
+#include <set>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "ocellus/core/error.h"
+#include "ocellus/io/file.h"
+#include "ocellus/io/hf_config.h"
+#include "ocellus/io/image.h"
+#include "ocellus/io/safetensors.h"
+#include "ocellus/io/tensor_source.h"
+#include "ocellus/model/vlm_train.h"
+#include "ocellus/text/tokenizer.h"
+#include "ocellus/train/feature_cache.h"
+#include "ocellus/train/optim.h"
+#include "ocellus/vision/vit.h"
+
+namespace ocellus::train {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+// ---- the recipe ----------------------------------------------------------------------------
+
+Recipe parse_recipe(const std::string& text, const std::string& path) {
+  const json j = json::parse(text, nullptr, false);
+  OCELLUS_CHECK(!j.is_discarded() && j.is_object(), "recipe: ", path, ": not a JSON object");
+  static const std::set<std::string> kKeys = {
+      "base", "data", "images", "cache", "chat_template", "skip_bad_records", "trainable", "groups", "lr",
+      "weight_decay", "beta1", "beta2", "eps", "clip", "warmup", "min_lr_ratio", "steps", "batch", "max_len",
+      "seed", "out", "checkpoint_every", "keep"};
+  for (const auto& [k, v] : j.items())
+    OCELLUS_CHECK(kKeys.count(k), "recipe: ", path, ": unknown key '", k, "'");
+  Recipe r;
+  r.path = path;
+  const fs::path dir = fs::path(path).parent_path();
+  auto str = [&](const char* k, bool required, bool is_path) {
+    if (!j.contains(k)) {
+      OCELLUS_CHECK(!required, "recipe: ", path, ": '", k, "' is required");
+      return std::string();
+    }
+    OCELLUS_CHECK(j[k].is_string(), "recipe: ", path, ": '", k, "' must be a string");
+    std::string s = j[k].get<std::string>();
+    if (is_path && !s.empty() && fs::path(s).is_relative()) s = (dir / s).lexically_normal().string();
+    return s;
+  };
+  auto num = [&](const char* k, double def, double lo, double hi) {
+    if (!j.contains(k)) return def;
+    OCELLUS_CHECK(j[k].is_number(), "recipe: ", path, ": '", k, "' must be a number");
+    const double v = j[k].get<double>();
+    OCELLUS_CHECK(v >= lo && v <= hi, "recipe: ", path, ": '", k, "' = ", v, " outside [", lo, ", ", hi, "]");
+    return v;
+  };
+  r.base = str("base", true, true), r.data = str("data", true, true), r.images = str("images", false, true);
+  r.cache = str("cache", true, true), r.chat_template = str("chat_template", false, false), r.out = str("out", true, true);
+  if (j.contains("skip_bad_records")) {
+    OCELLUS_CHECK(j["skip_bad_records"].is_boolean(), "recipe: ", path, ": 'skip_bad_records' must be true or false");
+    r.on_bad = j["skip_bad_records"].get<bool>() ? OnBad::Skip : OnBad::Fail;
+  }
+  if (j.contains("trainable")) {
+    OCELLUS_CHECK(j["trainable"].is_array(), "recipe: ", path, ": 'trainable' must be a list of name prefixes");
+    r.trainable.clear();
+    for (const json& p : j["trainable"]) {
+      OCELLUS_CHECK(p.is_string(), "recipe: ", path, ": 'trainable' must be a list of name prefixes");
+      r.trainable.push_back(p.get<std::string>());
+    }
+  }
+  r.lr = num("lr", r.lr, 0, 10), r.weight_decay = num("weight_decay", r.weight_decay, 0, 10);
+  r.beta1 = num("beta1", r.beta1, 0, 0.999999), r.beta2 = num("beta2", r.beta2, 0, 0.999999999);
+  r.eps = num("eps", r.eps, 1e-30, 1), r.clip = num("clip", r.clip, 0, 1e9);
+  r.warmup = int64_t(num("warmup", 0, 0, 1e9)), r.min_lr_ratio = num("min_lr_ratio", 0, 0, 1);
+  r.steps = int64_t(num("steps", double(r.steps), 1, 1e9)), r.batch = int64_t(num("batch", double(r.batch), 1, 1e6));
+  r.max_len = int64_t(num("max_len", double(r.max_len), 1, 1e7)), r.seed = uint64_t(num("seed", 1, 0, 1e18));
+  r.checkpoint_every = int64_t(num("checkpoint_every", 0, 0, 1e9)), r.keep = int64_t(num("keep", 2, 1, 1e6));
+  if (j.contains("groups")) {
+    OCELLUS_CHECK(j["groups"].is_array(), "recipe: ", path, ": 'groups' must be a list");
+    for (const json& g : j["groups"]) {
+      OCELLUS_CHECK(g.is_object() && g.contains("prefix") && g["prefix"].is_string(), "recipe: ", path,
+                    ": each group needs a 'prefix'");
+      RecipeGroup rg;
+      rg.prefix = g["prefix"].get<std::string>();
+      rg.lr = g.contains("lr") && g["lr"].is_number() ? g["lr"].get<double>() : r.lr;
+      rg.weight_decay = g.contains("weight_decay") && g["weight_decay"].is_number() ? g["weight_decay"].get<double>() : r.weight_decay;
+      OCELLUS_CHECK(rg.lr >= 0 && rg.weight_decay >= 0, "recipe: ", path, ": group '", rg.prefix, "' has a negative value");
+      r.groups.push_back(rg);
+    }
+  }
+  return r;
+}
+
+Recipe read_recipe(const std::string& path) { return parse_recipe(io::read_text_file(path), path); }
+
+namespace {
+
+bool starts_with(const std::string& s, const std::string& p) { return s.compare(0, p.size(), p) == 0; }
+
+// The order samples are seen in: epoch e is a Fisher-Yates shuffle seeded by (seed, e).
+class Order {
+ public:
+  Order(size_t n, uint64_t seed) : n_(n), seed_(seed) {}
+  size_t at(int64_t pos) {
+    const int64_t epoch = pos / int64_t(n_);
+    if (epoch != epoch_) {
+      perm_.resize(n_);
+      for (size_t i = 0; i < n_; ++i) perm_[i] = i;
+      std::mt19937_64 rng(seed_ * 0x9E3779B97F4A7C15ull + uint64_t(epoch));
+      for (size_t i = n_ - 1; i > 0; --i) std::swap(perm_[i], perm_[size_t(rng() % (i + 1))]);
+      epoch_ = epoch;
+    }
+    return perm_[size_t(pos % int64_t(n_))];
+  }
+
+ private:
+  size_t n_;
+  uint64_t seed_;
+  int64_t epoch_ = -1;
+  std::vector<size_t> perm_;
+};
+
+struct Sample {
+  std::vector<int32_t> ids;
+  std::vector<uint8_t> mask;
+  std::string image_key;  // empty: no image
+  int64_t counted = 0;    // tokens in the loss
+};
+
+std::string step_dir_name(int64_t step) {
+  char b[32];
+  std::snprintf(b, sizeof(b), "step-%08lld", static_cast<long long>(step));
+  return b;
+}
+
+void save_checkpoint(const std::string& out, int64_t step, const model::TrainableVlm& vlm, AdamW& opt, int64_t keep) {
+  const fs::path root = fs::path(out) / "checkpoints", dir = root / step_dir_name(step);
+  fs::create_directories(dir);
+  io::write_safetensors((dir / "model.safetensors").string(), vlm.tensors());
+  std::vector<std::pair<std::string, Tensor>> st;
+  size_t i = 0;
+  for (const ParamGroup& g : opt.groups())
+    for (const ag::Var& p : g.params) {
+      st.push_back({"m." + p->name, opt.m()[i]});
+      st.push_back({"v." + p->name, opt.v()[i]});
+      ++i;
+    }
+  io::write_safetensors((dir / "optimizer.safetensors").string(), st, {{"step", std::to_string(opt.steps())}});
+  const std::string state = json{{"step", step}}.dump();
+  io::write_file_atomically((dir / "trainer.json").string(), [&](std::FILE* f) { io::write_bytes(f, state.data(), state.size(), "trainer.json"); });
+  // Only now does `latest` name it: a kill before this line leaves the previous one latest.
+  const std::string name = step_dir_name(step);
+  io::write_file_atomically((root / "latest").string(), [&](std::FILE* f) { io::write_bytes(f, name.data(), name.size(), "latest"); });
+  std::vector<std::string> dirs;
+  for (const auto& e : fs::directory_iterator(root))
+    if (e.is_directory() && starts_with(e.path().filename().string(), "step-")) dirs.push_back(e.path().filename().string());
+  std::sort(dirs.begin(), dirs.end());
+  for (size_t k = 0; k + size_t(keep) < dirs.size(); ++k)
+    if (dirs[k] != name) fs::remove_all(root / dirs[k]);
+}
+
+int64_t load_checkpoint(const std::string& out, model::TrainableVlm& vlm, AdamW& opt) {
+  const fs::path root = fs::path(out) / "checkpoints";
+  const std::string latest = (root / "latest").string();
+  OCELLUS_CHECK(io::is_file(latest), "train: --resume: no checkpoint in ", root.string());
+  const fs::path dir = root / io::read_text_file(latest, 256);
+  const json state = json::parse(io::read_text_file((dir / "trainer.json").string()), nullptr, false);
+  OCELLUS_CHECK(!state.is_discarded() && state.contains("step"), "train: ", dir.string(), "/trainer.json is damaged");
+  const io::SafetensorsFile m = io::SafetensorsFile::open((dir / "model.safetensors").string());
+  const io::SafetensorsFile o = io::SafetensorsFile::open((dir / "optimizer.safetensors").string());
+  auto copy_into = [&](const io::SafetensorsFile& f, const std::string& name, Tensor& dst) {
+    OCELLUS_CHECK(f.find(name) != nullptr, "train: checkpoint ", f.path(), " has no '", name, "' (another model?)");
+    const Tensor t = f.tensor(name);
+    OCELLUS_CHECK(t.shape() == dst.shape(), "train: checkpoint tensor '", name, "' has shape ", t.shape().str(), ", the model ", dst.shape().str());
+    std::memcpy(dst.raw(), t.contiguous().raw(), dst.nbytes());
+  };
+  for (const ag::Var& p : vlm.params()) copy_into(m, p->name, p->value);
+  size_t i = 0;
+  for (const ParamGroup& g : opt.groups())
+    for (const ag::Var& p : g.params) {
+      copy_into(o, "m." + p->name, opt.m()[i]);
+      copy_into(o, "v." + p->name, opt.v()[i]);
+      ++i;
+    }
+  opt.set_steps(std::stoll(o.metadata().at("step")));
+  return state["step"].get<int64_t>();
+}
+
+// A line chart of the losses, as loss.png.
+void draw_loss_curve(const std::vector<double>& losses, const std::string& path) {
+  if (losses.empty()) return;
+  io::ImageRgb8 img;
+  img.width = 640, img.height = 320;
+  img.rgb.assign(size_t(img.width * img.height * 3), 255);
+  double lo = *std::min_element(losses.begin(), losses.end()), hi = *std::max_element(losses.begin(), losses.end());
+  if (hi - lo < 1e-12) hi = lo + 1;
+  const int x0 = 40, y0 = 20, w = img.width - 60, h = img.height - 50;
+  auto put = [&](int x, int y, uint8_t r, uint8_t g, uint8_t b) {
+    if (x < 0 || y < 0 || x >= img.width || y >= img.height) return;
+    uint8_t* p = img.rgb.data() + (size_t(y) * size_t(img.width) + size_t(x)) * 3;
+    p[0] = r, p[1] = g, p[2] = b;
+  };
+  for (int x = x0; x <= x0 + w; ++x) put(x, y0 + h, 0, 0, 0);
+  for (int y = y0; y <= y0 + h; ++y) put(x0, y, 0, 0, 0);
+  int px = -1, py = -1;
+  for (size_t i = 0; i < losses.size(); ++i) {
+    const int x = x0 + int(double(w) * double(i) / double(std::max<size_t>(1, losses.size() - 1)));
+    const int y = y0 + int(double(h) * (hi - losses[i]) / (hi - lo));
+    if (px >= 0) {
+      const int n = std::max(std::abs(x - px), std::abs(y - py));
+      for (int k = 0; k <= n; ++k) put(px + (x - px) * k / std::max(1, n), py + (y - py) * k / std::max(1, n), 200, 30, 30);
+    } else {
+      put(x, y, 200, 30, 30);
+    }
+    px = x, py = y;
+  }
+  io::save_png(path, img);
+}
+
+// The base folder's tensors with the trained values in place, as one model.safetensors.
+void export_model(const Recipe& r, const model::TrainableVlm& vlm, const io::SafetensorsModel& base, const std::string& dir) {
+  fs::create_directories(dir);
+  std::map<std::string, Tensor> trained;
+  for (const auto& [n, t] : vlm.tensors()) trained[n] = t;
+  const bool old_llava = base.has("language_model.model.embed_tokens.weight");
+  const bool new_llava = base.has("model.language_model.embed_tokens.weight");
+  // The plain name a base tensor holds (the inverse of the loaders' renaming).
+  auto plain = [&](const std::string& n) -> std::string {
+    if (old_llava && starts_with(n, "language_model.")) return n.substr(15);
+    if (new_llava && starts_with(n, "model.language_model.")) return "model." + n.substr(21);
+    if (starts_with(n, "model.multi_modal_projector.")) return n.substr(6);
+    return n;
+  };
+  std::vector<std::pair<std::string, Tensor>> out;
+  size_t replaced = 0;
+  for (const std::string& n : base.names()) {
+    const auto it = trained.find(plain(n));
+    if (it != trained.end()) out.push_back({n, it->second}), ++replaced;
+    else out.push_back({n, base.tensor(n)});
+  }
+  OCELLUS_CHECK(replaced == trained.size(), "train: export placed ", replaced, " of ", trained.size(), " trained tensors");
+  io::write_safetensors(dir + "/model.safetensors", out);
+  for (const char* f : {"config.json", "tokenizer.json", "tokenizer_config.json", "preprocessor_config.json"}) {
+    const std::string src = r.base + "/" + f;
+    if (io::is_file(src)) fs::copy_file(src, dir + "/" + f, fs::copy_options::overwrite_existing);
+  }
+}
+
+}  // namespace
+
+TrainResult run_recipe(const Recipe& r, bool resume, const std::function<void(const StepStats&)>& on_step, int64_t stop_after) {
+  const io::HfConfig cfg = io::read_hf_config(r.base);
+  const text::Tokenizer tok = text::Tokenizer::from_file(r.base);
+  const text::ChatTemplate tmpl =
+      r.chat_template.empty() ? text::detect_chat_template(r.base, tok) : text::chat_template_from_name(r.chat_template);
+  const io::SafetensorsModel st = io::SafetensorsModel::open(r.base);
+  model::TrainableVlm vlm(model::train_config_from_hf(cfg), io::safetensors_source(st, r.base));
+  const int64_t layer = cfg.projector ? cfg.projector->vision_feature_layer : -2;
+  vision::VitConfig vc = vision::vit_config_from_hf(*cfg.vision, layer);
+  vc.drop_class_token = !cfg.projector || cfg.projector->vision_feature_select == "patch";
+  const FeatureCache cache = FeatureCache::open(r.cache, vc.n_features(), vc.n_embd);
+
+  // Data: records -> sequences; a record whose image is not cached is an error naming it.
+  std::vector<std::string> skipped;
+  const std::vector<Record> records = read_llava_json(r.data, r.on_bad, &skipped);
+  for (size_t i = 0; i < skipped.size() && i < 5; ++i) std::fprintf(stderr, "train: skipped %s\n", skipped[i].c_str());
+  if (!skipped.empty()) std::fprintf(stderr, "train: skipped %zu malformed record(s)\n", skipped.size());
+  std::vector<Sample> samples;
+  int64_t truncated = 0, empty = 0;
+  for (const Record& rec : records) {
+    const Encoded e = encode_record(rec, tok, tmpl, vc.n_features(), r.max_len);
+    Sample s{e.ids, e.mask, {}, 0};
+    for (size_t i = 1; i < s.ids.size(); ++i) s.counted += s.mask[i] && s.ids[i] >= 0;
+    truncated += e.truncated;
+    if (s.counted == 0) {
+      ++empty;
+      continue;
+    }
+    if (e.has_image) {
+      const std::string img = r.images.empty() ? rec.image : r.images + "/" + rec.image;
+      s.image_key = content_key(io::read_text_file(img, size_t(256) << 20));
+      OCELLUS_CHECK(cache.has_key(s.image_key), "train: ", img, " (record '", rec.id, "') is not in the cache ", r.cache,
+                    " (run ocellus cache on this data)");
+    }
+    samples.push_back(std::move(s));
+  }
+  OCELLUS_CHECK(!samples.empty(), "train: ", r.data, ": no usable samples");
+  if (truncated) std::fprintf(stderr, "train: %lld sequence(s) truncated to %lld tokens\n", (long long)truncated, (long long)r.max_len);
+  if (empty) std::fprintf(stderr, "train: %lld sequence(s) with no reply tokens left were dropped\n", (long long)empty);
+
+  // Parameters: which train, in which group.
+  std::vector<ParamGroup> groups(r.groups.size() + 1);
+  groups.back().lr = r.lr, groups.back().weight_decay = r.weight_decay;
+  for (size_t g = 0; g < r.groups.size(); ++g) groups[g].lr = r.groups[g].lr, groups[g].weight_decay = r.groups[g].weight_decay;
+  int64_t n_trainable = 0;
+  for (const ag::Var& p : vlm.params()) {
+    p->requires_grad = std::any_of(r.trainable.begin(), r.trainable.end(), [&](const std::string& pre) { return starts_with(p->name, pre); });
+    if (!p->requires_grad) continue;
+    n_trainable += p->value.numel();
+    size_t g = 0;
+    while (g < r.groups.size() && !starts_with(p->name, r.groups[g].prefix)) ++g;
+    groups[g].params.push_back(p);
+  }
+  OCELLUS_CHECK(n_trainable > 0, "train: ", r.path, ": 'trainable' matches no parameter");
+  std::vector<ag::Var> trainable;
+  for (const ParamGroup& g : groups) trainable.insert(trainable.end(), g.params.begin(), g.params.end());
+  AdamW opt(groups, r.beta1, r.beta2, r.eps);
+
+  fs::create_directories(r.out);
+  const std::string log_path = r.out + "/metrics.jsonl";
+  TrainResult res;
+  if (resume) {
+    res.first_step = load_checkpoint(r.out, vlm, opt);
+    // The log keeps the steps up to the checkpoint; later lines are run again.
+    std::string kept;
+    if (io::is_file(log_path)) {
+      std::istringstream in(io::read_text_file(log_path));
+      for (std::string line; std::getline(in, line);) {
+        const json j = json::parse(line, nullptr, false);
+        if (!j.is_discarded() && j.contains("step") && j["step"].get<int64_t>() <= res.first_step) kept += line + "\n";
+      }
+    }
+    io::write_file_atomically(log_path, [&](std::FILE* f) { io::write_bytes(f, kept.data(), kept.size(), log_path); });
+    std::fprintf(stderr, "train: resumed from step %lld\n", (long long)res.first_step);
+  } else {
+    io::write_file_atomically(log_path, [](std::FILE*) {});
+  }
+
+  Order order(samples.size(), r.seed);
+  const auto t0 = std::chrono::steady_clock::now();
+  int64_t tokens_total = 0;
+  for (int64_t step = res.first_step; step < r.steps; ++step) {
+    opt.zero_grad();
+    int64_t counted = 0, tokens = 0;
+    std::vector<size_t> idx;
+    for (int64_t j = 0; j < r.batch; ++j) idx.push_back(order.at(step * r.batch + j));
+    for (size_t i : idx) counted += samples[i].counted;
+    double loss = 0;
+    for (size_t i : idx) {  // token-weighted mean over the batch; gradients accumulate
+      const Sample& s = samples[i];
+      model::TrainSample ts{s.ids, s.mask, {}};
+      if (!s.image_key.empty()) ts.features.push_back(cache.features(s.image_key));
+      const double w = double(s.counted) / double(counted);
+      const ag::Var l = ag::scale(vlm.loss(ts), float(w));
+      ag::Tape::current().backward(l);
+      loss += double(l->value.data<float>()[0]);
+      tokens += int64_t(s.ids.size());
+    }
+    const double norm = r.clip > 0 ? clip_grad_norm(trainable, r.clip) : clip_grad_norm(trainable, 1e30);
+    const double factor = cosine_schedule(step, r.warmup, r.steps, r.min_lr_ratio);
+    opt.step(factor);
+    tokens_total += tokens;
+    res.losses.push_back(loss);
+    StepStats s;
+    s.step = step + 1, s.steps = r.steps, s.tokens = tokens, s.loss = loss, s.lr = r.lr * factor, s.grad_norm = norm;
+    s.elapsed_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    s.tokens_per_s = double(tokens_total) / std::max(1e-9, s.elapsed_s);
+    {
+      std::ofstream log(log_path, std::ios::app);
+      log << json{{"step", s.step}, {"loss", loss}, {"lr", s.lr}, {"grad_norm", norm}, {"tokens", tokens},
+                  {"tokens_per_s", s.tokens_per_s}, {"elapsed_s", s.elapsed_s}}.dump() << "\n";
+    }
+    if (on_step) on_step(s);
+    const bool last = step + 1 == r.steps;
+    if (last || (r.checkpoint_every > 0 && (step + 1) % r.checkpoint_every == 0))
+      save_checkpoint(r.out, step + 1, vlm, opt, r.keep);
+    if (stop_after > 0 && step + 1 - res.first_step >= stop_after && !last) return res;
+  }
+  // The curve over the whole run (resumed runs included), and the model.
+  std::vector<double> all;
+  {
+    std::istringstream in(io::read_text_file(log_path));
+    for (std::string line; std::getline(in, line);) {
+      const json j = json::parse(line, nullptr, false);
+      if (!j.is_discarded() && j.contains("loss")) all.push_back(j["loss"].get<double>());
+    }
+  }
+  draw_loss_curve(all, r.out + "/loss.png");
+  res.model_dir = r.out + "/model";
+  export_model(r, vlm, st, res.model_dir);
+  return res;
+}
+
+}  // namespace ocellus::train

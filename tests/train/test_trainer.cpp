@@ -1,0 +1,241 @@
+// The training pipeline end to end on a tiny LLaVA folder written here (random CLIP tower,
+// llama text model, MLP projector, a BPE vocabulary learned from the data): LLaVA JSON with a
+// malformed record skipped, the feature cache (one entry per distinct picture), a recipe run
+// for 6 steps, a run stopped after 3 and resumed from its checkpoint giving the same losses,
+// checkpoint retention, and the exported folder loading in the inference path with the
+// training model's logits.
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "ocellus/autograd/autograd.h"
+#include "ocellus/core/error.h"
+#include "ocellus/io/hf_config.h"
+#include "ocellus/io/image.h"
+#include "ocellus/io/safetensors.h"
+#include "ocellus/model/vlm.h"
+#include "ocellus/model/vlm_train.h"
+#include "ocellus/ops/shape.h"
+#include "ocellus/text/bpe_train.h"
+#include "ocellus/train/data.h"
+#include "ocellus/train/feature_cache.h"
+#include "ocellus/train/trainer.h"
+#include "ocellus/vision/preprocess.h"
+#include "testutil.h"
+
+using namespace ocellus;
+namespace fs = std::filesystem;
+
+namespace {
+
+const char* kColors[] = {"red", "green", "blue", "yellow"};
+const uint8_t kRgb[4][3] = {{220, 20, 20}, {20, 200, 30}, {30, 40, 210}, {230, 220, 20}};
+
+struct World {
+  std::string root, base, data, images, cache;
+  World() {
+    root = test::temp_path("trainer");
+    fs::remove_all(root);
+    base = root + "/base", images = root + "/images", data = root + "/data.json", cache = root + "/cache.safetensors";
+    fs::create_directories(base), fs::create_directories(images);
+    // Pictures: four colours, and a copy of the first under another name.
+    for (int c = 0; c < 4; ++c) {
+      io::ImageRgb8 img;
+      img.width = img.height = 16;
+      for (int i = 0; i < 16 * 16; ++i)
+        for (int k = 0; k < 3; ++k) img.rgb.push_back(uint8_t(kRgb[c][k] + (i % 7) * 3));
+      io::save_png(images + "/" + kColors[c] + ".png", img);
+    }
+    fs::copy_file(images + "/red.png", images + "/red_copy.png");
+    nlohmann::json recs = nlohmann::json::array();
+    std::string corpus;
+    for (int c = 0; c < 5; ++c) {
+      const std::string color = kColors[c % 4];
+      const std::string file = c == 4 ? "red_copy.png" : color + ".png";
+      recs.push_back({{"id", c}, {"image", file},
+                      {"conversations", {{{"from", "human"}, {"value", "<image>\nWhat colour is the picture?"}},
+                                         {{"from", "gpt"}, {"value", "It is " + color + "."}}}}});
+      corpus += "What colour is the picture? It is " + color + ". ";
+    }
+    recs.push_back({{"id", "broken"}, {"conversations", "not a list"}});  // malformed: skipped by the recipe
+    std::ofstream(data) << recs.dump(1);
+    // Tokenizer learned from the text, with ChatML's markers.
+    text::BpeTrainOptions o;
+    o.vocab_size = 300;
+    o.specials = {"<|endoftext|>", "<|im_start|>", "<|im_end|>"};
+    o.eos = "<|endoftext|>";
+    o.min_frequency = 1;
+    const text::Tokenizer tok = text::train_bpe({corpus + "system user assistant You are a helpful assistant.\n"}, o);
+    tok.save_hf_json(base + "/tokenizer.json");
+    // Weights: tower (hidden 24, 2 blocks, 16 px / 4 px patches), llama text model, projector.
+    vision::VitConfig vc;
+    vc.kind = "clip", vc.image_size = 16, vc.patch_size = 4, vc.n_embd = 24, vc.n_ff = 48, vc.n_head = 2;
+    vc.n_layer = vc.n_layer_run = 2;
+    vc.preprocess.size = 16;
+    uint32_t seed = 500;
+    auto r = [&](const Shape& s, float sc) { return test::randn(s, seed++, sc); };
+    auto one = [&](int64_t d) {
+      Tensor t = r({d}, 0.1f);
+      for (int64_t i = 0; i < d; ++i) t.data<float>()[i] += 1;
+      return t;
+    };
+    vision::VitWeights w;
+    w.patch_w = r({24, 3, 4, 4}, 0.2f), w.class_embd = r({24}, 0.2f), w.pos_embd = r({17, 24}, 0.2f);
+    w.pre_ln_w = one(24), w.pre_ln_b = r({24}, 0.1f);
+    for (int b = 0; b < 2; ++b) {
+      vision::VitBlock k;
+      k.ln1_w = one(24), k.ln1_b = r({24}, 0.1f), k.ln2_w = one(24), k.ln2_b = r({24}, 0.1f);
+      k.q = ops::PreparedWeight(r({24, 24}, 0.2f)), k.k = ops::PreparedWeight(r({24, 24}, 0.2f));
+      k.v = ops::PreparedWeight(r({24, 24}, 0.2f)), k.o = ops::PreparedWeight(r({24, 24}, 0.2f));
+      k.fc1 = ops::PreparedWeight(r({48, 24}, 0.2f)), k.fc2 = ops::PreparedWeight(r({24, 48}, 0.2f));
+      k.q_b = r({24}, 0.1f), k.k_b = r({24}, 0.1f), k.v_b = r({24}, 0.1f), k.o_b = r({24}, 0.1f);
+      k.fc1_b = r({48}, 0.1f), k.fc2_b = r({24}, 0.1f);
+      w.blocks.push_back(std::move(k));
+    }
+    const vision::VisionTower tower(vc, std::move(w));
+    std::vector<std::pair<std::string, Tensor>> t = vision::tower_tensors(tower, vision::hf_vit_names("vision_tower.vision_model."));
+    const int64_t V = tok.n_vocab(), D = 32, FF = 64;
+    t.push_back({"language_model.model.embed_tokens.weight", r({V, D}, 0.5f)});
+    for (int l = 0; l < 2; ++l) {
+      const std::string p = "language_model.model.layers." + std::to_string(l) + ".";
+      t.push_back({p + "input_layernorm.weight", one(D)});
+      t.push_back({p + "self_attn.q_proj.weight", r({D, D}, 0.2f)});
+      t.push_back({p + "self_attn.k_proj.weight", r({16, D}, 0.2f)});
+      t.push_back({p + "self_attn.v_proj.weight", r({16, D}, 0.2f)});
+      t.push_back({p + "self_attn.o_proj.weight", r({D, D}, 0.2f)});
+      t.push_back({p + "post_attention_layernorm.weight", one(D)});
+      t.push_back({p + "mlp.gate_proj.weight", r({FF, D}, 0.2f)});
+      t.push_back({p + "mlp.up_proj.weight", r({FF, D}, 0.2f)});
+      t.push_back({p + "mlp.down_proj.weight", r({D, FF}, 0.2f)});
+    }
+    t.push_back({"language_model.model.norm.weight", one(D)});
+    t.push_back({"language_model.lm_head.weight", r({V, D}, 0.3f)});
+    t.push_back({"multi_modal_projector.linear_1.weight", r({D, 24}, 0.3f)});
+    t.push_back({"multi_modal_projector.linear_1.bias", r({D}, 0.1f)});
+    t.push_back({"multi_modal_projector.linear_2.weight", r({D, D}, 0.3f)});
+    t.push_back({"multi_modal_projector.linear_2.bias", r({D}, 0.1f)});
+    io::write_safetensors(base + "/model.safetensors", t);
+    nlohmann::json cfg;
+    cfg["model_type"] = "llava";
+    cfg["text_config"] = {{"model_type", "llama"}, {"hidden_size", D}, {"intermediate_size", FF}, {"num_hidden_layers", 2},
+                          {"num_attention_heads", 4}, {"num_key_value_heads", 2}, {"vocab_size", V},
+                          {"max_position_embeddings", 256}, {"rms_norm_eps", 1e-5}};
+    cfg["vision_config"] = {{"model_type", "clip_vision_model"}, {"hidden_size", 24}, {"intermediate_size", 48},
+                            {"num_hidden_layers", 2}, {"num_attention_heads", 2}, {"image_size", 16}, {"patch_size", 4},
+                            {"hidden_act", "quick_gelu"}};
+    cfg["vision_feature_layer"] = -1;
+    cfg["vision_feature_select_strategy"] = "default";
+    cfg["projector_hidden_act"] = "gelu";
+    std::ofstream(base + "/config.json") << cfg.dump(2);
+  }
+  ~World() { fs::remove_all(root); }
+
+  std::string recipe(const std::string& name, const std::string& out) const {
+    nlohmann::json r = {{"base", base}, {"data", data}, {"images", images}, {"cache", cache}, {"chat_template", "chatml"},
+                        {"skip_bad_records", true}, {"trainable", {"multi_modal_projector.", "model.layers."}},
+                        {"groups", {{{"prefix", "multi_modal_projector."}, {"lr", 2e-2}}}},
+                        {"lr", 5e-3}, {"weight_decay", 0.01}, {"warmup", 2}, {"steps", 6}, {"batch", 2}, {"max_len", 160},
+                        {"seed", 3}, {"out", out}, {"checkpoint_every", 2}, {"keep", 2}};
+    const std::string p = root + "/" + name + ".json";
+    std::ofstream(p) << r.dump(2);
+    return p;
+  }
+};
+
+}  // namespace
+
+TEST(Trainer, RecipeRunsResumesExactlyAndExports) {
+  World w;
+  // The cache: five records, four distinct pictures.
+  const auto vm = model::load_hf_vision(w.base);
+  std::vector<std::string> paths;
+  for (const char* f : {"red", "green", "blue", "yellow", "red_copy"}) paths.push_back(w.images + "/" + f + ".png");
+  EXPECT_EQ(train::build_feature_cache(vm->tower(), paths, w.cache), 4);
+
+  const train::TrainResult a = train::run_recipe(train::read_recipe(w.recipe("a", w.root + "/a")), false);
+  ASSERT_EQ(a.losses.size(), 6u);
+  for (double l : a.losses) std::printf("%.6f ", l);
+  std::printf("\n");
+  EXPECT_LT(a.losses.back(), a.losses.front());
+
+  // Stopped after 3 steps (its last checkpoint is step 2), then resumed: the same losses.
+  const std::string rb = w.recipe("b", w.root + "/b");
+  const train::TrainResult b1 = train::run_recipe(train::read_recipe(rb), false, {}, 3);
+  ASSERT_EQ(b1.losses.size(), 3u);
+  const train::TrainResult b2 = train::run_recipe(train::read_recipe(rb), true);
+  EXPECT_EQ(b2.first_step, 2);
+  ASSERT_EQ(b2.losses.size(), 4u);
+  for (size_t i = 0; i < 4; ++i) EXPECT_EQ(b2.losses[i], a.losses[i + 2]) << "step " << i + 3;
+  for (size_t i = 0; i < 3; ++i) EXPECT_EQ(b1.losses[i], a.losses[i]);
+  // The log holds each step once; two checkpoints are kept, the latest is step 6.
+  std::ifstream log(w.root + "/b/metrics.jsonl");
+  int lines = 0;
+  for (std::string l; std::getline(log, l);) ++lines;
+  EXPECT_EQ(lines, 6);
+  int dirs = 0;
+  for (const auto& e : fs::directory_iterator(w.root + "/b/checkpoints")) dirs += e.is_directory();
+  EXPECT_EQ(dirs, 2);
+  EXPECT_EQ(test::read_file(w.root + "/b/checkpoints/latest"), "step-00000006");
+  EXPECT_TRUE(fs::exists(w.root + "/b/loss.png"));
+
+  // The exported folder runs in the inference path with the trained weights.
+  const model::Vlm v = model::load_vlm(a.model_dir, "");
+  const io::SafetensorsModel st = io::SafetensorsModel::open(a.model_dir);
+  const model::TrainableVlm tv(model::train_config_from_hf(io::read_hf_config(a.model_dir)), io::safetensors_source(st, a.model_dir));
+  const Tensor feats = v.vision->tower().encode({vision::preprocess(io::load_image(w.images + "/blue.png"), v.vision->config().preprocess)});
+  const Tensor f2 = feats.reshape({feats.dim(1), feats.dim(2)});
+  const Tensor rows = v.vision->connector().forward(f2);
+  const model::Spliced sp = model::splice_prompt(*v.lm, v.tok, "<|im_start|>user\n<image>\nWhat colour?<|im_end|>\n", {rows}, false);
+  lm::KvCache cache(v.lm->config(), 64, DType::F32);
+  const Tensor want = v.lm->forward(sp.embeddings, cache, true);
+  ag::NoGrad ng;
+  const Tensor got = tv.forward(model::TrainSample{sp.ids, std::vector<uint8_t>(sp.ids.size(), 0), {f2}})->value;
+  EXPECT_LE(test::rel_err(got, want), 1e-5);
+}
+
+TEST(Trainer, DataErrorsNameTheRecord) {
+  const std::string j = R"([{"id": 1, "conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "yo"}]},
+                            {"id": 2, "conversations": [{"from": "alien", "value": "x"}]}])";
+  try {
+    train::parse_llava_json(j, "d.json", train::OnBad::Fail);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("record 1: conversations[0]: unknown speaker 'alien'"), std::string::npos) << e.what();
+  }
+  std::vector<std::string> skipped;
+  EXPECT_EQ(train::parse_llava_json(j, "d.json", train::OnBad::Skip, &skipped).size(), 1u);
+  ASSERT_EQ(skipped.size(), 1u);
+  EXPECT_THROW(train::parse_recipe(R"({"base": "b", "data": "d", "cache": "c", "out": "o", "stepz": 3})", "r.json"), Error);
+  EXPECT_THROW(train::parse_recipe(R"({"base": "b", "data": "d", "cache": "c", "out": "o", "lr": -1})", "r.json"), Error);
+}
+
+TEST(Trainer, TruncationNeverCutsAnImage) {
+  text::BpeTrainOptions o;
+  o.vocab_size = 280;
+  o.specials = {"<|endoftext|>", "<|im_start|>", "<|im_end|>"};
+  o.min_frequency = 1;
+  const text::Tokenizer tok = text::train_bpe({"system user assistant hello there answer"}, o);
+  train::Record r{"0", "x.png", {{"user", "<image>\nhello there"}, {"assistant", "answer"}}};
+  const train::Encoded full = train::encode_record(r, tok, text::ChatTemplate::ChatML, 8, 1000);
+  ASSERT_FALSE(full.truncated);
+  EXPECT_TRUE(full.has_image);
+  size_t first = 0;
+  while (full.ids[first] >= 0) ++first;
+  for (size_t i = first; i < first + 8; ++i) EXPECT_EQ(full.ids[i], -1);
+  // Cut inside the image rows: the sequence ends before them.
+  const train::Encoded cut = train::encode_record(r, tok, text::ChatTemplate::ChatML, 8, int64_t(first) + 3);
+  EXPECT_TRUE(cut.truncated);
+  EXPECT_FALSE(cut.has_image);
+  EXPECT_EQ(cut.ids.size(), first);
+  // Cut after the image: it stays whole.
+  const train::Encoded after = train::encode_record(r, tok, text::ChatTemplate::ChatML, 8, int64_t(first) + 10);
+  EXPECT_TRUE(after.has_image);
+  EXPECT_EQ(after.ids.size(), first + 10);
+  // Only the reply (and its end marker) is in the loss.
+  std::vector<int32_t> masked;
+  for (size_t i = 0; i < full.ids.size(); ++i)
+    if (full.mask[i]) masked.push_back(full.ids[i]);
+  EXPECT_EQ(tok.decode(masked, false), "answer<|im_end|>");
+}
