@@ -1,5 +1,9 @@
 #include "ocellus/autograd/autograd.h"
 
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+
 #include "ocellus/core/error.h"
 #include "ocellus/ops/embed.h"
 #include "ocellus/ops/loss.h"
@@ -56,14 +60,25 @@ void Tape::backward(const Var& loss) {
   OCELLUS_CHECK(loss && loss->value.numel() == 1, "autograd: backward needs a scalar loss");
   OCELLUS_CHECK(loss->requires_grad, "autograd: the loss depends on no trainable parameter");
   *loss->grad_ptr() = Tensor::full(loss->value.shape(), 1.0f);
-  for (auto it = records_.rbegin(); it != records_.rend(); ++it) (*it)();
+  for (auto it = records_.rbegin(); it != records_.rend(); ++it) {
+    if (!profiling_) {
+      it->backward();
+      continue;
+    }
+    const auto t0 = std::chrono::steady_clock::now();
+    it->backward();
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    auto e = std::find_if(profile_.begin(), profile_.end(), [&](const auto& p) { return p.first == it->op; });
+    if (e == profile_.end()) profile_.push_back({it->op, s});
+    else e->second += s;
+  }
   records_.clear();
 }
 
 // Each op: forward; if recorded, a closure that reads the output's gradient (nothing to do when
 // no gradient reached it) and accumulates into the inputs' gradients.
 #define OCELLUS_RECORD(out, ...)                                  \
-  Tape::current().record([=, o = std::weak_ptr<Node>(out)] {      \
+  Tape::current().record(__func__, [=, o = std::weak_ptr<Node>(out)] { \
     const Var y = o.lock();                                       \
     if (!y || !y->grad.defined()) return;                         \
     const Tensor& dy = y->grad;                                   \
@@ -147,6 +162,39 @@ Var attention(const Var& q, const Var& k, const Var& v, const ops::AttentionPara
   Var y = result(ops::attention(q->value, k->value, v->value, p, r ? &lse : nullptr), r);
   if (r)
     OCELLUS_RECORD(y, ops::attention_backward(q->value, k->value, v->value, y->value, lse, dy, p, gp(q), gp(k), gp(v)));
+  return y;
+}
+
+Var attention_segments(const Var& q, const Var& k, const Var& v, const ops::AttentionParams& p,
+                       const std::vector<int64_t>& starts) {
+  OCELLUS_CHECK(!p.mask && !p.f16_probs, "autograd: attention with a mask or f16 probabilities has no backward here");
+  OCELLUS_CHECK(starts.size() >= 2 && starts.front() == 0 && starts.back() == q->value.dim(0) &&
+                    k->value.dim(0) == q->value.dim(0) && v->value.dim(0) == q->value.dim(0),
+                "autograd: segments must cover the stacked rows of q, k and v");
+  const bool r = wants({&q, &k, &v});
+  const Tensor& Q = q->value;
+  Tensor out = Tensor::empty({Q.dim(0), Q.dim(1), v->value.dim(2)});
+  std::vector<Tensor> lses;
+  for (size_t s = 0; s + 1 < starts.size(); ++s) {
+    const int64_t a = starts[s], b = starts[s + 1];
+    Tensor l;
+    const Tensor o = ops::attention(Q.slice(0, a, b), k->value.slice(0, a, b), v->value.slice(0, a, b), p, r ? &l : nullptr);
+    std::memcpy(out.data<float>() + a * Q.dim(1) * v->value.dim(2), o.data<float>(), o.nbytes());
+    if (r) lses.push_back(l);
+  }
+  Var y = result(out, r);
+  if (r)
+    OCELLUS_RECORD(y, {
+      Tensor* gq = gp(q);
+      Tensor* gk = gp(k);
+      Tensor* gv = gp(v);
+      for (size_t s = 0; s + 1 < starts.size(); ++s) {
+        const int64_t a = starts[s], b = starts[s + 1];
+        Tensor dq = gq ? gq->slice(0, a, b) : Tensor(), dk = gk ? gk->slice(0, a, b) : Tensor(), dv = gv ? gv->slice(0, a, b) : Tensor();
+        ops::attention_backward(q->value.slice(0, a, b), k->value.slice(0, a, b), v->value.slice(0, a, b), y->value.slice(0, a, b),
+                                lses[s], dy.slice(0, a, b), p, gq ? &dq : nullptr, gk ? &dk : nullptr, gv ? &dv : nullptr);
+      }
+    });
   return y;
 }
 

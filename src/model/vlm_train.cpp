@@ -101,12 +101,12 @@ int TrainableVlm::set_trainable(const std::string& prefix, bool trainable) {
   return n;
 }
 
-ag::Var TrainableVlm::forward(const TrainSample& s) const {
-  const lm::LmConfig& l = c_.lm;
-  const int64_t n = int64_t(s.ids.size()), H = l.n_head, Hkv = l.n_head_kv, hd = l.head_dim;
+ag::Var TrainableVlm::input_rows(const TrainSample& s) const {
+  const int64_t n = int64_t(s.ids.size());
   OCELLUS_CHECK(n > 0, "train: empty sequence");
-  OCELLUS_CHECK(n <= l.n_ctx || l.n_ctx <= 0, "train: sequence of ", n, " tokens is longer than the context (", l.n_ctx, ")");
-  // The input rows: text runs embedded, image runs from the connector.
+  OCELLUS_CHECK(n <= c_.lm.n_ctx || c_.lm.n_ctx <= 0, "train: sequence of ", n, " tokens is longer than the context (",
+                c_.lm.n_ctx, ")");
+  // Text runs embedded, image runs from the connector.
   std::vector<ag::Var> parts;
   size_t image = 0;
   for (int64_t i = 0; i < n;) {
@@ -133,9 +133,23 @@ ag::Var TrainableVlm::forward(const TrainSample& s) const {
     i = j;
   }
   OCELLUS_CHECK(image == s.features.size(), "train: ", s.features.size(), " feature blocks for ", image, " images");
-  ag::Var x = parts.size() == 1 ? parts[0] : ag::concat(parts, 0);  // [n, d]
-  std::vector<int32_t> pos(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) pos[size_t(i)] = int32_t(i);
+  return parts.size() == 1 ? parts[0] : ag::concat(parts, 0);
+}
+
+ag::Var TrainableVlm::forward_batch(const std::vector<TrainSample>& batch) const {
+  const lm::LmConfig& l = c_.lm;
+  OCELLUS_CHECK(!batch.empty(), "train: empty batch");
+  const int64_t H = l.n_head, Hkv = l.n_head_kv, hd = l.head_dim;
+  std::vector<ag::Var> rows;
+  std::vector<int64_t> start{0};
+  std::vector<int32_t> pos;
+  for (const TrainSample& s : batch) {
+    rows.push_back(input_rows(s));
+    for (size_t i = 0; i < s.ids.size(); ++i) pos.push_back(int32_t(i));
+    start.push_back(start.back() + int64_t(s.ids.size()));
+  }
+  const int64_t n = start.back();
+  ag::Var x = rows.size() == 1 ? rows[0] : ag::concat(rows, 0);  // [n, d]
   ops::AttentionParams ap;
   ap.scale = 1.0f / std::sqrt(float(hd));
   ap.causal = true;
@@ -144,20 +158,29 @@ ag::Var TrainableVlm::forward(const TrainSample& s) const {
     const ag::Var q = ag::rope(ag::reshape(ag::matmul(h, L.wq, L.bq), {n, H, hd}), pos, l.rope);
     const ag::Var k = ag::rope(ag::reshape(ag::matmul(h, L.wk, L.bk), {n, Hkv, hd}), pos, l.rope);
     const ag::Var v = ag::reshape(ag::matmul(h, L.wv, L.bv), {n, Hkv, hd});
-    const ag::Var a = ag::reshape(ag::attention(q, k, v, ap), {n, H * hd});
-    x = ag::add(x, ag::matmul(a, L.wo));
+    // Each sequence attends within itself.
+    const ag::Var a = batch.size() == 1 ? ag::attention(q, k, v, ap) : ag::attention_segments(q, k, v, ap, start);
+    x = ag::add(x, ag::matmul(ag::reshape(a, {n, H * hd}), L.wo));
     const ag::Var h2 = ag::rms_norm(x, L.ffn_norm, l.norm_eps);
     x = ag::add(x, ag::matmul(ag::swiglu(ag::matmul(h2, L.gate), ag::matmul(h2, L.up)), L.down));
   }
   return ag::matmul(ag::rms_norm(x, out_norm_, l.norm_eps), output_);  // [n, n_vocab]
 }
 
-ag::Var TrainableVlm::loss(const TrainSample& s) const {
-  OCELLUS_CHECK(s.mask.size() == s.ids.size(), "train: mask of ", s.mask.size(), " for ", s.ids.size(), " tokens");
-  std::vector<int32_t> targets(s.ids.size(), ops::kIgnoreIndex);
-  for (size_t i = 0; i + 1 < s.ids.size(); ++i)
-    if (s.mask[i + 1] && s.ids[i + 1] >= 0) targets[i] = s.ids[i + 1];
-  return ag::cross_entropy(forward(s), targets);
+int64_t TrainableVlm::counted_tokens(const TrainSample& s) {
+  int64_t c = 0;
+  for (size_t i = 1; i < s.ids.size() && i < s.mask.size(); ++i) c += s.mask[i] && s.ids[i] >= 0;
+  return c;
+}
+
+ag::Var TrainableVlm::loss_batch(const std::vector<TrainSample>& batch) const {
+  std::vector<int32_t> targets;
+  for (const TrainSample& s : batch) {
+    OCELLUS_CHECK(s.mask.size() == s.ids.size(), "train: mask of ", s.mask.size(), " for ", s.ids.size(), " tokens");
+    for (size_t i = 0; i < s.ids.size(); ++i)
+      targets.push_back(i + 1 < s.ids.size() && s.mask[i + 1] && s.ids[i + 1] >= 0 ? s.ids[i + 1] : ops::kIgnoreIndex);
+  }
+  return ag::cross_entropy(forward_batch(batch), targets);
 }
 
 std::vector<std::pair<std::string, Tensor>> TrainableVlm::tensors() const {

@@ -193,6 +193,57 @@ void attention_gemm(const Inputs& in, const Dims& d, const AttentionParams& p, f
   });
 }
 
+// The backward in the same GEMM form: per kv head (its gradients are owned by one task), per
+// query head of its group and block of 64 queries, the probabilities recomputed from lse, then
+// dV += Pᵀ dO, dP = dO Vᵀ, dS = P (dP − D), dQ += scale dS K, dK += scale dSᵀ Q.
+void attention_backward_gemm(const Inputs& in, const Dims& d, const AttentionParams& p, const float* g, const float* L,
+                             const std::vector<float>& D, float* dqp, float* dkp, float* dvp) {
+  const int64_t n_blocks = (d.n_q + kGemmQueries - 1) / kGemmQueries;
+  const int64_t ldq = d.n_head * d.d, ldk = d.n_kv_head * d.d, ldv = d.n_kv_head * d.dv, ldo = d.n_head * d.dv;
+  parallel_for_dynamic(d.n_kv_head, 1, [&](int64_t k0, int64_t k1) {
+    std::vector<float> P, dS;
+    for (int64_t hk = k0; hk < k1; ++hk)
+      for (int64_t h = hk * d.group; h < (hk + 1) * d.group; ++h)
+        for (int64_t b = 0; b < n_blocks; ++b) {
+          const int64_t i0 = b * kGemmQueries, nb = std::min(kGemmQueries, d.n_q - i0);
+          const int64_t kend = key_end(d, p, i0 + nb - 1);
+          if (kend <= 0) continue;
+          P.resize(size_t(nb * kend)), dS.resize(size_t(nb * kend));
+          const float* qb = in.qp + i0 * ldq + h * d.d;
+          const float* gb = g + i0 * ldo + h * d.dv;
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(nb), int(kend), int(d.d), p.scale, qb, int(ldq),
+                      in.kp + hk * d.d, int(ldk), 0.0f, P.data(), int(kend));
+          for (int64_t i = 0; i < nb; ++i) {
+            float* pr = P.data() + i * kend;
+            const int64_t end = key_end(d, p, i0 + i);
+            const float lv = L[h * d.n_q + i0 + i];
+            for (int64_t j = 0; j < kend; ++j) {
+              float sc = pr[j];
+              if (in.mp) sc += in.mp[(i0 + i) * d.n_kv + j];
+              pr[j] = (j < end && lv != kNegInf) ? std::exp(sc - lv) : 0.0f;
+            }
+          }
+          if (dvp)
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(kend), int(d.dv), int(nb), 1.0f, P.data(), int(kend), gb,
+                        int(ldo), 1.0f, dvp + hk * d.dv, int(ldv));
+          if (!dqp && !dkp) continue;
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(nb), int(kend), int(d.dv), 1.0f, gb, int(ldo),
+                      in.vp + hk * d.dv, int(ldv), 0.0f, dS.data(), int(kend));
+          for (int64_t i = 0; i < nb; ++i) {
+            const float Di = D[size_t(h * d.n_q + i0 + i)];
+            float *ds = dS.data() + i * kend, *pr = P.data() + i * kend;
+            for (int64_t j = 0; j < kend; ++j) ds[j] = pr[j] * (ds[j] - Di);
+          }
+          if (dqp)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(nb), int(d.d), int(kend), p.scale, dS.data(), int(kend),
+                        in.kp + hk * d.d, int(ldk), 1.0f, dqp + i0 * ldq + h * d.d, int(ldq));
+          if (dkp)
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(kend), int(d.d), int(nb), p.scale, dS.data(), int(kend),
+                        qb, int(ldq), 1.0f, dkp + hk * d.d, int(ldk));
+        }
+  });
+}
+
 }  // namespace
 
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionParams& p,
@@ -278,6 +329,11 @@ void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const
   for (int64_t i = 0; i < d.n_q; ++i)
     for (int64_t h = 0; h < d.n_head; ++h)
       D[h * d.n_q + i] = K.dot_f32(g + (i * d.n_head + h) * d.dv, o + (i * d.n_head + h) * d.dv, d.dv);
+  if (!p.f16_probs && d.n_q >= kGemmQueries / 4) {
+    attention_backward_gemm(in, d, p, g, L, D, dq ? dq->data<float>() : nullptr, dk ? dk->data<float>() : nullptr,
+                            dv ? dv->data<float>() : nullptr);
+    return;
+  }
   auto prob = [&](int64_t i, int64_t h, int64_t j) {
     const float lv = L[h * d.n_q + i];
     return lv == kNegInf ? 0.0f : std::exp(score(in, d, p, K, i, h, j) - lv);

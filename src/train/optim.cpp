@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "ocellus/core/error.h"
+#include "ocellus/core/threads.h"
 
 namespace ocellus::train {
 
@@ -36,13 +37,15 @@ void AdamW::step(double lr_factor) {
       float* w = p->value.data<float>();
       const float* gr = p->grad.data<float>();
       float *mp = m.data<float>(), *vp = v.data<float>();
-      for (int64_t i = 0; i < p->value.numel(); ++i) {
-        w[i] *= decay;
-        mp[i] += (gr[i] - mp[i]) * (1.0f - b1);  // lerp
-        vp[i] = vp[i] * b2 + (1.0f - b2) * gr[i] * gr[i];
-        const float denom = std::sqrt(vp[i]) / bc2_sqrt + eps;
-        w[i] += -step_size * (mp[i] / denom);
-      }
+      parallel_for(p->value.numel(), 1 << 14, [&](int64_t a, int64_t b) {
+        for (int64_t i = a; i < b; ++i) {
+          w[i] *= decay;
+          mp[i] += (gr[i] - mp[i]) * (1.0f - b1);  // lerp
+          vp[i] = vp[i] * b2 + (1.0f - b2) * gr[i] * gr[i];
+          const float denom = std::sqrt(vp[i]) / bc2_sqrt + eps;
+          w[i] += -step_size * (mp[i] / denom);
+        }
+      });
     }
   }
 }
@@ -57,7 +60,20 @@ double clip_grad_norm(const std::vector<ag::Var>& params, double max_norm) {
   for (const ag::Var& p : params) {
     if (!p->grad.defined()) continue;
     const float* g = p->grad.data<float>();
-    for (int64_t i = 0; i < p->grad.numel(); ++i) sq += double(g[i]) * double(g[i]);
+    const int64_t n = p->grad.numel(), chunks = std::max<int64_t>(1, n / (1 << 15));
+    std::vector<double> part(size_t(chunks), 0.0);  // fixed chunks: the sum does not depend on threads
+    parallel_for(chunks, 1, [&](int64_t a, int64_t b) {
+      for (int64_t c = a; c < b; ++c) {
+        double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        const int64_t lo = n * c / chunks, hi = n * (c + 1) / chunks;
+        int64_t i = lo;
+        for (; i + 4 <= hi; i += 4)
+          s0 += double(g[i]) * g[i], s1 += double(g[i + 1]) * g[i + 1], s2 += double(g[i + 2]) * g[i + 2], s3 += double(g[i + 3]) * g[i + 3];
+        for (; i < hi; ++i) s0 += double(g[i]) * g[i];
+        part[size_t(c)] = (s0 + s1) + (s2 + s3);
+      }
+    });
+    for (double v : part) sq += v;
   }
   const double norm = std::sqrt(sq);
   const double coef = max_norm / (norm + 1e-6);
@@ -65,7 +81,10 @@ double clip_grad_norm(const std::vector<ag::Var>& params, double max_norm) {
     for (const ag::Var& p : params) {
       if (!p->grad.defined()) continue;
       float* g = p->grad.data<float>();
-      for (int64_t i = 0; i < p->grad.numel(); ++i) g[i] *= float(coef);
+      const float c = float(coef);
+      parallel_for(p->grad.numel(), 1 << 14, [&](int64_t a, int64_t b) {
+        for (int64_t i = a; i < b; ++i) g[i] *= c;
+      });
     }
   return norm;
 }

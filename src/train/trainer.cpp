@@ -342,16 +342,24 @@ TrainResult run_recipe(const Recipe& r, bool resume, const std::function<void(co
     std::vector<size_t> idx;
     for (int64_t j = 0; j < r.batch; ++j) idx.push_back(order.at(step * r.batch + j));
     for (size_t i : idx) counted += samples[i].counted;
+    // Micro-batches of up to kTokenBudget tokens run as one stacked pass each; each weighted by
+    // its share of the counted tokens, so the gradient is that of the batch's token mean.
+    constexpr int64_t kTokenBudget = 4096;
     double loss = 0;
-    for (size_t i : idx) {  // token-weighted mean over the batch; gradients accumulate
-      const Sample& s = samples[i];
-      model::TrainSample ts{s.ids, s.mask, {}};
-      if (!s.image_key.empty()) ts.features.push_back(cache.features(s.image_key));
-      const double w = double(s.counted) / double(counted);
-      const ag::Var l = ag::scale(vlm.loss(ts), float(w));
+    for (size_t at = 0; at < idx.size();) {
+      std::vector<model::TrainSample> micro;
+      int64_t micro_tokens = 0, micro_counted = 0;
+      while (at < idx.size() && (micro.empty() || micro_tokens + int64_t(samples[idx[at]].ids.size()) <= kTokenBudget)) {
+        const Sample& s = samples[idx[at++]];
+        model::TrainSample ts{s.ids, s.mask, {}};
+        if (!s.image_key.empty()) ts.features.push_back(cache.features(s.image_key));
+        micro.push_back(std::move(ts));
+        micro_tokens += int64_t(s.ids.size()), micro_counted += s.counted;
+      }
+      const ag::Var l = ag::scale(vlm.loss_batch(micro), float(double(micro_counted) / double(counted)));
       ag::Tape::current().backward(l);
       loss += double(l->value.data<float>()[0]);
-      tokens += int64_t(s.ids.size());
+      tokens += micro_tokens;
     }
     const double norm = r.clip > 0 ? clip_grad_norm(trainable, r.clip) : clip_grad_norm(trainable, 1e30);
     const double factor = cosine_schedule(step, r.warmup, r.steps, r.min_lr_ratio);

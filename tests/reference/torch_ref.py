@@ -228,6 +228,31 @@ def vlm_train(cfg, w, batch):
     return torch.cat(out + losses)
 
 
+def vlm_train_bench(cfg, w, b):
+    """Seconds per training step (forward + backward of every sample, clipping, AdamW)."""
+    import time
+    torch.set_num_threads(b["threads"])
+    torch.set_grad_enabled(True)
+    w = {k[len("language_model."):] if k.startswith("language_model.") else k: v for k, v in w.items()}
+    P = {k: v.clone().requires_grad_(not k.startswith("vision_tower.")) for k, v in w.items()}
+    ids, mask, nf, dv = b["ids"], b["mask"], b["n_features"], cfg["vision_config"]["hidden_size"]
+    feats = [torch.randn(nf, dv)]
+    targets = torch.tensor([ids[i + 1] if mask[i + 1] and ids[i + 1] >= 0 else -100 for i in range(len(ids) - 1)] + [-100])
+    params = [v for v in P.values() if v.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-4)
+    times = []
+    for step in range(b["warmup"] + b["steps"]):
+        t0 = time.perf_counter()
+        opt.zero_grad()
+        for _ in range(b["batch"]):
+            loss = F.cross_entropy(llava_logits(cfg, P, ids, feats), targets) / b["batch"]
+            loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        times.append(time.perf_counter() - t0)
+    return torch.tensor([min(times[b["warmup"]:])])
+
+
 def main():
     mode = sys.argv[1]
     if mode == "vit":
@@ -250,6 +275,11 @@ def main():
         cfg = json.load(open(d + "/config.json"))
         w = read_safetensors(d + "/model.safetensors")
         vlm_train(cfg, w, json.load(open(batch))).detach().contiguous().numpy().tofile(out)
+    elif mode == "vlm_train_bench":
+        d, batch, out = sys.argv[2:5]
+        cfg = json.load(open(d + "/config.json"))
+        w = read_safetensors(d + "/model.safetensors")
+        vlm_train_bench(cfg, w, json.load(open(batch))).numpy().tofile(out)
     else:
         sys.exit("unknown mode " + mode)
 

@@ -169,6 +169,22 @@ TEST(TrainTorch, ForwardEqualsInference) {
   EXPECT_EQ(ag::Tape::current().size(), 0u);  // nothing recorded under NoGrad
 }
 
+TEST(TrainTorch, StackedBatchIsTheTokenMeanOfItsSequences) {
+  Fixture f("qwen2");
+  model::TrainSample b = f.sample;  // a shorter second sequence, no image
+  b.ids = {1, 9, 11, 13, 15, 17};
+  b.mask = {0, 0, 1, 1, 1, 1};
+  b.features.clear();
+  const double na = double(model::TrainableVlm::counted_tokens(f.sample)), nb = double(model::TrainableVlm::counted_tokens(b));
+  ag::Tape::current().backward(f.vlm.loss_batch({f.sample, b}));
+  std::vector<Tensor> stacked;
+  for (const ag::Var& p : f.vlm.params()) stacked.push_back(p->grad), p->grad = Tensor();
+  ag::Tape::current().backward(ag::scale(f.vlm.loss(f.sample), float(na / (na + nb))));
+  ag::Tape::current().backward(ag::scale(f.vlm.loss(b), float(nb / (na + nb))));
+  for (size_t i = 0; i < stacked.size(); ++i)
+    EXPECT_LE(test::rel_err(stacked[i], f.vlm.params()[i]->grad), 1e-5) << f.vlm.params()[i]->name;
+}
+
 TEST(TrainTorch, StepMatchesPyTorchAllTrainable) {
   for (const char* arch : {"llama", "qwen2"}) {
     Fixture f(arch);

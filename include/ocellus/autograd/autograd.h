@@ -47,14 +47,23 @@ class NoGrad {
 class Tape {
  public:
   static Tape& current();
-  void record(std::function<void()> backward) { records_.push_back(std::move(backward)); }
+  void record(const char* op, std::function<void()> backward) { records_.push_back({op, std::move(backward)}); }
   // d loss / d leaf into each leaf's grad (accumulating); loss must be a scalar [1]. Clears the tape.
   void backward(const Var& loss);
   void clear() { records_.clear(); }
   size_t size() const { return records_.size(); }
+  // Seconds spent in each op's backward since profiling was turned on (for finding hot spots).
+  void set_profiling(bool on) { profiling_ = on, profile_.clear(); }
+  const std::vector<std::pair<std::string, double>>& profile() const { return profile_; }
 
  private:
-  std::vector<std::function<void()>> records_;
+  struct Record {
+    const char* op;
+    std::function<void()> backward;
+  };
+  std::vector<Record> records_;
+  bool profiling_ = false;
+  std::vector<std::pair<std::string, double>> profile_;
 };
 
 // ---- ops (f32 values) -----------------------------------------------------------------------
@@ -70,6 +79,10 @@ Var embedding(const Var& table, const std::vector<int32_t>& ids);
 Var rope(const Var& x, const std::vector<int32_t>& pos, const ops::RopeParams& p);  // x [n, h, d]
 // q [n_q, H, d], k / v [n_kv, Hkv, d] -> [n_q, H, d]; p.mask / p.f16_probs unsupported here.
 Var attention(const Var& q, const Var& k, const Var& v, const ops::AttentionParams& p);
+// Stacked sequences: rows [starts[i], starts[i+1]) of q, k, v attend only within themselves
+// (no copies: each sequence runs on views of the stacked tensors).
+Var attention_segments(const Var& q, const Var& k, const Var& v, const ops::AttentionParams& p,
+                       const std::vector<int64_t>& starts);
 Var reshape(const Var& x, const Shape& shape);
 Var concat(const std::vector<Var>& xs, int dim);
 Var slice(const Var& x, int dim, int64_t start, int64_t end);

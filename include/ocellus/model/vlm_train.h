@@ -49,9 +49,16 @@ class TrainableVlm {
   int set_trainable(const std::string& prefix, bool trainable);
 
   // Logits [n, n_vocab] of the sequence (image rows spliced at the -1 runs).
-  ag::Var forward(const TrainSample& s) const;
-  // Mean cross-entropy of next-token prediction on the masked tokens; scalar [1].
-  ag::Var loss(const TrainSample& s) const;
+  ag::Var forward(const TrainSample& s) const { return forward_batch({s}); }
+  // Several sequences at once: their rows stacked (every matrix product runs over all of them,
+  // attention within each sequence). Logits [Σ n, n_vocab].
+  ag::Var forward_batch(const std::vector<TrainSample>& batch) const;
+  // Mean cross-entropy of next-token prediction on the masked tokens; scalar [1]. For a batch:
+  // the mean over all its counted tokens.
+  ag::Var loss(const TrainSample& s) const { return loss_batch({s}); }
+  ag::Var loss_batch(const std::vector<TrainSample>& batch) const;
+  // Tokens a sequence contributes to the loss.
+  static int64_t counted_tokens(const TrainSample& s);
 
   // The parameters under their checkpoint names (for safetensors export).
   std::vector<std::pair<std::string, Tensor>> tensors() const;
@@ -60,6 +67,7 @@ class TrainableVlm {
   struct Layer {
     ag::Var attn_norm, ffn_norm, wq, wk, wv, wo, bq, bk, bv, gate, up, down;
   };
+  ag::Var input_rows(const TrainSample& s) const;  // [n, d]
   ag::Var add_param(const io::TensorSource& s, const std::string& name, const Shape& shape, bool required = true);
 
   TrainVlmConfig c_;

@@ -1,0 +1,136 @@
+// Training speed: one optimizer step (forward + backward of every sample of the batch, gradient
+// clipping, AdamW) of a small LLaVA-style VLM (llama text model d=256, 4 layers, 4 heads / 2 KV
+// heads, vocabulary 4096; MLP connector from 64 cached 384-wide image features; 64 image rows +
+// 192 text tokens per sequence, batch 4, everything but the tower trainable), timed in ocellus
+// (the batch stacked into one pass, as the trainer runs it) and in PyTorch (Debian's python3-torch, the re-statement in tests/reference/torch_ref.py) on
+// the same weights, in the same run, with the same thread count. Reports tokens/s of both and
+// the ratio (target: ocellus >= 1.5x PyTorch).
+#include <benchmark/benchmark.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include <nlohmann/json.hpp>
+
+#include "ocellus/autograd/autograd.h"
+#include "ocellus/core/threads.h"
+#include "ocellus/io/hf_config.h"
+#include "ocellus/io/safetensors.h"
+#include "ocellus/io/tensor_source.h"
+#include "ocellus/model/vlm_train.h"
+#include "ocellus/train/optim.h"
+
+using namespace ocellus;
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr int64_t kV = 4096, kD = 256, kFF = 688, kL = 4, kH = 4, kHkv = 2, kDv = 384, kNf = 64, kText = 192, kBatch = 4;
+
+Tensor randn(const Shape& s, std::mt19937& rng, float scale) {
+  std::normal_distribution<float> n(0.0f, scale);
+  Tensor t = Tensor::empty(s);
+  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = n(rng);
+  return t;
+}
+
+std::string write_model() {
+  const std::string dir = std::string(OCELLUS_BENCH_MODELS) + "/train-vlm";
+  if (fs::exists(dir + "/config.json")) return dir;
+  fs::create_directories(dir);
+  std::mt19937 rng(7);
+  std::vector<std::pair<std::string, Tensor>> t;
+  auto ones = [&](int64_t d) { return Tensor::full({d}, 1.0f); };
+  t.push_back({"language_model.model.embed_tokens.weight", randn({kV, kD}, rng, 0.02f)});
+  const int64_t kv = kHkv * kD / kH;
+  for (int l = 0; l < kL; ++l) {
+    const std::string p = "language_model.model.layers." + std::to_string(l) + ".";
+    t.push_back({p + "input_layernorm.weight", ones(kD)});
+    t.push_back({p + "self_attn.q_proj.weight", randn({kD, kD}, rng, 0.02f)});
+    t.push_back({p + "self_attn.k_proj.weight", randn({kv, kD}, rng, 0.02f)});
+    t.push_back({p + "self_attn.v_proj.weight", randn({kv, kD}, rng, 0.02f)});
+    t.push_back({p + "self_attn.o_proj.weight", randn({kD, kD}, rng, 0.02f)});
+    t.push_back({p + "post_attention_layernorm.weight", ones(kD)});
+    t.push_back({p + "mlp.gate_proj.weight", randn({kFF, kD}, rng, 0.02f)});
+    t.push_back({p + "mlp.up_proj.weight", randn({kFF, kD}, rng, 0.02f)});
+    t.push_back({p + "mlp.down_proj.weight", randn({kD, kFF}, rng, 0.02f)});
+  }
+  t.push_back({"language_model.model.norm.weight", ones(kD)});
+  t.push_back({"language_model.lm_head.weight", randn({kV, kD}, rng, 0.02f)});
+  t.push_back({"multi_modal_projector.linear_1.weight", randn({kD, kDv}, rng, 0.02f)});
+  t.push_back({"multi_modal_projector.linear_1.bias", Tensor::zeros({kD})});
+  t.push_back({"multi_modal_projector.linear_2.weight", randn({kD, kD}, rng, 0.02f)});
+  t.push_back({"multi_modal_projector.linear_2.bias", Tensor::zeros({kD})});
+  io::write_safetensors(dir + "/model.safetensors", t);
+  nlohmann::json c;
+  c["model_type"] = "llava";
+  c["text_config"] = {{"model_type", "llama"}, {"hidden_size", kD}, {"intermediate_size", kFF}, {"num_hidden_layers", kL},
+                      {"num_attention_heads", kH}, {"num_key_value_heads", kHkv}, {"vocab_size", kV},
+                      {"max_position_embeddings", 1024}, {"rms_norm_eps", 1e-5}};
+  c["vision_config"] = {{"model_type", "clip_vision_model"}, {"hidden_size", kDv}, {"intermediate_size", 1536},
+                        {"num_hidden_layers", 2}, {"num_attention_heads", 6}, {"image_size", 112}, {"patch_size", 14}};
+  c["projector_hidden_act"] = "gelu";
+  std::ofstream(dir + "/config.json") << c.dump(2);
+  return dir;
+}
+
+model::TrainSample sample() {
+  model::TrainSample s;
+  std::mt19937 rng(3);
+  s.ids.push_back(1);
+  s.ids.insert(s.ids.end(), kNf, -1);
+  for (int64_t i = 0; i < kText - 1; ++i) s.ids.push_back(int32_t(2 + rng() % (kV - 2)));
+  s.mask.assign(s.ids.size(), 0);
+  for (size_t i = s.ids.size() / 2; i < s.ids.size(); ++i) s.mask[i] = 1;
+  s.features.push_back(randn({kNf, kDv}, rng, 1.0f));
+  return s;
+}
+
+// PyTorch's best step time, or 0 when it could not run.
+double torch_step_seconds(const std::string& dir, const model::TrainSample& s) {
+  nlohmann::json b = {{"ids", s.ids}, {"mask", s.mask}, {"n_features", kNf}, {"batch", kBatch},
+                      {"threads", num_threads()}, {"warmup", 1}, {"steps", 3}};
+  const std::string bp = dir + "/bench-batch.json", out = dir + "/bench-torch.f32";
+  std::ofstream(bp) << b.dump();
+  const char* py = std::getenv("OCELLUS_PYTHON");
+  const std::string cmd = std::string(py ? py : "/usr/bin/python3") + " " OCELLUS_TORCH_REF " vlm_train_bench " + dir + " " + bp + " " + out;
+  if (std::system(cmd.c_str()) != 0) return 0;
+  float sec = 0;
+  std::FILE* f = std::fopen(out.c_str(), "rb");
+  if (!f) return 0;
+  const size_t got = std::fread(&sec, 4, 1, f);
+  std::fclose(f);
+  return got == 1 ? double(sec) : 0;
+}
+
+void BM_TrainStep(benchmark::State& state) {
+  const std::string dir = write_model();
+  const io::SafetensorsModel st = io::SafetensorsModel::open(dir);
+  model::TrainableVlm vlm(model::train_config_from_hf(io::read_hf_config(dir)), io::safetensors_source(st, dir));
+  const model::TrainSample s = sample();
+  train::AdamW opt({train::ParamGroup{vlm.params(), 1e-4, 0.0}});
+  double best = 1e30;
+  for (auto _ : state) {
+    const auto t0 = std::chrono::steady_clock::now();
+    opt.zero_grad();
+    ag::Tape::current().backward(vlm.loss_batch(std::vector<model::TrainSample>(size_t(kBatch), s)));
+    train::clip_grad_norm(vlm.params(), 1.0);
+    opt.step();
+    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  const double tokens = double(kBatch) * double(s.ids.size());
+  const double torch_s = torch_step_seconds(dir, s);
+  state.counters["tokens/s"] = tokens / best;
+  state.counters["torch_tokens/s"] = torch_s > 0 ? tokens / torch_s : 0;
+  state.counters["x_torch"] = torch_s > 0 ? torch_s / best : 0;
+  state.counters["ms/step"] = best * 1e3;
+  state.counters["torch_ms/step"] = torch_s * 1e3;
+}
+
+}  // namespace
+
+BENCHMARK(BM_TrainStep)->Unit(benchmark::kMillisecond)->Iterations(4)->UseRealTime();
