@@ -1,5 +1,6 @@
 #include "ocellus/model/vlm.h"
 
+#include <cstdio>
 #include <cstring>
 
 #include "ocellus/core/error.h"
@@ -84,6 +85,43 @@ std::unique_ptr<VisionModel> load_mmproj(const std::string& path) {
   cc.ggml_order = c.ggml_order;
   auto conn = connect::load_connector(f.get_string(key::kClipProjectorType, "mlp"), cc, src, connect::Layout::Gguf);
   return std::make_unique<VisionModel>(vision::VisionTower(c, std::move(w)), std::move(conn), cc.d_out);
+}
+
+void write_mmproj(const vision::VisionTower& tower, const std::string& projector_type,
+                  const std::vector<std::pair<std::string, Tensor>>& projector, int64_t n_embd_out, const std::string& path) {
+  namespace key = io::gguf::key;
+  using io::GgufValue;
+  const vision::VitConfig& c = tower.config();
+  OCELLUS_CHECK(c.act == ops::Activation::QuickGelu || c.act == ops::Activation::GeluTanh, "mmproj: the tower's activation ",
+                "has no GGUF flag (llama.cpp towers use quick-GELU or GELU)");
+  OCELLUS_CHECK(c.drop_class_token || !c.class_token, "mmproj: llama.cpp drops the class token; this tower keeps it");
+  io::GgufWriter g;
+  g.set(key::kArchitecture, GgufValue::str("clip"));
+  g.set(key::kName, GgufValue::str("ocellus-export"));
+  g.set(key::kClipHasTextEncoder, GgufValue::boolean(false));
+  g.set(key::kClipHasVisionEncoder, GgufValue::boolean(true));
+  g.set(key::kClipHasLlavaProjector, GgufValue::boolean(true));
+  g.set(key::kClipProjectorType, GgufValue::str(projector_type == "mlp2x_gelu" ? "mlp" : projector_type));
+  g.set(key::kClipUseGelu, GgufValue::boolean(c.act == ops::Activation::GeluTanh));
+  g.set(key::kClipImageSize, GgufValue::u32(uint32_t(c.image_size)));
+  g.set(key::kClipPatchSize, GgufValue::u32(uint32_t(c.patch_size)));
+  g.set(key::kClipEmbeddingLength, GgufValue::u32(uint32_t(c.n_embd)));
+  g.set(key::kClipFeedForwardLength, GgufValue::u32(uint32_t(c.n_ff)));
+  g.set(key::kClipProjectionDim, GgufValue::u32(uint32_t(n_embd_out)));
+  g.set(key::kClipHeadCount, GgufValue::u32(uint32_t(c.n_head)));
+  g.set(key::kClipLayerNormEps, GgufValue::f32(c.norm_eps));
+  g.set(key::kClipBlockCount, GgufValue::u32(uint32_t(c.n_layer_run)));
+  g.set(key::kClipFeatureLayer, GgufValue::ints({int32_t(c.n_layer_run)}));
+  g.set(key::kClipImageMean, GgufValue::floats({c.preprocess.mean[0], c.preprocess.mean[1], c.preprocess.mean[2]}));
+  g.set(key::kClipImageStd, GgufValue::floats({c.preprocess.std[0], c.preprocess.std[1], c.preprocess.std[2]}));
+  std::vector<std::pair<std::string, Tensor>> t = vision::tower_tensors(tower, vision::gguf_vit_names());
+  for (const auto& [n, x] : t) {
+    int b = -1;  // only the blocks that run: llama.cpp reads block_count of them
+    if (std::sscanf(n.c_str(), "v.blk.%d.", &b) == 1 && b >= c.n_layer_run) continue;
+    g.add_tensor(n, x.contiguous());
+  }
+  for (const auto& [n, x] : projector) g.add_tensor(n, x.contiguous());
+  g.write(path);
 }
 
 namespace {

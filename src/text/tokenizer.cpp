@@ -96,6 +96,30 @@ Tokenizer Tokenizer::from_gguf(const io::GgufFile& f) {
   return t;
 }
 
+void Tokenizer::save_gguf(io::GgufWriter& w) const {
+  using io::GgufValue;
+  w.set(key::kTokModel, GgufValue::str(kind_ == Kind::Spm ? "llama" : "gpt2"));
+  w.set(key::kTokTokens, GgufValue::strings(tokens_));
+  std::vector<int32_t> types;
+  for (TokenType t : types_) types.push_back(int32_t(t));
+  w.set(key::kTokTypes, GgufValue::ints(types));
+  if (kind_ == Kind::Spm) {
+    w.set(key::kTokScores, GgufValue::floats(scores_));
+    w.set("tokenizer.ggml.add_space_prefix", GgufValue::boolean(add_space_prefix_));
+  } else {
+    const PreTokenizer p = pre_;
+    w.set(key::kTokPre, GgufValue::str(p == PreTokenizer::Llama3 ? "llama-bpe" : p == PreTokenizer::Qwen2 ? "qwen2" : "gpt-2"));
+    std::vector<std::string> merges;
+    for (const auto& [a, b] : merge_list_) merges.push_back(tokens_[size_t(a)] + " " + tokens_[size_t(b)]);
+    w.set(key::kTokMerges, GgufValue::strings(merges));
+  }
+  if (bos_ >= 0) w.set(key::kTokBos, GgufValue::u32(uint32_t(bos_)));
+  if (eos_ >= 0) w.set(key::kTokEos, GgufValue::u32(uint32_t(eos_)));
+  if (unk_ >= 0) w.set(key::kTokUnk, GgufValue::u32(uint32_t(unk_)));
+  w.set(key::kTokAddBos, GgufValue::boolean(add_bos_));
+  w.set(key::kTokAddEos, GgufValue::boolean(add_eos_));
+}
+
 void Tokenizer::add_merges(const std::vector<std::pair<std::string, std::string>>& merges, const std::string& source) {
   (void)source;
   merges_.clear();

@@ -19,6 +19,8 @@
 #include "ocellus/io/image.h"
 #include "ocellus/io/safetensors.h"
 #include "ocellus/io/tensor_source.h"
+#include "ocellus/lm/lm.h"
+#include "ocellus/model/vlm.h"
 #include "ocellus/model/vlm_train.h"
 #include "ocellus/text/tokenizer.h"
 #include "ocellus/train/feature_cache.h"
@@ -393,6 +395,18 @@ TrainResult run_recipe(const Recipe& r, bool resume, const std::function<void(co
   draw_loss_curve(all, r.out + "/loss.png");
   res.model_dir = r.out + "/model";
   export_model(r, vlm, st, res.model_dir);
+  // The same model as a GGUF pair (text model + mmproj) for llama.cpp-style runners.
+  fs::create_directories(r.out + "/gguf");
+  lm::write_gguf(*lm::load_hf(res.model_dir), tok, r.out + "/gguf/model.gguf");
+  std::vector<std::pair<std::string, Tensor>> proj;
+  for (const auto& [n, t] : vlm.tensors()) {
+    const std::string p = "multi_modal_projector.linear_";
+    if (!starts_with(n, p)) continue;
+    proj.push_back({std::string("mm.") + (n[p.size()] == '1' ? "0" : "2") + n.substr(p.size() + 1), t});
+  }
+  model::write_mmproj(model::load_hf_vision(res.model_dir)->tower(), vlm.config().connector, proj, vlm.config().lm.n_embd,
+                      r.out + "/gguf/mmproj.gguf");
+  res.gguf_model = r.out + "/gguf/model.gguf", res.gguf_mmproj = r.out + "/gguf/mmproj.gguf";
   return res;
 }
 

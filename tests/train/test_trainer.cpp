@@ -12,7 +12,10 @@
 
 #include "ocellus/autograd/autograd.h"
 #include "ocellus/core/error.h"
+#include "ocellus/connect/connector.h"
+#include "ocellus/io/gguf.h"
 #include "ocellus/io/hf_config.h"
+#include "ocellus/lm/lm.h"
 #include "ocellus/io/image.h"
 #include "ocellus/io/safetensors.h"
 #include "ocellus/model/vlm.h"
@@ -193,6 +196,32 @@ TEST(Trainer, RecipeRunsResumesExactlyAndExports) {
   ag::NoGrad ng;
   const Tensor got = tv.forward(model::TrainSample{sp.ids, std::vector<uint8_t>(sp.ids.size(), 0), {f2}})->value;
   EXPECT_LE(test::rel_err(got, want), 1e-5);
+
+  // The GGUF pair holds the same weights: run with exact numerics (no llama.cpp rounding
+  // emulation, an f32 cache) it gives the same logits.
+  const io::GgufFile tf = io::GgufFile::open(a.gguf_model), vf = io::GgufFile::open(a.gguf_mmproj);
+  const auto glm = lm::load_gguf(tf);
+  lm::LmConfig lc = glm->config();
+  lc.rope.angles = ops::RopeAngles::Exact, lc.gelu_f16_table = false, lc.prescale_q = false, lc.f32_ggml_order = false;
+  const lm::LanguageModel exact(lc, glm->weights());
+  vision::VitConfig vc2 = model::load_mmproj(a.gguf_mmproj)->config();
+  vc2.act_ggml_f16 = false, vc2.ggml_order = false;
+  const vision::VisionTower gtower(vc2, vision::load_vit_weights(vc2, io::gguf_source(vf), vision::gguf_vit_names()));
+  connect::ConnectorConfig cc;
+  cc.d_in = 24, cc.d_out = 32, cc.act = ops::Activation::GeluErf;
+  const auto gconn = connect::load_connector("mlp", cc, io::gguf_source(vf), connect::Layout::Gguf);
+  const Tensor gf = gtower.encode({vision::preprocess(io::load_image(w.images + "/blue.png"), v.vision->config().preprocess)});
+  const Tensor grows = gconn->forward(gf.reshape({gf.dim(1), gf.dim(2)}));
+  EXPECT_LE(test::rel_err(grows, rows), 1e-6);
+  const text::Tokenizer gtok = text::Tokenizer::from_gguf(tf);
+  EXPECT_EQ(gtok.encode("What colour is the picture?", false), v.tok.encode("What colour is the picture?", false));
+  const model::Spliced gsp = model::splice_prompt(exact, gtok, "<|im_start|>user\n<image>\nWhat colour?<|im_end|>\n", {grows}, false);
+  EXPECT_EQ(gsp.ids, sp.ids);
+  lm::KvCache gcache(lc, 64, DType::F32);
+  EXPECT_LE(test::rel_err(exact.forward(gsp.embeddings, gcache, true), want), 1e-5);
+  // And the pair runs as llama.cpp computes GGUF models.
+  const model::Vlm gv = model::load_vlm(a.gguf_model, a.gguf_mmproj);
+  EXPECT_EQ(gv.vision->n_tokens_per_image(), 16);
 }
 
 TEST(Trainer, DataErrorsNameTheRecord) {

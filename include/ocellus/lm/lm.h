@@ -23,6 +23,10 @@ struct HfTextConfig;
 struct TensorSource;
 }
 
+namespace ocellus::text {
+class Tokenizer;
+}
+
 namespace ocellus::lm {
 
 enum class NormKind { Rms, Layer };
@@ -126,6 +130,8 @@ std::vector<std::string> known_architectures();
 // config.json text; load_hf reads them back as the same model.
 std::vector<std::pair<std::string, Tensor>> hf_tensors(const LanguageModel& m);
 std::string hf_config_json(const LanguageModel& m);
+// The model and its vocabulary as a GGUF file in llama.cpp's layout (lm/export_gguf.cpp).
+void write_gguf(const LanguageModel& m, const text::Tokenizer& tok, const std::string& path);
 
 // ---- the families (lm/<family>.cpp), listed in one table in lm/registry.cpp ----------------
 std::unique_ptr<LanguageModel> load_llama(const io::GgufFile& f);

@@ -56,6 +56,13 @@ std::unique_ptr<VisionModel> load_mmproj(const std::string& path);
 // the config's image_aspect_ratio says so).
 std::unique_ptr<VisionModel> load_hf_vision(const std::string& dir);
 
+// An mmproj GGUF (llama.cpp's layout) of a tower and its projector: the tower's blocks (up to
+// its feature layer, named in clip.vision.feature_layer), its preprocessing statistics, and the
+// projector tensors given under their GGUF names (mm.0.weight, ...) with its type name.
+void write_mmproj(const vision::VisionTower& tower, const std::string& projector_type,
+                  const std::vector<std::pair<std::string, Tensor>>& projector, int64_t n_embd_out,
+                  const std::string& path);
+
 // A whole VLM: the text model and its tokenizer, and the image half. `model` is a GGUF text
 // model with `mmproj` an mmproj GGUF, or a Hugging Face LLaVA-style folder with `mmproj` empty
 // (or naming an mmproj GGUF that replaces the folder's image half).

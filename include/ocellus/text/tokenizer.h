@@ -14,6 +14,7 @@
 
 namespace ocellus::io {
 class GgufFile;
+class GgufWriter;
 }
 
 namespace ocellus::text {
@@ -39,6 +40,8 @@ class Tokenizer {
                                   const std::string& bos, const std::string& eos);
   // Writes tokenizer.json (byte-level BPE only) that this code and Hugging Face tokenizers load.
   void save_hf_json(const std::string& path) const;
+  // Writes the vocabulary as GGUF tokenizer.ggml.* keys (llama.cpp's), which from_gguf reads back.
+  void save_gguf(io::GgufWriter& w) const;
 
   Kind kind() const { return kind_; }
   const char* kind_name() const { return kind_ == Kind::Spm ? "SentencePiece" : "byte-level BPE"; }

@@ -4,8 +4,8 @@
 // and read through the embedding cache; which other parts train, with which learning rates,
 // is the recipe's. Checkpoints are written atomically with a retention count and resume exactly
 // (the same losses as an unbroken run); metrics go to a JSON-lines log; at the end the loss
-// curve is drawn as a PNG and the model is exported as a Hugging Face LLaVA folder that
-// `ocellus run -m` loads.
+// curve is drawn as a PNG and the model is exported as a Hugging Face LLaVA folder and as a
+// GGUF pair (text model + mmproj, llama.cpp's layout), both of which `ocellus run` loads.
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -51,7 +51,8 @@ struct StepStats {
 struct TrainResult {
   std::vector<double> losses;  // of the steps run by this call
   int64_t first_step = 0;      // 0, or where a resumed run started
-  std::string model_dir;       // the exported model
+  std::string model_dir;       // the exported model (Hugging Face LLaVA folder)
+  std::string gguf_model, gguf_mmproj;  // the same as a GGUF pair
 };
 
 // Runs the recipe (from its last checkpoint when resume); stop_after > 0 ends the run after that
