@@ -1,6 +1,10 @@
 #include "ocellus/model/vlm_train.h"
 
 #include <cmath>
+#include <random>
+
+#include "ocellus/ops/elementwise.h"
+#include "ocellus/ops/matmul.h"
 
 #include "ocellus/core/error.h"
 #include "ocellus/io/gguf_names.h"
@@ -155,14 +159,14 @@ ag::Var TrainableVlm::forward_batch(const std::vector<TrainSample>& batch) const
   ap.causal = true;
   for (const Layer& L : layers_) {
     const ag::Var h = ag::rms_norm(x, L.attn_norm, l.norm_eps);
-    const ag::Var q = ag::rope(ag::reshape(ag::matmul(h, L.wq, L.bq), {n, H, hd}), pos, l.rope);
-    const ag::Var k = ag::rope(ag::reshape(ag::matmul(h, L.wk, L.bk), {n, Hkv, hd}), pos, l.rope);
-    const ag::Var v = ag::reshape(ag::matmul(h, L.wv, L.bv), {n, Hkv, hd});
+    const ag::Var q = ag::rope(ag::reshape(linear(h, L.wq, L.bq), {n, H, hd}), pos, l.rope);
+    const ag::Var k = ag::rope(ag::reshape(linear(h, L.wk, L.bk), {n, Hkv, hd}), pos, l.rope);
+    const ag::Var v = ag::reshape(linear(h, L.wv, L.bv), {n, Hkv, hd});
     // Each sequence attends within itself.
     const ag::Var a = batch.size() == 1 ? ag::attention(q, k, v, ap) : ag::attention_segments(q, k, v, ap, start);
-    x = ag::add(x, ag::matmul(ag::reshape(a, {n, H * hd}), L.wo));
+    x = ag::add(x, linear(ag::reshape(a, {n, H * hd}), L.wo, nullptr));
     const ag::Var h2 = ag::rms_norm(x, L.ffn_norm, l.norm_eps);
-    x = ag::add(x, ag::matmul(ag::swiglu(ag::matmul(h2, L.gate), ag::matmul(h2, L.up)), L.down));
+    x = ag::add(x, linear(ag::swiglu(linear(h2, L.gate, nullptr), linear(h2, L.up, nullptr)), L.down, nullptr));
   }
   return ag::matmul(ag::rms_norm(x, out_norm_, l.norm_eps), output_);  // [n, n_vocab]
 }
@@ -181,6 +185,54 @@ ag::Var TrainableVlm::loss_batch(const std::vector<TrainSample>& batch) const {
       targets.push_back(i + 1 < s.ids.size() && s.mask[i + 1] && s.ids[i + 1] >= 0 ? s.ids[i + 1] : ops::kIgnoreIndex);
   }
   return ag::cross_entropy(forward_batch(batch), targets);
+}
+
+ag::Var TrainableVlm::linear(const ag::Var& x, const ag::Var& w, const ag::Var& b) const {
+  ag::Var y = ag::matmul(x, w, b);
+  for (const auto& [node, l] : lora_)
+    if (node == w.get()) return ag::add(y, ag::scale(ag::matmul(ag::matmul(x, l.a), l.b), l.scale));
+  return y;
+}
+
+void TrainableVlm::enable_lora(int64_t rank, float alpha, const std::vector<std::string>& targets, uint64_t seed) {
+  OCELLUS_CHECK(rank > 0, "train: LoRA rank must be > 0");
+  OCELLUS_CHECK(lora_.empty(), "train: LoRA is already enabled");
+  std::mt19937_64 rng(seed);
+  std::vector<ag::Var> added;
+  for (const ag::Var& p : params_) {
+    const std::string& n = p->name;
+    if (n.rfind("model.layers.", 0) != 0 || p->value.ndim() != 2) continue;
+    const std::string stem = n.substr(0, n.size() - std::string(".weight").size());
+    bool hit = false;
+    for (const std::string& t : targets) hit = hit || (stem.size() >= t.size() && stem.compare(stem.size() - t.size(), t.size(), t) == 0);
+    if (!hit) continue;
+    const int64_t m = p->value.dim(0), k = p->value.dim(1);
+    Tensor a = Tensor::empty({rank, k});
+    std::uniform_real_distribution<float> u(-1.0f / std::sqrt(float(k)), 1.0f / std::sqrt(float(k)));
+    for (int64_t i = 0; i < a.numel(); ++i) a.data<float>()[i] = u(rng);
+    Lora l{ag::leaf(a, true, stem + ".lora_A"), ag::leaf(Tensor::zeros({m, rank}), true, stem + ".lora_B"), alpha / float(rank)};
+    added.push_back(l.a), added.push_back(l.b);
+    lora_.push_back({p.get(), l});
+  }
+  OCELLUS_CHECK(!lora_.empty(), "train: no linear layer of the text model matches the LoRA targets");
+  for (const ag::Var& p : params_)
+    if (p->name.rfind("model.", 0) == 0 || p->name.rfind("lm_head.", 0) == 0) p->requires_grad = false;
+  params_.insert(params_.end(), added.begin(), added.end());
+}
+
+std::vector<std::pair<std::string, Tensor>> TrainableVlm::merged_tensors() const {
+  std::vector<std::pair<std::string, Tensor>> out;
+  for (const ag::Var& p : params_) {
+    if (p->name.find(".lora_") != std::string::npos) continue;
+    Tensor t = p->value;
+    for (const auto& [node, l] : lora_)
+      if (node == p.get()) {  // W + scale · B A
+        Tensor ba = ops::matmul(l.b->value, l.a->value.transpose(0, 1).contiguous());  // [m, r] · [r, k]
+        t = ops::add(t, ops::scale(ba, l.scale));
+      }
+    out.push_back({p->name, t});
+  }
+  return out;
 }
 
 std::vector<std::pair<std::string, Tensor>> TrainableVlm::tensors() const {

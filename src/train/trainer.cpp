@@ -40,7 +40,7 @@ Recipe parse_recipe(const std::string& text, const std::string& path) {
   static const std::set<std::string> kKeys = {
       "base", "data", "images", "cache", "chat_template", "skip_bad_records", "trainable", "groups", "lr",
       "weight_decay", "beta1", "beta2", "eps", "clip", "warmup", "min_lr_ratio", "steps", "batch", "max_len",
-      "seed", "out", "checkpoint_every", "keep"};
+      "seed", "out", "checkpoint_every", "keep", "lora"};
   for (const auto& [k, v] : j.items())
     OCELLUS_CHECK(kKeys.count(k), "recipe: ", path, ": unknown key '", k, "'");
   Recipe r;
@@ -84,6 +84,27 @@ Recipe parse_recipe(const std::string& text, const std::string& path) {
   r.steps = int64_t(num("steps", double(r.steps), 1, 1e9)), r.batch = int64_t(num("batch", double(r.batch), 1, 1e6));
   r.max_len = int64_t(num("max_len", double(r.max_len), 1, 1e7)), r.seed = uint64_t(num("seed", 1, 0, 1e18));
   r.checkpoint_every = int64_t(num("checkpoint_every", 0, 0, 1e9)), r.keep = int64_t(num("keep", 2, 1, 1e6));
+  if (j.contains("lora")) {
+    const json& l = j["lora"];
+    OCELLUS_CHECK(l.is_object(), "recipe: ", path, ": 'lora' must be an object {rank, alpha, targets}");
+    for (const auto& [k, v] : l.items())
+      OCELLUS_CHECK(k == "rank" || k == "alpha" || k == "targets", "recipe: ", path, ": unknown key 'lora.", k, "'");
+    OCELLUS_CHECK(l.contains("rank") && l["rank"].is_number_integer() && l["rank"].get<int64_t>() > 0, "recipe: ", path,
+                  ": 'lora.rank' must be a positive integer");
+    r.lora_rank = l["rank"].get<int64_t>();
+    if (l.contains("alpha")) {
+      OCELLUS_CHECK(l["alpha"].is_number() && l["alpha"].get<double>() > 0, "recipe: ", path, ": 'lora.alpha' must be > 0");
+      r.lora_alpha = l["alpha"].get<double>();
+    }
+    if (l.contains("targets")) {
+      OCELLUS_CHECK(l["targets"].is_array() && !l["targets"].empty(), "recipe: ", path, ": 'lora.targets' must be a list of layer names");
+      r.lora_targets.clear();
+      for (const json& t : l["targets"]) {
+        OCELLUS_CHECK(t.is_string(), "recipe: ", path, ": 'lora.targets' must be a list of layer names");
+        r.lora_targets.push_back(t.get<std::string>());
+      }
+    }
+  }
   if (j.contains("groups")) {
     OCELLUS_CHECK(j["groups"].is_array(), "recipe: ", path, ": 'groups' must be a list");
     for (const json& g : j["groups"]) {
@@ -230,7 +251,7 @@ void draw_loss_curve(const std::vector<double>& losses, const std::string& path)
 void export_model(const Recipe& r, const model::TrainableVlm& vlm, const io::SafetensorsModel& base, const std::string& dir) {
   fs::create_directories(dir);
   std::map<std::string, Tensor> trained;
-  for (const auto& [n, t] : vlm.tensors()) trained[n] = t;
+  for (const auto& [n, t] : vlm.merged_tensors()) trained[n] = t;
   const bool old_llava = base.has("language_model.model.embed_tokens.weight");
   const bool new_llava = base.has("model.language_model.embed_tokens.weight");
   // The plain name a base tensor holds (the inverse of the loaders' renaming).
@@ -297,13 +318,17 @@ TrainResult run_recipe(const Recipe& r, bool resume, const std::function<void(co
   if (truncated) std::fprintf(stderr, "train: %lld sequence(s) truncated to %lld tokens\n", (long long)truncated, (long long)r.max_len);
   if (empty) std::fprintf(stderr, "train: %lld sequence(s) with no reply tokens left were dropped\n", (long long)empty);
 
-  // Parameters: which train, in which group.
+  if (r.lora_rank > 0) vlm.enable_lora(r.lora_rank, float(r.lora_alpha), r.lora_targets, r.seed);
+  // Parameters: which train, in which group. With LoRA the adapters train and the text model's
+  // own weights stay frozen.
   std::vector<ParamGroup> groups(r.groups.size() + 1);
   groups.back().lr = r.lr, groups.back().weight_decay = r.weight_decay;
   for (size_t g = 0; g < r.groups.size(); ++g) groups[g].lr = r.groups[g].lr, groups[g].weight_decay = r.groups[g].weight_decay;
   int64_t n_trainable = 0;
   for (const ag::Var& p : vlm.params()) {
     p->requires_grad = std::any_of(r.trainable.begin(), r.trainable.end(), [&](const std::string& pre) { return starts_with(p->name, pre); });
+    if (r.lora_rank > 0 && (starts_with(p->name, "model.") || starts_with(p->name, "lm_head.")))
+      p->requires_grad = p->name.find(".lora_") != std::string::npos;
     if (!p->requires_grad) continue;
     n_trainable += p->value.numel();
     size_t g = 0;

@@ -148,7 +148,7 @@ def rotate_half(x):
     return torch.cat([-x[..., h:], x[..., :h]], dim=-1)
 
 
-def llava_logits(cfg, P, ids, feats):
+def llava_logits(cfg, P, ids, feats, lora_scale=1.0):
     """LlavaForConditionalGeneration's forward on one sequence: image rows at the -1 runs."""
     t = cfg["text_config"]
     d, H, Hkv = t["hidden_size"], t["num_attention_heads"], t["num_key_value_heads"]
@@ -183,7 +183,11 @@ def llava_logits(cfg, P, ids, feats):
     mask = torch.full((n, n), float("-inf")).triu(1)
     for L in range(t["num_hidden_layers"]):
         p = f"model.layers.{L}."
-        lin = lambda x, name: F.linear(x, P[p + name + ".weight"], P.get(p + name + ".bias"))
+        def lin(x, name):
+            y = F.linear(x, P[p + name + ".weight"], P.get(p + name + ".bias"))
+            if p + name + ".lora_A" in P:  # LoRA: + scale * B A x
+                y = y + lora_scale * F.linear(F.linear(x, P[p + name + ".lora_A"]), P[p + name + ".lora_B"])
+            return y
         h = rms(x, P[p + "input_layernorm.weight"])
         q = lin(h, "self_attn.q_proj").view(n, H, hd)
         k = lin(h, "self_attn.k_proj").view(n, Hkv, hd)
@@ -214,7 +218,7 @@ def vlm_train(cfg, w, batch):
     out, losses = [], []
     for step in range(batch["steps"] + 1):
         opt.zero_grad()
-        loss = F.cross_entropy(llava_logits(cfg, P, ids, feats), targets, ignore_index=-100)
+        loss = F.cross_entropy(llava_logits(cfg, P, ids, feats, batch.get("lora_scale", 1.0)), targets, ignore_index=-100)
         loss.backward()
         if step == 0:
             out.append(loss.detach().reshape(1))

@@ -199,6 +199,55 @@ TEST(TrainTorch, StepMatchesPyTorchConnectorOnly) {  // stage 1: tower and LLM f
   check_step(f, "connector only");
 }
 
+TEST(TrainTorch, LoraStepMatchesPyTorchAndMerges) {
+  Fixture f("llama");
+  f.vlm.enable_lora(4, 8.0f, {"q_proj", "v_proj", "down_proj"}, 5);
+  for (const ag::Var& p : f.vlm.params())  // B starts at zero; give it values so A gets a gradient
+    if (p->name.find(".lora_B") != std::string::npos)
+      p->value = test::randn(p->value.shape(), uint32_t(p->value.numel()), 0.1f);
+  for (const ag::Var& p : f.vlm.params()) p->requires_grad = p->name.find(".lora_") != std::string::npos;
+  // PyTorch reads every parameter (adapters included) from a folder written here.
+  const std::string dir = test::temp_path("train_lora");
+  ASSERT_EQ(std::system(("rm -rf " + dir + " && mkdir -p " + dir + " && cp " + f.dir + "/config.json " + dir).c_str()), 0);
+  io::write_safetensors(dir + "/model.safetensors", f.vlm.tensors());
+  const std::string saved = f.dir;
+  f.dir = dir;
+  const std::vector<std::string> names = trainable_names(f.vlm);
+  EXPECT_EQ(names.size(), 2u * 2 * 3);  // A and B, 2 layers, 3 targets
+  nlohmann::json b;
+  const Tensor feats = f.ops_concat();
+  b["ids"] = f.sample.ids, b["mask"] = f.sample.mask, b["n_features"] = kNf;
+  b["features"] = test::write_temp("lora_feats.f32", feats);
+  b["trainable"] = names, b["lr"] = 1e-3, b["weight_decay"] = 0.0, b["steps"] = 0, b["clip"] = 0.0, b["lora_scale"] = 2.0;
+  const std::string bp = test::temp_path("lora_batch.json");
+  std::ofstream(bp) << b.dump();
+  const std::vector<float> ref = test::torch_ref({"vlm_train", dir, bp, ""}, test::temp_path("lora_out.f32"));
+  f.dir = saved;
+  ASSERT_FALSE(ref.empty());
+  const ag::Var loss = f.vlm.loss(f.sample);
+  ag::Tape::current().backward(loss);
+  EXPECT_NEAR(loss->value.data<float>()[0], ref[0], 1e-5 * std::fabs(ref[0]));
+  size_t at = 1;
+  for (const std::string& n : names) {
+    const ag::Var p = f.vlm.param(n);
+    ASSERT_TRUE(p->grad.defined()) << n;
+    EXPECT_LE(rel(p->grad.data<float>(), ref.data() + at, p->grad.numel()), 1e-4) << n;
+    at += size_t(p->grad.numel());
+  }
+  for (const ag::Var& p : f.vlm.params())
+    if (p->name.find(".lora_") == std::string::npos) EXPECT_FALSE(p->grad.defined()) << p->name;
+  // Merged weights give the adapted model's logits without adapters.
+  const auto merged = f.vlm.merged_tensors();
+  std::vector<std::pair<std::string, Tensor>> plain;
+  for (const auto& [n, t] : merged) plain.push_back({n, t});
+  io::write_safetensors(dir + "/model.safetensors", plain);
+  const io::SafetensorsModel st = io::SafetensorsModel::open(dir);
+  const model::TrainableVlm m2(f.vlm.config(), io::safetensors_source(st, dir));
+  ag::NoGrad ng;
+  EXPECT_LE(test::rel_err(m2.forward(f.sample)->value, f.vlm.forward(f.sample)->value), 1e-5);
+  std::system(("rm -rf " + dir).c_str());
+}
+
 TEST(TrainTorch, AdamWStepsTrackPyTorch) {
   Fixture f("qwen2");
   const std::vector<std::string> names = trainable_names(f.vlm);

@@ -135,12 +135,14 @@ struct World {
   }
   ~World() { fs::remove_all(root); }
 
-  std::string recipe(const std::string& name, const std::string& out) const {
+  std::string recipe(const std::string& name, const std::string& out, const nlohmann::json& extra = {}) const {
     nlohmann::json r = {{"base", base}, {"data", data}, {"images", images}, {"cache", cache}, {"chat_template", "chatml"},
                         {"skip_bad_records", true}, {"trainable", {"multi_modal_projector.", "model.layers."}},
                         {"groups", {{{"prefix", "multi_modal_projector."}, {"lr", 2e-2}}}},
                         {"lr", 5e-3}, {"weight_decay", 0.01}, {"warmup", 2}, {"steps", 6}, {"batch", 2}, {"max_len", 160},
                         {"seed", 3}, {"out", out}, {"checkpoint_every", 2}, {"keep", 2}};
+    if (extra.is_object())
+      for (const auto& [k, v] : extra.items()) r[k] = v;
     const std::string p = root + "/" + name + ".json";
     std::ofstream(p) << r.dump(2);
     return p;
@@ -222,6 +224,30 @@ TEST(Trainer, RecipeRunsResumesExactlyAndExports) {
   // And the pair runs as llama.cpp computes GGUF models.
   const model::Vlm gv = model::load_vlm(a.gguf_model, a.gguf_mmproj);
   EXPECT_EQ(gv.vision->n_tokens_per_image(), 16);
+}
+
+TEST(Trainer, LoraRecipeTrainsAdaptersAndExportsThemMerged) {
+  World w;
+  const auto vm = model::load_hf_vision(w.base);
+  std::vector<std::string> paths;
+  for (const char* f : {"red", "green", "blue", "yellow"}) paths.push_back(w.images + "/" + f + ".png");
+  train::build_feature_cache(vm->tower(), paths, w.cache);
+  const train::TrainResult r = train::run_recipe(
+      train::read_recipe(w.recipe("lora", w.root + "/lora", {{"lora", {{"rank", 4}, {"alpha", 8}, {"targets", {"q_proj", "up_proj"}}}},
+                                                              {"trainable", {"multi_modal_projector."}}, {"steps", 20},
+                                                              {"lr", 2e-2}, {"checkpoint_every", 0}})),
+      false);
+  // Two steps of two make an epoch over the four pictures: the first epoch against the last.
+  ASSERT_EQ(r.losses.size(), 20u);
+  EXPECT_LT(r.losses[18] + r.losses[19], 0.8 * (r.losses[0] + r.losses[1]));
+  const io::SafetensorsModel base = io::SafetensorsModel::open(w.base), out = io::SafetensorsModel::open(r.model_dir);
+  auto differs = [&](const std::string& n) { return test::max_abs_diff(base.tensor(n), out.tensor(n)) > 0; };
+  EXPECT_TRUE(differs("language_model.model.layers.0.self_attn.q_proj.weight"));   // adapter merged
+  EXPECT_TRUE(differs("language_model.model.layers.1.mlp.up_proj.weight"));
+  EXPECT_FALSE(differs("language_model.model.layers.0.self_attn.k_proj.weight"));  // not a target
+  EXPECT_FALSE(differs("language_model.lm_head.weight"));                          // frozen
+  EXPECT_TRUE(differs("multi_modal_projector.linear_1.weight"));                   // trainable
+  for (const std::string& n : out.names()) EXPECT_EQ(n.find("lora"), std::string::npos) << n;
 }
 
 TEST(Trainer, DataErrorsNameTheRecord) {

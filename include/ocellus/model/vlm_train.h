@@ -5,6 +5,7 @@
 // the llama and qwen2 families (RMSNorm, SwiGLU, rotate-half rope, GQA, optional q/k/v
 // biases); connector: mlp2x_gelu or linear. Its logits equal the inference model's on the same
 // weights (tested), so a trained checkpoint runs through the inference path unchanged.
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -60,14 +61,29 @@ class TrainableVlm {
   // Tokens a sequence contributes to the loss.
   static int64_t counted_tokens(const TrainSample& s);
 
-  // The parameters under their checkpoint names (for safetensors export).
+  // LoRA: low-rank adapters beside the text model's linear layers whose names end in one of
+  // `targets` ("q_proj", ..., "down_proj"): y = x Wᵀ + (alpha / rank) (x Aᵀ) Bᵀ with A [rank, k]
+  // uniform in ±1/sqrt(k) (PEFT's init) and B [m, rank] zero, named "<weight>.lora_A" /
+  // "<weight>.lora_B". The adapters train; the text model's own weights are frozen.
+  void enable_lora(int64_t rank, float alpha, const std::vector<std::string>& targets, uint64_t seed);
+  bool has_lora() const { return !lora_.empty(); }
+
+  // Every parameter under its checkpoint name (adapters separate: for checkpoints).
   std::vector<std::pair<std::string, Tensor>> tensors() const;
+  // The model to export: adapters merged into their weights (W + alpha / rank · B A).
+  std::vector<std::pair<std::string, Tensor>> merged_tensors() const;
 
  private:
   struct Layer {
     ag::Var attn_norm, ffn_norm, wq, wk, wv, wo, bq, bk, bv, gate, up, down;
   };
   ag::Var input_rows(const TrainSample& s) const;  // [n, d]
+  ag::Var linear(const ag::Var& x, const ag::Var& w, const ag::Var& b) const;  // with its adapter, if any
+  struct Lora {
+    ag::Var a, b;
+    float scale = 1;
+  };
+  std::vector<std::pair<const ag::Node*, Lora>> lora_;
   ag::Var add_param(const io::TensorSource& s, const std::string& name, const Shape& shape, bool required = true);
 
   TrainVlmConfig c_;

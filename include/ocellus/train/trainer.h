@@ -29,6 +29,9 @@ struct Recipe {
   OnBad on_bad = OnBad::Fail;
   std::vector<std::string> trainable{""};  // name prefixes that train (default: all but the tower)
   std::vector<RecipeGroup> groups;  // per-prefix learning rate / weight decay (first match)
+  int64_t lora_rank = 0;            // > 0: LoRA adapters on the text model (its weights frozen)
+  double lora_alpha = 16;
+  std::vector<std::string> lora_targets{"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
   double lr = 1e-3, weight_decay = 0.0, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, clip = 1.0;
   int64_t warmup = 0;
   double min_lr_ratio = 0.0;
