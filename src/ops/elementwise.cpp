@@ -6,6 +6,7 @@
 #include "ocellus/core/dtype.h"
 #include "ocellus/core/error.h"
 #include "ocellus/core/threads.h"
+#include "ops/kernels/kernels.h"
 #include "ops/util.h"
 
 namespace ocellus::ops {
@@ -317,8 +318,10 @@ Tensor swiglu(const Tensor& gate, const Tensor& up) {
   Tensor y = Tensor::empty(gate.shape());
   const float *gp = g.data<float>(), *up_ = u.data<float>();
   float* yp = y.data<float>();
+  const kern::Table& K = kern::active();
   parallel_for(y.numel(), 1 << 12, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) yp[i] = act_f<Activation::Silu>(gp[i]) * up_[i];
+    K.exp_affine(gp + i0, -1.0f, 0.0f, yp + i0, i1 - i0);  // e^-g
+    for (int64_t i = i0; i < i1; ++i) yp[i] = gp[i] / (1.0f + yp[i]) * up_[i];
   });
   return y;
 }
@@ -333,10 +336,14 @@ void swiglu_backward(const Tensor& gate, const Tensor& up, const Tensor& dy_in, 
   const float *gp = g.data<float>(), *upp = u.data<float>(), *d = dy.data<float>();
   float* dg = dgate ? dgate->data<float>() : nullptr;
   float* du = dup ? dup->data<float>() : nullptr;
+  const kern::Table& K = kern::active();
   parallel_for(g.numel(), 1 << 12, [&](int64_t i0, int64_t i1) {
+    std::vector<float> e(static_cast<size_t>(i1 - i0));
+    K.exp_affine(gp + i0, -1.0f, 0.0f, e.data(), i1 - i0);  // e^-g
     for (int64_t i = i0; i < i1; ++i) {
-      if (dg) dg[i] += d[i] * upp[i] * act_grad_f<Activation::Silu>(gp[i]);
-      if (du) du[i] += d[i] * act_f<Activation::Silu>(gp[i]);
+      const float s = 1.0f / (1.0f + e[size_t(i - i0)]);   // sigmoid(g)
+      if (dg) dg[i] += d[i] * upp[i] * (s * (1.0f + gp[i] * (1.0f - s)));
+      if (du) du[i] += d[i] * gp[i] * s;
     }
   });
 }

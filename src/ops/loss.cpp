@@ -1,5 +1,9 @@
 #include "ocellus/ops/loss.h"
 
+#include <vector>
+
+#include "ops/kernels/kernels.h"
+
 #include <cmath>
 #include <vector>
 
@@ -29,9 +33,7 @@ int64_t check(const Tensor& logits, const std::vector<int32_t>& targets, int32_t
 float logsumexp(const float* r, int64_t v) {
   float m = r[0];
   for (int64_t j = 1; j < v; ++j) m = std::max(m, r[j]);
-  float s = 0;
-  for (int64_t j = 0; j < v; ++j) s += std::exp(r[j] - m);
-  return m + std::log(s);
+  return m + std::log(kern::active().sum_exp_affine(r, 1.0f, -m, v));
 }
 
 }  // namespace
@@ -69,7 +71,9 @@ void cross_entropy_backward(const Tensor& logits_in, const std::vector<int32_t>&
       const float* r = logits.data<float>() + i * v;
       float* g = dlogits->data<float>() + i * v;
       const float lse = logsumexp(r, v);
-      for (int64_t j = 0; j < v; ++j) g[j] += k * std::exp(r[j] - lse);
+      std::vector<float> p(static_cast<size_t>(v));
+      kern::active().exp_affine(r, 1.0f, -lse, p.data(), v);
+      for (int64_t j = 0; j < v; ++j) g[j] += k * p[size_t(j)];
       g[targets[i]] -= k;
     }
   });

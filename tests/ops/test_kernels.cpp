@@ -183,3 +183,38 @@ TEST(Kernels, DotF32GgmlOrderIsBitIdentical) {
     EXPECT_NEAR(want, exact, 1e-6 * mag);
   }
 }
+
+TEST(Kernels, ExpWithinTwoUlpEverywhere) {
+  // Every table (generic included) against exp in double over the whole useful range, the
+  // tails of a row that is not a multiple of the vector width, and the edges.
+  std::vector<float> x;
+  for (int i = 0; i <= 100003; ++i) x.push_back(-87.0f + 175.0f * float(i) / 100003.0f);  // [-87, 88]
+  for (float e : {-1000.0f, -88.0f, -INFINITY, 0.0f, 1e-8f, -1e-8f}) x.push_back(e);
+  std::vector<const kern::Table*> all = simd_tables();
+  all.push_back(kern::for_isa(0));
+  for (const kern::Table* T : all) {
+    std::vector<float> y(x.size());
+    T->exp_affine(x.data(), 1.0f, 0.0f, y.data(), int64_t(x.size()));
+    double worst = 0;
+    for (size_t i = 0; i < x.size(); ++i) {
+      const double want = std::exp(double(x[i]));
+      if (want < 1.2e-38) {  // below the normal range: 0 (or exp's denormal)
+        EXPECT_LE(y[i], 1.2e-38f) << T->name << " x=" << x[i];
+        continue;
+      }
+      const double ulp = std::nextafter(float(want), INFINITY) - float(want);
+      worst = std::max(worst, std::abs(double(y[i]) - want) / ulp);
+    }
+    std::printf("%s: exp within %.2f ulp\n", T->name, worst);
+    EXPECT_LE(worst, 2.0) << T->name;
+    // a x + b, and the sum
+    std::vector<float> z(7);
+    T->exp_affine(x.data() + 500, -0.5f, 2.0f, z.data(), 7);
+    double s = 0;
+    for (int i = 0; i < 7; ++i) {
+      EXPECT_NEAR(z[size_t(i)], std::exp(-0.5 * x[size_t(500 + i)] + 2.0), 2e-6 * std::exp(-0.5 * x[size_t(500 + i)] + 2.0));
+    }
+    for (int i = 0; i < 1001; ++i) s += std::exp(0.01 * x[size_t(50000 + i)] - 1.0);
+    EXPECT_NEAR(T->sum_exp_affine(x.data() + 50000, 0.01f, -1.0f, 1001), s, 1e-5 * s) << T->name;
+  }
+}

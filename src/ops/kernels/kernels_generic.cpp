@@ -131,10 +131,19 @@ void gemv_q8_0x16(const BlockQ8_0x16* w, Q8Act x, int64_t n, float* y) {
   }
 }
 
+void exp_affine(const float* x, float a, float b, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = expf(a * x[i] + b);
+}
+float sum_exp_affine(const float* x, float a, float b, int64_t n) {
+  float s = 0;
+  for (int64_t i = 0; i < n; ++i) s += expf(a * x[i] + b);
+  return s;
+}
+
 }  // namespace
 
 const Table kGeneric = {"generic", f16_to_f32, f32_to_f16, bf16_to_f32, dequant_q8_0,
                         dequant_q4_0, quantize_q8_act, dot_f32, dot_f32_ggml, dot_f16, dot_bf16,
-                        dot_q8_0, dot_q4_0, gemv_q4_0x16, gemv_q8_0x16};
+                        dot_q8_0, dot_q4_0, gemv_q4_0x16, gemv_q8_0x16, exp_affine, sum_exp_affine};
 
 }  // namespace ocellus::kern
