@@ -24,6 +24,7 @@
 #include "ocellus/text/bpe_train.h"
 #include "ocellus/text/tokenizer.h"
 #include "ocellus/train/data.h"
+#include "ocellus/train/dist.h"
 #include "ocellus/train/feature_cache.h"
 #include "ocellus/train/trainer.h"
 
@@ -436,18 +437,26 @@ int main(int argc, char** argv) {
   train->add_option("--recipe", tr_recipe, "Recipe file (see recipes/ and the README)")->required();
   train->add_flag("--resume", tr_resume, "Continue from the recipe's latest checkpoint");
   train->callback([&] {
-    ocellus::set_num_threads(threads);
+    // Under mpirun: one share of every batch per process, the cores divided among them.
+    const ocellus::train::Dist& dist = ocellus::train::dist_init();
+    ocellus::set_num_threads(threads > 0 ? threads : std::max(1, ocellus::num_threads() / dist.size));
     const ocellus::train::Recipe r = ocellus::train::read_recipe(tr_recipe);
-    const auto res = ocellus::train::run_recipe(r, tr_resume, [](const ocellus::train::StepStats& s) {
+    if (dist.size > 1 && dist.main()) std::fprintf(stderr, "train: %d processes, %d threads each\n", dist.size, ocellus::num_threads());
+    const auto res = ocellus::train::run_recipe(r, tr_resume, [&](const ocellus::train::StepStats& s) {
+      if (!dist.main()) return;
       const int width = 24, fill = int(double(width) * double(s.step) / double(s.steps));
       const double eta = s.elapsed_s / double(s.step) * double(s.steps - s.step);
       std::fprintf(stderr, "\rtrain: [%-*s] %lld/%lld loss %.4f lr %.2e %.0f tok/s ETA %.0f s   ", width,
                    std::string(size_t(fill), '=').c_str(), (long long)s.step, (long long)s.steps, s.loss, s.lr, s.tokens_per_s, eta);
     });
-    std::fprintf(stderr, "\n");
-    if (!res.losses.empty())
-      std::printf("trained steps %lld..%lld: loss %.4f -> %.4f; model in %s\n", (long long)res.first_step + 1,
-                  (long long)(res.first_step + int64_t(res.losses.size())), res.losses.front(), res.losses.back(), res.model_dir.c_str());
+    if (dist.main()) {
+      std::fprintf(stderr, "\n");
+      if (!res.losses.empty())
+        std::printf("trained steps %lld..%lld: loss %.4f -> %.4f; model in %s (GGUF: %s, %s)\n", (long long)res.first_step + 1,
+                    (long long)(res.first_step + int64_t(res.losses.size())), res.losses.front(), res.losses.back(),
+                    res.model_dir.c_str(), res.gguf_model.c_str(), res.gguf_mmproj.c_str());
+    }
+    ocellus::train::dist_finalize();
   });
 
   try {

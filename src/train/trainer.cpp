@@ -23,6 +23,7 @@
 #include "ocellus/model/vlm.h"
 #include "ocellus/model/vlm_train.h"
 #include "ocellus/text/tokenizer.h"
+#include "ocellus/train/dist.h"
 #include "ocellus/train/feature_cache.h"
 #include "ocellus/train/optim.h"
 #include "ocellus/vision/vit.h"
@@ -293,8 +294,9 @@ TrainResult run_recipe(const Recipe& r, bool resume, const std::function<void(co
   // Data: records -> sequences; a record whose image is not cached is an error naming it.
   std::vector<std::string> skipped;
   const std::vector<Record> records = read_llava_json(r.data, r.on_bad, &skipped);
-  for (size_t i = 0; i < skipped.size() && i < 5; ++i) std::fprintf(stderr, "train: skipped %s\n", skipped[i].c_str());
-  if (!skipped.empty()) std::fprintf(stderr, "train: skipped %zu malformed record(s)\n", skipped.size());
+  const bool say = dist().main();  // one process reports
+  for (size_t i = 0; say && i < skipped.size() && i < 5; ++i) std::fprintf(stderr, "train: skipped %s\n", skipped[i].c_str());
+  if (say && !skipped.empty()) std::fprintf(stderr, "train: skipped %zu malformed record(s)\n", skipped.size());
   std::vector<Sample> samples;
   int64_t truncated = 0, empty = 0;
   for (const Record& rec : records) {
@@ -315,8 +317,8 @@ TrainResult run_recipe(const Recipe& r, bool resume, const std::function<void(co
     samples.push_back(std::move(s));
   }
   OCELLUS_CHECK(!samples.empty(), "train: ", r.data, ": no usable samples");
-  if (truncated) std::fprintf(stderr, "train: %lld sequence(s) truncated to %lld tokens\n", (long long)truncated, (long long)r.max_len);
-  if (empty) std::fprintf(stderr, "train: %lld sequence(s) with no reply tokens left were dropped\n", (long long)empty);
+  if (say && truncated) std::fprintf(stderr, "train: %lld sequence(s) truncated to %lld tokens\n", (long long)truncated, (long long)r.max_len);
+  if (say && empty) std::fprintf(stderr, "train: %lld sequence(s) with no reply tokens left were dropped\n", (long long)empty);
 
   if (r.lora_rank > 0) vlm.enable_lora(r.lora_rank, float(r.lora_alpha), r.lora_targets, r.seed);
   // Parameters: which train, in which group. With LoRA the adapters train and the text model's
@@ -340,6 +342,8 @@ TrainResult run_recipe(const Recipe& r, bool resume, const std::function<void(co
   for (const ParamGroup& g : groups) trainable.insert(trainable.end(), g.params.begin(), g.params.end());
   AdamW opt(groups, r.beta1, r.beta2, r.eps);
 
+  const Dist& D = dist();
+  OCELLUS_CHECK(D.size <= r.batch, "train: ", D.size, " processes for a batch of ", r.batch, " (each needs a sequence)");
   fs::create_directories(r.out);
   const std::string log_path = r.out + "/metrics.jsonl";
   TrainResult res;
@@ -354,10 +358,10 @@ TrainResult run_recipe(const Recipe& r, bool resume, const std::function<void(co
         if (!j.is_discarded() && j.contains("step") && j["step"].get<int64_t>() <= res.first_step) kept += line + "\n";
       }
     }
-    io::write_file_atomically(log_path, [&](std::FILE* f) { io::write_bytes(f, kept.data(), kept.size(), log_path); });
-    std::fprintf(stderr, "train: resumed from step %lld\n", (long long)res.first_step);
+    if (D.main()) io::write_file_atomically(log_path, [&](std::FILE* f) { io::write_bytes(f, kept.data(), kept.size(), log_path); });
+    if (D.main()) std::fprintf(stderr, "train: resumed from step %lld\n", (long long)res.first_step);
   } else {
-    io::write_file_atomically(log_path, [](std::FILE*) {});
+    if (D.main()) io::write_file_atomically(log_path, [](std::FILE*) {});
   }
 
   Order order(samples.size(), r.seed);
@@ -366,9 +370,12 @@ TrainResult run_recipe(const Recipe& r, bool resume, const std::function<void(co
   for (int64_t step = res.first_step; step < r.steps; ++step) {
     opt.zero_grad();
     int64_t counted = 0, tokens = 0;
-    std::vector<size_t> idx;
-    for (int64_t j = 0; j < r.batch; ++j) idx.push_back(order.at(step * r.batch + j));
-    for (size_t i : idx) counted += samples[i].counted;
+    std::vector<size_t> idx;  // this process's share of the global batch
+    for (int64_t j = 0; j < r.batch; ++j) {
+      const size_t i = order.at(step * r.batch + j);
+      counted += samples[i].counted;
+      if (j % D.size == D.rank) idx.push_back(i);
+    }
     // Micro-batches of up to kTokenBudget tokens run as one stacked pass each; each weighted by
     // its share of the counted tokens, so the gradient is that of the batch's token mean.
     constexpr int64_t kTokenBudget = 4096;
@@ -388,6 +395,14 @@ TrainResult run_recipe(const Recipe& r, bool resume, const std::function<void(co
       loss += double(l->value.data<float>()[0]);
       tokens += micro_tokens;
     }
+    if (D.size > 1) {  // the gradients and loss of the whole batch
+      for (const ag::Var& p : trainable) {
+        if (!p->grad.defined()) p->grad = Tensor::zeros(p->value.shape());
+        allreduce_sum(p->grad.data<float>(), p->grad.numel());
+      }
+      loss = allreduce_sum(loss);
+      tokens = int64_t(allreduce_sum(double(tokens)));
+    }
     const double norm = r.clip > 0 ? clip_grad_norm(trainable, r.clip) : clip_grad_norm(trainable, 1e30);
     const double factor = cosine_schedule(step, r.warmup, r.steps, r.min_lr_ratio);
     opt.step(factor);
@@ -397,17 +412,20 @@ TrainResult run_recipe(const Recipe& r, bool resume, const std::function<void(co
     s.step = step + 1, s.steps = r.steps, s.tokens = tokens, s.loss = loss, s.lr = r.lr * factor, s.grad_norm = norm;
     s.elapsed_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     s.tokens_per_s = double(tokens_total) / std::max(1e-9, s.elapsed_s);
-    {
+    if (D.main()) {
       std::ofstream log(log_path, std::ios::app);
       log << json{{"step", s.step}, {"loss", loss}, {"lr", s.lr}, {"grad_norm", norm}, {"tokens", tokens},
                   {"tokens_per_s", s.tokens_per_s}, {"elapsed_s", s.elapsed_s}}.dump() << "\n";
     }
     if (on_step) on_step(s);
     const bool last = step + 1 == r.steps;
-    if (last || (r.checkpoint_every > 0 && (step + 1) % r.checkpoint_every == 0))
+    if (D.main() && (last || (r.checkpoint_every > 0 && (step + 1) % r.checkpoint_every == 0)))
       save_checkpoint(r.out, step + 1, vlm, opt, r.keep);
     if (stop_after > 0 && step + 1 - res.first_step >= stop_after && !last) return res;
   }
+  res.model_dir = r.out + "/model";
+  res.gguf_model = r.out + "/gguf/model.gguf", res.gguf_mmproj = r.out + "/gguf/mmproj.gguf";
+  if (!D.main()) return res;  // the first process writes the results
   // The curve over the whole run (resumed runs included), and the model.
   std::vector<double> all;
   {
@@ -418,7 +436,6 @@ TrainResult run_recipe(const Recipe& r, bool resume, const std::function<void(co
     }
   }
   draw_loss_curve(all, r.out + "/loss.png");
-  res.model_dir = r.out + "/model";
   export_model(r, vlm, st, res.model_dir);
   // The same model as a GGUF pair (text model + mmproj) for llama.cpp-style runners.
   fs::create_directories(r.out + "/gguf");
@@ -431,7 +448,6 @@ TrainResult run_recipe(const Recipe& r, bool resume, const std::function<void(co
   }
   model::write_mmproj(model::load_hf_vision(res.model_dir)->tower(), vlm.config().connector, proj, vlm.config().lm.n_embd,
                       r.out + "/gguf/mmproj.gguf");
-  res.gguf_model = r.out + "/gguf/model.gguf", res.gguf_mmproj = r.out + "/gguf/mmproj.gguf";
   return res;
 }
 

@@ -23,6 +23,7 @@
 #include "ocellus/ops/shape.h"
 #include "ocellus/text/bpe_train.h"
 #include "ocellus/train/data.h"
+#include "ocellus/train/dist.h"
 #include "ocellus/train/feature_cache.h"
 #include "ocellus/train/trainer.h"
 #include "ocellus/vision/preprocess.h"
@@ -248,6 +249,28 @@ TEST(Trainer, LoraRecipeTrainsAdaptersAndExportsThemMerged) {
   EXPECT_FALSE(differs("language_model.lm_head.weight"));                          // frozen
   EXPECT_TRUE(differs("multi_modal_projector.linear_1.weight"));                   // trainable
   for (const std::string& n : out.names()) EXPECT_EQ(n.find("lora"), std::string::npos) << n;
+}
+
+TEST(Trainer, TwoProcessesGiveTheLossesOfOne) {
+  if (!train::dist_built()) GTEST_FAIL() << "built without OpenMPI: run scripts/deps.sh (libopenmpi-dev) and rebuild";
+  World w;
+  const auto vm = model::load_hf_vision(w.base);
+  std::vector<std::string> paths;
+  for (const char* f : {"red", "green", "blue", "yellow"}) paths.push_back(w.images + "/" + f + ".png");
+  train::build_feature_cache(vm->tower(), paths, w.cache);
+  const train::TrainResult one = train::run_recipe(train::read_recipe(w.recipe("one", w.root + "/one")), false);
+  const std::string cmd = "mpirun --allow-run-as-root --oversubscribe -np 2 " + std::string(OCELLUS_CLI) + " train --recipe " +
+                          w.recipe("two", w.root + "/two") + " > " + w.root + "/two.log 2>&1";
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << test::read_file(w.root + "/two.log");
+  std::ifstream log(w.root + "/two/metrics.jsonl");
+  std::vector<double> two;
+  for (std::string line; std::getline(log, line);) two.push_back(nlohmann::json::parse(line)["loss"].get<double>());
+  ASSERT_EQ(two.size(), one.losses.size()) << test::read_file(w.root + "/two.log");
+  double worst = 0;
+  for (size_t i = 0; i < two.size(); ++i) worst = std::max(worst, std::abs(two[i] - one.losses[i]) / one.losses[i]);
+  std::printf("2 processes vs 1: worst relative loss difference %.2g over %zu steps\n", worst, two.size());
+  EXPECT_LE(worst, 1e-4);  // summation order only; a lost half-batch differs by > 1e-2
+  EXPECT_TRUE(fs::exists(w.root + "/two/model/model.safetensors"));
 }
 
 TEST(Trainer, DataErrorsNameTheRecord) {
