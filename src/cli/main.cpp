@@ -412,6 +412,9 @@ int main(int argc, char** argv) {
   cache->add_option("-o,--output", ca_out, "Cache file (.safetensors)")->required();
   cache->add_option("--batch", ca_batch, "Images per tower call")->capture_default_str();
   cache->add_flag("--skip-bad", ca_skip, "Skip malformed records (reported) instead of stopping");
+  int64_t ca_hidden = -1;
+  cache->add_option("--hidden-after", ca_hidden, "Store the hidden states after this many blocks instead of the features "
+                    "(for recipes whose tower_from trains the blocks above)");
   cache->callback([&] {
     ocellus::set_num_threads(threads);
     if (ca_model.empty() == ca_mmproj.empty()) throw std::runtime_error("give the tower with --model DIR or --mmproj FILE");
@@ -426,7 +429,7 @@ int main(int argc, char** argv) {
       const double rate = double(p.done) / std::max(1e-9, p.seconds);
       std::fprintf(stderr, "\rcache: %lld/%lld images, %.1f images/s, ETA %.0f s   ", (long long)p.done, (long long)p.total, rate,
                    double(p.total - p.done) / std::max(1e-9, rate));
-    });
+    }, ca_hidden);
     std::fprintf(stderr, "\n");
     std::printf("wrote %s: %lld distinct images (%zu records)\n", ca_out.c_str(), (long long)n, paths.size());
   });

@@ -35,6 +35,8 @@ TrainVlmConfig train_config_from_hf(const io::HfConfig& h) {
   c.tied = t.tie_word_embeddings;
   OCELLUS_CHECK(h.vision.has_value(), h.path, ": config.json has no vision_config (the connector's input width)");
   c.d_vision = h.vision->hidden_size;
+  c.vit = vision::vit_config_from_hf(*h.vision, h.projector ? h.projector->vision_feature_layer : -2);
+  c.vit.drop_class_token = !h.projector || h.projector->vision_feature_select == "patch";
   if (h.projector) {
     c.connector = h.projector->type;
     c.connector_act = ops::parse_activation(h.projector->hidden_act);
@@ -90,6 +92,55 @@ TrainableVlm::TrainableVlm(TrainVlmConfig c, const io::TensorSource& s_in) : c_(
     proj2_w_ = add_param(ps, "multi_modal_projector.linear_2.weight", {d, d});
     proj2_b_ = add_param(ps, "multi_modal_projector.linear_2.bias", {d}, false);
   }
+  if (c_.tower_from >= 0) {  // the tower's upper blocks, under canonical HF llava names
+    const vision::VitConfig& v = c_.vit;
+    OCELLUS_CHECK(c_.tower_from < v.n_layer_run, "train: tower_from ", c_.tower_from, " but the tower runs ", v.n_layer_run, " blocks");
+    const io::TensorSource ts = io::renamed_source(s_in, {{"vision_tower.vision_model.", vision::find_hf_vit_prefix(s_in)}});
+    const vision::VitNames n = vision::hf_vit_names("vision_tower.vision_model.");
+    const int64_t dv = v.n_embd, ff = v.n_ff;
+    auto at = [](const std::string& pattern, int64_t i) { return io::gguf::name(pattern.c_str(), int(i)); };
+    for (int64_t i = c_.tower_from; i < v.n_layer_run; ++i) {
+      TowerBlock b;
+      b.ln1_w = add_param(ts, at(n.ln1_w, i), {dv}), b.ln1_b = add_param(ts, at(n.ln1_b, i), {dv}, false);
+      b.ln2_w = add_param(ts, at(n.ln2_w, i), {dv}), b.ln2_b = add_param(ts, at(n.ln2_b, i), {dv}, false);
+      b.q = add_param(ts, at(n.q, i), {dv, dv}), b.q_b = add_param(ts, at(n.q_b, i), {dv}, false);
+      b.k = add_param(ts, at(n.k, i), {dv, dv}), b.k_b = add_param(ts, at(n.k_b, i), {dv}, false);
+      b.v = add_param(ts, at(n.v, i), {dv, dv}), b.v_b = add_param(ts, at(n.v_b, i), {dv}, false);
+      b.o = add_param(ts, at(n.o, i), {dv, dv}), b.o_b = add_param(ts, at(n.o_b, i), {dv}, false);
+      b.fc1 = add_param(ts, at(n.fc1, i), {ff, dv}), b.fc1_b = add_param(ts, at(n.fc1_b, i), {ff}, false);
+      b.fc2 = add_param(ts, at(n.fc2, i), {dv, ff}), b.fc2_b = add_param(ts, at(n.fc2_b, i), {dv}, false);
+      tower_.push_back(b);
+    }
+    if (v.post_norm) post_ln_w_ = add_param(ts, n.post_ln_w, {dv}), post_ln_b_ = add_param(ts, n.post_ln_b, {dv}, false);
+  }
+}
+
+ag::Var TrainableVlm::image_rows(const Tensor& f) const {
+  ag::Var h = ag::constant(f);
+  if (c_.tower_from >= 0) {  // the tower's upper blocks over the hidden state [n_pos, d_v]
+    const vision::VitConfig& v = c_.vit;
+    const int64_t np = f.dim(0), dv = v.n_embd, H = v.n_head, hd = dv / H;
+    OCELLUS_CHECK(np == v.n_positions(), "train: a hidden state of ", np, " rows; the tower has ", v.n_positions(), " positions");
+    ops::AttentionParams ap;
+    ap.scale = 1.0f / std::sqrt(float(hd));
+    for (const TowerBlock& b : tower_) {
+      const ag::Var x = ag::layer_norm(h, b.ln1_w, b.ln1_b, v.norm_eps);
+      const ag::Var q = ag::reshape(ag::matmul(x, b.q, b.q_b), {np, H, hd});
+      const ag::Var k = ag::reshape(ag::matmul(x, b.k, b.k_b), {np, H, hd});
+      const ag::Var vv = ag::reshape(ag::matmul(x, b.v, b.v_b), {np, H, hd});
+      h = ag::add(h, ag::matmul(ag::reshape(ag::attention(q, k, vv, ap), {np, dv}), b.o, b.o_b));
+      const ag::Var f1 = ag::activate(v.act, ag::matmul(ag::layer_norm(h, b.ln2_w, b.ln2_b, v.norm_eps), b.fc1, b.fc1_b));
+      h = ag::add(h, ag::matmul(f1, b.fc2, b.fc2_b));
+    }
+    if (v.post_norm) h = ag::layer_norm(h, post_ln_w_, post_ln_b_, v.norm_eps);
+    const int64_t skip = np - v.n_features();
+    if (skip > 0) h = ag::slice(h, 0, skip, np);
+  }
+  OCELLUS_CHECK(h->value.ndim() == 2 && h->value.dim(1) == c_.d_vision, "train: features of width ",
+                h->value.ndim() == 2 ? h->value.dim(1) : -1, ", the connector reads ", c_.d_vision);
+  ag::Var r = ag::matmul(h, proj1_w_, proj1_b_);
+  if (proj2_w_) r = ag::matmul(ag::activate(c_.connector_act, r), proj2_w_, proj2_b_);
+  return r;
 }
 
 ag::Var TrainableVlm::param(const std::string& name) const {
@@ -125,13 +176,11 @@ ag::Var TrainableVlm::input_rows(const TrainSample& s) const {
       while (need > 0) {
         OCELLUS_CHECK(image < s.features.size(), "train: the sequence has more image rows than features given");
         const Tensor& f = s.features[image++];
-        OCELLUS_CHECK(f.ndim() == 2 && f.dim(1) == c_.d_vision, "train: features of width ", f.ndim() == 2 ? f.dim(1) : -1,
-                      ", the connector reads ", c_.d_vision);
-        OCELLUS_CHECK(f.dim(0) <= need, "train: an image has ", f.dim(0), " rows but its run holds ", need);
-        ag::Var h = ag::matmul(ag::constant(f), proj1_w_, proj1_b_);
-        if (proj2_w_) h = ag::matmul(ag::activate(c_.connector_act, h), proj2_w_, proj2_b_);
+        OCELLUS_CHECK(f.ndim() == 2, "train: image features must be [rows, width]");
+        const ag::Var h = image_rows(f);
+        OCELLUS_CHECK(h->value.dim(0) <= need, "train: an image has ", h->value.dim(0), " rows but its run holds ", need);
         parts.push_back(h);
-        need -= f.dim(0);
+        need -= h->value.dim(0);
       }
     }
     i = j;

@@ -20,7 +20,8 @@ std::string content_key(const std::string& bytes) {
 }
 
 int64_t build_feature_cache(const vision::VisionTower& tower, const std::vector<std::string>& paths,
-                            const std::string& out_path, int64_t batch, const std::function<void(const CacheProgress&)>& progress) {
+                            const std::string& out_path, int64_t batch, const std::function<void(const CacheProgress&)>& progress,
+                            int64_t hidden_after) {
   OCELLUS_CHECK(batch > 0, "cache: batch must be > 0");
   // Distinct images by content.
   std::map<std::string, std::string> by_key;  // key -> first path
@@ -36,20 +37,22 @@ int64_t build_feature_cache(const vision::VisionTower& tower, const std::vector<
     std::vector<Tensor> pix;
     const size_t end = std::min(keys.size(), i + size_t(batch));
     for (size_t j = i; j < end; ++j) pix.push_back(vision::preprocess(io::load_image(by_key[keys[j]]), c.preprocess));
-    const Tensor f = tower.encode(pix);  // [B, n_features, d]
+    const Tensor f = hidden_after >= 0 ? tower.hidden(pix, hidden_after) : tower.encode(pix);  // [B, n, d]
     for (size_t j = i; j < end; ++j)
       out.push_back({keys[j], f.slice(0, int64_t(j - i), int64_t(j - i) + 1).reshape({f.dim(1), f.dim(2)}).contiguous()});
     if (progress)
       progress({int64_t(end), int64_t(keys.size()), std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()});
   }
   io::write_safetensors(out_path, out,
-                        {{"ocellus.kind", "feature_cache"}, {"ocellus.n_features", std::to_string(c.n_features())},
+                        {{"ocellus.kind", "feature_cache"},
+                         {"ocellus.n_features", std::to_string(hidden_after >= 0 ? c.n_positions() : c.n_features())},
+                         {"ocellus.hidden_after", std::to_string(hidden_after)},
                          {"ocellus.width", std::to_string(c.n_embd)}, {"ocellus.tower", c.kind},
                          {"ocellus.layers_run", std::to_string(c.n_layer_run)}});
   return int64_t(keys.size());
 }
 
-FeatureCache FeatureCache::open(const std::string& path, int64_t n_features, int64_t width) {
+FeatureCache FeatureCache::open(const std::string& path, int64_t n_features, int64_t width, int64_t hidden_after) {
   io::SafetensorsFile f = io::SafetensorsFile::open(path);
   const auto& md = f.metadata();
   auto get = [&](const char* k) {
@@ -59,6 +62,13 @@ FeatureCache FeatureCache::open(const std::string& path, int64_t n_features, int
   };
   OCELLUS_CHECK(get("ocellus.kind") == "feature_cache", "cache: ", path, ": not a feature cache");
   const int64_t nf = std::stoll(get("ocellus.n_features")), w = std::stoll(get("ocellus.width"));
+  const auto ha = md.find("ocellus.hidden_after");
+  const int64_t after = ha == md.end() ? -1 : std::stoll(ha->second);
+  OCELLUS_CHECK(after == hidden_after, "cache: ", path, ": holds ",
+                after < 0 ? std::string("the tower's features") : "hidden states after block " + std::to_string(after),
+                ", the recipe needs ",
+                hidden_after < 0 ? std::string("the tower's features") : "hidden states after block " + std::to_string(hidden_after),
+                " (ocellus cache --hidden-after N)");
   OCELLUS_CHECK(nf == n_features && w == width, "cache: ", path, ": built for a tower of ", nf, " features x ", w,
                 ", the model's tower gives ", n_features, " x ", width);
   return FeatureCache(std::move(f));

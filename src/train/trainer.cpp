@@ -41,7 +41,7 @@ Recipe parse_recipe(const std::string& text, const std::string& path) {
   static const std::set<std::string> kKeys = {
       "base", "data", "images", "cache", "chat_template", "skip_bad_records", "trainable", "groups", "lr",
       "weight_decay", "beta1", "beta2", "eps", "clip", "warmup", "min_lr_ratio", "steps", "batch", "max_len",
-      "seed", "out", "checkpoint_every", "keep", "lora"};
+      "seed", "out", "checkpoint_every", "keep", "lora", "tower_from"};
   for (const auto& [k, v] : j.items())
     OCELLUS_CHECK(kKeys.count(k), "recipe: ", path, ": unknown key '", k, "'");
   Recipe r;
@@ -85,6 +85,7 @@ Recipe parse_recipe(const std::string& text, const std::string& path) {
   r.steps = int64_t(num("steps", double(r.steps), 1, 1e9)), r.batch = int64_t(num("batch", double(r.batch), 1, 1e6));
   r.max_len = int64_t(num("max_len", double(r.max_len), 1, 1e7)), r.seed = uint64_t(num("seed", 1, 0, 1e18));
   r.checkpoint_every = int64_t(num("checkpoint_every", 0, 0, 1e9)), r.keep = int64_t(num("keep", 2, 1, 1e6));
+  r.tower_from = int64_t(num("tower_from", -1, -1, 1e4));
   if (j.contains("lora")) {
     const json& l = j["lora"];
     OCELLUS_CHECK(l.is_object(), "recipe: ", path, ": 'lora' must be an object {rank, alpha, targets}");
@@ -253,10 +254,12 @@ void export_model(const Recipe& r, const model::TrainableVlm& vlm, const io::Saf
   fs::create_directories(dir);
   std::map<std::string, Tensor> trained;
   for (const auto& [n, t] : vlm.merged_tensors()) trained[n] = t;
+  const std::string tower_prefix = vision::find_hf_vit_prefix(io::safetensors_source(base, r.base));
   const bool old_llava = base.has("language_model.model.embed_tokens.weight");
   const bool new_llava = base.has("model.language_model.embed_tokens.weight");
   // The plain name a base tensor holds (the inverse of the loaders' renaming).
   auto plain = [&](const std::string& n) -> std::string {
+    if (starts_with(n, tower_prefix)) return "vision_tower.vision_model." + n.substr(tower_prefix.size());
     if (old_llava && starts_with(n, "language_model.")) return n.substr(15);
     if (new_llava && starts_with(n, "model.language_model.")) return "model." + n.substr(21);
     if (starts_with(n, "model.multi_modal_projector.")) return n.substr(6);
@@ -285,11 +288,13 @@ TrainResult run_recipe(const Recipe& r, bool resume, const std::function<void(co
   const text::ChatTemplate tmpl =
       r.chat_template.empty() ? text::detect_chat_template(r.base, tok) : text::chat_template_from_name(r.chat_template);
   const io::SafetensorsModel st = io::SafetensorsModel::open(r.base);
-  model::TrainableVlm vlm(model::train_config_from_hf(cfg), io::safetensors_source(st, r.base));
-  const int64_t layer = cfg.projector ? cfg.projector->vision_feature_layer : -2;
-  vision::VitConfig vc = vision::vit_config_from_hf(*cfg.vision, layer);
-  vc.drop_class_token = !cfg.projector || cfg.projector->vision_feature_select == "patch";
-  const FeatureCache cache = FeatureCache::open(r.cache, vc.n_features(), vc.n_embd);
+  model::TrainVlmConfig tc = model::train_config_from_hf(cfg);
+  tc.tower_from = r.tower_from;
+  model::TrainableVlm vlm(tc, io::safetensors_source(st, r.base));
+  const vision::VitConfig& vc = tc.vit;
+  // With the tower's upper blocks training, the cache holds the hidden states below them.
+  const FeatureCache cache = r.tower_from >= 0 ? FeatureCache::open(r.cache, vc.n_positions(), vc.n_embd, r.tower_from)
+                                               : FeatureCache::open(r.cache, vc.n_features(), vc.n_embd);
 
   // Data: records -> sequences; a record whose image is not cached is an error naming it.
   std::vector<std::string> skipped;

@@ -193,7 +193,20 @@ VisionTower::VisionTower(VitConfig c, VitWeights w) : c_(std::move(c)), w_(std::
 }
 
 Tensor VisionTower::encode(const std::vector<Tensor>& images) const {
+  const int64_t B = int64_t(images.size()), d = c_.n_embd, np = c_.n_positions();
+  Tensor h = hidden(images, c_.n_layer_run).reshape({B * np, d});
+  if (c_.post_norm) h = norm(c_, h, w_.post_ln_w, w_.post_ln_b);
+  const int64_t nf = c_.n_features(), skip = np - nf;
+  if (skip == 0) return h.reshape({B, np, d});
+  Tensor out = Tensor::empty({B, nf, d});
+  for (int64_t b = 0; b < B; ++b)
+    std::memcpy(out.data<float>() + b * nf * d, h.data<float>() + (b * np + skip) * d, size_t(nf * d) * sizeof(float));
+  return out;
+}
+
+Tensor VisionTower::hidden(const std::vector<Tensor>& images, int64_t blocks) const {
   OCELLUS_CHECK(!images.empty(), "vision: no images to encode");
+  OCELLUS_CHECK(blocks >= 0 && blocks <= c_.n_layer_run, "vision: hidden state after ", blocks, " blocks of ", c_.n_layer_run);
   const int64_t B = int64_t(images.size()), d = c_.n_embd, np = c_.n_positions(), S = c_.image_size;
   const int64_t n_head = c_.n_head, hd = d / n_head, first = c_.class_token ? 1 : 0;
   // Embeddings of every image, stacked: h [B * np, d].
@@ -214,7 +227,7 @@ Tensor VisionTower::encode(const std::vector<Tensor>& images) const {
   if (c_.pre_norm) h = norm(c_, h, w_.pre_ln_w, w_.pre_ln_b);
   ops::AttentionParams ap;
   ap.scale = 1.0f / std::sqrt(float(hd));
-  for (int64_t l = 0; l < c_.n_layer_run; ++l) {
+  for (int64_t l = 0; l < blocks; ++l) {
     const VitBlock& blk = w_.blocks[size_t(l)];
     const Tensor x = norm(c_, h, blk.ln1_w, blk.ln1_b);           // [B*np, d]
     const Tensor q = linear(c_, x, blk.q, blk.q_b), k = linear(c_, x, blk.k, blk.k_b), v = linear(c_, x, blk.v, blk.v_b);
@@ -230,13 +243,7 @@ Tensor VisionTower::encode(const std::vector<Tensor>& images) const {
     f = c_.act_ggml_f16 ? ops::activate_ggml_f16(c_.act, f) : ops::activate(c_.act, f);
     h = ops::add(h, linear(c_, f, blk.fc2, blk.fc2_b));
   }
-  if (c_.post_norm) h = norm(c_, h, w_.post_ln_w, w_.post_ln_b);
-  const int64_t nf = c_.n_features(), skip = np - nf;
-  if (skip == 0) return h.reshape({B, np, d});
-  Tensor out = Tensor::empty({B, nf, d});
-  for (int64_t b = 0; b < B; ++b)
-    std::memcpy(out.data<float>() + b * nf * d, h.data<float>() + (b * np + skip) * d, size_t(nf * d) * sizeof(float));
-  return out;
+  return h.reshape({B, np, d});
 }
 
 }  // namespace ocellus::vision

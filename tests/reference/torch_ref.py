@@ -148,8 +148,35 @@ def rotate_half(x):
     return torch.cat([-x[..., h:], x[..., :h]], dim=-1)
 
 
-def llava_logits(cfg, P, ids, feats, lora_scale=1.0):
+def vit_upper(cfg, P, x, start):
+    """The tower from block `start` to its feature layer over a hidden state x [n_pos, d]."""
+    v = cfg["vision_config"]
+    siglip = v["model_type"].startswith("siglip")
+    L, fl = v["num_hidden_layers"], cfg.get("vision_feature_layer", -2)
+    run = L if fl == 0 else (L + 1 + fl if fl < 0 else fl)
+    d, nh = v["hidden_size"], v["num_attention_heads"]
+    eps = v.get("layer_norm_eps", 1e-6 if siglip else 1e-5)
+    f = act(v.get("hidden_act", "gelu_pytorch_tanh" if siglip else "quick_gelu"))
+    p = "vision_tower.vision_model."
+    for i in range(start, run):
+        l = f"{p}encoder.layers.{i}."
+        lin = lambda t, n: F.linear(t, P[l + n + ".weight"], P.get(l + n + ".bias"))
+        h = F.layer_norm(x, (d,), P[l + "layer_norm1.weight"], P.get(l + "layer_norm1.bias"), eps)
+        T = h.shape[0]
+        q, k, vv = (lin(h, "self_attn." + n).view(T, nh, d // nh).transpose(0, 1) for n in ("q_proj", "k_proj", "v_proj"))
+        a = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(d // nh), dim=-1) @ vv
+        x = x + lin(a.transpose(0, 1).reshape(T, d), "self_attn.out_proj")
+        h = F.layer_norm(x, (d,), P[l + "layer_norm2.weight"], P.get(l + "layer_norm2.bias"), eps)
+        x = x + lin(f(lin(h, "mlp.fc1")), "mlp.fc2")
+    if fl == 0 and siglip:
+        x = F.layer_norm(x, (d,), P[p + "post_layernorm.weight"], P.get(p + "post_layernorm.bias"), eps)
+    return x if siglip else x[1:]
+
+
+def llava_logits(cfg, P, ids, feats, lora_scale=1.0, tower_from=-1):
     """LlavaForConditionalGeneration's forward on one sequence: image rows at the -1 runs."""
+    if tower_from >= 0:
+        feats = [vit_upper(cfg, P, f, tower_from) for f in feats]
     t = cfg["text_config"]
     d, H, Hkv = t["hidden_size"], t["num_attention_heads"], t["num_key_value_heads"]
     hd, eps, theta = d // H, t.get("rms_norm_eps", 1e-6), t.get("rope_theta", 10000.0)
@@ -210,7 +237,7 @@ def vlm_train(cfg, w, batch):
     ids, mask = batch["ids"], batch["mask"]
     nf, dv = batch["n_features"], cfg["vision_config"]["hidden_size"]
     raw = torch.frombuffer(bytearray(open(batch["features"], "rb").read()), dtype=torch.float32)
-    feats = list(raw.reshape(-1, nf, dv))
+    feats = list(raw.reshape(-1, batch.get("n_rows", nf), dv))
     targets = torch.tensor([ids[i + 1] if mask[i + 1] and ids[i + 1] >= 0 else -100 for i in range(len(ids) - 1)] + [-100])
     params = [P[k] for k in batch["trainable"]]
     groups = [{"params": params, "lr": batch["lr"], "weight_decay": batch["weight_decay"]}]
@@ -218,7 +245,8 @@ def vlm_train(cfg, w, batch):
     out, losses = [], []
     for step in range(batch["steps"] + 1):
         opt.zero_grad()
-        loss = F.cross_entropy(llava_logits(cfg, P, ids, feats, batch.get("lora_scale", 1.0)), targets, ignore_index=-100)
+        loss = F.cross_entropy(llava_logits(cfg, P, ids, feats, batch.get("lora_scale", 1.0), batch.get("tower_from", -1)),
+                               targets, ignore_index=-100)
         loss.backward()
         if step == 0:
             out.append(loss.detach().reshape(1))

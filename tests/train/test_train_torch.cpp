@@ -58,6 +58,24 @@ std::string write_folder(const std::string& arch) {
   }
   ones("language_model.model.norm.weight");
   if (!qwen) add("language_model.lm_head.weight", {kV, kD}, 0.3f);
+  // The tower (hidden 24, 2 blocks, 16 px / 4 px patches: 17 positions with the class token).
+  const std::string v = "vision_tower.vision_model.";
+  add(v + "embeddings.patch_embedding.weight", {kDv, 3, 4, 4}, 0.2f);
+  add(v + "embeddings.class_embedding", {kDv}, 0.2f);
+  add(v + "embeddings.position_embedding.weight", {17, kDv}, 0.2f);
+  for (int l = 0; l < 2; ++l) {
+    const std::string p = v + "encoder.layers." + std::to_string(l) + ".";
+    for (const char* ln : {"layer_norm1", "layer_norm2"}) {
+      Tensor w = test::randn({kDv}, seed++, 0.1f);
+      for (int64_t i = 0; i < kDv; ++i) w.data<float>()[i] += 1.0f;
+      t.push_back({p + ln + ".weight", w});
+      add(p + ln + ".bias", {kDv}, 0.1f);
+    }
+    for (const char* m : {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.out_proj"})
+      add(p + m + ".weight", {kDv, kDv}, 0.2f), add(p + m + ".bias", {kDv}, 0.1f);
+    add(p + "mlp.fc1.weight", {48, kDv}, 0.2f), add(p + "mlp.fc1.bias", {48}, 0.1f);
+    add(p + "mlp.fc2.weight", {kDv, 48}, 0.2f), add(p + "mlp.fc2.bias", {kDv}, 0.1f);
+  }
   add("multi_modal_projector.linear_1.weight", {kD, kDv}, 0.3f);
   add("multi_modal_projector.linear_1.bias", {kD}, 0.1f);
   add("multi_modal_projector.linear_2.weight", {kD, kD}, 0.3f);
@@ -70,8 +88,10 @@ std::string write_folder(const std::string& arch) {
                       {"max_position_embeddings", 128}, {"rms_norm_eps", 1e-5}, {"rope_theta", 10000.0},
                       {"tie_word_embeddings", qwen}};
   j["vision_config"] = {{"model_type", "clip_vision_model"}, {"hidden_size", kDv}, {"intermediate_size", 48},
-                        {"num_hidden_layers", 2}, {"num_attention_heads", 2}, {"image_size", 16}, {"patch_size", 4}};
+                        {"num_hidden_layers", 2}, {"num_attention_heads", 2}, {"image_size", 16}, {"patch_size", 4},
+                        {"layer_norm_eps", 1e-5}, {"hidden_act", "quick_gelu"}};
   j["projector_hidden_act"] = "gelu";
+  j["vision_feature_layer"] = -1;
   std::ofstream(dir + "/config.json") << j.dump(2);
   return dir;
 }
@@ -246,6 +266,60 @@ TEST(TrainTorch, LoraStepMatchesPyTorchAndMerges) {
   ag::NoGrad ng;
   EXPECT_LE(test::rel_err(m2.forward(f.sample)->value, f.vlm.forward(f.sample)->value), 1e-5);
   std::system(("rm -rf " + dir).c_str());
+}
+
+TEST(TrainTorch, TowerUpperBlockMatchesPyTorch) {  // TinyLLaVA's "share": the tower's last block trains
+  Fixture f("llama");
+  model::TrainVlmConfig c = f.vlm.config();
+  c.tower_from = 1;
+  model::TrainableVlm vlm(c, io::safetensors_source(f.st, f.dir));
+  // Inputs: the hidden states after block 0 (17 positions, class token first); each image gives
+  // 16 rows (the class token dropped).
+  f.sample.features = {test::randn({17, kDv}, 21), test::randn({17, kDv}, 22)};
+  std::vector<int32_t> ids = {1, 5, 7};
+  ids.insert(ids.end(), 32, -1);
+  for (int32_t id : {9, 11, 13, 3, 15, 17, 19, 21, 2}) ids.push_back(id);
+  f.sample.ids = ids;
+  f.sample.mask.assign(ids.size(), 0);
+  for (size_t i = ids.size() - 5; i < ids.size(); ++i) f.sample.mask[i] = 1;
+  for (const ag::Var& p : vlm.params()) p->requires_grad = p->name.rfind("vision_tower.", 0) == 0 || p->name.rfind("multi_modal_projector.", 0) == 0;
+  const std::vector<std::string> names = trainable_names(vlm);
+  EXPECT_EQ(names.size(), 16u + 4u);  // one block's 16 tensors, the projector's 4
+  nlohmann::json b;
+  b["ids"] = f.sample.ids, b["mask"] = f.sample.mask, b["n_features"] = kNf, b["n_rows"] = 17, b["tower_from"] = 1;
+  Tensor feats = Tensor::empty({34, kDv});
+  std::memcpy(feats.data<float>(), f.sample.features[0].data<float>(), 17 * kDv * 4);
+  std::memcpy(feats.data<float>() + 17 * kDv, f.sample.features[1].data<float>(), 17 * kDv * 4);
+  b["features"] = test::write_temp("tower_feats.f32", feats);
+  b["trainable"] = names, b["lr"] = 1e-3, b["weight_decay"] = 0.0, b["steps"] = 0, b["clip"] = 0.0;
+  const std::string bp = test::temp_path("tower_batch.json");
+  std::ofstream(bp) << b.dump();
+  const std::vector<float> ref = test::torch_ref({"vlm_train", f.dir, bp, ""}, test::temp_path("tower_out.f32"));
+  ASSERT_FALSE(ref.empty());
+  const ag::Var loss = vlm.loss(f.sample);
+  ag::Tape::current().backward(loss);
+  EXPECT_NEAR(loss->value.data<float>()[0], ref[0], 1e-5 * std::fabs(ref[0]));
+  size_t at = 1;
+  double worst = 0;
+  for (const std::string& n : names) {
+    const ag::Var p = vlm.param(n);
+    ASSERT_TRUE(p->grad.defined()) << n;
+    double norm = 0;
+    for (int64_t i = 0; i < p->grad.numel(); ++i) norm += double(ref[at + size_t(i)]) * ref[at + size_t(i)];
+    if (std::sqrt(norm) < 1e-5) {
+      // The key bias's gradient is exactly zero (a constant added to all of a query's scores
+      // leaves its softmax unchanged): both must be rounding noise.
+      double mine = 0;
+      for (int64_t i = 0; i < p->grad.numel(); ++i) mine += double(p->grad.data<float>()[i]) * p->grad.data<float>()[i];
+      EXPECT_LT(std::sqrt(mine), 1e-5) << n;
+    } else {
+      const double e = rel(p->grad.data<float>(), ref.data() + at, p->grad.numel());
+      worst = std::max(worst, e);
+      EXPECT_LE(e, 1e-4) << n;
+    }
+    at += size_t(p->grad.numel());
+  }
+  std::printf("tower block 1 + projector: %zu gradients, worst rel err %.3g\n", names.size(), worst);
 }
 
 TEST(TrainTorch, AdamWStepsTrackPyTorch) {

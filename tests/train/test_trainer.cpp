@@ -251,6 +251,39 @@ TEST(Trainer, LoraRecipeTrainsAdaptersAndExportsThemMerged) {
   for (const std::string& n : out.names()) EXPECT_EQ(n.find("lora"), std::string::npos) << n;
 }
 
+TEST(Trainer, TowerUpperBlocksTrainFromCachedHiddenStates) {
+  World w;
+  const auto vm = model::load_hf_vision(w.base);
+  std::vector<std::string> paths;
+  for (const char* f : {"red", "green", "blue", "yellow"}) paths.push_back(w.images + "/" + f + ".png");
+  train::build_feature_cache(vm->tower(), paths, w.cache, 8, {}, 1);  // hidden states after block 0
+  // A cache of features is refused for a recipe that needs hidden states (and the reverse).
+  const std::string rf = w.recipe("tower", w.root + "/tower", {{"tower_from", 1}, {"trainable", {"multi_modal_projector.", "vision_tower.vision_model.encoder.layers.1."}}});
+  const train::TrainResult r = train::run_recipe(train::read_recipe(rf), false);
+  EXPECT_EQ(r.losses.size(), 6u);
+  const io::SafetensorsModel base = io::SafetensorsModel::open(w.base), out = io::SafetensorsModel::open(r.model_dir);
+  auto differs = [&](const std::string& n) { return test::max_abs_diff(base.tensor(n), out.tensor(n)) > 0; };
+  EXPECT_TRUE(differs("vision_tower.vision_model.encoder.layers.1.mlp.fc1.weight"));
+  EXPECT_FALSE(differs("vision_tower.vision_model.encoder.layers.0.mlp.fc1.weight"));
+  // The exported tower (inference path, from pixels) gives the trained model's image rows.
+  const model::Vlm v = model::load_vlm(r.model_dir, "");
+  const Tensor pix = vision::preprocess(io::load_image(w.images + "/green.png"), v.vision->config().preprocess);
+  const Tensor rows = v.vision->embed(std::vector<Tensor>{pix})[0];
+  const io::SafetensorsModel st = io::SafetensorsModel::open(r.model_dir);
+  model::TrainVlmConfig tc = model::train_config_from_hf(io::read_hf_config(r.model_dir));
+  tc.tower_from = 1;
+  const model::TrainableVlm tv(tc, io::safetensors_source(st, r.model_dir));
+  const Tensor h = v.vision->tower().hidden({pix}, 1);
+  const model::TrainSample s{std::vector<int32_t>(16, -1), std::vector<uint8_t>(16, 0), {h.reshape({h.dim(1), h.dim(2)})}};
+  const auto lmh = lm::load_hf(r.model_dir);
+  ag::NoGrad ng;
+  lm::KvCache cache(lmh->config(), 16, DType::F32);
+  EXPECT_LE(test::rel_err(tv.forward(s)->value, lmh->forward(rows, cache, true)), 1e-5);
+  // A feature cache does not serve a recipe that trains the tower.
+  train::build_feature_cache(vm->tower(), paths, w.cache);
+  EXPECT_THROW(train::run_recipe(train::read_recipe(rf), false), Error);
+}
+
 TEST(Trainer, TwoProcessesGiveTheLossesOfOne) {
   if (!train::dist_built()) GTEST_FAIL() << "built without OpenMPI: run scripts/deps.sh (libopenmpi-dev) and rebuild";
   World w;

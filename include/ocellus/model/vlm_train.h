@@ -14,6 +14,7 @@
 #include "ocellus/io/hf_config.h"
 #include "ocellus/io/tensor_source.h"
 #include "ocellus/lm/lm.h"
+#include "ocellus/vision/vit.h"
 
 namespace ocellus::model {
 
@@ -24,6 +25,11 @@ struct TrainVlmConfig {
   int64_t d_vision = 0;            // feature width the connector reads
   bool qkv_bias = false;
   bool tied = false;               // output shares the token embedding
+  vision::VitConfig vit;           // the tower (its upper blocks train when tower_from >= 0)
+  // -1: the tower is frozen and the inputs are its features. k >= 0: blocks k.. of the tower
+  // (up to its feature layer) are parameters too, and the inputs are the hidden states after
+  // block k (TinyLLaVA's "share" recipe trains the tower's upper part this way).
+  int64_t tower_from = -1;
 };
 // From a LLaVA-style config.json (text_config, vision_config, projector).
 TrainVlmConfig train_config_from_hf(const io::HfConfig& c);
@@ -33,7 +39,8 @@ TrainVlmConfig train_config_from_hf(const io::HfConfig& c);
 struct TrainSample {
   std::vector<int32_t> ids;
   std::vector<uint8_t> mask;
-  std::vector<Tensor> features;    // each [n_features, d_vision] f32, in order of the -1 runs
+  std::vector<Tensor> features;    // each [n_features, d_vision] f32 (with tower_from >= 0: the
+                                   // hidden state [n_positions, d_vision]), in order of the -1 runs
 };
 
 class TrainableVlm {
@@ -79,6 +86,12 @@ class TrainableVlm {
   };
   ag::Var input_rows(const TrainSample& s) const;  // [n, d]
   ag::Var linear(const ag::Var& x, const ag::Var& w, const ag::Var& b) const;  // with its adapter, if any
+  ag::Var image_rows(const Tensor& f) const;  // features (or hidden state) -> [n_img_tok, d]
+  struct TowerBlock {
+    ag::Var ln1_w, ln1_b, ln2_w, ln2_b, q, q_b, k, k_b, v, v_b, o, o_b, fc1, fc1_b, fc2, fc2_b;
+  };
+  std::vector<TowerBlock> tower_;
+  ag::Var post_ln_w_, post_ln_b_;
   struct Lora {
     ag::Var a, b;
     float scale = 1;

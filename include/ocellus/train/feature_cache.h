@@ -22,15 +22,16 @@ struct CacheProgress {
 
 // Encodes every distinct image of `paths` (batches of `batch` images per tower call) and writes
 // the cache atomically to out_path. A broken image is an error naming it. Returns the count of
-// distinct images encoded.
+// distinct images encoded. hidden_after >= 0 stores instead the hidden state after that many
+// blocks ([n_positions, width]), for training the blocks above it.
 int64_t build_feature_cache(const vision::VisionTower& tower, const std::vector<std::string>& paths,
                             const std::string& out_path, int64_t batch = 8,
-                            const std::function<void(const CacheProgress&)>& progress = {});
+                            const std::function<void(const CacheProgress&)>& progress = {}, int64_t hidden_after = -1);
 
 class FeatureCache {
  public:
   // Checks the file's tower shape against `tower` (n_features, width).
-  static FeatureCache open(const std::string& path, int64_t n_features, int64_t width);
+  static FeatureCache open(const std::string& path, int64_t n_features, int64_t width, int64_t hidden_after = -1);
   bool has_key(const std::string& key) const { return file_.find(key) != nullptr; }
   // Features of an image file (hashed on the fly); an image missing from the cache is an error.
   Tensor features_of(const std::string& image_path) const;

@@ -29,6 +29,8 @@ struct Recipe {
   OnBad on_bad = OnBad::Fail;
   std::vector<std::string> trainable{""};  // name prefixes that train (default: all but the tower)
   std::vector<RecipeGroup> groups;  // per-prefix learning rate / weight decay (first match)
+  int64_t tower_from = -1;          // >= 0: the tower's blocks from this one up train (the cache
+                                    // then holds the hidden states below them: cache --hidden-after)
   int64_t lora_rank = 0;            // > 0: LoRA adapters on the text model (its weights frozen)
   double lora_alpha = 16;
   std::vector<std::string> lora_targets{"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};

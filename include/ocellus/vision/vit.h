@@ -83,6 +83,10 @@ class VisionTower {
   const VitWeights& weights() const { return w_; }
   // images: each [3, S, S] float CHW (preprocessed). Returns [n_images, n_features, d].
   Tensor encode(const std::vector<Tensor>& images) const;
+  // The hidden state after the first `blocks` blocks (embeddings, pre-LayerNorm), every
+  // position (class token included): [n_images, n_positions, d]. Training the upper blocks
+  // starts from it (the embedding cache stores it).
+  Tensor hidden(const std::vector<Tensor>& images, int64_t blocks) const;
 
  private:
   VitConfig c_;
