@@ -3,8 +3,9 @@
 // heads, vocabulary 4096; MLP connector from 64 cached 384-wide image features; 64 image rows +
 // 192 text tokens per sequence, batch 4, everything but the tower trainable), timed in ocellus
 // (the batch stacked into one pass, as the trainer runs it) and in PyTorch (Debian's python3-torch, the re-statement in tests/reference/torch_ref.py) on
-// the same weights, in the same run, with the same thread count. Reports tokens/s of both and
-// the ratio (target: ocellus >= 1.5x PyTorch).
+// the same weights, in the same run, with the same thread count. PyTorch runs the step two ways
+// (the batch as one [B, n] tensor, and one sequence at a time); the ratio is against the faster
+// (target: ocellus >= 1.5x PyTorch).
 #include <benchmark/benchmark.h>
 
 #include <chrono>
@@ -90,21 +91,22 @@ model::TrainSample sample() {
   return s;
 }
 
-// PyTorch's best step time, or 0 when it could not run.
-double torch_step_seconds(const std::string& dir, const model::TrainSample& s) {
+// PyTorch's best step times, batched ([B, n] tensors) and one sequence at a time; 0 when it
+// could not run.
+std::pair<double, double> torch_step_seconds(const std::string& dir, const model::TrainSample& s) {
   nlohmann::json b = {{"ids", s.ids}, {"mask", s.mask}, {"n_features", kNf}, {"batch", kBatch},
                       {"threads", num_threads()}, {"warmup", 1}, {"steps", 3}};
   const std::string bp = dir + "/bench-batch.json", out = dir + "/bench-torch.f32";
   std::ofstream(bp) << b.dump();
   const char* py = std::getenv("OCELLUS_PYTHON");
   const std::string cmd = std::string(py ? py : "/usr/bin/python3") + " " OCELLUS_TORCH_REF " vlm_train_bench " + dir + " " + bp + " " + out;
-  if (std::system(cmd.c_str()) != 0) return 0;
-  float sec = 0;
+  if (std::system(cmd.c_str()) != 0) return {0, 0};
+  float sec[2] = {0, 0};
   std::FILE* f = std::fopen(out.c_str(), "rb");
-  if (!f) return 0;
-  const size_t got = std::fread(&sec, 4, 1, f);
+  if (!f) return {0, 0};
+  const size_t got = std::fread(sec, 4, 2, f);
   std::fclose(f);
-  return got == 1 ? double(sec) : 0;
+  return got == 2 ? std::pair<double, double>{sec[0], sec[1]} : std::pair<double, double>{0, 0};
 }
 
 void BM_TrainStep(benchmark::State& state) {
@@ -123,12 +125,14 @@ void BM_TrainStep(benchmark::State& state) {
     best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }
   const double tokens = double(kBatch) * double(s.ids.size());
-  const double torch_s = torch_step_seconds(dir, s);
+  const auto [batched, looped] = torch_step_seconds(dir, s);
+  const double torch_s = std::min(batched, looped);  // compared with PyTorch's faster way
   state.counters["tokens/s"] = tokens / best;
   state.counters["torch_tokens/s"] = torch_s > 0 ? tokens / torch_s : 0;
   state.counters["x_torch"] = torch_s > 0 ? torch_s / best : 0;
   state.counters["ms/step"] = best * 1e3;
-  state.counters["torch_ms/step"] = torch_s * 1e3;
+  state.counters["torch_batched_ms"] = batched * 1e3;
+  state.counters["torch_looped_ms"] = looped * 1e3;
 }
 
 }  // namespace
