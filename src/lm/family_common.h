@@ -36,6 +36,19 @@ struct Layout {
   bool separate_ffn_norm = true;
 };
 
+// The rows of each of n_head heads of a Q or K matrix [n_head * hd, k] (or bias as [n, 1])
+// reordered between llama.cpp's adjacent pairs (its converter's permutation) and Hugging
+// Face's rotate-half halves. f16 / bf16 stay so; other dtypes come back f32.
+Tensor head_rows_to_rotate_half(const Tensor& w, int64_t n_head);
+Tensor head_rows_to_adjacent(const Tensor& w, int64_t n_head);
+
+// Every weight of a model under the names of `n` (an empty name for a tensor the model has is
+// an error): fused q/k/v split when split_qkv (else kept as the model holds it), Q/K rows (and
+// biases) reordered as `qk` says. The exporters write what fn receives.
+enum class QkRows { Keep, ToRotateHalf, ToAdjacent };
+void for_each_named_weight(const LmConfig& c, const LmWeights& w, const Names& n, bool split_qkv, QkRows qk,
+                           const std::function<void(const std::string&, const Tensor&)>& fn);
+
 // Reads the weights (shapes checked against the config); 1-D tensors become f32.
 LmWeights load_weights(const Source& s, const Names& n, const LmConfig& c, const Layout& l);
 

@@ -1,5 +1,6 @@
 // Loading a decoder's weights from any Source under any Names (see family_common.h).
 #include <cstdio>
+#include <cstring>
 
 #include "family_common.h"
 #include "ocellus/core/error.h"
@@ -33,6 +34,68 @@ Names hf_llama_names() {
   n.gate = "model.layers.%d.mlp.gate_proj.weight", n.up = "model.layers.%d.mlp.up_proj.weight";
   n.down = "model.layers.%d.mlp.down_proj.weight";
   return n;
+}
+
+namespace {
+Tensor permute_head_rows(const Tensor& w, int64_t n_head, bool to_adjacent) {
+  const DType dt = w.dtype();
+  const Tensor src = w.to(DType::F32).contiguous();
+  Tensor out = Tensor::empty(w.shape());
+  const int64_t rows = w.dim(0), cols = w.dim(1), hd = rows / n_head;
+  for (int64_t h = 0; h < n_head; ++h)
+    for (int64_t i = 0; i < hd / 2; ++i)
+      for (int64_t s = 0; s < 2; ++s) {
+        const int64_t adjacent = h * hd + 2 * i + s, half = h * hd + s * hd / 2 + i;
+        std::memcpy(out.data<float>() + (to_adjacent ? adjacent : half) * cols,
+                    src.data<float>() + (to_adjacent ? half : adjacent) * cols, size_t(cols) * sizeof(float));
+      }
+  return dt == DType::F16 || dt == DType::BF16 ? out.to(dt) : out;
+}
+}  // namespace
+
+Tensor head_rows_to_rotate_half(const Tensor& w, int64_t n_head) { return permute_head_rows(w, n_head, false); }
+Tensor head_rows_to_adjacent(const Tensor& w, int64_t n_head) { return permute_head_rows(w, n_head, true); }
+
+void for_each_named_weight(const LmConfig& c, const LmWeights& w, const Names& n, bool split_qkv, QkRows qk,
+                           const std::function<void(const std::string&, const Tensor&)>& fn) {
+  auto emit = [&](const std::string& pattern, int i, const Tensor& t) {
+    if (!t.defined()) return;
+    OCELLUS_CHECK(!pattern.empty(), "lm: ", c.arch, " has a tensor this layout cannot name");
+    fn(i < 0 ? pattern : io::gguf::name(pattern.c_str(), i), t.contiguous());
+  };
+  auto reorder = [&](const Tensor& t, int64_t heads) {
+    if (!t.defined() || qk == QkRows::Keep) return t;
+    const bool bias = t.ndim() == 1;
+    const Tensor m = bias ? t.reshape({t.dim(0), 1}) : t;
+    const Tensor r = qk == QkRows::ToAdjacent ? head_rows_to_adjacent(m, heads) : head_rows_to_rotate_half(m, heads);
+    return bias ? r.reshape({t.dim(0)}) : r;
+  };
+  emit(n.tok_embd, -1, w.token_embd);
+  const int64_t q = c.n_head * c.head_dim, kv = c.n_head_kv * c.head_dim;
+  for (int i = 0; i < int(w.layers.size()); ++i) {
+    const LayerWeights& L = w.layers[size_t(i)];
+    emit(n.attn_norm, i, L.attn_norm), emit(n.attn_norm_b, i, L.attn_norm_b);
+    if (L.wqkv.tensor().defined() && !split_qkv) {
+      emit(n.qkv, i, L.wqkv.tensor()), emit(n.qkv_b, i, L.bqkv);
+    } else {
+      Tensor wq = L.wq.tensor(), wk = L.wk.tensor(), wv = L.wv.tensor(), bq = L.bq, bk = L.bk, bv = L.bv;
+      if (L.wqkv.tensor().defined()) {
+        const Tensor f = L.wqkv.tensor();
+        wq = f.slice(0, 0, q), wk = f.slice(0, q, q + kv), wv = f.slice(0, q + kv, q + 2 * kv);
+        if (L.bqkv.defined()) bq = L.bqkv.slice(0, 0, q), bk = L.bqkv.slice(0, q, q + kv), bv = L.bqkv.slice(0, q + kv, q + 2 * kv);
+      }
+      emit(n.q, i, reorder(wq.contiguous(), c.n_head)), emit(n.q_b, i, reorder(bq.defined() ? bq.contiguous() : bq, c.n_head));
+      emit(n.k, i, reorder(wk.contiguous(), c.n_head_kv)), emit(n.k_b, i, reorder(bk.defined() ? bk.contiguous() : bk, c.n_head_kv));
+      emit(n.v, i, wv), emit(n.v_b, i, bv);
+    }
+    emit(n.o, i, L.wo.tensor()), emit(n.o_b, i, L.bo);
+    emit(n.ffn_norm, i, L.ffn_norm), emit(n.ffn_norm_b, i, L.ffn_norm_b);
+    emit(n.gate, i, L.w_gate.tensor()), emit(n.up, i, L.w_up.tensor()), emit(n.up_b, i, L.b_up);
+    emit(n.down, i, L.w_down.tensor()), emit(n.down_b, i, L.b_down);
+  }
+  emit(n.out_norm, -1, w.out_norm), emit(n.out_norm_b, -1, w.out_norm_b);
+  if (w.output.tensor().raw() != w.token_embd.raw()) emit(n.output, -1, w.output.tensor());
+  emit(n.output_b, -1, w.output_b);
 }
 
 Names hf_phi2_names() {
