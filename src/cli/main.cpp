@@ -25,6 +25,7 @@
 #include "ocellus/text/tokenizer.h"
 #include "ocellus/train/data.h"
 #include "ocellus/train/dist.h"
+#include "ocellus/train/fashion_vqa.h"
 #include "ocellus/train/feature_cache.h"
 #include "ocellus/train/trainer.h"
 
@@ -432,6 +433,24 @@ int main(int argc, char** argv) {
     }, ca_hidden);
     std::fprintf(stderr, "\n");
     std::printf("wrote %s: %lld distinct images (%zu records)\n", ca_out.c_str(), (long long)n, paths.size());
+  });
+
+  auto* data = app.add_subcommand("data", "Build training data");
+  data->require_subcommand(1);
+  auto* fashion = data->add_subcommand("fashion-vqa", "Scenes of Fashion-MNIST photos (Debian's dataset-fashion-mnist) with captions, "
+                                       "instruction conversations and evaluation questions");
+  ocellus::train::FashionVqaOptions fo;
+  fashion->add_option("-o,--output", fo.out, "Output folder")->required();
+  fashion->add_option("--source", fo.source, "Folder of the IDX files")->capture_default_str();
+  fashion->add_option("--train-scenes", fo.train_scenes, "Scenes from the 60k training photos")->capture_default_str();
+  fashion->add_option("--test-scenes", fo.test_scenes, "Scenes from the 10k test photos")->capture_default_str();
+  fashion->add_option("--grid", fo.grid, "Cells per side (2 or 3)")->capture_default_str();
+  fashion->add_option("--max-items", fo.max_items, "Items per scene at most")->capture_default_str();
+  fashion->add_option("--seed", fo.seed, "Random seed")->capture_default_str();
+  fashion->callback([&] {
+    const auto st = ocellus::train::build_fashion_vqa(fo);
+    std::printf("wrote %s: %lld training scenes, %lld test scenes, %lld evaluation questions\n", fo.out.c_str(),
+                (long long)st.train_scenes, (long long)st.test_scenes, (long long)st.eval_questions);
   });
 
   auto* train = app.add_subcommand("train", "Train a VLM stage from a recipe (JSON): connector pretraining or fine-tuning");

@@ -1,0 +1,45 @@
+#pragma once
+// `ocellus data fashion-vqa`: a visual question-answering dataset built from Debian's
+// dataset-fashion-mnist (70,000 real 28x28 grayscale product photos, 10 classes, the standard
+// 60k / 10k split). Each scene places 1-4 items on a grid of 28-pixel cells; from it come a
+// caption ("a sneaker in the top left and a bag in the bottom right"), a multi-turn instruction
+// conversation (what is in a cell, where an item is, how many of a kind, yes/no questions about
+// present and absent items with adversarial negatives from look-alike classes, a description),
+// and evaluation questions with their category. Training scenes use only the 60k training
+// photos, evaluation scenes only the 10k test photos. Deterministic in the seed; images are PNG
+// files beside LLaVA-format JSON, readable by other tools.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace ocellus::train {
+
+// The photos and labels of one split (IDX files, gzipped or not).
+struct FashionSplit {
+  int64_t n = 0;
+  std::vector<uint8_t> pixels;  // [n, 28, 28]
+  std::vector<uint8_t> labels;  // [n], 0..9
+};
+FashionSplit read_fashion_split(const std::string& images_idx, const std::string& labels_idx);
+
+const std::vector<std::string>& fashion_class_names();  // "t-shirt", "trouser", ... "ankle boot"
+
+struct FashionVqaOptions {
+  std::string source = "/usr/share/datasets/fashion-mnist";
+  std::string out;
+  int64_t train_scenes = 20000, test_scenes = 1000;
+  int grid = 2;          // cells per side (2: top left ... bottom right; 3 adds middle / centre)
+  int max_items = 4;
+  uint64_t seed = 1;
+};
+
+struct FashionVqaStats {
+  int64_t train_scenes = 0, test_scenes = 0, eval_questions = 0;
+};
+
+// Writes out/images/{train,test}/NNNNNN.png, out/train_captions.json, out/train_instruct.json
+// (LLaVA conversations), out/test_captions.json, out/test_instruct.json and out/test_eval.json
+// ([{question_id, image, question, answer, category}]).
+FashionVqaStats build_fashion_vqa(const FashionVqaOptions& o);
+
+}  // namespace ocellus::train

@@ -1,0 +1,216 @@
+#include "ocellus/train/fashion_vqa.h"
+
+#include <zlib.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <random>
+
+#include <nlohmann/json.hpp>
+
+#include "ocellus/core/error.h"
+#include "ocellus/io/file.h"
+#include "ocellus/io/image.h"
+
+namespace ocellus::train {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+// The whole file, gunzipped when it is gzip (zlib reads plain files through too).
+std::string read_maybe_gz(const std::string& path) {
+  gzFile f = gzopen(path.c_str(), "rb");
+  OCELLUS_CHECK(f != nullptr, "fashion: cannot open ", path);
+  std::string out;
+  char buf[1 << 16];
+  for (int n; (n = gzread(f, buf, sizeof(buf))) > 0;) out.append(buf, size_t(n));
+  int err = 0;
+  const char* msg = gzerror(f, &err);
+  gzclose(f);
+  OCELLUS_CHECK(err == Z_OK || err == Z_STREAM_END, "fashion: ", path, ": ", msg);
+  return out;
+}
+
+uint32_t be32(const std::string& s, size_t at) {
+  return (uint32_t(uint8_t(s[at])) << 24) | (uint32_t(uint8_t(s[at + 1])) << 16) | (uint32_t(uint8_t(s[at + 2])) << 8) |
+         uint32_t(uint8_t(s[at + 3]));
+}
+
+// Word for a cell of a grid: "top left", "middle", ...
+std::string cell_name(int cell, int grid) {
+  const int r = cell / grid, c = cell % grid;
+  const char* rows2[] = {"top", "bottom"};
+  const char* cols2[] = {"left", "right"};
+  const char* rows3[] = {"top", "middle", "bottom"};
+  const char* cols3[] = {"left", "centre", "right"};
+  if (grid == 2) return std::string(rows2[r]) + " " + cols2[c];
+  if (r == 1 && c == 1) return "middle";
+  return std::string(rows3[r]) + " " + cols3[c];
+}
+
+std::string article(const std::string& noun) {
+  return (std::string("aeiou").find(noun[0]) != std::string::npos ? "an " : "a ") + noun;
+}
+
+std::string plural(const std::string& noun) { return noun + (noun.back() == 's' ? "es" : "s"); }
+
+// Classes that look alike: the adversarial negatives of yes/no questions.
+const std::vector<std::vector<int>>& look_alikes() {
+  static const std::vector<std::vector<int>> g = {{0, 2, 4, 6},  // t-shirt, pullover, coat, shirt
+                                                  {1, 3},        // trouser, dress
+                                                  {5, 7, 9},     // sandal, sneaker, ankle boot
+                                                  {8}};          // bag
+  return g;
+}
+
+struct Scene {
+  std::vector<int> item_of_cell;  // photo index per cell, -1 empty
+  std::vector<int> class_of_cell;
+};
+
+std::string caption(const Scene& s, int grid) {
+  std::vector<std::string> parts;
+  for (size_t c = 0; c < s.class_of_cell.size(); ++c)
+    if (s.class_of_cell[c] >= 0)
+      parts.push_back(article(fashion_class_names()[size_t(s.class_of_cell[c])]) + " in the " + cell_name(int(c), grid));
+  std::string out;
+  for (size_t i = 0; i < parts.size(); ++i) out += (i == 0 ? "" : i + 1 == parts.size() ? " and " : ", ") + parts[i];
+  return out;
+}
+
+}  // namespace
+
+const std::vector<std::string>& fashion_class_names() {
+  static const std::vector<std::string> n = {"t-shirt", "trouser", "pullover", "dress", "coat",
+                                             "sandal", "shirt", "sneaker", "bag", "ankle boot"};
+  return n;
+}
+
+FashionSplit read_fashion_split(const std::string& images_idx, const std::string& labels_idx) {
+  const std::string im = read_maybe_gz(images_idx), lb = read_maybe_gz(labels_idx);
+  OCELLUS_CHECK(im.size() >= 16 && be32(im, 0) == 0x803, "fashion: ", images_idx, ": not an IDX image file (magic 0x803)");
+  OCELLUS_CHECK(lb.size() >= 8 && be32(lb, 0) == 0x801, "fashion: ", labels_idx, ": not an IDX label file (magic 0x801)");
+  FashionSplit s;
+  s.n = be32(im, 4);
+  OCELLUS_CHECK(be32(im, 8) == 28 && be32(im, 12) == 28, "fashion: ", images_idx, ": images are not 28x28");
+  OCELLUS_CHECK(int64_t(be32(lb, 4)) == s.n, "fashion: ", s.n, " images but ", be32(lb, 4), " labels");
+  OCELLUS_CHECK(im.size() == 16 + size_t(s.n) * 784 && lb.size() == 8 + size_t(s.n), "fashion: ", images_idx,
+                ": truncated (", im.size(), " bytes for ", s.n, " images)");
+  s.pixels.assign(im.begin() + 16, im.end());
+  s.labels.assign(lb.begin() + 8, lb.end());
+  for (uint8_t l : s.labels) OCELLUS_CHECK(l < 10, "fashion: ", labels_idx, ": label ", int(l), " outside 0..9");
+  return s;
+}
+
+FashionVqaStats build_fashion_vqa(const FashionVqaOptions& o) {
+  OCELLUS_CHECK(o.grid == 2 || o.grid == 3, "fashion: grid must be 2 or 3");
+  OCELLUS_CHECK(o.max_items >= 1 && o.max_items <= o.grid * o.grid, "fashion: max_items must lie in 1..", o.grid * o.grid);
+  OCELLUS_CHECK(!o.out.empty(), "fashion: no output folder");
+  const FashionSplit train = read_fashion_split(o.source + "/train-images-idx3-ubyte.gz", o.source + "/train-labels-idx1-ubyte.gz");
+  const FashionSplit test = read_fashion_split(o.source + "/t10k-images-idx3-ubyte.gz", o.source + "/t10k-labels-idx1-ubyte.gz");
+  const auto& names = fashion_class_names();
+  const int cells = o.grid * o.grid, side = 28 * o.grid;
+  FashionVqaStats st;
+  for (const bool is_train : {true, false}) {
+    const FashionSplit& split = is_train ? train : test;
+    const int64_t n_scenes = is_train ? o.train_scenes : o.test_scenes;
+    const std::string tag = is_train ? "train" : "test";
+    fs::create_directories(o.out + "/images/" + tag);
+    std::mt19937_64 rng(o.seed * 1000003ull + (is_train ? 1 : 2));
+    auto uniform = [&](uint64_t n) { return int(rng() % n); };
+    json captions = json::array(), instruct = json::array(), eval = json::array();
+    for (int64_t k = 0; k < n_scenes; ++k) {
+      Scene s{std::vector<int>(size_t(cells), -1), std::vector<int>(size_t(cells), -1)};
+      const int n_items = 1 + uniform(uint64_t(o.max_items));
+      std::vector<int> order(static_cast<size_t>(cells));
+      for (int c = 0; c < cells; ++c) order[size_t(c)] = c;
+      for (int i = cells - 1; i > 0; --i) std::swap(order[size_t(i)], order[size_t(uniform(uint64_t(i + 1)))]);
+      for (int i = 0; i < n_items; ++i) {
+        const int photo = uniform(uint64_t(split.n));
+        s.item_of_cell[size_t(order[size_t(i)])] = photo;
+        s.class_of_cell[size_t(order[size_t(i)])] = split.labels[size_t(photo)];
+      }
+      // The picture: photos in their cells on black, as RGB.
+      io::ImageRgb8 img;
+      img.width = img.height = side;
+      img.rgb.assign(size_t(side * side * 3), 0);
+      for (int c = 0; c < cells; ++c) {
+        const int p = s.item_of_cell[size_t(c)];
+        if (p < 0) continue;
+        const int y0 = (c / o.grid) * 28, x0 = (c % o.grid) * 28;
+        for (int y = 0; y < 28; ++y)
+          for (int x = 0; x < 28; ++x)
+            for (int ch = 0; ch < 3; ++ch)
+              img.rgb[size_t(((y0 + y) * side + x0 + x) * 3 + ch)] = split.pixels[size_t(p) * 784 + size_t(y * 28 + x)];
+      }
+      char file[64];
+      std::snprintf(file, sizeof(file), "images/%s/%06lld.png", tag.c_str(), static_cast<long long>(k));
+      io::save_png(o.out + "/" + file, img);
+      const std::string id = tag + "-" + std::to_string(k), cap = caption(s, o.grid);
+      captions.push_back({{"id", id}, {"image", file},
+                          {"conversations", {{{"from", "human"}, {"value", "<image>\nDescribe the picture briefly."}},
+                                             {{"from", "gpt"}, {"value", cap}}}}});
+      // Questions of each kind, with their answers.
+      std::vector<std::pair<std::string, std::string>> qa;
+      std::vector<std::string> cats;
+      auto ask = [&](const std::string& q, const std::string& a, const char* cat) { qa.push_back({q, a}), cats.push_back(cat); };
+      const int cell = uniform(uint64_t(cells));
+      ask("What is in the " + cell_name(cell, o.grid) + " cell?",
+          s.class_of_cell[size_t(cell)] < 0 ? "nothing" : names[size_t(s.class_of_cell[size_t(cell)])], "identity");
+      std::vector<int> counts(10, 0);
+      for (int c : s.class_of_cell)
+        if (c >= 0) ++counts[size_t(c)];
+      std::vector<int> unique;
+      for (int c = 0; c < 10; ++c)
+        if (counts[size_t(c)] == 1) unique.push_back(c);
+      if (!unique.empty()) {
+        const int c = unique[size_t(uniform(unique.size()))];
+        int where = 0;
+        while (s.class_of_cell[size_t(where)] != c) ++where;
+        ask("Where is the " + names[size_t(c)] + "?", cell_name(where, o.grid), "position");
+      }
+      const int counted = uniform(2) == 0 ? s.class_of_cell[size_t(order[0])] : uniform(10);
+      ask("How many " + plural(names[size_t(counted)]) + " are there?", std::to_string(counts[size_t(counted)]), "counting");
+      // POPE: a present class, and an absent one (adversarial: a look-alike of a present one when possible).
+      const int present = s.class_of_cell[size_t(order[size_t(uniform(uint64_t(n_items)))])];
+      std::vector<int> absent_alike, absent_any;
+      for (const auto& group : look_alikes())
+        if (std::find(group.begin(), group.end(), present) != group.end())
+          for (int c : group)
+            if (counts[size_t(c)] == 0) absent_alike.push_back(c);
+      for (int c = 0; c < 10; ++c)
+        if (counts[size_t(c)] == 0) absent_any.push_back(c);
+      const std::vector<int>& pool = !absent_alike.empty() ? absent_alike : absent_any;
+      std::vector<std::pair<std::string, std::string>> yn = {{names[size_t(present)], "yes"}};
+      if (!pool.empty()) yn.push_back({names[size_t(pool[size_t(uniform(pool.size()))])], "no"});
+      if (uniform(2) == 1 && yn.size() == 2) std::swap(yn[0], yn[1]);
+      for (const auto& [noun, a] : yn) ask("Is there " + article(noun) + " in the picture?", a, "yes/no");
+      ask("Describe the picture.", cap, "description");
+      // Training: one multi-turn conversation; evaluation: one record per question.
+      json conv = json::array();
+      for (size_t i = 0; i < qa.size(); ++i) {
+        conv.push_back({{"from", "human"}, {"value", (i == 0 ? "<image>\n" : "") + qa[i].first + (cats[i] == "description" ? "" : " Answer briefly.")}});
+        conv.push_back({{"from", "gpt"}, {"value", qa[i].second}});
+      }
+      instruct.push_back({{"id", id}, {"image", file}, {"conversations", conv}});
+      if (!is_train)
+        for (size_t i = 0; i < qa.size(); ++i, ++st.eval_questions)
+          eval.push_back({{"question_id", id + "-" + std::to_string(i)}, {"image", file},
+                          {"question", qa[i].first + (cats[i] == "description" ? "" : " Answer briefly.")},
+                          {"answer", qa[i].second}, {"category", cats[i]}});
+    }
+    auto write = [&](const std::string& name, const json& j) {
+      const std::string text = j.dump(1) + "\n", path = o.out + "/" + name;
+      io::write_file_atomically(path, [&](std::FILE* f) { io::write_bytes(f, text.data(), text.size(), path); });
+    };
+    write(tag + "_captions.json", captions);
+    write(tag + "_instruct.json", instruct);
+    if (!is_train) write("test_eval.json", eval);
+    (is_train ? st.train_scenes : st.test_scenes) = n_scenes;
+  }
+  return st;
+}
+
+}  // namespace ocellus::train

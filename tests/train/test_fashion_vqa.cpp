@@ -1,0 +1,112 @@
+// The Fashion-MNIST VQA builder on small IDX files written here (gzipped, as Debian ships
+// them): training scenes use only training photos and test scenes only test photos, the
+// captions name what the pictures show, answers agree with the scenes, the JSON reads as LLaVA
+// records, and the same seed gives the same files.
+#include <zlib.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+#include "ocellus/core/error.h"
+#include "ocellus/io/image.h"
+#include "ocellus/train/data.h"
+#include "ocellus/train/fashion_vqa.h"
+#include "testutil.h"
+
+using namespace ocellus;
+namespace fs = std::filesystem;
+
+namespace {
+
+void be32(std::string& s, uint32_t v) {
+  for (int k = 3; k >= 0; --k) s.push_back(char((v >> (8 * k)) & 0xff));
+}
+
+// n photos, photo i of class i % 10, every pixel `value` (train and test differ).
+void write_split(const std::string& dir, const std::string& prefix, int n, uint8_t value) {
+  std::string im, lb;
+  be32(im, 0x803), be32(im, uint32_t(n)), be32(im, 28), be32(im, 28);
+  be32(lb, 0x801), be32(lb, uint32_t(n));
+  for (int i = 0; i < n; ++i) {
+    im.append(784, char(value));
+    lb.push_back(char(i % 10));
+  }
+  for (const auto& [name, bytes] : {std::pair{prefix + "-images-idx3-ubyte.gz", im}, std::pair{prefix + "-labels-idx1-ubyte.gz", lb}}) {
+    gzFile f = gzopen((dir + "/" + name).c_str(), "wb");
+    ASSERT_TRUE(f != nullptr);
+    ASSERT_EQ(gzwrite(f, bytes.data(), unsigned(bytes.size())), int(bytes.size()));
+    gzclose(f);
+  }
+}
+
+}  // namespace
+
+TEST(FashionVqa, ScenesQuestionsAndSplits) {
+  const std::string root = test::temp_path("fashion");
+  fs::remove_all(root);
+  fs::create_directories(root + "/src");
+  write_split(root + "/src", "train", 50, 100);
+  write_split(root + "/src", "t10k", 20, 200);
+  train::FashionVqaOptions o;
+  o.source = root + "/src", o.out = root + "/a", o.train_scenes = 40, o.test_scenes = 12, o.seed = 7;
+  const train::FashionVqaStats st = train::build_fashion_vqa(o);
+  EXPECT_EQ(st.train_scenes, 40);
+  EXPECT_EQ(st.test_scenes, 12);
+  const auto& names = train::fashion_class_names();
+  for (const char* tag : {"train", "test"}) {
+    const uint8_t value = std::string(tag) == "train" ? 100 : 200;
+    std::vector<std::string> skipped;
+    const auto recs = train::read_llava_json(root + "/a/" + tag + "_instruct.json", train::OnBad::Fail, &skipped);
+    const auto caps = train::read_llava_json(root + "/a/" + tag + "_captions.json", train::OnBad::Fail, &skipped);
+    ASSERT_EQ(recs.size(), std::string(tag) == "train" ? 40u : 12u);
+    for (size_t k = 0; k < recs.size(); ++k) {
+      // The picture: 56x56, each 28-px cell all `value` (an item) or all 0 (empty).
+      const io::ImageRgb8 img = io::load_image(root + "/a/" + recs[k].image);
+      ASSERT_EQ(img.width, 56);
+      std::set<std::string> filled;
+      const char* cellnames[] = {"top left", "top right", "bottom left", "bottom right"};
+      for (int c = 0; c < 4; ++c) {
+        const uint8_t v = img.at((c / 2) * 28 + 14, (c % 2) * 28 + 14, 0);
+        EXPECT_TRUE(v == 0 || v == value) << tag << " scene " << k << ": a photo of the other split";
+        if (v) filled.insert(cellnames[c]);
+      }
+      // The caption names exactly the filled cells.
+      const std::string cap = caps[k].messages.back().content;
+      for (const char* cn : cellnames)
+        EXPECT_EQ(cap.find(std::string("in the ") + cn) != std::string::npos, filled.count(cn) == 1) << cap;
+      // Counting answers agree with the caption.
+      const auto& m = recs[k].messages;
+      for (size_t i = 0; i + 1 < m.size(); i += 2) {
+        const std::string& q = m[i].content;
+        if (q.find("How many ") == std::string::npos) continue;
+        int want = 0;
+        for (const auto& n : names) {
+          const std::string pl = n + (n.back() == 's' ? "es" : "s");
+          if (q.find("How many " + pl + " ") == std::string::npos) continue;
+          for (size_t at = 0; (at = cap.find(" " + n + " in the", at)) != std::string::npos; ++at) ++want;
+        }
+        EXPECT_EQ(m[i + 1].content, std::to_string(want)) << q << " / " << cap;
+      }
+      EXPECT_EQ(m.back().content, cap);  // the description is the caption
+    }
+  }
+  // Evaluation questions: every category present.
+  std::ifstream ev(root + "/a/test_eval.json");
+  const nlohmann::json e = nlohmann::json::parse(ev);
+  std::map<std::string, int> cats;
+  for (const auto& q : e) ++cats[q["category"].get<std::string>()];
+  for (const char* c : {"identity", "position", "counting", "yes/no", "description"}) EXPECT_GT(cats[c], 0) << c;
+  // Deterministic in the seed.
+  o.out = root + "/b";
+  train::build_fashion_vqa(o);
+  EXPECT_EQ(test::read_file(root + "/a/train_instruct.json"), test::read_file(root + "/b/train_instruct.json"));
+  EXPECT_EQ(test::read_file(root + "/a/images/test/000003.png"), test::read_file(root + "/b/images/test/000003.png"));
+  // A damaged source is a clear error.
+  std::ofstream(root + "/src/t10k-labels-idx1-ubyte.gz") << "garbage";
+  EXPECT_THROW(train::build_fashion_vqa(o), Error);
+  fs::remove_all(root);
+}
