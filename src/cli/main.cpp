@@ -12,6 +12,7 @@
 #include <iostream>
 
 #include "ocellus/core/cpu.h"
+#include "ocellus/eval/eval.h"
 #include "ocellus/core/threads.h"
 #include "ocellus/io/inspect.h"
 #include "ocellus/io/file.h"
@@ -451,6 +452,41 @@ int main(int argc, char** argv) {
     const auto st = ocellus::train::build_fashion_vqa(fo);
     std::printf("wrote %s: %lld training scenes, %lld test scenes, %lld evaluation questions\n", fo.out.c_str(),
                 (long long)st.train_scenes, (long long)st.test_scenes, (long long)st.eval_questions);
+  });
+
+  auto* ev = app.add_subcommand("eval", "Answer an evaluation file's questions greedily and score them (per category, POPE yes/no, "
+                                "multiple choice)");
+  std::string ev_model, ev_mmproj, ev_questions, ev_images, ev_out, ev_template;
+  int32_t ev_max = 16;
+  int64_t ev_limit = 0;
+  ev->add_option("-m,--model", ev_model, "Text model GGUF (with --mmproj) or a Hugging Face LLaVA-style folder")->required();
+  ev->add_option("--mmproj", ev_mmproj, "Vision projector (mmproj GGUF)");
+  ev->add_option("--questions", ev_questions, "Evaluation JSON: [{question_id, image, question, answer, category, choices?}]")->required();
+  ev->add_option("--images", ev_images, "Folder the image paths are relative to");
+  ev->add_option("-o,--output", ev_out, "Write the report and every answer as JSON");
+  ev->add_option("--max-tokens", ev_max, "Tokens per answer at most")->capture_default_str();
+  ev->add_option("--limit", ev_limit, "Only the first N questions (0: all)");
+  ev->add_option("--chat-template", ev_template, "llama2, llama3, vicuna, chatml, phi2 (default: from the model)");
+  ev->callback([&] {
+    ocellus::set_num_threads(threads);
+    auto qs = ocellus::eval::read_questions(ev_questions);
+    if (ev_limit > 0 && int64_t(qs.size()) > ev_limit) qs.resize(size_t(ev_limit));
+    const ocellus::model::Vlm v = ocellus::model::load_vlm(ev_model, ev_mmproj);
+    VlmOptions vo;
+    vo.model = ev_model, vo.chat_template = ev_template;
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto answers = ocellus::eval::answer_all(v, qs, ev_images, vo.resolve_template(v.tok), ev_max, [&](int64_t done, int64_t total) {
+      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      std::fprintf(stderr, "\reval: %lld/%lld questions, %.1f questions/s   ", (long long)done, (long long)total, double(done) / std::max(1e-9, s));
+    });
+    std::fprintf(stderr, "\n");
+    const auto rep = ocellus::eval::score(qs, answers);
+    std::printf("%s", ocellus::eval::format_table(rep).c_str());
+    if (!ev_out.empty()) {
+      const std::string j = ocellus::eval::report_json(rep, qs, answers);
+      ocellus::io::write_file_atomically(ev_out, [&](std::FILE* f) { ocellus::io::write_bytes(f, j.data(), j.size(), ev_out); });
+      std::printf("wrote %s\n", ev_out.c_str());
+    }
   });
 
   auto* train = app.add_subcommand("train", "Train a VLM stage from a recipe (JSON): connector pretraining or fine-tuning");
