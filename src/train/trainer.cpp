@@ -41,7 +41,7 @@ Recipe parse_recipe(const std::string& text, const std::string& path) {
   static const std::set<std::string> kKeys = {
       "base", "data", "images", "cache", "chat_template", "skip_bad_records", "trainable", "groups", "lr",
       "weight_decay", "beta1", "beta2", "eps", "clip", "warmup", "min_lr_ratio", "steps", "batch", "max_len",
-      "seed", "out", "checkpoint_every", "keep", "lora", "tower_from"};
+      "seed", "out", "checkpoint_every", "keep", "lora", "tower_from", "micro_batch_tokens"};
   for (const auto& [k, v] : j.items())
     OCELLUS_CHECK(kKeys.count(k), "recipe: ", path, ": unknown key '", k, "'");
   Recipe r;
@@ -86,6 +86,7 @@ Recipe parse_recipe(const std::string& text, const std::string& path) {
   r.max_len = int64_t(num("max_len", double(r.max_len), 1, 1e7)), r.seed = uint64_t(num("seed", 1, 0, 1e18));
   r.checkpoint_every = int64_t(num("checkpoint_every", 0, 0, 1e9)), r.keep = int64_t(num("keep", 2, 1, 1e6));
   r.tower_from = int64_t(num("tower_from", -1, -1, 1e4));
+  r.micro_batch_tokens = int64_t(num("micro_batch_tokens", double(r.micro_batch_tokens), 1, 1e9));
   if (j.contains("lora")) {
     const json& l = j["lora"];
     OCELLUS_CHECK(l.is_object(), "recipe: ", path, ": 'lora' must be an object {rank, alpha, targets}");
@@ -381,9 +382,10 @@ TrainResult run_recipe(const Recipe& r, bool resume, const std::function<void(co
       counted += samples[i].counted;
       if (j % D.size == D.rank) idx.push_back(i);
     }
-    // Micro-batches of up to kTokenBudget tokens run as one stacked pass each; each weighted by
-    // its share of the counted tokens, so the gradient is that of the batch's token mean.
-    constexpr int64_t kTokenBudget = 4096;
+    // Micro-batches of up to micro_batch_tokens tokens run as one stacked pass each (gradient
+    // accumulation); each weighted by its share of the counted tokens, so the gradient is that
+    // of the batch's token mean whatever the split.
+    const int64_t kTokenBudget = r.micro_batch_tokens;
     double loss = 0;
     for (size_t at = 0; at < idx.size();) {
       std::vector<model::TrainSample> micro;

@@ -292,6 +292,11 @@ TEST(Trainer, TwoProcessesGiveTheLossesOfOne) {
   for (const char* f : {"red", "green", "blue", "yellow"}) paths.push_back(w.images + "/" + f + ".png");
   train::build_feature_cache(vm->tower(), paths, w.cache);
   const train::TrainResult one = train::run_recipe(train::read_recipe(w.recipe("one", w.root + "/one")), false);
+  // Gradient accumulation (one sequence per pass) gives the same losses too.
+  const train::TrainResult acc =
+      train::run_recipe(train::read_recipe(w.recipe("acc", w.root + "/acc", {{"micro_batch_tokens", 1}})), false);
+  ASSERT_EQ(acc.losses.size(), one.losses.size());
+  for (size_t i = 0; i < acc.losses.size(); ++i) EXPECT_NEAR(acc.losses[i], one.losses[i], 1e-4 * one.losses[i]) << i;
   const std::string cmd = "mpirun --allow-run-as-root --oversubscribe -np 2 " + std::string(OCELLUS_CLI) + " train --recipe " +
                           w.recipe("two", w.root + "/two") + " > " + w.root + "/two.log 2>&1";
   ASSERT_EQ(std::system(cmd.c_str()), 0) << test::read_file(w.root + "/two.log");

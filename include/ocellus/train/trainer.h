@@ -38,6 +38,7 @@ struct Recipe {
   int64_t warmup = 0;
   double min_lr_ratio = 0.0;
   int64_t steps = 100, batch = 4, max_len = 512;
+  int64_t micro_batch_tokens = 4096;  // tokens per stacked pass; a batch beyond it accumulates gradients
   uint64_t seed = 1;
   std::string out;                  // output folder: checkpoints/, metrics.jsonl, loss.png, model/
   int64_t checkpoint_every = 0;     // steps between checkpoints (0: only the last)
