@@ -311,6 +311,34 @@ TEST(Trainer, TwoProcessesGiveTheLossesOfOne) {
   EXPECT_TRUE(fs::exists(w.root + "/two/model/model.safetensors"));
 }
 
+TEST(Trainer, KilledMidRunLeavesALoadableLatestCheckpoint) {
+  World w;
+  const auto vm = model::load_hf_vision(w.base);
+  std::vector<std::string> paths;
+  for (const char* f : {"red", "green", "blue", "yellow"}) paths.push_back(w.images + "/" + f + ".png");
+  train::build_feature_cache(vm->tower(), paths, w.cache);
+  // A checkpoint every step, and the process killed (SIGKILL) at several moments.
+  const std::string rp = w.recipe("kill", w.root + "/kill", {{"steps", 400}, {"checkpoint_every", 1}, {"keep", 2}});
+  int checked = 0;
+  for (const char* after : {"0.4", "0.7", "1.0", "1.3", "1.6"}) {
+    const std::string cmd = std::string("timeout -s KILL ") + after + " " + OCELLUS_CLI + " train --recipe " + rp +
+                            (checked ? " --resume" : "") + " > /dev/null 2>&1";
+    std::system(cmd.c_str());
+    const std::string latest = w.root + "/kill/checkpoints/latest";
+    if (!fs::exists(latest)) continue;
+    const std::string dir = w.root + "/kill/checkpoints/" + test::read_file(latest);
+    // Every file of the checkpoint `latest` names is whole.
+    EXPECT_NO_THROW(io::SafetensorsFile::open(dir + "/model.safetensors")) << dir;
+    EXPECT_NO_THROW(io::SafetensorsFile::open(dir + "/optimizer.safetensors")) << dir;
+    EXPECT_FALSE(nlohmann::json::parse(test::read_file(dir + "/trainer.json"), nullptr, false).is_discarded()) << dir;
+    ++checked;
+  }
+  EXPECT_GE(checked, 3);
+  // And the run resumes from it.
+  const train::TrainResult r = train::run_recipe(train::read_recipe(rp), true, {}, 1);
+  EXPECT_GT(r.first_step, 0);
+}
+
 TEST(Trainer, DataErrorsNameTheRecord) {
   const std::string j = R"([{"id": 1, "conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "yo"}]},
                             {"id": 2, "conversations": [{"from": "alien", "value": "x"}]}])";
