@@ -335,8 +335,10 @@ int main(int argc, char** argv) {
       for (size_t i = 0; i < rows.size(); ++i) marks += "<image>\n";
       user = marks + user;
     }
-    const std::string text = ocellus::text::render_chat_text(ro.resolve_template(v.tok), {{"user", user}}, true);
-    const auto sp = ocellus::model::splice_prompt(*v.lm, v.tok, text, rows, v.tok.add_bos(), "<image>", v.vision->markers());
+    const ocellus::text::ChatTemplate t = ro.resolve_template(v.tok);
+    const std::string text = ocellus::text::render_chat_text(t, {{"user", user}}, true);
+    const auto sp = ocellus::model::splice_prompt(*v.lm, v.tok, text, rows, v.tok.add_bos() && ocellus::text::bos_from_tokenizer(t),
+                                                  "<image>", v.vision->markers());
     const auto r = ocellus::lm::generate_embedded(*v.lm, v.tok, sp.embeddings, sp.ids, ro.gen, print_piece);
     std::printf("\n");
     std::fprintf(stderr, "image encode: %.1f ms; prefill: %lld tokens in %.1f ms (%.1f tokens/s); decode: %zu tokens in %.1f ms (%.1f tokens/s); stop: %s\n",
@@ -387,7 +389,8 @@ int main(int argc, char** argv) {
       try {
         // The whole conversation is rendered and prefilled again each turn (images included).
         const std::string text = ocellus::text::render_chat_text(t, history, true);
-        const auto sp = ocellus::model::splice_prompt(*v.lm, v.tok, text, rows, v.tok.add_bos(), "<image>", v.vision->markers());
+        const auto sp = ocellus::model::splice_prompt(*v.lm, v.tok, text, rows, v.tok.add_bos() && ocellus::text::bos_from_tokenizer(t),
+                                                      "<image>", v.vision->markers());
         const auto r = ocellus::lm::generate_embedded(*v.lm, v.tok, sp.embeddings, sp.ids, co.gen, print_piece);
         std::printf("\n");
         std::fprintf(stderr, "[prefill %lld tokens %.1f tokens/s; decode %zu tokens %.1f tokens/s; stop: %s]\n",

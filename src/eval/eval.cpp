@@ -225,7 +225,8 @@ std::vector<std::string> answer_all(const model::Vlm& v, const std::vector<Quest
     std::string user = "<image>\n" + q.question;
     for (size_t c = 0; c < q.choices.size(); ++c) user += "\n" + std::string(1, char('A' + c)) + ". " + q.choices[c];
     const std::string prompt = text::render_chat_text(t, {{"user", user}}, true);
-    const model::Spliced sp = model::splice_prompt(*v.lm, v.tok, prompt, {it->second}, v.tok.add_bos(), "<image>", v.vision->markers());
+    const model::Spliced sp = model::splice_prompt(*v.lm, v.tok, prompt, {it->second}, v.tok.add_bos() && text::bos_from_tokenizer(t),
+                                                  "<image>", v.vision->markers());
     const lm::GenerateResult r = lm::generate_embedded(*v.lm, v.tok, sp.embeddings, sp.ids, g);
     std::string a = r.text;
     while (!a.empty() && std::isspace(static_cast<unsigned char>(a.back()))) a.pop_back();

@@ -194,10 +194,12 @@ std::string render_chat_text(ChatTemplate t, const std::vector<Message>& message
   return s;
 }
 
+bool bos_from_tokenizer(ChatTemplate t) { return t == ChatTemplate::Vicuna || t == ChatTemplate::Phi2; }
+
 EncodedChat encode_chat(const Tokenizer& tok, ChatTemplate t, const std::vector<Message>& messages, bool gen) {
   const std::vector<ChatPiece> pieces = render_chat(t, messages, gen);
   // BOS from the tokenizer only where the template does not write it itself.
-  const bool tokenizer_bos = t == ChatTemplate::Vicuna || t == ChatTemplate::Phi2;
+  const bool tokenizer_bos = bos_from_tokenizer(t);
   EncodedChat e;
   std::string whole;
   bool at_start = true;
@@ -225,7 +227,7 @@ EncodedChat encode_chat_with_images(const Tokenizer& tok, ChatTemplate t, const 
                                     int64_t n_image_tokens, const std::string& marker) {
   OCELLUS_CHECK(n_image_tokens > 0, "chat: images need at least one token each");
   const std::vector<ChatPiece> pieces = render_chat(t, messages, false);
-  const bool tokenizer_bos = t == ChatTemplate::Vicuna || t == ChatTemplate::Phi2;
+  const bool tokenizer_bos = bos_from_tokenizer(t);
   // The text between images is one chunk, tokenized on its own as inference does
   // (model::splice_prompt); inside a chunk the pieces are tokenized one by one for the mask.
   struct Part {

@@ -2,6 +2,7 @@
 // from the fixture GGUF pair load as the same VLM: the image rows and the last logits equal those
 // of the GGUF pair run with the same exact numerics. A folder with a byte-level BPE tokenizer and
 // begin / end-of-image tokens runs through `ocellus run -m DIR`.
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 
@@ -16,6 +17,7 @@
 #include "ocellus/lm/lm.h"
 #include "ocellus/model/vlm.h"
 #include "ocellus/ops/shape.h"
+#include "ocellus/text/chat.h"
 #include "ocellus/vision/preprocess.h"
 #include "testutil.h"
 
@@ -181,6 +183,22 @@ TEST(VlmHf, BpeFolderRunsWithImageMarkers) {
   EXPECT_EQ(std::system(cmd.c_str()), 0) << test::read_file(out);
   EXPECT_NE(test::read_file(out).find("image encode:"), std::string::npos) << test::read_file(out);
   std::system(("rm -rf " + dir).c_str());
+}
+
+TEST(VlmHf, ChatPromptsCarryOneBos) {
+  // Llama 2's template writes "<s>" itself: with the vocabulary's add_bos the splice must not add
+  // another; Vicuna's relies on the tokenizer's.
+  const io::GgufFile tf = io::GgufFile::open(kPeer + "tiny-llama-f32.gguf");
+  const auto lm = lm::load_gguf(tf);
+  const text::Tokenizer tok = text::Tokenizer::from_gguf(tf);
+  ASSERT_TRUE(tok.add_bos());
+  for (text::ChatTemplate t : {text::ChatTemplate::Llama2, text::ChatTemplate::Vicuna}) {
+    const std::string prompt = text::render_chat_text(t, {{"user", "<image>\nHi"}}, true);
+    const model::Spliced sp = model::splice_prompt(*lm, tok, prompt, {test::randn({16, 64}, 1)},
+                                                   tok.add_bos() && text::bos_from_tokenizer(t));
+    EXPECT_EQ(std::count(sp.ids.begin(), sp.ids.end(), tok.bos()), 1) << text::chat_template_name(t);
+    EXPECT_EQ(sp.ids[0], tok.bos()) << text::chat_template_name(t);
+  }
 }
 
 TEST(VlmHf, FolderErrorsNameTheProblem) {

@@ -24,6 +24,11 @@ enum class ChatTemplate {
   Phi2,    // Phi-2 / TinyLLaVA (conv_phi_v0): "SYSTEM USER: ... ASSISTANT: reply<|endoftext|>"
 };
 
+// Whether a rendered conversation starts with the tokenizer's BOS (where its vocabulary adds
+// one): Vicuna and Phi-2. Llama 2 / 3 write theirs in the text; ChatML has none. Training
+// (encode_chat) and inference (the VLM splice) follow this one rule.
+bool bos_from_tokenizer(ChatTemplate t);
+
 struct Message {
   std::string role;  // "system", "user" or "assistant"
   std::string content;
