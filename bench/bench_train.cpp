@@ -95,7 +95,7 @@ model::TrainSample sample() {
 // could not run.
 std::pair<double, double> torch_step_seconds(const std::string& dir, const model::TrainSample& s) {
   nlohmann::json b = {{"ids", s.ids}, {"mask", s.mask}, {"n_features", kNf}, {"batch", kBatch},
-                      {"threads", num_threads()}, {"warmup", 1}, {"steps", 3}};
+                      {"threads", num_threads()}, {"warmup", 1}, {"steps", 8}};
   const std::string bp = dir + "/bench-batch.json", out = dir + "/bench-torch.f32";
   std::ofstream(bp) << b.dump();
   const char* py = std::getenv("OCELLUS_PYTHON");
@@ -137,4 +137,4 @@ void BM_TrainStep(benchmark::State& state) {
 
 }  // namespace
 
-BENCHMARK(BM_TrainStep)->Unit(benchmark::kMillisecond)->Iterations(4)->UseRealTime();
+BENCHMARK(BM_TrainStep)->Unit(benchmark::kMillisecond)->Iterations(10)->UseRealTime();

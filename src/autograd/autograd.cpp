@@ -88,7 +88,13 @@ void Tape::backward(const Var& loss) {
 Var matmul(const Var& x, const Var& w, const Var& b) {
   const bool r = wants({&x, &w, &b});
   Var y = result(ops::matmul(x->value, w->value, b ? &b->value : nullptr), r);
-  if (r) OCELLUS_RECORD(y, ops::matmul_backward(x->value, w->value, dy, gp(x), gp(w), gp(b)));
+  if (r)
+    OCELLUS_RECORD(y, {
+      // The first gradient to reach x is written, not added to zeros.
+      const bool fresh = x->requires_grad && !x->grad.defined();
+      if (fresh) x->grad = Tensor::empty(x->value.shape());
+      ops::matmul_backward(x->value, w->value, dy, x->requires_grad ? &x->grad : nullptr, gp(w), gp(b), fresh);
+    });
   return y;
 }
 

@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "ocellus/core/error.h"
+#include "ocellus/core/threads.h"
 #include "ocellus/core/quant.h"
 
 namespace ocellus {
@@ -221,7 +222,17 @@ Tensor Tensor::empty(const Shape& shape, DType dtype) {
 
 Tensor Tensor::zeros(const Shape& shape, DType dtype) {
   Tensor t = empty(shape, dtype);
-  std::memset(t.raw(), 0, t.nbytes());
+  // Large buffers (gradients in training) zeroed by all threads: one alone leaves the others idle.
+  const size_t n = t.nbytes(), chunk = size_t(1) << 18;
+  uint8_t* p = t.raw();
+  if (n < 4 * chunk) {
+    std::memset(p, 0, n);
+  } else {
+    parallel_for(int64_t((n + chunk - 1) / chunk), 1, [&](int64_t a, int64_t b) {
+      const size_t lo = size_t(a) * chunk, hi = std::min(n, size_t(b) * chunk);
+      std::memset(p + lo, 0, hi - lo);
+    });
+  }
   return t;
 }
 

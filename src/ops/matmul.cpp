@@ -227,7 +227,7 @@ Tensor matmul_ggml_order(const Tensor& x, const PreparedWeight& pw, const Tensor
 }
 
 void matmul_backward(const Tensor& x, const Tensor& w_in, const Tensor& dy, Tensor* dx, Tensor* dw,
-                     Tensor* db) {
+                     Tensor* db, bool dx_overwrite) {
   const Dims d = check_matmul(x, w_in, nullptr, "matmul_backward");
   detail::require_f32(dy, "matmul_backward", "dy");
   OCELLUS_CHECK(dy.shape() == out_shape(x, d.m), "matmul_backward: dy has shape ",
@@ -243,8 +243,9 @@ void matmul_backward(const Tensor& x, const Tensor& w_in, const Tensor& dy, Tens
   if (dx) {
     const Tensor w = w_in.contiguous();
     if (w.dtype() == DType::F32) {
-      sgemm(false, false, d.n, d.k, d.m, g, d.m, w.data<float>(), d.k, 1.0f, dx->data<float>(), d.k);
+      sgemm(false, false, d.n, d.k, d.m, g, d.m, w.data<float>(), d.k, dx_overwrite ? 0.0f : 1.0f, dx->data<float>(), d.k);
     } else {
+      if (dx_overwrite) std::memset(dx->raw(), 0, dx->nbytes());
       for_each_f32_tile(w, d.m, d.k, [&](int64_t j0, int64_t rows, const float* tile) {
         sgemm(false, false, d.n, d.k, rows, g + j0, d.m, tile, d.k, 1.0f, dx->data<float>(), d.k);
       });

@@ -127,3 +127,16 @@ TEST(Matmul, PreparedF16IsUnchanged) {
   Tensor x = randn({2, 64}, 22);
   EXPECT_EQ(ops::matmul(x, pw).to_vector(), ops::matmul(x, w).to_vector());
 }
+
+TEST(MatmulBackward, OverwriteIgnoresWhatDxHeld) {
+  const Tensor x = randn({5, 12}, 1), w = randn({7, 12}, 2), dy = randn({5, 7}, 3);
+  Tensor acc = Tensor::zeros({5, 12}), over = Tensor::full({5, 12}, std::nanf(""));
+  ops::matmul_backward(x, w, dy, &acc, nullptr, nullptr);
+  ops::matmul_backward(x, w, dy, &over, nullptr, nullptr, true);
+  EXPECT_LE(max_abs_diff(over, acc), 1e-6);
+  const Tensor wq = w.to(DType::F16);  // the tiled path
+  Tensor acc16 = Tensor::zeros({5, 12}), over16 = Tensor::full({5, 12}, std::nanf(""));
+  ops::matmul_backward(x, wq, dy, &acc16, nullptr, nullptr);
+  ops::matmul_backward(x, wq, dy, &over16, nullptr, nullptr, true);
+  EXPECT_LE(max_abs_diff(over16, acc16), 1e-6);
+}

@@ -60,9 +60,10 @@ inline Tensor linear(const Tensor& x, const PreparedWeight& w, const Tensor& bia
 }
 
 // Gradients of y = x · wᵀ + b, accumulated (+=) into the tensors given (any may be null):
-// dx [..., k] += dy · w;  dw [m, k] += dyᵀ · x (w must be f32);  db [m] += Σ dy.
+// dx [..., k] += dy · w (dx_overwrite: dx = dy · w, its old contents ignored);  dw [m, k] += dyᵀ · x (w must be f32);  db [m] += Σ dy.
 void matmul_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dx, Tensor* dw,
-                     Tensor* db);
+                     Tensor* db,
+                     bool dx_overwrite = false);
 
 // Rows of x below which the dot-product (matrix-vector) path is used for f16 / bf16 weights.
 constexpr int64_t kMatvecMaxRows = 8;
