@@ -18,6 +18,7 @@
 #include "ocellus/io/file.h"
 #include "ocellus/io/gguf.h"
 #include "ocellus/lm/generate.h"
+#include "ocellus/model/init.h"
 #include "ocellus/model/synth.h"
 #include "ocellus/model/vlm.h"
 #include "ocellus/text/chat.h"
@@ -455,6 +456,32 @@ int main(int argc, char** argv) {
     const auto st = ocellus::train::build_fashion_vqa(fo);
     std::printf("wrote %s: %lld training scenes, %lld test scenes, %lld evaluation questions\n", fo.out.c_str(),
                 (long long)st.train_scenes, (long long)st.test_scenes, (long long)st.eval_questions);
+  });
+
+  auto* init = app.add_subcommand("init", "Create a new random-weight VLM (llama text model, SigLIP-style tower, MLP projector) "
+                                  "as a Hugging Face LLaVA folder, for training from scratch");
+  ocellus::model::InitSpec is;
+  std::string in_tok, in_out;
+  init->add_option("-o,--output", in_out, "Output folder")->required();
+  init->add_option("--tokenizer", in_tok, "tokenizer.json (or a model / folder holding one); see train-tokenizer")->required();
+  init->add_option("--n-embd", is.n_embd, "Text model width")->capture_default_str();
+  init->add_option("--n-ff", is.n_ff, "Text model feed-forward width")->capture_default_str();
+  init->add_option("--n-layer", is.n_layer, "Text model blocks")->capture_default_str();
+  init->add_option("--n-head", is.n_head, "Attention heads")->capture_default_str();
+  init->add_option("--n-head-kv", is.n_head_kv, "Key/value heads")->capture_default_str();
+  init->add_option("--n-ctx", is.n_ctx, "Context length")->capture_default_str();
+  init->add_option("--image-size", is.image_size, "Tower input size (pixels)")->capture_default_str();
+  init->add_option("--patch-size", is.patch_size, "Patch size (pixels)")->capture_default_str();
+  init->add_option("--vision-embd", is.vision_embd, "Tower width")->capture_default_str();
+  init->add_option("--vision-ff", is.vision_ff, "Tower feed-forward width")->capture_default_str();
+  init->add_option("--vision-layers", is.vision_layers, "Tower blocks")->capture_default_str();
+  init->add_option("--vision-heads", is.vision_heads, "Tower heads")->capture_default_str();
+  init->add_option("--seed", is.seed, "Random seed")->capture_default_str();
+  init->add_option("--chat-template", is.chat_template, "chatml or vicuna (written into tokenizer_config.json)")->capture_default_str();
+  init->callback([&] {
+    const auto tok = ocellus::text::Tokenizer::from_file(in_tok);
+    const int64_t n = ocellus::model::init_llava(is, tok, in_out);
+    std::printf("wrote %s: %lld parameters, vocabulary %d\n", in_out.c_str(), (long long)n, tok.n_vocab());
   });
 
   auto* ev = app.add_subcommand("eval", "Answer an evaluation file's questions greedily and score them (per category, POPE yes/no, "

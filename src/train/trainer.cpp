@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <random>
 #include <set>
 #include <sstream>
@@ -65,7 +66,7 @@ Recipe parse_recipe(const std::string& text, const std::string& path) {
     return v;
   };
   r.base = str("base", true, true), r.data = str("data", true, true), r.images = str("images", false, true);
-  r.cache = str("cache", true, true), r.chat_template = str("chat_template", false, false), r.out = str("out", true, true);
+  r.cache = str("cache", false, true), r.chat_template = str("chat_template", false, false), r.out = str("out", true, true);
   if (j.contains("skip_bad_records")) {
     OCELLUS_CHECK(j["skip_bad_records"].is_boolean(), "recipe: ", path, ": 'skip_bad_records' must be true or false");
     r.on_bad = j["skip_bad_records"].get<bool>() ? OnBad::Skip : OnBad::Fail;
@@ -293,9 +294,12 @@ TrainResult run_recipe(const Recipe& r, bool resume, const std::function<void(co
   tc.tower_from = r.tower_from;
   model::TrainableVlm vlm(tc, io::safetensors_source(st, r.base));
   const vision::VitConfig& vc = tc.vit;
-  // With the tower's upper blocks training, the cache holds the hidden states below them.
-  const FeatureCache cache = r.tower_from >= 0 ? FeatureCache::open(r.cache, vc.n_positions(), vc.n_embd, r.tower_from)
-                                               : FeatureCache::open(r.cache, vc.n_features(), vc.n_embd);
+  // With the tower's upper blocks training, the cache holds the hidden states below them. Text-only
+  // data (language-model pretraining) needs no cache.
+  std::optional<FeatureCache> cache;
+  if (!r.cache.empty())
+    cache.emplace(r.tower_from >= 0 ? FeatureCache::open(r.cache, vc.n_positions(), vc.n_embd, r.tower_from)
+                                    : FeatureCache::open(r.cache, vc.n_features(), vc.n_embd));
 
   // Data: records -> sequences; a record whose image is not cached is an error naming it.
   std::vector<std::string> skipped;
@@ -317,7 +321,9 @@ TrainResult run_recipe(const Recipe& r, bool resume, const std::function<void(co
     if (e.has_image) {
       const std::string img = r.images.empty() ? rec.image : r.images + "/" + rec.image;
       s.image_key = content_key(io::read_text_file(img, size_t(256) << 20));
-      OCELLUS_CHECK(cache.has_key(s.image_key), "train: ", img, " (record '", rec.id, "') is not in the cache ", r.cache,
+      OCELLUS_CHECK(cache.has_value(), "train: ", r.path, ": record '", rec.id, "' has an image, but the recipe names no 'cache' ",
+                    "(build one with ocellus cache)");
+      OCELLUS_CHECK(cache->has_key(s.image_key), "train: ", img, " (record '", rec.id, "') is not in the cache ", r.cache,
                     " (run ocellus cache on this data)");
     }
     samples.push_back(std::move(s));
@@ -393,7 +399,7 @@ TrainResult run_recipe(const Recipe& r, bool resume, const std::function<void(co
       while (at < idx.size() && (micro.empty() || micro_tokens + int64_t(samples[idx[at]].ids.size()) <= kTokenBudget)) {
         const Sample& s = samples[idx[at++]];
         model::TrainSample ts{s.ids, s.mask, {}};
-        if (!s.image_key.empty()) ts.features.push_back(cache.features(s.image_key));
+        if (!s.image_key.empty()) ts.features.push_back(cache->features(s.image_key));
         micro.push_back(std::move(ts));
         micro_tokens += int64_t(s.ids.size()), micro_counted += s.counted;
       }

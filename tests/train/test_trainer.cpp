@@ -18,6 +18,7 @@
 #include "ocellus/lm/lm.h"
 #include "ocellus/io/image.h"
 #include "ocellus/io/safetensors.h"
+#include "ocellus/model/init.h"
 #include "ocellus/model/vlm.h"
 #include "ocellus/model/vlm_train.h"
 #include "ocellus/ops/shape.h"
@@ -334,6 +335,38 @@ TEST(Trainer, KilledMidRunLeavesALoadableLatestCheckpoint) {
   // And the run resumes from it.
   const train::TrainResult r = train::run_recipe(train::read_recipe(rp), true, {}, 1);
   EXPECT_GT(r.first_step, 0);
+}
+
+TEST(Trainer, FromScratchTextPretrainingNeedsNoCache) {
+  World w;
+  // A new model (random weights, the World's vocabulary) and text-only conversations.
+  model::InitSpec spec;
+  spec.n_embd = 32, spec.n_ff = 64, spec.n_layer = 2, spec.n_head = 4, spec.n_head_kv = 2;
+  spec.image_size = 16, spec.patch_size = 4, spec.vision_embd = 16, spec.vision_ff = 32, spec.vision_layers = 1, spec.vision_heads = 2;
+  const std::string m0 = w.root + "/m0";
+  EXPECT_GT(model::init_llava(spec, text::Tokenizer::from_file(w.base), m0), 0);
+  nlohmann::json recs = nlohmann::json::array();
+  for (int c = 0; c < 4; ++c)
+    recs.push_back({{"id", c}, {"conversations", {{{"from", "human"}, {"value", "What colour is the picture?"}},
+                                                   {{"from", "gpt"}, {"value", std::string("It is ") + kColors[c] + "."}}}}});
+  std::ofstream(w.root + "/text.json") << recs.dump();
+  nlohmann::json r = {{"base", m0}, {"data", w.root + "/text.json"}, {"lr", 1e-2}, {"warmup", 2}, {"steps", 20},
+                      {"batch", 2}, {"max_len", 128}, {"seed", 3}, {"out", w.root + "/text_run"}};
+  std::ofstream(w.root + "/text_recipe.json") << r.dump();
+  const train::TrainResult res = train::run_recipe(train::read_recipe(w.root + "/text_recipe.json"), false);
+  ASSERT_EQ(res.losses.size(), 20u);
+  EXPECT_LT(res.losses[18] + res.losses[19], 0.8 * (res.losses[0] + res.losses[1]));
+  const model::Vlm v = model::load_vlm(res.model_dir, "");  // chat template from the folder: ChatML
+  EXPECT_EQ(text::detect_chat_template(res.model_dir, v.tok), text::ChatTemplate::ChatML);
+  // Records with pictures but no cache in the recipe: an error saying so.
+  r["data"] = w.data, r["images"] = w.images, r["skip_bad_records"] = true;
+  std::ofstream(w.root + "/text_recipe.json") << r.dump();
+  try {
+    train::run_recipe(train::read_recipe(w.root + "/text_recipe.json"), false);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("names no 'cache'"), std::string::npos) << e.what();
+  }
 }
 
 TEST(Trainer, DataErrorsNameTheRecord) {

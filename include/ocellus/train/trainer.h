@@ -24,7 +24,7 @@ struct Recipe {
   std::string path;                 // the recipe file (relative paths are relative to its folder)
   std::string base;                 // Hugging Face LLaVA folder: initial weights, config, tokenizer
   std::string data, images;         // LLaVA JSON and its image folder
-  std::string cache;                // feature cache of the (frozen) tower over the images
+  std::string cache;                // feature cache of the (frozen) tower over the images (text-only data: none)
   std::string chat_template;        // by name; empty: from the base folder
   OnBad on_bad = OnBad::Fail;
   std::vector<std::string> trainable{""};  // name prefixes that train (default: all but the tower)

@@ -1,0 +1,30 @@
+#pragma once
+// A new VLM from nothing (the from-scratch recipe): a Hugging Face LLaVA-style folder with a
+// llama-family text model, a SigLIP-style tower (patch bias, GELU-tanh, no class token) and an
+// MLP projector, all randomly initialized as transformers initializes them (normal std 0.02 for
+// matrices and embeddings, ones for norms, zeros for biases), and the given tokenizer. Every
+// ocellus verb (train, run, cache, eval) then reads the folder.
+#include <cstdint>
+#include <string>
+
+#include "ocellus/text/tokenizer.h"
+
+namespace ocellus::model {
+
+struct InitSpec {
+  // Text model (llama family).
+  int64_t n_embd = 256, n_ff = 688, n_layer = 4, n_head = 4, n_head_kv = 2, n_ctx = 1024;
+  double rope_theta = 10000.0;
+  bool tied = true;
+  // Tower.
+  int64_t image_size = 56, patch_size = 7, vision_embd = 192, vision_ff = 512, vision_layers = 4, vision_heads = 3;
+  uint64_t seed = 1;
+  std::string chat_template = "chatml";  // written into tokenizer_config.json: chatml or vicuna
+  void validate() const;  // throws naming the field
+};
+
+// Writes config.json, model.safetensors, tokenizer.json (+ tokenizer_config.json) and
+// preprocessor_config.json into dir (created). Returns the parameter count.
+int64_t init_llava(const InitSpec& s, const text::Tokenizer& tok, const std::string& dir);
+
+}  // namespace ocellus::model

@@ -1,0 +1,110 @@
+#include "ocellus/model/init.h"
+
+#include <filesystem>
+#include <random>
+
+#include <nlohmann/json.hpp>
+
+#include "ocellus/core/error.h"
+#include "ocellus/io/file.h"
+#include "ocellus/io/safetensors.h"
+
+namespace ocellus::model {
+
+void InitSpec::validate() const {
+  auto pos = [](int64_t v, const char* n) { OCELLUS_CHECK(v > 0, "init: ", n, " must be > 0 (got ", v, ")"); };
+  pos(n_embd, "n_embd"), pos(n_ff, "n_ff"), pos(n_layer, "n_layer"), pos(n_head, "n_head"), pos(n_head_kv, "n_head_kv");
+  pos(n_ctx, "n_ctx"), pos(image_size, "image_size"), pos(patch_size, "patch_size"), pos(vision_embd, "vision_embd");
+  pos(vision_ff, "vision_ff"), pos(vision_layers, "vision_layers"), pos(vision_heads, "vision_heads");
+  OCELLUS_CHECK(n_embd % n_head == 0 && n_head % n_head_kv == 0, "init: n_embd must divide into n_head heads, and n_head into n_head_kv groups");
+  OCELLUS_CHECK((n_embd / n_head) % 2 == 0, "init: the head size must be even (rotary pairs)");
+  OCELLUS_CHECK(vision_embd % vision_heads == 0, "init: vision_embd must divide into vision_heads heads");
+  OCELLUS_CHECK(image_size % patch_size == 0, "init: image_size must be a multiple of patch_size");
+  OCELLUS_CHECK(chat_template == "chatml" || chat_template == "vicuna", "init: chat_template must be chatml or vicuna, not '",
+                chat_template, "'");
+}
+
+int64_t init_llava(const InitSpec& s, const text::Tokenizer& tok, const std::string& dir) {
+  s.validate();
+  std::filesystem::create_directories(dir);
+  std::mt19937_64 rng(s.seed);
+  std::normal_distribution<float> normal(0.0f, 0.02f);
+  std::vector<std::pair<std::string, Tensor>> t;
+  int64_t count = 0;
+  auto add = [&](const std::string& name, const Shape& shape, float fill) {  // fill < 0: normal(0, 0.02)
+    Tensor x = Tensor::empty(shape);
+    for (int64_t i = 0; i < x.numel(); ++i) x.data<float>()[i] = fill < 0 ? normal(rng) : fill;
+    t.push_back({name, x});
+    count += x.numel();
+  };
+  const int64_t V = tok.n_vocab(), d = s.n_embd, hd = d / s.n_head, kv = s.n_head_kv * hd;
+  add("language_model.model.embed_tokens.weight", {V, d}, -1);
+  for (int64_t l = 0; l < s.n_layer; ++l) {
+    const std::string p = "language_model.model.layers." + std::to_string(l) + ".";
+    add(p + "input_layernorm.weight", {d}, 1);
+    add(p + "self_attn.q_proj.weight", {d, d}, -1), add(p + "self_attn.k_proj.weight", {kv, d}, -1);
+    add(p + "self_attn.v_proj.weight", {kv, d}, -1), add(p + "self_attn.o_proj.weight", {d, d}, -1);
+    add(p + "post_attention_layernorm.weight", {d}, 1);
+    add(p + "mlp.gate_proj.weight", {s.n_ff, d}, -1), add(p + "mlp.up_proj.weight", {s.n_ff, d}, -1);
+    add(p + "mlp.down_proj.weight", {d, s.n_ff}, -1);
+  }
+  add("language_model.model.norm.weight", {d}, 1);
+  if (!s.tied) add("language_model.lm_head.weight", {V, d}, -1);
+  const int64_t dv = s.vision_embd, np = (s.image_size / s.patch_size) * (s.image_size / s.patch_size);
+  const std::string v = "vision_tower.vision_model.";
+  add(v + "embeddings.patch_embedding.weight", {dv, 3, s.patch_size, s.patch_size}, -1);
+  add(v + "embeddings.patch_embedding.bias", {dv}, 0);
+  add(v + "embeddings.position_embedding.weight", {np, dv}, -1);
+  for (int64_t l = 0; l < s.vision_layers; ++l) {
+    const std::string p = v + "encoder.layers." + std::to_string(l) + ".";
+    for (const char* ln : {"layer_norm1", "layer_norm2"}) add(p + ln + ".weight", {dv}, 1), add(p + ln + ".bias", {dv}, 0);
+    for (const char* m : {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.out_proj"})
+      add(p + m + ".weight", {dv, dv}, -1), add(p + m + ".bias", {dv}, 0);
+    add(p + "mlp.fc1.weight", {s.vision_ff, dv}, -1), add(p + "mlp.fc1.bias", {s.vision_ff}, 0);
+    add(p + "mlp.fc2.weight", {dv, s.vision_ff}, -1), add(p + "mlp.fc2.bias", {dv}, 0);
+  }
+  add(v + "post_layernorm.weight", {dv}, 1), add(v + "post_layernorm.bias", {dv}, 0);
+  add("multi_modal_projector.linear_1.weight", {d, dv}, -1), add("multi_modal_projector.linear_1.bias", {d}, 0);
+  add("multi_modal_projector.linear_2.weight", {d, d}, -1), add("multi_modal_projector.linear_2.bias", {d}, 0);
+  io::write_safetensors(dir + "/model.safetensors", t);
+  nlohmann::json c;
+  c["model_type"] = "llava";
+  c["architectures"] = {"LlavaForConditionalGeneration"};
+  c["text_config"] = {{"model_type", "llama"}, {"hidden_size", d}, {"intermediate_size", s.n_ff}, {"num_hidden_layers", s.n_layer},
+                      {"num_attention_heads", s.n_head}, {"num_key_value_heads", s.n_head_kv}, {"vocab_size", V},
+                      {"max_position_embeddings", s.n_ctx}, {"rms_norm_eps", 1e-5}, {"rope_theta", s.rope_theta},
+                      {"tie_word_embeddings", s.tied}, {"hidden_act", "silu"},
+                      {"bos_token_id", tok.bos()}, {"eos_token_id", tok.eos()}};
+  c["vision_config"] = {{"model_type", "siglip_vision_model"}, {"hidden_size", dv}, {"intermediate_size", s.vision_ff},
+                        {"num_hidden_layers", s.vision_layers}, {"num_attention_heads", s.vision_heads},
+                        {"image_size", s.image_size}, {"patch_size", s.patch_size}, {"layer_norm_eps", 1e-6},
+                        {"hidden_act", "gelu_pytorch_tanh"}};
+  c["vision_feature_layer"] = -1;
+  c["vision_feature_select_strategy"] = "full";
+  c["projector_hidden_act"] = "gelu";
+  c["image_token_index"] = -1;
+  const std::string ct = c.dump(2) + "\n";
+  io::write_file_atomically(dir + "/config.json", [&](std::FILE* f) { io::write_bytes(f, ct.data(), ct.size(), "config.json"); });
+  const nlohmann::json pp = {{"image_processor_type", "SiglipImageProcessor"}, {"do_resize", true}, {"do_rescale", true},
+                             {"do_normalize", true}, {"image_mean", {0.5, 0.5, 0.5}}, {"image_std", {0.5, 0.5, 0.5}},
+                             {"size", {{"height", s.image_size}, {"width", s.image_size}}}};
+  const std::string pt = pp.dump(2) + "\n";
+  io::write_file_atomically(dir + "/preprocessor_config.json", [&](std::FILE* f) { io::write_bytes(f, pt.data(), pt.size(), "preprocessor_config.json"); });
+  tok.save_hf_json(dir + "/tokenizer.json");
+  // The chat template the model will be trained with, as Jinja in tokenizer_config.json, so
+  // `ocellus run` / `train` pick it up from the folder.
+  const std::string tc_path = dir + "/tokenizer_config.json";
+  nlohmann::json tc = io::is_file(tc_path) ? nlohmann::json::parse(io::read_text_file(tc_path)) : nlohmann::json::object();
+  if (s.chat_template == "chatml")
+    tc["chat_template"] = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + "
+                          "'<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+  else
+    tc["chat_template"] = "{% for message in messages %}{% if message['role'] == 'user' %}{{ 'USER: ' + message['content'] + ' ' }}"
+                          "{% else %}{{ 'ASSISTANT: ' + message['content'] + eos_token }}{% endif %}{% endfor %}"
+                          "{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}";
+  const std::string tct = tc.dump(1) + "\n";
+  io::write_file_atomically(tc_path, [&](std::FILE* f) { io::write_bytes(f, tct.data(), tct.size(), "tokenizer_config.json"); });
+  return count;
+}
+
+}  // namespace ocellus::model
