@@ -533,7 +533,7 @@ int main(int argc, char** argv) {
     const auto res = ocellus::train::run_recipe(r, tr_resume, [&](const ocellus::train::StepStats& s) {
       if (!dist.main()) return;
       const int width = 24, fill = int(double(width) * double(s.step) / double(s.steps));
-      const double eta = s.elapsed_s / double(s.step) * double(s.steps - s.step);
+      const double eta = s.elapsed_s / double(s.step - s.first_step) * double(s.steps - s.step);  // this run's pace
       std::fprintf(stderr, "\rtrain: [%-*s] %lld/%lld loss %.4f lr %.2e %.0f tok/s ETA %.0f s   ", width,
                    std::string(size_t(fill), '=').c_str(), (long long)s.step, (long long)s.steps, s.loss, s.lr, s.tokens_per_s, eta);
     });

@@ -422,7 +422,7 @@ TrainResult run_recipe(const Recipe& r, bool resume, const std::function<void(co
     tokens_total += tokens;
     res.losses.push_back(loss);
     StepStats s;
-    s.step = step + 1, s.steps = r.steps, s.tokens = tokens, s.loss = loss, s.lr = r.lr * factor, s.grad_norm = norm;
+    s.step = step + 1, s.steps = r.steps, s.first_step = res.first_step, s.tokens = tokens, s.loss = loss, s.lr = r.lr * factor, s.grad_norm = norm;
     s.elapsed_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     s.tokens_per_s = double(tokens_total) / std::max(1e-9, s.elapsed_s);
     if (D.main()) {

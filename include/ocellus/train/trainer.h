@@ -51,6 +51,7 @@ Recipe parse_recipe(const std::string& json_text, const std::string& path);
 
 struct StepStats {
   int64_t step = 0, steps = 0, tokens = 0;
+  int64_t first_step = 0;  // where this run started (a resumed run: its checkpoint's step)
   double loss = 0, lr = 0, grad_norm = 0, tokens_per_s = 0, elapsed_s = 0;
 };
 
