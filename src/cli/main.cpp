@@ -513,8 +513,7 @@ int main(int argc, char** argv) {
     const auto rep = ocellus::eval::score(qs, answers);
     std::printf("%s", ocellus::eval::format_table(rep).c_str());
     if (!ev_out.empty()) {
-      const std::string j = ocellus::eval::report_json(rep, qs, answers);
-      ocellus::io::write_file_atomically(ev_out, [&](std::FILE* f) { ocellus::io::write_bytes(f, j.data(), j.size(), ev_out); });
+      ocellus::io::write_text_file_atomically(ev_out, ocellus::eval::report_json(rep, qs, answers));
       std::printf("wrote %s\n", ev_out.c_str());
     }
   });

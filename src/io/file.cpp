@@ -52,6 +52,10 @@ void write_file_atomically(const std::string& path, const std::function<void(std
   }
 }
 
+void write_text_file_atomically(const std::string& path, const std::string& text) {
+  write_file_atomically(path, [&](std::FILE* f) { write_bytes(f, text.data(), text.size(), path); });
+}
+
 std::string read_text_file(const std::string& path, size_t max_bytes) {
   std::ifstream in(path, std::ios::binary);
   if (!in) fail(path, ": cannot open: ", std::strerror(errno));

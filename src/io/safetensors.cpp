@@ -296,9 +296,7 @@ void write_safetensors_sharded(const std::string& dir, const std::vector<std::pa
   ordered_json index;
   index["metadata"] = {{"total_size", total}};
   index["weight_map"] = weight_map;
-  const std::string text = index.dump(2) + "\n";
-  write_file_atomically(dir + "/model.safetensors.index.json",
-                        [&](std::FILE* f) { write_bytes(f, text.data(), text.size(), dir); });
+  write_text_file_atomically(dir + "/model.safetensors.index.json", index.dump(2) + "\n");
 }
 
 }  // namespace ocellus::io

@@ -83,13 +83,11 @@ int64_t init_llava(const InitSpec& s, const text::Tokenizer& tok, const std::str
   c["vision_feature_select_strategy"] = "full";
   c["projector_hidden_act"] = "gelu";
   c["image_token_index"] = -1;
-  const std::string ct = c.dump(2) + "\n";
-  io::write_file_atomically(dir + "/config.json", [&](std::FILE* f) { io::write_bytes(f, ct.data(), ct.size(), "config.json"); });
+  io::write_text_file_atomically(dir + "/config.json", c.dump(2) + "\n");
   const nlohmann::json pp = {{"image_processor_type", "SiglipImageProcessor"}, {"do_resize", true}, {"do_rescale", true},
                              {"do_normalize", true}, {"image_mean", {0.5, 0.5, 0.5}}, {"image_std", {0.5, 0.5, 0.5}},
                              {"size", {{"height", s.image_size}, {"width", s.image_size}}}};
-  const std::string pt = pp.dump(2) + "\n";
-  io::write_file_atomically(dir + "/preprocessor_config.json", [&](std::FILE* f) { io::write_bytes(f, pt.data(), pt.size(), "preprocessor_config.json"); });
+  io::write_text_file_atomically(dir + "/preprocessor_config.json", pp.dump(2) + "\n");
   tok.save_hf_json(dir + "/tokenizer.json");
   // The chat template the model will be trained with, as Jinja in tokenizer_config.json, so
   // `ocellus run` / `train` pick it up from the folder.
@@ -102,8 +100,7 @@ int64_t init_llava(const InitSpec& s, const text::Tokenizer& tok, const std::str
     tc["chat_template"] = "{% for message in messages %}{% if message['role'] == 'user' %}{{ 'USER: ' + message['content'] + ' ' }}"
                           "{% else %}{{ 'ASSISTANT: ' + message['content'] + eos_token }}{% endif %}{% endfor %}"
                           "{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}";
-  const std::string tct = tc.dump(1) + "\n";
-  io::write_file_atomically(tc_path, [&](std::FILE* f) { io::write_bytes(f, tct.data(), tct.size(), "tokenizer_config.json"); });
+  io::write_text_file_atomically(tc_path, tc.dump(1) + "\n");
   return count;
 }
 

@@ -236,16 +236,14 @@ void Tokenizer::save_hf_json(const std::string& path) const {
                 {"continuing_subword_prefix", nullptr}, {"end_of_word_suffix", nullptr}, {"fuse_unk", false},
                 {"byte_fallback", false},  {"ignore_merges", ignore_merges_}, {"vocab", vocab},
                 {"merges", merges}};
-  const std::string text = j.dump(1) + "\n";
-  io::write_file_atomically(path, [&](std::FILE* f) { io::write_bytes(f, text.data(), text.size(), path); });
+  io::write_text_file_atomically(path, j.dump(1) + "\n");
   // tokenizer_config.json beside it: which tokens open and close a sequence.
   const size_t slash = path.find_last_of('/');
   const std::string cfg_path = (slash == std::string::npos ? std::string(".") : path.substr(0, slash)) + "/tokenizer_config.json";
   ordered_json cfg = {{"add_bos_token", add_bos_}, {"add_eos_token", add_eos_}, {"tokenizer_class", "PreTrainedTokenizerFast"}};
   if (bos_ >= 0) cfg["bos_token"] = tokens_[size_t(bos_)];
   if (eos_ >= 0) cfg["eos_token"] = tokens_[size_t(eos_)];
-  const std::string ctext = cfg.dump(1) + "\n";
-  io::write_file_atomically(cfg_path, [&](std::FILE* f) { io::write_bytes(f, ctext.data(), ctext.size(), cfg_path); });
+  io::write_text_file_atomically(cfg_path, cfg.dump(1) + "\n");
 }
 
 }  // namespace ocellus::text

@@ -201,10 +201,7 @@ FashionVqaStats build_fashion_vqa(const FashionVqaOptions& o) {
                           {"question", qa[i].first + (cats[i] == "description" ? "" : " Answer briefly.")},
                           {"answer", qa[i].second}, {"category", cats[i]}});
     }
-    auto write = [&](const std::string& name, const json& j) {
-      const std::string text = j.dump(1) + "\n", path = o.out + "/" + name;
-      io::write_file_atomically(path, [&](std::FILE* f) { io::write_bytes(f, text.data(), text.size(), path); });
-    };
+    auto write = [&](const std::string& name, const json& j) { io::write_text_file_atomically(o.out + "/" + name, j.dump(1) + "\n"); };
     write(tag + "_captions.json", captions);
     write(tag + "_instruct.json", instruct);
     if (!is_train) write("test_eval.json", eval);

@@ -180,11 +180,10 @@ void save_checkpoint(const std::string& out, int64_t step, const model::Trainabl
       ++i;
     }
   io::write_safetensors((dir / "optimizer.safetensors").string(), st, {{"step", std::to_string(opt.steps())}});
-  const std::string state = json{{"step", step}}.dump();
-  io::write_file_atomically((dir / "trainer.json").string(), [&](std::FILE* f) { io::write_bytes(f, state.data(), state.size(), "trainer.json"); });
+  io::write_text_file_atomically((dir / "trainer.json").string(), json{{"step", step}}.dump());
   // Only now does `latest` name it: a kill before this line leaves the previous one latest.
   const std::string name = step_dir_name(step);
-  io::write_file_atomically((root / "latest").string(), [&](std::FILE* f) { io::write_bytes(f, name.data(), name.size(), "latest"); });
+  io::write_text_file_atomically((root / "latest").string(), name);
   std::vector<std::string> dirs;
   for (const auto& e : fs::directory_iterator(root))
     if (e.is_directory() && starts_with(e.path().filename().string(), "step-")) dirs.push_back(e.path().filename().string());
@@ -370,10 +369,10 @@ TrainResult run_recipe(const Recipe& r, bool resume, const std::function<void(co
         if (!j.is_discarded() && j.contains("step") && j["step"].get<int64_t>() <= res.first_step) kept += line + "\n";
       }
     }
-    if (D.main()) io::write_file_atomically(log_path, [&](std::FILE* f) { io::write_bytes(f, kept.data(), kept.size(), log_path); });
+    if (D.main()) io::write_text_file_atomically(log_path, kept);
     if (D.main()) std::fprintf(stderr, "train: resumed from step %lld\n", (long long)res.first_step);
   } else {
-    if (D.main()) io::write_file_atomically(log_path, [](std::FILE*) {});
+    if (D.main()) io::write_text_file_atomically(log_path, "");
   }
 
   Order order(samples.size(), r.seed);

@@ -11,6 +11,9 @@ namespace ocellus::io {
 // file intact. `body` writes through the FILE*; an exception from it removes the temporary.
 void write_file_atomically(const std::string& path, const std::function<void(std::FILE*)>& body);
 
+// The same for a whole text (JSON, a small state file).
+void write_text_file_atomically(const std::string& path, const std::string& text);
+
 // fwrite that throws an Error naming `path` on a short write (disk full, I/O error).
 void write_bytes(std::FILE* f, const void* data, size_t n, const std::string& path);
 
