@@ -2,7 +2,7 @@
 
 #include <chrono>
 #include <cstdio>
-#include <map>
+#include <set>
 
 #include "ocellus/core/error.h"
 #include "ocellus/io/file.h"
@@ -23,25 +23,35 @@ int64_t build_feature_cache(const vision::VisionTower& tower, const std::vector<
                             const std::string& out_path, int64_t batch, const std::function<void(const CacheProgress&)>& progress,
                             int64_t hidden_after) {
   OCELLUS_CHECK(batch > 0, "cache: batch must be > 0");
-  // Distinct images by content.
-  std::map<std::string, std::string> by_key;  // key -> first path
-  std::vector<std::string> keys;
-  for (const std::string& p : paths) {
-    const std::string k = content_key(io::read_text_file(p, size_t(256) << 20));
-    if (by_key.emplace(k, p).second) keys.push_back(k);
-  }
+  // One pass: each file read once, hashed, and decoded from the same bytes when its content is
+  // new; the tower runs on every `batch` new pictures.
   const vision::VitConfig& c = tower.config();
+  std::set<std::string> seen;
+  std::vector<std::string> keys;  // of the pictures waiting in `pix`
+  std::vector<Tensor> pix;
   std::vector<std::pair<std::string, Tensor>> out;
-  const auto t0 = std::chrono::steady_clock::now();
-  for (size_t i = 0; i < keys.size(); i += size_t(batch)) {
-    std::vector<Tensor> pix;
-    const size_t end = std::min(keys.size(), i + size_t(batch));
-    for (size_t j = i; j < end; ++j) pix.push_back(vision::preprocess(io::load_image(by_key[keys[j]]), c.preprocess));
+  auto encode = [&] {
+    if (pix.empty()) return;
     const Tensor f = hidden_after >= 0 ? tower.hidden(pix, hidden_after) : tower.encode(pix);  // [B, n, d]
-    for (size_t j = i; j < end; ++j)
-      out.push_back({keys[j], f.slice(0, int64_t(j - i), int64_t(j - i) + 1).reshape({f.dim(1), f.dim(2)}).contiguous()});
-    if (progress)
-      progress({int64_t(end), int64_t(keys.size()), std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()});
+    for (size_t j = 0; j < keys.size(); ++j)
+      out.push_back({keys[j], f.slice(0, int64_t(j), int64_t(j) + 1).reshape({f.dim(1), f.dim(2)}).contiguous()});
+    keys.clear(), pix.clear();
+  };
+  const auto t0 = std::chrono::steady_clock::now();
+  for (size_t i = 0; i < paths.size(); ++i) {
+    const std::string bytes = io::read_text_file(paths[i], size_t(256) << 20);
+    const std::string k = content_key(bytes);
+    if (seen.insert(k).second) {
+      keys.push_back(k);
+      pix.push_back(vision::preprocess(io::decode_image(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), paths[i]),
+                                       c.preprocess));
+    }
+    const bool last = i + 1 == paths.size();
+    if (int64_t(pix.size()) == batch || last) {
+      encode();
+      if (progress)
+        progress({int64_t(i + 1), int64_t(paths.size()), std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()});
+    }
   }
   io::write_safetensors(out_path, out,
                         {{"ocellus.kind", "feature_cache"},
@@ -49,7 +59,7 @@ int64_t build_feature_cache(const vision::VisionTower& tower, const std::vector<
                          {"ocellus.hidden_after", std::to_string(hidden_after)},
                          {"ocellus.width", std::to_string(c.n_embd)}, {"ocellus.tower", c.kind},
                          {"ocellus.layers_run", std::to_string(c.n_layer_run)}});
-  return int64_t(keys.size());
+  return int64_t(seen.size());
 }
 
 FeatureCache FeatureCache::open(const std::string& path, int64_t n_features, int64_t width, int64_t hidden_after) {

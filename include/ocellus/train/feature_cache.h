@@ -16,11 +16,12 @@ namespace ocellus::train {
 std::string content_key(const std::string& bytes);  // 16 hex digits
 
 struct CacheProgress {
-  int64_t done = 0, total = 0;
+  int64_t done = 0, total = 0;  // image paths read (a repeated picture is encoded once)
   double seconds = 0;
 };
 
-// Encodes every distinct image of `paths` (batches of `batch` images per tower call) and writes
+// Encodes every distinct image of `paths` (each file read once; batches of `batch` new pictures
+// per tower call) and writes
 // the cache atomically to out_path. A broken image is an error naming it. Returns the count of
 // distinct images encoded. hidden_after >= 0 stores instead the hidden state after that many
 // blocks ([n_positions, width]), for training the blocks above it.
