@@ -151,6 +151,7 @@ Report score(const std::vector<Question>& qs, const std::vector<std::string>& pr
     } else {
       ok = normalize_answer(pred[i]) == normalize_answer(q.answer);
     }
+    r.correct.push_back(ok);
     CategoryScore& c = r.by_category[q.category];
     ++c.n, c.correct += ok;
     ++r.overall.n, r.overall.correct += ok;
@@ -202,9 +203,10 @@ std::string report_json(const Report& r, const std::vector<Question>& qs, const 
   j["yes_no"] = {{"tp", y.tp}, {"fp", y.fp}, {"tn", y.tn}, {"fn", y.fn}, {"accuracy", y.accuracy()}, {"precision", y.precision()},
                  {"recall", y.recall()}, {"f1", y.f1()}, {"yes_ratio", y.yes_ratio()}};
   json answers = json::array();
-  for (size_t i = 0; i < qs.size() && i < pred.size(); ++i)
+  OCELLUS_CHECK(qs.size() == pred.size() && r.correct.size() == qs.size(), "eval: the report is not of these answers");
+  for (size_t i = 0; i < qs.size(); ++i)
     answers.push_back({{"question_id", qs[i].id}, {"category", qs[i].category}, {"answer", qs[i].answer}, {"prediction", pred[i]},
-                       {"correct", normalize_answer(pred[i]) == normalize_answer(qs[i].answer)}});
+                       {"correct", bool(r.correct[i])}});
   j["answers"] = answers;
   return j.dump(1) + "\n";
 }

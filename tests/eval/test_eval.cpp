@@ -1,6 +1,8 @@
 // The evaluation runner: VQAv2 answer normalization, POPE's yes/no reading and metrics,
 // multiple choice, per-category accuracy on hand-checked predictions; and answering an
 // evaluation file with the fixture VLM.
+#include <nlohmann/json.hpp>
+
 #include "ocellus/core/error.h"
 #include "ocellus/eval/eval.h"
 #include "ocellus/model/vlm.h"
@@ -47,6 +49,11 @@ TEST(Eval, ScoresCategoriesPopeAndChoices) {
   EXPECT_EQ(r.overall.n, 8);
   EXPECT_EQ(r.overall.correct, 4);  // exact match: 0 ("Yes." is yes), counting, position, choice 6
   EXPECT_NE(eval::format_table(r).find("F1 0.5000"), std::string::npos) << eval::format_table(r);
+  // The JSON's verdicts are the scored ones: "(B) green" is a correct multiple-choice answer.
+  const nlohmann::json j = nlohmann::json::parse(eval::report_json(r, qs, pred));
+  EXPECT_EQ(j["answers"][6]["prediction"], "(B) green");
+  EXPECT_TRUE(j["answers"][6]["correct"].get<bool>());
+  EXPECT_FALSE(j["answers"][7]["correct"].get<bool>());
   EXPECT_THROW(eval::score(qs, {"x"}), Error);
   EXPECT_THROW(eval::parse_questions(R"([{"question": "q"}])", "e.json"), Error);  // no image / answer
 }

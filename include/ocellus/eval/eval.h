@@ -50,11 +50,13 @@ struct Report {
   std::map<std::string, CategoryScore> by_category;  // exact match after normalization
   CategoryScore overall, multiple_choice;
   YesNoScore yes_no;                                 // over questions whose reference is yes / no
+  std::vector<bool> correct;                         // per question, as scored
 };
 
 // Scores predictions (one per question, same order).
 Report score(const std::vector<Question>& qs, const std::vector<std::string>& predictions);
 std::string format_table(const Report& r);
+// The report and every answer with its verdict (the one score() gave).
 std::string report_json(const Report& r, const std::vector<Question>& qs, const std::vector<std::string>& predictions);
 
 // Greedy answers of `vlm` (at most max_tokens each) to every question, its image read from
