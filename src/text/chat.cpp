@@ -196,79 +196,67 @@ std::string render_chat_text(ChatTemplate t, const std::vector<Message>& message
 
 bool bos_from_tokenizer(ChatTemplate t) { return t == ChatTemplate::Vicuna || t == ChatTemplate::Phi2; }
 
-EncodedChat encode_chat(const Tokenizer& tok, ChatTemplate t, const std::vector<Message>& messages, bool gen) {
-  const std::vector<ChatPiece> pieces = render_chat(t, messages, gen);
-  // BOS from the tokenizer only where the template does not write it itself.
-  const bool tokenizer_bos = bos_from_tokenizer(t);
-  EncodedChat e;
-  std::string whole;
-  bool at_start = true;
-  for (size_t k = 0; k < pieces.size(); ++k) {
-    const std::vector<int32_t> ids = tok.encode(pieces[k].text, k == 0 && tokenizer_bos, true, at_start);
-    e.ids.insert(e.ids.end(), ids.begin(), ids.end());
-    e.mask.insert(e.mask.end(), ids.size(), pieces[k].assistant ? 1 : 0);
-    whole += pieces[k].text;
-    at_start = !ids.empty() && tok.is_special(ids.back());
-  }
-  // Piecewise tokens must be the whole text's tokens: else the template and the tokenizer
-  // disagree at a boundary, and the mask would be wrong.
-  const std::vector<int32_t> all = tok.encode(whole, tokenizer_bos, true);
-  if (all != e.ids) {
-    size_t at = 0;
-    while (at < all.size() && at < e.ids.size() && all[at] == e.ids[at]) ++at;
-    fail("chat: template ", chat_template_name(t), " and the tokenizer disagree at token ", at,
-         " (piecewise ", at < e.ids.size() ? std::to_string(e.ids[at]) : "end", ", whole text ",
-         at < all.size() ? std::to_string(all[at]) : "end", "): the loss mask cannot be trusted");
-  }
-  return e;
-}
+namespace {
 
-EncodedChat encode_chat_with_images(const Tokenizer& tok, ChatTemplate t, const std::vector<Message>& messages,
-                                    int64_t n_image_tokens, const std::string& marker) {
-  OCELLUS_CHECK(n_image_tokens > 0, "chat: images need at least one token each");
-  const std::vector<ChatPiece> pieces = render_chat(t, messages, false);
-  const bool tokenizer_bos = bos_from_tokenizer(t);
-  // The text between images is one chunk, tokenized on its own as inference does
-  // (model::splice_prompt); inside a chunk the pieces are tokenized one by one for the mask.
-  struct Part {
-    std::string text;
-    bool assistant;
-  };
-  std::vector<std::vector<Part>> chunks(1);
+// Rendered pieces to ids and mask. With a marker, the text between markers is one chunk,
+// tokenized on its own as inference does (model::splice_prompt), and each marker becomes
+// n_image_tokens rows of -1 (mask 0). Inside a chunk the pieces are tokenized one by one for
+// the mask, and must give the chunk's own tokens: else the template and the tokenizer disagree
+// at a boundary and the mask cannot be trusted.
+EncodedChat encode_pieces(const Tokenizer& tok, ChatTemplate t, const std::vector<ChatPiece>& pieces, const std::string& marker,
+                          int64_t n_image_tokens) {
+  std::vector<std::vector<ChatPiece>> chunks(1);
   for (const ChatPiece& p : pieces) {
     size_t at = 0;
-    for (size_t q; (q = p.text.find(marker, at)) != std::string::npos; at = q + marker.size()) {
+    for (size_t q; !marker.empty() && (q = p.text.find(marker, at)) != std::string::npos; at = q + marker.size()) {
       OCELLUS_CHECK(!p.assistant, "chat: an image placeholder in an assistant reply");
-      chunks.back().push_back({p.text.substr(at, q - at), false});
+      chunks.back().push_back({p.text.substr(at, q - at), false, p.special});
       chunks.emplace_back();
     }
-    chunks.back().push_back({p.text.substr(at), p.assistant});
+    chunks.back().push_back({p.text.substr(at), p.assistant, p.special});
   }
   EncodedChat e;
+  // BOS from the tokenizer only where the template does not write it itself.
+  if (bos_from_tokenizer(t) && tok.add_bos() && tok.bos() >= 0) e.ids.push_back(tok.bos()), e.mask.push_back(0);
   for (size_t c = 0; c < chunks.size(); ++c) {
     if (c > 0) {
       e.ids.insert(e.ids.end(), size_t(n_image_tokens), -1);
       e.mask.insert(e.mask.end(), size_t(n_image_tokens), 0);
     }
-    const bool bos = c == 0 && tokenizer_bos;
     std::vector<int32_t> ids;
     std::string whole;
-    bool at_start = true, first = true;
-    for (const Part& p : chunks[c]) {
-      if (p.text.empty()) continue;
-      const std::vector<int32_t> t_ids = tok.encode(p.text, first && bos, true, at_start);
-      ids.insert(ids.end(), t_ids.begin(), t_ids.end());
-      e.mask.insert(e.mask.end(), t_ids.size(), p.assistant ? 1 : 0);
+    bool at_start = true;
+    for (const ChatPiece& p : chunks[c]) {
+      const std::vector<int32_t> piece = tok.encode(p.text, false, true, at_start);
+      ids.insert(ids.end(), piece.begin(), piece.end());
+      e.mask.insert(e.mask.end(), piece.size(), p.assistant ? 1 : 0);
       whole += p.text;
-      at_start = !t_ids.empty() && tok.is_special(t_ids.back());
-      first = false;
+      if (!piece.empty()) at_start = tok.is_special(piece.back());
     }
-    const std::vector<int32_t> all = whole.empty() ? std::vector<int32_t>{} : tok.encode(whole, bos, true);
-    OCELLUS_CHECK(all == ids, "chat: template ", chat_template_name(t), " and the tokenizer disagree inside the text ",
-                  "between images ", c, " and ", c + 1, ": the loss mask cannot be trusted");
+    const std::vector<int32_t> all = tok.encode(whole, false, true);
+    if (all != ids) {
+      size_t at = 0;
+      while (at < all.size() && at < ids.size() && all[at] == ids[at]) ++at;
+      fail("chat: template ", chat_template_name(t), " and the tokenizer disagree at token ", at,
+           chunks.size() > 1 ? " of the text after image " + std::to_string(c) : std::string(), " (piecewise ",
+           at < ids.size() ? std::to_string(ids[at]) : "end", ", whole text ", at < all.size() ? std::to_string(all[at]) : "end",
+           "): the loss mask cannot be trusted");
+    }
     e.ids.insert(e.ids.end(), ids.begin(), ids.end());
   }
   return e;
+}
+
+}  // namespace
+
+EncodedChat encode_chat(const Tokenizer& tok, ChatTemplate t, const std::vector<Message>& messages, bool gen) {
+  return encode_pieces(tok, t, render_chat(t, messages, gen), "", 0);
+}
+
+EncodedChat encode_chat_with_images(const Tokenizer& tok, ChatTemplate t, const std::vector<Message>& messages,
+                                    int64_t n_image_tokens, const std::string& marker) {
+  OCELLUS_CHECK(n_image_tokens > 0, "chat: images need at least one token each");
+  return encode_pieces(tok, t, render_chat(t, messages, false), marker, n_image_tokens);
 }
 
 }  // namespace ocellus::text
