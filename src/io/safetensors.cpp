@@ -238,6 +238,10 @@ Tensor SafetensorsModel::tensor(const std::string& name) const {
 
 // ---- writer ---------------------------------------------------------------------------------
 
+Tensor safetensors_storable(const Tensor& t) {
+  return t.dtype() == DType::F32 || t.dtype() == DType::F16 || t.dtype() == DType::BF16 ? t : t.to(DType::F32);
+}
+
 void write_safetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
                        const std::map<std::string, std::string>& metadata) {
   ordered_json h = ordered_json::object();

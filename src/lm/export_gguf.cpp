@@ -1,8 +1,6 @@
 // A text model as a GGUF file in llama.cpp's layout: the names of the GGUF Names table the
 // loaders read, llama's Q/K rows in adjacent-pair order (llama.cpp's converter permutes them),
 // the family's hyperparameter keys, and the vocabulary; load_gguf reads it back as the same model.
-#include <cstring>
-
 #include "family_common.h"
 #include "ocellus/core/error.h"
 #include "ocellus/text/tokenizer.h"

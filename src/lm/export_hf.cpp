@@ -1,13 +1,12 @@
 // A text model as a Hugging Face folder: its tensors under the family's HF names (the same Names
 // tables the loaders read), llama.cpp's adjacent-pair Q/K rows put back in rotate-half order,
 // fused q/k/v split; and the config.json that reads back as the same model.
-#include <cstring>
-
 #include <nlohmann/json.hpp>
 
 #include "family_common.h"
 #include "ocellus/core/error.h"
 #include "ocellus/io/file.h"
+#include "ocellus/io/safetensors.h"
 
 namespace ocellus::lm {
 
@@ -30,11 +29,6 @@ const HfFamily& family(const std::string& arch) {
   fail("lm: no Hugging Face layout for architecture '", arch, "'");
 }
 
-// Safetensors holds f32 / f16 / bf16: block-quantized weights are written dequantized.
-Tensor storable(const Tensor& t) {
-  return t.dtype() == DType::F32 || t.dtype() == DType::F16 || t.dtype() == DType::BF16 ? t : t.to(DType::F32);
-}
-
 }  // namespace
 
 std::vector<std::pair<std::string, Tensor>> hf_tensors(const LanguageModel& m) {
@@ -44,7 +38,7 @@ std::vector<std::pair<std::string, Tensor>> hf_tensors(const LanguageModel& m) {
   std::vector<std::pair<std::string, Tensor>> out;
   detail::for_each_named_weight(c, m.weights(), family(c.arch).names(), true,
                                 adjacent ? detail::QkRows::ToRotateHalf : detail::QkRows::Keep,
-                                [&](const std::string& n, const Tensor& t) { out.push_back({n, storable(t)}); });
+                                [&](const std::string& n, const Tensor& t) { out.push_back({n, io::safetensors_storable(t)}); });
   return out;
 }
 

@@ -140,8 +140,7 @@ std::vector<std::pair<std::string, Tensor>> tower_tensors(const VisionTower& t, 
   std::vector<std::pair<std::string, Tensor>> out;
   auto add = [&](const std::string& pattern, int64_t i, const Tensor& x) {
     if (!x.defined()) return;
-    const Tensor v = x.dtype() == DType::F32 || x.dtype() == DType::F16 || x.dtype() == DType::BF16 ? x : x.to(DType::F32);
-    out.push_back({i < 0 ? pattern : fmt(pattern, i), v});
+    out.push_back({i < 0 ? pattern : fmt(pattern, i), io::safetensors_storable(x)});
   };
   add(n.patch_w, -1, w.patch_w), add(n.patch_b, -1, w.patch_b), add(n.class_embd, -1, w.class_embd);
   add(n.pos_embd, -1, w.pos_embd), add(n.pre_ln_w, -1, w.pre_ln_w), add(n.pre_ln_b, -1, w.pre_ln_b);

@@ -63,6 +63,9 @@ class SafetensorsModel {
   std::map<std::string, size_t> where_;  // tensor -> file index
 };
 
+// A tensor as safetensors holds it: f32 / f16 / bf16 as they are, block-quantized dequantized to f32.
+Tensor safetensors_storable(const Tensor& t);
+
 // Writes tensors (F32 / F16 / BF16, in the order given) with optional string metadata.
 void write_safetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
                        const std::map<std::string, std::string>& metadata = {});
