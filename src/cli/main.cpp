@@ -100,9 +100,7 @@ struct VlmOptions {
     return img;
   }
   ocellus::text::ChatTemplate resolve_template(const ocellus::text::Tokenizer& tok) const {
-    if (!chat_template.empty()) return ocellus::text::chat_template_from_name(chat_template);
-    if (ocellus::io::is_directory(model)) return ocellus::text::detect_chat_template(model, tok);
-    return ocellus::text::detect_chat_template(ocellus::io::GgufFile::open(model));  // a GGUF file, as load_model decides
+    return ocellus::text::resolve_chat_template(chat_template, model, tok);
   }
   ocellus::model::Vlm load() const { return ocellus::model::load_vlm(model, mmproj); }
 };
@@ -502,10 +500,8 @@ int main(int argc, char** argv) {
     auto qs = ocellus::eval::read_questions(ev_questions);
     if (ev_limit > 0 && int64_t(qs.size()) > ev_limit) qs.resize(size_t(ev_limit));
     const ocellus::model::Vlm v = ocellus::model::load_vlm(ev_model, ev_mmproj);
-    VlmOptions vo;
-    vo.model = ev_model, vo.chat_template = ev_template;
     const auto t0 = std::chrono::steady_clock::now();
-    const auto answers = ocellus::eval::answer_all(v, qs, ev_images, vo.resolve_template(v.tok), ev_max, [&](int64_t done, int64_t total) {
+    const auto answers = ocellus::eval::answer_all(v, qs, ev_images, ocellus::text::resolve_chat_template(ev_template, ev_model, v.tok), ev_max, [&](int64_t done, int64_t total) {
       const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       std::fprintf(stderr, "\reval: %lld/%lld questions, %.1f questions/s   ", (long long)done, (long long)total, double(done) / std::max(1e-9, s));
     });

@@ -120,6 +120,12 @@ ChatTemplate detect_chat_template(const std::string& hf_dir, const Tokenizer& to
   return detect_from(jinja, arch, eot.size() == 1 && tok.is_special(eot[0]), hf_dir);
 }
 
+ChatTemplate resolve_chat_template(const std::string& name, const std::string& model, const Tokenizer& tok) {
+  if (!name.empty()) return chat_template_from_name(name);
+  if (io::is_directory(model)) return detect_chat_template(model, tok);
+  return detect_chat_template(io::GgufFile::open(model));
+}
+
 std::vector<ChatPiece> render_chat(ChatTemplate t, const std::vector<Message>& messages, bool gen) {
   const Turns c = split(messages);
   std::vector<ChatPiece> p;

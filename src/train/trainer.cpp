@@ -286,8 +286,7 @@ void export_model(const Recipe& r, const model::TrainableVlm& vlm, const io::Saf
 TrainResult run_recipe(const Recipe& r, bool resume, const std::function<void(const StepStats&)>& on_step, int64_t stop_after) {
   const io::HfConfig cfg = io::read_hf_config(r.base);
   const text::Tokenizer tok = text::Tokenizer::from_file(r.base);
-  const text::ChatTemplate tmpl =
-      r.chat_template.empty() ? text::detect_chat_template(r.base, tok) : text::chat_template_from_name(r.chat_template);
+  const text::ChatTemplate tmpl = text::resolve_chat_template(r.chat_template, r.base, tok);
   const io::SafetensorsModel st = io::SafetensorsModel::open(r.base);
   model::TrainVlmConfig tc = model::train_config_from_hf(cfg);
   tc.tower_from = r.tower_from;

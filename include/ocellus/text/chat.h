@@ -44,6 +44,9 @@ ChatTemplate detect_chat_template(const io::GgufFile& f);
 // From a Hugging Face folder: tokenizer_config.json's chat_template, else the text model's type
 // and the vocabulary, as above.
 ChatTemplate detect_chat_template(const std::string& hf_dir, const Tokenizer& tok);
+// The template a user asked for by name, else the model's own: `model` is a Hugging Face
+// folder or a GGUF file, tok its vocabulary.
+ChatTemplate resolve_chat_template(const std::string& name, const std::string& model, const Tokenizer& tok);
 
 // A rendered conversation as consecutive pieces of text.
 struct ChatPiece {
