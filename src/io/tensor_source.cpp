@@ -26,7 +26,8 @@ TensorSource renamed_source(const TensorSource& base, const std::vector<Rename>&
             const std::string b = to_base(n);
             if (b.empty()) fail(base.path, ": no tensor '", n, "'");
             return base.get(b);
-          }};
+          },
+          [base, to_base](const std::string& n) { return base.file_name(to_base(n)); }};
 }
 
 Tensor TensorReader::get(const std::string& name, const Shape& shape, bool required) const {

@@ -51,7 +51,14 @@ ag::Var TrainableVlm::add_param(const io::TensorSource& s, const std::string& na
   if (!t.defined()) return nullptr;
   ag::Var v = ag::leaf(t.to(DType::F32).contiguous().clone(), true, name);
   params_.push_back(v);
+  file_names_[name] = s.file_name(name);
   return v;
+}
+
+const std::string& TrainableVlm::file_name(const std::string& param) const {
+  const auto it = file_names_.find(param);
+  if (it == file_names_.end()) fail("train: no parameter '", param, "' from the checkpoint");
+  return it->second;
 }
 
 TrainableVlm::TrainableVlm(TrainVlmConfig c, const io::TensorSource& s_in) : c_(std::move(c)) {

@@ -253,23 +253,13 @@ void draw_loss_curve(const std::vector<double>& losses, const std::string& path)
 // The base folder's tensors with the trained values in place, as one model.safetensors.
 void export_model(const Recipe& r, const model::TrainableVlm& vlm, const io::SafetensorsModel& base, const std::string& dir) {
   fs::create_directories(dir);
+  // Each trained tensor goes back under the name it was read from.
   std::map<std::string, Tensor> trained;
-  for (const auto& [n, t] : vlm.merged_tensors()) trained[n] = t;
-  const std::string tower_prefix = vision::find_hf_vit_prefix(io::safetensors_source(base, r.base));
-  const bool old_llava = base.has("language_model.model.embed_tokens.weight");
-  const bool new_llava = base.has("model.language_model.embed_tokens.weight");
-  // The plain name a base tensor holds (the inverse of the loaders' renaming).
-  auto plain = [&](const std::string& n) -> std::string {
-    if (starts_with(n, tower_prefix)) return "vision_tower.vision_model." + n.substr(tower_prefix.size());
-    if (old_llava && starts_with(n, "language_model.")) return n.substr(15);
-    if (new_llava && starts_with(n, "model.language_model.")) return "model." + n.substr(21);
-    if (starts_with(n, "model.multi_modal_projector.")) return n.substr(6);
-    return n;
-  };
+  for (const auto& [n, t] : vlm.merged_tensors()) trained[vlm.file_name(n)] = t;
   std::vector<std::pair<std::string, Tensor>> out;
   size_t replaced = 0;
   for (const std::string& n : base.names()) {
-    const auto it = trained.find(plain(n));
+    const auto it = trained.find(n);
     if (it != trained.end()) out.push_back({n, it->second}), ++replaced;
     else out.push_back({n, base.tensor(n)});
   }

@@ -17,6 +17,10 @@ struct TensorSource {
   std::string path;
   std::function<bool(const std::string&)> has;
   std::function<Tensor(const std::string&)> get;
+  // The name a tensor has in the file (renamed sources answer with their base's name; empty
+  // function: the same name). Exporters write trained tensors back under it.
+  std::function<std::string(const std::string&)> locate;
+  std::string file_name(const std::string& n) const { return locate ? locate(n) : n; }
 };
 // The source refers to f / m, which must outlive it (the tensors it returns need not: they
 // keep their file mapped).

@@ -6,6 +6,7 @@
 // biases); connector: mlp2x_gelu or linear. Its logits equal the inference model's on the same
 // weights (tested), so a trained checkpoint runs through the inference path unchanged.
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -79,6 +80,8 @@ class TrainableVlm {
   std::vector<std::pair<std::string, Tensor>> tensors() const;
   // The model to export: adapters merged into their weights (W + alpha / rank · B A).
   std::vector<std::pair<std::string, Tensor>> merged_tensors() const;
+  // The name a parameter has in the checkpoint it was loaded from (whatever its layout).
+  const std::string& file_name(const std::string& param) const;
 
  private:
   struct Layer {
@@ -101,6 +104,7 @@ class TrainableVlm {
 
   TrainVlmConfig c_;
   std::vector<ag::Var> params_;
+  std::map<std::string, std::string> file_names_;  // parameter -> its name in the loaded checkpoint
   ag::Var tok_embd_, out_norm_, output_, proj1_w_, proj1_b_, proj2_w_, proj2_b_;
   std::vector<Layer> layers_;
 };
