@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstring>
 
 #include "ocellus/core/error.h"
@@ -247,6 +248,111 @@ Var cross_entropy(const Var& logits, const std::vector<int32_t>& targets, int32_
   Var y = result(Tensor::full({1}, loss), r);
   if (r)
     OCELLUS_RECORD(y, ops::cross_entropy_backward(logits->value, targets, dy.data<float>()[0], gp(logits), ignore_index));
+  return y;
+}
+
+Var patch_embed(const Tensor& image, const Var& w, const Var& b, int64_t patch) {
+  const bool r = wants({&w, &b});
+  Var y = result(ops::patch_embed(image, w->value, b ? &b->value : nullptr, patch), r);
+  if (r) OCELLUS_RECORD(y, ops::patch_embed_backward(image, w->value, dy, patch, nullptr, gp(w), gp(b)));
+  return y;
+}
+
+Var segment_mean(const Var& x, const std::vector<int64_t>& starts) {
+  const Tensor& X = x->value;
+  OCELLUS_CHECK(X.ndim() == 2 && starts.size() >= 2 && starts.front() == 0 && starts.back() == X.dim(0),
+                "autograd: segment_mean needs [n, d] rows covered by the segments");
+  const int64_t S = int64_t(starts.size()) - 1, d = X.dim(1);
+  const Tensor xc = X.contiguous();
+  Tensor out = Tensor::zeros({S, d});
+  for (int64_t s = 0; s < S; ++s) {
+    const int64_t a = starts[size_t(s)], e = starts[size_t(s) + 1];
+    OCELLUS_CHECK(e > a, "autograd: segment_mean: empty segment ", s);
+    float* o = out.data<float>() + s * d;
+    for (int64_t i = a; i < e; ++i)
+      for (int64_t j = 0; j < d; ++j) o[j] += xc.data<float>()[i * d + j];
+    const float inv = 1.0f / float(e - a);
+    for (int64_t j = 0; j < d; ++j) o[j] *= inv;
+  }
+  const bool r = wants({&x});
+  Var y = result(out, r);
+  if (r)
+    OCELLUS_RECORD(y, {
+      Tensor* g = gp(x);
+      const Tensor dyc = dy.contiguous();
+      for (int64_t s = 0; s < S; ++s) {
+        const int64_t a = starts[size_t(s)], e = starts[size_t(s) + 1];
+        const float inv = 1.0f / float(e - a);
+        for (int64_t i = a; i < e; ++i)
+          for (int64_t j = 0; j < d; ++j) g->data<float>()[i * d + j] += dyc.data<float>()[s * d + j] * inv;
+      }
+    });
+  return y;
+}
+
+Var sigmoid_pair_loss(const Var& img, const Var& txt, const Var& log_scale, const Var& bias) {
+  const Tensor zi = img->value.contiguous(), zt = txt->value.contiguous();
+  OCELLUS_CHECK(zi.ndim() == 2 && zi.shape() == zt.shape() && log_scale->value.numel() == 1 && bias->value.numel() == 1,
+                "autograd: sigmoid_pair_loss needs image and text embeddings of one shape [n, e] and scalar scale / bias");
+  const int64_t n = zi.dim(0), e = zi.dim(1);
+  // Normalized rows (double accumulation; n and e are small).
+  auto normalize = [&](const Tensor& z, std::vector<double>& u, std::vector<double>& norm) {
+    u.assign(size_t(n * e), 0), norm.assign(size_t(n), 0);
+    for (int64_t i = 0; i < n; ++i) {
+      double s = 0;
+      for (int64_t j = 0; j < e; ++j) s += double(z.data<float>()[i * e + j]) * z.data<float>()[i * e + j];
+      norm[size_t(i)] = std::max(std::sqrt(s), 1e-12);
+      for (int64_t j = 0; j < e; ++j) u[size_t(i * e + j)] = z.data<float>()[i * e + j] / norm[size_t(i)];
+    }
+  };
+  std::vector<double> ui, ut, ni, nt;
+  normalize(zi, ui, ni), normalize(zt, ut, nt);
+  const double t = std::exp(double(log_scale->value.data<float>()[0])), b = bias->value.data<float>()[0];
+  std::vector<double> cos(size_t(n * n)), dlogit(size_t(n * n));
+  double loss = 0;
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      double c = 0;
+      for (int64_t k = 0; k < e; ++k) c += ui[size_t(i * e + k)] * ut[size_t(j * e + k)];
+      cos[size_t(i * n + j)] = c;
+      const double z = (i == j ? 1.0 : -1.0) * (t * c + b);
+      // -log sigmoid(z) = softplus(-z), computed stably.
+      loss += z > 0 ? std::log1p(std::exp(-z)) : -z + std::log1p(std::exp(z));
+      // d/dlogit of softplus(-label * logit) = -label * sigmoid(-z).
+      const double sig_neg = 1.0 / (1.0 + std::exp(z));
+      dlogit[size_t(i * n + j)] = -(i == j ? 1.0 : -1.0) * sig_neg / double(n);
+    }
+  const bool r = wants({&img, &txt, &log_scale, &bias});
+  Var y = result(Tensor::full({1}, float(loss / double(n))), r);
+  if (r)
+    OCELLUS_RECORD(y, {
+      const double g = dy.data<float>()[0];
+      double dscale = 0, dbias = 0;
+      std::vector<double> dui(size_t(n * e), 0), dut(size_t(n * e), 0);
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t j = 0; j < n; ++j) {
+          const double dl = g * dlogit[size_t(i * n + j)];
+          dbias += dl, dscale += dl * t * cos[size_t(i * n + j)];
+          for (int64_t k = 0; k < e; ++k) {
+            dui[size_t(i * e + k)] += dl * t * ut[size_t(j * e + k)];
+            dut[size_t(j * e + k)] += dl * t * ui[size_t(i * e + k)];
+          }
+        }
+      // Through the normalization: dz = (du - u <u, du>) / |z|.
+      auto back = [&](const Var& v, const std::vector<double>& u, const std::vector<double>& du, const std::vector<double>& norm) {
+        Tensor* gz = gp(v);
+        if (!gz) return;
+        for (int64_t i = 0; i < n; ++i) {
+          double dot = 0;
+          for (int64_t k = 0; k < e; ++k) dot += u[size_t(i * e + k)] * du[size_t(i * e + k)];
+          for (int64_t k = 0; k < e; ++k)
+            gz->data<float>()[i * e + k] += float((du[size_t(i * e + k)] - u[size_t(i * e + k)] * dot) / norm[size_t(i)]);
+        }
+      };
+      back(img, ui, dui, ni), back(txt, ut, dut, nt);
+      if (Tensor* gs = gp(log_scale)) gs->data<float>()[0] += float(dscale);
+      if (Tensor* gb = gp(bias)) gb->data<float>()[0] += float(dbias);
+    });
   return y;
 }
 

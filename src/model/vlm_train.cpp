@@ -104,41 +104,51 @@ TrainableVlm::TrainableVlm(TrainVlmConfig c, const io::TensorSource& s_in) : c_(
     OCELLUS_CHECK(c_.tower_from < v.n_layer_run, "train: tower_from ", c_.tower_from, " but the tower runs ", v.n_layer_run, " blocks");
     const io::TensorSource ts = io::renamed_source(s_in, {{"vision_tower.vision_model.", vision::find_hf_vit_prefix(s_in)}});
     const vision::VitNames n = vision::hf_vit_names("vision_tower.vision_model.");
-    const int64_t dv = v.n_embd, ff = v.n_ff;
-    auto at = [](const std::string& pattern, int64_t i) { return io::gguf::name(pattern.c_str(), int(i)); };
-    for (int64_t i = c_.tower_from; i < v.n_layer_run; ++i) {
-      TowerBlock b;
-      b.ln1_w = add_param(ts, at(n.ln1_w, i), {dv}), b.ln1_b = add_param(ts, at(n.ln1_b, i), {dv}, false);
-      b.ln2_w = add_param(ts, at(n.ln2_w, i), {dv}), b.ln2_b = add_param(ts, at(n.ln2_b, i), {dv}, false);
-      b.q = add_param(ts, at(n.q, i), {dv, dv}), b.q_b = add_param(ts, at(n.q_b, i), {dv}, false);
-      b.k = add_param(ts, at(n.k, i), {dv, dv}), b.k_b = add_param(ts, at(n.k_b, i), {dv}, false);
-      b.v = add_param(ts, at(n.v, i), {dv, dv}), b.v_b = add_param(ts, at(n.v_b, i), {dv}, false);
-      b.o = add_param(ts, at(n.o, i), {dv, dv}), b.o_b = add_param(ts, at(n.o_b, i), {dv}, false);
-      b.fc1 = add_param(ts, at(n.fc1, i), {ff, dv}), b.fc1_b = add_param(ts, at(n.fc1_b, i), {ff}, false);
-      b.fc2 = add_param(ts, at(n.fc2, i), {dv, ff}), b.fc2_b = add_param(ts, at(n.fc2_b, i), {dv}, false);
-      tower_.push_back(b);
-    }
-    if (v.post_norm) post_ln_w_ = add_param(ts, n.post_ln_w, {dv}), post_ln_b_ = add_param(ts, n.post_ln_b, {dv}, false);
+    for (int64_t i = c_.tower_from; i < v.n_layer_run; ++i)
+      tower_.push_back(tower_block(n, i, v.n_embd, v.n_ff, [&](const std::string& name, const Shape& shape, bool required) {
+        return add_param(ts, name, shape, required);
+      }));
+    if (v.post_norm) post_ln_w_ = add_param(ts, n.post_ln_w, {v.n_embd}), post_ln_b_ = add_param(ts, n.post_ln_b, {v.n_embd}, false);
   }
+}
+
+EncoderBlock tower_block(const vision::VitNames& n, int64_t i, int64_t d, int64_t ff,
+                         const std::function<ag::Var(const std::string&, const Shape&, bool)>& make) {
+  auto at = [&](const std::string& pattern) { return io::gguf::name(pattern.c_str(), int(i)); };
+  EncoderBlock b;
+  b.ln1_w = make(at(n.ln1_w), {d}, true), b.ln1_b = make(at(n.ln1_b), {d}, false);
+  b.ln2_w = make(at(n.ln2_w), {d}, true), b.ln2_b = make(at(n.ln2_b), {d}, false);
+  b.q = make(at(n.q), {d, d}, true), b.q_b = make(at(n.q_b), {d}, false);
+  b.k = make(at(n.k), {d, d}, true), b.k_b = make(at(n.k_b), {d}, false);
+  b.v = make(at(n.v), {d, d}, true), b.v_b = make(at(n.v_b), {d}, false);
+  b.o = make(at(n.o), {d, d}, true), b.o_b = make(at(n.o_b), {d}, false);
+  b.fc1 = make(at(n.fc1), {ff, d}, true), b.fc1_b = make(at(n.fc1_b), {ff}, false);
+  b.fc2 = make(at(n.fc2), {d, ff}, true), b.fc2_b = make(at(n.fc2_b), {d}, false);
+  return b;
+}
+
+ag::Var encoder_block(const EncoderBlock& b, const ag::Var& h, int64_t n_head, ops::Activation act, float eps,
+                      const std::vector<int64_t>& starts) {
+  const int64_t n = h->value.dim(0), d = h->value.dim(1), hd = d / n_head;
+  ops::AttentionParams ap;
+  ap.scale = 1.0f / std::sqrt(float(hd));
+  const ag::Var x = ag::layer_norm(h, b.ln1_w, b.ln1_b, eps);
+  const ag::Var q = ag::reshape(ag::matmul(x, b.q, b.q_b), {n, n_head, hd});
+  const ag::Var k = ag::reshape(ag::matmul(x, b.k, b.k_b), {n, n_head, hd});
+  const ag::Var v = ag::reshape(ag::matmul(x, b.v, b.v_b), {n, n_head, hd});
+  const ag::Var a = starts.size() == 2 ? ag::attention(q, k, v, ap) : ag::attention_segments(q, k, v, ap, starts);
+  const ag::Var h1 = ag::add(h, ag::matmul(ag::reshape(a, {n, d}), b.o, b.o_b));
+  const ag::Var f1 = ag::activate(act, ag::matmul(ag::layer_norm(h1, b.ln2_w, b.ln2_b, eps), b.fc1, b.fc1_b));
+  return ag::add(h1, ag::matmul(f1, b.fc2, b.fc2_b));
 }
 
 ag::Var TrainableVlm::image_rows(const Tensor& f) const {
   ag::Var h = ag::constant(f);
   if (c_.tower_from >= 0) {  // the tower's upper blocks over the hidden state [n_pos, d_v]
     const vision::VitConfig& v = c_.vit;
-    const int64_t np = f.dim(0), dv = v.n_embd, H = v.n_head, hd = dv / H;
+    const int64_t np = f.dim(0), H = v.n_head;
     OCELLUS_CHECK(np == v.n_positions(), "train: a hidden state of ", np, " rows; the tower has ", v.n_positions(), " positions");
-    ops::AttentionParams ap;
-    ap.scale = 1.0f / std::sqrt(float(hd));
-    for (const TowerBlock& b : tower_) {
-      const ag::Var x = ag::layer_norm(h, b.ln1_w, b.ln1_b, v.norm_eps);
-      const ag::Var q = ag::reshape(ag::matmul(x, b.q, b.q_b), {np, H, hd});
-      const ag::Var k = ag::reshape(ag::matmul(x, b.k, b.k_b), {np, H, hd});
-      const ag::Var vv = ag::reshape(ag::matmul(x, b.v, b.v_b), {np, H, hd});
-      h = ag::add(h, ag::matmul(ag::reshape(ag::attention(q, k, vv, ap), {np, dv}), b.o, b.o_b));
-      const ag::Var f1 = ag::activate(v.act, ag::matmul(ag::layer_norm(h, b.ln2_w, b.ln2_b, v.norm_eps), b.fc1, b.fc1_b));
-      h = ag::add(h, ag::matmul(f1, b.fc2, b.fc2_b));
-    }
+    for (const EncoderBlock& b : tower_) h = encoder_block(b, h, H, v.act, v.norm_eps, {0, np});
     if (v.post_norm) h = ag::layer_norm(h, post_ln_w_, post_ln_b_, v.norm_eps);
     const int64_t skip = np - v.n_features();
     if (skip > 0) h = ag::slice(h, 0, skip, np);

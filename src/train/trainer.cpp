@@ -1,5 +1,7 @@
 #include "ocellus/train/trainer.h"
 
+#include "trainer_common.h"
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -26,6 +28,7 @@
 #include "ocellus/text/tokenizer.h"
 #include "ocellus/train/dist.h"
 #include "ocellus/train/feature_cache.h"
+#include "ocellus/train/siglip.h"
 #include "ocellus/train/optim.h"
 #include "ocellus/vision/vit.h"
 
@@ -42,7 +45,7 @@ Recipe parse_recipe(const std::string& text, const std::string& path) {
   static const std::set<std::string> kKeys = {
       "base", "data", "images", "cache", "chat_template", "skip_bad_records", "trainable", "groups", "lr",
       "weight_decay", "beta1", "beta2", "eps", "clip", "warmup", "min_lr_ratio", "steps", "batch", "max_len",
-      "seed", "out", "checkpoint_every", "keep", "lora", "tower_from", "micro_batch_tokens"};
+      "seed", "out", "checkpoint_every", "keep", "lora", "tower_from", "micro_batch_tokens", "objective", "siglip"};
   for (const auto& [k, v] : j.items())
     OCELLUS_CHECK(kKeys.count(k), "recipe: ", path, ": unknown key '", k, "'");
   Recipe r;
@@ -109,6 +112,25 @@ Recipe parse_recipe(const std::string& text, const std::string& path) {
       }
     }
   }
+  if (j.contains("objective")) {
+    OCELLUS_CHECK(j["objective"].is_string() && (j["objective"] == "next_token" || j["objective"] == "siglip"), "recipe: ", path,
+                  ": 'objective' must be \"next_token\" or \"siglip\"");
+    r.objective = j["objective"].get<std::string>();
+  }
+  if (j.contains("siglip")) {
+    const json& g = j["siglip"];
+    OCELLUS_CHECK(g.is_object(), "recipe: ", path, ": 'siglip' must be an object");
+    const std::vector<std::pair<const char*, int64_t*>> keys = {
+        {"text_embd", &r.siglip.text_embd}, {"text_ff", &r.siglip.text_ff}, {"text_layers", &r.siglip.text_layers},
+        {"text_heads", &r.siglip.text_heads}, {"embed_dim", &r.siglip.embed_dim}, {"max_text_len", &r.siglip.max_text_len}};
+    for (const auto& [k, v] : g.items()) {
+      const auto it = std::find_if(keys.begin(), keys.end(), [&](const auto& p) { return k == p.first; });
+      OCELLUS_CHECK(it != keys.end(), "recipe: ", path, ": unknown key 'siglip.", k, "'");
+      OCELLUS_CHECK(v.is_number_integer() && v.get<int64_t>() > 0, "recipe: ", path, ": 'siglip.", k, "' must be a positive integer");
+      *it->second = v.get<int64_t>();
+    }
+    OCELLUS_CHECK(r.siglip.text_embd % r.siglip.text_heads == 0, "recipe: ", path, ": 'siglip.text_embd' must divide into 'text_heads' heads");
+  }
   if (j.contains("groups")) {
     OCELLUS_CHECK(j["groups"].is_array(), "recipe: ", path, ": 'groups' must be a list");
     for (const json& g : j["groups"]) {
@@ -131,29 +153,6 @@ namespace {
 
 bool starts_with(const std::string& s, const std::string& p) { return s.compare(0, p.size(), p) == 0; }
 
-// The order samples are seen in: epoch e is a Fisher-Yates shuffle seeded by (seed, e).
-class Order {
- public:
-  Order(size_t n, uint64_t seed) : n_(n), seed_(seed) {}
-  size_t at(int64_t pos) {
-    const int64_t epoch = pos / int64_t(n_);
-    if (epoch != epoch_) {
-      perm_.resize(n_);
-      for (size_t i = 0; i < n_; ++i) perm_[i] = i;
-      std::mt19937_64 rng(seed_ * 0x9E3779B97F4A7C15ull + uint64_t(epoch));
-      for (size_t i = n_ - 1; i > 0; --i) std::swap(perm_[i], perm_[size_t(rng() % (i + 1))]);
-      epoch_ = epoch;
-    }
-    return perm_[size_t(pos % int64_t(n_))];
-  }
-
- private:
-  size_t n_;
-  uint64_t seed_;
-  int64_t epoch_ = -1;
-  std::vector<size_t> perm_;
-};
-
 struct Sample {
   std::vector<int32_t> ids;
   std::vector<uint8_t> mask;
@@ -167,10 +166,15 @@ std::string step_dir_name(int64_t step) {
   return b;
 }
 
-void save_checkpoint(const std::string& out, int64_t step, const model::TrainableVlm& vlm, AdamW& opt, int64_t keep) {
+}  // namespace
+
+namespace detail {
+
+void save_checkpoint(const std::string& out, int64_t step, const std::vector<std::pair<std::string, Tensor>>& tensors, AdamW& opt,
+                     int64_t keep) {
   const fs::path root = fs::path(out) / "checkpoints", dir = root / step_dir_name(step);
   fs::create_directories(dir);
-  io::write_safetensors((dir / "model.safetensors").string(), vlm.tensors());
+  io::write_safetensors((dir / "model.safetensors").string(), tensors);
   std::vector<std::pair<std::string, Tensor>> st;
   size_t i = 0;
   for (const ParamGroup& g : opt.groups())
@@ -192,7 +196,7 @@ void save_checkpoint(const std::string& out, int64_t step, const model::Trainabl
     if (dirs[k] != name) fs::remove_all(root / dirs[k]);
 }
 
-int64_t load_checkpoint(const std::string& out, model::TrainableVlm& vlm, AdamW& opt) {
+int64_t load_checkpoint(const std::string& out, const std::vector<ag::Var>& params, AdamW& opt) {
   const fs::path root = fs::path(out) / "checkpoints";
   const std::string latest = (root / "latest").string();
   OCELLUS_CHECK(io::is_file(latest), "train: --resume: no checkpoint in ", root.string());
@@ -207,7 +211,7 @@ int64_t load_checkpoint(const std::string& out, model::TrainableVlm& vlm, AdamW&
     OCELLUS_CHECK(t.shape() == dst.shape(), "train: checkpoint tensor '", name, "' has shape ", t.shape().str(), ", the model ", dst.shape().str());
     std::memcpy(dst.raw(), t.contiguous().raw(), dst.nbytes());
   };
-  for (const ag::Var& p : vlm.params()) copy_into(m, p->name, p->value);
+  for (const ag::Var& p : params) copy_into(m, p->name, p->value);
   size_t i = 0;
   for (const ParamGroup& g : opt.groups())
     for (const ag::Var& p : g.params) {
@@ -250,12 +254,16 @@ void draw_loss_curve(const std::vector<double>& losses, const std::string& path)
   io::save_png(path, img);
 }
 
-// The base folder's tensors with the trained values in place, as one model.safetensors.
-void export_model(const Recipe& r, const model::TrainableVlm& vlm, const io::SafetensorsModel& base, const std::string& dir) {
+}  // namespace detail
+
+namespace {
+using namespace detail;
+
+}  // namespace
+
+void export_folder(const std::string& base_dir, const std::map<std::string, Tensor>& trained, const std::string& dir) {
+  const io::SafetensorsModel base = io::SafetensorsModel::open(base_dir);
   fs::create_directories(dir);
-  // Each trained tensor goes back under the name it was read from.
-  std::map<std::string, Tensor> trained;
-  for (const auto& [n, t] : vlm.merged_tensors()) trained[vlm.file_name(n)] = t;
   std::vector<std::pair<std::string, Tensor>> out;
   size_t replaced = 0;
   for (const std::string& n : base.names()) {
@@ -266,14 +274,13 @@ void export_model(const Recipe& r, const model::TrainableVlm& vlm, const io::Saf
   OCELLUS_CHECK(replaced == trained.size(), "train: export placed ", replaced, " of ", trained.size(), " trained tensors");
   io::write_safetensors(dir + "/model.safetensors", out);
   for (const char* f : {"config.json", "tokenizer.json", "tokenizer_config.json", "preprocessor_config.json"}) {
-    const std::string src = r.base + "/" + f;
+    const std::string src = base_dir + "/" + f;
     if (io::is_file(src)) fs::copy_file(src, dir + "/" + f, fs::copy_options::overwrite_existing);
   }
 }
 
-}  // namespace
-
 TrainResult run_recipe(const Recipe& r, bool resume, const std::function<void(const StepStats&)>& on_step, int64_t stop_after) {
+  if (r.objective == "siglip") return run_siglip(r, resume, on_step, stop_after);
   const io::HfConfig cfg = io::read_hf_config(r.base);
   const text::Tokenizer tok = text::Tokenizer::from_file(r.base);
   const text::ChatTemplate tmpl = text::resolve_chat_template(r.chat_template, r.base, tok);
@@ -348,7 +355,7 @@ TrainResult run_recipe(const Recipe& r, bool resume, const std::function<void(co
   const std::string log_path = r.out + "/metrics.jsonl";
   TrainResult res;
   if (resume) {
-    res.first_step = load_checkpoint(r.out, vlm, opt);
+    res.first_step = load_checkpoint(r.out, vlm.params(), opt);
     // The log keeps the steps up to the checkpoint; later lines are run again.
     std::string kept;
     if (io::is_file(log_path)) {
@@ -421,7 +428,7 @@ TrainResult run_recipe(const Recipe& r, bool resume, const std::function<void(co
     if (on_step) on_step(s);
     const bool last = step + 1 == r.steps;
     if (D.main() && (last || (r.checkpoint_every > 0 && (step + 1) % r.checkpoint_every == 0)))
-      save_checkpoint(r.out, step + 1, vlm, opt, r.keep);
+      save_checkpoint(r.out, step + 1, vlm.tensors(), opt, r.keep);
     if (stop_after > 0 && step + 1 - res.first_step >= stop_after && !last) return res;
   }
   res.model_dir = r.out + "/model";
@@ -437,7 +444,12 @@ TrainResult run_recipe(const Recipe& r, bool resume, const std::function<void(co
     }
   }
   draw_loss_curve(all, r.out + "/loss.png");
-  export_model(r, vlm, st, res.model_dir);
+  {
+    // Each trained tensor goes back under the name it was read from.
+    std::map<std::string, Tensor> trained;
+    for (const auto& [n, t] : vlm.merged_tensors()) trained[vlm.file_name(n)] = t;
+    export_folder(r.base, trained, res.model_dir);
+  }
   // The same model as a GGUF pair (text model + mmproj) for llama.cpp-style runners.
   fs::create_directories(r.out + "/gguf");
   lm::write_gguf(*lm::load_hf(res.model_dir), tok, r.out + "/gguf/model.gguf");

@@ -16,6 +16,12 @@ format is read here). Usage:
                                                       OUT: loss, the trainable parameters' gradients
                                                       (in BATCH's order), then the loss before each
                                                       of `steps` AdamW steps
+    torch_ref.py siglip DIR BATCH OUT                 DIR: a LLaVA config.json (SigLIP tower) +
+                                                      model.safetensors with the tower and the
+                                                      siglip.* text tower / heads; BATCH: JSON
+                                                      {pixels, ids, text_heads, max_text_len, names};
+                                                      OUT: the sigmoid loss, then the gradients of
+                                                      `names` in order
 """
 import json
 import math
@@ -334,6 +340,44 @@ def vlm_train_bench(cfg, w, b):
     return torch.tensor([min(times[b["warmup"]:]), min(loop_times[b["warmup"]:])])
 
 
+def siglip(cfg, w, b):
+    """SigLIP's pairwise sigmoid loss over a batch, the towers mean-pooled and projected."""
+    torch.set_grad_enabled(True)
+    P = {k: v.clone().requires_grad_(True) for k, v in w.items()}
+    vc = cfg["vision_config"]
+    S = vc["image_size"]
+    pixels = torch.frombuffer(bytearray(open(b["pixels"], "rb").read()), dtype=torch.float32).reshape(-1, 3, S, S)
+    img = F.linear(vit(vc, P, pixels, 0).mean(1), P["siglip.vision_head.weight"], P["siglip.vision_head.bias"])
+    f = act(vc.get("hidden_act", "gelu_pytorch_tanh"))
+    nh, eps = b["text_heads"], 1e-6
+    pooled = []
+    for ids in b["ids"]:
+        ids = ids[: b["max_text_len"]]
+        x = (P["siglip.text.token_embedding.weight"][ids] + P["siglip.text.position_embedding.weight"][: len(ids)])[None]
+        i = 0
+        while f"siglip.text.layers.{i}.fc1.weight" in P:
+            l = f"siglip.text.layers.{i}."
+            lin = lambda t, n: F.linear(t, P[l + n + ".weight"], P[l + n + ".bias"])
+            d = x.shape[-1]
+            h = F.layer_norm(x, (d,), P[l + "layer_norm1.weight"], P[l + "layer_norm1.bias"], eps)
+            B, T, _ = h.shape
+            q, k, v = (lin(h, n).view(B, T, nh, d // nh).transpose(1, 2) for n in ("q_proj", "k_proj", "v_proj"))
+            a = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(d // nh), dim=-1) @ v
+            x = x + lin(a.transpose(1, 2).reshape(B, T, d), "out_proj")
+            h = F.layer_norm(x, (d,), P[l + "layer_norm2.weight"], P[l + "layer_norm2.bias"], eps)
+            x = x + lin(f(lin(h, "fc1")), "fc2")
+            i += 1
+        x = F.layer_norm(x, (x.shape[-1],), P["siglip.text.final_layer_norm.weight"], P["siglip.text.final_layer_norm.bias"], eps)
+        pooled.append(x[0].mean(0))
+    txt = F.linear(torch.stack(pooled), P["siglip.text_head.weight"], P["siglip.text_head.bias"])
+    logits = F.normalize(img, dim=-1) @ F.normalize(txt, dim=-1).T * P["siglip.logit_scale"].exp() + P["siglip.logit_bias"]
+    n = logits.shape[0]
+    labels = 2 * torch.eye(n) - 1
+    loss = -F.logsigmoid(labels * logits).sum() / n
+    loss.backward()
+    return torch.cat([loss.detach().reshape(1)] + [P[k].grad.reshape(-1) for k in b["names"]])
+
+
 def main():
     mode = sys.argv[1]
     if mode == "vit":
@@ -361,6 +405,11 @@ def main():
         cfg = json.load(open(d + "/config.json"))
         w = read_safetensors(d + "/model.safetensors")
         vlm_train_bench(cfg, w, json.load(open(batch))).numpy().tofile(out)
+    elif mode == "siglip":
+        d, batch, out = sys.argv[2:5]
+        cfg = json.load(open(d + "/config.json"))
+        w = read_safetensors(d + "/model.safetensors")
+        siglip(cfg, w, json.load(open(batch))).detach().contiguous().numpy().tofile(out)
     else:
         sys.exit("unknown mode " + mode)
 

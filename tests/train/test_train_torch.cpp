@@ -5,7 +5,9 @@
 // gradient, and the finite-difference check of the tape through the whole model.
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
+#include <optional>
 
 #include <nlohmann/json.hpp>
 
@@ -15,7 +17,11 @@
 #include "ocellus/io/tensor_source.h"
 #include "ocellus/lm/lm.h"
 #include "ocellus/model/vlm_train.h"
+#include "ocellus/model/init.h"
+#include "ocellus/text/bpe_train.h"
 #include "ocellus/train/optim.h"
+#include "ocellus/train/siglip.h"
+#include "gradcheck.h"
 #include "testutil.h"
 #include "torch_ref.h"
 
@@ -341,4 +347,107 @@ TEST(TrainTorch, AdamWStepsTrackPyTorch) {
     opt.step();
   }
   EXPECT_LT(ref_losses[steps - 1], ref_losses[0]);  // it learns
+}
+
+// SigLIP pretraining: the sigmoid loss and every gradient (tower, text tower, heads, scale and
+// bias) of one batch against PyTorch, on weights far from their initialization.
+TEST(TrainTorch, SiglipStepMatchesPyTorch) {
+  const std::string dir = test::temp_path("siglip_torch");
+  std::system(("rm -rf " + dir).c_str());
+  text::BpeTrainOptions bo;
+  bo.vocab_size = 280, bo.min_frequency = 1, bo.specials = {"<|endoftext|>"}, bo.eos = "<|endoftext|>";
+  const text::Tokenizer tok = text::train_bpe({"a bag in the top left and a shirt in the bottom right"}, bo);
+  model::InitSpec spec;
+  spec.n_embd = 16, spec.n_ff = 32, spec.n_layer = 1, spec.n_head = 2, spec.n_head_kv = 1;
+  spec.image_size = 16, spec.patch_size = 4, spec.vision_embd = 12, spec.vision_ff = 24, spec.vision_layers = 2, spec.vision_heads = 2;
+  model::init_llava(spec, tok, dir);
+  const io::HfConfig cfg = io::read_hf_config(dir);
+  train::SiglipOptions o;
+  o.text_embd = 16, o.text_ff = 24, o.text_layers = 2, o.text_heads = 2, o.embed_dim = 8, o.max_text_len = 6;
+  std::optional<train::SiglipModel> m;
+  {
+    const io::SafetensorsModel st = io::SafetensorsModel::open(dir);
+    m.emplace(model::train_config_from_hf(cfg).vit, io::safetensors_source(st, dir), tok.n_vocab(), o, 3);
+  }
+  // Every parameter moved away from its initialization (norm weights near one); the scale and
+  // bias to values where both labels matter.
+  uint32_t seed = 40;
+  for (const ag::Var& p : m->params()) {
+    const bool norm = p->name.find("norm") != std::string::npos && p->name.find(".weight") != std::string::npos;
+    const Tensor r = test::randn(p->value.shape(), seed++, norm ? 0.1f : 0.3f);
+    for (int64_t i = 0; i < r.numel(); ++i) p->value.data<float>()[i] = (norm ? 1.0f : 0.0f) + r.data<float>()[i];
+  }
+  m->param("siglip.logit_scale")->value.data<float>()[0] = 1.2f;
+  m->param("siglip.logit_bias")->value.data<float>()[0] = -0.7f;
+  io::write_safetensors(dir + "/model.safetensors", m->tensors());
+  const std::vector<Tensor> pixels = {test::randn({3, 16, 16}, 1), test::randn({3, 16, 16}, 2), test::randn({3, 16, 16}, 3)};
+  // Captions of different lengths, one longer than max_text_len (truncated).
+  const std::vector<std::vector<int32_t>> ids = {{5, 9, 12}, {7, 7, 30, 41, 2, 9, 11, 3}, {100}};
+  const ag::Var loss = m->loss(pixels, ids);
+  ag::Tape::current().backward(loss);
+
+  Tensor px = Tensor::empty({3, 3, 16, 16});
+  for (int i = 0; i < 3; ++i) std::memcpy(px.data<float>() + i * 768, pixels[size_t(i)].data<float>(), 768 * 4);
+  nlohmann::json b;
+  b["pixels"] = test::write_temp("siglip_px.f32", px), b["ids"] = ids, b["text_heads"] = o.text_heads;
+  b["max_text_len"] = o.max_text_len;
+  std::vector<std::string> names;
+  for (const ag::Var& p : m->params()) names.push_back(p->name);
+  b["names"] = names;
+  const std::string bp = test::temp_path("siglip_batch.json");
+  std::ofstream(bp) << b.dump();
+  const std::vector<float> ref = test::torch_ref({"siglip", dir, bp, ""}, test::temp_path("siglip_out.f32"));
+  ASSERT_FALSE(ref.empty());
+  const float l = loss->value.data<float>()[0];
+  std::printf("siglip: loss %.7f (PyTorch %.7f)\n", l, ref[0]);
+  EXPECT_NEAR(l, ref[0], 1e-5 * std::fabs(ref[0]));
+  size_t at = 1;
+  double worst = 0;
+  for (const ag::Var& p : m->params()) {
+    ASSERT_TRUE(p->grad.defined()) << p->name;
+    ASSERT_LE(at + size_t(p->grad.numel()), ref.size());
+    if (p->name.find("k_proj.bias") != std::string::npos) {
+      // Softmax ignores a shift shared by all keys, so this gradient is zero up to rounding in
+      // both (a relative error of two roundings means nothing): both must be that small.
+      for (int64_t i = 0; i < p->grad.numel(); ++i) {
+        EXPECT_LE(std::fabs(p->grad.data<float>()[i]), 1e-5) << p->name;
+        EXPECT_LE(std::fabs(ref[at + size_t(i)]), 1e-5) << p->name;
+      }
+      at += size_t(p->grad.numel());
+      continue;
+    }
+    const double e = grad_err(p->grad, ref, at);
+    worst = std::max(worst, e);
+    EXPECT_LE(e, 1e-4) << p->name;
+    at += size_t(p->grad.numel());
+  }
+  EXPECT_EQ(at, ref.size());
+  std::printf("siglip: worst gradient error %.2e over %zu parameters\n", worst, m->params().size());
+  std::system(("rm -rf " + dir).c_str());
+}
+
+// The sigmoid pair loss and segment mean against finite differences (embeddings, scale, bias).
+TEST(TrainTorch, SigmoidPairLossGradcheck) {
+  const std::vector<int64_t> si = {0, 2, 5, 6}, st = {0, 3, 4, 7};
+  auto run = [&](const std::vector<Tensor>& in, bool grad) {
+    std::vector<ag::Var> v;
+    for (const Tensor& t : in) v.push_back(ag::leaf(t.clone(), grad));
+    const ag::Var l = ag::sigmoid_pair_loss(ag::segment_mean(v[0], si), ag::segment_mean(v[1], st), v[2], v[3]);
+    return std::make_pair(l, v);
+  };
+  Tensor ls = Tensor::full({1}, 0.8f), bias = Tensor::full({1}, -0.5f);
+  test::gradcheck(
+      "sigmoid_pair_loss", {test::randn({6, 5}, 1), test::randn({7, 5}, 2), ls, bias},
+      [&](const std::vector<Tensor>& in) {
+        ag::NoGrad ng;
+        return run(in, false).first->value;
+      },
+      [&](const std::vector<Tensor>& in, const Tensor& dy) {
+        auto [l, v] = run(in, true);
+        ag::Tape::current().backward(ag::scale(l, dy.data<float>()[0]));
+        std::vector<Tensor> g;
+        for (const ag::Var& x : v) g.push_back(x->grad);
+        return g;
+      },
+      1e-3f, 1e-3, 1e-4);
 }

@@ -86,6 +86,15 @@ Var attention_segments(const Var& q, const Var& k, const Var& v, const ops::Atte
 Var reshape(const Var& x, const Shape& shape);
 Var concat(const std::vector<Var>& xs, int dim);
 Var slice(const Var& x, int dim, int64_t start, int64_t end);
+// Patch embedding of a constant image [C, H, W] (conv2d with stride = kernel = patch): [n_patch, D].
+Var patch_embed(const Tensor& image, const Var& w, const Var& b, int64_t patch);
+// The mean of each segment's rows: x [n, d], rows [starts[i], starts[i+1]) -> row i of [S, d].
+Var segment_mean(const Var& x, const std::vector<int64_t>& starts);
+// SigLIP's pairwise sigmoid loss (Zhai et al. 2023) of a batch of n matching pairs: image and
+// text embeddings [n, e] are L2-normalized, logits_ij = exp(log_scale) <img_i, txt_j> + bias,
+// labels +1 on the diagonal and -1 elsewhere; loss = -(1/n) sum_ij log sigmoid(label_ij logits_ij).
+// log_scale and bias are [1]. A scalar [1].
+Var sigmoid_pair_loss(const Var& img, const Var& txt, const Var& log_scale, const Var& bias);
 // Mean cross-entropy over rows whose target is not ignore_index; a scalar [1].
 Var cross_entropy(const Var& logits, const std::vector<int32_t>& targets, int32_t ignore_index = -100);
 

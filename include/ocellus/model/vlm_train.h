@@ -6,6 +6,7 @@
 // biases); connector: mlp2x_gelu or linear. Its logits equal the inference model's on the same
 // weights (tested), so a trained checkpoint runs through the inference path unchanged.
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -18,6 +19,19 @@
 #include "ocellus/vision/vit.h"
 
 namespace ocellus::model {
+
+// A pre-LayerNorm transformer encoder block as ViT / SigLIP towers (and SigLIP's text tower)
+// have it: h + attn(ln1 h), then h + fc2(act(fc1(ln2 h))), bidirectional attention within each
+// segment [starts[i], starts[i+1]) of the stacked rows.
+struct EncoderBlock {
+  ag::Var ln1_w, ln1_b, ln2_w, ln2_b, q, q_b, k, k_b, v, v_b, o, o_b, fc1, fc1_b, fc2, fc2_b;
+};
+// Block i of a tower under the names n (vision::hf_vit_names / gguf_vit_names), each parameter
+// made by make(name, shape, required): biases are not required.
+EncoderBlock tower_block(const vision::VitNames& n, int64_t i, int64_t d, int64_t ff,
+                         const std::function<ag::Var(const std::string&, const Shape&, bool)>& make);
+ag::Var encoder_block(const EncoderBlock& b, const ag::Var& h, int64_t n_head, ops::Activation act, float eps,
+                      const std::vector<int64_t>& starts);
 
 struct TrainVlmConfig {
   lm::LmConfig lm;                 // arch, sizes, rope (rotate-half, exact), norm_eps
@@ -90,10 +104,7 @@ class TrainableVlm {
   ag::Var input_rows(const TrainSample& s) const;  // [n, d]
   ag::Var linear(const ag::Var& x, const ag::Var& w, const ag::Var& b) const;  // with its adapter, if any
   ag::Var image_rows(const Tensor& f) const;  // features (or hidden state) -> [n_img_tok, d]
-  struct TowerBlock {
-    ag::Var ln1_w, ln1_b, ln2_w, ln2_b, q, q_b, k, k_b, v, v_b, o, o_b, fc1, fc1_b, fc2, fc2_b;
-  };
-  std::vector<TowerBlock> tower_;
+  std::vector<EncoderBlock> tower_;
   ag::Var post_ln_w_, post_ln_b_;
   struct Lora {
     ag::Var a, b;

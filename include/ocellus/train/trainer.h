@@ -8,9 +8,11 @@
 // GGUF pair (text model + mmproj, llama.cpp's layout), both of which `ocellus run` loads.
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
+#include "ocellus/core/tensor.h"
 #include "ocellus/train/data.h"
 
 namespace ocellus::train {
@@ -20,8 +22,17 @@ struct RecipeGroup {
   double lr = 0, weight_decay = 0;
 };
 
+// The text tower and heads of SigLIP pretraining ("objective": "siglip").
+struct SiglipOptions {
+  int64_t text_embd = 128, text_ff = 512, text_layers = 2, text_heads = 2;
+  int64_t embed_dim = 128;     // the shared space both towers are projected into
+  int64_t max_text_len = 64;   // caption tokens kept
+};
+
 struct Recipe {
   std::string path;                 // the recipe file (relative paths are relative to its folder)
+  std::string objective = "next_token";  // or "siglip": contrastive pretraining of the tower
+  SiglipOptions siglip;
   std::string base;                 // Hugging Face LLaVA folder: initial weights, config, tokenizer
   std::string data, images;         // LLaVA JSON and its image folder
   std::string cache;                // feature cache of the (frozen) tower over the images (text-only data: none)
@@ -61,6 +72,10 @@ struct TrainResult {
   std::string model_dir;       // the exported model (Hugging Face LLaVA folder)
   std::string gguf_model, gguf_mmproj;  // the same as a GGUF pair
 };
+
+// The base folder's tensors with trained ones in place (keyed by their name in the base files),
+// written to dir/model.safetensors beside copies of its config, tokenizer and preprocessor files.
+void export_folder(const std::string& base_dir, const std::map<std::string, Tensor>& trained, const std::string& dir);
 
 // Runs the recipe (from its last checkpoint when resume); stop_after > 0 ends the run after that
 // many steps of this call (as if killed after its checkpoint), without exporting.
