@@ -413,3 +413,58 @@ TEST(Trainer, TruncationNeverCutsAnImage) {
     if (full.mask[i]) masked.push_back(full.ids[i]);
   EXPECT_EQ(tok.decode(masked, false), "answer<|im_end|>");
 }
+
+TEST(Trainer, SiglipRecipeTrainsTheTowerResumesAndExports) {
+  World w;
+  model::InitSpec spec;
+  spec.n_embd = 32, spec.n_ff = 64, spec.n_layer = 1, spec.n_head = 4, spec.n_head_kv = 2;
+  spec.image_size = 16, spec.patch_size = 4, spec.vision_embd = 16, spec.vision_ff = 32, spec.vision_layers = 2, spec.vision_heads = 2;
+  const std::string m0 = w.root + "/m0";
+  model::init_llava(spec, text::Tokenizer::from_file(w.base), m0);
+  auto recipe = [&](const std::string& out, int steps) {
+    nlohmann::json r = {{"objective", "siglip"}, {"base", m0}, {"data", w.data}, {"images", w.images}, {"skip_bad_records", true},
+                        {"trainable", {"vision_tower."}}, {"siglip", {{"text_embd", 16}, {"text_ff", 32}, {"text_layers", 1},
+                                                                      {"text_heads", 2}, {"embed_dim", 8}}},
+                        {"lr", 3e-3}, {"warmup", 2}, {"steps", steps}, {"batch", 4}, {"seed", 5}, {"out", out},
+                        {"checkpoint_every", 2}, {"keep", 2}};
+    const std::string p = out + ".json";
+    std::ofstream(p) << r.dump();
+    return train::read_recipe(p);
+  };
+  const train::TrainResult a = train::run_recipe(recipe(w.root + "/sa", 30), false);
+  ASSERT_EQ(a.losses.size(), 30u);
+  double first = 0, last = 0;
+  for (int i = 0; i < 5; ++i) first += a.losses[size_t(i)], last += a.losses[size_t(25 + i)];
+  std::printf("siglip losses: first five %.4f, last five %.4f\n", first / 5, last / 5);
+  EXPECT_LT(last, 0.5 * first);
+  // Stopped after 3 steps and resumed from step 2: the same losses as unbroken.
+  const train::TrainResult b1 = train::run_recipe(recipe(w.root + "/sb", 30), false, {}, 3);
+  const train::TrainResult b2 = train::run_recipe(recipe(w.root + "/sb", 30), true);
+  EXPECT_EQ(b2.first_step, 2);
+  ASSERT_EQ(b2.losses.size(), 28u);
+  for (size_t i = 0; i < 28; ++i) EXPECT_EQ(b2.losses[i], a.losses[i + 2]) << "step " << i + 3;
+  // The export: the base folder with the trained tower; the text model untouched; it runs.
+  const io::SafetensorsModel before = io::SafetensorsModel::open(m0), after = io::SafetensorsModel::open(a.model_dir);
+  EXPECT_EQ(before.names(), after.names());
+  int changed = 0;
+  for (const std::string& n : before.names()) {
+    const bool same = test::rel_err(after.tensor(n), before.tensor(n)) == 0.0;
+    if (n.rfind("vision_tower.", 0) == 0) changed += !same;
+    else EXPECT_TRUE(same) << n;
+  }
+  EXPECT_GT(changed, 20);
+  EXPECT_TRUE(fs::exists(w.root + "/sa/siglip.safetensors"));
+  EXPECT_TRUE(fs::exists(w.root + "/sa/loss.png"));
+  const model::Vlm v = model::load_vlm(a.model_dir, "");
+  EXPECT_EQ(v.vision->n_tokens_per_image(), 16);
+  // A CLIP-style tower (class token) is refused with the reason.
+  nlohmann::json bad = {{"objective", "siglip"}, {"base", w.base}, {"data", w.data}, {"images", w.images}, {"skip_bad_records", true},
+                        {"steps", 2}, {"batch", 2}, {"out", w.root + "/sc"}};
+  std::ofstream(w.root + "/sc.json") << bad.dump();
+  try {
+    train::run_recipe(train::read_recipe(w.root + "/sc.json"), false);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("class token"), std::string::npos) << e.what();
+  }
+}
