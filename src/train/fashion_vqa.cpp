@@ -121,6 +121,7 @@ FashionVqaStats build_fashion_vqa(const FashionVqaOptions& o) {
     std::mt19937_64 rng(o.seed * 1000003ull + (is_train ? 1 : 2));
     auto uniform = [&](uint64_t n) { return int(rng() % n); };
     json captions = json::array(), instruct = json::array(), eval = json::array();
+    std::string corpus;
     for (int64_t k = 0; k < n_scenes; ++k) {
       Scene s{std::vector<int>(size_t(cells), -1), std::vector<int>(size_t(cells), -1)};
       const int n_items = 1 + uniform(uint64_t(o.max_items));
@@ -195,6 +196,10 @@ FashionVqaStats build_fashion_vqa(const FashionVqaOptions& o) {
         conv.push_back({{"from", "gpt"}, {"value", qa[i].second}});
       }
       instruct.push_back({{"id", id}, {"image", file}, {"conversations", conv}});
+      if (is_train) {
+        corpus += cap + "\n";
+        for (size_t i = 0; i < qa.size(); ++i) corpus += qa[i].first + " Answer briefly. " + qa[i].second + "\n";
+      }
       if (!is_train)
         for (size_t i = 0; i < qa.size(); ++i, ++st.eval_questions)
           eval.push_back({{"question_id", id + "-" + std::to_string(i)}, {"image", file},
@@ -205,6 +210,8 @@ FashionVqaStats build_fashion_vqa(const FashionVqaOptions& o) {
     write(tag + "_captions.json", captions);
     write(tag + "_instruct.json", instruct);
     if (!is_train) write("test_eval.json", eval);
+    // The training text (captions, questions, answers, the chat roles) for learning a vocabulary.
+    if (is_train) io::write_text_file_atomically(o.out + "/train_text.txt", "system\nuser\nassistant\n" + corpus);
     (is_train ? st.train_scenes : st.test_scenes) = n_scenes;
   }
   return st;

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -45,7 +46,7 @@ Recipe parse_recipe(const std::string& text, const std::string& path) {
   static const std::set<std::string> kKeys = {
       "base", "data", "images", "cache", "chat_template", "skip_bad_records", "trainable", "groups", "lr",
       "weight_decay", "beta1", "beta2", "eps", "clip", "warmup", "min_lr_ratio", "steps", "batch", "max_len",
-      "seed", "out", "checkpoint_every", "keep", "lora", "tower_from", "micro_batch_tokens", "objective", "siglip"};
+      "seed", "out", "checkpoint_every", "keep", "lora", "tower_from", "micro_batch_tokens", "objective", "siglip", "ignore_images"};
   for (const auto& [k, v] : j.items())
     OCELLUS_CHECK(kKeys.count(k), "recipe: ", path, ": unknown key '", k, "'");
   Recipe r;
@@ -73,6 +74,10 @@ Recipe parse_recipe(const std::string& text, const std::string& path) {
   if (j.contains("skip_bad_records")) {
     OCELLUS_CHECK(j["skip_bad_records"].is_boolean(), "recipe: ", path, ": 'skip_bad_records' must be true or false");
     r.on_bad = j["skip_bad_records"].get<bool>() ? OnBad::Skip : OnBad::Fail;
+  }
+  if (j.contains("ignore_images")) {
+    OCELLUS_CHECK(j["ignore_images"].is_boolean(), "recipe: ", path, ": 'ignore_images' must be true or false");
+    r.ignore_images = j["ignore_images"].get<bool>();
   }
   if (j.contains("trainable")) {
     OCELLUS_CHECK(j["trainable"].is_array(), "recipe: ", path, ": 'trainable' must be a list of name prefixes");
@@ -298,7 +303,14 @@ TrainResult run_recipe(const Recipe& r, bool resume, const std::function<void(co
 
   // Data: records -> sequences; a record whose image is not cached is an error naming it.
   std::vector<std::string> skipped;
-  const std::vector<Record> records = read_llava_json(r.data, r.on_bad, &skipped);
+  std::vector<Record> records = read_llava_json(r.data, r.on_bad, &skipped);
+  if (r.ignore_images)  // the text alone: no image, no placeholder
+    for (Record& rec : records) {
+      rec.image.clear();
+      for (text::Message& m : rec.messages)
+        for (const char* tag : {"<image>\n", "<image>"})
+          for (size_t at; (at = m.content.find(tag)) != std::string::npos;) m.content.erase(at, std::strlen(tag));
+    }
   const bool say = dist().main();  // one process reports
   for (size_t i = 0; say && i < skipped.size() && i < 5; ++i) std::fprintf(stderr, "train: skipped %s\n", skipped[i].c_str());
   if (say && !skipped.empty()) std::fprintf(stderr, "train: skipped %zu malformed record(s)\n", skipped.size());

@@ -94,6 +94,11 @@ TEST(FashionVqa, ScenesQuestionsAndSplits) {
       EXPECT_EQ(m.back().content, cap);  // the description is the caption
     }
   }
+  // The training text for a vocabulary: the chat roles, captions, questions and answers.
+  const std::string text = test::read_file(root + "/a/train_text.txt");
+  EXPECT_EQ(text.rfind("system\nuser\nassistant\n", 0), 0u);
+  EXPECT_NE(text.find("Answer briefly."), std::string::npos);
+  EXPECT_NE(text.find(" in the "), std::string::npos);
   // Evaluation questions: every category present.
   std::ifstream ev(root + "/a/test_eval.json");
   const nlohmann::json e = nlohmann::json::parse(ev);

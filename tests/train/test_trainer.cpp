@@ -367,6 +367,10 @@ TEST(Trainer, FromScratchTextPretrainingNeedsNoCache) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("names no 'cache'"), std::string::npos) << e.what();
   }
+  // The same records' text alone (language-model pretraining on the conversations).
+  r["ignore_images"] = true, r["steps"] = 2, r["out"] = w.root + "/text_run2";
+  std::ofstream(w.root + "/text_recipe.json") << r.dump();
+  EXPECT_EQ(train::run_recipe(train::read_recipe(w.root + "/text_recipe.json"), false).losses.size(), 2u);
 }
 
 TEST(Trainer, DataErrorsNameTheRecord) {
