@@ -1,5 +1,6 @@
 // The `ocellus` command: thin; every verb calls a library function.
 #include <cstdio>
+#include <filesystem>
 #include <cstring>
 #include <stdexcept>
 #include <exception>
@@ -227,6 +228,8 @@ int main(int argc, char** argv) {
     };
     const auto tok = ocellus::text::train_bpe(texts, bpe_opt);
     std::fprintf(stderr, "\n");
+    const std::filesystem::path parent = std::filesystem::path(bpe_out).parent_path();
+    if (!parent.empty()) std::filesystem::create_directories(parent);
     tok.save_hf_json(bpe_out);
     std::printf("wrote %s: %d tokens learned from %zu bytes of text\n", bpe_out.c_str(), tok.n_vocab(), bytes);
   });
@@ -514,7 +517,8 @@ int main(int argc, char** argv) {
     }
   });
 
-  auto* train = app.add_subcommand("train", "Train a VLM stage from a recipe (JSON): connector pretraining or fine-tuning");
+  auto* train = app.add_subcommand("train", "Train a VLM stage from a recipe (JSON): language-model pretraining, SigLIP tower pretraining, "
+                                                   "connector pretraining or fine-tuning");
   std::string tr_recipe;
   bool tr_resume = false;
   train->add_option("--recipe", tr_recipe, "Recipe file (see recipes/ and the README)")->required();
@@ -535,9 +539,10 @@ int main(int argc, char** argv) {
     if (dist.main()) {
       std::fprintf(stderr, "\n");
       if (!res.losses.empty())
-        std::printf("trained steps %lld..%lld: loss %.4f -> %.4f; model in %s (GGUF: %s, %s)\n", (long long)res.first_step + 1,
+        std::printf("trained steps %lld..%lld: loss %.4f -> %.4f; model in %s%s%s%s%s\n", (long long)res.first_step + 1,
                     (long long)(res.first_step + int64_t(res.losses.size())), res.losses.front(), res.losses.back(),
-                    res.model_dir.c_str(), res.gguf_model.c_str(), res.gguf_mmproj.c_str());
+                    res.model_dir.c_str(), res.gguf_model.empty() ? "" : " (GGUF: ", res.gguf_model.c_str(),
+                    res.gguf_model.empty() ? "" : ", ", res.gguf_model.empty() ? "" : (res.gguf_mmproj + ")").c_str());
     }
     ocellus::train::dist_finalize();
   });

@@ -46,7 +46,7 @@ Recipe parse_recipe(const std::string& text, const std::string& path) {
   static const std::set<std::string> kKeys = {
       "base", "data", "images", "cache", "chat_template", "skip_bad_records", "trainable", "groups", "lr",
       "weight_decay", "beta1", "beta2", "eps", "clip", "warmup", "min_lr_ratio", "steps", "batch", "max_len",
-      "seed", "out", "checkpoint_every", "keep", "lora", "tower_from", "micro_batch_tokens", "objective", "siglip", "ignore_images"};
+      "seed", "out", "checkpoint_every", "keep", "lora", "tower_from", "micro_batch_tokens", "objective", "siglip", "ignore_images", "loss"};
   for (const auto& [k, v] : j.items())
     OCELLUS_CHECK(kKeys.count(k), "recipe: ", path, ": unknown key '", k, "'");
   Recipe r;
@@ -74,6 +74,10 @@ Recipe parse_recipe(const std::string& text, const std::string& path) {
   if (j.contains("skip_bad_records")) {
     OCELLUS_CHECK(j["skip_bad_records"].is_boolean(), "recipe: ", path, ": 'skip_bad_records' must be true or false");
     r.on_bad = j["skip_bad_records"].get<bool>() ? OnBad::Skip : OnBad::Fail;
+  }
+  if (j.contains("loss")) {
+    OCELLUS_CHECK(j["loss"] == "assistant" || j["loss"] == "all", "recipe: ", path, ": 'loss' must be \"assistant\" or \"all\"");
+    r.loss_on_all = j["loss"] == "all";
   }
   if (j.contains("ignore_images")) {
     OCELLUS_CHECK(j["ignore_images"].is_boolean(), "recipe: ", path, ": 'ignore_images' must be true or false");
@@ -319,6 +323,7 @@ TrainResult run_recipe(const Recipe& r, bool resume, const std::function<void(co
   for (const Record& rec : records) {
     const Encoded e = encode_record(rec, tok, tmpl, vc.n_features(), r.max_len);
     Sample s{e.ids, e.mask, {}, 0};
+    if (r.loss_on_all) std::fill(s.mask.begin(), s.mask.end(), uint8_t(1));
     for (size_t i = 1; i < s.ids.size(); ++i) s.counted += s.mask[i] && s.ids[i] >= 0;
     truncated += e.truncated;
     if (s.counted == 0) {

@@ -370,7 +370,17 @@ TEST(Trainer, FromScratchTextPretrainingNeedsNoCache) {
   // The same records' text alone (language-model pretraining on the conversations).
   r["ignore_images"] = true, r["steps"] = 2, r["out"] = w.root + "/text_run2";
   std::ofstream(w.root + "/text_recipe.json") << r.dump();
-  EXPECT_EQ(train::run_recipe(train::read_recipe(w.root + "/text_recipe.json"), false).losses.size(), 2u);
+  const train::TrainResult t1 = train::run_recipe(train::read_recipe(w.root + "/text_recipe.json"), false);
+  EXPECT_EQ(t1.losses.size(), 2u);
+  // With the loss on every token the questions count too: a different loss.
+  r["loss"] = "all", r["out"] = w.root + "/text_run3";
+  std::ofstream(w.root + "/text_recipe.json") << r.dump();
+  const train::TrainResult t2 = train::run_recipe(train::read_recipe(w.root + "/text_recipe.json"), false);
+  ASSERT_EQ(t2.losses.size(), 2u);
+  EXPECT_NE(t2.losses[0], t1.losses[0]);
+  r["loss"] = "everything";
+  std::ofstream(w.root + "/text_recipe.json") << r.dump();
+  EXPECT_THROW(train::read_recipe(w.root + "/text_recipe.json"), Error);
 }
 
 TEST(Trainer, DataErrorsNameTheRecord) {

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Builds the bundled default model (models/fashion-vlm) from nothing, as Llama 3-V / TinyLLaVA do
+# at small scale, on Fashion-MNIST scenes (Debian's dataset-fashion-mnist):
+#   data -> BPE vocabulary -> random init -> 0. LM pretraining on the training text
+#   -> 1. SigLIP pretraining of the tower -> embedding cache -> 2. connector pretraining on
+#   captions (tower and LLM frozen) -> 3. instruction fine-tuning (LLM + connector, tower frozen)
+#   -> evaluation on held-out test scenes -> the GGUF pair copied into models/fashion-vlm.
+# Each stage is one `ocellus train --recipe recipes/fashion/...` call. Work goes to runs/fashion;
+# a stage whose model exists is skipped, one with a checkpoint resumes, so a stopped run goes on
+# where it was. Usage: bash scripts/train_fashion.sh [--no-install]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/build.sh
+if ! dpkg-query -W -f='${Status}' dataset-fashion-mnist 2>/dev/null | grep -q "install ok installed"; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq dataset-fashion-mnist
+fi
+O=./build/ocellus
+W=runs/fashion
+mkdir -p "$W"
+T0=$SECONDS
+say() { printf '\n== %s (%d s so far)\n' "$*" $((SECONDS - T0)); }
+
+stage() {  # recipe, its output folder
+  if [ -f "$2/model/config.json" ]; then echo "$2/model exists: skipped"; return; fi
+  if [ -f "$2/checkpoints/latest" ]; then $O train --recipe "$1" --resume; else $O train --recipe "$1"; fi
+}
+
+say "data: 20000 training scenes (60k training photos), 500 test scenes (10k test photos)"
+[ -f "$W/data/test_eval.json" ] || $O data fashion-vqa -o "$W/data" --train-scenes 20000 --test-scenes 500 --seed 1
+say "vocabulary: byte-level BPE learned from the training text"
+[ -f "$W/tokenizer/tokenizer.json" ] || $O train-tokenizer -o "$W/tokenizer/tokenizer.json" --vocab-size 512 \
+  --special "<|endoftext|>" "<|im_start|>" "<|im_end|>" --eos "<|endoftext|>" "$W/data/train_text.txt"
+say "init: llama 256 x 4 layers, SigLIP-style tower 56 px / 7 px patches, 128 x 4 layers, MLP connector"
+[ -f "$W/init/config.json" ] || $O init -o "$W/init" --tokenizer "$W/tokenizer/tokenizer.json" --n-embd 256 --n-ff 688 \
+  --n-layer 4 --n-head 4 --n-head-kv 2 --n-ctx 512 --image-size 56 --patch-size 7 --vision-embd 128 --vision-ff 512 \
+  --vision-layers 4 --vision-heads 4 --seed 1
+say "stage 0: language-model pretraining on the training conversations' text"
+stage recipes/fashion/0-text.json "$W/text"
+say "stage 1a: SigLIP pretraining of the tower on scene / caption pairs"
+stage recipes/fashion/1-siglip.json "$W/siglip"
+say "embedding cache: the frozen tower over every training image"
+[ -f "$W/features.safetensors" ] || $O cache -m "$W/siglip/model" --data "$W/data/train_instruct.json" --images "$W/data" \
+  -o "$W/features.safetensors" --batch 64
+say "stage 1b: connector pretraining on captions (tower and LLM frozen)"
+stage recipes/fashion/2-connector.json "$W/stage1"
+say "stage 2: instruction fine-tuning (LLM + connector; tower frozen)"
+stage recipes/fashion/3-instruct.json "$W/stage2"
+say "evaluation on the held-out test scenes"
+$O eval -m "$W/stage2/gguf/model.gguf" --mmproj "$W/stage2/gguf/mmproj.gguf" --questions "$W/data/test_eval.json" \
+  --images "$W/data" -o "$W/eval.json" | tee "$W/eval.txt"
+if [ "${1:-}" != "--no-install" ]; then
+  mkdir -p models/fashion-vlm
+  cp "$W/stage2/gguf/model.gguf" "$W/stage2/gguf/mmproj.gguf" models/fashion-vlm/
+  cp "$W/data/images/test/000000.png" models/fashion-vlm/example.png
+  cp "$W/eval.txt" models/fashion-vlm/eval.txt
+  echo "installed models/fashion-vlm (model.gguf, mmproj.gguf, example.png, eval.txt)"
+fi
+say "done"
