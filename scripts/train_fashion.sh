@@ -32,9 +32,9 @@ say "data: 20000 training scenes (60k training photos), 500 test scenes (10k tes
 say "vocabulary: byte-level BPE learned from the training text"
 [ -f "$W/tokenizer/tokenizer.json" ] || $O train-tokenizer -o "$W/tokenizer/tokenizer.json" --vocab-size 512 \
   --special "<|endoftext|>" "<|im_start|>" "<|im_end|>" --eos "<|endoftext|>" "$W/data/train_text.txt"
-say "init: llama 256 x 4 layers, SigLIP-style tower 56 px / 7 px patches, 128 x 4 layers, MLP connector"
+say "init: llama 256 x 4 layers, SigLIP-style tower 56 px / 14 px patches, 128 x 4 layers, MLP connector"
 [ -f "$W/init/config.json" ] || $O init -o "$W/init" --tokenizer "$W/tokenizer/tokenizer.json" --n-embd 256 --n-ff 688 \
-  --n-layer 4 --n-head 4 --n-head-kv 2 --n-ctx 512 --image-size 56 --patch-size 7 --vision-embd 128 --vision-ff 512 \
+  --n-layer 4 --n-head 4 --n-head-kv 2 --n-ctx 512 --image-size 56 --patch-size 14 --vision-embd 128 --vision-ff 512 \
   --vision-layers 4 --vision-heads 4 --seed 1
 say "stage 0: language-model pretraining on the training conversations' text"
 stage recipes/fashion/0-text.json "$W/text"

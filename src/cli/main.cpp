@@ -1,6 +1,7 @@
 // The `ocellus` command: thin; every verb calls a library function.
 #include <cstdio>
 #include <filesystem>
+#include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 #include <exception>
@@ -13,6 +14,7 @@
 #include <iostream>
 
 #include "ocellus/core/cpu.h"
+#include "ocellus/core/error.h"
 #include "ocellus/eval/eval.h"
 #include "ocellus/core/threads.h"
 #include "ocellus/io/inspect.h"
@@ -91,7 +93,8 @@ struct VlmOptions {
   ocellus::lm::GenerateParams gen;
   CLI::Option* add(CLI::App* cmd, const char* n_help, const char* image_help) {
     gen.sampling.temperature = 0;  // greedy unless asked
-    cmd->add_option("-m,--model", model, "Text model GGUF (with --mmproj), or a Hugging Face LLaVA-style folder")->required();
+    cmd->add_option("-m,--model", model, "Text model GGUF (with --mmproj), or a Hugging Face LLaVA-style folder "
+                                         "(default: the bundled models/fashion-vlm)");
     cmd->add_option("--mmproj", mmproj, "Vision projector (mmproj GGUF); not needed for a Hugging Face folder");
     CLI::Option* img = cmd->add_option("--image", images, image_help);
     cmd->add_option("--chat-template", chat_template, "llama2, llama3, vicuna, chatml, phi2 (default: from the model)");
@@ -103,7 +106,30 @@ struct VlmOptions {
   ocellus::text::ChatTemplate resolve_template(const ocellus::text::Tokenizer& tok) const {
     return ocellus::text::resolve_chat_template(chat_template, model, tok);
   }
-  ocellus::model::Vlm load() const { return ocellus::model::load_vlm(model, mmproj); }
+  ocellus::model::Vlm load() {
+    if (model.empty()) {
+      OCELLUS_CHECK(mmproj.empty(), "--mmproj given without -m");
+      const std::string dir = bundled_model_dir();
+      model = dir + "/model.gguf", mmproj = dir + "/mmproj.gguf";
+    }
+    return ocellus::model::load_vlm(model, mmproj);
+  }
+  // The model that ships with ocellus: $OCELLUS_DEFAULT_MODEL, else models/fashion-vlm beside the
+  // build folder of this executable, else under the current folder.
+  static std::string bundled_model_dir() {
+    std::vector<std::filesystem::path> tried;
+    if (const char* env = std::getenv("OCELLUS_DEFAULT_MODEL")) tried.push_back(env);
+    std::error_code ec;
+    const std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+    if (!ec) tried.push_back(exe.parent_path().parent_path() / "models/fashion-vlm"), tried.push_back(exe.parent_path() / "models/fashion-vlm");
+    tried.push_back("models/fashion-vlm");
+    std::string list;
+    for (const auto& d : tried) {
+      if (std::filesystem::is_regular_file(d / "model.gguf") && std::filesystem::is_regular_file(d / "mmproj.gguf")) return d.string();
+      list += (list.empty() ? "" : ", ") + d.string();
+    }
+    ocellus::fail("no -m given and no bundled model (model.gguf + mmproj.gguf) in ", list);
+  }
 };
 
 }  // namespace

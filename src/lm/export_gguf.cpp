@@ -7,7 +7,7 @@
 
 namespace ocellus::lm {
 
-void write_gguf(const LanguageModel& m, const text::Tokenizer& tok, const std::string& path) {
+void write_gguf(const LanguageModel& m, const text::Tokenizer& tok, const std::string& path, const std::string& chat_template) {
   namespace key = io::gguf::key;
   using io::GgufValue;
   using io::gguf::arch_key;
@@ -32,6 +32,7 @@ void write_gguf(const LanguageModel& m, const text::Tokenizer& tok, const std::s
   g.set(arch_key(a, c.norm == NormKind::Rms ? key::kRmsEps : key::kLayerNormEps), GgufValue::f32(c.norm_eps));
   g.set(arch_key(a, key::kVocabSize), GgufValue::u32(uint32_t(c.n_vocab)));
   tok.save_gguf(g);
+  if (!chat_template.empty()) g.set(key::kTokChatTemplate, GgufValue::str(chat_template));
   detail::for_each_named_weight(c, w, detail::gguf_names(), false, permute ? detail::QkRows::ToAdjacent : detail::QkRows::Keep,
                                 [&](const std::string& n, const Tensor& t) { g.add_tensor(n, t); });
   g.write(path);

@@ -469,7 +469,12 @@ TrainResult run_recipe(const Recipe& r, bool resume, const std::function<void(co
   }
   // The same model as a GGUF pair (text model + mmproj) for llama.cpp-style runners.
   fs::create_directories(r.out + "/gguf");
-  lm::write_gguf(*lm::load_hf(res.model_dir), tok, r.out + "/gguf/model.gguf");
+  std::string jinja;  // the folder's chat template travels into the GGUF, so runners pick it up
+  if (io::is_file(r.base + "/tokenizer_config.json")) {
+    const json tc = json::parse(io::read_text_file(r.base + "/tokenizer_config.json"), nullptr, false);
+    if (tc.is_object() && tc.contains("chat_template") && tc["chat_template"].is_string()) jinja = tc["chat_template"].get<std::string>();
+  }
+  lm::write_gguf(*lm::load_hf(res.model_dir), tok, r.out + "/gguf/model.gguf", jinja);
   std::vector<std::pair<std::string, Tensor>> proj;
   for (const auto& [n, t] : vlm.tensors()) {
     const std::string p = "multi_modal_projector.linear_";

@@ -358,6 +358,8 @@ TEST(Trainer, FromScratchTextPretrainingNeedsNoCache) {
   EXPECT_LT(res.losses[18] + res.losses[19], 0.8 * (res.losses[0] + res.losses[1]));
   const model::Vlm v = model::load_vlm(res.model_dir, "");  // chat template from the folder: ChatML
   EXPECT_EQ(text::detect_chat_template(res.model_dir, v.tok), text::ChatTemplate::ChatML);
+  // The GGUF carries the folder's chat template.
+  EXPECT_EQ(text::detect_chat_template(io::GgufFile::open(res.gguf_model)), text::ChatTemplate::ChatML);
   // Records with pictures but no cache in the recipe: an error saying so.
   r["data"] = w.data, r["images"] = w.images, r["skip_bad_records"] = true;
   std::ofstream(w.root + "/text_recipe.json") << r.dump();

@@ -131,7 +131,8 @@ std::vector<std::string> known_architectures();
 std::vector<std::pair<std::string, Tensor>> hf_tensors(const LanguageModel& m);
 std::string hf_config_json(const LanguageModel& m);
 // The model and its vocabulary as a GGUF file in llama.cpp's layout (lm/export_gguf.cpp).
-void write_gguf(const LanguageModel& m, const text::Tokenizer& tok, const std::string& path);
+void write_gguf(const LanguageModel& m, const text::Tokenizer& tok, const std::string& path,
+                const std::string& chat_template = "");  // Jinja, as tokenizer.chat_template (empty: none)
 
 // ---- the families (lm/<family>.cpp), listed in one table in lm/registry.cpp ----------------
 std::unique_ptr<LanguageModel> load_llama(const io::GgufFile& f);
