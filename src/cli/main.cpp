@@ -485,7 +485,7 @@ int main(int argc, char** argv) {
                 (long long)st.train_scenes, (long long)st.test_scenes, (long long)st.eval_questions);
   });
 
-  auto* init = app.add_subcommand("init", "Create a new random-weight VLM (llama text model, SigLIP-style tower, MLP projector) "
+  auto* init = app.add_subcommand("init", "Create a new random-weight VLM (llama text model, SigLIP-style tower, MLP or attention-block connector) "
                                   "as a Hugging Face LLaVA folder, for training from scratch");
   ocellus::model::InitSpec is;
   std::string in_tok, in_out;
@@ -503,6 +503,8 @@ int main(int argc, char** argv) {
   init->add_option("--vision-ff", is.vision_ff, "Tower feed-forward width")->capture_default_str();
   init->add_option("--vision-layers", is.vision_layers, "Tower blocks")->capture_default_str();
   init->add_option("--vision-heads", is.vision_heads, "Tower heads")->capture_default_str();
+  init->add_option("--connector", is.connector, "mlp2x_gelu (LLaVA) or attn_blocks (Llama 3-V's self-attention blocks)")->capture_default_str();
+  init->add_option("--connector-blocks", is.connector_blocks, "Blocks of an attn_blocks connector")->capture_default_str();
   init->add_option("--seed", is.seed, "Random seed")->capture_default_str();
   init->add_option("--chat-template", is.chat_template, "chatml or vicuna (written into tokenizer_config.json)")->capture_default_str();
   init->callback([&] {

@@ -20,6 +20,9 @@ void InitSpec::validate() const {
   OCELLUS_CHECK((n_embd / n_head) % 2 == 0, "init: the head size must be even (rotary pairs)");
   OCELLUS_CHECK(vision_embd % vision_heads == 0, "init: vision_embd must divide into vision_heads heads");
   OCELLUS_CHECK(image_size % patch_size == 0, "init: image_size must be a multiple of patch_size");
+  OCELLUS_CHECK(connector == "mlp2x_gelu" || connector == "attn_blocks", "init: connector must be mlp2x_gelu or attn_blocks, not '",
+                connector, "'");
+  pos(connector_blocks, "connector_blocks");
   OCELLUS_CHECK(chat_template == "chatml" || chat_template == "vicuna", "init: chat_template must be chatml or vicuna, not '",
                 chat_template, "'");
 }
@@ -64,8 +67,19 @@ int64_t init_llava(const InitSpec& s, const text::Tokenizer& tok, const std::str
     add(p + "mlp.fc2.weight", {dv, s.vision_ff}, -1), add(p + "mlp.fc2.bias", {dv}, 0);
   }
   add(v + "post_layernorm.weight", {dv}, 1), add(v + "post_layernorm.bias", {dv}, 0);
-  add("multi_modal_projector.linear_1.weight", {d, dv}, -1), add("multi_modal_projector.linear_1.bias", {d}, 0);
-  add("multi_modal_projector.linear_2.weight", {d, d}, -1), add("multi_modal_projector.linear_2.bias", {d}, 0);
+  if (s.connector == "attn_blocks") {  // Llama 3-V: self-attention blocks at the tower's width, then a projection
+    for (int64_t i = 0; i < s.connector_blocks; ++i) {
+      const std::string p = "multi_modal_projector.blocks." + std::to_string(i) + ".";
+      add(p + "ln1.weight", {dv}, 1), add(p + "ln1.bias", {dv}, 0), add(p + "ln2.weight", {dv}, 1), add(p + "ln2.bias", {dv}, 0);
+      for (const char* m : {"attn.q", "attn.k", "attn.v", "attn.out"}) add(p + m + ".weight", {dv, dv}, -1), add(p + m + ".bias", {dv}, 0);
+      add(p + "ffn_up.weight", {4 * dv, dv}, -1), add(p + "ffn_up.bias", {4 * dv}, 0);
+      add(p + "ffn_down.weight", {dv, 4 * dv}, -1), add(p + "ffn_down.bias", {dv}, 0);
+    }
+    add("multi_modal_projector.proj.weight", {d, dv}, -1), add("multi_modal_projector.proj.bias", {d}, 0);
+  } else {
+    add("multi_modal_projector.linear_1.weight", {d, dv}, -1), add("multi_modal_projector.linear_1.bias", {d}, 0);
+    add("multi_modal_projector.linear_2.weight", {d, d}, -1), add("multi_modal_projector.linear_2.bias", {d}, 0);
+  }
   io::write_safetensors(dir + "/model.safetensors", t);
   nlohmann::json c;
   c["model_type"] = "llava";
@@ -82,6 +96,7 @@ int64_t init_llava(const InitSpec& s, const text::Tokenizer& tok, const std::str
   c["vision_feature_layer"] = -1;
   c["vision_feature_select_strategy"] = "full";
   c["projector_hidden_act"] = "gelu";
+  c["mm_projector_type"] = s.connector;
   c["image_token_index"] = -1;
   io::write_text_file_atomically(dir + "/config.json", c.dump(2) + "\n");
   const nlohmann::json pp = {{"image_processor_type", "SiglipImageProcessor"}, {"do_resize", true}, {"do_rescale", true},

@@ -41,8 +41,8 @@ TrainVlmConfig train_config_from_hf(const io::HfConfig& h) {
     c.connector = h.projector->type;
     c.connector_act = ops::parse_activation(h.projector->hidden_act);
   }
-  OCELLUS_CHECK(c.connector == "mlp2x_gelu" || c.connector == "linear", h.path, ": training supports the mlp2x_gelu and ",
-                "linear connectors, not '", c.connector, "'");
+  OCELLUS_CHECK(c.connector == "mlp2x_gelu" || c.connector == "linear" || c.connector == "attn_blocks", h.path,
+                ": training supports the mlp2x_gelu, linear and attn_blocks connectors, not '", c.connector, "'");
   return c;
 }
 
@@ -90,7 +90,29 @@ TrainableVlm::TrainableVlm(TrainVlmConfig c, const io::TensorSource& s_in) : c_(
   io::TensorSource ps = s_in;
   if (s_in.has("model.multi_modal_projector.linear_1.weight"))
     ps = io::renamed_source(s_in, {{"multi_modal_projector.", "model.multi_modal_projector."}});
-  if (c_.connector == "linear") {
+  if (c_.connector == "attn_blocks") {
+    // Llama 3-V's connector: self-attention blocks at the vision width (64-wide heads, as the
+    // inference loader reads them), then a projection to the LM's width.
+    const int64_t dv = c_.d_vision;
+    const std::string pre = "multi_modal_projector.";
+    for (int i = 0; s_in.has(pre + "blocks." + std::to_string(i) + ".ln1.weight"); ++i) {
+      const std::string b = pre + "blocks." + std::to_string(i) + ".";
+      const int64_t ff = s_in.get(b + "ffn_up.weight").dim(0);
+      EncoderBlock k;
+      k.ln1_w = add_param(s_in, b + "ln1.weight", {dv}), k.ln1_b = add_param(s_in, b + "ln1.bias", {dv}, false);
+      k.ln2_w = add_param(s_in, b + "ln2.weight", {dv}), k.ln2_b = add_param(s_in, b + "ln2.bias", {dv}, false);
+      k.q = add_param(s_in, b + "attn.q.weight", {dv, dv}), k.q_b = add_param(s_in, b + "attn.q.bias", {dv}, false);
+      k.k = add_param(s_in, b + "attn.k.weight", {dv, dv}), k.k_b = add_param(s_in, b + "attn.k.bias", {dv}, false);
+      k.v = add_param(s_in, b + "attn.v.weight", {dv, dv}), k.v_b = add_param(s_in, b + "attn.v.bias", {dv}, false);
+      k.o = add_param(s_in, b + "attn.out.weight", {dv, dv}), k.o_b = add_param(s_in, b + "attn.out.bias", {dv}, false);
+      k.fc1 = add_param(s_in, b + "ffn_up.weight", {ff, dv}), k.fc1_b = add_param(s_in, b + "ffn_up.bias", {ff}, false);
+      k.fc2 = add_param(s_in, b + "ffn_down.weight", {dv, ff}), k.fc2_b = add_param(s_in, b + "ffn_down.bias", {dv}, false);
+      conn_blocks_.push_back(k);
+    }
+    OCELLUS_CHECK(!conn_blocks_.empty(), "train: attn_blocks connector without blocks (no ", pre, "blocks.0.ln1.weight)");
+    proj1_w_ = add_param(s_in, pre + "proj.weight", {d, dv});
+    proj1_b_ = add_param(s_in, pre + "proj.bias", {d}, false);
+  } else if (c_.connector == "linear") {
     proj1_w_ = add_param(ps, "multi_modal_projector.linear_1.weight", {d, c_.d_vision});
     proj1_b_ = add_param(ps, "multi_modal_projector.linear_1.bias", {d}, false);
   } else {
@@ -155,6 +177,8 @@ ag::Var TrainableVlm::image_rows(const Tensor& f) const {
   }
   OCELLUS_CHECK(h->value.ndim() == 2 && h->value.dim(1) == c_.d_vision, "train: features of width ",
                 h->value.ndim() == 2 ? h->value.dim(1) : -1, ", the connector reads ", c_.d_vision);
+  const int64_t n_head = std::max<int64_t>(1, c_.d_vision / 64);
+  for (const EncoderBlock& b : conn_blocks_) h = encoder_block(b, h, n_head, c_.connector_act, 1e-5f, {0, h->value.dim(0)});
   ag::Var r = ag::matmul(h, proj1_w_, proj1_b_);
   if (proj2_w_) r = ag::matmul(ag::activate(c_.connector_act, r), proj2_w_, proj2_b_);
   return r;

@@ -477,9 +477,11 @@ TrainResult run_recipe(const Recipe& r, bool resume, const std::function<void(co
   lm::write_gguf(*lm::load_hf(res.model_dir), tok, r.out + "/gguf/model.gguf", jinja);
   std::vector<std::pair<std::string, Tensor>> proj;
   for (const auto& [n, t] : vlm.tensors()) {
-    const std::string p = "multi_modal_projector.linear_";
-    if (!starts_with(n, p)) continue;
-    proj.push_back({std::string("mm.") + (n[p.size()] == '1' ? "0" : "2") + n.substr(p.size() + 1), t});
+    const std::string lin = "multi_modal_projector.linear_", pre = "multi_modal_projector.";
+    if (starts_with(n, lin))  // MLP / linear: llama.cpp's mm.0 / mm.2
+      proj.push_back({std::string("mm.") + (n[lin.size()] == '1' ? "0" : "2") + n.substr(lin.size() + 1), t});
+    else if (starts_with(n, pre))  // attn_blocks: the same local names under mm.
+      proj.push_back({"mm." + n.substr(pre.size()), t});
   }
   model::write_mmproj(model::load_hf_vision(res.model_dir)->tower(), vlm.config().connector, proj, vlm.config().lm.n_embd,
                       r.out + "/gguf/mmproj.gguf");

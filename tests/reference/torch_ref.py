@@ -189,6 +189,10 @@ def llava_logits(cfg, P, ids, feats, lora_scale=1.0, tower_from=-1):
     a = act(cfg.get("projector_hidden_act", "gelu"))
     rows = []
     for f in feats:
+        if "multi_modal_projector.proj.weight" in P:  # attn_blocks (Llama 3-V)
+            W = {"model.mm_projector." + k[len("multi_modal_projector."):]: v for k, v in P.items() if k.startswith("multi_modal_projector.")}
+            rows.append(connector({"type": "attn_blocks"}, W, f))
+            continue
         h = F.linear(f, P["multi_modal_projector.linear_1.weight"], P.get("multi_modal_projector.linear_1.bias"))
         if "multi_modal_projector.linear_2.weight" in P:
             h = F.linear(a(h), P["multi_modal_projector.linear_2.weight"], P.get("multi_modal_projector.linear_2.bias"))

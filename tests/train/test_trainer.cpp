@@ -484,3 +484,35 @@ TEST(Trainer, SiglipRecipeTrainsTheTowerResumesAndExports) {
     EXPECT_NE(std::string(e.what()).find("class token"), std::string::npos) << e.what();
   }
 }
+
+TEST(Trainer, AttentionBlockConnectorTrainsAndExportsBothWays) {
+  World w;
+  model::InitSpec spec;
+  spec.n_embd = 32, spec.n_ff = 64, spec.n_layer = 1, spec.n_head = 4, spec.n_head_kv = 2, spec.connector = "attn_blocks";
+  spec.image_size = 16, spec.patch_size = 4, spec.vision_embd = 16, spec.vision_ff = 32, spec.vision_layers = 1, spec.vision_heads = 2;
+  const std::string m0 = w.root + "/m0";
+  model::init_llava(spec, text::Tokenizer::from_file(w.base), m0);
+  const auto vm = model::load_hf_vision(m0);
+  EXPECT_EQ(vm->connector().type(), "attn_blocks");
+  std::vector<std::string> paths;
+  for (const char* f : {"red", "green", "blue", "yellow"}) paths.push_back(w.images + "/" + f + ".png");
+  train::build_feature_cache(vm->tower(), paths, w.cache, 8, {});
+  nlohmann::json r = {{"base", m0}, {"data", w.data}, {"images", w.images}, {"cache", w.cache}, {"skip_bad_records", true},
+                      {"trainable", {"multi_modal_projector."}}, {"lr", 1e-2}, {"steps", 8}, {"batch", 2}, {"out", w.root + "/ab"}};
+  std::ofstream(w.root + "/ab.json") << r.dump();
+  const train::TrainResult res = train::run_recipe(train::read_recipe(w.root + "/ab.json"), false);
+  EXPECT_LT(res.losses.back(), res.losses.front());
+  // The Hugging Face folder and the GGUF pair both load it as an attn_blocks connector with the
+  // trained weights; the GGUF runs llama.cpp's numerics (f16 GELU table, tanh form), hence the
+  // small difference.
+  const model::Vlm hf = model::load_vlm(res.model_dir, ""), gg = model::load_vlm(res.gguf_model, res.gguf_mmproj);
+  EXPECT_EQ(hf.vision->connector().type(), "attn_blocks");
+  EXPECT_EQ(gg.vision->connector().type(), "attn_blocks");
+  const io::ImageRgb8 img = io::load_image(w.images + "/blue.png");
+  const Tensor a = hf.vision->embed(img), b = gg.vision->embed(img);
+  const double e = test::rel_err(b, a);
+  std::printf("attn_blocks: HF folder vs GGUF pair image rows: rel err %.2e\n", e);
+  EXPECT_LE(e, 1e-3);
+  const Tensor m0rows = vm->embed(img);
+  EXPECT_GT(test::rel_err(a, m0rows), 1e-3);  // trained: not the initial connector
+}

@@ -18,6 +18,10 @@ struct InitSpec {
   bool tied = true;
   // Tower.
   int64_t image_size = 56, patch_size = 7, vision_embd = 192, vision_ff = 512, vision_layers = 4, vision_heads = 3;
+  // Connector: "mlp2x_gelu" (LLaVA) or "attn_blocks" (Llama 3-V: connector_blocks self-attention
+  // blocks at the tower's width, 64-wide heads, then a projection).
+  std::string connector = "mlp2x_gelu";
+  int64_t connector_blocks = 2;
   uint64_t seed = 1;
   std::string chat_template = "chatml";  // written into tokenizer_config.json: chatml or vicuna
   void validate() const;  // throws naming the field

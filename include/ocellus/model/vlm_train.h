@@ -35,7 +35,7 @@ ag::Var encoder_block(const EncoderBlock& b, const ag::Var& h, int64_t n_head, o
 
 struct TrainVlmConfig {
   lm::LmConfig lm;                 // arch, sizes, rope (rotate-half, exact), norm_eps
-  std::string connector = "mlp2x_gelu";  // or "linear"
+  std::string connector = "mlp2x_gelu";  // or "linear", "attn_blocks" (Llama 3-V: self-attention blocks, then a projection)
   ops::Activation connector_act = ops::Activation::GeluErf;
   int64_t d_vision = 0;            // feature width the connector reads
   bool qkv_bias = false;
@@ -105,6 +105,7 @@ class TrainableVlm {
   ag::Var linear(const ag::Var& x, const ag::Var& w, const ag::Var& b) const;  // with its adapter, if any
   ag::Var image_rows(const Tensor& f) const;  // features (or hidden state) -> [n_img_tok, d]
   std::vector<EncoderBlock> tower_;
+  std::vector<EncoderBlock> conn_blocks_;  // attn_blocks connector
   ag::Var post_ln_w_, post_ln_b_;
   struct Lora {
     ag::Var a, b;
