@@ -8,6 +8,7 @@
 #include "ocellus/core/error.h"
 #include "ocellus/io/file.h"
 #include "ocellus/io/safetensors.h"
+#include "ocellus/core/tensor.h"
 
 namespace ocellus::model {
 
@@ -79,6 +80,19 @@ int64_t init_llava(const InitSpec& s, const text::Tokenizer& tok, const std::str
   } else {
     add("multi_modal_projector.linear_1.weight", {d, dv}, -1), add("multi_modal_projector.linear_1.bias", {d}, 0);
     add("multi_modal_projector.linear_2.weight", {d, d}, -1), add("multi_modal_projector.linear_2.bias", {d}, 0);
+  }
+  if (!s.from.empty()) {  // the text model and tower of an existing folder, the connector new
+    const io::SafetensorsModel src = io::SafetensorsModel::open(s.from);
+    int64_t taken = 0;
+    for (auto& [name, x] : t) {
+      if (name.rfind("multi_modal_projector.", 0) == 0) continue;
+      OCELLUS_CHECK(src.has(name), "init: ", s.from, " has no '", name, "' (a different model shape?)");
+      const Tensor y = src.tensor(name);
+      OCELLUS_CHECK(y.shape() == x.shape(), "init: ", s.from, ": '", name, "' has shape ", y.shape().str(), ", the new model ",
+                    x.shape().str());
+      x = y.to(DType::F32).contiguous().clone(), ++taken;
+    }
+    OCELLUS_CHECK(taken > 0, "init: nothing taken from ", s.from);
   }
   io::write_safetensors(dir + "/model.safetensors", t);
   nlohmann::json c;

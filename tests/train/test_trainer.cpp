@@ -515,4 +515,14 @@ TEST(Trainer, AttentionBlockConnectorTrainsAndExportsBothWays) {
   EXPECT_LE(e, 1e-3);
   const Tensor m0rows = vm->embed(img);
   EXPECT_GT(test::rel_err(a, m0rows), 1e-3);  // trained: not the initial connector
+  // init --from: the trained text model and tower with a new MLP connector (a connector ablation).
+  spec.connector = "mlp2x_gelu", spec.from = res.model_dir;
+  model::init_llava(spec, text::Tokenizer::from_file(w.base), w.root + "/m1");
+  const io::SafetensorsModel trained = io::SafetensorsModel::open(res.model_dir), m1 = io::SafetensorsModel::open(w.root + "/m1");
+  for (const char* n : {"vision_tower.vision_model.encoder.layers.0.mlp.fc1.weight", "language_model.model.embed_tokens.weight"})
+    EXPECT_EQ(test::rel_err(m1.tensor(n), trained.tensor(n)), 0.0) << n;
+  EXPECT_TRUE(m1.has("multi_modal_projector.linear_1.weight"));
+  EXPECT_FALSE(m1.has("multi_modal_projector.proj.weight"));
+  spec.n_embd = 64, spec.n_ff = 128;  // another shape: refused, naming the tensor
+  EXPECT_THROW(model::init_llava(spec, text::Tokenizer::from_file(w.base), w.root + "/m2"), Error);
 }

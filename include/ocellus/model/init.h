@@ -23,6 +23,9 @@ struct InitSpec {
   std::string connector = "mlp2x_gelu";
   int64_t connector_blocks = 2;
   uint64_t seed = 1;
+  // A LLaVA folder whose text model and tower are taken over (tensors of the same name and shape;
+  // the connector stays new): ablations that swap only the connector.
+  std::string from;
   std::string chat_template = "chatml";  // written into tokenizer_config.json: chatml or vicuna
   void validate() const;  // throws naming the field
 };
