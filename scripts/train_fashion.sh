@@ -16,16 +16,8 @@ if ! dpkg-query -W -f='${Status}' dataset-fashion-mnist 2>/dev/null | grep -q "i
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq dataset-fashion-mnist
 fi
-O=./build/ocellus
-W=runs/fashion
+source scripts/fashion_common.sh
 mkdir -p "$W"
-T0=$SECONDS
-say() { printf '\n== %s (%d s so far)\n' "$*" $((SECONDS - T0)); }
-
-stage() {  # recipe, its output folder
-  if [ -f "$2/model/config.json" ]; then echo "$2/model exists: skipped"; return; fi
-  if [ -f "$2/checkpoints/latest" ]; then $O train --recipe "$1" --resume; else $O train --recipe "$1"; fi
-}
 
 say "data: 20000 training scenes (60k training photos), 500 test scenes (10k test photos)"
 [ -f "$W/data/test_eval.json" ] || $O data fashion-vqa -o "$W/data" --train-scenes 20000 --test-scenes 500 --seed 1
@@ -33,9 +25,7 @@ say "vocabulary: byte-level BPE learned from the training text"
 [ -f "$W/tokenizer/tokenizer.json" ] || $O train-tokenizer -o "$W/tokenizer/tokenizer.json" --vocab-size 512 \
   --special "<|endoftext|>" "<|im_start|>" "<|im_end|>" --eos "<|endoftext|>" "$W/data/train_text.txt"
 say "init: llama 256 x 4 layers, SigLIP-style tower 56 px / 14 px patches, 128 x 4 layers, MLP connector"
-[ -f "$W/init/config.json" ] || $O init -o "$W/init" --tokenizer "$W/tokenizer/tokenizer.json" --n-embd 256 --n-ff 688 \
-  --n-layer 4 --n-head 4 --n-head-kv 2 --n-ctx 512 --image-size 56 --patch-size 14 --vision-embd 128 --vision-ff 512 \
-  --vision-layers 4 --vision-heads 4 --seed 1
+[ -f "$W/init/config.json" ] || $O init -o "$W/init" --tokenizer "$W/tokenizer/tokenizer.json" "${INIT_ARGS[@]}"
 say "stage 0: language-model pretraining on the training conversations' text"
 stage recipes/fashion/0-text.json "$W/text"
 say "stage 1a: SigLIP pretraining of the tower on scene / caption pairs"
@@ -48,8 +38,7 @@ stage recipes/fashion/2-connector.json "$W/stage1"
 say "stage 2: instruction fine-tuning (LLM + connector; tower frozen)"
 stage recipes/fashion/3-instruct.json "$W/stage2"
 say "evaluation on the held-out test scenes"
-$O eval -m "$W/stage2/gguf/model.gguf" --mmproj "$W/stage2/gguf/mmproj.gguf" --questions "$W/data/test_eval.json" \
-  --images "$W/data" -o "$W/eval.json" | tee "$W/eval.txt"
+evaluate "$W/stage2" eval
 if [ "${1:-}" != "--no-install" ]; then
   mkdir -p models/fashion-vlm
   cp "$W/stage2/gguf/model.gguf" "$W/stage2/gguf/mmproj.gguf" models/fashion-vlm/

@@ -1,0 +1,17 @@
+# Shared by scripts/train_fashion.sh and scripts/ablate_fashion.sh (sourced, not run).
+O=./build/ocellus
+W=runs/fashion
+# The model's sizes: llama 256 x 4 layers (4 heads, 2 KV heads), SigLIP-style tower 56 px with
+# 14 px patches (16 image tokens), 128 wide x 4 blocks.
+INIT_ARGS=(--n-embd 256 --n-ff 688 --n-layer 4 --n-head 4 --n-head-kv 2 --n-ctx 512 --image-size 56 --patch-size 14
+           --vision-embd 128 --vision-ff 512 --vision-layers 4 --vision-heads 4 --seed 1)
+T0=$SECONDS
+say() { printf '\n== %s (%d s so far)\n' "$*" $((SECONDS - T0)); }
+stage() {  # recipe, its output folder: skipped when its model exists, resumed from a checkpoint
+  if [ -f "$2/model/config.json" ]; then echo "$2/model exists: skipped"; return; fi
+  if [ -f "$2/checkpoints/latest" ]; then $O train --recipe "$1" --resume; else $O train --recipe "$1"; fi
+}
+evaluate() {  # stage folder, report name
+  $O eval -m "$1/gguf/model.gguf" --mmproj "$1/gguf/mmproj.gguf" --questions "$W/data/test_eval.json" --images "$W/data" \
+    --max-tokens 40 -o "$W/$2.json" | tee "$W/$2.txt"
+}
