@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Builds ocellus and runs the main job on the bundled default. Until the bundled model exists,
-# that is: show the kernels picked for this CPU, then inspect the fixture models
-# (../shared/fixtures/peer/: llama f32/f16/q8_0/q4_0, qwen2, phi2, stablelm, CLIP mmproj).
+# Builds ocellus and runs the main job on the bundled default: the model that ships in
+# models/fashion-vlm (trained from scratch by scripts/train_fashion.sh) answers questions about a
+# held-out test scene (models/fashion-vlm/example.png: a dress in the top left, a shirt in the
+# top right). `ocellus run` with no -m uses this model.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/build.sh
-./build/ocellus info
-echo
-./build/ocellus inspect ../shared/fixtures/peer/*.gguf
+for q in "What is in the top left cell? Answer briefly." "Where is the shirt? Answer briefly." \
+         "Is there a bag in the picture? Answer briefly." "Describe the picture."; do
+  echo "Q: $q"
+  printf 'A: '
+  ./build/ocellus run --image models/fashion-vlm/example.png -p "$q" -n 48
+done

@@ -235,15 +235,7 @@ TrainResult run_siglip(const Recipe& r, bool resume, const std::function<void(co
   TrainResult res;
   if (resume) {
     res.first_step = detail::load_checkpoint(r.out, m.params(), opt);
-    std::string kept;
-    if (io::is_file(log_path)) {
-      std::istringstream in(io::read_text_file(log_path));
-      for (std::string line; std::getline(in, line);) {
-        const json j = json::parse(line, nullptr, false);
-        if (!j.is_discarded() && j.contains("step") && j["step"].get<int64_t>() <= res.first_step) kept += line + "\n";
-      }
-    }
-    io::write_text_file_atomically(log_path, kept);
+    detail::keep_log_until(log_path, res.first_step);
     std::fprintf(stderr, "train: resumed from step %lld\n", (long long)res.first_step);
   } else {
     io::write_text_file_atomically(log_path, "");
@@ -290,15 +282,7 @@ TrainResult run_siglip(const Recipe& r, bool resume, const std::function<void(co
       detail::save_checkpoint(r.out, step + 1, m.tensors(), opt, r.keep);
     if (stop_after > 0 && step + 1 - res.first_step >= stop_after && !last) return res;
   }
-  std::vector<double> all;
-  {
-    std::istringstream in(io::read_text_file(log_path));
-    for (std::string line; std::getline(in, line);) {
-      const json j = json::parse(line, nullptr, false);
-      if (!j.is_discarded() && j.contains("loss")) all.push_back(j["loss"].get<double>());
-    }
-  }
-  detail::draw_loss_curve(all, r.out + "/loss.png");
+  detail::draw_loss_curve(detail::logged_losses(log_path), r.out + "/loss.png");
   // The base folder with the trained tower; the text tower and heads beside it.
   std::map<std::string, Tensor> trained;
   std::vector<std::pair<std::string, Tensor>> heads;

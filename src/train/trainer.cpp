@@ -232,6 +232,28 @@ int64_t load_checkpoint(const std::string& out, const std::vector<ag::Var>& para
   return state["step"].get<int64_t>();
 }
 
+void keep_log_until(const std::string& log_path, int64_t step) {
+  std::string kept;
+  if (io::is_file(log_path)) {
+    std::istringstream in(io::read_text_file(log_path));
+    for (std::string line; std::getline(in, line);) {
+      const json j = json::parse(line, nullptr, false);
+      if (!j.is_discarded() && j.contains("step") && j["step"].get<int64_t>() <= step) kept += line + "\n";
+    }
+  }
+  io::write_text_file_atomically(log_path, kept);
+}
+
+std::vector<double> logged_losses(const std::string& log_path) {
+  std::vector<double> all;
+  std::istringstream in(io::read_text_file(log_path));
+  for (std::string line; std::getline(in, line);) {
+    const json j = json::parse(line, nullptr, false);
+    if (!j.is_discarded() && j.contains("loss")) all.push_back(j["loss"].get<double>());
+  }
+  return all;
+}
+
 // A line chart of the losses, as loss.png.
 void draw_loss_curve(const std::vector<double>& losses, const std::string& path) {
   if (losses.empty()) return;
@@ -373,16 +395,7 @@ TrainResult run_recipe(const Recipe& r, bool resume, const std::function<void(co
   TrainResult res;
   if (resume) {
     res.first_step = load_checkpoint(r.out, vlm.params(), opt);
-    // The log keeps the steps up to the checkpoint; later lines are run again.
-    std::string kept;
-    if (io::is_file(log_path)) {
-      std::istringstream in(io::read_text_file(log_path));
-      for (std::string line; std::getline(in, line);) {
-        const json j = json::parse(line, nullptr, false);
-        if (!j.is_discarded() && j.contains("step") && j["step"].get<int64_t>() <= res.first_step) kept += line + "\n";
-      }
-    }
-    if (D.main()) io::write_text_file_atomically(log_path, kept);
+    if (D.main()) keep_log_until(log_path, res.first_step);
     if (D.main()) std::fprintf(stderr, "train: resumed from step %lld\n", (long long)res.first_step);
   } else {
     if (D.main()) io::write_text_file_atomically(log_path, "");
@@ -452,15 +465,7 @@ TrainResult run_recipe(const Recipe& r, bool resume, const std::function<void(co
   res.gguf_model = r.out + "/gguf/model.gguf", res.gguf_mmproj = r.out + "/gguf/mmproj.gguf";
   if (!D.main()) return res;  // the first process writes the results
   // The curve over the whole run (resumed runs included), and the model.
-  std::vector<double> all;
-  {
-    std::istringstream in(io::read_text_file(log_path));
-    for (std::string line; std::getline(in, line);) {
-      const json j = json::parse(line, nullptr, false);
-      if (!j.is_discarded() && j.contains("loss")) all.push_back(j["loss"].get<double>());
-    }
-  }
-  draw_loss_curve(all, r.out + "/loss.png");
+  draw_loss_curve(logged_losses(log_path), r.out + "/loss.png");
   {
     // Each trained tensor goes back under the name it was read from.
     std::map<std::string, Tensor> trained;

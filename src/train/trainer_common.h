@@ -41,6 +41,10 @@ void save_checkpoint(const std::string& out, int64_t step, const std::vector<std
                      int64_t keep);
 // Loads the latest checkpoint into params (by name) and the optimizer; returns its step.
 int64_t load_checkpoint(const std::string& out, const std::vector<ag::Var>& params, AdamW& opt);
+// The metrics log after a resume: its lines up to `step` kept, later ones dropped (they run again).
+void keep_log_until(const std::string& log_path, int64_t step);
+// The losses a metrics log holds, in order (for the curve over a whole, possibly resumed, run).
+std::vector<double> logged_losses(const std::string& log_path);
 // A line chart of the losses, as a PNG.
 void draw_loss_curve(const std::vector<double>& losses, const std::string& path);
 
