@@ -6,6 +6,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/build.sh
+if [ ! -f models/fashion-vlm/model.gguf ]; then  # not trained yet: the engine on the fixture models
+  echo "models/fashion-vlm is missing (bash scripts/train_fashion.sh makes it); inspecting the fixture models instead"
+  ./build/ocellus info
+  ./build/ocellus inspect ../shared/fixtures/peer/*.gguf
+  exit 0
+fi
 for q in "What is in the top left cell? Answer briefly." "Where is the shirt? Answer briefly." \
          "Is there a bag in the picture? Answer briefly." "Describe the picture."; do
   echo "Q: $q"
