@@ -114,15 +114,18 @@ struct VlmOptions {
     }
     return ocellus::model::load_vlm(model, mmproj);
   }
-  // The model that ships with ocellus: $OCELLUS_DEFAULT_MODEL, else models/fashion-vlm beside the
-  // build folder of this executable, else under the current folder.
+  // The model that ships with ocellus: $OCELLUS_DEFAULT_MODEL when set, else models/fashion-vlm
+  // beside the build folder of this executable, else under the current folder.
   static std::string bundled_model_dir() {
     std::vector<std::filesystem::path> tried;
-    if (const char* env = std::getenv("OCELLUS_DEFAULT_MODEL")) tried.push_back(env);
-    std::error_code ec;
-    const std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe", ec);
-    if (!ec) tried.push_back(exe.parent_path().parent_path() / "models/fashion-vlm"), tried.push_back(exe.parent_path() / "models/fashion-vlm");
-    tried.push_back("models/fashion-vlm");
+    if (const char* env = std::getenv("OCELLUS_DEFAULT_MODEL")) {  // when set, the only place looked at
+      tried.push_back(env);
+    } else {
+      std::error_code ec;
+      const std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+      if (!ec) tried.push_back(exe.parent_path().parent_path() / "models/fashion-vlm"), tried.push_back(exe.parent_path() / "models/fashion-vlm");
+      tried.push_back("models/fashion-vlm");
+    }
     std::string list;
     for (const auto& d : tried) {
       if (std::filesystem::is_regular_file(d / "model.gguf") && std::filesystem::is_regular_file(d / "mmproj.gguf")) return d.string();
