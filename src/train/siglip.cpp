@@ -48,9 +48,12 @@ SiglipModel::SiglipModel(const vision::VitConfig& vc, const io::TensorSource& s_
   const int64_t d = vc.n_embd, p = vc.patch_size;
   auto load = [&](const std::string& name, const Shape& shape, bool required) -> ag::Var {
     Tensor t = io::TensorReader{s, "siglip"}.get(name, shape, required);
-    if (!t.defined()) t = Tensor::zeros(shape);  // a bias the file leaves out starts at zero and trains
-    file_names_.push_back({name, t.defined() && s.has(name) ? s.file_name(name) : std::string()});
-    return add(name, t.to(DType::F32).contiguous().clone());
+    // A bias the file leaves out stays zero and frozen (the export has no place for it).
+    const bool present = t.defined();
+    file_names_.push_back({name, present ? s.file_name(name) : std::string()});
+    ag::Var v = add(name, present ? t.to(DType::F32).contiguous().clone() : Tensor::zeros(shape));
+    if (!present) absent_.insert(name);
+    return v;
   };
   patch_w_ = load(n.patch_w, {d, 3, p, p}, true), patch_b_ = load(n.patch_b, {d}, false);
   pos_ = load(n.pos_embd, {vc.n_positions(), d}, true);
@@ -221,7 +224,8 @@ TrainResult run_siglip(const Recipe& r, bool resume, const std::function<void(co
   for (const ag::Var& p : m.params()) {
     // The tower trains as the recipe says; the text tower and heads always do (nothing else uses them).
     p->requires_grad = p->name.rfind("siglip.", 0) == 0 ||
-                       std::any_of(r.trainable.begin(), r.trainable.end(), [&](const std::string& pre) { return p->name.rfind(pre, 0) == 0; });
+                       (!m.absent(p->name) &&
+                        std::any_of(r.trainable.begin(), r.trainable.end(), [&](const std::string& pre) { return p->name.rfind(pre, 0) == 0; }));
     if (!p->requires_grad) continue;
     size_t g = 0;
     while (g < r.groups.size() && p->name.rfind(r.groups[g].prefix, 0) != 0) ++g;
@@ -291,10 +295,7 @@ TrainResult run_siglip(const Recipe& r, bool resume, const std::function<void(co
       heads.push_back({p->name, p->value});
       continue;
     }
-    const std::string& f = m.file_name(p->name);
-    OCELLUS_CHECK(!f.empty() || p->name.size() < 5 || p->name.compare(p->name.size() - 5, 5, ".bias") == 0, "siglip: no file name for ",
-                  p->name);
-    if (!f.empty()) trained[f] = p->value;
+    if (!m.absent(p->name)) trained[m.file_name(p->name)] = p->value;
   }
   res.model_dir = r.out + "/model";
   export_folder(r.base, trained, res.model_dir);

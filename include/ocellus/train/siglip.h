@@ -8,6 +8,7 @@
 // the connector and instruction stages then read.
 #include <cstdint>
 #include <functional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -33,6 +34,8 @@ class SiglipModel {
   std::vector<std::pair<std::string, Tensor>> tensors() const;
   // The name a tower parameter has in the file it was read from.
   const std::string& file_name(const std::string& param) const;
+  // A bias the tower's file does not have: held at zero, never trained or exported.
+  bool absent(const std::string& param) const { return absent_.count(param) != 0; }
 
   // Images (preprocessed [3, S, S]) -> [B, e]; token sequences -> [B, e] (truncated to max_text_len).
   ag::Var image_embeddings(const std::vector<Tensor>& pixels) const;
@@ -46,6 +49,7 @@ class SiglipModel {
   SiglipOptions o_;
   std::vector<ag::Var> params_;
   std::vector<std::pair<std::string, std::string>> file_names_;
+  std::set<std::string> absent_;
   ag::Var patch_w_, patch_b_, pos_, post_w_, post_b_, tok_, tpos_, tnorm_w_, tnorm_b_, vhead_w_, vhead_b_, thead_w_, thead_b_,
       log_scale_, bias_;
   std::vector<model::EncoderBlock> vblocks_, tblocks_;
