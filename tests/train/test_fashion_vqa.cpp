@@ -57,6 +57,7 @@ TEST(FashionVqa, ScenesQuestionsAndSplits) {
   EXPECT_EQ(st.train_scenes, 40);
   EXPECT_EQ(st.test_scenes, 12);
   const auto& names = train::fashion_class_names();
+  std::set<std::string> first_kinds;
   for (const char* tag : {"train", "test"}) {
     const uint8_t value = std::string(tag) == "train" ? 100 : 200;
     std::vector<std::string> skipped;
@@ -91,9 +92,16 @@ TEST(FashionVqa, ScenesQuestionsAndSplits) {
         }
         EXPECT_EQ(m[i + 1].content, std::to_string(want)) << q << " / " << cap;
       }
-      EXPECT_EQ(m.back().content, cap);  // the description is the caption
+      for (size_t i = 0; i + 1 < m.size(); i += 2)  // the description is the caption
+        if (m[i].content.find("Describe the picture.") != std::string::npos) EXPECT_EQ(m[i + 1].content, cap);
+      // The picture comes with the first question, whichever it is.
+      EXPECT_EQ(m[0].content.rfind("<image>\n", 0), 0u);
+      if (std::string(tag) == "train") first_kinds.insert(m[0].content.substr(7, 10));
     }
   }
+  // Training conversations ask their questions in varied orders (evaluation asks each kind right
+  // after the picture): several kinds come first.
+  EXPECT_GE(first_kinds.size(), 4u);
   // The training text for a vocabulary: the chat roles, captions, questions and answers.
   const std::string text = test::read_file(root + "/a/train_text.txt");
   EXPECT_EQ(text.rfind("system\nuser\nassistant\n", 0), 0u);
