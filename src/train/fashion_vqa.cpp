@@ -189,14 +189,16 @@ FashionVqaStats build_fashion_vqa(const FashionVqaOptions& o) {
       if (uniform(2) == 1 && yn.size() == 2) std::swap(yn[0], yn[1]);
       for (const auto& [noun, a] : yn) ask("Is there " + article(noun) + " in the picture?", a, "yes/no");
       ask("Describe the picture.", cap, "description");
-      // Training: one multi-turn conversation, its questions in a shuffled order (evaluation asks
-      // each kind first, right after the picture, so training must too); evaluation: one record
-      // per question. The order comes from its own generator, so the scenes do not depend on it.
+      // Training: one multi-turn conversation, its short questions in a shuffled order (evaluation
+      // asks each kind right after the picture, so training must too) and the description last
+      // (asked earlier, it would answer every later question from the text instead of the
+      // picture); evaluation: one record per question. The order comes from its own generator,
+      // so the scenes do not depend on it.
       std::vector<size_t> turn_order(qa.size());
       for (size_t i = 0; i < turn_order.size(); ++i) turn_order[i] = i;
       if (is_train) {
         std::mt19937_64 turn_order_rng(o.seed * 0x9E3779B97F4A7C15ull + uint64_t(k));
-        for (size_t i = turn_order.size() - 1; i > 0; --i) std::swap(turn_order[i], turn_order[size_t(turn_order_rng() % (i + 1))]);
+        for (size_t i = turn_order.size() - 2; i > 0; --i) std::swap(turn_order[i], turn_order[size_t(turn_order_rng() % (i + 1))]);
       }
       json conv = json::array();
       for (size_t n = 0; n < turn_order.size(); ++n) {
