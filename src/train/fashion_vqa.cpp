@@ -207,6 +207,13 @@ FashionVqaStats build_fashion_vqa(const FashionVqaOptions& o) {
         conv.push_back({{"from", "gpt"}, {"value", qa[i].second}});
       }
       instruct.push_back({{"id", id}, {"image", file}, {"conversations", conv}});
+      // Each question also on its own, as evaluation asks it (a small model trained only on
+      // long conversations learns where in them each kind comes, not to read the picture for it).
+      if (is_train)
+        for (size_t i = 0; i < qa.size(); ++i)
+          instruct.push_back({{"id", id + "-q" + std::to_string(i)}, {"image", file},
+                              {"conversations", {{{"from", "human"}, {"value", "<image>\n" + qa[i].first + (cats[i] == "description" ? "" : " Answer briefly.")}},
+                                                 {{"from", "gpt"}, {"value", qa[i].second}}}}});
       if (is_train) {
         corpus += cap + "\n";
         for (size_t i = 0; i < qa.size(); ++i) corpus += qa[i].first + " Answer briefly. " + qa[i].second + "\n";

@@ -61,8 +61,30 @@ TEST(FashionVqa, ScenesQuestionsAndSplits) {
   for (const char* tag : {"train", "test"}) {
     const uint8_t value = std::string(tag) == "train" ? 100 : 200;
     std::vector<std::string> skipped;
-    const auto recs = train::read_llava_json(root + "/a/" + tag + "_instruct.json", train::OnBad::Fail, &skipped);
+    const auto all = train::read_llava_json(root + "/a/" + tag + "_instruct.json", train::OnBad::Fail, &skipped);
     const auto caps = train::read_llava_json(root + "/a/" + tag + "_captions.json", train::OnBad::Fail, &skipped);
+    // One conversation per scene; in training, each of its questions also as a single-turn
+    // record "<id>-q<i>" with the same picture and the same answer.
+    std::vector<train::Record> recs;
+    std::map<std::string, train::Record> by_id;
+    for (const train::Record& r : all)
+      if (r.id.find("-q") == std::string::npos) recs.push_back(r), by_id[r.id] = r;
+    size_t singles = 0;
+    for (const train::Record& r : all) {
+      if (r.id.find("-q") == std::string::npos) continue;
+      ++singles;
+      ASSERT_EQ(r.messages.size(), 2u) << r.id;
+      const auto it = by_id.find(r.id.substr(0, r.id.find("-q")));
+      ASSERT_TRUE(it != by_id.end()) << r.id << " has no conversation";
+      EXPECT_EQ(r.image, it->second.image);
+      bool found = false;
+      const auto& m = it->second.messages;
+      const std::string q = r.messages[0].content.substr(8);  // without "<image>\n"
+      for (size_t i = 0; i + 1 < m.size(); i += 2)
+        found = found || ((m[i].content == q || m[i].content == "<image>\n" + q) && m[i + 1].content == r.messages[1].content);
+      EXPECT_TRUE(found) << r.id << ": " << q;
+    }
+    EXPECT_EQ(singles == 0, std::string(tag) == "test");
     ASSERT_EQ(recs.size(), std::string(tag) == "train" ? 40u : 12u);
     for (size_t k = 0; k < recs.size(); ++k) {
       // The picture: 56x56, each 28-px cell all `value` (an item) or all 0 (empty).

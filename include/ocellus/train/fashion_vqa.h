@@ -38,7 +38,8 @@ struct FashionVqaStats {
 };
 
 // Writes out/images/{train,test}/NNNNNN.png, out/train_captions.json, out/train_instruct.json
-// (LLaVA conversations), out/train_text.txt (their text, for a vocabulary), out/test_captions.json,
+// (LLaVA conversations: per training scene one multi-turn conversation, then each of its
+// questions as a single-turn record), out/train_text.txt (their text, for a vocabulary), out/test_captions.json,
 // out/test_instruct.json and out/test_eval.json
 // ([{question_id, image, question, answer, category}]).
 FashionVqaStats build_fashion_vqa(const FashionVqaOptions& o);
