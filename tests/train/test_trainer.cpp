@@ -38,6 +38,15 @@ namespace {
 const char* kColors[] = {"red", "green", "blue", "yellow"};
 const uint8_t kRgb[4][3] = {{220, 20, 20}, {20, 200, 30}, {30, 40, 210}, {230, 220, 20}};
 
+// ocellus init's sizes for a tiny model: text width 32, tower 16 px / 4 px patches, width 16.
+model::InitSpec tiny_spec(int64_t layers, int64_t vision_layers) {
+  model::InitSpec spec;
+  spec.n_embd = 32, spec.n_ff = 64, spec.n_layer = layers, spec.n_head = 4, spec.n_head_kv = 2;
+  spec.image_size = 16, spec.patch_size = 4, spec.vision_embd = 16, spec.vision_ff = 32, spec.vision_layers = vision_layers;
+  spec.vision_heads = 2;
+  return spec;
+}
+
 struct World {
   std::string root, base, data, images, cache;
   World() {
@@ -340,9 +349,7 @@ TEST(Trainer, KilledMidRunLeavesALoadableLatestCheckpoint) {
 TEST(Trainer, FromScratchTextPretrainingNeedsNoCache) {
   World w;
   // A new model (random weights, the World's vocabulary) and text-only conversations.
-  model::InitSpec spec;
-  spec.n_embd = 32, spec.n_ff = 64, spec.n_layer = 2, spec.n_head = 4, spec.n_head_kv = 2;
-  spec.image_size = 16, spec.patch_size = 4, spec.vision_embd = 16, spec.vision_ff = 32, spec.vision_layers = 1, spec.vision_heads = 2;
+  const model::InitSpec spec = tiny_spec(2, 1);
   const std::string m0 = w.root + "/m0";
   EXPECT_GT(model::init_llava(spec, text::Tokenizer::from_file(w.base), m0), 0);
   nlohmann::json recs = nlohmann::json::array();
@@ -432,9 +439,7 @@ TEST(Trainer, TruncationNeverCutsAnImage) {
 
 TEST(Trainer, SiglipRecipeTrainsTheTowerResumesAndExports) {
   World w;
-  model::InitSpec spec;
-  spec.n_embd = 32, spec.n_ff = 64, spec.n_layer = 1, spec.n_head = 4, spec.n_head_kv = 2;
-  spec.image_size = 16, spec.patch_size = 4, spec.vision_embd = 16, spec.vision_ff = 32, spec.vision_layers = 2, spec.vision_heads = 2;
+  const model::InitSpec spec = tiny_spec(1, 2);
   const std::string m0 = w.root + "/m0";
   model::init_llava(spec, text::Tokenizer::from_file(w.base), m0);
   auto recipe = [&](const std::string& out, int steps) {
@@ -487,9 +492,8 @@ TEST(Trainer, SiglipRecipeTrainsTheTowerResumesAndExports) {
 
 TEST(Trainer, AttentionBlockConnectorTrainsAndExportsBothWays) {
   World w;
-  model::InitSpec spec;
-  spec.n_embd = 32, spec.n_ff = 64, spec.n_layer = 1, spec.n_head = 4, spec.n_head_kv = 2, spec.connector = "attn_blocks";
-  spec.image_size = 16, spec.patch_size = 4, spec.vision_embd = 16, spec.vision_ff = 32, spec.vision_layers = 1, spec.vision_heads = 2;
+  model::InitSpec spec = tiny_spec(1, 1);
+  spec.connector = "attn_blocks";
   const std::string m0 = w.root + "/m0";
   model::init_llava(spec, text::Tokenizer::from_file(w.base), m0);
   const auto vm = model::load_hf_vision(m0);
