@@ -132,7 +132,9 @@ Recipe parse_recipe(const std::string& text, const std::string& path) {
     const std::vector<std::pair<const char*, int64_t*>> keys = {
         {"text_embd", &r.siglip.text_embd}, {"text_ff", &r.siglip.text_ff}, {"text_layers", &r.siglip.text_layers},
         {"text_heads", &r.siglip.text_heads}, {"embed_dim", &r.siglip.embed_dim}, {"max_text_len", &r.siglip.max_text_len}};
-    for (const auto& [k, v] : g.items()) {
+    for (const auto& item : g.items()) {
+      const std::string k = item.key();
+      const json& v = item.value();
       const auto it = std::find_if(keys.begin(), keys.end(), [&](const auto& p) { return k == p.first; });
       OCELLUS_CHECK(it != keys.end(), "recipe: ", path, ": unknown key 'siglip.", k, "'");
       OCELLUS_CHECK(v.is_number_integer() && v.get<int64_t>() > 0, "recipe: ", path, ": 'siglip.", k, "' must be a positive integer");
