@@ -16,5 +16,5 @@ for q in "What is in the top left cell? Answer briefly." "Where is the shirt? An
          "Is there a bag in the picture? Answer briefly." "Describe the picture."; do
   echo "Q: $q"
   printf 'A: '
-  ./build/ocellus run --image models/fashion-vlm/example.png -p "$q" -n 48
+  ./build/ocellus run --image models/fashion-vlm/example.png -p "$q" -n 48 2>/dev/null  # stderr: timings
 done
