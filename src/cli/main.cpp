@@ -508,6 +508,9 @@ int main(int argc, char** argv) {
   init->add_option("--vision-heads", is.vision_heads, "Tower heads")->capture_default_str();
   init->add_option("--connector", is.connector, "mlp2x_gelu (LLaVA) or attn_blocks (Llama 3-V's self-attention blocks)")->capture_default_str();
   init->add_option("--connector-blocks", is.connector_blocks, "Blocks of an attn_blocks connector")->capture_default_str();
+  init->add_option("--feature-layer", is.feature_layer,
+                   "Tower hidden state the connector reads (LLaVA's vision_feature_layer: -1 last block, -2 the one before; "
+                   "0 after the post-LayerNorm)")->capture_default_str();
   init->add_option("--from", is.from, "Take the text model and tower from this LLaVA folder (same sizes); only the connector is new");
   init->add_option("--seed", is.seed, "Random seed")->capture_default_str();
   init->add_option("--chat-template", is.chat_template, "chatml or vicuna (written into tokenizer_config.json)")->capture_default_str();

@@ -24,6 +24,8 @@ void InitSpec::validate() const {
   OCELLUS_CHECK(connector == "mlp2x_gelu" || connector == "attn_blocks", "init: connector must be mlp2x_gelu or attn_blocks, not '",
                 connector, "'");
   pos(connector_blocks, "connector_blocks");
+  OCELLUS_CHECK(feature_layer >= -vision_layers && feature_layer <= vision_layers, "init: feature_layer ", feature_layer,
+                " outside [-", vision_layers, ", ", vision_layers, "] for a tower of ", vision_layers, " blocks");
   OCELLUS_CHECK(chat_template == "chatml" || chat_template == "vicuna", "init: chat_template must be chatml or vicuna, not '",
                 chat_template, "'");
 }
@@ -107,7 +109,7 @@ int64_t init_llava(const InitSpec& s, const text::Tokenizer& tok, const std::str
                         {"num_hidden_layers", s.vision_layers}, {"num_attention_heads", s.vision_heads},
                         {"image_size", s.image_size}, {"patch_size", s.patch_size}, {"layer_norm_eps", 1e-6},
                         {"hidden_act", "gelu_pytorch_tanh"}};
-  c["vision_feature_layer"] = -1;
+  c["vision_feature_layer"] = s.feature_layer;
   c["vision_feature_select_strategy"] = "full";
   c["projector_hidden_act"] = "gelu";
   c["mm_projector_type"] = s.connector;

@@ -530,3 +530,45 @@ TEST(Trainer, AttentionBlockConnectorTrainsAndExportsBothWays) {
   spec.n_embd = 64, spec.n_ff = 128;  // another shape: refused, naming the tensor
   EXPECT_THROW(model::init_llava(spec, text::Tokenizer::from_file(w.base), w.root + "/m2"), Error);
 }
+
+TEST(Trainer, InitFeatureLayerReachesCacheAndExports) {
+  // init --feature-layer -2 on a 2-block tower: the connector reads the hidden state after block 0,
+  // in the folder, in the feature cache built from it, and in the exported GGUF pair.
+  World w;
+  model::InitSpec spec = tiny_spec(1, 2);
+  spec.feature_layer = -2;
+  const std::string m0 = w.root + "/m0";
+  model::init_llava(spec, text::Tokenizer::from_file(w.base), m0);
+  const auto vm = model::load_hf_vision(m0);
+  EXPECT_EQ(vm->tower().config().n_layer_run, 1);
+  const io::ImageRgb8 img = io::load_image(w.images + "/green.png");
+  const Tensor px = vision::preprocess(img, vm->tower().config().preprocess);
+  const Tensor after0 = vm->tower().hidden({px}, 1);
+  const Tensor feats = vm->tower().encode({px});
+  EXPECT_LE(test::rel_err(feats, after0.reshape(feats.shape())), 1e-6);
+  // The last block's output differs: the choice is real.
+  model::InitSpec last = spec;
+  last.feature_layer = -1;
+  model::init_llava(last, text::Tokenizer::from_file(w.base), w.root + "/m_last");
+  EXPECT_GT(test::rel_err(model::load_hf_vision(w.root + "/m_last")->tower().encode({px}), feats), 1e-3);
+  // Train the connector from a cache of those features; both exports run one block.
+  std::vector<std::string> paths;
+  for (const char* f : {"red", "green", "blue", "yellow"}) paths.push_back(w.images + "/" + f + ".png");
+  train::build_feature_cache(vm->tower(), paths, w.cache, 8, {});
+  nlohmann::json r = {{"base", m0}, {"data", w.data}, {"images", w.images}, {"cache", w.cache}, {"skip_bad_records", true},
+                      {"trainable", {"multi_modal_projector."}}, {"lr", 1e-2}, {"steps", 4}, {"batch", 2}, {"out", w.root + "/fl"}};
+  std::ofstream(w.root + "/fl.json") << r.dump();
+  const train::TrainResult res = train::run_recipe(train::read_recipe(w.root + "/fl.json"), false);
+  const model::Vlm hf = model::load_vlm(res.model_dir, ""), gg = model::load_vlm(res.gguf_model, res.gguf_mmproj);
+  EXPECT_EQ(hf.vision->tower().config().n_layer_run, 1);
+  EXPECT_EQ(gg.vision->tower().config().n_layer_run, 1);
+  EXPECT_LE(test::rel_err(gg.vision->embed(img), hf.vision->embed(img)), 1e-3);
+  // Outside the tower: refused, naming the field.
+  spec.feature_layer = 3;
+  try {
+    model::init_llava(spec, text::Tokenizer::from_file(w.base), w.root + "/bad");
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("feature_layer"), std::string::npos) << e.what();
+  }
+}

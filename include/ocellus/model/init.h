@@ -22,6 +22,9 @@ struct InitSpec {
   // blocks at the tower's width, 64-wide heads, then a projection).
   std::string connector = "mlp2x_gelu";
   int64_t connector_blocks = 2;
+  // LLaVA's vision_feature_layer: the tower's hidden state the connector reads (-1: the last
+  // block's output, -2: the one before, ...; 0: after the post-LayerNorm).
+  int64_t feature_layer = -1;
   uint64_t seed = 1;
   // A LLaVA folder whose text model and tower are taken over (tensors of the same name and shape;
   // the connector stays new): ablations that swap only the connector.
