@@ -231,6 +231,10 @@ ag::Var TrainableVlm::input_rows(const TrainSample& s) const {
 }
 
 ag::Var TrainableVlm::forward_batch(const std::vector<TrainSample>& batch) const {
+  return ag::matmul(hidden_batch(batch), output_);  // [n, n_vocab]
+}
+
+ag::Var TrainableVlm::hidden_batch(const std::vector<TrainSample>& batch) const {
   const lm::LmConfig& l = c_.lm;
   OCELLUS_CHECK(!batch.empty(), "train: empty batch");
   const int64_t H = l.n_head, Hkv = l.n_head_kv, hd = l.head_dim;
@@ -258,7 +262,7 @@ ag::Var TrainableVlm::forward_batch(const std::vector<TrainSample>& batch) const
     const ag::Var h2 = ag::rms_norm(x, L.ffn_norm, l.norm_eps);
     x = ag::add(x, linear(ag::swiglu(linear(h2, L.gate, nullptr), linear(h2, L.up, nullptr)), L.down, nullptr));
   }
-  return ag::matmul(ag::rms_norm(x, out_norm_, l.norm_eps), output_);  // [n, n_vocab]
+  return ag::rms_norm(x, out_norm_, l.norm_eps);
 }
 
 int64_t TrainableVlm::counted_tokens(const TrainSample& s) {
@@ -268,13 +272,21 @@ int64_t TrainableVlm::counted_tokens(const TrainSample& s) {
 }
 
 ag::Var TrainableVlm::loss_batch(const std::vector<TrainSample>& batch) const {
-  std::vector<int32_t> targets;
+  // The rows that predict a counted token, and those tokens.
+  std::vector<int32_t> rows, targets;
+  int32_t row = 0;
   for (const TrainSample& s : batch) {
     OCELLUS_CHECK(s.mask.size() == s.ids.size(), "train: mask of ", s.mask.size(), " for ", s.ids.size(), " tokens");
-    for (size_t i = 0; i < s.ids.size(); ++i)
-      targets.push_back(i + 1 < s.ids.size() && s.mask[i + 1] && s.ids[i + 1] >= 0 ? s.ids[i + 1] : ops::kIgnoreIndex);
+    for (size_t i = 0; i < s.ids.size(); ++i, ++row)
+      if (i + 1 < s.ids.size() && s.mask[i + 1] && s.ids[i + 1] >= 0) rows.push_back(row), targets.push_back(s.ids[i + 1]);
   }
-  return ag::cross_entropy(forward_batch(batch), targets);
+  if (rows.empty()) {  // nothing counted: the loss of no tokens, as cross_entropy defines it
+    std::vector<int32_t> none(size_t(row), ops::kIgnoreIndex);
+    return ag::cross_entropy(forward_batch(batch), none);
+  }
+  // Logits only where a loss is taken: a row gather (embedding's lookup, whose backward adds the
+  // rows' gradients back into place), then the output layer on those rows.
+  return ag::cross_entropy(ag::matmul(ag::embedding(hidden_batch(batch), rows), output_), targets);
 }
 
 ag::Var TrainableVlm::linear(const ag::Var& x, const ag::Var& w, const ag::Var& b) const {

@@ -77,7 +77,8 @@ class TrainableVlm {
   // attention within each sequence). Logits [Σ n, n_vocab].
   ag::Var forward_batch(const std::vector<TrainSample>& batch) const;
   // Mean cross-entropy of next-token prediction on the masked tokens; scalar [1]. For a batch:
-  // the mean over all its counted tokens.
+  // the mean over all its counted tokens. The output layer runs only on the rows that predict a
+  // counted token (the others carry no loss), so a step costs less than forward_batch's logits.
   ag::Var loss(const TrainSample& s) const { return loss_batch({s}); }
   ag::Var loss_batch(const std::vector<TrainSample>& batch) const;
   // Tokens a sequence contributes to the loss.
@@ -102,6 +103,7 @@ class TrainableVlm {
     ag::Var attn_norm, ffn_norm, wq, wk, wv, wo, bq, bk, bv, gate, up, down;
   };
   ag::Var input_rows(const TrainSample& s) const;  // [n, d]
+  ag::Var hidden_batch(const std::vector<TrainSample>& batch) const;  // the final norm's rows [Σ n, d]
   ag::Var linear(const ag::Var& x, const ag::Var& w, const ag::Var& b) const;  // with its adapter, if any
   ag::Var image_rows(const Tensor& f) const;  // features (or hidden state) -> [n_img_tok, d]
   std::vector<EncoderBlock> tower_;
