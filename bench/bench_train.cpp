@@ -5,7 +5,9 @@
 // (the batch stacked into one pass, as the trainer runs it) and in PyTorch (Debian's python3-torch, the re-statement in tests/reference/torch_ref.py) on
 // the same weights, in the same run, with the same thread count. PyTorch runs the step two ways
 // (the batch as one [B, n] tensor, and one sequence at a time); the ratio is against the faster
-// (target: ocellus >= 1.5x PyTorch).
+// (target: ocellus >= 1.5x PyTorch). Both are also put against the f32 GEMM peak measured in the
+// same run: GFLOP/s of the work a step needs (3x the forward's: the 6·N·D convention), with the
+// output layer counted only at the rows that carry a loss, since no other row needs logits.
 #include <benchmark/benchmark.h>
 
 #include <chrono>
@@ -17,6 +19,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "ceilings.h"
 #include "ocellus/autograd/autograd.h"
 #include "ocellus/core/threads.h"
 #include "ocellus/io/hf_config.h"
@@ -91,6 +94,17 @@ model::TrainSample sample() {
   return s;
 }
 
+// FLOPs of one step's necessary work: 3 x the forward's multiply-adds x 2.
+double step_flops(const model::TrainSample& s) {
+  const double n = double(s.ids.size()), kv = double(kHkv * kD / kH);
+  double counted = 0;
+  for (size_t i = 0; i + 1 < s.ids.size(); ++i) counted += s.mask[i + 1] && s.ids[i + 1] >= 0;
+  const double layer = kD * kD * 2.0 + 2.0 * kD * kv + 3.0 * kD * kFF;  // q, o; k, v; gate, up, down
+  const double attn = double(kD) * n * (n + 1);                          // causal QKᵀ and PV, every head
+  const double macs = n * kL * layer + kL * attn + counted * kV * kD + kNf * (double(kDv) * kD + double(kD) * kD);
+  return 3.0 * 2.0 * macs * kBatch;
+}
+
 // PyTorch's best step times, batched ([B, n] tensors) and one sequence at a time; 0 when it
 // could not run.
 std::pair<double, double> torch_step_seconds(const std::string& dir, const model::TrainSample& s) {
@@ -131,6 +145,10 @@ void BM_TrainStep(benchmark::State& state) {
   state.counters["torch_tokens/s"] = torch_s > 0 ? tokens / torch_s : 0;
   state.counters["x_torch"] = torch_s > 0 ? torch_s / best : 0;
   state.counters["ms/step"] = best * 1e3;
+  const double flops = step_flops(s), peak = bench::ceilings().gemm_gflops * 1e9;
+  state.counters["GFLOP/s"] = flops / best / 1e9;
+  state.counters["of_gemm_peak"] = flops / best / peak;
+  state.counters["torch_of_gemm_peak"] = torch_s > 0 ? flops / torch_s / peak : 0;
   state.counters["torch_batched_ms"] = batched * 1e3;
   state.counters["torch_looped_ms"] = looped * 1e3;
 }
