@@ -346,6 +346,17 @@ TEST(Trainer, KilledMidRunLeavesALoadableLatestCheckpoint) {
   EXPECT_GT(r.first_step, 0);
 }
 
+// The recipe r, written to path, is refused with an error that says `what`.
+void expect_recipe_error(const std::string& path, const nlohmann::json& r, const std::string& what) {
+  std::ofstream(path) << r.dump();
+  try {
+    train::run_recipe(train::read_recipe(path), false);
+    ADD_FAILURE() << "no error (expected one saying '" << what << "')";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(what), std::string::npos) << e.what();
+  }
+}
+
 TEST(Trainer, FromScratchTextPretrainingNeedsNoCache) {
   World w;
   // A new model (random weights, the World's vocabulary) and text-only conversations.
@@ -369,13 +380,7 @@ TEST(Trainer, FromScratchTextPretrainingNeedsNoCache) {
   EXPECT_EQ(text::detect_chat_template(io::GgufFile::open(res.gguf_model)), text::ChatTemplate::ChatML);
   // Records with pictures but no cache in the recipe: an error saying so.
   r["data"] = w.data, r["images"] = w.images, r["skip_bad_records"] = true;
-  std::ofstream(w.root + "/text_recipe.json") << r.dump();
-  try {
-    train::run_recipe(train::read_recipe(w.root + "/text_recipe.json"), false);
-    ADD_FAILURE() << "no error";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("names no 'cache'"), std::string::npos) << e.what();
-  }
+  expect_recipe_error(w.root + "/text_recipe.json", r, "names no 'cache'");
   // The same records' text alone (language-model pretraining on the conversations).
   r["ignore_images"] = true, r["steps"] = 2, r["out"] = w.root + "/text_run2";
   std::ofstream(w.root + "/text_recipe.json") << r.dump();
@@ -481,13 +486,20 @@ TEST(Trainer, SiglipRecipeTrainsTheTowerResumesAndExports) {
   // A CLIP-style tower (class token) is refused with the reason.
   nlohmann::json bad = {{"objective", "siglip"}, {"base", w.base}, {"data", w.data}, {"images", w.images}, {"skip_bad_records", true},
                         {"steps", 2}, {"batch", 2}, {"out", w.root + "/sc"}};
-  std::ofstream(w.root + "/sc.json") << bad.dump();
-  try {
-    train::run_recipe(train::read_recipe(w.root + "/sc.json"), false);
-    ADD_FAILURE() << "no error";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("class token"), std::string::npos) << e.what();
-  }
+  expect_recipe_error(w.root + "/sc.json", bad, "class token");
+}
+
+// The World's pictures cached through the model's own tower, then its connector alone trained
+// on the World's records for `steps` steps (output under root/name).
+train::TrainResult train_connector_only(const World& w, const std::string& model, const std::string& name, int steps) {
+  std::vector<std::string> paths;
+  for (const char* f : {"red", "green", "blue", "yellow"}) paths.push_back(w.images + "/" + f + ".png");
+  train::build_feature_cache(model::load_hf_vision(model)->tower(), paths, w.cache, 8, {});
+  const nlohmann::json r = {{"base", model}, {"data", w.data}, {"images", w.images}, {"cache", w.cache},
+                            {"skip_bad_records", true}, {"trainable", {"multi_modal_projector."}}, {"lr", 1e-2},
+                            {"steps", steps}, {"batch", 2}, {"out", w.root + "/" + name}};
+  std::ofstream(w.root + "/" + name + ".json") << r.dump();
+  return train::run_recipe(train::read_recipe(w.root + "/" + name + ".json"), false);
 }
 
 TEST(Trainer, AttentionBlockConnectorTrainsAndExportsBothWays) {
@@ -498,13 +510,7 @@ TEST(Trainer, AttentionBlockConnectorTrainsAndExportsBothWays) {
   model::init_llava(spec, text::Tokenizer::from_file(w.base), m0);
   const auto vm = model::load_hf_vision(m0);
   EXPECT_EQ(vm->connector().type(), "attn_blocks");
-  std::vector<std::string> paths;
-  for (const char* f : {"red", "green", "blue", "yellow"}) paths.push_back(w.images + "/" + f + ".png");
-  train::build_feature_cache(vm->tower(), paths, w.cache, 8, {});
-  nlohmann::json r = {{"base", m0}, {"data", w.data}, {"images", w.images}, {"cache", w.cache}, {"skip_bad_records", true},
-                      {"trainable", {"multi_modal_projector."}}, {"lr", 1e-2}, {"steps", 8}, {"batch", 2}, {"out", w.root + "/ab"}};
-  std::ofstream(w.root + "/ab.json") << r.dump();
-  const train::TrainResult res = train::run_recipe(train::read_recipe(w.root + "/ab.json"), false);
+  const train::TrainResult res = train_connector_only(w, m0, "ab", 8);
   EXPECT_LT(res.losses.back(), res.losses.front());
   // The Hugging Face folder and the GGUF pair both load it as an attn_blocks connector with the
   // trained weights; the GGUF runs llama.cpp's numerics (f16 GELU table, tanh form), hence the
@@ -552,13 +558,7 @@ TEST(Trainer, InitFeatureLayerReachesCacheAndExports) {
   model::init_llava(last, text::Tokenizer::from_file(w.base), w.root + "/m_last");
   EXPECT_GT(test::rel_err(model::load_hf_vision(w.root + "/m_last")->tower().encode({px}), feats), 1e-3);
   // Train the connector from a cache of those features; both exports run one block.
-  std::vector<std::string> paths;
-  for (const char* f : {"red", "green", "blue", "yellow"}) paths.push_back(w.images + "/" + f + ".png");
-  train::build_feature_cache(vm->tower(), paths, w.cache, 8, {});
-  nlohmann::json r = {{"base", m0}, {"data", w.data}, {"images", w.images}, {"cache", w.cache}, {"skip_bad_records", true},
-                      {"trainable", {"multi_modal_projector."}}, {"lr", 1e-2}, {"steps", 4}, {"batch", 2}, {"out", w.root + "/fl"}};
-  std::ofstream(w.root + "/fl.json") << r.dump();
-  const train::TrainResult res = train::run_recipe(train::read_recipe(w.root + "/fl.json"), false);
+  const train::TrainResult res = train_connector_only(w, m0, "fl", 4);
   const model::Vlm hf = model::load_vlm(res.model_dir, ""), gg = model::load_vlm(res.gguf_model, res.gguf_mmproj);
   EXPECT_EQ(hf.vision->tower().config().n_layer_run, 1);
   EXPECT_EQ(gg.vision->tower().config().n_layer_run, 1);
