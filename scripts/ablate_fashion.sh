@@ -4,8 +4,8 @@
 # thing and is evaluated on the same held-out test scenes:
 #   attn          Llama 3-V's connector (two self-attention blocks + projection) instead of the MLP
 #   no-stage1     instruction fine-tuning straight after SigLIP, without connector pretraining
-#   tower-share   the tower's top two blocks train in stage 2 (TinyLLaVA's "share"), from cached
-#                 hidden states after block 2
+#   tower-share   the last tower block the connector reads (block 1 of 0-1) trains in stage 2
+#                 (TinyLLaVA's "share"), from cached hidden states after block 1
 # Reports go to runs/fashion/ablation-<name>.{txt,json}; a variant whose model exists is skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,9 +25,9 @@ say "ablation: no connector pretraining (stage 1 skipped)"
 stage recipes/fashion/ablations/no-stage1-instruct.json "$A/no-stage1/stage2"
 evaluate "$A/no-stage1/stage2" ablation-no-stage1
 
-say "ablation: tower partly trainable (blocks 2-3, TinyLLaVA's share)"
-[ -f "$A/hidden-after-2.safetensors" ] || $O cache -m "$W/stage1/model" --data "$W/data/train_instruct.json" --images "$W/data" \
-  -o "$A/hidden-after-2.safetensors" --batch 64 --hidden-after 2
+say "ablation: tower partly trainable (block 1, TinyLLaVA's share)"
+[ -f "$A/hidden-after-1.safetensors" ] || $O cache -m "$W/stage1/model" --data "$W/data/train_instruct.json" --images "$W/data" \
+  -o "$A/hidden-after-1.safetensors" --batch 64 --hidden-after 1
 stage recipes/fashion/ablations/tower-share-instruct.json "$A/tower-share/stage2"
 evaluate "$A/tower-share/stage2" ablation-tower-share
 say "done"

@@ -2,8 +2,11 @@
 O=./build/ocellus
 W=runs/fashion
 # The model's sizes: llama 256 x 4 layers (4 heads, 2 KV heads), SigLIP-style tower 56 px with
-# 14 px patches (16 image tokens), 128 wide x 4 blocks.
-INIT_ARGS=(--n-embd 256 --n-ff 688 --n-layer 4 --n-head 4 --n-head-kv 2 --n-ctx 512 --image-size 56 --patch-size 14
+# 14 px patches (16 image tokens), 128 wide x 4 blocks. SigLIP pretrains all 4 blocks; the
+# connector reads the hidden state after block 2 (vision_feature_layer -3): there each patch still
+# knows its place (a probe finds a patch's cell from its feature 90% of the time, 66% after block
+# 4) and the item in a cell is as clear (92% vs 89%).
+INIT_ARGS=(--n-embd 256 --n-ff 688 --n-layer 4 --n-head 4 --n-head-kv 2 --n-ctx 512 --image-size 56 --patch-size 14 --feature-layer -3
            --vision-embd 128 --vision-ff 512 --vision-layers 4 --vision-heads 4 --seed 1)
 T0=$SECONDS
 say() { printf '\n== %s (%d s so far)\n' "$*" $((SECONDS - T0)); }
