@@ -511,6 +511,9 @@ int main(int argc, char** argv) {
   init->add_option("--feature-layer", is.feature_layer,
                    "Tower hidden state the connector reads (LLaVA's vision_feature_layer: -1 last block, -2 the one before; "
                    "0 after the post-LayerNorm)")->capture_default_str();
+  init->add_option("--merge", is.merge,
+                   "Patches merged per side into one image token before the connector (Qwen2-VL's spatial_merge_size; "
+                   "2: each 2x2 block of patch features, concatenated, is one token)")->capture_default_str();
   init->add_option("--from", is.from, "Take the text model and tower from this LLaVA folder (same sizes); only the connector is new");
   init->add_option("--seed", is.seed, "Random seed")->capture_default_str();
   init->add_option("--chat-template", is.chat_template, "chatml or vicuna (written into tokenizer_config.json)")->capture_default_str();

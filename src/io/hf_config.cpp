@@ -193,6 +193,8 @@ HfConfig parse_hf_config(const std::string& text, const std::string& name) {
     p.image_begin_token_id = top.integer("vision_start_token_id", top.integer("boi_token_index", -1));
     p.image_end_token_id = top.integer("vision_end_token_id", top.integer("eoi_token_index", -1));
     p.vision_tower = top.string("mm_vision_tower", top.string("vision_tower", ""));
+    p.spatial_merge_size = top.integer("spatial_merge_size", 1);
+    if (p.spatial_merge_size < 1) top.bad("spatial_merge_size", "must be >= 1");
     c.projector = p;
   }
   return c;

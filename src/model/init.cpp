@@ -26,6 +26,9 @@ void InitSpec::validate() const {
   pos(connector_blocks, "connector_blocks");
   OCELLUS_CHECK(feature_layer >= -vision_layers && feature_layer <= vision_layers, "init: feature_layer ", feature_layer,
                 " outside [-", vision_layers, ", ", vision_layers, "] for a tower of ", vision_layers, " blocks");
+  pos(merge, "merge");
+  OCELLUS_CHECK((image_size / patch_size) % merge == 0, "init: merge ", merge, " does not divide the ", image_size / patch_size,
+                "x", image_size / patch_size, " patch grid");
   OCELLUS_CHECK(chat_template == "chatml" || chat_template == "vicuna", "init: chat_template must be chatml or vicuna, not '",
                 chat_template, "'");
 }
@@ -70,17 +73,18 @@ int64_t init_llava(const InitSpec& s, const text::Tokenizer& tok, const std::str
     add(p + "mlp.fc2.weight", {dv, s.vision_ff}, -1), add(p + "mlp.fc2.bias", {dv}, 0);
   }
   add(v + "post_layernorm.weight", {dv}, 1), add(v + "post_layernorm.bias", {dv}, 0);
+  const int64_t dc = dv * s.merge * s.merge;  // the connector's input: merge² patch features side by side
   if (s.connector == "attn_blocks") {  // Llama 3-V: self-attention blocks at the tower's width, then a projection
     for (int64_t i = 0; i < s.connector_blocks; ++i) {
       const std::string p = "multi_modal_projector.blocks." + std::to_string(i) + ".";
-      add(p + "ln1.weight", {dv}, 1), add(p + "ln1.bias", {dv}, 0), add(p + "ln2.weight", {dv}, 1), add(p + "ln2.bias", {dv}, 0);
-      for (const char* m : {"attn.q", "attn.k", "attn.v", "attn.out"}) add(p + m + ".weight", {dv, dv}, -1), add(p + m + ".bias", {dv}, 0);
-      add(p + "ffn_up.weight", {4 * dv, dv}, -1), add(p + "ffn_up.bias", {4 * dv}, 0);
-      add(p + "ffn_down.weight", {dv, 4 * dv}, -1), add(p + "ffn_down.bias", {dv}, 0);
+      add(p + "ln1.weight", {dc}, 1), add(p + "ln1.bias", {dc}, 0), add(p + "ln2.weight", {dc}, 1), add(p + "ln2.bias", {dc}, 0);
+      for (const char* m : {"attn.q", "attn.k", "attn.v", "attn.out"}) add(p + m + ".weight", {dc, dc}, -1), add(p + m + ".bias", {dc}, 0);
+      add(p + "ffn_up.weight", {4 * dc, dc}, -1), add(p + "ffn_up.bias", {4 * dc}, 0);
+      add(p + "ffn_down.weight", {dc, 4 * dc}, -1), add(p + "ffn_down.bias", {dc}, 0);
     }
-    add("multi_modal_projector.proj.weight", {d, dv}, -1), add("multi_modal_projector.proj.bias", {d}, 0);
+    add("multi_modal_projector.proj.weight", {d, dc}, -1), add("multi_modal_projector.proj.bias", {d}, 0);
   } else {
-    add("multi_modal_projector.linear_1.weight", {d, dv}, -1), add("multi_modal_projector.linear_1.bias", {d}, 0);
+    add("multi_modal_projector.linear_1.weight", {d, dc}, -1), add("multi_modal_projector.linear_1.bias", {d}, 0);
     add("multi_modal_projector.linear_2.weight", {d, d}, -1), add("multi_modal_projector.linear_2.bias", {d}, 0);
   }
   if (!s.from.empty()) {  // the text model and tower of an existing folder, the connector new
@@ -113,6 +117,7 @@ int64_t init_llava(const InitSpec& s, const text::Tokenizer& tok, const std::str
   c["vision_feature_select_strategy"] = "full";
   c["projector_hidden_act"] = "gelu";
   c["mm_projector_type"] = s.connector;
+  c["spatial_merge_size"] = s.merge;
   c["image_token_index"] = -1;
   io::write_text_file_atomically(dir + "/config.json", c.dump(2) + "\n");
   const nlohmann::json pp = {{"image_processor_type", "SiglipImageProcessor"}, {"do_resize", true}, {"do_rescale", true},

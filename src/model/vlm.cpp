@@ -83,12 +83,14 @@ std::unique_ptr<VisionModel> load_mmproj(const std::string& path) {
   cc.d_out = f.get_int(key::kClipProjectionDim);
   cc.act_ggml_f16 = true;
   cc.ggml_order = c.ggml_order;
+  cc.merge = f.get_int(key::kClipSpatialMerge, 1);
   auto conn = connect::load_connector(f.get_string(key::kClipProjectorType, "mlp"), cc, src, connect::Layout::Gguf);
   return std::make_unique<VisionModel>(vision::VisionTower(c, std::move(w)), std::move(conn), cc.d_out);
 }
 
 void write_mmproj(const vision::VisionTower& tower, const std::string& projector_type,
-                  const std::vector<std::pair<std::string, Tensor>>& projector, int64_t n_embd_out, const std::string& path) {
+                  const std::vector<std::pair<std::string, Tensor>>& projector, int64_t n_embd_out, const std::string& path,
+                  int64_t merge) {
   namespace key = io::gguf::key;
   using io::GgufValue;
   const vision::VitConfig& c = tower.config();
@@ -112,6 +114,7 @@ void write_mmproj(const vision::VisionTower& tower, const std::string& projector
   g.set(key::kClipLayerNormEps, GgufValue::f32(c.norm_eps));
   g.set(key::kClipBlockCount, GgufValue::u32(uint32_t(c.n_layer_run)));
   g.set(key::kClipFeatureLayer, GgufValue::ints({int32_t(c.n_layer_run)}));
+  if (merge != 1) g.set(key::kClipSpatialMerge, GgufValue::u32(uint32_t(merge)));
   g.set(key::kClipImageMean, GgufValue::floats({c.preprocess.mean[0], c.preprocess.mean[1], c.preprocess.mean[2]}));
   g.set(key::kClipImageStd, GgufValue::floats({c.preprocess.std[0], c.preprocess.std[1], c.preprocess.std[2]}));
   std::vector<std::pair<std::string, Tensor>> t = vision::tower_tensors(tower, vision::gguf_vit_names());
@@ -181,6 +184,7 @@ std::unique_ptr<VisionModel> load_hf_vision(const std::string& dir) {
   cc.d_in = c.n_embd;
   cc.d_out = cfg.text->hidden_size;
   cc.act = ops::parse_activation(p.hidden_act);
+  cc.merge = p.spatial_merge_size;
   const io::TensorSource psrc = io::renamed_source(src, {{place->layout_prefix, place->prefix}});
   auto conn = connect::load_connector(p.type, cc, psrc, place->layout);
   return std::make_unique<VisionModel>(vision::VisionTower(c, std::move(w)), std::move(conn), cc.d_out);

@@ -6,6 +6,7 @@
 #include "ocellus/ops/elementwise.h"
 #include "ocellus/ops/matmul.h"
 
+#include "ocellus/connect/connector.h"
 #include "ocellus/core/error.h"
 #include "ocellus/io/gguf_names.h"
 #include "ocellus/ops/loss.h"
@@ -40,6 +41,8 @@ TrainVlmConfig train_config_from_hf(const io::HfConfig& h) {
   if (h.projector) {
     c.connector = h.projector->type;
     c.connector_act = ops::parse_activation(h.projector->hidden_act);
+    c.merge = h.projector->spatial_merge_size;
+    connect::merge_order(c.vit.n_features(), c.merge);  // throws unless the merge fits the patch grid
   }
   OCELLUS_CHECK(c.connector == "mlp2x_gelu" || c.connector == "linear" || c.connector == "attn_blocks", h.path,
                 ": training supports the mlp2x_gelu, linear and attn_blocks connectors, not '", c.connector, "'");
@@ -93,7 +96,7 @@ TrainableVlm::TrainableVlm(TrainVlmConfig c, const io::TensorSource& s_in) : c_(
   if (c_.connector == "attn_blocks") {
     // Llama 3-V's connector: self-attention blocks at the vision width (64-wide heads, as the
     // inference loader reads them), then a projection to the LM's width.
-    const int64_t dv = c_.d_vision;
+    const int64_t dv = c_.d_connector_in();
     const std::string pre = "multi_modal_projector.";
     for (int i = 0; s_in.has(pre + "blocks." + std::to_string(i) + ".ln1.weight"); ++i) {
       const std::string b = pre + "blocks." + std::to_string(i) + ".";
@@ -113,10 +116,10 @@ TrainableVlm::TrainableVlm(TrainVlmConfig c, const io::TensorSource& s_in) : c_(
     proj1_w_ = add_param(s_in, pre + "proj.weight", {d, dv});
     proj1_b_ = add_param(s_in, pre + "proj.bias", {d}, false);
   } else if (c_.connector == "linear") {
-    proj1_w_ = add_param(ps, "multi_modal_projector.linear_1.weight", {d, c_.d_vision});
+    proj1_w_ = add_param(ps, "multi_modal_projector.linear_1.weight", {d, c_.d_connector_in()});
     proj1_b_ = add_param(ps, "multi_modal_projector.linear_1.bias", {d}, false);
   } else {
-    proj1_w_ = add_param(ps, "multi_modal_projector.linear_1.weight", {d, c_.d_vision});
+    proj1_w_ = add_param(ps, "multi_modal_projector.linear_1.weight", {d, c_.d_connector_in()});
     proj1_b_ = add_param(ps, "multi_modal_projector.linear_1.bias", {d}, false);
     proj2_w_ = add_param(ps, "multi_modal_projector.linear_2.weight", {d, d});
     proj2_b_ = add_param(ps, "multi_modal_projector.linear_2.bias", {d}, false);
@@ -176,8 +179,12 @@ ag::Var TrainableVlm::image_rows(const Tensor& f) const {
     if (skip > 0) h = ag::slice(h, 0, skip, np);
   }
   OCELLUS_CHECK(h->value.ndim() == 2 && h->value.dim(1) == c_.d_vision, "train: features of width ",
-                h->value.ndim() == 2 ? h->value.dim(1) : -1, ", the connector reads ", c_.d_vision);
-  const int64_t n_head = std::max<int64_t>(1, c_.d_vision / 64);
+                h->value.ndim() == 2 ? h->value.dim(1) : -1, ", the tower's is ", c_.d_vision);
+  if (c_.merge > 1) {  // spatial merge: a row gather into block order, then merge² rows side by side
+    const int64_t n = h->value.dim(0), mm = c_.merge * c_.merge;
+    h = ag::reshape(ag::embedding(h, connect::merge_order(n, c_.merge)), {n / mm, mm * c_.d_vision});
+  }
+  const int64_t n_head = std::max<int64_t>(1, c_.d_connector_in() / 64);
   for (const EncoderBlock& b : conn_blocks_) h = encoder_block(b, h, n_head, c_.connector_act, 1e-5f, {0, h->value.dim(0)});
   ag::Var r = ag::matmul(h, proj1_w_, proj1_b_);
   if (proj2_w_) r = ag::matmul(ag::activate(c_.connector_act, r), proj2_w_, proj2_b_);

@@ -345,7 +345,7 @@ TrainResult run_recipe(const Recipe& r, bool resume, const std::function<void(co
   std::vector<Sample> samples;
   int64_t truncated = 0, empty = 0;
   for (const Record& rec : records) {
-    const Encoded e = encode_record(rec, tok, tmpl, vc.n_features(), r.max_len);
+    const Encoded e = encode_record(rec, tok, tmpl, tc.n_image_tokens(), r.max_len);
     Sample s{e.ids, e.mask, {}, 0};
     if (r.loss_on_all) std::fill(s.mask.begin(), s.mask.end(), uint8_t(1));
     for (size_t i = 1; i < s.ids.size(); ++i) s.counted += s.mask[i] && s.ids[i] >= 0;
@@ -491,7 +491,7 @@ TrainResult run_recipe(const Recipe& r, bool resume, const std::function<void(co
       proj.push_back({"mm." + n.substr(pre.size()), t});
   }
   model::write_mmproj(model::load_hf_vision(res.model_dir)->tower(), vlm.config().connector, proj, vlm.config().lm.n_embd,
-                      r.out + "/gguf/mmproj.gguf");
+                      r.out + "/gguf/mmproj.gguf", vlm.config().merge);
   return res;
 }
 

@@ -20,8 +20,9 @@ constexpr int64_t kDin = 24, kDout = 32, kGrid = 4;
 
 using Weights = std::vector<std::pair<std::string, Tensor>>;
 
-// Local names (after the prefix) and shapes of each type's tensors.
-Weights make_weights(const std::string& type, uint32_t seed) {
+// Local names (after the prefix) and shapes of each type's tensors; kDin is the width the
+// connector proper reads.
+Weights make_weights(const std::string& type, uint32_t seed, int64_t kDin = ::kDin) {
   Weights w;
   auto add = [&](const std::string& n, const Shape& s, float scale) { w.emplace_back(n, test::randn(s, seed++, scale)); };
   auto lin = [&](const std::string& n, int64_t o, int64_t i, bool bias = true) {
@@ -59,24 +60,25 @@ io::TensorSource map_source(const std::map<std::string, Tensor>& m) {
                           [&m](const std::string& n) { return m.at(n); }};
 }
 
-double vs_torch(const std::string& type, int64_t n_head, int64_t* n_tok) {
-  const std::string dir = test::temp_path("conn_" + type);
+// merge > 1: the connector reads merge x merge blocks of a grid of kDin-wide features.
+double vs_torch(const std::string& type, int64_t n_head, int64_t* n_tok, int64_t merge = 1) {
+  const std::string dir = test::temp_path("conn_" + type + std::to_string(merge));
   ::mkdir(dir.c_str(), 0755);
-  Weights w = make_weights(type, 7);
+  Weights w = make_weights(type, 7, kDin * merge * merge);
   std::map<std::string, Tensor> named;
   Weights prefixed;
   for (auto& [n, t] : w) prefixed.emplace_back("model.mm_projector." + n, t), named["model.mm_projector." + n] = t;
   io::write_safetensors(dir + "/model.safetensors", prefixed);
   std::ofstream(dir + "/config.json") << "{\"type\": \"" << type << "\", \"d_in\": " << kDin << ", \"d_out\": " << kDout
-                                      << ", \"n_head\": " << n_head << "}\n";
+                                      << ", \"n_head\": " << n_head << ", \"merge\": " << merge << "}\n";
   connect::ConnectorConfig c;
-  c.d_in = kDin, c.d_out = kDout, c.n_head = n_head;
+  c.d_in = kDin, c.d_out = kDout, c.n_head = n_head, c.merge = merge;
   const auto conn = connect::load_connector(type, c, map_source(named), connect::Layout::LlavaOriginal);
   const Tensor x = test::randn({kGrid * kGrid, kDin}, 99);
   const Tensor ours = conn->forward(x);
   *n_tok = ours.dim(0);
   EXPECT_EQ(ours.dim(0), conn->n_tokens(x.dim(0)));
-  const std::vector<float> ref = test::torch_ref({"connector", dir, test::write_temp("feats_" + type + ".f32", x), ""}, dir + "/torch.f32");
+  const std::vector<float> ref = test::torch_ref({"connector", dir, test::write_temp("feats_" + type + std::to_string(merge) + ".f32", x), ""}, dir + "/torch.f32");
   EXPECT_EQ(size_t(ours.numel()), ref.size()) << type;
   if (size_t(ours.numel()) != ref.size()) return 1.0;
   return test::rel_err(ours, Tensor::from_vector(ours.shape(), ref));
@@ -96,6 +98,34 @@ TEST(Connectors, EachTypeMatchesPyTorch) {
     EXPECT_LE(e, 1e-5) << k.type;
     EXPECT_EQ(n_tok, k.tokens) << k.type;
   }
+}
+
+TEST(Connectors, SpatialMergeMatchesPyTorch) {
+  // Qwen2-VL-style merge of 2x2 patch blocks before the connector proper: 4x fewer tokens, each
+  // the concatenation of its block's features (PyTorch states the order with view / permute).
+  for (const char* type : {"mlp2x_gelu", "attn_blocks"}) {
+    int64_t n_tok = 0;
+    const double e = vs_torch(type, 0, &n_tok, 2);
+    std::printf("%-12s merge 2 vs PyTorch: rel err %.3g (%lld tokens)\n", type, e, (long long)n_tok);
+    EXPECT_LE(e, 1e-5) << type;
+    EXPECT_EQ(n_tok, 4) << type;
+  }
+  // The order itself on a 4x4 grid: token (0,0) holds patches 0, 1, 4, 5; token (0,1) 2, 3, 6, 7.
+  EXPECT_EQ(connect::merge_order(16, 2), (std::vector<int32_t>{0, 1, 4, 5, 2, 3, 6, 7, 8, 9, 12, 13, 10, 11, 14, 15}));
+  EXPECT_EQ(connect::merge_order(16, 1), (std::vector<int32_t>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15}));
+  const Tensor x = test::randn({16, 3}, 4), y = connect::merge_patches(x, 2);
+  ASSERT_EQ(y.shape(), (Shape{4, 12}));
+  EXPECT_EQ(y.data<float>()[3 * 3 + 1], x.data<float>()[5 * 3 + 1]);  // token 0, patch 5's second value
+  EXPECT_EQ(y.data<float>()[12 + 0], x.data<float>()[2 * 3]);         // token 1 starts with patch 2
+  // Grids the merge does not fit are refused, saying why.
+  EXPECT_THROW(connect::merge_order(12, 2), Error);  // not square
+  try {
+    connect::merge_order(9, 2);
+    FAIL() << "merged a 3x3 grid by 2";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("does not divide"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(connect::merge_order(16, 0), Error);
 }
 
 TEST(Connectors, GgufNamesGiveTheSameConnector) {

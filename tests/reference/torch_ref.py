@@ -119,6 +119,11 @@ def connector(cfg, w, x):
     kind, gelu = cfg["type"], F.gelu  # nn.GELU(): the erf form
     n_head = cfg.get("n_head", 0)
     heads = lambda d: n_head if n_head > 0 else max(1, d // 64)
+    m = cfg.get("merge", 1)
+    if m > 1:  # spatial merge: each m x m block of the patch grid, its rows side by side
+        n, d = x.shape
+        g = int(math.isqrt(n))
+        x = x.reshape(g // m, m, g // m, m, d).permute(0, 2, 1, 3, 4).reshape(n // (m * m), m * m * d)
     if kind == "mlp2x_gelu":
         return linear(gelu(linear(x, w, p + "0.")), w, p + "2.")
     if kind == "mlp_norm":

@@ -14,6 +14,7 @@
 #include "ocellus/core/error.h"
 #include "ocellus/connect/connector.h"
 #include "ocellus/io/gguf.h"
+#include "ocellus/io/gguf_names.h"
 #include "ocellus/io/hf_config.h"
 #include "ocellus/lm/lm.h"
 #include "ocellus/io/image.h"
@@ -570,5 +571,45 @@ TEST(Trainer, InitFeatureLayerReachesCacheAndExports) {
     ADD_FAILURE() << "no error";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("feature_layer"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Trainer, InitMergeTrainsAndExportsBothWays) {
+  // init --merge 2 on a 4x4 patch grid: 4 image tokens, each a 2x2 block of patch features side by
+  // side, in the training model, the Hugging Face folder and the GGUF pair alike.
+  World w;
+  model::InitSpec spec = tiny_spec(1, 1);
+  spec.merge = 2;
+  const std::string m0 = w.root + "/m0";
+  model::init_llava(spec, text::Tokenizer::from_file(w.base), m0);
+  const train::TrainResult res = train_connector_only(w, m0, "mg", 6);
+  EXPECT_LT(res.losses.back(), res.losses.front());
+  const model::Vlm hf = model::load_vlm(res.model_dir, ""), gg = model::load_vlm(res.gguf_model, res.gguf_mmproj);
+  EXPECT_EQ(hf.vision->n_tokens_per_image(), 4);
+  EXPECT_EQ(gg.vision->n_tokens_per_image(), 4);
+  EXPECT_EQ(io::GgufFile::open(res.gguf_mmproj).get_int(io::gguf::key::kClipSpatialMerge), 2);
+  const io::ImageRgb8 img = io::load_image(w.images + "/yellow.png");
+  const Tensor rows = hf.vision->embed(img);
+  ASSERT_EQ(rows.shape(), (Shape{4, 32}));
+  EXPECT_LE(test::rel_err(gg.vision->embed(img), rows), 1e-3);  // the GGUF pair: llama.cpp's GELU table
+  // The training model reads the same features into the same image rows (through the language
+  // model: its logits over a sequence of the 4 image rows equal the inference model's).
+  const Tensor px = vision::preprocess(img, hf.vision->config().preprocess);
+  const Tensor f = hf.vision->tower().encode({px});
+  const io::SafetensorsModel st = io::SafetensorsModel::open(res.model_dir);
+  const model::TrainableVlm tv(model::train_config_from_hf(io::read_hf_config(res.model_dir)), io::safetensors_source(st, res.model_dir));
+  EXPECT_EQ(tv.config().n_image_tokens(), 4);
+  const model::TrainSample s{std::vector<int32_t>(4, -1), std::vector<uint8_t>(4, 0), {f.reshape({f.dim(1), f.dim(2)})}};
+  const auto lmh = lm::load_hf(res.model_dir);
+  ag::NoGrad ng;
+  lm::KvCache cache(lmh->config(), 16, DType::F32);
+  EXPECT_LE(test::rel_err(tv.forward(s)->value, lmh->forward(rows, cache, true)), 1e-5);
+  // A merge the patch grid cannot take is refused at init, naming the field.
+  spec.merge = 3;
+  try {
+    model::init_llava(spec, text::Tokenizer::from_file(w.base), w.root + "/bad");
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("merge"), std::string::npos) << e.what();
   }
 }

@@ -21,7 +21,22 @@ struct ConnectorConfig {
   bool ggml_order = false;    // f32 products summed in llama.cpp's order
   float norm_eps = 1e-5f;     // LayerNorms inside the connector
   int64_t n_head = 0;         // attn_blocks / resampler heads (0: 64-wide heads, at least 1)
+  // Spatial merge (Qwen2-VL's spatial_merge_size): each merge x merge block of neighbouring
+  // patches becomes one feature of width merge² · d_in (the patches' features concatenated in
+  // row-major order inside the block) before the connector proper, so an image gives merge²
+  // times fewer tokens. 1: none. d_in stays the tower's width; the connector proper reads
+  // merge² · d_in.
+  int64_t merge = 1;
 };
+
+// The row order that turns a square grid of n_features patch features [n_features, d] into
+// merged features [n_features / merge², merge² · d] by a gather of rows and a reshape: merged
+// token (I, J) (row-major over the coarse grid) holds the patches (I·merge + a, J·merge + b) for
+// a, b in [0, merge), b fastest. Throws when the features are not a square grid whose side
+// merge divides.
+std::vector<int32_t> merge_order(int64_t n_features, int64_t merge);
+// Features [n_features, d] -> [n_features / merge², merge² · d] (a copy; merge 1: the input).
+Tensor merge_patches(const Tensor& features, int64_t merge);
 
 // Tensor names of a connector's weights in one file layout.
 enum class Layout { Gguf, HfLlava, LlavaOriginal };
@@ -36,7 +51,8 @@ class Connector {
 };
 
 // type: "linear", "mlp2x_gelu" (alias "mlp", llama.cpp's name), "mlp_norm", "ldpv2",
-// "attn_blocks", "resampler". Unknown types are an error listing the known ones.
+// "attn_blocks", "resampler". Unknown types are an error listing the known ones. With
+// c.merge > 1 the connector reads merged features (see ConnectorConfig::merge).
 std::unique_ptr<Connector> load_connector(const std::string& type, const ConnectorConfig& c,
                                           const io::TensorSource& s, Layout layout);
 std::vector<std::string> connector_types();

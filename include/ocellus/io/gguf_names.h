@@ -58,6 +58,8 @@ inline constexpr const char* kClipBlockCount = "clip.vision.block_count";
 inline constexpr const char* kClipImageMean = "clip.vision.image_mean";
 inline constexpr const char* kClipImageStd = "clip.vision.image_std";
 inline constexpr const char* kClipFeatureLayer = "clip.vision.feature_layer";
+// Patches merged per side before the projector (connect::ConnectorConfig::merge); absent: 1.
+inline constexpr const char* kClipSpatialMerge = "clip.vision.spatial_merge_size";
 }  // namespace key
 
 inline std::string arch_key(const std::string& arch, const char* suffix) { return arch + "." + suffix; }

@@ -43,6 +43,7 @@ struct HfProjectorConfig {
   int64_t image_begin_token_id = -1, image_end_token_id = -1;  // tokens around each image, if any
   std::string image_aspect_ratio;   // "pad" (LLaVA-1.5), "square", "anyres"
   std::string vision_tower;         // name or path of the tower, when the config names one
+  int64_t spatial_merge_size = 1;   // patches merged per side before the projector (1: none)
 };
 
 struct HfConfig {

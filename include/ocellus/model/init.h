@@ -25,6 +25,9 @@ struct InitSpec {
   // LLaVA's vision_feature_layer: the tower's hidden state the connector reads (-1: the last
   // block's output, -2: the one before, ...; 0: after the post-LayerNorm).
   int64_t feature_layer = -1;
+  // Patches merged per side before the connector (Qwen2-VL's spatial_merge_size): each
+  // merge x merge block of patch features, concatenated, is one image token. 1: none.
+  int64_t merge = 1;
   uint64_t seed = 1;
   // A LLaVA folder whose text model and tower are taken over (tensors of the same name and shape;
   // the connector stays new): ablations that swap only the connector.

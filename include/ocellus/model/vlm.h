@@ -58,10 +58,11 @@ std::unique_ptr<VisionModel> load_hf_vision(const std::string& dir);
 
 // An mmproj GGUF (llama.cpp's layout) of a tower and its projector: the tower's blocks (up to
 // its feature layer, named in clip.vision.feature_layer), its preprocessing statistics, and the
-// projector tensors given under their GGUF names (mm.0.weight, ...) with its type name.
+// projector tensors given under their GGUF names (mm.0.weight, ...) with its type name, and the
+// spatial merge before the projector (clip.vision.spatial_merge_size, written when not 1).
 void write_mmproj(const vision::VisionTower& tower, const std::string& projector_type,
                   const std::vector<std::pair<std::string, Tensor>>& projector, int64_t n_embd_out,
-                  const std::string& path);
+                  const std::string& path, int64_t merge = 1);
 
 // A whole VLM: the text model and its tokenizer, and the image half. `model` is a GGUF text
 // model with `mmproj` an mmproj GGUF, or a Hugging Face LLaVA-style folder with `mmproj` empty

@@ -37,7 +37,12 @@ struct TrainVlmConfig {
   lm::LmConfig lm;                 // arch, sizes, rope (rotate-half, exact), norm_eps
   std::string connector = "mlp2x_gelu";  // or "linear", "attn_blocks" (Llama 3-V: self-attention blocks, then a projection)
   ops::Activation connector_act = ops::Activation::GeluErf;
-  int64_t d_vision = 0;            // feature width the connector reads
+  int64_t d_vision = 0;            // the tower's feature width
+  // Spatial merge before the connector (connect::ConnectorConfig::merge): the connector reads
+  // features of width merge² · d_vision, merge² times fewer per image.
+  int64_t merge = 1;
+  int64_t d_connector_in() const { return d_vision * merge * merge; }
+  int64_t n_image_tokens() const { return vit.n_features() / (merge * merge); }
   bool qkv_bias = false;
   bool tied = false;               // output shares the token embedding
   vision::VitConfig vit;           // the tower (its upper blocks train when tower_from >= 0)
