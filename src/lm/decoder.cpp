@@ -91,10 +91,9 @@ Tensor LanguageModel::forward(const Tensor& x_in, KvCache& cache, bool all_logit
       q = qkv.slice(1, 0, H * hd).contiguous();
       k = qkv.slice(1, H * hd, (H + Hkv) * hd).contiguous();
       v = qkv.slice(1, (H + Hkv) * hd, (H + 2 * Hkv) * hd).contiguous();
-    } else {
-      q = linear(c_, h, L.wq, L.bq);
-      k = linear(c_, h, L.wk, L.bk);
-      v = linear(c_, h, L.wv, L.bv);
+    } else {  // one pass over the three at decode (ops::linear_many)
+      std::vector<Tensor> qkv = ops::linear_many(h, {{&L.wq, L.bq}, {&L.wk, L.bk}, {&L.wv, L.bv}}, c_.f32_ggml_order);
+      q = std::move(qkv[0]), k = std::move(qkv[1]), v = std::move(qkv[2]);
     }
     q = ops::rope(q.reshape({n, H, hd}), pos, c_.rope);
     k = ops::rope(k.reshape({n, Hkv, hd}), pos, c_.rope);
@@ -109,7 +108,8 @@ Tensor LanguageModel::forward(const Tensor& x_in, KvCache& cache, bool all_logit
     const Tensor ffn_in = c_.parallel_block ? h : norm(c_, ops::add(x, a), L.ffn_norm, L.ffn_norm_b);
     Tensor f;
     if (c_.gated_ffn) {
-      f = ops::swiglu(linear(c_, ffn_in, L.w_gate, Tensor()), linear(c_, ffn_in, L.w_up, L.b_up));
+      const std::vector<Tensor> gu = ops::linear_many(ffn_in, {{&L.w_gate, Tensor()}, {&L.w_up, L.b_up}}, c_.f32_ggml_order);
+      f = ops::swiglu(gu[0], gu[1]);
     } else {
       const Tensor up = linear(c_, ffn_in, L.w_up, L.b_up);
       f = c_.gelu_f16_table ? ops::activate_ggml_f16(c_.act, up) : ops::activate(c_.act, up);

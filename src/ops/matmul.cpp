@@ -209,6 +209,52 @@ Tensor matmul(const Tensor& x, const PreparedWeight& w, const Tensor* bias) {
   return y;
 }
 
+std::vector<Tensor> linear_many(const Tensor& x, const std::vector<std::pair<const PreparedWeight*, Tensor>>& layers,
+                                bool ggml_order) {
+  std::vector<Tensor> out;
+  const bool q4 = !layers.empty() && layers[0].first->tiles() != nullptr;
+  bool fused = !layers.empty() && x.ndim() == 2 && x.dim(0) <= 4;
+  for (const auto& [w, b] : layers)
+    fused = fused && w->packed() && (w->tiles() != nullptr) == q4 && w->tensor().dim(1) == layers[0].first->tensor().dim(1);
+  if (!fused) {
+    for (const auto& [w, b] : layers) out.push_back(linear(x, *w, b, ggml_order));
+    return out;
+  }
+  // One parallel region over the tiles of every weight, in order; each tile knows its weight.
+  const Dims d0 = check_matmul(x, layers[0].first->tensor(), nullptr, "linear_many");
+  const int64_t n = d0.n, k = d0.k, nb = k / kQK;
+  std::vector<int64_t> first_tile{0};
+  for (const auto& [w, b] : layers) {
+    const Dims d = check_matmul(x, w->tensor(), b.defined() ? &b : nullptr, "linear_many");
+    out.push_back(Tensor::empty({n, d.m}));
+    first_tile.push_back(first_tile.back() + (d.m + kPackRows - 1) / kPackRows);
+  }
+  const kern::Table& K = kern::active();
+  const Tensor xc = x.contiguous();
+  QuantizedRows xq(K, xc.data<float>(), n, k);
+  const int64_t n_tiles = first_tile.back(), chunk = std::max<int64_t>(4, n_tiles / (8 * num_threads()));
+  parallel_for_dynamic(n_tiles, chunk, [&](int64_t a, int64_t e) {
+    float o[kPackRows];
+    size_t li = 0;
+    for (int64_t t = a; t < e; ++t) {
+      while (t >= first_tile[li + 1]) ++li;
+      const PreparedWeight& w = *layers[li].first;
+      const int64_t m = w.tensor().dim(0), lt = t - first_tile[li], j0 = lt * kPackRows, rows = std::min(kPackRows, m - j0);
+      float* y = out[li].data<float>();
+      for (int64_t i = 0; i < n; ++i) {
+        if (q4) K.gemv_q4_0x16(w.tiles() + lt * nb, xq.row(i), k, o);
+        else K.gemv_q8_0x16(w.tiles_q8() + lt * nb, xq.row(i), k, o);
+        std::copy(o, o + rows, y + i * m + j0);
+      }
+    }
+  });
+  for (size_t i = 0; i < layers.size(); ++i) {
+    if (layers[i].second.defined())
+      add_bias(out[i].data<float>(), layers[i].second.contiguous().data<float>(), n, out[i].dim(1));
+  }
+  return out;
+}
+
 Tensor matmul_ggml_order(const Tensor& x, const PreparedWeight& pw, const Tensor* bias) {
   const Tensor& w = pw.tensor();
   if (w.dtype() != DType::F32) return matmul(x, pw, bias);

@@ -140,3 +140,30 @@ TEST(MatmulBackward, OverwriteIgnoresWhatDxHeld) {
   ops::matmul_backward(x, wq, dy, &over16, nullptr, nullptr, true);
   EXPECT_LE(max_abs_diff(over16, acc16), 1e-6);
 }
+
+TEST(Matmul, LinearManyEqualsOneLinearEach) {
+  // q / k / v-like weights (rows not a multiple of the 16-row tile) with and without biases: the
+  // fused pass (q4_0 or q8_0, a few rows of x) gives each linear's result bit for bit; other
+  // dtypes, mixed dtypes and many rows take one linear each.
+  const int64_t k = 256;
+  for (const DType t : {DType::Q4_0, DType::Q8_0, DType::F16}) {
+    for (const int64_t n : {int64_t(1), int64_t(3), int64_t(9)}) {
+      const ops::PreparedWeight a(test::randn({40, k}, 1).to(t)), b(test::randn({16, k}, 2).to(t)),
+          c(test::randn({23, k}, 3).to(t));
+      const Tensor ba = test::randn({40}, 4), bc = test::randn({23}, 5), x = test::randn({n, k}, 6);
+      const std::vector<Tensor> got = ops::linear_many(x, {{&a, ba}, {&b, Tensor()}, {&c, bc}});
+      ASSERT_EQ(got.size(), 3u);
+      EXPECT_EQ(test::max_abs_diff(got[0], ops::linear(x, a, ba)), 0.0) << dtype_name(t) << " n " << n;
+      EXPECT_EQ(test::max_abs_diff(got[1], ops::linear(x, b, Tensor())), 0.0) << dtype_name(t) << " n " << n;
+      EXPECT_EQ(test::max_abs_diff(got[2], ops::linear(x, c, bc)), 0.0) << dtype_name(t) << " n " << n;
+      EXPECT_LE(test::rel_err(got[2], ops::ref::matmul(x, c.tensor(), &bc)), 0.05) << dtype_name(t);
+    }
+  }
+  const ops::PreparedWeight q4(test::randn({32, k}, 7).to(DType::Q4_0)), q8(test::randn({32, k}, 8).to(DType::Q8_0));
+  const Tensor x = test::randn({1, k}, 9);
+  const std::vector<Tensor> mixed = ops::linear_many(x, {{&q4, Tensor()}, {&q8, Tensor()}});
+  EXPECT_EQ(test::max_abs_diff(mixed[0], ops::matmul(x, q4)), 0.0);
+  EXPECT_EQ(test::max_abs_diff(mixed[1], ops::matmul(x, q8)), 0.0);
+  const ops::PreparedWeight wide(test::randn({16, 2 * k}, 10).to(DType::Q4_0));
+  EXPECT_THROW(ops::linear_many(x, {{&q4, Tensor()}, {&wide, Tensor()}}), Error);  // x is k wide, not 2k
+}

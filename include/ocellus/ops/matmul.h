@@ -2,6 +2,7 @@
 // Matrix product with the weight layout of GGUF and PyTorch's nn.Linear: w is [m, k], one output
 // feature per row, in any storage dtype; activations are f32.
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "ocellus/core/blocks.h"
@@ -58,6 +59,14 @@ inline Tensor linear(const Tensor& x, const PreparedWeight& w, const Tensor& bia
   const Tensor* b = bias.defined() ? &bias : nullptr;
   return ggml_order ? matmul_ggml_order(x, w, b) : matmul(x, w, b);
 }
+
+// Several linear layers over the same input, y_i = x · w_iᵀ + b_i (a decode step's q / k / v, or
+// gate / up). For a few rows of x and weights all packed alike (q4_0, or q8_0) of the same width:
+// one pass, the activations quantized once and the tiles of all the weights shared out among the
+// threads in one parallel region (one fork / join instead of one per weight, and no thread idle
+// at the end of a small matrix). Otherwise one linear each. Results equal linear's, bit for bit.
+std::vector<Tensor> linear_many(const Tensor& x, const std::vector<std::pair<const PreparedWeight*, Tensor>>& layers,
+                                bool ggml_order = false);
 
 // Gradients of y = x · wᵀ + b, accumulated (+=) into the tensors given (any may be null):
 // dx [..., k] += dy · w (dx_overwrite: dx = dy · w, its old contents ignored);  dw [m, k] += dyᵀ · x (w must be f32);  db [m] += Σ dy.
