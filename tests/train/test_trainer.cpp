@@ -538,6 +538,16 @@ TEST(Trainer, AttentionBlockConnectorTrainsAndExportsBothWays) {
   EXPECT_THROW(model::init_llava(spec, text::Tokenizer::from_file(w.base), w.root + "/m2"), Error);
 }
 
+// init refuses the spec with an error naming `field`.
+void expect_init_error(const World& w, const model::InitSpec& spec, const std::string& field) {
+  try {
+    model::init_llava(spec, text::Tokenizer::from_file(w.base), w.root + "/bad");
+    ADD_FAILURE() << "no error for " << field;
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(field), std::string::npos) << e.what();
+  }
+}
+
 TEST(Trainer, InitFeatureLayerReachesCacheAndExports) {
   // init --feature-layer -2 on a 2-block tower: the connector reads the hidden state after block 0,
   // in the folder, in the feature cache built from it, and in the exported GGUF pair.
@@ -566,12 +576,7 @@ TEST(Trainer, InitFeatureLayerReachesCacheAndExports) {
   EXPECT_LE(test::rel_err(gg.vision->embed(img), hf.vision->embed(img)), 1e-3);
   // Outside the tower: refused, naming the field.
   spec.feature_layer = 3;
-  try {
-    model::init_llava(spec, text::Tokenizer::from_file(w.base), w.root + "/bad");
-    ADD_FAILURE() << "no error";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("feature_layer"), std::string::npos) << e.what();
-  }
+  expect_init_error(w, spec, "feature_layer");
 }
 
 TEST(Trainer, InitMergeTrainsAndExportsBothWays) {
@@ -606,10 +611,5 @@ TEST(Trainer, InitMergeTrainsAndExportsBothWays) {
   EXPECT_LE(test::rel_err(tv.forward(s)->value, lmh->forward(rows, cache, true)), 1e-5);
   // A merge the patch grid cannot take is refused at init, naming the field.
   spec.merge = 3;
-  try {
-    model::init_llava(spec, text::Tokenizer::from_file(w.base), w.root + "/bad");
-    ADD_FAILURE() << "no error";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("merge"), std::string::npos) << e.what();
-  }
+  expect_init_error(w, spec, "merge");
 }
