@@ -4,7 +4,7 @@
 #   data -> BPE vocabulary -> random init -> 0. LM pretraining on the training text
 #   -> 1. SigLIP pretraining of the tower -> embedding cache -> 2. connector pretraining on
 #   captions (tower and LLM frozen) -> 3. instruction fine-tuning (LLM + connector, tower frozen)
-#   -> evaluation on held-out test scenes -> the GGUF pair copied into models/fashion-vlm.
+#   -> 3b. more instruction steps -> evaluation on held-out test scenes -> the GGUF pair copied into models/fashion-vlm.
 # Each stage is one `ocellus train --recipe recipes/fashion/...` call. Work goes to runs/fashion;
 # a stage whose model exists is skipped, one with a checkpoint resumes, so a stopped run goes on
 # where it was. Usage: bash scripts/train_fashion.sh [--no-install]
@@ -37,11 +37,13 @@ say "stage 1b: connector pretraining on captions (tower and LLM frozen)"
 stage recipes/fashion/2-connector.json "$W/stage1"
 say "stage 2: instruction fine-tuning (LLM + connector; tower frozen)"
 stage recipes/fashion/3-instruct.json "$W/stage2"
+say "stage 2b: 3,000 more instruction steps (a second, lower cosine cycle, another data order)"
+stage recipes/fashion/4-instruct-more.json "$W/stage2b"
 say "evaluation on the held-out test scenes"
-evaluate "$W/stage2" eval
+evaluate "$W/stage2b" eval
 if [ "${1:-}" != "--no-install" ]; then
   mkdir -p models/fashion-vlm
-  cp "$W/stage2/gguf/model.gguf" "$W/stage2/gguf/mmproj.gguf" models/fashion-vlm/
+  cp "$W/stage2b/gguf/model.gguf" "$W/stage2b/gguf/mmproj.gguf" models/fashion-vlm/
   cp "$W/data/images/test/000000.png" models/fashion-vlm/example.png
   cp "$W/eval.txt" models/fashion-vlm/eval.txt
   echo "installed models/fashion-vlm (model.gguf, mmproj.gguf, example.png, eval.txt)"
