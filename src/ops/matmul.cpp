@@ -109,21 +109,28 @@ void matvec(const float* x, const Tensor& w, float* y, const Dims& d) {
   });
 }
 
-// The same for a q4_0 / q8_0 weight packed in 16-row tiles.
-template <typename Tile, typename Kernel>
-void matvec_packed(const float* x, const Tile* tiles, float* y, const Dims& d, Kernel kernel) {
+// y_i[n, m_i] = x[n, k] · w_iᵀ for weights packed in 16-row tiles (q4_0 or q8_0, each with its
+// kernel) of width k: x quantized once, then the tiles of all the weights, in order, shared out
+// in one parallel region: about eight chunks per thread, each a contiguous run of tiles (at least 4).
+void matvec_packed(const float* x, int64_t n, int64_t k, const std::vector<const PreparedWeight*>& ws,
+                   const std::vector<float*>& ys) {
   const kern::Table& K = kern::active();
-  const int64_t n_tiles = (d.m + kPackRows - 1) / kPackRows, nb = d.k / kQK;
-  QuantizedRows xq(K, x, d.n, d.k);
-  // About eight chunks per thread, each a contiguous run of tiles (at least 4).
-  const int64_t chunk = std::max<int64_t>(4, n_tiles / (8 * num_threads()));
+  const int64_t nb = k / kQK;
+  std::vector<int64_t> first_tile{0};
+  for (const PreparedWeight* w : ws) first_tile.push_back(first_tile.back() + (w->tensor().dim(0) + kPackRows - 1) / kPackRows);
+  QuantizedRows xq(K, x, n, k);
+  const int64_t n_tiles = first_tile.back(), chunk = std::max<int64_t>(4, n_tiles / (8 * num_threads()));
   parallel_for_dynamic(n_tiles, chunk, [&](int64_t a, int64_t b) {
     float out[kPackRows];
+    size_t wi = 0;
     for (int64_t t = a; t < b; ++t) {
-      const int64_t j0 = t * kPackRows, rows = std::min(kPackRows, d.m - j0);
-      for (int64_t i = 0; i < d.n; ++i) {
-        kernel(K, tiles + t * nb, xq.row(i), d.k, out);
-        std::copy(out, out + rows, y + i * d.m + j0);
+      while (t >= first_tile[wi + 1]) ++wi;
+      const PreparedWeight& w = *ws[wi];
+      const int64_t m = w.tensor().dim(0), lt = t - first_tile[wi], j0 = lt * kPackRows, rows = std::min(kPackRows, m - j0);
+      for (int64_t i = 0; i < n; ++i) {
+        if (w.tiles()) K.gemv_q4_0x16(w.tiles() + lt * nb, xq.row(i), k, out);
+        else K.gemv_q8_0x16(w.tiles_q8() + lt * nb, xq.row(i), k, out);
+        std::copy(out, out + rows, ys[wi] + i * m + j0);
       }
     }
   });
@@ -199,12 +206,7 @@ Tensor matmul(const Tensor& x, const PreparedWeight& w, const Tensor* bias) {
   if (!w.packed()) return matmul(x, w.tensor(), bias);
   const Tensor xc = x.contiguous();
   Tensor y = Tensor::empty(out_shape(x, d.m));
-  if (w.tiles())
-    matvec_packed(xc.data<float>(), w.tiles(), y.data<float>(), d,
-                  [](const kern::Table& K, const BlockQ4_0x16* t, Q8Act a, int64_t k, float* o) { K.gemv_q4_0x16(t, a, k, o); });
-  else
-    matvec_packed(xc.data<float>(), w.tiles_q8(), y.data<float>(), d,
-                  [](const kern::Table& K, const BlockQ8_0x16* t, Q8Act a, int64_t k, float* o) { K.gemv_q8_0x16(t, a, k, o); });
+  matvec_packed(xc.data<float>(), d.n, d.k, {&w}, {y.data<float>()});
   if (bias) add_bias(y.data<float>(), bias->contiguous().data<float>(), d.n, d.m);
   return y;
 }
@@ -212,46 +214,25 @@ Tensor matmul(const Tensor& x, const PreparedWeight& w, const Tensor* bias) {
 std::vector<Tensor> linear_many(const Tensor& x, const std::vector<std::pair<const PreparedWeight*, Tensor>>& layers,
                                 bool ggml_order) {
   std::vector<Tensor> out;
-  const bool q4 = !layers.empty() && layers[0].first->tiles() != nullptr;
-  bool fused = !layers.empty() && x.ndim() == 2 && x.dim(0) <= 4;
-  for (const auto& [w, b] : layers)
-    fused = fused && w->packed() && (w->tiles() != nullptr) == q4 && w->tensor().dim(1) == layers[0].first->tensor().dim(1);
+  bool fused = x.ndim() == 2 && x.dim(0) <= 4;
+  for (const auto& [w, b] : layers) fused = fused && w->packed();
   if (!fused) {
     for (const auto& [w, b] : layers) out.push_back(linear(x, *w, b, ggml_order));
     return out;
   }
-  // One parallel region over the tiles of every weight, in order; each tile knows its weight.
-  const Dims d0 = check_matmul(x, layers[0].first->tensor(), nullptr, "linear_many");
-  const int64_t n = d0.n, k = d0.k, nb = k / kQK;
-  std::vector<int64_t> first_tile{0};
+  std::vector<const PreparedWeight*> ws;
+  std::vector<float*> ys;
+  int64_t k = 0;
   for (const auto& [w, b] : layers) {
     const Dims d = check_matmul(x, w->tensor(), b.defined() ? &b : nullptr, "linear_many");
-    out.push_back(Tensor::empty({n, d.m}));
-    first_tile.push_back(first_tile.back() + (d.m + kPackRows - 1) / kPackRows);
+    out.push_back(Tensor::empty({d.n, d.m}));
+    ws.push_back(w), ys.push_back(out.back().data<float>()), k = d.k;
   }
-  const kern::Table& K = kern::active();
   const Tensor xc = x.contiguous();
-  QuantizedRows xq(K, xc.data<float>(), n, k);
-  const int64_t n_tiles = first_tile.back(), chunk = std::max<int64_t>(4, n_tiles / (8 * num_threads()));
-  parallel_for_dynamic(n_tiles, chunk, [&](int64_t a, int64_t e) {
-    float o[kPackRows];
-    size_t li = 0;
-    for (int64_t t = a; t < e; ++t) {
-      while (t >= first_tile[li + 1]) ++li;
-      const PreparedWeight& w = *layers[li].first;
-      const int64_t m = w.tensor().dim(0), lt = t - first_tile[li], j0 = lt * kPackRows, rows = std::min(kPackRows, m - j0);
-      float* y = out[li].data<float>();
-      for (int64_t i = 0; i < n; ++i) {
-        if (q4) K.gemv_q4_0x16(w.tiles() + lt * nb, xq.row(i), k, o);
-        else K.gemv_q8_0x16(w.tiles_q8() + lt * nb, xq.row(i), k, o);
-        std::copy(o, o + rows, y + i * m + j0);
-      }
-    }
-  });
-  for (size_t i = 0; i < layers.size(); ++i) {
+  matvec_packed(xc.data<float>(), x.dim(0), k, ws, ys);
+  for (size_t i = 0; i < layers.size(); ++i)
     if (layers[i].second.defined())
-      add_bias(out[i].data<float>(), layers[i].second.contiguous().data<float>(), n, out[i].dim(1));
-  }
+      add_bias(out[i].data<float>(), layers[i].second.contiguous().data<float>(), x.dim(0), out[i].dim(1));
   return out;
 }
 

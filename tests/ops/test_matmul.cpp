@@ -143,8 +143,8 @@ TEST(MatmulBackward, OverwriteIgnoresWhatDxHeld) {
 
 TEST(Matmul, LinearManyEqualsOneLinearEach) {
   // q / k / v-like weights (rows not a multiple of the 16-row tile) with and without biases: the
-  // fused pass (q4_0 or q8_0, a few rows of x) gives each linear's result bit for bit; other
-  // dtypes, mixed dtypes and many rows take one linear each.
+  // fused pass (q4_0 or q8_0 in any mix, a few rows of x) gives each linear's result bit for
+  // bit; other dtypes and many rows take one linear each.
   const int64_t k = 256;
   for (const DType t : {DType::Q4_0, DType::Q8_0, DType::F16}) {
     for (const int64_t n : {int64_t(1), int64_t(3), int64_t(9)}) {

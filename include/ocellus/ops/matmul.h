@@ -61,10 +61,11 @@ inline Tensor linear(const Tensor& x, const PreparedWeight& w, const Tensor& bia
 }
 
 // Several linear layers over the same input, y_i = x · w_iᵀ + b_i (a decode step's q / k / v, or
-// gate / up). For a few rows of x and weights all packed alike (q4_0, or q8_0) of the same width:
-// one pass, the activations quantized once and the tiles of all the weights shared out among the
-// threads in one parallel region (one fork / join instead of one per weight, and no thread idle
-// at the end of a small matrix). Otherwise one linear each. Results equal linear's, bit for bit.
+// gate / up). For a few rows of x and weights all packed (q4_0 or q8_0, in any mix): one pass,
+// the activations quantized once and the tiles of all the weights shared out among the threads
+// in one parallel region (one fork / join instead of one per weight, and no thread idle at the
+// end of a small matrix) — the path matmul takes for one packed weight. Otherwise one linear
+// each. Results equal linear's, bit for bit.
 std::vector<Tensor> linear_many(const Tensor& x, const std::vector<std::pair<const PreparedWeight*, Tensor>>& layers,
                                 bool ggml_order = false);
 
