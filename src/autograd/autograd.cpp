@@ -33,6 +33,17 @@ Var result(Tensor v, bool requires_grad) {
 }
 
 Tensor* gp(const Var& v) { return v ? v->grad_ptr() : nullptr; }
+
+// x's gradient slot for a backward that adds dy (of x's shape) to it; when no gradient has
+// reached x yet, a copy of dy becomes it and nothing is left to add (nullptr): one pass, not a
+// zeroing and an addition.
+Tensor* slot_or_copy(const Var& x, const Tensor& dy) {
+  if (x && x->requires_grad && !x->grad.defined() && x->value.shape() == dy.shape()) {
+    x->grad = dy.contiguous().clone();
+    return nullptr;
+  }
+  return gp(x);
+}
 }  // namespace
 
 Tensor* Node::grad_ptr() {
@@ -102,7 +113,12 @@ Var matmul(const Var& x, const Var& w, const Var& b) {
 Var add(const Var& a, const Var& b) {
   const bool r = wants({&a, &b});
   Var y = result(ops::add(a->value, b->value), r);
-  if (r) OCELLUS_RECORD(y, ops::add_backward(dy, gp(a), gp(b)));
+  if (r)
+    OCELLUS_RECORD(y, {
+      Tensor* ga = slot_or_copy(a, dy);
+      Tensor* gb = slot_or_copy(b, dy);  // after a's: x + x adds the second dy to the first
+      if (ga || gb) ops::add_backward(dy, ga, gb);
+    });
   return y;
 }
 
@@ -210,8 +226,7 @@ Var reshape(const Var& x, const Shape& shape) {
   Var y = result(x->value.reshape(shape), r);
   if (r)
     OCELLUS_RECORD(y, {
-      Tensor* g = gp(x);
-      *g = ops::add(*g, dy.reshape(g->shape()));
+      if (Tensor* g = slot_or_copy(x, dy.reshape(x->value.shape()))) *g = ops::add(*g, dy.reshape(g->shape()));
     });
   return y;
 }

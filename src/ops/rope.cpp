@@ -1,5 +1,6 @@
 #include "ocellus/ops/rope.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "ocellus/core/threads.h"
@@ -38,23 +39,45 @@ void apply(const Tensor& x_in, const std::vector<int32_t>& pos, const RopeParams
   std::vector<double> inv_freq(static_cast<size_t>(half));
   for (int64_t i = 0; i < half; ++i)
     inv_freq[i] = double(p.freq_scale) * std::pow(double(p.theta), -2.0 * double(i) / double(p.n_rot));
+  // cos / sin of one position, the same for every head.
+  auto angles = [&](int32_t position, float* cs, float* sn) {
+    if (p.angles == RopeAngles::Ggml) {
+      const float scale = std::pow(p.theta, -2.0f / float(p.n_rot));
+      float theta = float(position);
+      for (int64_t i = 0; i < half; ++i, theta *= scale) {
+        cs[i] = std::cos(p.freq_scale * theta);
+        sn[i] = sign * std::sin(p.freq_scale * theta);
+      }
+    } else {
+      for (int64_t i = 0; i < half; ++i) {
+        const double a = double(position) * inv_freq[i];
+        cs[i] = float(std::cos(a));
+        sn[i] = sign * float(std::sin(a));
+      }
+    }
+  };
+  // A training batch is many sequences whose positions repeat (0, 1, 2, ... per sequence): the
+  // table then holds each position's angles once, not once per token.
+  const auto [lo, hi] = n_tok ? std::minmax_element(pos.begin(), pos.end())
+                              : std::make_pair(pos.begin(), pos.begin());
+  const int64_t span = n_tok ? int64_t(*hi) - int64_t(*lo) + 1 : 0;
+  const bool table = span > 0 && span * 2 <= n_tok;
+  std::vector<float> tab(table ? size_t(span * 2 * half) : 0);
+  if (table)
+    parallel_for(span, 8, [&](int64_t a, int64_t b) {
+      for (int64_t q = a; q < b; ++q) angles(int32_t(*lo + q), &tab[q * 2 * half], &tab[q * 2 * half + half]);
+    });
   const float* xp = x.data<float>();
   parallel_for(n_tok, 1, [&](int64_t t0, int64_t t1) {
-    std::vector<float> cs(static_cast<size_t>(half)), sn(static_cast<size_t>(half));
+    std::vector<float> cs_own(static_cast<size_t>(half)), sn_own(static_cast<size_t>(half));
     for (int64_t t = t0; t < t1; ++t) {
-      if (p.angles == RopeAngles::Ggml) {
-        const float scale = std::pow(p.theta, -2.0f / float(p.n_rot));
-        float theta = float(pos[t]);
-        for (int64_t i = 0; i < half; ++i, theta *= scale) {
-          cs[i] = std::cos(p.freq_scale * theta);
-          sn[i] = sign * std::sin(p.freq_scale * theta);
-        }
+      const float* cs = cs_own.data();
+      const float* sn = sn_own.data();
+      if (table) {
+        cs = &tab[(pos[t] - *lo) * 2 * half];
+        sn = cs + half;
       } else {
-        for (int64_t i = 0; i < half; ++i) {
-          const double a = double(pos[t]) * inv_freq[i];
-          cs[i] = float(std::cos(a));
-          sn[i] = sign * float(std::sin(a));
-        }
+        angles(pos[t], cs_own.data(), sn_own.data());
       }
       for (int64_t h = 0; h < n_head; ++h) {
         const float* xr = xp + (t * n_head + h) * hd;

@@ -196,6 +196,35 @@ TEST(Rope, BothLayoutsFullAndPartialMatchNaive) {
     }
 }
 
+// A batch of sequences repeats positions (0, 1, 2, ... each): the fast op then takes each
+// position's angles from a table; every token must get what it gets alone, bit for bit, and
+// the naive result, forward and backward, in both angle conventions.
+TEST(Rope, RepeatedPositionsOfABatchEqualOneTokenAtATime) {
+  std::vector<int32_t> pos;
+  for (int len : {7, 3, 9, 9, 1, 5}) for (int i = 0; i < len; ++i) pos.push_back(i + 2);
+  const int64_t n = int64_t(pos.size());
+  Tensor x = randn({n, 2, 8}, 4), g = randn({n, 2, 8}, 5);
+  for (O::RopeAngles angles : {O::RopeAngles::Ggml, O::RopeAngles::Exact}) {
+    O::RopeParams p{8, 10000.0f, 1.0f, O::RopeMode::RotateHalf};
+    p.angles = angles;
+    Tensor y = O::rope(x, pos, p), dx = zeros_like(x), dx_r = zeros_like(x);
+    O::rope_backward(g, pos, p, &dx);
+    O::ref::rope_backward(g, pos, p, &dx_r);
+    EXPECT_LE(max_abs_diff(y, O::ref::rope(x, pos, p)), 2e-5);
+    EXPECT_LE(max_abs_diff(dx, dx_r), 2e-5);
+    for (int64_t t = 0; t < n; ++t) {
+      Tensor one = O::rope(x.slice(0, t, t + 1).contiguous(), {pos[t]}, p);
+      Tensor d1 = zeros_like(one);
+      O::rope_backward(g.slice(0, t, t + 1).contiguous(), {pos[t]}, p, &d1);
+      for (int64_t h = 0; h < 2; ++h)
+        for (int64_t j = 0; j < 8; ++j) {
+          ASSERT_EQ(y.at({t, h, j}), one.at({0, h, j})) << t;
+          ASSERT_EQ(dx.at({t, h, j}), d1.at({0, h, j})) << t;
+        }
+    }
+  }
+}
+
 TEST(Rope, LayoutsDifferAsDocumented) {
   // one head of 4 dims at position 1 with theta so that pair 0 turns by 1 rad
   Tensor x = Tensor::from_vector({1, 1, 4}, {1, 2, 3, 4});

@@ -72,6 +72,7 @@ class Storage {
   Storage() = default;
   uint8_t* data_ = nullptr;
   size_t size_ = 0;
+  size_t capacity_ = 0;  // bytes allocated (owned storage): at least size_
   Kind kind_ = Kind::Owned;
   std::shared_ptr<const MappedFile> file_;
 };
