@@ -58,14 +58,14 @@ void apply(const Tensor& x_in, const std::vector<int32_t>& pos, const RopeParams
   };
   // A training batch is many sequences whose positions repeat (0, 1, 2, ... per sequence): the
   // table then holds each position's angles once, not once per token.
-  const auto [lo, hi] = n_tok ? std::minmax_element(pos.begin(), pos.end())
-                              : std::make_pair(pos.begin(), pos.begin());
-  const int64_t span = n_tok ? int64_t(*hi) - int64_t(*lo) + 1 : 0;
+  // (plain variables, not a structured binding: clang 14 cannot capture those in a lambda)
+  const int64_t lo = n_tok ? *std::min_element(pos.begin(), pos.end()) : 0;
+  const int64_t span = n_tok ? int64_t(*std::max_element(pos.begin(), pos.end())) - lo + 1 : 0;
   const bool table = span > 0 && span * 2 <= n_tok;
   std::vector<float> tab(table ? size_t(span * 2 * half) : 0);
   if (table)
     parallel_for(span, 8, [&](int64_t a, int64_t b) {
-      for (int64_t q = a; q < b; ++q) angles(int32_t(*lo + q), &tab[q * 2 * half], &tab[q * 2 * half + half]);
+      for (int64_t q = a; q < b; ++q) angles(int32_t(lo + q), &tab[q * 2 * half], &tab[q * 2 * half + half]);
     });
   const float* xp = x.data<float>();
   parallel_for(n_tok, 1, [&](int64_t t0, int64_t t1) {
@@ -74,7 +74,7 @@ void apply(const Tensor& x_in, const std::vector<int32_t>& pos, const RopeParams
       const float* cs = cs_own.data();
       const float* sn = sn_own.data();
       if (table) {
-        cs = &tab[(pos[t] - *lo) * 2 * half];
+        cs = &tab[(pos[t] - lo) * 2 * half];
         sn = cs + half;
       } else {
         angles(pos[t], cs_own.data(), sn_own.data());
