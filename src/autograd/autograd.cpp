@@ -226,7 +226,8 @@ Var reshape(const Var& x, const Shape& shape) {
   Var y = result(x->value.reshape(shape), r);
   if (r)
     OCELLUS_RECORD(y, {
-      if (Tensor* g = slot_or_copy(x, dy.reshape(x->value.shape()))) *g = ops::add(*g, dy.reshape(g->shape()));
+      const Tensor dx = dy.reshape(x->value.shape());
+      if (Tensor* g = slot_or_copy(x, dx)) *g = ops::add(*g, dx);
     });
   return y;
 }
