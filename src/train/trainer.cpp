@@ -46,7 +46,7 @@ Recipe parse_recipe(const std::string& text, const std::string& path) {
   static const std::set<std::string> kKeys = {
       "base", "data", "images", "cache", "chat_template", "skip_bad_records", "trainable", "groups", "lr",
       "weight_decay", "beta1", "beta2", "eps", "clip", "warmup", "min_lr_ratio", "steps", "batch", "max_len",
-      "seed", "out", "checkpoint_every", "keep", "lora", "tower_from", "micro_batch_tokens", "objective", "siglip", "ignore_images", "loss"};
+      "seed", "out", "checkpoint_every", "keep", "lora", "tower_from", "micro_batch_tokens", "objective", "siglip", "ignore_images", "loss", "min_turns"};
   for (const auto& [k, v] : j.items())
     OCELLUS_CHECK(kKeys.count(k), "recipe: ", path, ": unknown key '", k, "'");
   Recipe r;
@@ -99,6 +99,7 @@ Recipe parse_recipe(const std::string& text, const std::string& path) {
   r.max_len = int64_t(num("max_len", double(r.max_len), 1, 1e7)), r.seed = uint64_t(num("seed", 1, 0, 1e18));
   r.checkpoint_every = int64_t(num("checkpoint_every", 0, 0, 1e9)), r.keep = int64_t(num("keep", 2, 1, 1e6));
   r.tower_from = int64_t(num("tower_from", -1, -1, 1e4));
+  r.min_turns = int64_t(num("min_turns", 1, 1, 1e6));
   r.micro_batch_tokens = int64_t(num("micro_batch_tokens", double(r.micro_batch_tokens), 1, 1e9));
   if (j.contains("lora")) {
     const json& l = j["lora"];
@@ -332,6 +333,15 @@ TrainResult run_recipe(const Recipe& r, bool resume, const std::function<void(co
   // Data: records -> sequences; a record whose image is not cached is an error naming it.
   std::vector<std::string> skipped;
   std::vector<Record> records = read_llava_json(r.data, r.on_bad, &skipped);
+  int64_t too_short = 0;
+  if (r.min_turns > 1) {  // only the conversations with at least min_turns replies
+    const size_t before = records.size();
+    std::erase_if(records, [&](const Record& rec) {
+      return std::count_if(rec.messages.begin(), rec.messages.end(), [](const text::Message& m) { return m.role == "assistant"; }) <
+             r.min_turns;
+    });
+    too_short = int64_t(before - records.size());
+  }
   if (r.ignore_images)  // the text alone: no image, no placeholder
     for (Record& rec : records) {
       rec.image.clear();
@@ -342,6 +352,9 @@ TrainResult run_recipe(const Recipe& r, bool resume, const std::function<void(co
   const bool say = dist().main();  // one process reports
   for (size_t i = 0; say && i < skipped.size() && i < 5; ++i) std::fprintf(stderr, "train: skipped %s\n", skipped[i].c_str());
   if (say && !skipped.empty()) std::fprintf(stderr, "train: skipped %zu malformed record(s)\n", skipped.size());
+  if (say && too_short)
+    std::fprintf(stderr, "train: %lld record(s) with fewer than %lld replies left out (min_turns)\n", (long long)too_short,
+                 (long long)r.min_turns);
   std::vector<Sample> samples;
   int64_t truncated = 0, empty = 0;
   for (const Record& rec : records) {

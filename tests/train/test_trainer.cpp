@@ -396,6 +396,40 @@ TEST(Trainer, FromScratchTextPretrainingNeedsNoCache) {
   r["loss"] = "everything";
   std::ofstream(w.root + "/text_recipe.json") << r.dump();
   EXPECT_THROW(train::read_recipe(w.root + "/text_recipe.json"), Error);
+
+  // "min_turns": 2 trains on the conversations with two or more replies only: the same losses as
+  // a file that holds only those.
+  nlohmann::json mixed = nlohmann::json::array(), multi = nlohmann::json::array();
+  for (int c = 0; c < 6; ++c) {
+    nlohmann::json conv = {{{"from", "human"}, {"value", "What colour is the picture?"}},
+                           {{"from", "gpt"}, {"value", std::string("It is ") + kColors[c % 4] + "."}}};
+    if (c % 2) {
+      conv.push_back({{"from", "human"}, {"value", "Are you sure?"}});
+      conv.push_back({{"from", "gpt"}, {"value", "Yes."}});
+    }
+    mixed.push_back({{"id", c}, {"conversations", conv}});
+    if (c % 2) multi.push_back(mixed.back());
+  }
+  std::ofstream(w.root + "/mixed.json") << mixed.dump();
+  std::ofstream(w.root + "/multi.json") << multi.dump();
+  nlohmann::json m = {{"base", m0}, {"data", w.root + "/multi.json"}, {"steps", 3}, {"batch", 2}, {"max_len", 128},
+                      {"seed", 5}, {"out", w.root + "/multi_run"}};
+  std::ofstream(w.root + "/multi_recipe.json") << m.dump();
+  const train::TrainResult only = train::run_recipe(train::read_recipe(w.root + "/multi_recipe.json"), false);
+  m["data"] = w.root + "/mixed.json", m["out"] = w.root + "/mixed_run";
+  std::ofstream(w.root + "/multi_recipe.json") << m.dump();
+  const train::TrainResult all = train::run_recipe(train::read_recipe(w.root + "/multi_recipe.json"), false);
+  m["min_turns"] = 2, m["out"] = w.root + "/filtered_run";
+  std::ofstream(w.root + "/multi_recipe.json") << m.dump();
+  const train::TrainResult filtered = train::run_recipe(train::read_recipe(w.root + "/multi_recipe.json"), false);
+  EXPECT_EQ(filtered.losses, only.losses);
+  EXPECT_NE(all.losses, only.losses);
+  m["min_turns"] = 3;  // none left: an error, not an empty run
+  std::ofstream(w.root + "/multi_recipe.json") << m.dump();
+  expect_recipe_error(w.root + "/multi_recipe.json", m, "no usable samples");
+  m["min_turns"] = 0;
+  std::ofstream(w.root + "/multi_recipe.json") << m.dump();
+  EXPECT_THROW(train::read_recipe(w.root + "/multi_recipe.json"), Error);
 }
 
 TEST(Trainer, DataErrorsNameTheRecord) {

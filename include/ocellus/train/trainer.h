@@ -38,6 +38,7 @@ struct Recipe {
   std::string cache;                // feature cache of the (frozen) tower over the images (text-only data: none)
   std::string chat_template;        // by name; empty: from the base folder
   bool ignore_images = false;       // train on the records' text alone (language-model pretraining)
+  int64_t min_turns = 1;            // records with fewer assistant replies are left out
   bool loss_on_all = false;         // "loss": "all": every token predicted, not only the assistant's
   OnBad on_bad = OnBad::Fail;
   std::vector<std::string> trainable{""};  // name prefixes that train (default: all but the tower)
