@@ -129,15 +129,31 @@ void BM_TrainStep(benchmark::State& state) {
   model::TrainableVlm vlm(model::train_config_from_hf(io::read_hf_config(dir)), io::safetensors_source(st, dir));
   const model::TrainSample s = sample();
   train::AdamW opt({train::ParamGroup{vlm.params(), 1e-4, 0.0}});
-  double best = 1e30;
+  // OCELLUS_PROFILE=1: the backward's time per op kind, summed over the iterations, on stderr.
+  const bool profile = std::getenv("OCELLUS_PROFILE") && std::string(std::getenv("OCELLUS_PROFILE")) == "1";
+  ag::Tape::current().set_profiling(profile);
+  double best = 1e30, fwd = 0, bwd = 0, upd = 0;  // the best step's parts
+  using clock = std::chrono::steady_clock;
+  auto secs = [](clock::time_point a, clock::time_point b) { return std::chrono::duration<double>(b - a).count(); };
   for (auto _ : state) {
-    const auto t0 = std::chrono::steady_clock::now();
+    const auto t0 = clock::now();
     opt.zero_grad();
-    ag::Tape::current().backward(vlm.loss_batch(std::vector<model::TrainSample>(size_t(kBatch), s)));
+    const ag::Var loss = vlm.loss_batch(std::vector<model::TrainSample>(size_t(kBatch), s));
+    const auto t1 = clock::now();
+    ag::Tape::current().backward(loss);
+    const auto t2 = clock::now();
     train::clip_grad_norm(vlm.params(), 1.0);
     opt.step();
-    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    const auto t3 = clock::now();
+    if (secs(t0, t3) < best) best = secs(t0, t3), fwd = secs(t0, t1), bwd = secs(t1, t2), upd = secs(t2, t3);
   }
+  if (profile)
+    for (const auto& [op, sec] : ag::Tape::current().profile())
+      std::fprintf(stderr, "backward %-20s %8.2f ms per step\n", op.c_str(), sec * 1e3 / double(state.iterations()));
+  ag::Tape::current().set_profiling(false);
+  state.counters["forward_ms"] = fwd * 1e3;
+  state.counters["backward_ms"] = bwd * 1e3;
+  state.counters["update_ms"] = upd * 1e3;
   const double tokens = double(kBatch) * double(s.ids.size());
   const auto [batched, looped] = torch_step_seconds(dir, s);
   const double torch_s = std::min(batched, looped);  // compared with PyTorch's faster way

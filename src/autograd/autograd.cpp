@@ -146,7 +146,15 @@ Var activate(ops::Activation f, const Var& x) {
 Var swiglu(const Var& gate, const Var& up) {
   const bool r = wants({&gate, &up});
   Var y = result(ops::swiglu(gate->value, up->value), r);
-  if (r) OCELLUS_RECORD(y, ops::swiglu_backward(gate->value, up->value, dy, gp(gate), gp(up)));
+  if (r)
+    OCELLUS_RECORD(y, {
+      // The first gradients to reach gate and up (the usual case: each is one projection's
+      // output) are written, not added to zeros.
+      const bool fresh = gate->requires_grad && up->requires_grad && gate.get() != up.get() && !gate->grad.defined() &&
+                         !up->grad.defined();
+      if (fresh) gate->grad = Tensor::empty(gate->value.shape()), up->grad = Tensor::empty(up->value.shape());
+      ops::swiglu_backward(gate->value, up->value, dy, gp(gate), gp(up), fresh);
+    });
   return y;
 }
 

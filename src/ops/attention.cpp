@@ -2,6 +2,7 @@
 
 #include <cblas.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -155,6 +156,7 @@ constexpr int64_t kGemmQueries = 64;  // queries per block of the GEMM form
 void attention_gemm(const Inputs& in, const Dims& d, const AttentionParams& p, float* op, Tensor* lse) {
   const int64_t n_blocks = (d.n_q + kGemmQueries - 1) / kGemmQueries;
   const int64_t ldq = d.n_head * d.d, ldk = d.n_kv_head * d.d, ldv = d.n_kv_head * d.dv, ldo = d.n_head * d.dv;
+  const kern::Table& K = kern::active();
   parallel_for_dynamic(d.n_head * n_blocks, 1, [&](int64_t r0, int64_t r1) {
     std::vector<float> S;
     for (int64_t r = r0; r < r1; ++r) {
@@ -180,8 +182,10 @@ void attention_gemm(const Inputs& in, const Dims& d, const AttentionParams& p, f
           m = std::max(m, s[j]);
         }
         double sum = 0;
-        if (m != kNegInf)
-          for (int64_t j = 0; j < end; ++j) sum += s[j] = std::exp(s[j] - m);
+        if (m != kNegInf) {
+          K.exp_affine(s, 1.0f, -m, s, end);  // vectorized exp (within 2 ulp)
+          for (int64_t j = 0; j < end; ++j) sum += s[j];
+        }
         const float inv = sum > 0 ? float(1.0 / sum) : 0.0f;
         for (int64_t j = 0; j < end; ++j) s[j] = m != kNegInf ? s[j] * inv : 0.0f;
         for (int64_t j = end; j < kend; ++j) s[j] = 0.0f;  // causal: keys past this query
@@ -200,6 +204,7 @@ void attention_backward_gemm(const Inputs& in, const Dims& d, const AttentionPar
                              const std::vector<float>& D, float* dqp, float* dkp, float* dvp) {
   const int64_t n_blocks = (d.n_q + kGemmQueries - 1) / kGemmQueries;
   const int64_t ldq = d.n_head * d.d, ldk = d.n_kv_head * d.d, ldv = d.n_kv_head * d.dv, ldo = d.n_head * d.dv;
+  const kern::Table& K = kern::active();
   parallel_for_dynamic(d.n_kv_head, 1, [&](int64_t k0, int64_t k1) {
     std::vector<float> P, dS;
     for (int64_t hk = k0; hk < k1; ++hk)
@@ -217,11 +222,14 @@ void attention_backward_gemm(const Inputs& in, const Dims& d, const AttentionPar
             float* pr = P.data() + i * kend;
             const int64_t end = key_end(d, p, i0 + i);
             const float lv = L[h * d.n_q + i0 + i];
-            for (int64_t j = 0; j < kend; ++j) {
-              float sc = pr[j];
-              if (in.mp) sc += in.mp[(i0 + i) * d.n_kv + j];
-              pr[j] = (j < end && lv != kNegInf) ? std::exp(sc - lv) : 0.0f;
+            if (lv != kNegInf) {
+              if (in.mp)
+                for (int64_t j = 0; j < end; ++j) pr[j] += in.mp[(i0 + i) * d.n_kv + j];
+              K.exp_affine(pr, 1.0f, -lv, pr, end);  // vectorized exp (within 2 ulp)
+            } else {
+              std::fill(pr, pr + end, 0.0f);
             }
+            std::fill(pr + end, pr + kend, 0.0f);
           }
           if (dvp)
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(kend), int(d.dv), int(nb), 1.0f, P.data(), int(kend), gb,

@@ -112,6 +112,23 @@ TEST(Elementwise, SwiGLU) {
               EXPECT_LE(rel_err(du, du_r), 1e-5);
               return std::vector<Tensor>{dg, du};
             });
+  // Accumulation adds to what is there; overwrite ignores it (NaN included); one side alone.
+  const Tensor dy = randn({5, 16}, 3);
+  Tensor dg0 = zeros_like(g), du0 = zeros_like(u);
+  O::swiglu_backward(g, u, dy, &dg0, &du0);
+  Tensor dg1 = Tensor::full({5, 16}, 1.5f), du1 = Tensor::full({5, 16}, -2.0f);
+  O::swiglu_backward(g, u, dy, &dg1, &du1);
+  EXPECT_LE(rel_err(dg1, O::add(dg0, Tensor::full({5, 16}, 1.5f))), 1e-6);
+  EXPECT_LE(rel_err(du1, O::add(du0, Tensor::full({5, 16}, -2.0f))), 1e-6);
+  Tensor dg2 = Tensor::full({5, 16}, std::nanf("")), du2 = Tensor::full({5, 16}, std::nanf(""));
+  O::swiglu_backward(g, u, dy, &dg2, &du2, true);
+  EXPECT_EQ(dg2.to_vector(), dg0.to_vector());
+  EXPECT_EQ(du2.to_vector(), du0.to_vector());
+  Tensor dg3 = Tensor::full({5, 16}, std::nanf("")), du3 = zeros_like(u);
+  O::swiglu_backward(g, u, dy, &dg3, nullptr, true);
+  O::swiglu_backward(g, u, dy, nullptr, &du3);
+  EXPECT_EQ(dg3.to_vector(), dg0.to_vector());
+  EXPECT_EQ(du3.to_vector(), du0.to_vector());
 }
 
 // ---- matmul gradient ------------------------------------------------------------------------

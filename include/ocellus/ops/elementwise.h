@@ -37,10 +37,11 @@ void activate_backward(Activation f, const Tensor& x, const Tensor& dy, Tensor* 
 // also: 0 below -10, the input itself above 10). For reproducing that engine's numerics only.
 Tensor activate_ggml_f16(Activation f, const Tensor& x);
 
-// SwiGLU: silu(gate) * up (shapes equal).
+// SwiGLU: silu(gate) * up (shapes equal). The backward adds into dgate / dup, or with
+// overwrite writes them (their old contents, even NaN, are not read).
 Tensor swiglu(const Tensor& gate, const Tensor& up);
 void swiglu_backward(const Tensor& gate, const Tensor& up, const Tensor& dy, Tensor* dgate,
-                     Tensor* dup);
+                     Tensor* dup, bool overwrite = false);
 
 namespace ref {
 Tensor add(const Tensor& a, const Tensor& b);
