@@ -44,6 +44,18 @@ Tensor* slot_or_copy(const Var& x, const Tensor& dy) {
   }
   return gp(x);
 }
+
+// As slot_or_copy, but the first gradient to reach x shares dy's storage instead of copying it
+// (no pass at all). Safe where dy is y's gradient and y's backward is its only reader: records
+// run once, in reverse, so y's gradient is not read again once it is passed on, and a later
+// addition into x's gradient may change it in place. At most one input of an op may share.
+Tensor* slot_or_share(const Var& x, const Tensor& dy) {
+  if (x && x->requires_grad && !x->grad.defined() && x->value.shape() == dy.shape()) {
+    x->grad = dy.is_contiguous() ? dy : dy.contiguous();
+    return nullptr;
+  }
+  return gp(x);
+}
 }  // namespace
 
 Tensor* Node::grad_ptr() {
@@ -115,8 +127,8 @@ Var add(const Var& a, const Var& b) {
   Var y = result(ops::add(a->value, b->value), r);
   if (r)
     OCELLUS_RECORD(y, {
-      Tensor* ga = slot_or_copy(a, dy);
-      Tensor* gb = slot_or_copy(b, dy);  // after a's: x + x adds the second dy to the first
+      Tensor* ga = slot_or_share(a, dy);
+      Tensor* gb = slot_or_copy(b, dy);  // after a's: x + x adds the second dy to the first (in place)
       if (ga || gb) ops::add_backward(dy, ga, gb);
     });
   return y;
@@ -235,7 +247,7 @@ Var reshape(const Var& x, const Shape& shape) {
   if (r)
     OCELLUS_RECORD(y, {
       const Tensor dx = dy.reshape(x->value.shape());
-      if (Tensor* g = slot_or_copy(x, dx)) *g = ops::add(*g, dx);
+      if (Tensor* g = slot_or_share(x, dx)) *g = ops::add(*g, dx);
     });
   return y;
 }
