@@ -170,6 +170,36 @@ Var swiglu(const Var& gate, const Var& up) {
   return y;
 }
 
+Var swiglu_linear(const Var& x, const Var& gate_w, const Var& up_w) {
+  OCELLUS_CHECK(x->value.ndim() == 2, "autograd: swiglu_linear needs x as [n, k], got ", x->value.shape().str());
+  OCELLUS_CHECK(gate_w->value.shape() == up_w->value.shape(), "autograd: swiglu_linear: gate ", gate_w->value.shape().str(),
+                " and up ", up_w->value.shape().str(), " weights differ");
+  const bool r = wants({&x, &gate_w, &up_w});
+  const Tensor w = ops::concat({gate_w->value, up_w->value}, 0);  // [2f, k]: one GEMM for both
+  const Tensor gu = ops::matmul(x->value, w);                       // [n, 2f]
+  Var y = result(ops::swiglu_packed(gu), r);
+  if (r)
+    OCELLUS_RECORD(y, {
+      Tensor dgu = Tensor::empty(gu.shape());
+      ops::swiglu_packed_backward(gu, dy, &dgu);
+      const bool fresh = x->requires_grad && !x->grad.defined();  // written, not added to zeros
+      if (fresh) x->grad = Tensor::empty(x->value.shape());
+      const bool wgrad = gate_w->requires_grad || up_w->requires_grad;
+      Tensor dw = wgrad ? Tensor::zeros(w.shape()) : Tensor();
+      ops::matmul_backward(x->value, w, dgu, x->requires_grad ? &x->grad : nullptr, wgrad ? &dw : nullptr, nullptr, fresh);
+      const int64_t f = gate_w->value.dim(0);
+      const Var* ws[2] = {&gate_w, &up_w};
+      for (int i = 0; i < 2; ++i) {
+        const Var& p = *ws[i];
+        if (!p->requires_grad) continue;
+        const Tensor part = dw.slice(0, i * f, (i + 1) * f);
+        if (!p->grad.defined()) p->grad = part.contiguous().clone();
+        else ops::add_backward(part, &p->grad, nullptr);
+      }
+    });
+  return y;
+}
+
 Var layer_norm(const Var& x, const Var& w, const Var& b, float eps) {
   const bool r = wants({&x, &w, &b});
   Var y = result(ops::layer_norm(x->value, w ? &w->value : nullptr, b ? &b->value : nullptr, eps), r);

@@ -1,5 +1,6 @@
 #include "ocellus/model/vlm_train.h"
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 
@@ -267,7 +268,10 @@ ag::Var TrainableVlm::hidden_batch(const std::vector<TrainSample>& batch) const 
     const ag::Var a = batch.size() == 1 ? ag::attention(q, k, v, ap) : ag::attention_segments(q, k, v, ap, start);
     x = ag::add(x, linear(ag::reshape(a, {n, H * hd}), L.wo, nullptr));
     const ag::Var h2 = ag::rms_norm(x, L.ffn_norm, l.norm_eps);
-    x = ag::add(x, linear(ag::swiglu(linear(h2, L.gate, nullptr), linear(h2, L.up, nullptr)), L.down, nullptr));
+    // Gate and up as one GEMM, unless an adapter sits on either.
+    const bool separate = has_adapter(L.gate) || has_adapter(L.up);
+    const ag::Var act = separate ? ag::swiglu(linear(h2, L.gate, nullptr), linear(h2, L.up, nullptr)) : ag::swiglu_linear(h2, L.gate, L.up);
+    x = ag::add(x, linear(act, L.down, nullptr));
   }
   return ag::rms_norm(x, out_norm_, l.norm_eps);
 }
@@ -294,6 +298,10 @@ ag::Var TrainableVlm::loss_batch(const std::vector<TrainSample>& batch) const {
   // Logits only where a loss is taken: a row gather (embedding's lookup, whose backward adds the
   // rows' gradients back into place), then the output layer on those rows.
   return ag::cross_entropy(ag::matmul(ag::embedding(hidden_batch(batch), rows), output_), targets);
+}
+
+bool TrainableVlm::has_adapter(const ag::Var& w) const {
+  return std::any_of(lora_.begin(), lora_.end(), [&](const auto& e) { return e.first == w.get(); });
 }
 
 ag::Var TrainableVlm::linear(const ag::Var& x, const ag::Var& w, const ag::Var& b) const {

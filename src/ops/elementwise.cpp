@@ -382,6 +382,52 @@ void swiglu_backward(const Tensor& gate, const Tensor& up, const Tensor& dy_in, 
   });
 }
 
+Tensor swiglu_packed(const Tensor& gate_up_in) {
+  detail::require_f32(gate_up_in, "swiglu_packed", "gate_up");
+  OCELLUS_CHECK(gate_up_in.ndim() == 2 && gate_up_in.dim(1) % 2 == 0, "swiglu_packed: input must be [n, 2f], got ",
+                gate_up_in.shape().str());
+  const Tensor gu = gate_up_in.contiguous();
+  const int64_t n = gu.dim(0), f = gu.dim(1) / 2;
+  Tensor y = Tensor::empty({n, f});
+  const float* src = gu.data<float>();
+  float* yp = y.data<float>();
+  const kern::Table& K = kern::active();
+  parallel_for(n, std::max<int64_t>(1, 4096 / std::max<int64_t>(f, 1)), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const float *g = src + r * 2 * f, *u = g + f;
+      float* o = yp + r * f;
+      K.exp_affine(g, -1.0f, 0.0f, o, f);  // e^-g
+      for (int64_t i = 0; i < f; ++i) o[i] = g[i] / (1.0f + o[i]) * u[i];
+    }
+  });
+  return y;
+}
+
+void swiglu_packed_backward(const Tensor& gate_up_in, const Tensor& dy_in, Tensor* dgate_up) {
+  detail::require_f32(gate_up_in, "swiglu_packed_backward", "gate_up");
+  OCELLUS_CHECK(gate_up_in.ndim() == 2 && gate_up_in.dim(1) % 2 == 0, "swiglu_packed_backward: input must be [n, 2f], got ",
+                gate_up_in.shape().str());
+  const int64_t n = gate_up_in.dim(0), f = gate_up_in.dim(1) / 2;
+  OCELLUS_CHECK(dy_in.shape() == Shape({n, f}), "swiglu_packed_backward: dy has shape ", dy_in.shape().str(), ", expected [",
+                n, ", ", f, "]");
+  detail::check_grad(dgate_up, gate_up_in.shape(), "swiglu_packed_backward", "dgate_up");
+  if (!dgate_up) return;
+  const Tensor gu = gate_up_in.contiguous(), dy = dy_in.contiguous();
+  const float *src = gu.data<float>(), *d = dy.data<float>();
+  float* dst = dgate_up->data<float>();
+  const kern::Table& K = kern::active();
+  parallel_for(n, std::max<int64_t>(1, 4096 / std::max<int64_t>(f, 1)), [&](int64_t r0, int64_t r1) {
+    float e[1024];
+    for (int64_t r = r0; r < r1; ++r)
+      for (int64_t i0 = 0; i0 < f; i0 += 1024) {
+        const int64_t m = std::min<int64_t>(1024, f - i0);
+        const float* g = src + r * 2 * f + i0;
+        K.exp_affine(g, -1.0f, 0.0f, e, m);  // e^-g
+        swiglu_grad_piece<true, true, true>(g, g + f, d + r * f + i0, e, dst + r * 2 * f + i0, dst + r * 2 * f + f + i0, m);
+      }
+  });
+}
+
 // ---- naive references: index by index, double arithmetic ---------------------------------
 // fn at every f16 value, rounded to f16: index = the input's f16 bits.
 template <typename Fn>

@@ -73,6 +73,9 @@ Var mul(const Var& a, const Var& b);
 Var scale(const Var& a, float s);
 Var activate(ops::Activation f, const Var& x);
 Var swiglu(const Var& gate, const Var& up);
+// swiglu(x · gate_wᵀ, x · up_wᵀ) as one GEMM against both weights stacked (x [n, k]; same values
+// as the three ops, the input gradient from one GEMM).
+Var swiglu_linear(const Var& x, const Var& gate_w, const Var& up_w);
 Var layer_norm(const Var& x, const Var& w, const Var& b, float eps);  // w, b may be null
 Var rms_norm(const Var& x, const Var& w, float eps);
 Var embedding(const Var& table, const std::vector<int32_t>& ids);

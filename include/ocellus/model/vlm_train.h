@@ -95,6 +95,7 @@ class TrainableVlm {
   // "<weight>.lora_B". The adapters train; the text model's own weights are frozen.
   void enable_lora(int64_t rank, float alpha, const std::vector<std::string>& targets, uint64_t seed);
   bool has_lora() const { return !lora_.empty(); }
+  bool has_adapter(const ag::Var& w) const;  // a LoRA adapter sits beside weight w
 
   // Every parameter under its checkpoint name (adapters separate: for checkpoints).
   std::vector<std::pair<std::string, Tensor>> tensors() const;

@@ -42,6 +42,11 @@ Tensor activate_ggml_f16(Activation f, const Tensor& x);
 Tensor swiglu(const Tensor& gate, const Tensor& up);
 void swiglu_backward(const Tensor& gate, const Tensor& up, const Tensor& dy, Tensor* dgate,
                      Tensor* dup, bool overwrite = false);
+// The same on a packed [n, 2f] input, gate in the first f columns and up in the last f (one
+// GEMM's output against the gate and up weights stacked): y [n, f]; the backward writes the
+// packed gradient [n, 2f].
+Tensor swiglu_packed(const Tensor& gate_up);
+void swiglu_packed_backward(const Tensor& gate_up, const Tensor& dy, Tensor* dgate_up);
 
 namespace ref {
 Tensor add(const Tensor& a, const Tensor& b);
