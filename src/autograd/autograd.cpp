@@ -10,6 +10,7 @@
 #include "ocellus/ops/loss.h"
 #include "ocellus/ops/matmul.h"
 #include "ocellus/ops/norm.h"
+#include "ocellus/core/threads.h"
 #include "ocellus/ops/shape.h"
 
 namespace ocellus::ag {
@@ -198,6 +199,72 @@ Var swiglu_linear(const Var& x, const Var& gate_w, const Var& up_w) {
       }
     });
   return y;
+}
+
+std::vector<Var> linear_split(const Var& x, const std::vector<Var>& ws, const std::vector<Var>& bs) {
+  OCELLUS_CHECK(x->value.ndim() == 2, "autograd: linear_split needs x as [n, k], got ", x->value.shape().str());
+  OCELLUS_CHECK(!ws.empty() && (bs.empty() || bs.size() == ws.size()), "autograd: linear_split: ", ws.size(), " weights, ",
+                bs.size(), " biases");
+  bool r = wants({&x});
+  std::vector<Tensor> wv, bv;
+  std::vector<int64_t> off{0};
+  for (size_t i = 0; i < ws.size(); ++i) {
+    r = r || wants({&ws[i]}) || (!bs.empty() && wants({&bs[i]}));
+    wv.push_back(ws[i]->value);
+    if (!bs.empty()) bv.push_back(bs[i]->value);
+    off.push_back(off.back() + ws[i]->value.dim(0));
+  }
+  const int64_t n = x->value.dim(0), M = off.back();
+  const Tensor w = ops::concat(wv, 0), b = bs.empty() ? Tensor() : ops::concat(bv, 0);  // [M, k], [M]
+  const Tensor y = ops::matmul(x->value, w, bs.empty() ? nullptr : &b);               // [n, M]: one GEMM
+  // Column block i of a row-major [n, M] matrix <-> a contiguous [n, m_i] one.
+  auto copy_block = [n, M](const float* src, int64_t lds, float* dst, int64_t ldd, int64_t m) {
+    parallel_for(n, 64, [&](int64_t r0, int64_t r1) {
+      for (int64_t i = r0; i < r1; ++i) std::memcpy(dst + i * ldd, src + i * lds, size_t(m) * sizeof(float));
+    });
+  };
+  std::vector<Var> out;
+  for (size_t i = 0; i < ws.size(); ++i) {
+    const int64_t m = off[i + 1] - off[i];
+    Tensor yi = Tensor::empty({n, m});
+    copy_block(y.data<float>() + off[i], M, yi.data<float>(), m, m);
+    out.push_back(result(std::move(yi), r));
+  }
+  if (!r) return out;
+  std::vector<std::weak_ptr<Node>> outs(out.begin(), out.end());
+  // One record for all outputs, made after them, so it runs after every consumer's backward.
+  Tape::current().record(__func__, [=] {
+    bool any = false;
+    Tensor dy = Tensor::empty({n, M});
+    for (size_t i = 0; i < outs.size(); ++i) {
+      const Var o = outs[i].lock();
+      const int64_t m = off[i + 1] - off[i];
+      if (o && o->grad.defined()) {
+        copy_block(o->grad.contiguous().data<float>(), m, dy.data<float>() + off[i], M, m), any = true;
+      } else {
+        float* d = dy.data<float>() + off[i];
+        for (int64_t j = 0; j < n; ++j) std::memset(d + j * M, 0, size_t(m) * sizeof(float));
+      }
+    }
+    if (!any) return;
+    const bool fresh = x->requires_grad && !x->grad.defined();  // written, not added to zeros
+    if (fresh) x->grad = Tensor::empty(x->value.shape());
+    bool wgrad = false, bgrad = false;
+    for (size_t i = 0; i < ws.size(); ++i) wgrad = wgrad || ws[i]->requires_grad, bgrad = bgrad || (!bs.empty() && bs[i]->requires_grad);
+    Tensor dw = wgrad ? Tensor::zeros(w.shape()) : Tensor(), db = bgrad ? Tensor::zeros({M}) : Tensor();
+    ops::matmul_backward(x->value, w, dy, x->requires_grad ? &x->grad : nullptr, wgrad ? &dw : nullptr, bgrad ? &db : nullptr,
+                         fresh);
+    auto give = [](const Var& p, const Tensor& part) {  // into a parameter's gradient
+      if (!p->requires_grad) return;
+      if (!p->grad.defined()) p->grad = part.contiguous().clone();
+      else ops::add_backward(part, &p->grad, nullptr);
+    };
+    for (size_t i = 0; i < ws.size(); ++i) {
+      if (wgrad) give(ws[i], dw.slice(0, off[i], off[i + 1]));
+      if (bgrad) give(bs[i], db.slice(0, off[i], off[i + 1]));
+    }
+  });
+  return out;
 }
 
 Var layer_norm(const Var& x, const Var& w, const Var& b, float eps) {

@@ -261,9 +261,16 @@ ag::Var TrainableVlm::hidden_batch(const std::vector<TrainSample>& batch) const 
   ap.causal = true;
   for (const Layer& L : layers_) {
     const ag::Var h = ag::rms_norm(x, L.attn_norm, l.norm_eps);
-    const ag::Var q = ag::rope(ag::reshape(linear(h, L.wq, L.bq), {n, H, hd}), pos, l.rope);
-    const ag::Var k = ag::rope(ag::reshape(linear(h, L.wk, L.bk), {n, Hkv, hd}), pos, l.rope);
-    const ag::Var v = ag::reshape(linear(h, L.wv, L.bv), {n, Hkv, hd});
+    // q, k and v as one GEMM, unless an adapter sits on one of them or only some have biases.
+    std::vector<ag::Var> qkv;
+    const bool biases = L.bq && L.bk && L.bv;
+    if (!has_adapter(L.wq) && !has_adapter(L.wk) && !has_adapter(L.wv) && (biases || (!L.bq && !L.bk && !L.bv)))
+      qkv = ag::linear_split(h, {L.wq, L.wk, L.wv}, biases ? std::vector<ag::Var>{L.bq, L.bk, L.bv} : std::vector<ag::Var>{});
+    else
+      qkv = {linear(h, L.wq, L.bq), linear(h, L.wk, L.bk), linear(h, L.wv, L.bv)};
+    const ag::Var q = ag::rope(ag::reshape(qkv[0], {n, H, hd}), pos, l.rope);
+    const ag::Var k = ag::rope(ag::reshape(qkv[1], {n, Hkv, hd}), pos, l.rope);
+    const ag::Var v = ag::reshape(qkv[2], {n, Hkv, hd});
     // Each sequence attends within itself.
     const ag::Var a = batch.size() == 1 ? ag::attention(q, k, v, ap) : ag::attention_segments(q, k, v, ap, start);
     x = ag::add(x, linear(ag::reshape(a, {n, H * hd}), L.wo, nullptr));

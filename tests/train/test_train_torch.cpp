@@ -532,3 +532,40 @@ TEST(TrainTorch, SwigluLinearEqualsSeparateOps) {
     }
   }
 }
+
+// q, k, v as one GEMM: values and gradients of the separate projections, with and without
+// biases, one weight frozen, one output unused (its gradient block is zero).
+TEST(TrainTorch, LinearSplitEqualsSeparateProjections) {
+  for (const bool bias : {false, true})
+    for (const bool unused_v : {false, true}) {
+      const Tensor x0 = test::randn({9, 8}, 1);
+      const std::vector<Tensor> w0 = {test::randn({8, 8}, 2), test::randn({4, 8}, 3), test::randn({4, 8}, 4)};
+      const std::vector<Tensor> b0 = {test::randn({8}, 5), test::randn({4}, 6), test::randn({4}, 7)};
+      auto run = [&](bool fused) {
+        const ag::Var x = ag::leaf(x0.clone(), true);
+        std::vector<ag::Var> w, b;
+        for (int i = 0; i < 3; ++i) w.push_back(ag::leaf(w0[i].clone(), i != 1)), b.push_back(ag::leaf(b0[i].clone(), true));
+        std::vector<ag::Var> y;
+        if (fused) y = ag::linear_split(x, w, bias ? b : std::vector<ag::Var>{});
+        else for (int i = 0; i < 3; ++i) y.push_back(ag::matmul(x, w[i], bias ? b[i] : nullptr));
+        ag::Var z = ag::concat({y[0], y[1], unused_v ? y[1] : y[2]}, 1);
+        z = ag::add(z, ag::matmul(x, ag::leaf(test::randn({16, 8}, 8), false)));  // x reached twice
+        ag::Tape::current().backward(ag::cross_entropy(z, {0, 3, 5, 7, 9, 11, 13, 15, 1}));
+        std::vector<Tensor> out = {y[0]->value, y[1]->value, y[2]->value, x->grad, w[0]->grad, w[2]->grad};
+        if (bias) for (int i = 0; i < 3; ++i) out.push_back(b[i]->grad);
+        EXPECT_FALSE(w[1]->grad.defined());  // frozen
+        return out;
+      };
+      const std::vector<Tensor> a = run(true), c = run(false);
+      ASSERT_EQ(a.size(), c.size());
+      for (size_t i = 0; i < a.size(); ++i) {
+        if (!c[i].defined()) {  // unused v: the separate path gives it no gradient, the fused one zeros
+          ASSERT_TRUE(unused_v);
+          EXPECT_TRUE(!a[i].defined() || test::rel_err(a[i], Tensor::zeros(a[i].shape())) == 0) << i;
+          continue;
+        }
+        ASSERT_TRUE(a[i].defined()) << i;
+        EXPECT_LE(test::rel_err(a[i], c[i]), 1e-6) << "output " << i << " bias " << bias << " unused_v " << unused_v;
+      }
+    }
+}

@@ -76,6 +76,9 @@ Var swiglu(const Var& gate, const Var& up);
 // swiglu(x · gate_wᵀ, x · up_wᵀ) as one GEMM against both weights stacked (x [n, k]; same values
 // as the three ops, the input gradient from one GEMM).
 Var swiglu_linear(const Var& x, const Var& gate_w, const Var& up_w);
+// x · wᵢᵀ + bᵢ for each weight (x [n, k]; bs empty or one per weight) as one GEMM against the
+// weights stacked, split into one output per weight (attention's q, k, v projections).
+std::vector<Var> linear_split(const Var& x, const std::vector<Var>& ws, const std::vector<Var>& bs = {});
 Var layer_norm(const Var& x, const Var& w, const Var& b, float eps);  // w, b may be null
 Var rms_norm(const Var& x, const Var& w, float eps);
 Var embedding(const Var& table, const std::vector<int32_t>& ids);
