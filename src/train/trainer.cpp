@@ -76,8 +76,10 @@ Recipe parse_recipe(const std::string& text, const std::string& path) {
     r.on_bad = j["skip_bad_records"].get<bool>() ? OnBad::Skip : OnBad::Fail;
   }
   if (j.contains("loss")) {
-    OCELLUS_CHECK(j["loss"] == "assistant" || j["loss"] == "all", "recipe: ", path, ": 'loss' must be \"assistant\" or \"all\"");
+    OCELLUS_CHECK(j["loss"] == "assistant" || j["loss"] == "all" || j["loss"] == "not_assistant", "recipe: ", path,
+                  ": 'loss' must be \"assistant\", \"all\" or \"not_assistant\"");
     r.loss_on_all = j["loss"] == "all";
+    r.loss_not_assistant = j["loss"] == "not_assistant";
   }
   if (j.contains("ignore_images")) {
     OCELLUS_CHECK(j["ignore_images"].is_boolean(), "recipe: ", path, ": 'ignore_images' must be true or false");
@@ -361,6 +363,8 @@ TrainResult run_recipe(const Recipe& r, bool resume, const std::function<void(co
     const Encoded e = encode_record(rec, tok, tmpl, tc.n_image_tokens(), r.max_len);
     Sample s{e.ids, e.mask, {}, 0};
     if (r.loss_on_all) std::fill(s.mask.begin(), s.mask.end(), uint8_t(1));
+    if (r.loss_not_assistant)  // the prompts' text, not the replies (a language model without the answers)
+      for (uint8_t& m : s.mask) m = !m;
     for (size_t i = 1; i < s.ids.size(); ++i) s.counted += s.mask[i] && s.ids[i] >= 0;
     truncated += e.truncated;
     if (s.counted == 0) {
@@ -421,7 +425,7 @@ TrainResult run_recipe(const Recipe& r, bool resume, const std::function<void(co
   int64_t tokens_total = 0;
   for (int64_t step = res.first_step; step < r.steps; ++step) {
     opt.zero_grad();
-    int64_t counted = 0, tokens = 0;
+    int64_t counted = 0, tokens = 0;  // counted: the global batch's tokens in the loss (every process knows them)
     std::vector<size_t> idx;  // this process's share of the global batch
     for (int64_t j = 0; j < r.batch; ++j) {
       const size_t i = order.at(step * r.batch + j);
@@ -467,7 +471,7 @@ TrainResult run_recipe(const Recipe& r, bool resume, const std::function<void(co
     s.tokens_per_s = double(tokens_total) / std::max(1e-9, s.elapsed_s);
     if (D.main()) {
       std::ofstream log(log_path, std::ios::app);
-      log << json{{"step", s.step}, {"loss", loss}, {"lr", s.lr}, {"grad_norm", norm}, {"tokens", tokens},
+      log << json{{"step", s.step}, {"loss", loss}, {"lr", s.lr}, {"grad_norm", norm}, {"tokens", tokens}, {"loss_tokens", counted},
                   {"tokens_per_s", s.tokens_per_s}, {"elapsed_s", s.elapsed_s}}.dump() << "\n";
     }
     if (on_step) on_step(s);

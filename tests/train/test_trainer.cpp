@@ -393,6 +393,24 @@ TEST(Trainer, FromScratchTextPretrainingNeedsNoCache) {
   const train::TrainResult t2 = train::run_recipe(train::read_recipe(w.root + "/text_recipe.json"), false);
   ASSERT_EQ(t2.losses.size(), 2u);
   EXPECT_NE(t2.losses[0], t1.losses[0]);
+  // Loss on everything but the replies: the replies' tokens and the rest make up every token, so
+  // at step 1 (same weights, same batch) the three token-weighted losses add up.
+  r["loss"] = "not_assistant", r["out"] = w.root + "/text_run4";
+  std::ofstream(w.root + "/text_recipe.json") << r.dump();
+  const train::TrainResult t3 = train::run_recipe(train::read_recipe(w.root + "/text_recipe.json"), false);
+  ASSERT_EQ(t3.losses.size(), 2u);
+  auto first_counted = [](const std::string& out) {
+    std::ifstream f(out + "/metrics.jsonl");
+    std::string line;
+    std::getline(f, line);
+    return nlohmann::json::parse(line)["loss_tokens"].get<double>();
+  };
+  const double n_a = first_counted(w.root + "/text_run2"), n_all = first_counted(w.root + "/text_run3"),
+               n_na = first_counted(w.root + "/text_run4");
+  EXPECT_GT(n_a, 0);
+  EXPECT_GT(n_na, 0);
+  EXPECT_EQ(n_a + n_na, n_all);
+  EXPECT_NEAR(t1.losses[0] * n_a + t3.losses[0] * n_na, t2.losses[0] * n_all, 1e-5 * t2.losses[0] * n_all);
   r["loss"] = "everything";
   std::ofstream(w.root + "/text_recipe.json") << r.dump();
   EXPECT_THROW(train::read_recipe(w.root + "/text_recipe.json"), Error);

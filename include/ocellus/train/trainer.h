@@ -40,6 +40,7 @@ struct Recipe {
   bool ignore_images = false;       // train on the records' text alone (language-model pretraining)
   int64_t min_turns = 1;            // records with fewer assistant replies are left out
   bool loss_on_all = false;         // "loss": "all": every token predicted, not only the assistant's
+  bool loss_not_assistant = false;  // "loss": "not_assistant": every token but the assistant's
   OnBad on_bad = OnBad::Fail;
   std::vector<std::string> trainable{""};  // name prefixes that train (default: all but the tower)
   std::vector<RecipeGroup> groups;  // per-prefix learning rate / weight decay (first match)
