@@ -57,6 +57,20 @@ Tensor* slot_or_share(const Var& x, const Tensor& dy) {
   }
   return gp(x);
 }
+// x's gradient for a backward that can write it rather than add to it: when none has reached x
+// yet, an uninitialized one is made and true returned (the backward must write every element).
+bool claim_fresh(const Var& x) {
+  if (!x->requires_grad || x->grad.defined()) return false;
+  x->grad = Tensor::empty(x->value.shape());
+  return true;
+}
+
+// A part of a stacked gradient into parameter p's: a copy when it is the first, else added.
+void add_part(const Var& p, const Tensor& part) {
+  if (!p->requires_grad) return;
+  if (!p->grad.defined()) p->grad = part.contiguous().clone();
+  else ops::add_backward(part, &p->grad, nullptr);
+}
 }  // namespace
 
 Tensor* Node::grad_ptr() {
@@ -116,8 +130,7 @@ Var matmul(const Var& x, const Var& w, const Var& b) {
   if (r)
     OCELLUS_RECORD(y, {
       // The first gradient to reach x is written, not added to zeros.
-      const bool fresh = x->requires_grad && !x->grad.defined();
-      if (fresh) x->grad = Tensor::empty(x->value.shape());
+      const bool fresh = claim_fresh(x);
       ops::matmul_backward(x->value, w->value, dy, x->requires_grad ? &x->grad : nullptr, gp(w), gp(b), fresh);
     });
   return y;
@@ -183,20 +196,12 @@ Var swiglu_linear(const Var& x, const Var& gate_w, const Var& up_w) {
     OCELLUS_RECORD(y, {
       Tensor dgu = Tensor::empty(gu.shape());
       ops::swiglu_packed_backward(gu, dy, &dgu);
-      const bool fresh = x->requires_grad && !x->grad.defined();  // written, not added to zeros
-      if (fresh) x->grad = Tensor::empty(x->value.shape());
+      const bool fresh = claim_fresh(x);  // written, not added to zeros
       const bool wgrad = gate_w->requires_grad || up_w->requires_grad;
       Tensor dw = wgrad ? Tensor::zeros(w.shape()) : Tensor();
       ops::matmul_backward(x->value, w, dgu, x->requires_grad ? &x->grad : nullptr, wgrad ? &dw : nullptr, nullptr, fresh);
       const int64_t f = gate_w->value.dim(0);
-      const Var* ws[2] = {&gate_w, &up_w};
-      for (int i = 0; i < 2; ++i) {
-        const Var& p = *ws[i];
-        if (!p->requires_grad) continue;
-        const Tensor part = dw.slice(0, i * f, (i + 1) * f);
-        if (!p->grad.defined()) p->grad = part.contiguous().clone();
-        else ops::add_backward(part, &p->grad, nullptr);
-      }
+      if (wgrad) add_part(gate_w, dw.slice(0, 0, f)), add_part(up_w, dw.slice(0, f, 2 * f));
     });
   return y;
 }
@@ -247,21 +252,15 @@ std::vector<Var> linear_split(const Var& x, const std::vector<Var>& ws, const st
       }
     }
     if (!any) return;
-    const bool fresh = x->requires_grad && !x->grad.defined();  // written, not added to zeros
-    if (fresh) x->grad = Tensor::empty(x->value.shape());
+    const bool fresh = claim_fresh(x);  // written, not added to zeros
     bool wgrad = false, bgrad = false;
     for (size_t i = 0; i < ws.size(); ++i) wgrad = wgrad || ws[i]->requires_grad, bgrad = bgrad || (!bs.empty() && bs[i]->requires_grad);
     Tensor dw = wgrad ? Tensor::zeros(w.shape()) : Tensor(), db = bgrad ? Tensor::zeros({M}) : Tensor();
     ops::matmul_backward(x->value, w, dy, x->requires_grad ? &x->grad : nullptr, wgrad ? &dw : nullptr, bgrad ? &db : nullptr,
                          fresh);
-    auto give = [](const Var& p, const Tensor& part) {  // into a parameter's gradient
-      if (!p->requires_grad) return;
-      if (!p->grad.defined()) p->grad = part.contiguous().clone();
-      else ops::add_backward(part, &p->grad, nullptr);
-    };
     for (size_t i = 0; i < ws.size(); ++i) {
-      if (wgrad) give(ws[i], dw.slice(0, off[i], off[i + 1]));
-      if (bgrad) give(bs[i], db.slice(0, off[i], off[i + 1]));
+      if (wgrad) add_part(ws[i], dw.slice(0, off[i], off[i + 1]));
+      if (bgrad) add_part(bs[i], db.slice(0, off[i], off[i + 1]));
     }
   });
   return out;
