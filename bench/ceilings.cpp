@@ -111,6 +111,12 @@ double read_gbs_now(int reps) {
   return read_gbs(a.data(), bytes, reps);
 }
 
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
 void print_ceilings() {
   const Ceilings& c = ceilings();
   std::printf("ceilings (%d threads): memory read %.1f GB/s, memory copy %.1f GB/s (read+write), "

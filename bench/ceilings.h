@@ -2,6 +2,7 @@
 // The machine's own ceilings, measured in the same run as the benchmarks that are compared with
 // them: memory bandwidth (a large read, a large copy) and f32 GEMM peak (OpenBLAS, large square).
 #include <string>
+#include <vector>
 
 namespace ocellus::bench {
 
@@ -19,6 +20,9 @@ void print_ceilings();
 // next to them, not only with the figure taken at start-up.
 double copy_gbs_now(int reps = 3);
 double read_gbs_now(int reps = 3);  // streaming read, 512 MiB, best of `reps`
+
+// Median of a non-empty sample.
+double median(std::vector<double> v);
 
 // Path of an `ocellus synth` model of `shape` with `dtype` matrices in build/bench-models/,
 // written on first use (later runs reuse the file).
