@@ -355,14 +355,18 @@ Var concat(const std::vector<Var>& xs, int dim) {
   Var y = result(ops::concat(vals, dim), r);
   if (r)
     OCELLUS_RECORD(y, {
-      std::vector<Tensor*> gs;
-      std::vector<Tensor> tmp(xs.size());
-      for (size_t i = 0; i < xs.size(); ++i) {
-        Tensor* g = gp(xs[i]);
-        if (!g) tmp[i] = Tensor::zeros(xs[i]->value.shape()), g = &tmp[i];  // the slot, discarded
-        gs.push_back(g);
+      // Each part's gradient is its slice of dy: shared (a view, no pass) where it is contiguous
+      // and the first to reach that input, as slot_or_share argues (the parts are disjoint, so
+      // every input may share; an input listed twice adds its second slice into its first).
+      const int d = dim < 0 ? dim + dy.ndim() : dim;
+      int64_t off = 0;
+      for (const Var& x : xs) {
+        const int64_t len = x->value.dim(d);
+        const Tensor part = dy.slice(d, off, off + len);
+        off += len;
+        if (x->requires_grad && !x->grad.defined() && part.is_contiguous()) x->grad = part;
+        else ops::slice_backward(part, d, 0, gp(x));
       }
-      ops::concat_backward(dy, dim, gs);
     });
   return y;
 }

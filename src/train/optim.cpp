@@ -4,6 +4,7 @@
 
 #include "ocellus/core/error.h"
 #include "ocellus/core/threads.h"
+#include "ops/kernels/kernels.h"
 
 namespace ocellus::train {
 
@@ -23,13 +24,13 @@ AdamW::AdamW(std::vector<ParamGroup> groups, double beta1, double beta2, double 
 void AdamW::step(double lr_factor) {
   ++t_;
   // As torch.optim.AdamW (single-tensor path), in float32 arithmetic.
-  const float b1 = float(b1_), b2 = float(b2_);
   const double bc1 = 1.0 - std::pow(b1_, double(t_)), bc2 = 1.0 - std::pow(b2_, double(t_));
-  const float bc2_sqrt = float(std::sqrt(bc2)), eps = float(eps_);
+  const kern::Table& K = kern::active();
   size_t idx = 0;
   for (const ParamGroup& g : groups_) {
     const double lr = g.lr * lr_factor;
-    const float decay = float(1.0 - lr * g.weight_decay), step_size = float(lr / bc1);
+    const kern::AdamWStep c{float(1.0 - lr * g.weight_decay), float(b1_), float(b2_), float(std::sqrt(bc2)),
+                            float(eps_), float(lr / bc1)};
     for (const ag::Var& p : g.params) {
       Tensor &m = m_[idx], &v = v_[idx];
       ++idx;
@@ -37,15 +38,7 @@ void AdamW::step(double lr_factor) {
       float* w = p->value.data<float>();
       const float* gr = p->grad.data<float>();
       float *mp = m.data<float>(), *vp = v.data<float>();
-      parallel_for(p->value.numel(), 1 << 14, [&](int64_t a, int64_t b) {
-        for (int64_t i = a; i < b; ++i) {
-          w[i] *= decay;
-          mp[i] += (gr[i] - mp[i]) * (1.0f - b1);  // lerp
-          vp[i] = vp[i] * b2 + (1.0f - b2) * gr[i] * gr[i];
-          const float denom = std::sqrt(vp[i]) / bc2_sqrt + eps;
-          w[i] += -step_size * (mp[i] / denom);
-        }
-      });
+      parallel_for(p->value.numel(), 1 << 14, [&](int64_t a, int64_t b) { K.adamw(w + a, mp + a, vp + a, gr + a, b - a, c); });
     }
   }
 }

@@ -569,3 +569,28 @@ TEST(TrainTorch, LinearSplitEqualsSeparateProjections) {
       }
     }
 }
+
+TEST(TrainTorch, ConcatGradientsAreTheSlicesOfDy) {
+  // concat's backward hands each input its slice of dy (shared where it can be): an input listed
+  // twice gets both slices, one reached before gets its slice added, a constant gets nothing,
+  // and dim 1 (slices not contiguous) takes the copying path. loss = sum(u ⊙ y) + sum(p ⊙ b),
+  // so a's gradient is u's two slices of a and b's is its slice plus p.
+  for (const int dim : {0, 1}) {
+    const ag::Var a = ag::leaf(test::randn({3, 4}, 1), true), b = ag::leaf(test::randn({3, 4}, 2), true);
+    const ag::Var c = ag::constant(test::randn({3, 4}, 3));
+    const Tensor p = test::randn({3, 4}, 4), u = test::randn(dim == 0 ? Shape{12, 4} : Shape{3, 16}, 5);
+    auto sum = [](const ag::Var& x) {  // [1, 1]: x flattened times ones
+      const int64_t n = x->value.numel();
+      return ag::matmul(ag::reshape(x, {1, n}), ag::constant(Tensor::full({1, n}, 1.0f)));
+    };
+    ag::Tape::current().clear();
+    const ag::Var pb = sum(ag::mul(b, ag::constant(p.clone())));  // b reached before the concat's backward
+    const ag::Var y = ag::concat({a, c, b, a}, dim);
+    ag::Tape::current().backward(ag::add(sum(ag::mul(y, ag::constant(u.clone()))), pb));
+    const int64_t w = dim == 0 ? 3 : 4;  // each part's extent along dim
+    const Tensor u0 = u.slice(dim, 0, w).clone(), u2 = u.slice(dim, 2 * w, 3 * w).clone(), u3 = u.slice(dim, 3 * w, 4 * w).clone();
+    EXPECT_LE(test::rel_err(a->grad, ops::add(u0, u3)), 1e-6) << "dim " << dim;
+    EXPECT_LE(test::rel_err(b->grad, ops::add(u2, p)), 1e-6) << "dim " << dim;
+    EXPECT_FALSE(c->grad.defined());
+  }
+}

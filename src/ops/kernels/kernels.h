@@ -12,6 +12,10 @@
 
 namespace ocellus::kern {
 
+struct AdamWStep {
+  float decay, b1, b2, bc2_sqrt, eps, step;
+};
+
 struct Table {
   const char* name;
   // Row conversions.
@@ -38,6 +42,10 @@ struct Table {
   // of those values: the softmaxes of training (cross-entropy, SiLU) without a libm call each.
   void (*exp_affine)(const float* x, float a, float b, float* y, int64_t n);
   float (*sum_exp_affine)(const float* x, float a, float b, int64_t n);
+  // One AdamW update of n parameters, in torch.optim.AdamW's float32 arithmetic and order (no
+  // fused multiply-adds: every table gives the same bits): w *= decay; m += (g - m)(1 - b1);
+  // v = v b2 + (1 - b2) g g; w += -step (m / (sqrt(v) / bc2_sqrt + eps)).
+  void (*adamw)(float* w, float* m, float* v, const float* g, int64_t n, const AdamWStep& c);
 };
 
 extern const Table kGeneric;

@@ -140,10 +140,20 @@ float sum_exp_affine(const float* x, float a, float b, int64_t n) {
   return s;
 }
 
+void adamw(float* w, float* m, float* v, const float* g, int64_t n, const AdamWStep& c) {
+  for (int64_t i = 0; i < n; ++i) {
+    w[i] *= c.decay;
+    m[i] += (g[i] - m[i]) * (1.0f - c.b1);  // lerp
+    v[i] = v[i] * c.b2 + (1.0f - c.b2) * g[i] * g[i];
+    const float denom = sqrtf(v[i]) / c.bc2_sqrt + c.eps;
+    w[i] += -c.step * (m[i] / denom);
+  }
+}
+
 }  // namespace
 
 const Table kGeneric = {"generic", f16_to_f32, f32_to_f16, bf16_to_f32, dequant_q8_0,
                         dequant_q4_0, quantize_q8_act, dot_f32, dot_f32_ggml, dot_f16, dot_bf16,
-                        dot_q8_0, dot_q4_0, gemv_q4_0x16, gemv_q8_0x16, exp_affine, sum_exp_affine};
+                        dot_q8_0, dot_q4_0, gemv_q4_0x16, gemv_q8_0x16, exp_affine, sum_exp_affine, adamw};
 
 }  // namespace ocellus::kern
