@@ -65,7 +65,7 @@ void BM_Prefill512(benchmark::State& state) {
 }
 
 // 64 tokens decoded after a 16-token prompt, per iteration. Each iteration is paired with a
-// copy and a read of memory measured right before it (untimed, as is the prompt's prefill); the
+// copy and a read of memory measured right before it (each the best of 3 back-to-back) (untimed, as is the prompt's prefill); the
 // ratios are the median over the pairs of weight GB/s / copy (read) GB/s, as for BM_Matvec
 // (this VM's bandwidth drifts with its neighbours' load); best_of_copy compares the best
 // iteration with the best copy instead.
@@ -76,8 +76,8 @@ void BM_Decode(benchmark::State& state) {
   std::vector<double> run_s, copy_gbs, read_gbs;
   for (auto _ : state) {
     state.PauseTiming();
-    copy_gbs.push_back(bench::copy_gbs_now(1));
-    read_gbs.push_back(bench::read_gbs_now(1));
+    copy_gbs.push_back(bench::copy_gbs_now());
+    read_gbs.push_back(bench::read_gbs_now());
     lm::KvCache cache(m.model->config(), 128);
     std::vector<int32_t> prompt(16, 2);
     m.model->forward_ids(prompt, cache, false);

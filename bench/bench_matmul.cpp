@@ -60,7 +60,9 @@ void BM_GemmQuant(benchmark::State& state) {
 // (a single 2048x5632 q4_0 matrix, 6.5 MB, would otherwise sit in the last-level cache).
 // One iteration is one pass over all copies. This VM's bandwidth drifts with its neighbours'
 // load (copies of the same buffer measured 44-70 GB/s within minutes), so each pass is paired
-// with one copy and one read of memory measured right before it (untimed), and the ratios are
+// with a copy and a read of memory measured right before it (untimed; each the best of 3
+// back-to-back: the first after a pass or a decode run often measures a quarter of the rate
+// the next ones do), and the ratios are
 // the median over the pairs of pass GB/s / copy (read) GB/s: a pair shares its moment's
 // bandwidth, which best-of-each-side does not (its best copy and best pass come from different
 // moments). best_of_copy keeps that older convention for comparison. GB/s is the mean over all
@@ -84,8 +86,8 @@ void BM_Matvec(benchmark::State& state) {
   std::vector<double> pass_s, copy_gbs, read_gbs;
   for (auto _ : state) {
     state.PauseTiming();
-    copy_gbs.push_back(bench::copy_gbs_now(1));
-    read_gbs.push_back(bench::read_gbs_now(1));
+    copy_gbs.push_back(bench::copy_gbs_now());
+    read_gbs.push_back(bench::read_gbs_now());
     state.ResumeTiming();
     const auto t0 = std::chrono::steady_clock::now();
     for (size_t i = 0; i < copies; ++i) benchmark::DoNotOptimize(ops::matmul(x, pool[i]));
