@@ -64,20 +64,18 @@ void BM_Prefill512(benchmark::State& state) {
                                                       benchmark::Counter::kIsIterationInvariantRate);
 }
 
-// 64 tokens decoded after a 16-token prompt, per iteration. Each iteration is paired with a
-// copy and a read of memory measured right before it (each the best of 3 back-to-back) (untimed, as is the prompt's prefill); the
-// ratios are the median over the pairs of weight GB/s / copy (read) GB/s, as for BM_Matvec
-// (this VM's bandwidth drifts with its neighbours' load); best_of_copy compares the best
-// iteration with the best copy instead.
+// 64 tokens decoded after a 16-token prompt, per iteration. Each iteration is paired with the
+// bandwidth measured right before it (bench::BandwidthPairs, untimed, as is the prompt's
+// prefill): the ratios are medians over the pairs, as for BM_Matvec (this VM's bandwidth
+// drifts with its neighbours' load).
 void BM_Decode(benchmark::State& state) {
   const DType t = DType(state.range(0));
   const Loaded& m = tinyllama(t);
-  bench::copy_gbs_now(1), bench::read_gbs_now(1);  // their buffers' first touch, outside the pairs
-  std::vector<double> run_s, copy_gbs, read_gbs;
+  bench::BandwidthPairs pairs;
+  double best = 1e30;
   for (auto _ : state) {
     state.PauseTiming();
-    copy_gbs.push_back(bench::copy_gbs_now());
-    read_gbs.push_back(bench::read_gbs_now());
+    pairs.before();
     lm::KvCache cache(m.model->config(), 128);
     std::vector<int32_t> prompt(16, 2);
     m.model->forward_ids(prompt, cache, false);
@@ -88,24 +86,14 @@ void BM_Decode(benchmark::State& state) {
       const Tensor l = m.model->forward_ids({id}, cache, false);
       id = 1 + int32_t(l.data<float>()[0] > 0);
     }
-    run_s.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    best = std::min(best, sec);
+    pairs.after(64 * m.weight_bytes / sec / 1e9);
   }
-  std::vector<double> gbs, r_copy, r_read;
-  for (size_t i = 0; i < run_s.size(); ++i) {
-    gbs.push_back(64 * m.weight_bytes / run_s[i] / 1e9);
-    r_copy.push_back(gbs[i] / copy_gbs[i]);
-    r_read.push_back(gbs[i] / read_gbs[i]);
-  }
-  const double best = *std::min_element(run_s.begin(), run_s.end());
   state.SetLabel(dtype_name(t));
   state.counters["tokens/s"] = benchmark::Counter(64, benchmark::Counter::kIsIterationInvariantRate);
   state.counters["best_tokens/s"] = 64 / best;
-  state.counters["best_GB/s"] = 64 * m.weight_bytes / best / 1e9;
-  state.counters["copy_GB/s"] = *std::max_element(copy_gbs.begin(), copy_gbs.end());
-  state.counters["of_copy_bw"] = bench::median(r_copy);
-  state.counters["read_GB/s"] = *std::max_element(read_gbs.begin(), read_gbs.end());
-  state.counters["of_read_bw"] = bench::median(r_read);
-  state.counters["best_of_copy"] = state.counters["best_GB/s"] / state.counters["copy_GB/s"];
+  pairs.report(state);
 }
 
 constexpr int64_t kF16 = int64_t(DType::F16), kQ8 = int64_t(DType::Q8_0), kQ4 = int64_t(DType::Q4_0);

@@ -4,8 +4,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -60,13 +58,8 @@ void BM_GemmQuant(benchmark::State& state) {
 // (a single 2048x5632 q4_0 matrix, 6.5 MB, would otherwise sit in the last-level cache).
 // One iteration is one pass over all copies. This VM's bandwidth drifts with its neighbours'
 // load (copies of the same buffer measured 44-70 GB/s within minutes), so each pass is paired
-// with a copy and a read of memory measured right before it (untimed; each the best of 3
-// back-to-back: the first after a pass or a decode run often measures a quarter of the rate
-// the next ones do), and the ratios are
-// the median over the pairs of pass GB/s / copy (read) GB/s: a pair shares its moment's
-// bandwidth, which best-of-each-side does not (its best copy and best pass come from different
-// moments). best_of_copy keeps that older convention for comparison. GB/s is the mean over all
-// passes. OCELLUS_BENCH_PAIRS=1 prints every pair.
+// with the bandwidth measured right before it (bench::BandwidthPairs: the ratios are medians
+// over the pairs). GB/s is the mean over all passes.
 void BM_Matvec(benchmark::State& state) {
   const int64_t m = state.range(0), k = state.range(1);
   const DType t = DType(state.range(2));
@@ -82,34 +75,23 @@ void BM_Matvec(benchmark::State& state) {
   }
   Tensor x = random_tensor({1, k}, 4);
   for (size_t i = 0; i < copies; ++i) benchmark::DoNotOptimize(ops::matmul(x, pool[i]));  // warm-up pass
-  bench::copy_gbs_now(1), bench::read_gbs_now(1);  // their buffers' first touch, outside the pairs
-  std::vector<double> pass_s, copy_gbs, read_gbs;
+  bench::BandwidthPairs pairs;
+  const double pass_bytes = double(bytes) * double(copies);
+  double best_pass = 1e30;
   for (auto _ : state) {
     state.PauseTiming();
-    copy_gbs.push_back(bench::copy_gbs_now());
-    read_gbs.push_back(bench::read_gbs_now());
+    pairs.before();
     state.ResumeTiming();
     const auto t0 = std::chrono::steady_clock::now();
     for (size_t i = 0; i < copies; ++i) benchmark::DoNotOptimize(ops::matmul(x, pool[i]));
-    pass_s.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  }
-  const double pass_bytes = double(bytes) * double(copies);
-  std::vector<double> pass_gbs, r_copy, r_read;
-  for (size_t i = 0; i < pass_s.size(); ++i) {
-    pass_gbs.push_back(pass_bytes / pass_s[i] / 1e9);
-    r_copy.push_back(pass_gbs[i] / copy_gbs[i]);
-    r_read.push_back(pass_gbs[i] / read_gbs[i]);
-    if (std::getenv("OCELLUS_BENCH_PAIRS")) std::fprintf(stderr, "pair %zu: pass %.1f copy %.1f read %.1f GB/s\n", i, pass_gbs[i], copy_gbs[i], read_gbs[i]);
+    const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    best_pass = std::min(best_pass, sec);
+    pairs.after(pass_bytes / sec / 1e9);
   }
   state.SetLabel(std::string(dtype_name(t)) + (pool[0].packed() ? " packed" : ""));
-  state.counters["us/call"] = *std::min_element(pass_s.begin(), pass_s.end()) / double(copies) * 1e6;
+  state.counters["us/call"] = best_pass / double(copies) * 1e6;
   state.counters["GB/s"] = benchmark::Counter(pass_bytes / 1e9, benchmark::Counter::kIsIterationInvariantRate);
-  state.counters["best_GB/s"] = *std::max_element(pass_gbs.begin(), pass_gbs.end());
-  state.counters["copy_GB/s"] = *std::max_element(copy_gbs.begin(), copy_gbs.end());
-  state.counters["of_copy_bw"] = bench::median(r_copy);
-  state.counters["read_GB/s"] = *std::max_element(read_gbs.begin(), read_gbs.end());
-  state.counters["of_read_bw"] = bench::median(r_read);
-  state.counters["best_of_copy"] = state.counters["best_GB/s"] / state.counters["copy_GB/s"];
+  pairs.report(state);
 }
 
 // The same kernel with one small weight matrix that stays in cache: the kernel's own speed,

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -111,10 +112,37 @@ double read_gbs_now(int reps) {
   return read_gbs(a.data(), bytes, reps);
 }
 
+namespace {
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   const size_t n = v.size();
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+}  // namespace
+
+BandwidthPairs::BandwidthPairs() { copy_gbs_now(1), read_gbs_now(1); }
+
+void BandwidthPairs::before() {
+  copy_.push_back(copy_gbs_now());
+  read_.push_back(read_gbs_now());
+}
+
+void BandwidthPairs::report(benchmark::State& state) const {
+  if (gbs_.empty() || gbs_.size() != copy_.size()) return;
+  std::vector<double> r_copy, r_read;
+  const bool print = std::getenv("OCELLUS_BENCH_PAIRS") != nullptr;
+  for (size_t i = 0; i < gbs_.size(); ++i) {
+    r_copy.push_back(gbs_[i] / copy_[i]);
+    r_read.push_back(gbs_[i] / read_[i]);
+    if (print) std::fprintf(stderr, "pair %zu: %.1f GB/s, copy %.1f, read %.1f GB/s\n", i, gbs_[i], copy_[i], read_[i]);
+  }
+  const double best = *std::max_element(gbs_.begin(), gbs_.end()), best_copy = *std::max_element(copy_.begin(), copy_.end());
+  state.counters["best_GB/s"] = best;
+  state.counters["copy_GB/s"] = best_copy;
+  state.counters["of_copy_bw"] = median(r_copy);
+  state.counters["read_GB/s"] = *std::max_element(read_.begin(), read_.end());
+  state.counters["of_read_bw"] = median(r_read);
+  state.counters["best_of_copy"] = best / best_copy;
 }
 
 void print_ceilings() {

@@ -1,6 +1,8 @@
 #pragma once
 // The machine's own ceilings, measured in the same run as the benchmarks that are compared with
 // them: memory bandwidth (a large read, a large copy) and f32 GEMM peak (OpenBLAS, large square).
+#include <benchmark/benchmark.h>
+
 #include <string>
 #include <vector>
 
@@ -21,8 +23,22 @@ void print_ceilings();
 double copy_gbs_now(int reps = 3);
 double read_gbs_now(int reps = 3);  // streaming read, 512 MiB, best of `reps`
 
-// Median of a non-empty sample.
-double median(std::vector<double> v);
+// A memory-bound benchmark's iterations paired with the machine's bandwidth at that moment:
+// before() measures a copy and a read (untimed; each the best of 3 back-to-back: the first after
+// a pass or a decode run often measures a quarter of the rate), after() records the iteration's
+// GB/s. report() sets best_GB/s, copy_GB/s, read_GB/s (the best of each), of_copy_bw /
+// of_read_bw (the median over the pairs of GB/s over that pair's copy / read: a pair shares
+// its moment's bandwidth) and best_of_copy (best over best, the older convention).
+// OCELLUS_BENCH_PAIRS=1 prints every pair.
+struct BandwidthPairs {
+  BandwidthPairs();  // touches the copy and read buffers once, outside the pairs
+  void before();
+  void after(double gbs) { gbs_.push_back(gbs); }
+  void report(benchmark::State& state) const;
+
+ private:
+  std::vector<double> gbs_, copy_, read_;
+};
 
 // Path of an `ocellus synth` model of `shape` with `dtype` matrices in build/bench-models/,
 // written on first use (later runs reuse the file).

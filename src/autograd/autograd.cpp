@@ -6,11 +6,11 @@
 #include <cstring>
 
 #include "ocellus/core/error.h"
+#include "ocellus/core/threads.h"
 #include "ocellus/ops/embed.h"
 #include "ocellus/ops/loss.h"
 #include "ocellus/ops/matmul.h"
 #include "ocellus/ops/norm.h"
-#include "ocellus/core/threads.h"
 #include "ocellus/ops/shape.h"
 
 namespace ocellus::ag {

@@ -313,6 +313,15 @@ void activate_backward(Activation f, const Tensor& x_in, const Tensor& dy_in, Te
   }
 }
 
+namespace {
+// One piece of the SwiGLU forward: y = silu(g)·u = g / (1 + e^-g) · u, with e^-g from the
+// kernel table written into y first.
+void swiglu_piece(const kern::Table& K, const float* g, const float* u, float* y, int64_t n) {
+  K.exp_affine(g, -1.0f, 0.0f, y, n);  // e^-g
+  for (int64_t i = 0; i < n; ++i) y[i] = g[i] / (1.0f + y[i]) * u[i];
+}
+}  // namespace
+
 Tensor swiglu(const Tensor& gate, const Tensor& up) {
   check_same(gate, up, "swiglu");
   const Tensor g = gate.contiguous(), u = up.contiguous();
@@ -320,10 +329,7 @@ Tensor swiglu(const Tensor& gate, const Tensor& up) {
   const float *gp = g.data<float>(), *up_ = u.data<float>();
   float* yp = y.data<float>();
   const kern::Table& K = kern::active();
-  parallel_for(y.numel(), 1 << 12, [&](int64_t i0, int64_t i1) {
-    K.exp_affine(gp + i0, -1.0f, 0.0f, yp + i0, i1 - i0);  // e^-g
-    for (int64_t i = i0; i < i1; ++i) yp[i] = gp[i] / (1.0f + yp[i]) * up_[i];
-  });
+  parallel_for(y.numel(), 1 << 12, [&](int64_t i0, int64_t i1) { swiglu_piece(K, gp + i0, up_ + i0, yp + i0, i1 - i0); });
   return y;
 }
 
@@ -393,12 +399,7 @@ Tensor swiglu_packed(const Tensor& gate_up_in) {
   float* yp = y.data<float>();
   const kern::Table& K = kern::active();
   parallel_for(n, std::max<int64_t>(1, 4096 / std::max<int64_t>(f, 1)), [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const float *g = src + r * 2 * f, *u = g + f;
-      float* o = yp + r * f;
-      K.exp_affine(g, -1.0f, 0.0f, o, f);  // e^-g
-      for (int64_t i = 0; i < f; ++i) o[i] = g[i] / (1.0f + o[i]) * u[i];
-    }
+    for (int64_t r = r0; r < r1; ++r) swiglu_piece(K, src + r * 2 * f, src + r * 2 * f + f, yp + r * f, f);
   });
   return y;
 }
