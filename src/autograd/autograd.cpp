@@ -106,12 +106,21 @@ void Tape::backward(const Var& loss) {
     }
     const auto t0 = std::chrono::steady_clock::now();
     it->backward();
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    auto e = std::find_if(profile_.begin(), profile_.end(), [&](const auto& p) { return p.first == it->op; });
-    if (e == profile_.end()) profile_.push_back({it->op, s});
-    else e->second += s;
+    add_time(std::string("backward ") + it->op, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }
   records_.clear();
+}
+
+void Tape::note_forward(const char* op) {
+  const auto now = std::chrono::steady_clock::now();
+  add_time(std::string("forward ") + op, std::chrono::duration<double>(now - last_).count());
+  last_ = now;
+}
+
+void Tape::add_time(const std::string& key, double seconds) {
+  auto e = std::find_if(profile_.begin(), profile_.end(), [&](const auto& p) { return p.first == key; });
+  if (e == profile_.end()) profile_.push_back({key, seconds});
+  else e->second += seconds;
 }
 
 // Each op: forward; if recorded, a closure that reads the output's gradient (nothing to do when

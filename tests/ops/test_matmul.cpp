@@ -1,7 +1,10 @@
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "ocellus/core/cpu.h"
 #include "ocellus/core/error.h"
+#include "ocellus/core/threads.h"
 #include "ocellus/ops/matmul.h"
 #include "testutil.h"
 
@@ -93,6 +96,29 @@ TEST(Matmul, BackwardMatchesNaive) {
     EXPECT_LE(rel_err(db, db_ref), 1e-5);
     if (!f32) EXPECT_THROW(ops::matmul_backward(x, wt, dy, nullptr, &dw, nullptr), Error);
   }
+}
+
+// dx and dw computed side by side (each thread one row range of one product) give the naive
+// gradients for any thread count — odd counts cut each product into as many pieces as there are
+// threads — with dx accumulated or overwritten and dw accumulated onto what it held.
+TEST(MatmulBackward, SideBySideProductsForEveryThreadCount) {
+  const Tensor x = randn({37, 48}, 31), w = randn({29, 48}, 32), dy = randn({37, 29}, 33);
+  const int saved = num_threads();
+  for (int threads : {1, 2, 3, 4, 5}) {
+    set_num_threads(threads);
+    for (bool overwrite : {false, true}) {
+      Tensor dx = Tensor::full({37, 48}, overwrite ? std::nanf("") : 0.5f), dx_ref = Tensor::full({37, 48}, 0.5f);
+      Tensor dw = Tensor::full({29, 48}, -0.25f), dw_ref = Tensor::full({29, 48}, -0.25f);
+      Tensor db = Tensor::zeros({29}), db_ref = Tensor::zeros({29});
+      if (overwrite) dx_ref = Tensor::zeros({37, 48});
+      ops::matmul_backward(x, w, dy, &dx, &dw, &db, overwrite);
+      ops::ref::matmul_backward(x, w, dy, &dx_ref, &dw_ref, &db_ref);
+      EXPECT_LE(rel_err(dx, dx_ref), 1e-5) << threads << " threads, overwrite " << overwrite;
+      EXPECT_LE(rel_err(dw, dw_ref), 1e-5) << threads << " threads";
+      EXPECT_LE(rel_err(db, db_ref), 1e-5) << threads << " threads";
+    }
+  }
+  set_num_threads(saved);
 }
 
 // The packed q4_0 / q8_0 paths give the row-by-row dot path's results (same 8-bit activations,

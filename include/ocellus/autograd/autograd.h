@@ -4,6 +4,7 @@
 // op's backward (ops/*_backward, which accumulate). Tape::backward runs the records in reverse
 // from a scalar loss. Leaves that are frozen (requires_grad false) never get a gradient, and
 // nothing upstream of only-frozen inputs is recorded. NoGrad turns recording off in a scope.
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -47,13 +48,20 @@ class NoGrad {
 class Tape {
  public:
   static Tape& current();
-  void record(const char* op, std::function<void()> backward) { records_.push_back({op, std::move(backward)}); }
+  void record(const char* op, std::function<void()> backward) {
+    if (profiling_) note_forward(op);
+    records_.push_back({op, std::move(backward)});
+  }
   // d loss / d leaf into each leaf's grad (accumulating); loss must be a scalar [1]. Clears the tape.
   void backward(const Var& loss);
   void clear() { records_.clear(); }
   size_t size() const { return records_.size(); }
-  // Seconds spent in each op's backward since profiling was turned on (for finding hot spots).
-  void set_profiling(bool on) { profiling_ = on, profile_.clear(); }
+  // Seconds spent in each op's backward ("backward <op>") since profiling was turned on, and in
+  // each op's forward ("forward <op>": the time from the previous op's recording, or from
+  // mark(), to this one's, so glue code between ops counts towards the next op) — for finding
+  // hot spots.
+  void set_profiling(bool on) { profiling_ = on, profile_.clear(), mark(); }
+  void mark() { last_ = std::chrono::steady_clock::now(); }
   const std::vector<std::pair<std::string, double>>& profile() const { return profile_; }
 
  private:
@@ -62,8 +70,11 @@ class Tape {
     std::function<void()> backward;
   };
   std::vector<Record> records_;
+  void note_forward(const char* op);
+  void add_time(const std::string& key, double seconds);
   bool profiling_ = false;
   std::vector<std::pair<std::string, double>> profile_;
+  std::chrono::steady_clock::time_point last_;
 };
 
 // ---- ops (f32 values) -----------------------------------------------------------------------
