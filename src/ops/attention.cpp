@@ -63,30 +63,6 @@ struct Inputs {
   }
 };
 
-// The max and the sum of s[0, n) in 16 independent lanes (each a vector register's lane once
-// vectorized): one running max or sum is a dependency chain of n steps, the slowest part of a
-// softmax row next to the GEMMs. The lanes' sums are added in double.
-float row_max(const float* s, int64_t n) {
-  float m[16];
-  std::fill(m, m + 16, kNegInf);
-  int64_t j = 0;
-  for (; j + 16 <= n; j += 16)
-    for (int t = 0; t < 16; ++t) m[t] = std::max(m[t], s[j + t]);
-  for (; j < n; ++j) m[0] = std::max(m[0], s[j]);
-  return *std::max_element(m, m + 16);
-}
-
-double row_sum(const float* s, int64_t n) {
-  float a[16] = {};
-  int64_t j = 0;
-  for (; j + 16 <= n; j += 16)
-    for (int t = 0; t < 16; ++t) a[t] += s[j + t];
-  double sum = 0;
-  for (; j < n; ++j) sum += double(s[j]);
-  for (int t = 0; t < 16; ++t) sum += double(a[t]);
-  return sum;
-}
-
 // Score of query row (i, h) against key j: scale * q·k + mask.
 inline float score(const Inputs& in, const Dims& d, const AttentionParams& p, const kern::Table& K,
                    int64_t i, int64_t h, int64_t j) {
@@ -202,11 +178,11 @@ void attention_gemm(const Inputs& in, const Dims& d, const AttentionParams& p, f
         const int64_t end = key_end(d, p, i0 + i);
         if (in.mp)
           for (int64_t j = 0; j < end; ++j) s[j] += in.mp[(i0 + i) * d.n_kv + j];
-        const float m = row_max(s, end);
+        const float m = detail::lane_max(end, [s](int64_t j) { return s[j]; });
         double sum = 0;
         if (m != kNegInf) {
           K.exp_affine(s, 1.0f, -m, s, end);  // vectorized exp (within 2 ulp)
-          sum = row_sum(s, end);
+          sum = detail::lane_sum(end, [s](int64_t j) { return s[j]; });
         }
         const float inv = sum > 0 ? float(1.0 / sum) : 0.0f;
         for (int64_t j = 0; j < end; ++j) s[j] = m != kNegInf ? s[j] * inv : 0.0f;

@@ -31,8 +31,7 @@ int64_t check(const Tensor& logits, const std::vector<int32_t>& targets, int32_t
 
 // log Σ exp(row) with the max subtracted.
 float logsumexp(const float* r, int64_t v) {
-  float m = r[0];
-  for (int64_t j = 1; j < v; ++j) m = std::max(m, r[j]);
+  const float m = detail::lane_max(v, [r](int64_t j) { return r[j]; });
   return m + std::log(kern::active().sum_exp_affine(r, 1.0f, -m, v));
 }
 

@@ -48,20 +48,18 @@ void column_sums(float* g, int64_t rows, int64_t d, F f) {
 }
 
 // Mean and 1/σ of one row (LayerNorm), shared by forward and backward.
+// (The row sums run in 16 lanes: detail::lane_sum.)
 inline void layer_norm_stats(const float* xr, int64_t d, float eps, float* mean, float* inv) {
-  float m = 0, v = 0;
-  for (int64_t j = 0; j < d; ++j) m += xr[j];
-  m /= float(d);
-  for (int64_t j = 0; j < d; ++j) v += (xr[j] - m) * (xr[j] - m);
+  const float m = float(detail::lane_sum(d, [xr](int64_t j) { return xr[j]; }) / double(d));
+  const double v = detail::lane_sum(d, [xr, m](int64_t j) { return (xr[j] - m) * (xr[j] - m); });
   *mean = m;
-  *inv = 1.0f / std::sqrt(v / float(d) + eps);
+  *inv = 1.0f / std::sqrt(float(v / double(d)) + eps);
 }
 
 // 1 / sqrt(mean(x²) + eps) of one row (RMSNorm).
 inline float rms_inv(const float* xr, int64_t d, float eps) {
-  float ss = 0;
-  for (int64_t j = 0; j < d; ++j) ss += xr[j] * xr[j];
-  return 1.0f / std::sqrt(ss / float(d) + eps);
+  const double ss = detail::lane_sum(d, [xr](int64_t j) { return xr[j] * xr[j]; });
+  return 1.0f / std::sqrt(float(ss / double(d)) + eps);
 }
 
 // y = fn applied to each row: fn(x row, y row), rows in parallel.
@@ -131,14 +129,12 @@ void layer_norm_backward(const Tensor& x, const Tensor* w, const Tensor& dy_in, 
     float* dxp = dx->data<float>();
     parallel_for(r.rows, 8, [&](int64_t r0, int64_t r1) {
       for (int64_t i = r0; i < r1; ++i) {
-        float s1 = 0, s2 = 0;  // mean of dxhat, mean of dxhat * xhat
-        for (int64_t j = 0; j < r.d; ++j) {
-          const float gh = g[i * r.d + j] * (r.w ? r.w[j] : 1.0f);
-          s1 += gh;
-          s2 += gh * xhat(i, j);
-        }
-        s1 /= float(r.d);
-        s2 /= float(r.d);
+        // mean of dxhat, mean of dxhat * xhat
+        const float* gi = g + i * r.d;
+        const float s1 = r.w ? float(detail::lane_sum(r.d, [&](int64_t j) { return gi[j] * r.w[j]; }) / double(r.d))
+                             : float(detail::lane_sum(r.d, [&](int64_t j) { return gi[j]; }) / double(r.d));
+        const float s2 = r.w ? float(detail::lane_sum(r.d, [&](int64_t j) { return gi[j] * r.w[j] * xhat(i, j); }) / double(r.d))
+                             : float(detail::lane_sum(r.d, [&](int64_t j) { return gi[j] * xhat(i, j); }) / double(r.d));
         for (int64_t j = 0; j < r.d; ++j) {
           const float gh = g[i * r.d + j] * (r.w ? r.w[j] : 1.0f);
           dxp[i * r.d + j] += inv[i] * (gh - s1 - xhat(i, j) * s2);
@@ -173,9 +169,9 @@ void rms_norm_backward(const Tensor& x, const Tensor* w, const Tensor& dy_in, fl
     float* dxp = dx->data<float>();
     parallel_for(r.rows, 8, [&](int64_t r0, int64_t r1) {
       for (int64_t i = r0; i < r1; ++i) {
-        float s = 0;  // mean of dxhat * x
-        for (int64_t j = 0; j < r.d; ++j) s += g[i * r.d + j] * (r.w ? r.w[j] : 1.0f) * xp[i * r.d + j];
-        s /= float(r.d);
+        const float *gi = g + i * r.d, *xi = xp + i * r.d;  // s: mean of dxhat * x
+        const float s = r.w ? float(detail::lane_sum(r.d, [&](int64_t j) { return gi[j] * r.w[j] * xi[j]; }) / double(r.d))
+                            : float(detail::lane_sum(r.d, [&](int64_t j) { return gi[j] * xi[j]; }) / double(r.d));
         const float k = inv[i] * inv[i] * s;
         for (int64_t j = 0; j < r.d; ++j)
           dxp[i * r.d + j] += inv[i] * (g[i * r.d + j] * (r.w ? r.w[j] : 1.0f) - xp[i * r.d + j] * k);

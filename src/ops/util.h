@@ -1,6 +1,8 @@
 #pragma once
 // Helpers private to the op implementations.
+#include <algorithm>
 #include <cstdint>
+#include <limits>
 
 #include "ocellus/core/error.h"
 #include "ocellus/core/tensor.h"
@@ -42,6 +44,32 @@ inline void check_grad(const Tensor* g, const Shape& shape, const char* op, cons
                 ", expected ", shape.str());
   OCELLUS_CHECK(g->is_contiguous() && g->writable(), op, ": ", what,
                 " must be a contiguous writable tensor");
+}
+
+// Σ f(j) and max f(j) over j in [0, n) in 16 independent float lanes (each a vector register's
+// lane once vectorized; one running sum or max is a dependency chain of n steps). The lanes' sums
+// are added in double at the end.
+template <typename F>
+double lane_sum(int64_t n, F f) {
+  float a[16] = {};
+  int64_t j = 0;
+  for (; j + 16 <= n; j += 16)
+    for (int t = 0; t < 16; ++t) a[t] += f(j + t);
+  double sum = 0;
+  for (; j < n; ++j) sum += double(f(j));
+  for (int t = 0; t < 16; ++t) sum += double(a[t]);
+  return sum;
+}
+
+template <typename F>
+float lane_max(int64_t n, F f) {
+  float m[16];
+  std::fill(m, m + 16, -std::numeric_limits<float>::infinity());
+  int64_t j = 0;
+  for (; j + 16 <= n; j += 16)
+    for (int t = 0; t < 16; ++t) m[t] = std::max(m[t], f(j + t));
+  for (; j < n; ++j) m[0] = std::max(m[0], f(j));
+  return *std::max_element(m, m + 16);
 }
 
 }  // namespace ocellus::ops::detail

@@ -196,6 +196,28 @@ TEST(Norm, RmsNormMatchesNaiveAndGradients) {
             });
 }
 
+// Rows wider than the 16 lanes the row sums run in (two full lane blocks and a tail of 8), with
+// and without a weight: both backwards against the naive ones.
+TEST(Norm, BackwardsMatchNaiveOnWideRows) {
+  const Tensor x = randn({7, 40}, 6, 3.0f), w = randn({40}, 7), b = randn({40}, 8), g = randn({7, 40}, 9);
+  for (const Tensor* wp : {&w, static_cast<const Tensor*>(nullptr)}) {
+    Tensor dx = zeros_like(x), dw = zeros_like(w), db = zeros_like(b);
+    Tensor dx_r = zeros_like(x), dw_r = zeros_like(w), db_r = zeros_like(b);
+    O::layer_norm_backward(x, wp, g, 1e-5f, &dx, wp ? &dw : nullptr, &db);
+    O::ref::layer_norm_backward(x, wp, g, 1e-5f, &dx_r, wp ? &dw_r : nullptr, &db_r);
+    EXPECT_LE(rel_err(dx, dx_r), 1e-5) << "layer_norm, weight " << (wp != nullptr);
+    EXPECT_LE(rel_err(dw, dw_r), 1e-5);
+    EXPECT_LE(rel_err(db, db_r), 1e-5);
+    Tensor rdx = zeros_like(x), rdw = zeros_like(w), rdx_r = zeros_like(x), rdw_r = zeros_like(w);
+    O::rms_norm_backward(x, wp, g, 1e-5f, &rdx, wp ? &rdw : nullptr);
+    O::ref::rms_norm_backward(x, wp, g, 1e-5f, &rdx_r, wp ? &rdw_r : nullptr);
+    EXPECT_LE(rel_err(rdx, rdx_r), 1e-5) << "rms_norm, weight " << (wp != nullptr);
+    EXPECT_LE(rel_err(rdw, rdw_r), 1e-5);
+    EXPECT_LE(rel_err(O::rms_norm(x, wp, 1e-5f), O::ref::rms_norm(x, wp, 1e-5f)), 1e-5);
+    EXPECT_LE(rel_err(O::layer_norm(x, wp, &b, 1e-5f), O::ref::layer_norm(x, wp, &b, 1e-5f)), 1e-5);
+  }
+}
+
 // ---- rope -----------------------------------------------------------------------------------
 
 TEST(Rope, BothLayoutsFullAndPartialMatchNaive) {
