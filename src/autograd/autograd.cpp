@@ -336,11 +336,31 @@ Var attention_segments(const Var& q, const Var& k, const Var& v, const ops::Atte
       Tensor* gq = gp(q);
       Tensor* gk = gp(k);
       Tensor* gv = gp(v);
-      for (size_t s = 0; s + 1 < starts.size(); ++s) {
+      auto segment = [&](size_t s) {
         const int64_t a = starts[s], b = starts[s + 1];
         Tensor dq = gq ? gq->slice(0, a, b) : Tensor(), dk = gk ? gk->slice(0, a, b) : Tensor(), dv = gv ? gv->slice(0, a, b) : Tensor();
         ops::attention_backward(q->value.slice(0, a, b), k->value.slice(0, a, b), v->value.slice(0, a, b), y->value.slice(0, a, b),
                                 lses[s], dy.slice(0, a, b), p, gq ? &dq : nullptr, gk ? &dk : nullptr, gv ? &dv : nullptr);
+      };
+      // A segment's backward is parallel over its kv heads only (each owns its dk, dv): with as
+      // many segments as threads and none holding more than a thread's share of the work (cost
+      // ~ length²), whole segments go to the threads instead, longest first, each run
+      // single-threaded — one parallel region, no thread waiting on another's kv head.
+      const size_t n_seg = starts.size() - 1;
+      std::vector<size_t> order(n_seg);
+      double total = 0, largest = 0;
+      for (size_t s = 0; s < n_seg; ++s) {
+        const double len = double(starts[s + 1] - starts[s]);
+        order[s] = s, total += len * len, largest = std::max(largest, len * len);
+      }
+      if (n_seg >= size_t(num_threads()) && num_threads() > 1 && largest <= total / num_threads()) {
+        std::stable_sort(order.begin(), order.end(),
+                         [&](size_t x, size_t z) { return starts[x + 1] - starts[x] > starts[z + 1] - starts[z]; });
+        parallel_for_dynamic(int64_t(n_seg), 1, [&](int64_t i0, int64_t i1) {
+          for (int64_t i = i0; i < i1; ++i) segment(order[size_t(i)]);
+        });
+      } else {
+        for (size_t s = 0; s < n_seg; ++s) segment(s);
       }
     });
   return y;

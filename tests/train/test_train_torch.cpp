@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ocellus/autograd/autograd.h"
+#include "ocellus/core/threads.h"
 #include "ocellus/io/hf_config.h"
 #include "ocellus/io/safetensors.h"
 #include "ocellus/io/tensor_source.h"
@@ -237,14 +238,24 @@ TEST(TrainTorch, StackedBatchIsTheTokenMeanOfItsSequences) {
   b.ids = {1, 9, 11, 13, 15, 17};
   b.mask = {0, 0, 1, 1, 1, 1};
   b.features.clear();
-  const double na = double(model::TrainableVlm::counted_tokens(f.sample)), nb = double(model::TrainableVlm::counted_tokens(b));
-  ag::Tape::current().backward(f.vlm.loss_batch({f.sample, b}));
-  std::vector<Tensor> stacked;
-  for (const ag::Var& p : f.vlm.params()) stacked.push_back(p->grad), p->grad = Tensor();
-  ag::Tape::current().backward(ag::scale(f.vlm.loss(f.sample), float(na / (na + nb))));
-  ag::Tape::current().backward(ag::scale(f.vlm.loss(b), float(nb / (na + nb))));
-  for (size_t i = 0; i < stacked.size(); ++i)
-    EXPECT_LE(test::rel_err(stacked[i], f.vlm.params()[i]->grad), 1e-5) << f.vlm.params()[i]->name;
+  // Two sequences (the attention backward runs segment by segment), and four on two threads (no
+  // segment more than a thread's share: whole segments go to the threads).
+  const int saved = num_threads();
+  set_num_threads(2);
+  for (const std::vector<model::TrainSample>& batch : {std::vector<model::TrainSample>{f.sample, b},
+                                                        std::vector<model::TrainSample>{f.sample, b, b, f.sample}}) {
+    double total = 0;
+    for (const model::TrainSample& s : batch) total += double(model::TrainableVlm::counted_tokens(s));
+    for (const ag::Var& p : f.vlm.params()) p->grad = Tensor();
+    ag::Tape::current().backward(f.vlm.loss_batch(batch));
+    std::vector<Tensor> stacked;
+    for (const ag::Var& p : f.vlm.params()) stacked.push_back(p->grad), p->grad = Tensor();
+    for (const model::TrainSample& s : batch)
+      ag::Tape::current().backward(ag::scale(f.vlm.loss(s), float(double(model::TrainableVlm::counted_tokens(s)) / total)));
+    for (size_t i = 0; i < stacked.size(); ++i)
+      EXPECT_LE(test::rel_err(stacked[i], f.vlm.params()[i]->grad), 1e-5) << f.vlm.params()[i]->name << ", " << batch.size() << " sequences";
+  }
+  set_num_threads(saved);
 }
 
 TEST(TrainTorch, StepMatchesPyTorchAllTrainable) {
