@@ -91,7 +91,10 @@ void matvec(const float* x, const Tensor& w, float* y, const Dims& d) {
   const DType t = w.dtype();
   const bool quant = t == DType::Q8_0 || t == DType::Q4_0;
   QuantizedRows xq(K, x, quant ? d.n : 0, d.k);
-  parallel_for(d.m, 64, [&](int64_t a, int64_t b) {
+  // Rows shared out in chunks (about eight per thread, at least 64 rows) that threads take as
+  // they come free: memory-bound, and one core often streams faster than the other.
+  const int64_t chunk = std::max<int64_t>(64, d.m / (8 * num_threads()));
+  parallel_for_dynamic(d.m, chunk, [&](int64_t a, int64_t b) {
     for (int64_t j = a; j < b; ++j) {
       const uint8_t* row = wp + size_t(j) * rb;
       for (int64_t i = 0; i < d.n; ++i) {
