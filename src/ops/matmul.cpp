@@ -270,7 +270,7 @@ void matmul_backward(const Tensor& x, const Tensor& w_in, const Tensor& dy, Tens
                         d.m, " values");
   const Tensor dyc = dy.contiguous();
   const float* g = dyc.data<float>();
-  if (dx && dw && w_in.dtype() == DType::F32 && num_threads() >= 2) {
+  if (dx && dw && w_in.dtype() == DType::F32 && d.k > 0 && num_threads() >= 2) {
     // dx = dy · w and dw += dyᵀ · x side by side: the same flops each, so the threads split into
     // two halves, every thread running its own row range of one product single-threaded
     // (OpenBLAS's OpenMP build runs one thread inside a parallel region). Two independent
