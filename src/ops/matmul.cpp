@@ -40,12 +40,20 @@ Shape out_shape(const Tensor& x, int64_t m) {
   return s;
 }
 
-void sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
-           const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+// C = op(A) op(B) + beta C with OpenBLAS's threads as they are (one inside a parallel region);
+// nothing for an empty C.
+void sgemm_here(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
+                const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
   if (M == 0 || N == 0) return;
-  openblas_set_num_threads(num_threads());
   cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
               int(M), int(N), int(K), 1.0f, A, int(lda), B, int(ldb), beta, C, int(ldc));
+}
+
+// The same on num_threads() threads.
+void sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
+           const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  openblas_set_num_threads(num_threads());
+  sgemm_here(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc);
 }
 
 // Rows [j0, j0 + rows) of w, dequantized to f32 in parallel.
@@ -270,7 +278,7 @@ void matmul_backward(const Tensor& x, const Tensor& w_in, const Tensor& dy, Tens
                         d.m, " values");
   const Tensor dyc = dy.contiguous();
   const float* g = dyc.data<float>();
-  if (dx && dw && w_in.dtype() == DType::F32 && d.k > 0 && num_threads() >= 2) {
+  if (dx && dw && w_in.dtype() == DType::F32 && num_threads() >= 2) {
     // dx = dy · w and dw += dyᵀ · x side by side: the same flops each, so the threads split into
     // two halves, every thread running its own row range of one product single-threaded
     // (OpenBLAS's OpenMP build runs one thread inside a parallel region). Two independent
@@ -288,14 +296,10 @@ void matmul_backward(const Tensor& x, const Tensor& w_in, const Tensor& dy, Tens
         const int64_t q = piece % half;
         if (piece < half) {  // rows [r0, r1) of dx
           const int64_t r0 = d.n * q / half, r1 = d.n * (q + 1) / half;
-          if (r1 > r0)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(r1 - r0), int(d.k), int(d.m), 1.0f, g + r0 * d.m,
-                        int(d.m), wp, int(d.k), dx_overwrite ? 0.0f : 1.0f, dxp + r0 * d.k, int(d.k));
+          sgemm_here(false, false, r1 - r0, d.k, d.m, g + r0 * d.m, d.m, wp, d.k, dx_overwrite ? 0.0f : 1.0f, dxp + r0 * d.k, d.k);
         } else {  // rows [j0, j1) of dw
           const int64_t j0 = d.m * q / half, j1 = d.m * (q + 1) / half;
-          if (j1 > j0)
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(j1 - j0), int(d.k), int(d.n), 1.0f, g + j0, int(d.m), xp,
-                        int(d.k), 1.0f, dwp + j0 * d.k, int(d.k));
+          sgemm_here(true, false, j1 - j0, d.k, d.n, g + j0, d.m, xp, d.k, 1.0f, dwp + j0 * d.k, d.k);
         }
       }
     });
