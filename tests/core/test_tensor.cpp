@@ -23,6 +23,18 @@ TEST(Tensor, ZerosIsZeroedAndContiguous) {
   EXPECT_EQ(reinterpret_cast<uintptr_t>(t.raw()) % 64, 0u);
 }
 
+// A zero-width last dimension is an empty tensor with rows, not a division by zero (it crashed
+// the process with SIGFPE in Shape::rows).
+TEST(Tensor, ZeroWidthRowsAreEmpty) {
+  const Shape s{3, 0};
+  EXPECT_EQ(s.rows(), 3);
+  EXPECT_EQ(s.numel(), 0);
+  Tensor t = Tensor::zeros({3, 0});
+  EXPECT_EQ(t.nbytes(), 0u);
+  EXPECT_EQ(Shape({2, 5, 0}).rows(), 10);
+  EXPECT_EQ(Shape({7}).rows(), 1);
+}
+
 TEST(Tensor, ViewsShareStorage) {
   Tensor t = Tensor::from_vector({2, 3}, {0, 1, 2, 3, 4, 5});
   Tensor tt = t.transpose(0, 1);

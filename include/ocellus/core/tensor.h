@@ -26,8 +26,12 @@ struct Shape {
   int64_t& operator[](int i) { return d[i]; }
   int64_t numel() const;
   int64_t last() const { return ndim ? d[ndim - 1] : 1; }
-  // Product of all but the last dimension (the number of rows).
-  int64_t rows() const { return ndim ? numel() / d[ndim - 1] : 1; }
+  // Product of all but the last dimension (the number of rows; also when the last is 0).
+  int64_t rows() const {
+    int64_t r = 1;
+    for (int i = 0; i + 1 < ndim; ++i) r *= d[i];
+    return r;
+  }
   bool operator==(const Shape& o) const;
   bool operator!=(const Shape& o) const { return !(*this == o); }
   std::string str() const;  // "[2, 3]"
