@@ -58,4 +58,25 @@ void parallel_for_dynamic(int64_t n, int64_t chunk, const std::function<void(int
     fn(c * chunk, std::min(n, (c + 1) * chunk));
 }
 
+void parallel_for_guided(int64_t n, int64_t min_chunk, const std::function<void(int64_t, int64_t)>& fn) {
+  if (n <= 0) return;
+  min_chunk = std::max<int64_t>(min_chunk, 1);
+  const int nt = int(std::min<int64_t>(num_threads(), (n + min_chunk - 1) / min_chunk));
+  if (nt <= 1 || omp_in_parallel()) {
+    fn(0, n);
+    return;
+  }
+  std::atomic<int64_t> next{0};
+#pragma omp parallel num_threads(nt)
+  for (;;) {
+    int64_t begin = next.load(std::memory_order_relaxed), end;
+    do {
+      if (begin >= n) break;
+      end = std::min(n, begin + std::max(min_chunk, (n - begin + nt - 1) / nt));
+    } while (!next.compare_exchange_weak(begin, end, std::memory_order_relaxed));
+    if (begin >= n) break;
+    fn(begin, end);
+  }
+}
+
 }  // namespace ocellus

@@ -99,10 +99,9 @@ void matvec(const float* x, const Tensor& w, float* y, const Dims& d) {
   const DType t = w.dtype();
   const bool quant = t == DType::Q8_0 || t == DType::Q4_0;
   QuantizedRows xq(K, x, quant ? d.n : 0, d.k);
-  // Rows shared out in chunks (about eight per thread, at least 64 rows) that threads take as
-  // they come free: memory-bound, and one core often streams faster than the other.
-  const int64_t chunk = std::max<int64_t>(64, d.m / (8 * num_threads()));
-  parallel_for_dynamic(d.m, chunk, [&](int64_t a, int64_t b) {
+  // Rows shared out guided (parallel_for_guided): memory-bound, long contiguous runs first and
+  // short ones at the end, as one core often streams faster than the other.
+  parallel_for_guided(d.m, 16, [&](int64_t a, int64_t b) {
     for (int64_t j = a; j < b; ++j) {
       const uint8_t* row = wp + size_t(j) * rb;
       for (int64_t i = 0; i < d.n; ++i) {
@@ -121,26 +120,29 @@ void matvec(const float* x, const Tensor& w, float* y, const Dims& d) {
 }
 
 // y_i[n, m_i] = x[n, k] · w_iᵀ for weights packed in 16-row tiles (q4_0 or q8_0, each with its
-// kernel) of width k: x quantized once, then the tiles of all the weights, in order, shared out
-// in one parallel region: about eight chunks per thread, each a contiguous run of tiles (at least 4).
+// kernel) of width k: x quantized once, then the tiles of all the weights, in order, in pairs
+// (the two-tile kernels: one pass over x for 32 rows; a weight's odd last tile alone), shared
+// out guided in one parallel region (contiguous runs of pairs, shorter towards the end).
 void matvec_packed(const float* x, int64_t n, int64_t k, const std::vector<const PreparedWeight*>& ws,
                    const std::vector<float*>& ys) {
   const kern::Table& K = kern::active();
   const int64_t nb = k / kQK;
-  std::vector<int64_t> first_tile{0};
-  for (const PreparedWeight* w : ws) first_tile.push_back(first_tile.back() + (w->tensor().dim(0) + kPackRows - 1) / kPackRows);
+  std::vector<int64_t> first_pair{0};
+  for (const PreparedWeight* w : ws)
+    first_pair.push_back(first_pair.back() + (w->tensor().dim(0) + 2 * kPackRows - 1) / (2 * kPackRows));
   QuantizedRows xq(K, x, n, k);
-  const int64_t n_tiles = first_tile.back(), chunk = std::max<int64_t>(4, n_tiles / (8 * num_threads()));
-  parallel_for_dynamic(n_tiles, chunk, [&](int64_t a, int64_t b) {
-    float out[kPackRows];
+  parallel_for_guided(first_pair.back(), 1, [&](int64_t a, int64_t b) {
+    float out[2 * kPackRows];
     size_t wi = 0;
-    for (int64_t t = a; t < b; ++t) {
-      while (t >= first_tile[wi + 1]) ++wi;
+    for (int64_t p = a; p < b; ++p) {
+      while (p >= first_pair[wi + 1]) ++wi;
       const PreparedWeight& w = *ws[wi];
-      const int64_t m = w.tensor().dim(0), lt = t - first_tile[wi], j0 = lt * kPackRows, rows = std::min(kPackRows, m - j0);
+      const int64_t m = w.tensor().dim(0), j0 = (p - first_pair[wi]) * 2 * kPackRows, lt = j0 / kPackRows;
+      const int64_t rows = std::min(2 * kPackRows, m - j0);
+      const bool two = rows > kPackRows;
       for (int64_t i = 0; i < n; ++i) {
-        if (w.tiles()) K.gemv_q4_0x16(w.tiles() + lt * nb, xq.row(i), k, out);
-        else K.gemv_q8_0x16(w.tiles_q8() + lt * nb, xq.row(i), k, out);
+        if (w.tiles()) (two ? K.gemv_q4_0x16x2 : K.gemv_q4_0x16)(w.tiles() + lt * nb, xq.row(i), k, out);
+        else (two ? K.gemv_q8_0x16x2 : K.gemv_q8_0x16)(w.tiles_q8() + lt * nb, xq.row(i), k, out);
         std::copy(out, out + rows, ys[wi] + i * m + j0);
       }
     }

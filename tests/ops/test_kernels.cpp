@@ -172,6 +172,40 @@ TEST(Kernels, PackedQ8TileMatchesGeneric) {
   }
 }
 
+// The two-tile kernels give each tile's values exactly as the one-tile kernel of their table
+// does (a matrix of 20 rows: the second tile mostly the zero rows past m).
+TEST(Kernels, TwoTileKernelsEqualOneTileKernels) {
+  for (int64_t m : {32, 20})
+    for (int64_t n : {32, 256, 2048 + 96}) {
+      Tensor x = test::randn({n}, uint32_t(n + 9));
+      ActBuf xb(n);
+      const Q8Act xq = xb.view();
+      kern::kGeneric.quantize_q8_act(x.data<float>(), xq, n);
+      for (DType t : {DType::Q4_0, DType::Q8_0}) {
+        Tensor w = test::randn({m, n}, uint32_t(m + n)).to(t);
+        ops::PreparedWeight pw(w);
+        ASSERT_TRUE(pw.packed());
+        std::vector<const kern::Table*> tables = simd_tables();
+        tables.push_back(&kern::kGeneric);
+        for (auto* T : tables) {
+          float one[32], two[32];
+          if (t == DType::Q4_0) {
+            T->gemv_q4_0x16(pw.tiles(), xq, n, one);
+            T->gemv_q4_0x16(pw.tiles() + n / 32, xq, n, one + 16);
+            T->gemv_q4_0x16x2(pw.tiles(), xq, n, two);
+          } else {
+            T->gemv_q8_0x16(pw.tiles_q8(), xq, n, one);
+            T->gemv_q8_0x16(pw.tiles_q8() + n / 32, xq, n, one + 16);
+            T->gemv_q8_0x16x2(pw.tiles_q8(), xq, n, two);
+          }
+          for (int r = 0; r < 32; ++r)
+            EXPECT_EQ(two[r], one[r]) << T->name << " " << dtype_name(t) << " m=" << m << " n=" << n << " row " << r;
+          for (int r = int(m); r < 32; ++r) EXPECT_EQ(two[r], 0.0f) << "rows past m are zero";
+        }
+      }
+    }
+}
+
 // llama.cpp's f32 summation order: bit-identical in every table, and close to the exact sum.
 TEST(Kernels, DotF32GgmlOrderIsBitIdentical) {
   for (int64_t n : {16, 64, 100, 2048, 2048 + 5}) {

@@ -18,4 +18,10 @@ void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, in
 // split would leave the faster one waiting at the end.
 void parallel_for_dynamic(int64_t n, int64_t chunk, const std::function<void(int64_t, int64_t)>& fn);
 
+// Guided: each thread, as it comes free, takes 1/threads of what is left (at least min_chunk):
+// long contiguous runs first (a memory stream the hardware prefetcher keeps up with), short
+// ones at the end that even out a core that streams slower. For memory-bound matrix-vector
+// products: measured 0.70-0.83 -> 0.84-1.0 of read bandwidth over fixed chunks of 1/16 (Zen 5).
+void parallel_for_guided(int64_t n, int64_t min_chunk, const std::function<void(int64_t, int64_t)>& fn);
+
 }  // namespace ocellus

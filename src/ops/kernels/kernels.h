@@ -38,6 +38,10 @@ struct Table {
   // y[0..15] = the 16 rows of a q4_0x16 tile (n columns) times one activation row.
   void (*gemv_q4_0x16)(const BlockQ4_0x16* w, Q8Act x, int64_t n, float* y);
   void (*gemv_q8_0x16)(const BlockQ8_0x16* w, Q8Act x, int64_t n, float* y);
+  // The same for two adjacent tiles (w, and w + n/32 blocks: rows 0-31) in one pass over the
+  // activations, y[0..31]; each tile's values bit-identical to the one-tile kernel's.
+  void (*gemv_q4_0x16x2)(const BlockQ4_0x16* w, Q8Act x, int64_t n, float* y);
+  void (*gemv_q8_0x16x2)(const BlockQ8_0x16* w, Q8Act x, int64_t n, float* y);
   // y = exp(a x + b) elementwise (within 2 ulp of exp; 0 below exp's normal range), and the sum
   // of those values: the softmaxes of training (cross-entropy, SiLU) without a libm call each.
   void (*exp_affine)(const float* x, float a, float b, float* y, int64_t n);

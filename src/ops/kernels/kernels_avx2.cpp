@@ -102,70 +102,107 @@ static float x86_dot_q4_0(const void* wv, Q8Act x, int64_t n) {
 // of a nibble <= 15 and an int8, |.| <= 3840) are summed in int16 — 16 products per lane, at most
 // 30720 in magnitude for any int8 activations, so exact — and widened once (madd with ones) per
 // register, not once per maddubs: 1.69 -> 2.0 G blocks/s on one Zen 3 core, the same bits.
-static void x86_gemv_q4_0x16(const BlockQ4_0x16* w, Q8Act x, int64_t n, float* y) {
+//
+// T tiles (1 or 2: adjacent, n/32 blocks apart) share each activation broadcast; a tile's
+// arithmetic is the same for T = 1 and 2.
+template <int T>
+static inline void q4_tiles(const BlockQ4_0x16* w, Q8Act x, int64_t n, float* y) {
   const __m256i m4 = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
-  __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, corr0 = acc0, corr1 = acc0;
+  const int64_t nb = n / kQK;
+  // Few registers live across blocks (16 ymm in all): the -8 offset of the nibbles is folded
+  // into each block's factor, acc += dw (sumi dx - 8 sx), and a block's low- and high-nibble
+  // products share one int16 sum (wrapping adds: any order gives the exact total).
+  __m256 acc0[T], acc1[T];
+  for (int t = 0; t < T; ++t) acc0[t] = acc1[t] = _mm256_setzero_ps();
 #pragma GCC unroll 2
-  for (int64_t i = 0; i < n / kQK; ++i) {
+  for (int64_t i = 0; i < nb; ++i) {
     const int8_t* xb = x.qs + i * kQK;
-    __m256i p0 = _mm256_setzero_si256(), p1 = p0, q0 = p0, q1 = p0;  // low / high nibbles, rows 0-7 / 8-15
+    const int64_t pf = i + 32 + (i + 32 >= nb ? (T - 1) * nb : 0);
+    for (int t = 0; t < T; ++t) {
+      const char* ahead = reinterpret_cast<const char*>(w + t * nb + pf);
+      for (int l = 0; l < int(sizeof(BlockQ4_0x16)); l += 64) _mm_prefetch(ahead + l, _MM_HINT_NTA);
+    }
+    __m256i p0[T], p1[T];  // rows 0-7 / 8-15
+    for (int t = 0; t < T; ++t) p0[t] = p1[t] = _mm256_setzero_si256();
     for (int c = 0; c < 4; ++c) {
       int32_t xl, xh;
       memcpy(&xl, xb + 4 * c, 4);
       memcpy(&xh, xb + 16 + 4 * c, 4);
       const __m256i vxl = _mm256_set1_epi32(xl), vxh = _mm256_set1_epi32(xh);
-      const __m256i v0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[i].qs[c]));
-      const __m256i v1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[i].qs[c] + 32));
-      p0 = _mm256_add_epi16(p0, _mm256_maddubs_epi16(_mm256_and_si256(v0, m4), vxl));
-      p1 = _mm256_add_epi16(p1, _mm256_maddubs_epi16(_mm256_and_si256(v1, m4), vxl));
-      q0 = _mm256_add_epi16(q0, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v0, 4), m4), vxh));
-      q1 = _mm256_add_epi16(q1, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v1, 4), m4), vxh));
+      for (int t = 0; t < T; ++t) {
+        const __m256i v0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[t * nb + i].qs[c]));
+        const __m256i v1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[t * nb + i].qs[c] + 32));
+        p0[t] = _mm256_add_epi16(p0[t], _mm256_maddubs_epi16(_mm256_and_si256(v0, m4), vxl));
+        p1[t] = _mm256_add_epi16(p1[t], _mm256_maddubs_epi16(_mm256_and_si256(v1, m4), vxl));
+        p0[t] = _mm256_add_epi16(p0[t], _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v0, 4), m4), vxh));
+        p1[t] = _mm256_add_epi16(p1[t], _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v1, 4), m4), vxh));
+      }
     }
-    const __m256i s0 = _mm256_madd_epi16(_mm256_add_epi16(p0, q0), ones), s1 = _mm256_madd_epi16(_mm256_add_epi16(p1, q1), ones);
-    const __m256 d0 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w[i].d)));
-    const __m256 d1 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w[i].d + 8)));
-    const __m256 dx = _mm256_set1_ps(x.d[i]), sx = _mm256_set1_ps(x.s[i]);
-    acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0), _mm256_mul_ps(d0, dx), acc0);
-    acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s1), _mm256_mul_ps(d1, dx), acc1);
-    corr0 = _mm256_fmadd_ps(d0, sx, corr0);
-    corr1 = _mm256_fmadd_ps(d1, sx, corr1);
+    const __m256 dx = _mm256_set1_ps(x.d[i]), sx8 = _mm256_set1_ps(8.0f * x.s[i]);
+    for (int t = 0; t < T; ++t) {
+      const __m256 f0 = _mm256_fmsub_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(p0[t], ones)), dx, sx8);
+      const __m256 f1 = _mm256_fmsub_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(p1[t], ones)), dx, sx8);
+      acc0[t] = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w[t * nb + i].d))), f0, acc0[t]);
+      acc1[t] = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w[t * nb + i].d + 8))), f1, acc1[t]);
+    }
   }
-  const __m256 eight = _mm256_set1_ps(8.0f);
-  _mm256_storeu_ps(y, _mm256_fnmadd_ps(eight, corr0, acc0));
-  _mm256_storeu_ps(y + 8, _mm256_fnmadd_ps(eight, corr1, acc1));
+  for (int t = 0; t < T; ++t) {
+    _mm256_storeu_ps(y + 16 * t, acc0[t]);
+    _mm256_storeu_ps(y + 16 * t + 8, acc1[t]);
+  }
 }
+static void x86_gemv_q4_0x16(const BlockQ4_0x16* w, Q8Act x, int64_t n, float* y) { q4_tiles<1>(w, x, n, y); }
+static void x86_gemv_q4_0x16x2(const BlockQ4_0x16* w, Q8Act x, int64_t n, float* y) { q4_tiles<2>(w, x, n, y); }
 
 // A q8_0x16 tile times one activation row, rows 0-7 and 8-15 in two registers; |w| times x with
 // w's sign (so maddubs never saturates: |w| <= 128, |x| <= 127).
-static void x86_gemv_q8_0x16(const BlockQ8_0x16* w, Q8Act x, int64_t n, float* y) {
-  __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
+// T tiles share the broadcasts, as for q4_0.
+template <int T>
+static inline void q8_tiles(const BlockQ8_0x16* w, Q8Act x, int64_t n, float* y) {
+  const int64_t nb = n / kQK;
+  __m256 acc0[T], acc1[T];
+  for (int t = 0; t < T; ++t) acc0[t] = acc1[t] = _mm256_setzero_ps();
 #pragma GCC unroll 2
-  for (int64_t i = 0; i < n / kQK; ++i) {
+  for (int64_t i = 0; i < nb; ++i) {
     const int8_t* xb = x.qs + i * kQK;
-    __m256i s0 = _mm256_setzero_si256(), s1 = s0;
+    const int64_t pf = i + 16 + (i + 16 >= nb ? (T - 1) * nb : 0);
+    for (int t = 0; t < T; ++t) {
+      const char* ahead = reinterpret_cast<const char*>(w + t * nb + pf);
+      for (int l = 0; l < int(sizeof(BlockQ8_0x16)); l += 64) _mm_prefetch(ahead + l, _MM_HINT_NTA);
+    }
+    __m256i s0[T], s1[T];
+    for (int t = 0; t < T; ++t) s0[t] = s1[t] = _mm256_setzero_si256();
     for (int c = 0; c < 8; ++c) {
       int32_t xv;
       memcpy(&xv, xb + 4 * c, 4);
       const __m256i xx = _mm256_set1_epi32(xv);
-      const __m256i v0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[i].qs[c]));
-      const __m256i v1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[i].qs[c] + 32));
-      s0 = _mm256_add_epi32(s0, dot_u8s8(_mm256_sign_epi8(v0, v0), _mm256_sign_epi8(xx, v0)));
-      s1 = _mm256_add_epi32(s1, dot_u8s8(_mm256_sign_epi8(v1, v1), _mm256_sign_epi8(xx, v1)));
+      for (int t = 0; t < T; ++t) {
+        const __m256i v0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[t * nb + i].qs[c]));
+        const __m256i v1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[t * nb + i].qs[c] + 32));
+        s0[t] = _mm256_add_epi32(s0[t], dot_u8s8(_mm256_sign_epi8(v0, v0), _mm256_sign_epi8(xx, v0)));
+        s1[t] = _mm256_add_epi32(s1[t], dot_u8s8(_mm256_sign_epi8(v1, v1), _mm256_sign_epi8(xx, v1)));
+      }
     }
     const __m256 dx = _mm256_set1_ps(x.d[i]);
-    const __m256 d0 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w[i].d)));
-    const __m256 d1 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w[i].d + 8)));
-    acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0), _mm256_mul_ps(d0, dx), acc0);
-    acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s1), _mm256_mul_ps(d1, dx), acc1);
+    for (int t = 0; t < T; ++t) {
+      const __m256 d0 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w[t * nb + i].d)));
+      const __m256 d1 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w[t * nb + i].d + 8)));
+      acc0[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0[t]), _mm256_mul_ps(d0, dx), acc0[t]);
+      acc1[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s1[t]), _mm256_mul_ps(d1, dx), acc1[t]);
+    }
   }
-  _mm256_storeu_ps(y, acc0);
-  _mm256_storeu_ps(y + 8, acc1);
+  for (int t = 0; t < T; ++t) {
+    _mm256_storeu_ps(y + 16 * t, acc0[t]);
+    _mm256_storeu_ps(y + 16 * t + 8, acc1[t]);
+  }
 }
+static void x86_gemv_q8_0x16(const BlockQ8_0x16* w, Q8Act x, int64_t n, float* y) { q8_tiles<1>(w, x, n, y); }
+static void x86_gemv_q8_0x16x2(const BlockQ8_0x16* w, Q8Act x, int64_t n, float* y) { q8_tiles<2>(w, x, n, y); }
 
 }  // namespace
 
 const Table kAvx2 = {"avx2", f16_to_f32, f32_to_f16, bf16_to_f32, x86_dequant_q8_0,
                      x86_dequant_q4_0, x86_quantize_q8_act, dot_f32, dot_f32_ggml, dot_f16, dot_bf16,
-                     x86_dot_q8_0, x86_dot_q4_0, x86_gemv_q4_0x16, x86_gemv_q8_0x16, x86_exp_affine, x86_sum_exp_affine, x86_adamw};
+                     x86_dot_q8_0, x86_dot_q4_0, x86_gemv_q4_0x16, x86_gemv_q8_0x16, x86_gemv_q4_0x16x2, x86_gemv_q8_0x16x2, x86_exp_affine, x86_sum_exp_affine, x86_adamw};
 
 }  // namespace ocellus::kern
