@@ -10,6 +10,7 @@
 #include <cstring>
 #include <vector>
 
+#include "ocellus/core/cpu.h"
 #include "ocellus/core/dtype.h"
 #include "ocellus/core/threads.h"
 #include "ocellus/model/synth.h"
@@ -148,8 +149,8 @@ void BandwidthPairs::report(benchmark::State& state) const {
 void print_ceilings() {
   const Ceilings& c = ceilings();
   std::printf("ceilings (%d threads): memory read %.1f GB/s, memory copy %.1f GB/s (read+write), "
-              "f32 GEMM peak %.1f GFLOP/s (OpenBLAS sgemm 2048^3)\n",
-              num_threads(), c.read_gbs, c.copy_gbs, c.gemm_gflops);
+              "f32 GEMM peak %.1f GFLOP/s (OpenBLAS sgemm 2048^3, %s kernels)\n",
+              num_threads(), c.read_gbs, c.copy_gbs, c.gemm_gflops, blas_core().c_str());
 }
 
 std::string synth_model(const std::string& shape, const char* dtype) {

@@ -149,6 +149,9 @@ int main(int argc, char** argv) {
     std::printf("ocellus 0.1.0\n");
     std::printf("cpu features : %s\n", ocellus::cpu_features().str().c_str());
     std::printf("kernels      : %s\n", ocellus::isa_name(ocellus::active_isa()));
+    const char* coretype = std::getenv("OPENBLAS_CORETYPE");
+    std::printf("openblas core: %s%s%s%s\n", ocellus::blas_core().c_str(), coretype ? " (OPENBLAS_CORETYPE=" : "",
+                coretype ? coretype : "", coretype ? ")" : "");
     std::printf("threads      : %d\n", ocellus::num_threads());
   });
 

@@ -101,4 +101,11 @@ void set_active_isa(Isa isa) {
   active_isa_ref() = isa;
 }
 
+extern "C" char* openblas_get_corename(void);
+
+std::string blas_core() {
+  const char* c = openblas_get_corename();
+  return c ? c : "unknown";
+}
+
 }  // namespace ocellus
