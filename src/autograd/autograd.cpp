@@ -409,10 +409,12 @@ Var slice(const Var& x, int dim, int64_t start, int64_t end) {
 
 Var cross_entropy(const Var& logits, const std::vector<int32_t>& targets, int32_t ignore_index) {
   const bool r = wants({&logits});
-  const float loss = ops::cross_entropy(logits->value, targets, ignore_index);
+  auto lse = std::make_shared<std::vector<float>>();  // each row's log Σ exp, kept for the backward
+  const float loss = ops::cross_entropy(logits->value, targets, ignore_index, r ? lse.get() : nullptr);
   Var y = result(Tensor::full({1}, loss), r);
   if (r)
-    OCELLUS_RECORD(y, ops::cross_entropy_backward(logits->value, targets, dy.data<float>()[0], gp(logits), ignore_index));
+    OCELLUS_RECORD(y, ops::cross_entropy_backward(logits->value, targets, dy.data<float>()[0], gp(logits), ignore_index,
+                                                  lse.get()));
   return y;
 }
 

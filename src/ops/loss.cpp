@@ -37,8 +37,10 @@ float logsumexp(const float* r, int64_t v) {
 
 }  // namespace
 
-float cross_entropy(const Tensor& logits_in, const std::vector<int32_t>& targets, int32_t ignore) {
+float cross_entropy(const Tensor& logits_in, const std::vector<int32_t>& targets, int32_t ignore,
+                    std::vector<float>* row_lse) {
   const int64_t counted = check(logits_in, targets, ignore, "cross_entropy");
+  if (row_lse) row_lse->assign(targets.size(), 0.0f);
   if (counted == 0) return 0.0f;
   const Tensor logits = logits_in.contiguous();
   const int64_t n = logits.dim(0), v = logits.dim(1);
@@ -47,7 +49,9 @@ float cross_entropy(const Tensor& logits_in, const std::vector<int32_t>& targets
     for (int64_t i = r0; i < r1; ++i) {
       if (targets[i] == ignore) continue;
       const float* r = logits.data<float>() + i * v;
-      row_loss[i] = double(logsumexp(r, v) - r[targets[i]]);
+      const float lse = logsumexp(r, v);
+      if (row_lse) (*row_lse)[size_t(i)] = lse;
+      row_loss[i] = double(lse - r[targets[i]]);
     }
   });
   double total = 0;
@@ -56,21 +60,23 @@ float cross_entropy(const Tensor& logits_in, const std::vector<int32_t>& targets
 }
 
 void cross_entropy_backward(const Tensor& logits_in, const std::vector<int32_t>& targets,
-                            float dloss, Tensor* dlogits, int32_t ignore) {
+                            float dloss, Tensor* dlogits, int32_t ignore, const std::vector<float>* row_lse) {
   if (!dlogits) return;
   const int64_t counted = check(logits_in, targets, ignore, "cross_entropy_backward");
   detail::check_grad(dlogits, logits_in.shape(), "cross_entropy_backward", "dlogits");
+  OCELLUS_CHECK(!row_lse || row_lse->size() == targets.size(), "cross_entropy_backward: ",
+                row_lse ? row_lse->size() : 0, " row log-sum-exps for ", targets.size(), " rows");
   if (counted == 0) return;
   const Tensor logits = logits_in.contiguous();
   const int64_t n = logits.dim(0), v = logits.dim(1);
   const float k = dloss / float(counted);
   parallel_for(n, 1, [&](int64_t r0, int64_t r1) {
+    std::vector<float> p(static_cast<size_t>(v));  // one softmax row per thread
     for (int64_t i = r0; i < r1; ++i) {
       if (targets[i] == ignore) continue;
       const float* r = logits.data<float>() + i * v;
       float* g = dlogits->data<float>() + i * v;
-      const float lse = logsumexp(r, v);
-      std::vector<float> p(static_cast<size_t>(v));
+      const float lse = row_lse ? (*row_lse)[size_t(i)] : logsumexp(r, v);
       kern::active().exp_affine(r, 1.0f, -lse, p.data(), v);
       for (int64_t j = 0; j < v; ++j) g[j] += k * p[size_t(j)];
       g[targets[i]] -= k;
