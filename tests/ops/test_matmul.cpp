@@ -125,8 +125,11 @@ TEST(MatmulBackward, SideBySideProductsForEveryThreadCount) {
 // only the float summation order differs) for every ISA, with a row count that leaves a partial
 // tile and a column count with a tail below eight blocks.
 TEST(Matmul, PackedTilesMatchRowDots) {
+  // 13 blocks: two tiles fit in L1 (the two-tile kernel for any row count); 80 blocks: they do
+  // not (one tile at a time from 8 rows of x up).
+  for (int64_t blocks : {13, 80})
   for (DType t : {DType::Q4_0, DType::Q8_0}) {
-    Tensor w = randn({16 * 5 + 7, 32 * 13}, 11).to(t);
+    Tensor w = randn({16 * 5 + 7, 32 * blocks}, 11).to(t);
     if (t == DType::Q4_0) w.data<BlockQ4_0>()[5].qs[3] = 0xf0;  // extreme nibbles
     else w.data<BlockQ8_0>()[5].qs[3] = -128, w.data<BlockQ8_0>()[6].qs[0] = 127;  // extreme values
     ops::PreparedWeight pw(w);
@@ -138,7 +141,8 @@ TEST(Matmul, PackedTilesMatchRowDots) {
         if (!isa_supported(Isa(isa))) continue;
         set_active_isa(Isa(isa));
         Tensor want = ops::matmul(x, w, &b), got = ops::matmul(x, pw, &b);
-        EXPECT_LE(rel_err(got, want), 1e-5) << dtype_name(t) << " rows=" << rows << " isa=" << isa_name(Isa(isa));
+        EXPECT_LE(rel_err(got, want), 1e-5) << dtype_name(t) << " rows=" << rows << " blocks=" << blocks
+                                            << " isa=" << isa_name(Isa(isa));
         EXPECT_LE(rel_err(got, ops::ref::matmul(x, w, &b)), tolerance(t));
       }
     }
