@@ -145,16 +145,14 @@ void matvec_packed(const float* x, int64_t n, int64_t k, const std::vector<const
       // measured 112 -> 101 prompt tokens/s with it; q4_0, 37 KB, 138 -> 146).
       const size_t tile_bytes = w.tiles() ? sizeof(BlockQ4_0x16) : sizeof(BlockQ8_0x16);
       const bool together = two && (n < kMatvecMaxRows || 2 * size_t(nb) * tile_bytes <= (size_t(40) << 10));
+      // The pair's tiles times row i of x, with the one-tile or two-tile kernel of their type.
+      auto gemv = [&](const auto* tiles, auto one, auto pair, int64_t i) {
+        if (together) return pair(tiles, xq.row(i), k, out);
+        for (int64_t h = 0; h < (two ? 2 : 1); ++h) one(tiles + h * nb, xq.row(i), k, out + h * kPackRows);
+      };
       for (int64_t i = 0; i < n; ++i) {
-        if (w.tiles()) {
-          const BlockQ4_0x16* t = w.tiles() + lt * nb;
-          if (together) K.gemv_q4_0x16x2(t, xq.row(i), k, out);
-          else for (int64_t h = 0; h < (two ? 2 : 1); ++h) K.gemv_q4_0x16(t + h * nb, xq.row(i), k, out + h * kPackRows);
-        } else {
-          const BlockQ8_0x16* t = w.tiles_q8() + lt * nb;
-          if (together) K.gemv_q8_0x16x2(t, xq.row(i), k, out);
-          else for (int64_t h = 0; h < (two ? 2 : 1); ++h) K.gemv_q8_0x16(t + h * nb, xq.row(i), k, out + h * kPackRows);
-        }
+        if (w.tiles()) gemv(w.tiles() + lt * nb, K.gemv_q4_0x16, K.gemv_q4_0x16x2, i);
+        else gemv(w.tiles_q8() + lt * nb, K.gemv_q8_0x16, K.gemv_q8_0x16x2, i);
         std::copy(out, out + rows, ys[wi] + i * m + j0);
       }
     }

@@ -117,11 +117,7 @@ static inline void q4_tiles(const BlockQ4_0x16* w, Q8Act x, int64_t n, float* y)
 #pragma GCC unroll 2
   for (int64_t i = 0; i < nb; ++i) {
     const int8_t* xb = x.qs + i * kQK;
-    const int64_t pf = i + 32 + (i + 32 >= nb ? (T - 1) * nb : 0);
-    for (int t = 0; t < T; ++t) {
-      const char* ahead = reinterpret_cast<const char*>(w + t * nb + pf);
-      for (int l = 0; l < int(sizeof(BlockQ4_0x16)); l += 64) _mm_prefetch(ahead + l, _MM_HINT_NTA);
-    }
+    prefetch_tiles<T>(w, nb, i);
     __m256i p0[T], p1[T];  // rows 0-7 / 8-15
     for (int t = 0; t < T; ++t) p0[t] = p1[t] = _mm256_setzero_si256();
     for (int c = 0; c < 4; ++c) {
@@ -165,11 +161,7 @@ static inline void q8_tiles(const BlockQ8_0x16* w, Q8Act x, int64_t n, float* y)
 #pragma GCC unroll 2
   for (int64_t i = 0; i < nb; ++i) {
     const int8_t* xb = x.qs + i * kQK;
-    const int64_t pf = i + 16 + (i + 16 >= nb ? (T - 1) * nb : 0);
-    for (int t = 0; t < T; ++t) {
-      const char* ahead = reinterpret_cast<const char*>(w + t * nb + pf);
-      for (int l = 0; l < int(sizeof(BlockQ8_0x16)); l += 64) _mm_prefetch(ahead + l, _MM_HINT_NTA);
-    }
+    prefetch_tiles<T>(w, nb, i);
     __m256i s0[T], s1[T];
     for (int t = 0; t < T; ++t) s0[t] = s1[t] = _mm256_setzero_si256();
     for (int c = 0; c < 8; ++c) {

@@ -208,16 +208,7 @@ static inline void q4_tiles(const BlockQ4_0x16* w, Q8Act x, int64_t n, float* y)
 #pragma GCC unroll 2  // two blocks in flight: measured 1.35x over none (one tile)
   for (int64_t i = 0; i < nb; ++i) {
     const int8_t* xb = x.qs + i * kQK;
-    // Software prefetch 32 tile-blocks (9.2 KB) ahead: the compute between loads otherwise
-    // leaves the stream short of misses in flight (measured: ~57 -> ~69 GB/s on 2 threads).
-    // Non-temporal: a tile of a wide matrix (50 KB at k = 5632) streamed through L1 as T0
-    // evicts the activation row it meets next. Past a tile's end the prefetch goes on to the
-    // tile this stream reads next (T tiles on), as the hardware prefetcher would.
-    const int64_t pf = i + 32 + (i + 32 >= nb ? (T - 1) * nb : 0);
-    for (int t = 0; t < T; ++t) {
-      const char* ahead = reinterpret_cast<const char*>(w + t * nb + pf);
-      for (int l = 0; l < int(sizeof(BlockQ4_0x16)); l += 64) _mm_prefetch(ahead + l, _MM_HINT_NTA);
-    }
+    prefetch_tiles<T>(w, nb, i);
     __m512i s[T][4];
     for (int t = 0; t < T; ++t)
       for (int c = 0; c < 4; ++c) s[t][c] = _mm512_setzero_si512();
@@ -257,11 +248,7 @@ static inline void q8_tiles(const BlockQ8_0x16* w, Q8Act x, int64_t n, float* y)
 #pragma GCC unroll 2
   for (int64_t i = 0; i < nb; ++i) {
     const int8_t* xb = x.qs + i * kQK;
-    const int64_t pf = i + 16 + (i + 16 >= nb ? (T - 1) * nb : 0);  // 8.7 KB ahead, as for q4_0
-    for (int t = 0; t < T; ++t) {
-      const char* ahead = reinterpret_cast<const char*>(w + t * nb + pf);
-      for (int l = 0; l < int(sizeof(BlockQ8_0x16)); l += 64) _mm_prefetch(ahead + l, _MM_HINT_NTA);
-    }
+    prefetch_tiles<T>(w, nb, i);
     __m512i s[T][4];
     for (int t = 0; t < T; ++t)
       for (int c = 0; c < 4; ++c) s[t][c] = zero;

@@ -150,8 +150,6 @@ void adamw(float* w, float* m, float* v, const float* g, int64_t n, const AdamWS
   }
 }
 
-}  // namespace
-
 void gemv_q4_0x16x2(const BlockQ4_0x16* w, Q8Act x, int64_t n, float* y) {
   gemv_q4_0x16(w, x, n, y);
   gemv_q4_0x16(w + n / kQK, x, n, y + kPackRows);
@@ -160,6 +158,8 @@ void gemv_q8_0x16x2(const BlockQ8_0x16* w, Q8Act x, int64_t n, float* y) {
   gemv_q8_0x16(w, x, n, y);
   gemv_q8_0x16(w + n / kQK, x, n, y + kPackRows);
 }
+
+}  // namespace
 
 const Table kGeneric = {"generic", f16_to_f32, f32_to_f16, bf16_to_f32, dequant_q8_0,
                         dequant_q4_0, quantize_q8_act, dot_f32, dot_f32_ggml, dot_f16, dot_bf16,
