@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the bundled default model (models/fashion-vlm) from nothing, as Llama 3-V / TinyLLaVA do
 # at small scale, on Fashion-MNIST scenes (Debian's dataset-fashion-mnist):
-#   data -> BPE vocabulary -> random init -> 0. LM pretraining on the training text
+#   data -> BPE vocabulary -> random init -> 0. LM pretraining on the training conversations as reading
+#   comprehension (each scene's description in words where its picture will be)
 #   -> 1. SigLIP pretraining of the tower -> embedding cache -> 2. connector pretraining on
 #   captions (tower and LLM frozen) -> 3. instruction fine-tuning (LLM + connector, tower frozen)
 #   -> 3b. more instruction steps -> evaluation on held-out test scenes -> the GGUF pair copied into models/fashion-vlm.
@@ -20,13 +21,13 @@ source scripts/fashion_common.sh
 mkdir -p "$W"
 
 say "data: 20000 training scenes (60k training photos), 500 test scenes (10k test photos)"
-[ -f "$W/data/test_eval.json" ] || $O data fashion-vqa -o "$W/data" --train-scenes 20000 --test-scenes 500 --seed 1
+[ -f "$W/data/train_read.json" ] || $O data fashion-vqa -o "$W/data" --train-scenes 20000 --test-scenes 500 --seed 1
 say "vocabulary: byte-level BPE learned from the training text"
 [ -f "$W/tokenizer/tokenizer.json" ] || $O train-tokenizer -o "$W/tokenizer/tokenizer.json" --vocab-size 512 \
   --special "<|endoftext|>" "<|im_start|>" "<|im_end|>" --eos "<|endoftext|>" "$W/data/train_text.txt"
 say "init: llama 256 x 4 layers, SigLIP-style tower 56 px / 14 px patches, 128 x 4 layers, MLP connector"
 [ -f "$W/init/config.json" ] || $O init -o "$W/init" --tokenizer "$W/tokenizer/tokenizer.json" "${INIT_ARGS[@]}"
-say "stage 0: language-model pretraining on the training conversations' text"
+say "stage 0: language-model pretraining: the training conversations as reading comprehension (description in words, then the questions)"
 stage recipes/fashion/0-text.json "$W/text"
 say "stage 1a: SigLIP pretraining of the tower on scene / caption pairs"
 stage recipes/fashion/1-siglip.json "$W/siglip"

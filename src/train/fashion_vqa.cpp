@@ -3,6 +3,7 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
 #include <random>
 
@@ -120,7 +121,7 @@ FashionVqaStats build_fashion_vqa(const FashionVqaOptions& o) {
     fs::create_directories(o.out + "/images/" + tag);
     std::mt19937_64 rng(o.seed * 1000003ull + (is_train ? 1 : 2));
     auto uniform = [&](uint64_t n) { return int(rng() % n); };
-    json captions = json::array(), instruct = json::array(), eval = json::array();
+    json captions = json::array(), instruct = json::array(), eval = json::array(), reading = json::array();
     std::string corpus;
     for (int64_t k = 0; k < n_scenes; ++k) {
       Scene s{std::vector<int>(size_t(cells), -1), std::vector<int>(size_t(cells), -1)};
@@ -207,6 +208,16 @@ FashionVqaStats build_fashion_vqa(const FashionVqaOptions& o) {
         conv.push_back({{"from", "gpt"}, {"value", qa[i].second}});
       }
       instruct.push_back({{"id", id}, {"image", file}, {"conversations", conv}});
+      // The same conversation as reading comprehension, for the language model's own pretraining:
+      // the description in words where the picture would be, so every answer can be found in
+      // the text (a lookup the model can later apply to the picture's tokens), not guessed.
+      if (is_train) {
+        json text_conv = conv;
+        std::string first = text_conv[0]["value"].get<std::string>();
+        first.replace(0, std::strlen("<image>\n"), cap + "\n");
+        text_conv[0]["value"] = first;
+        reading.push_back({{"id", id + "-read"}, {"conversations", text_conv}});
+      }
       // Each question also on its own, as evaluation asks it (a small model trained only on
       // long conversations learns where in them each kind comes, not to read the picture for it).
       if (is_train)
@@ -228,6 +239,7 @@ FashionVqaStats build_fashion_vqa(const FashionVqaOptions& o) {
     write(tag + "_captions.json", captions);
     write(tag + "_instruct.json", instruct);
     if (!is_train) write("test_eval.json", eval);
+    if (is_train) write("train_read.json", reading);
     // The training text (captions, questions, answers, the chat roles) for learning a vocabulary.
     if (is_train) io::write_text_file_atomically(o.out + "/train_text.txt", "system\nuser\nassistant\n" + corpus);
     (is_train ? st.train_scenes : st.test_scenes) = n_scenes;

@@ -136,10 +136,36 @@ TEST(FashionVqa, ScenesQuestionsAndSplits) {
   std::map<std::string, int> cats;
   for (const auto& q : e) ++cats[q["category"].get<std::string>()];
   for (const char* c : {"identity", "position", "counting", "yes/no", "description"}) EXPECT_GT(cats[c], 0) << c;
+  // Reading comprehension for the language model: each training conversation once, as text,
+  // the picture replaced by its caption in words; the same questions and answers.
+  {
+    std::vector<std::string> skipped;
+    const auto reading = train::read_llava_json(root + "/a/train_read.json", train::OnBad::Fail, &skipped);
+    const auto all = train::read_llava_json(root + "/a/train_instruct.json", train::OnBad::Fail, &skipped);
+    const auto caps = train::read_llava_json(root + "/a/train_captions.json", train::OnBad::Fail, &skipped);
+    std::map<std::string, train::Record> conv;
+    for (const train::Record& r : all)
+      if (r.id.find("-q") == std::string::npos) conv[r.id] = r;
+    ASSERT_EQ(reading.size(), conv.size());
+    for (size_t k = 0; k < reading.size(); ++k) {
+      const train::Record& r = reading[k];
+      EXPECT_TRUE(r.image.empty()) << r.id;
+      const std::string id = r.id.substr(0, r.id.size() - std::string("-read").size());
+      ASSERT_EQ(r.id, id + "-read");
+      ASSERT_TRUE(conv.count(id)) << r.id;
+      const auto& m = conv[id].messages;
+      ASSERT_EQ(r.messages.size(), m.size()) << r.id;
+      const std::string cap = caps[k].messages.back().content;
+      ASSERT_EQ(caps[k].id, id);
+      EXPECT_EQ(r.messages[0].content, cap + "\n" + m[0].content.substr(std::string("<image>\n").size())) << r.id;
+      for (size_t i = 1; i < m.size(); ++i) EXPECT_EQ(r.messages[i].content, m[i].content) << r.id << " turn " << i;
+    }
+  }
   // Deterministic in the seed.
   o.out = root + "/b";
   train::build_fashion_vqa(o);
   EXPECT_EQ(test::read_file(root + "/a/train_instruct.json"), test::read_file(root + "/b/train_instruct.json"));
+  EXPECT_EQ(test::read_file(root + "/a/train_read.json"), test::read_file(root + "/b/train_read.json"));
   EXPECT_EQ(test::read_file(root + "/a/images/test/000003.png"), test::read_file(root + "/b/images/test/000003.png"));
   // A damaged source is a clear error.
   std::ofstream(root + "/src/t10k-labels-idx1-ubyte.gz") << "garbage";

@@ -39,7 +39,9 @@ struct FashionVqaStats {
 
 // Writes out/images/{train,test}/NNNNNN.png, out/train_captions.json, out/train_instruct.json
 // (LLaVA conversations: per training scene one multi-turn conversation, then each of its
-// questions as a single-turn record), out/train_text.txt (their text, for a vocabulary), out/test_captions.json,
+// questions as a single-turn record), out/train_read.json (each training conversation as text only, its
+// first question after the scene's description in words instead of the picture: reading
+// comprehension for the language model's pretraining), out/train_text.txt (their text, for a vocabulary), out/test_captions.json,
 // out/test_instruct.json and out/test_eval.json
 // ([{question_id, image, question, answer, category}]).
 FashionVqaStats build_fashion_vqa(const FashionVqaOptions& o);
