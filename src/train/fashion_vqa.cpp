@@ -3,7 +3,6 @@
 #include <zlib.h>
 
 #include <algorithm>
-#include <cstring>
 #include <filesystem>
 #include <random>
 
@@ -201,29 +200,28 @@ FashionVqaStats build_fashion_vqa(const FashionVqaOptions& o) {
         std::mt19937_64 turn_order_rng(o.seed * 0x9E3779B97F4A7C15ull + uint64_t(k));
         for (size_t i = turn_order.size() - 2; i > 0; --i) std::swap(turn_order[i], turn_order[size_t(turn_order_rng() % (i + 1))]);
       }
-      json conv = json::array();
+      // A question as asked: the short kinds ask for a brief answer.
+      auto asked = [&](size_t i) { return qa[i].first + (cats[i] == "description" ? "" : " Answer briefly."); };
+      // The conversation, and the same conversation as reading comprehension for the language
+      // model's own pretraining: the description in words where the picture would be, so every
+      // answer can be found in the text (a lookup the model can later apply to the picture's
+      // tokens), not guessed.
+      json conv = json::array(), text_conv = json::array();
       for (size_t n = 0; n < turn_order.size(); ++n) {
         const size_t i = turn_order[n];
-        conv.push_back({{"from", "human"}, {"value", (n == 0 ? "<image>\n" : "") + qa[i].first + (cats[i] == "description" ? "" : " Answer briefly.")}});
+        conv.push_back({{"from", "human"}, {"value", (n == 0 ? "<image>\n" : "") + asked(i)}});
         conv.push_back({{"from", "gpt"}, {"value", qa[i].second}});
+        text_conv.push_back({{"from", "human"}, {"value", (n == 0 ? cap + "\n" : "") + asked(i)}});
+        text_conv.push_back({{"from", "gpt"}, {"value", qa[i].second}});
       }
       instruct.push_back({{"id", id}, {"image", file}, {"conversations", conv}});
-      // The same conversation as reading comprehension, for the language model's own pretraining:
-      // the description in words where the picture would be, so every answer can be found in
-      // the text (a lookup the model can later apply to the picture's tokens), not guessed.
-      if (is_train) {
-        json text_conv = conv;
-        std::string first = text_conv[0]["value"].get<std::string>();
-        first.replace(0, std::strlen("<image>\n"), cap + "\n");
-        text_conv[0]["value"] = first;
-        reading.push_back({{"id", id + "-read"}, {"conversations", text_conv}});
-      }
+      if (is_train) reading.push_back({{"id", id + "-read"}, {"conversations", text_conv}});
       // Each question also on its own, as evaluation asks it (a small model trained only on
       // long conversations learns where in them each kind comes, not to read the picture for it).
       if (is_train)
         for (size_t i = 0; i < qa.size(); ++i)
           instruct.push_back({{"id", id + "-q" + std::to_string(i)}, {"image", file},
-                              {"conversations", {{{"from", "human"}, {"value", "<image>\n" + qa[i].first + (cats[i] == "description" ? "" : " Answer briefly.")}},
+                              {"conversations", {{{"from", "human"}, {"value", "<image>\n" + asked(i)}},
                                                  {{"from", "gpt"}, {"value", qa[i].second}}}}});
       if (is_train) {
         corpus += cap + "\n";
@@ -232,7 +230,7 @@ FashionVqaStats build_fashion_vqa(const FashionVqaOptions& o) {
       if (!is_train)
         for (size_t i = 0; i < qa.size(); ++i, ++st.eval_questions)
           eval.push_back({{"question_id", id + "-" + std::to_string(i)}, {"image", file},
-                          {"question", qa[i].first + (cats[i] == "description" ? "" : " Answer briefly.")},
+                          {"question", asked(i)},
                           {"answer", qa[i].second}, {"category", cats[i]}});
     }
     auto write = [&](const std::string& name, const json& j) { io::write_text_file_atomically(o.out + "/" + name, j.dump(1) + "\n"); };
