@@ -114,6 +114,26 @@ TEST(FashionVqa, ScenesQuestionsAndSplits) {
         }
         EXPECT_EQ(m[i + 1].content, std::to_string(want)) << q << " / " << cap;
       }
+      // Yes/no answers agree with the caption too; one counting question and at most two yes/no
+      // (a present kind, an absent one) per scene.
+      std::set<std::string> present;
+      for (const auto& n : names)
+        if (cap.find(" " + n + " in the") != std::string::npos) present.insert(n);
+      int n_counting = 0, n_yes_no = 0;
+      for (size_t i = 0; i + 1 < m.size(); i += 2) {
+        const std::string& q = m[i].content;
+        n_counting += q.find("How many ") != std::string::npos;
+        for (const auto& n : names) {
+          if (q.find("Is there " + std::string(std::string("aeiou").find(n[0]) != std::string::npos ? "an " : "a ") + n + " in") ==
+              std::string::npos)
+            continue;
+          ++n_yes_no;
+          EXPECT_EQ(m[i + 1].content, present.count(n) ? "yes" : "no") << q << " / " << cap;
+        }
+      }
+      EXPECT_EQ(n_counting, 1) << cap;
+      EXPECT_LE(n_yes_no, 2) << cap;
+      EXPECT_GE(n_yes_no, 1) << cap;
       // The description, the caption, comes last (earlier it would give later answers away).
       EXPECT_NE(m[m.size() - 2].content.find("Describe the picture."), std::string::npos);
       EXPECT_EQ(m.back().content, cap);
