@@ -12,7 +12,7 @@
 namespace ocellus::train {
 
 std::string content_key(const std::string& bytes) {
-  uint64_t h = 1469598103934665603ull;  // FNV-1a 64
+  uint64_t h = 14695981039346656037ull;  // FNV-1a 64: offset basis, then xor and multiply by the prime
   for (unsigned char c : bytes) h = (h ^ c) * 1099511628211ull;
   char buf[17];
   std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(h));
@@ -54,7 +54,7 @@ int64_t build_feature_cache(const vision::VisionTower& tower, const std::vector<
     }
   }
   io::write_safetensors(out_path, out,
-                        {{"ocellus.kind", "feature_cache"},
+                        {{"ocellus.kind", "feature_cache"}, {"ocellus.key", "fnv1a64"},
                          {"ocellus.n_features", std::to_string(hidden_after >= 0 ? c.n_positions() : c.n_features())},
                          {"ocellus.hidden_after", std::to_string(hidden_after)},
                          {"ocellus.width", std::to_string(c.n_embd)}, {"ocellus.tower", c.kind},
@@ -71,6 +71,10 @@ FeatureCache FeatureCache::open(const std::string& path, int64_t n_features, int
     return it->second;
   };
   OCELLUS_CHECK(get("ocellus.kind") == "feature_cache", "cache: ", path, ": not a feature cache");
+  // Caches written before 2026-12-06 keyed images by a hash with a mistyped offset basis (one
+  // digit short of FNV-1a's); their keys match no image now.
+  OCELLUS_CHECK(md.count("ocellus.key") && md.at("ocellus.key") == "fnv1a64", "cache: ", path,
+                ": built by an earlier ocellus, whose image keys are another hash; rebuild it with ocellus cache");
   const int64_t nf = std::stoll(get("ocellus.n_features")), w = std::stoll(get("ocellus.width"));
   const auto ha = md.find("ocellus.hidden_after");
   const int64_t after = ha == md.end() ? -1 : std::stoll(ha->second);

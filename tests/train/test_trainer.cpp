@@ -665,3 +665,23 @@ TEST(Trainer, InitMergeTrainsAndExportsBothWays) {
   spec.merge = 3;
   expect_init_error(w, spec, "merge");
 }
+
+// Cache keys are FNV-1a 64 of the image file's bytes (the published test vectors), and a cache
+// written with the earlier, mistyped hash is refused with a clear error, not read as missing images.
+TEST(FeatureCache, KeysAreFnv1a64AndEarlierCachesAreRefused) {
+  EXPECT_EQ(train::content_key(""), "cbf29ce484222325");
+  EXPECT_EQ(train::content_key("a"), "af63dc4c8601ec8c");
+  EXPECT_EQ(train::content_key("foobar"), "85944171f73967e8");
+  const std::string path = test::temp_path("old_cache.safetensors");
+  const Tensor f = Tensor::zeros({4, 8});
+  io::write_safetensors(path, {{"0123456789abcdef", f}},
+                        {{"ocellus.kind", "feature_cache"}, {"ocellus.n_features", "4"}, {"ocellus.hidden_after", "-1"},
+                         {"ocellus.width", "8"}, {"ocellus.tower", "siglip"}, {"ocellus.layers_run", "1"}});
+  try {
+    train::FeatureCache::open(path, 4, 8);
+    ADD_FAILURE() << "an earlier cache was opened";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("rebuild it with ocellus cache"), std::string::npos) << e.what();
+  }
+  std::filesystem::remove(path);
+}
