@@ -26,7 +26,7 @@ stage recipes/fashion/ablations/no-stage1-instruct.json "$A/no-stage1/stage2"
 evaluate "$A/no-stage1/stage2" ablation-no-stage1
 
 say "ablation: tower partly trainable (block 1, TinyLLaVA's share)"
-[ -f "$A/hidden-after-1.safetensors" ] || $O cache -m "$W/stage1/model" --data "$W/data/train_instruct.json" --images "$W/data" \
+current_cache "$A/hidden-after-1.safetensors" || $O cache -m "$W/stage1/model" --data "$W/data/train_instruct.json" --images "$W/data" \
   -o "$A/hidden-after-1.safetensors" --batch 64 --hidden-after 1
 stage recipes/fashion/ablations/tower-share-instruct.json "$A/tower-share/stage2"
 evaluate "$A/tower-share/stage2" ablation-tower-share

@@ -32,7 +32,7 @@ stage recipes/fashion/0-text.json "$W/text"
 say "stage 1a: SigLIP pretraining of the tower on scene / caption pairs"
 stage recipes/fashion/1-siglip.json "$W/siglip"
 say "embedding cache: the frozen tower over every training image"
-[ -f "$W/features.safetensors" ] || $O cache -m "$W/siglip/model" --data "$W/data/train_instruct.json" --images "$W/data" \
+current_cache "$W/features.safetensors" || $O cache -m "$W/siglip/model" --data "$W/data/train_instruct.json" --images "$W/data" \
   -o "$W/features.safetensors" --batch 64
 say "stage 1b: connector pretraining on captions (tower and LLM frozen)"
 stage recipes/fashion/2-connector.json "$W/stage1"
