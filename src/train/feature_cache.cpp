@@ -73,7 +73,8 @@ FeatureCache FeatureCache::open(const std::string& path, int64_t n_features, int
   OCELLUS_CHECK(get("ocellus.kind") == "feature_cache", "cache: ", path, ": not a feature cache");
   // Caches written before 2026-12-06 keyed images by a hash with a mistyped offset basis (one
   // digit short of FNV-1a's); their keys match no image now.
-  OCELLUS_CHECK(md.count("ocellus.key") && md.at("ocellus.key") == "fnv1a64", "cache: ", path,
+  const auto key = md.find("ocellus.key");
+  OCELLUS_CHECK(key != md.end() && key->second == "fnv1a64", "cache: ", path,
                 ": built by an earlier ocellus, whose image keys are another hash; rebuild it with ocellus cache");
   const int64_t nf = std::stoll(get("ocellus.n_features")), w = std::stoll(get("ocellus.width"));
   const auto ha = md.find("ocellus.hidden_after");
