@@ -5,7 +5,8 @@
 #   comprehension (each scene's description in words where its picture will be)
 #   -> 1. SigLIP pretraining of the tower -> embedding cache -> 2. connector pretraining on
 #   captions (tower and LLM frozen) -> 3. instruction fine-tuning (LLM + connector, tower frozen)
-#   -> 3b. more instruction steps -> evaluation on held-out test scenes -> the GGUF pair copied into models/fashion-vlm.
+#   -> 3b. more instruction steps, on the conversations with contrastive counts added (a present kind
+#   and an absent look-alike of it) -> evaluation on held-out test scenes -> the GGUF pair copied into models/fashion-vlm.
 # Each stage is one `ocellus train --recipe recipes/fashion/...` call. Work goes to runs/fashion;
 # a stage whose model exists is skipped, one with a checkpoint resumes, so a stopped run goes on
 # where it was. Usage: bash scripts/train_fashion.sh [--no-install]
@@ -21,7 +22,7 @@ source scripts/fashion_common.sh
 mkdir -p "$W"
 
 say "data: 20000 training scenes (60k training photos), 500 test scenes (10k test photos)"
-[ -f "$W/data/train_read.json" ] || $O data fashion-vqa -o "$W/data" --train-scenes 20000 --test-scenes 500 --seed 1
+[ -f "$W/data/train_instruct_contrast.json" ] || $O data fashion-vqa -o "$W/data" --train-scenes 20000 --test-scenes 500 --seed 1
 say "vocabulary: byte-level BPE learned from the training text"
 [ -f "$W/tokenizer/tokenizer.json" ] || $O train-tokenizer -o "$W/tokenizer/tokenizer.json" --vocab-size 512 \
   --special "<|endoftext|>" "<|im_start|>" "<|im_end|>" --eos "<|endoftext|>" "$W/data/train_text.txt"
@@ -38,7 +39,7 @@ say "stage 1b: connector pretraining on captions (tower and LLM frozen)"
 stage recipes/fashion/2-connector.json "$W/stage1"
 say "stage 2: instruction fine-tuning (LLM + connector; tower frozen)"
 stage recipes/fashion/3-instruct.json "$W/stage2"
-say "stage 2b: 3,000 more instruction steps (a second, lower cosine cycle, another data order)"
+say "stage 2b: 3,000 more instruction steps (a second, lower cosine cycle; contrastive counts added)"
 stage recipes/fashion/4-instruct-more.json "$W/stage2b"
 say "evaluation on the held-out test scenes"
 evaluate "$W/stage2b" eval

@@ -120,7 +120,8 @@ FashionVqaStats build_fashion_vqa(const FashionVqaOptions& o) {
     fs::create_directories(o.out + "/images/" + tag);
     std::mt19937_64 rng(o.seed * 1000003ull + (is_train ? 1 : 2));
     auto uniform = [&](uint64_t n) { return int(rng() % n); };
-    json captions = json::array(), instruct = json::array(), eval = json::array(), reading = json::array();
+    json captions = json::array(), instruct = json::array(), contrast = json::array(), eval = json::array(),
+         reading = json::array();
     std::string corpus;
     for (int64_t k = 0; k < n_scenes; ++k) {
       Scene s{std::vector<int>(size_t(cells), -1), std::vector<int>(size_t(cells), -1)};
@@ -200,32 +201,71 @@ FashionVqaStats build_fashion_vqa(const FashionVqaOptions& o) {
         std::mt19937_64 turn_order_rng(o.seed * 0x9E3779B97F4A7C15ull + uint64_t(k));
         for (size_t i = turn_order.size() - 2; i > 0; --i) std::swap(turn_order[i], turn_order[size_t(turn_order_rng() % (i + 1))]);
       }
+      // A second instruction file (train_instruct_contrast.json) adds, where a scene allows, a
+      // contrastive pair of counts: a present kind and an absent look-alike of it (answer 0), the
+      // adversarial negative that yes/no already has. Without it a count names a kind together
+      // with its look-alikes: a model trained without it answered such a count above 0 in 45% of
+      // cases where its own answers for the cells were right. The present kind's count keeps the
+      // answers' balance (0 is not learned as the answer to an extra question). Its own
+      // generator, and in no other file, so everything else stays as it was.
+      const size_t n_base = qa.size();
+      std::vector<size_t> contrast_order = turn_order;
+      if (is_train) {
+        std::mt19937_64 extra_rng(o.seed * 0xD1B54A32D192ED03ull + uint64_t(k));
+        std::vector<std::pair<int, int>> pairs;  // (present kind, absent look-alike)
+        for (const auto& group : look_alikes())
+          for (int p : group)
+            if (counts[size_t(p)] > 0)
+              for (int a : group)
+                if (counts[size_t(a)] == 0) pairs.push_back({p, a});
+        if (!pairs.empty()) {
+          const auto [p, a] = pairs[size_t(extra_rng() % pairs.size())];
+          std::vector<int> kinds = {p, a};
+          if (extra_rng() % 2) std::swap(kinds[0], kinds[1]);
+          for (int c : kinds) {
+            const size_t extra = qa.size();
+            ask("How many " + plural(names[size_t(c)]) + " are there?", std::to_string(counts[size_t(c)]), "counting");
+            // Anywhere before the description, which stays last.
+            contrast_order.insert(contrast_order.begin() + std::ptrdiff_t(extra_rng() % contrast_order.size()), extra);
+          }
+        }
+      }
       // A question as asked: the short kinds ask for a brief answer.
       auto asked = [&](size_t i) { return qa[i].first + (cats[i] == "description" ? "" : " Answer briefly."); };
       // The conversation, and the same conversation as reading comprehension for the language
       // model's own pretraining: the description in words where the picture would be, so every
       // answer can be found in the text (a lookup the model can later apply to the picture's
       // tokens), not guessed.
-      json conv = json::array(), text_conv = json::array();
+      auto conversation = [&](const std::vector<size_t>& order) {
+        json conv = json::array();
+        for (size_t n = 0; n < order.size(); ++n) {
+          conv.push_back({{"from", "human"}, {"value", (n == 0 ? "<image>\n" : "") + asked(order[n])}});
+          conv.push_back({{"from", "gpt"}, {"value", qa[order[n]].second}});
+        }
+        return conv;
+      };
+      json text_conv = json::array();
       for (size_t n = 0; n < turn_order.size(); ++n) {
         const size_t i = turn_order[n];
-        conv.push_back({{"from", "human"}, {"value", (n == 0 ? "<image>\n" : "") + asked(i)}});
-        conv.push_back({{"from", "gpt"}, {"value", qa[i].second}});
         text_conv.push_back({{"from", "human"}, {"value", (n == 0 ? cap + "\n" : "") + asked(i)}});
         text_conv.push_back({{"from", "gpt"}, {"value", qa[i].second}});
       }
-      instruct.push_back({{"id", id}, {"image", file}, {"conversations", conv}});
+      instruct.push_back({{"id", id}, {"image", file}, {"conversations", conversation(turn_order)}});
+      if (is_train) contrast.push_back({{"id", id}, {"image", file}, {"conversations", conversation(contrast_order)}});
       if (is_train) reading.push_back({{"id", id + "-read"}, {"conversations", text_conv}});
       // Each question also on its own, as evaluation asks it (a small model trained only on
       // long conversations learns where in them each kind comes, not to read the picture for it).
       if (is_train)
-        for (size_t i = 0; i < qa.size(); ++i)
-          instruct.push_back({{"id", id + "-q" + std::to_string(i)}, {"image", file},
-                              {"conversations", {{{"from", "human"}, {"value", "<image>\n" + asked(i)}},
-                                                 {{"from", "gpt"}, {"value", qa[i].second}}}}});
+        for (size_t i = 0; i < qa.size(); ++i) {
+          const json single = {{"id", id + "-q" + std::to_string(i)}, {"image", file},
+                               {"conversations", {{{"from", "human"}, {"value", "<image>\n" + asked(i)}},
+                                                  {{"from", "gpt"}, {"value", qa[i].second}}}}};
+          if (i < n_base) instruct.push_back(single);
+          contrast.push_back(single);
+        }
       if (is_train) {
         corpus += cap + "\n";
-        for (size_t i = 0; i < qa.size(); ++i) corpus += qa[i].first + " Answer briefly. " + qa[i].second + "\n";
+        for (size_t i = 0; i < turn_order.size(); ++i) corpus += qa[i].first + " Answer briefly. " + qa[i].second + "\n";
       }
       if (!is_train)
         for (size_t i = 0; i < qa.size(); ++i, ++st.eval_questions)
@@ -236,6 +276,7 @@ FashionVqaStats build_fashion_vqa(const FashionVqaOptions& o) {
     auto write = [&](const std::string& name, const json& j) { io::write_text_file_atomically(o.out + "/" + name, j.dump(1) + "\n"); };
     write(tag + "_captions.json", captions);
     write(tag + "_instruct.json", instruct);
+    if (is_train) write("train_instruct_contrast.json", contrast);
     if (!is_train) write("test_eval.json", eval);
     if (is_train) write("train_read.json", reading);
     // The training text (captions, questions, answers, the chat roles) for learning a vocabulary.

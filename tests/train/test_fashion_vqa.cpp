@@ -4,6 +4,7 @@
 // records, and the same seed gives the same files.
 #include <zlib.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -58,10 +59,12 @@ TEST(FashionVqa, ScenesQuestionsAndSplits) {
   EXPECT_EQ(st.test_scenes, 12);
   const auto& names = train::fashion_class_names();
   std::set<std::string> first_kinds;
-  for (const char* tag : {"train", "test"}) {
+  for (const auto& [tag, file] : {std::pair{"train", "train_instruct.json"}, std::pair{"train", "train_instruct_contrast.json"},
+                                  std::pair{"test", "test_instruct.json"}}) {
     const uint8_t value = std::string(tag) == "train" ? 100 : 200;
+    const bool contrast = std::string(file) == "train_instruct_contrast.json";
     std::vector<std::string> skipped;
-    const auto all = train::read_llava_json(root + "/a/" + tag + "_instruct.json", train::OnBad::Fail, &skipped);
+    const auto all = train::read_llava_json(root + "/a/" + file, train::OnBad::Fail, &skipped);
     const auto caps = train::read_llava_json(root + "/a/" + tag + "_captions.json", train::OnBad::Fail, &skipped);
     // One conversation per scene; in training, each of its questions also as a single-turn
     // record "<id>-q<i>" with the same picture and the same answer.
@@ -131,7 +134,29 @@ TEST(FashionVqa, ScenesQuestionsAndSplits) {
           EXPECT_EQ(m[i + 1].content, present.count(n) ? "yes" : "no") << q << " / " << cap;
         }
       }
-      EXPECT_EQ(n_counting, 1) << cap;
+      // The contrast file's conversations also count a contrastive pair when the scene allows
+      // one: a present kind and an absent look-alike of it (t-shirt / pullover / coat / shirt,
+      // trouser / dress, sandal / sneaker / ankle boot).
+      const std::vector<std::set<std::string>> alike = {
+          {"t-shirt", "pullover", "coat", "shirt"}, {"trouser", "dress"}, {"sandal", "sneaker", "ankle boot"}};
+      bool pair_possible = false;
+      for (const auto& g : alike) {
+        const size_t in = size_t(std::count_if(g.begin(), g.end(), [&](const std::string& n) { return present.count(n) > 0; }));
+        pair_possible = pair_possible || (in > 0 && in < g.size());
+      }
+      EXPECT_EQ(n_counting, contrast && pair_possible ? 3 : 1) << cap;
+      if (contrast && pair_possible) {
+        std::set<std::string> counted;
+        for (size_t i = 0; i + 1 < m.size(); i += 2)
+          for (const auto& n : names)
+            if (m[i].content.find("How many " + n + (n.back() == 's' ? "es" : "s") + " ") != std::string::npos) counted.insert(n);
+        bool pair = false;
+        for (const auto& g : alike)
+          for (const auto& a : counted)
+            for (const auto& b : counted)
+              pair = pair || (g.count(a) && g.count(b) && present.count(a) && !present.count(b));
+        EXPECT_TRUE(pair) << cap;
+      }
       EXPECT_LE(n_yes_no, 2) << cap;
       EXPECT_GE(n_yes_no, 1) << cap;
       // The description, the caption, comes last (earlier it would give later answers away).
@@ -156,17 +181,20 @@ TEST(FashionVqa, ScenesQuestionsAndSplits) {
   std::map<std::string, int> cats;
   for (const auto& q : e) ++cats[q["category"].get<std::string>()];
   for (const char* c : {"identity", "position", "counting", "yes/no", "description"}) EXPECT_GT(cats[c], 0) << c;
-  // Reading comprehension for the language model: each training conversation once, as text,
-  // the picture replaced by its caption in words; the same questions and answers.
+  // Reading comprehension for the language model: each conversation of train_instruct.json once,
+  // as text, the picture replaced by its caption in words; the same questions and answers. The
+  // contrast file's conversations are the same with two counts put in, or none.
   {
     std::vector<std::string> skipped;
     const auto reading = train::read_llava_json(root + "/a/train_read.json", train::OnBad::Fail, &skipped);
-    const auto all = train::read_llava_json(root + "/a/train_instruct.json", train::OnBad::Fail, &skipped);
     const auto caps = train::read_llava_json(root + "/a/train_captions.json", train::OnBad::Fail, &skipped);
-    std::map<std::string, train::Record> conv;
-    for (const train::Record& r : all)
-      if (r.id.find("-q") == std::string::npos) conv[r.id] = r;
+    std::map<std::string, train::Record> conv, with_counts;
+    for (const auto& [file, into] : {std::pair{"train_instruct.json", &conv}, std::pair{"train_instruct_contrast.json", &with_counts}})
+      for (const train::Record& r : train::read_llava_json(root + "/a/" + file, train::OnBad::Fail, &skipped))
+        if (r.id.find("-q") == std::string::npos) (*into)[r.id] = r;
     ASSERT_EQ(reading.size(), conv.size());
+    ASSERT_EQ(with_counts.size(), conv.size());
+    size_t n_with_pair = 0;
     for (size_t k = 0; k < reading.size(); ++k) {
       const train::Record& r = reading[k];
       EXPECT_TRUE(r.image.empty()) << r.id;
@@ -179,12 +207,34 @@ TEST(FashionVqa, ScenesQuestionsAndSplits) {
       ASSERT_EQ(caps[k].id, id);
       EXPECT_EQ(r.messages[0].content, cap + "\n" + m[0].content.substr(std::string("<image>\n").size())) << r.id;
       for (size_t i = 1; i < m.size(); ++i) EXPECT_EQ(r.messages[i].content, m[i].content) << r.id << " turn " << i;
+      // (question, answer) turns without the picture.
+      auto turns = [](const std::vector<text::Message>& ms) {
+        std::vector<std::pair<std::string, std::string>> t;
+        for (size_t i = 0; i + 1 < ms.size(); i += 2)
+          t.push_back({ms[i].content.substr(i == 0 ? std::string("<image>\n").size() : 0), ms[i + 1].content});
+        return t;
+      };
+      const auto base = turns(m), more = turns(with_counts[id].messages);
+      size_t j = 0, extra = 0;
+      for (const auto& t : more) {
+        if (j < base.size() && t == base[j]) {
+          ++j;
+        } else {
+          EXPECT_EQ(t.first.rfind("How many ", 0), 0u) << id << ": " << t.first << " is not in train_instruct.json";
+          ++extra;
+        }
+      }
+      EXPECT_EQ(j, base.size()) << id;
+      EXPECT_TRUE(extra == 0 || extra == 2) << id;
+      n_with_pair += extra == 2;
     }
+    EXPECT_GT(n_with_pair, 0u);
   }
   // Deterministic in the seed.
   o.out = root + "/b";
   train::build_fashion_vqa(o);
   EXPECT_EQ(test::read_file(root + "/a/train_instruct.json"), test::read_file(root + "/b/train_instruct.json"));
+  EXPECT_EQ(test::read_file(root + "/a/train_instruct_contrast.json"), test::read_file(root + "/b/train_instruct_contrast.json"));
   EXPECT_EQ(test::read_file(root + "/a/train_read.json"), test::read_file(root + "/b/train_read.json"));
   EXPECT_EQ(test::read_file(root + "/a/images/test/000003.png"), test::read_file(root + "/b/images/test/000003.png"));
   // A damaged source is a clear error.

@@ -39,11 +39,12 @@ struct FashionVqaStats {
 
 // Writes out/images/{train,test}/NNNNNN.png, out/train_captions.json, out/train_instruct.json
 // (LLaVA conversations: per training scene one multi-turn conversation, then each of its
-// questions as a single-turn record), out/train_read.json (each training conversation as text only, its
-// first question after the scene's description in words instead of the picture: reading
-// comprehension for the language model's pretraining), out/train_text.txt (their text, for a vocabulary), out/test_captions.json,
-// out/test_instruct.json and out/test_eval.json
-// ([{question_id, image, question, answer, category}]).
+// questions as a single-turn record), out/train_instruct_contrast.json (the same, plus where a
+// scene allows a count of a present kind and one of an absent look-alike of it), out/train_read.json
+// (each training conversation of train_instruct.json as text only, its first question after the
+// scene's description in words instead of the picture: reading comprehension for the language
+// model's pretraining), out/train_text.txt (their text, for a vocabulary), out/test_captions.json,
+// out/test_instruct.json and out/test_eval.json ([{question_id, image, question, answer, category}]).
 FashionVqaStats build_fashion_vqa(const FashionVqaOptions& o);
 
 }  // namespace ocellus::train
