@@ -476,7 +476,8 @@ int main(int argc, char** argv) {
   auto* data = app.add_subcommand("data", "Build training data");
   data->require_subcommand(1);
   auto* fashion = data->add_subcommand("fashion-vqa", "Scenes of Fashion-MNIST photos (Debian's dataset-fashion-mnist) with captions, "
-                                       "instruction conversations (also as text-only reading comprehension, train_read.json) and evaluation questions");
+                                       "instruction conversations (also as text-only reading comprehension, train_read.json, and with "
+                                       "contrastive counts added, train_instruct_contrast.json) and evaluation questions");
   ocellus::train::FashionVqaOptions fo;
   fashion->add_option("-o,--output", fo.out, "Output folder")->required();
   fashion->add_option("--source", fo.source, "Folder of the IDX files")->capture_default_str();
