@@ -204,10 +204,11 @@ FashionVqaStats build_fashion_vqa(const FashionVqaOptions& o) {
       // A second instruction file (train_instruct_contrast.json) adds, where a scene allows, a
       // contrastive pair of counts: a present kind and an absent look-alike of it (answer 0), the
       // adversarial negative that yes/no already has. Without it a count names a kind together
-      // with its look-alikes: a model trained without it answered such a count above 0 in 45% of
-      // cases where its own answers for the cells were right. The present kind's count keeps the
-      // answers' balance (0 is not learned as the answer to an extra question). Its own
-      // generator, and in no other file, so everything else stays as it was.
+      // with its look-alikes: a model trained without it counted an absent kind above 0 in 46% of
+      // cases with a look-alike present, though the counts implied by its own answers for the
+      // cells were right 92% of the time. The present kind's count keeps the answers' balance (0
+      // is not learned as the answer to an extra question). Its own generator, and in no other
+      // file, so everything else stays as it was.
       const size_t n_base = qa.size();
       std::vector<size_t> contrast_order = turn_order;
       if (is_train) {
@@ -265,7 +266,7 @@ FashionVqaStats build_fashion_vqa(const FashionVqaOptions& o) {
         }
       if (is_train) {
         corpus += cap + "\n";
-        for (size_t i = 0; i < turn_order.size(); ++i) corpus += qa[i].first + " Answer briefly. " + qa[i].second + "\n";
+        for (size_t i = 0; i < n_base; ++i) corpus += qa[i].first + " Answer briefly. " + qa[i].second + "\n";
       }
       if (!is_train)
         for (size_t i = 0; i < qa.size(); ++i, ++st.eval_questions)

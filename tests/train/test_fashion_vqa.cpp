@@ -44,6 +44,9 @@ void write_split(const std::string& dir, const std::string& prefix, int n, uint8
   }
 }
 
+// The generator's plural of a kind ("dress" -> "dresses"), restated.
+std::string plural(const std::string& n) { return n + (n.back() == 's' ? "es" : "s"); }
+
 }  // namespace
 
 TEST(FashionVqa, ScenesQuestionsAndSplits) {
@@ -111,14 +114,13 @@ TEST(FashionVqa, ScenesQuestionsAndSplits) {
         if (q.find("How many ") == std::string::npos) continue;
         int want = 0;
         for (const auto& n : names) {
-          const std::string pl = n + (n.back() == 's' ? "es" : "s");
-          if (q.find("How many " + pl + " ") == std::string::npos) continue;
+          if (q.find("How many " + plural(n) + " ") == std::string::npos) continue;
           for (size_t at = 0; (at = cap.find(" " + n + " in the", at)) != std::string::npos; ++at) ++want;
         }
         EXPECT_EQ(m[i + 1].content, std::to_string(want)) << q << " / " << cap;
       }
-      // Yes/no answers agree with the caption too; one counting question and at most two yes/no
-      // (a present kind, an absent one) per scene.
+      // Yes/no answers agree with the caption too; one or two yes/no questions (a present kind, an
+      // absent one) per scene, and one counting question (three in the contrast file, below).
       std::set<std::string> present;
       for (const auto& n : names)
         if (cap.find(" " + n + " in the") != std::string::npos) present.insert(n);
@@ -149,7 +151,7 @@ TEST(FashionVqa, ScenesQuestionsAndSplits) {
         std::set<std::string> counted;
         for (size_t i = 0; i + 1 < m.size(); i += 2)
           for (const auto& n : names)
-            if (m[i].content.find("How many " + n + (n.back() == 's' ? "es" : "s") + " ") != std::string::npos) counted.insert(n);
+            if (m[i].content.find("How many " + plural(n) + " ") != std::string::npos) counted.insert(n);
         bool pair = false;
         for (const auto& g : alike)
           for (const auto& a : counted)
