@@ -17,7 +17,7 @@ stage() {  # recipe, its output folder: skipped when its model exists, resumed f
 current_cache() {  # a feature cache that exists and was written with today's image keys (FNV-1a 64)
   [ -f "$1" ] && head -c 4096 "$1" | grep -q fnv1a64
 }
-evaluate() {  # stage folder, report name
-  $O eval -m "$1/gguf/model.gguf" --mmproj "$1/gguf/mmproj.gguf" --questions "$W/data/test_eval.json" --images "$W/data" \
+evaluate() {  # stage folder, report name[, questions: test_eval.json (the default) or val_eval.json]
+  $O eval -m "$1/gguf/model.gguf" --mmproj "$1/gguf/mmproj.gguf" --questions "$W/data/${3:-test_eval.json}" --images "$W/data" \
     --max-tokens 40 -o "$W/$2.json" | tee "$W/$2.txt"
 }

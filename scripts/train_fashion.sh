@@ -21,8 +21,8 @@ fi
 source scripts/fashion_common.sh
 mkdir -p "$W"
 
-say "data: 20000 training scenes (60k training photos), 500 test scenes (10k test photos)"
-[ -f "$W/data/train_instruct_contrast.json" ] || $O data fashion-vqa -o "$W/data" --train-scenes 20000 --test-scenes 500 --seed 1
+say "data: 20000 training scenes (60k training photos), 500 test scenes (10k test photos), 500 validation scenes (training photos no training scene shows)"
+[ -f "$W/data/val_eval.json" ] || $O data fashion-vqa -o "$W/data" --train-scenes 20000 --test-scenes 500 --val-scenes 500 --seed 1
 say "vocabulary: byte-level BPE learned from the training text"
 [ -f "$W/tokenizer/tokenizer.json" ] || $O train-tokenizer -o "$W/tokenizer/tokenizer.json" --vocab-size 512 \
   --special "<|endoftext|>" "<|im_start|>" "<|im_end|>" --eos "<|endoftext|>" "$W/data/train_text.txt"
@@ -41,7 +41,8 @@ say "stage 2: instruction fine-tuning (LLM + connector; tower frozen)"
 stage recipes/fashion/3-instruct.json "$W/stage2"
 say "stage 2b: 3,000 more instruction steps (a second, lower cosine cycle; contrastive counts added)"
 stage recipes/fashion/4-instruct-more.json "$W/stage2b"
-say "evaluation on the held-out test scenes"
+say "evaluation on the validation scenes (for choosing a recipe) and on the held-out test scenes"
+evaluate "$W/stage2b" eval-val val_eval.json
 evaluate "$W/stage2b" eval
 if [ "${1:-}" != "--no-install" ]; then
   mkdir -p models/fashion-vlm

@@ -483,13 +483,18 @@ int main(int argc, char** argv) {
   fashion->add_option("--source", fo.source, "Folder of the IDX files")->capture_default_str();
   fashion->add_option("--train-scenes", fo.train_scenes, "Scenes from the 60k training photos")->capture_default_str();
   fashion->add_option("--test-scenes", fo.test_scenes, "Scenes from the 10k test photos")->capture_default_str();
+  fashion->add_option("--val-scenes", fo.val_scenes, "Validation scenes (val_eval.json) from the training photos no training scene uses: "
+                      "for choosing a recipe without looking at the test scenes")->capture_default_str();
   fashion->add_option("--grid", fo.grid, "Cells per side (2 or 3)")->capture_default_str();
   fashion->add_option("--max-items", fo.max_items, "Items per scene at most")->capture_default_str();
   fashion->add_option("--seed", fo.seed, "Random seed")->capture_default_str();
   fashion->callback([&] {
     const auto st = ocellus::train::build_fashion_vqa(fo);
-    std::printf("wrote %s: %lld training scenes, %lld test scenes, %lld evaluation questions\n", fo.out.c_str(),
+    std::printf("wrote %s: %lld training scenes, %lld test scenes, %lld evaluation questions", fo.out.c_str(),
                 (long long)st.train_scenes, (long long)st.test_scenes, (long long)st.eval_questions);
+    if (st.val_scenes > 0)
+      std::printf(", %lld validation scenes (%lld questions)", (long long)st.val_scenes, (long long)st.val_questions);
+    std::printf("\n");
   });
 
   auto* init = app.add_subcommand("init", "Create a new random-weight VLM (llama text model, SigLIP-style tower, MLP or attention-block connector) "

@@ -113,12 +113,24 @@ FashionVqaStats build_fashion_vqa(const FashionVqaOptions& o) {
   const auto& names = fashion_class_names();
   const int cells = o.grid * o.grid, side = 28 * o.grid;
   FashionVqaStats st;
-  for (const bool is_train : {true, false}) {
-    const FashionSplit& split = is_train ? train : test;
-    const int64_t n_scenes = is_train ? o.train_scenes : o.test_scenes;
-    const std::string tag = is_train ? "train" : "test";
+  OCELLUS_CHECK(o.val_scenes >= 0, "fashion: val_scenes must not be negative");
+  std::vector<char> used_by_training(size_t(train.n), 0);  // the training photos some training scene shows
+  std::vector<int> held_out;                                // the others: validation scenes' photos
+  // Three passes: training, test, validation (held-out training photos, built as the test
+  // split; its own generator, so the other files are the same with or without it).
+  for (const int pass : {0, 1, 2}) {
+    const bool is_train = pass == 0, is_val = pass == 2;
+    if (is_val && o.val_scenes == 0) break;
+    const FashionSplit& split = is_train || is_val ? train : test;
+    const int64_t n_scenes = is_train ? o.train_scenes : is_val ? o.val_scenes : o.test_scenes;
+    const std::string tag = is_train ? "train" : is_val ? "val" : "test";
+    if (is_val) {
+      for (int64_t p = 0; p < train.n; ++p)
+        if (!used_by_training[size_t(p)]) held_out.push_back(int(p));
+      OCELLUS_CHECK(!held_out.empty(), "fashion: every training photo is in a training scene; none is left for validation scenes");
+    }
     fs::create_directories(o.out + "/images/" + tag);
-    std::mt19937_64 rng(o.seed * 1000003ull + (is_train ? 1 : 2));
+    std::mt19937_64 rng(o.seed * 1000003ull + uint64_t(pass + 1));
     auto uniform = [&](uint64_t n) { return int(rng() % n); };
     json captions = json::array(), instruct = json::array(), contrast = json::array(), eval = json::array(),
          reading = json::array();
@@ -130,7 +142,8 @@ FashionVqaStats build_fashion_vqa(const FashionVqaOptions& o) {
       for (int c = 0; c < cells; ++c) order[size_t(c)] = c;
       for (int i = cells - 1; i > 0; --i) std::swap(order[size_t(i)], order[size_t(uniform(uint64_t(i + 1)))]);
       for (int i = 0; i < n_items; ++i) {
-        const int photo = uniform(uint64_t(split.n));
+        const int photo = is_val ? held_out[size_t(uniform(held_out.size()))] : uniform(uint64_t(split.n));
+        if (is_train) used_by_training[size_t(photo)] = 1;
         s.item_of_cell[size_t(order[size_t(i)])] = photo;
         s.class_of_cell[size_t(order[size_t(i)])] = split.labels[size_t(photo)];
       }
@@ -269,7 +282,7 @@ FashionVqaStats build_fashion_vqa(const FashionVqaOptions& o) {
         for (size_t i = 0; i < n_base; ++i) corpus += qa[i].first + " Answer briefly. " + qa[i].second + "\n";
       }
       if (!is_train)
-        for (size_t i = 0; i < qa.size(); ++i, ++st.eval_questions)
+        for (size_t i = 0; i < qa.size(); ++i, ++(is_val ? st.val_questions : st.eval_questions))
           eval.push_back({{"question_id", id + "-" + std::to_string(i)}, {"image", file},
                           {"question", asked(i)},
                           {"answer", qa[i].second}, {"category", cats[i]}});
@@ -278,11 +291,11 @@ FashionVqaStats build_fashion_vqa(const FashionVqaOptions& o) {
     write(tag + "_captions.json", captions);
     write(tag + "_instruct.json", instruct);
     if (is_train) write("train_instruct_contrast.json", contrast);
-    if (!is_train) write("test_eval.json", eval);
+    if (!is_train) write(tag + "_eval.json", eval);
     if (is_train) write("train_read.json", reading);
     // The training text (captions, questions, answers, the chat roles) for learning a vocabulary.
     if (is_train) io::write_text_file_atomically(o.out + "/train_text.txt", "system\nuser\nassistant\n" + corpus);
-    (is_train ? st.train_scenes : st.test_scenes) = n_scenes;
+    (is_train ? st.train_scenes : is_val ? st.val_scenes : st.test_scenes) = n_scenes;
   }
   return st;
 }

@@ -27,13 +27,15 @@ void be32(std::string& s, uint32_t v) {
   for (int k = 3; k >= 0; --k) s.push_back(char((v >> (8 * k)) & 0xff));
 }
 
-// n photos, photo i of class i % 10, every pixel `value` (train and test differ).
+// n photos (n < 255), photo i of class i % 10, every pixel `value` (train and test differ) but the
+// top left one, i + 1 (which photo a scene shows).
 void write_split(const std::string& dir, const std::string& prefix, int n, uint8_t value) {
   std::string im, lb;
   be32(im, 0x803), be32(im, uint32_t(n)), be32(im, 28), be32(im, 28);
   be32(lb, 0x801), be32(lb, uint32_t(n));
   for (int i = 0; i < n; ++i) {
-    im.append(784, char(value));
+    im.push_back(char(i + 1));
+    im.append(783, char(value));
     lb.push_back(char(i % 10));
   }
   for (const auto& [name, bytes] : {std::pair{prefix + "-images-idx3-ubyte.gz", im}, std::pair{prefix + "-labels-idx1-ubyte.gz", lb}}) {
@@ -53,18 +55,20 @@ TEST(FashionVqa, ScenesQuestionsAndSplits) {
   const std::string root = test::temp_path("fashion");
   fs::remove_all(root);
   fs::create_directories(root + "/src");
-  write_split(root + "/src", "train", 50, 100);
+  write_split(root + "/src", "train", 80, 100);
   write_split(root + "/src", "t10k", 20, 200);
   train::FashionVqaOptions o;
-  o.source = root + "/src", o.out = root + "/a", o.train_scenes = 40, o.test_scenes = 12, o.seed = 7;
+  o.source = root + "/src", o.out = root + "/a", o.train_scenes = 40, o.test_scenes = 12, o.val_scenes = 10, o.seed = 7;
   const train::FashionVqaStats st = train::build_fashion_vqa(o);
   EXPECT_EQ(st.train_scenes, 40);
   EXPECT_EQ(st.test_scenes, 12);
+  EXPECT_EQ(st.val_scenes, 10);
+  EXPECT_GE(st.val_questions, 10 * 4);
   const auto& names = train::fashion_class_names();
   std::set<std::string> first_kinds;
   for (const auto& [tag, file] : {std::pair{"train", "train_instruct.json"}, std::pair{"train", "train_instruct_contrast.json"},
-                                  std::pair{"test", "test_instruct.json"}}) {
-    const uint8_t value = std::string(tag) == "train" ? 100 : 200;
+                                  std::pair{"test", "test_instruct.json"}, std::pair{"val", "val_instruct.json"}}) {
+    const uint8_t value = std::string(tag) == "test" ? 200 : 100;  // validation scenes show training photos
     const bool contrast = std::string(file) == "train_instruct_contrast.json";
     std::vector<std::string> skipped;
     const auto all = train::read_llava_json(root + "/a/" + file, train::OnBad::Fail, &skipped);
@@ -90,8 +94,8 @@ TEST(FashionVqa, ScenesQuestionsAndSplits) {
         found = found || ((m[i].content == q || m[i].content == "<image>\n" + q) && m[i + 1].content == r.messages[1].content);
       EXPECT_TRUE(found) << r.id << ": " << q;
     }
-    EXPECT_EQ(singles == 0, std::string(tag) == "test");
-    ASSERT_EQ(recs.size(), std::string(tag) == "train" ? 40u : 12u);
+    EXPECT_EQ(singles == 0, std::string(tag) != "train");
+    ASSERT_EQ(recs.size(), std::string(tag) == "train" ? 40u : std::string(tag) == "test" ? 12u : 10u);
     for (size_t k = 0; k < recs.size(); ++k) {
       // The picture: 56x56, each 28-px cell all `value` (an item) or all 0 (empty).
       const io::ImageRgb8 img = io::load_image(root + "/a/" + recs[k].image);
@@ -177,12 +181,33 @@ TEST(FashionVqa, ScenesQuestionsAndSplits) {
   EXPECT_EQ(text.rfind("system\nuser\nassistant\n", 0), 0u);
   EXPECT_NE(text.find("Answer briefly."), std::string::npos);
   EXPECT_NE(text.find(" in the "), std::string::npos);
-  // Evaluation questions: every category present.
-  std::ifstream ev(root + "/a/test_eval.json");
-  const nlohmann::json e = nlohmann::json::parse(ev);
-  std::map<std::string, int> cats;
-  for (const auto& q : e) ++cats[q["category"].get<std::string>()];
-  for (const char* c : {"identity", "position", "counting", "yes/no", "description"}) EXPECT_GT(cats[c], 0) << c;
+  // Evaluation questions, test and validation: every category present.
+  for (const char* file : {"test_eval.json", "val_eval.json"}) {
+    std::ifstream ev(root + "/a/" + file);
+    const nlohmann::json e = nlohmann::json::parse(ev);
+    std::map<std::string, int> cats;
+    for (const auto& q : e) ++cats[q["category"].get<std::string>()];
+    for (const char* c : {"identity", "position", "counting", "yes/no", "description"}) EXPECT_GT(cats[c], 0) << file << ": " << c;
+    EXPECT_EQ(e.size(), std::string(file) == "val_eval.json" ? size_t(st.val_questions) : size_t(st.eval_questions));
+  }
+  // Validation scenes show only training photos that no training scene shows.
+  {
+    auto photos = [&](const std::string& tag, int64_t n) {
+      std::set<int> seen;
+      for (int64_t k = 0; k < n; ++k) {
+        char f[64];
+        std::snprintf(f, sizeof(f), "/a/images/%s/%06lld.png", tag.c_str(), (long long)k);
+        const io::ImageRgb8 img = io::load_image(root + f);
+        for (int c = 0; c < 4; ++c)
+          if (const int v = img.at((c / 2) * 28, (c % 2) * 28, 0)) seen.insert(v - 1);
+      }
+      return seen;
+    };
+    const std::set<int> in_training = photos("train", 40), in_val = photos("val", 10);
+    EXPECT_FALSE(in_val.empty());
+    for (int p : in_val) EXPECT_EQ(in_training.count(p), 0u) << "photo " << p << " is in a training scene and a validation scene";
+    EXPECT_LT(in_training.size(), 80u);
+  }
   // Reading comprehension for the language model: each conversation of train_instruct.json once,
   // as text, the picture replaced by its caption in words; the same questions and answers. The
   // contrast file's conversations are the same with two counts put in, or none.
@@ -239,6 +264,15 @@ TEST(FashionVqa, ScenesQuestionsAndSplits) {
   EXPECT_EQ(test::read_file(root + "/a/train_instruct_contrast.json"), test::read_file(root + "/b/train_instruct_contrast.json"));
   EXPECT_EQ(test::read_file(root + "/a/train_read.json"), test::read_file(root + "/b/train_read.json"));
   EXPECT_EQ(test::read_file(root + "/a/images/test/000003.png"), test::read_file(root + "/b/images/test/000003.png"));
+  EXPECT_EQ(test::read_file(root + "/a/val_eval.json"), test::read_file(root + "/b/val_eval.json"));
+  // Without validation scenes every other file is the same, and there are no validation files.
+  o.out = root + "/c", o.val_scenes = 0;
+  train::build_fashion_vqa(o);
+  for (const char* f : {"train_instruct.json", "train_instruct_contrast.json", "train_read.json", "train_text.txt", "train_captions.json",
+                        "test_eval.json", "test_instruct.json", "images/test/000003.png", "images/train/000005.png"})
+    EXPECT_EQ(test::read_file(root + "/a/" + f), test::read_file(root + "/c/" + f)) << f;
+  EXPECT_FALSE(fs::exists(root + "/c/val_eval.json"));
+  EXPECT_FALSE(fs::exists(root + "/c/images/val"));
   // A damaged source is a clear error.
   std::ofstream(root + "/src/t10k-labels-idx1-ubyte.gz") << "garbage";
   EXPECT_THROW(train::build_fashion_vqa(o), Error);
