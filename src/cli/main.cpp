@@ -493,7 +493,8 @@ int main(int argc, char** argv) {
     std::printf("wrote %s: %lld training scenes, %lld test scenes, %lld evaluation questions", fo.out.c_str(),
                 (long long)st.train_scenes, (long long)st.test_scenes, (long long)st.eval_questions);
     if (st.val_scenes > 0)
-      std::printf(", %lld validation scenes (%lld questions)", (long long)st.val_scenes, (long long)st.val_questions);
+      std::printf(", %lld validation scenes (%lld questions; from the %lld training photos no training scene shows)",
+                  (long long)st.val_scenes, (long long)st.val_questions, (long long)st.val_photos);
     std::printf("\n");
   });
 

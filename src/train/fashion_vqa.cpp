@@ -128,6 +128,7 @@ FashionVqaStats build_fashion_vqa(const FashionVqaOptions& o) {
       for (int64_t p = 0; p < train.n; ++p)
         if (!used_by_training[size_t(p)]) held_out.push_back(int(p));
       OCELLUS_CHECK(!held_out.empty(), "fashion: every training photo is in a training scene; none is left for validation scenes");
+      st.val_photos = int64_t(held_out.size());
     }
     fs::create_directories(o.out + "/images/" + tag);
     std::mt19937_64 rng(o.seed * 1000003ull + uint64_t(pass + 1));

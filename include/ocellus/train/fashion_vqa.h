@@ -38,6 +38,7 @@ struct FashionVqaOptions {
 
 struct FashionVqaStats {
   int64_t train_scenes = 0, test_scenes = 0, eval_questions = 0, val_scenes = 0, val_questions = 0;
+  int64_t val_photos = 0;  // the training photos no training scene shows, from which validation scenes draw
 };
 
 // Writes out/images/{train,test}/NNNNNN.png, out/train_captions.json, out/train_instruct.json
