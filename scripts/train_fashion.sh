@@ -49,6 +49,7 @@ if [ "${1:-}" != "--no-install" ]; then
   cp "$W/stage2b/gguf/model.gguf" "$W/stage2b/gguf/mmproj.gguf" models/fashion-vlm/
   cp "$W/data/images/test/000000.png" models/fashion-vlm/example.png
   cp "$W/eval.txt" models/fashion-vlm/eval.txt
-  echo "installed models/fashion-vlm (model.gguf, mmproj.gguf, example.png, eval.txt)"
+  cp "$W/eval-val.txt" models/fashion-vlm/eval-val.txt
+  echo "installed models/fashion-vlm (model.gguf, mmproj.gguf, example.png, eval.txt, eval-val.txt)"
 fi
 say "done"
