@@ -118,12 +118,23 @@ FashionVqaStats build_fashion_vqa(const FashionVqaOptions& o) {
   std::vector<int> held_out;                                // the others: validation scenes' photos
   // Three passes: training, test, validation (held-out training photos, built as the test
   // split; its own generator, so the other files are the same with or without it).
-  for (const int pass : {0, 1, 2}) {
+  struct Pass {
+    const char* tag;
+    const FashionSplit& split;
+    int64_t n_scenes;
+    int64_t& scenes_written;
+    int64_t& questions_written;  // evaluation questions (none for training)
+  };
+  int64_t no_questions = 0;
+  const Pass passes[] = {{"train", train, o.train_scenes, st.train_scenes, no_questions},
+                         {"test", test, o.test_scenes, st.test_scenes, st.eval_questions},
+                         {"val", train, o.val_scenes, st.val_scenes, st.val_questions}};
+  for (int pass = 0; pass < 3; ++pass) {
     const bool is_train = pass == 0, is_val = pass == 2;
     if (is_val && o.val_scenes == 0) break;
-    const FashionSplit& split = is_train || is_val ? train : test;
-    const int64_t n_scenes = is_train ? o.train_scenes : is_val ? o.val_scenes : o.test_scenes;
-    const std::string tag = is_train ? "train" : is_val ? "val" : "test";
+    const FashionSplit& split = passes[pass].split;
+    const int64_t n_scenes = passes[pass].n_scenes;
+    const std::string tag = passes[pass].tag;
     if (is_val) {
       for (int64_t p = 0; p < train.n; ++p)
         if (!used_by_training[size_t(p)]) held_out.push_back(int(p));
@@ -283,7 +294,7 @@ FashionVqaStats build_fashion_vqa(const FashionVqaOptions& o) {
         for (size_t i = 0; i < n_base; ++i) corpus += qa[i].first + " Answer briefly. " + qa[i].second + "\n";
       }
       if (!is_train)
-        for (size_t i = 0; i < qa.size(); ++i, ++(is_val ? st.val_questions : st.eval_questions))
+        for (size_t i = 0; i < qa.size(); ++i, ++passes[pass].questions_written)
           eval.push_back({{"question_id", id + "-" + std::to_string(i)}, {"image", file},
                           {"question", asked(i)},
                           {"answer", qa[i].second}, {"category", cats[i]}});
@@ -296,7 +307,7 @@ FashionVqaStats build_fashion_vqa(const FashionVqaOptions& o) {
     if (is_train) write("train_read.json", reading);
     // The training text (captions, questions, answers, the chat roles) for learning a vocabulary.
     if (is_train) io::write_text_file_atomically(o.out + "/train_text.txt", "system\nuser\nassistant\n" + corpus);
-    (is_train ? st.train_scenes : is_val ? st.val_scenes : st.test_scenes) = n_scenes;
+    passes[pass].scenes_written = n_scenes;
   }
   return st;
 }
