@@ -485,13 +485,15 @@ int main(int argc, char** argv) {
   fashion->add_option("--test-scenes", fo.test_scenes, "Scenes from the 10k test photos")->capture_default_str();
   fashion->add_option("--val-scenes", fo.val_scenes, "Validation scenes (val_eval.json) from the training photos no training scene uses: "
                       "for choosing a recipe without looking at the test scenes")->capture_default_str();
+  fashion->add_flag("--photo-deck", fo.photo_deck, "Training scenes deal their photos from a shuffled deck, each photo once before any "
+                    "repeats (more distinct photos for the same scenes), instead of drawing each uniformly");
   fashion->add_option("--grid", fo.grid, "Cells per side (2 or 3)")->capture_default_str();
   fashion->add_option("--max-items", fo.max_items, "Items per scene at most")->capture_default_str();
   fashion->add_option("--seed", fo.seed, "Random seed")->capture_default_str();
   fashion->callback([&] {
     const auto st = ocellus::train::build_fashion_vqa(fo);
-    std::printf("wrote %s: %lld training scenes, %lld test scenes, %lld evaluation questions", fo.out.c_str(),
-                (long long)st.train_scenes, (long long)st.test_scenes, (long long)st.eval_questions);
+    std::printf("wrote %s: %lld training scenes (%lld distinct photos), %lld test scenes, %lld evaluation questions", fo.out.c_str(),
+                (long long)st.train_scenes, (long long)st.train_photos, (long long)st.test_scenes, (long long)st.eval_questions);
     if (st.val_scenes > 0)
       std::printf(", %lld validation scenes (%lld questions; from the %lld training photos no training scene shows)",
                   (long long)st.val_scenes, (long long)st.val_questions, (long long)st.val_photos);

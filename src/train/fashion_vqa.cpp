@@ -104,6 +104,28 @@ FashionSplit read_fashion_split(const std::string& images_idx, const std::string
   return s;
 }
 
+namespace {
+// The photos 0..n-1 in a shuffled order, dealt one at a time; reshuffled when all are dealt.
+class PhotoDeck {
+ public:
+  PhotoDeck(int n, uint64_t seed) : rng_(seed), cards_(size_t(n)) {
+    for (int i = 0; i < n; ++i) cards_[size_t(i)] = i;
+  }
+  int next() {
+    if (at_ == 0 || at_ == cards_.size()) {
+      for (size_t i = cards_.size() - 1; i > 0; --i) std::swap(cards_[i], cards_[size_t(rng_() % (i + 1))]);
+      at_ = 0;
+    }
+    return cards_[at_++];
+  }
+
+ private:
+  std::mt19937_64 rng_;
+  std::vector<int> cards_;
+  size_t at_ = 0;
+};
+}  // namespace
+
 FashionVqaStats build_fashion_vqa(const FashionVqaOptions& o) {
   OCELLUS_CHECK(o.grid == 2 || o.grid == 3, "fashion: grid must be 2 or 3");
   OCELLUS_CHECK(o.max_items >= 1 && o.max_items <= o.grid * o.grid, "fashion: max_items must lie in 1..", o.grid * o.grid);
@@ -135,6 +157,7 @@ FashionVqaStats build_fashion_vqa(const FashionVqaOptions& o) {
     const FashionSplit& split = passes[pass].split;
     const int64_t n_scenes = passes[pass].n_scenes;
     const std::string tag = passes[pass].tag;
+    if (is_val || pass == 1) st.train_photos = int64_t(std::count(used_by_training.begin(), used_by_training.end(), 1));
     if (is_val) {
       for (int64_t p = 0; p < train.n; ++p)
         if (!used_by_training[size_t(p)]) held_out.push_back(int(p));
@@ -143,6 +166,7 @@ FashionVqaStats build_fashion_vqa(const FashionVqaOptions& o) {
     }
     fs::create_directories(o.out + "/images/" + tag);
     std::mt19937_64 rng(o.seed * 1000003ull + uint64_t(pass + 1));
+    PhotoDeck deck(int(split.n), o.seed * 0x2545F4914F6CDD1Dull + 7);
     auto uniform = [&](uint64_t n) { return int(rng() % n); };
     json captions = json::array(), instruct = json::array(), contrast = json::array(), eval = json::array(),
          reading = json::array();
@@ -154,7 +178,8 @@ FashionVqaStats build_fashion_vqa(const FashionVqaOptions& o) {
       for (int c = 0; c < cells; ++c) order[size_t(c)] = c;
       for (int i = cells - 1; i > 0; --i) std::swap(order[size_t(i)], order[size_t(uniform(uint64_t(i + 1)))]);
       for (int i = 0; i < n_items; ++i) {
-        const int photo = is_val ? held_out[size_t(uniform(held_out.size()))] : uniform(uint64_t(split.n));
+        int photo = is_val ? held_out[size_t(uniform(held_out.size()))] : uniform(uint64_t(split.n));
+        if (is_train && o.photo_deck) photo = deck.next();  // the uniform draw above still runs: same layouts
         if (is_train) used_by_training[size_t(photo)] = 1;
         s.item_of_cell[size_t(order[size_t(i)])] = photo;
         s.class_of_cell[size_t(order[size_t(i)])] = split.labels[size_t(photo)];

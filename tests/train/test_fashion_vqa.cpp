@@ -278,3 +278,57 @@ TEST(FashionVqa, ScenesQuestionsAndSplits) {
   EXPECT_THROW(train::build_fashion_vqa(o), Error);
   fs::remove_all(root);
 }
+
+// --photo-deck: training scenes deal their photos from a shuffled deck, so no photo repeats
+// before all have been shown; the layouts (which cells are filled), the test files and the
+// validation pool's rule stay as without it.
+TEST(FashionVqa, PhotoDeckShowsEachPhotoOnceBeforeRepeats) {
+  const std::string root = test::temp_path("fashion_deck");
+  fs::remove_all(root);
+  fs::create_directories(root + "/src");
+  write_split(root + "/src", "train", 120, 100);
+  write_split(root + "/src", "t10k", 20, 200);
+  train::FashionVqaOptions o;
+  o.source = root + "/src", o.train_scenes = 30, o.test_scenes = 6, o.val_scenes = 4, o.seed = 3;
+  // The photo index (pixel (0,0) - 1) in each cell of each training scene, -1 where empty.
+  auto cells_of = [&](const std::string& dir, int64_t n) {
+    std::vector<std::vector<int>> out;
+    for (int64_t k = 0; k < n; ++k) {
+      char f[64];
+      std::snprintf(f, sizeof(f), "/images/train/%06lld.png", (long long)k);
+      const io::ImageRgb8 img = io::load_image(dir + f);
+      std::vector<int> c;
+      for (int y : {0, 28})
+        for (int x : {0, 28}) {
+          const int v = img.rgb[size_t((y * 56 + x) * 3)];
+          c.push_back(v == 0 ? -1 : v - 1);
+        }
+      out.push_back(c);
+    }
+    return out;
+  };
+  o.out = root + "/plain", o.photo_deck = false;
+  const train::FashionVqaStats plain = train::build_fashion_vqa(o);
+  o.out = root + "/deck", o.photo_deck = true;
+  const train::FashionVqaStats deck = train::build_fashion_vqa(o);
+  const auto a = cells_of(root + "/plain", 30), b = cells_of(root + "/deck", 30);
+  std::set<int> dealt;
+  int64_t filled = 0;
+  for (size_t k = 0; k < a.size(); ++k)
+    for (size_t c = 0; c < 4; ++c) {
+      EXPECT_EQ(a[k][c] < 0, b[k][c] < 0) << "scene " << k << " cell " << c << ": the layout changed";
+      if (b[k][c] < 0) continue;
+      ++filled;
+      EXPECT_TRUE(dealt.insert(b[k][c]).second) << "photo " << b[k][c] << " dealt twice before the deck ran out";
+    }
+  ASSERT_LT(filled, 120) << "the test needs fewer items than photos";
+  EXPECT_EQ(deck.train_photos, filled);
+  EXPECT_LT(plain.train_photos, filled);  // uniform draws repeat (about 45 of ~75 here would be distinct)
+  EXPECT_EQ(deck.val_photos, 120 - filled);
+  for (const char* f : {"test_eval.json", "test_instruct.json", "images/test/000003.png"})
+    EXPECT_EQ(test::read_file(root + "/plain/" + f), test::read_file(root + "/deck/" + f)) << f;
+  // Past the deck's end it is reshuffled: 150 scenes of up to 4 items over 120 photos show them all.
+  o.out = root + "/many", o.train_scenes = 150, o.val_scenes = 0;
+  EXPECT_EQ(train::build_fashion_vqa(o).train_photos, 120);
+  fs::remove_all(root);
+}

@@ -31,6 +31,12 @@ struct FashionVqaOptions {
   // Validation scenes: from the training photos that no training scene uses (about 43% of them
   // at 20,000 scenes), so a recipe can be chosen without looking at the test scenes. 0: none.
   int64_t val_scenes = 0;
+  // How training scenes pick their photos. false: each uniformly from the 60k, with repeats (at
+  // 20,000 scenes about 34k distinct photos are shown). true: from a shuffled deck of them, each
+  // once before any repeats (about 50k distinct at 20,000 scenes), so the same number of scenes
+  // shows more distinct photos. Only which photo fills a cell changes: the layouts (how many
+  // items, which cells) and the test scenes are the same either way.
+  bool photo_deck = false;
   int grid = 2;          // cells per side (2: top left ... bottom right; 3 adds middle / centre)
   int max_items = 4;
   uint64_t seed = 1;
@@ -38,6 +44,7 @@ struct FashionVqaOptions {
 
 struct FashionVqaStats {
   int64_t train_scenes = 0, test_scenes = 0, eval_questions = 0, val_scenes = 0, val_questions = 0;
+  int64_t train_photos = 0;  // the distinct training photos the training scenes show
   int64_t val_photos = 0;  // the training photos no training scene shows, from which validation scenes draw
 };
 
