@@ -46,17 +46,24 @@ void write_split(const std::string& dir, const std::string& prefix, int n, uint8
   }
 }
 
+// A fresh temporary folder whose src/ holds n_train training photos (value 100) and 20 test
+// photos (value 200).
+std::string source_folder(const std::string& name, int n_train) {
+  const std::string root = test::temp_path(name);
+  fs::remove_all(root);
+  fs::create_directories(root + "/src");
+  write_split(root + "/src", "train", n_train, 100);
+  write_split(root + "/src", "t10k", 20, 200);
+  return root;
+}
+
 // The generator's plural of a kind ("dress" -> "dresses"), restated.
 std::string plural(const std::string& n) { return n + (n.back() == 's' ? "es" : "s"); }
 
 }  // namespace
 
 TEST(FashionVqa, ScenesQuestionsAndSplits) {
-  const std::string root = test::temp_path("fashion");
-  fs::remove_all(root);
-  fs::create_directories(root + "/src");
-  write_split(root + "/src", "train", 80, 100);
-  write_split(root + "/src", "t10k", 20, 200);
+  const std::string root = source_folder("fashion", 80);
   train::FashionVqaOptions o;
   o.source = root + "/src", o.out = root + "/a", o.train_scenes = 40, o.test_scenes = 12, o.val_scenes = 10, o.seed = 7;
   const train::FashionVqaStats st = train::build_fashion_vqa(o);
@@ -283,11 +290,7 @@ TEST(FashionVqa, ScenesQuestionsAndSplits) {
 // before all have been shown; the layouts (which cells are filled), the test files and the
 // validation pool's rule stay as without it.
 TEST(FashionVqa, PhotoDeckShowsEachPhotoOnceBeforeRepeats) {
-  const std::string root = test::temp_path("fashion_deck");
-  fs::remove_all(root);
-  fs::create_directories(root + "/src");
-  write_split(root + "/src", "train", 120, 100);
-  write_split(root + "/src", "t10k", 20, 200);
+  const std::string root = source_folder("fashion_deck", 120);
   train::FashionVqaOptions o;
   o.source = root + "/src", o.train_scenes = 30, o.test_scenes = 6, o.val_scenes = 4, o.seed = 3;
   // The photo index (pixel (0,0) - 1) in each cell of each training scene, -1 where empty.
