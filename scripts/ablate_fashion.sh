@@ -3,6 +3,7 @@
 # ablations reuse its data, vocabulary, pretrained LM and SigLIP tower). Each variant changes one
 # thing and is evaluated on the same held-out test scenes:
 #   attn          Llama 3-V's connector (two self-attention blocks + projection) instead of the MLP
+#                 (after stage 2, and after the recipe's stage 2b; also on the validation scenes)
 #   no-stage1     instruction fine-tuning straight after SigLIP, without connector pretraining
 #   tower-share   the last tower block the connector reads (block 1 of 0-1) trains in stage 2
 #                 (TinyLLaVA's "share"), from cached hidden states after block 1
@@ -20,6 +21,10 @@ say "ablation: attention-block connector"
 stage recipes/fashion/ablations/attn-1-connector.json "$A/attn/stage1"
 stage recipes/fashion/ablations/attn-2-instruct.json "$A/attn/stage2"
 evaluate "$A/attn/stage2" ablation-attn
+evaluate "$A/attn/stage2" ablation-attn-val val_eval.json
+stage recipes/fashion/ablations/attn-3-instruct-more.json "$A/attn/stage2b"  # the recipe's stage 2b on it
+evaluate "$A/attn/stage2b" ablation-attn-2b-val val_eval.json
+evaluate "$A/attn/stage2b" ablation-attn-2b
 
 say "ablation: no connector pretraining (stage 1 skipped)"
 stage recipes/fashion/ablations/no-stage1-instruct.json "$A/no-stage1/stage2"
