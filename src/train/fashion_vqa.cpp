@@ -157,7 +157,6 @@ FashionVqaStats build_fashion_vqa(const FashionVqaOptions& o) {
     const FashionSplit& split = passes[pass].split;
     const int64_t n_scenes = passes[pass].n_scenes;
     const std::string tag = passes[pass].tag;
-    if (is_val || pass == 1) st.train_photos = int64_t(std::count(used_by_training.begin(), used_by_training.end(), 1));
     if (is_val) {
       for (int64_t p = 0; p < train.n; ++p)
         if (!used_by_training[size_t(p)]) held_out.push_back(int(p));
@@ -333,6 +332,7 @@ FashionVqaStats build_fashion_vqa(const FashionVqaOptions& o) {
     // The training text (captions, questions, answers, the chat roles) for learning a vocabulary.
     if (is_train) io::write_text_file_atomically(o.out + "/train_text.txt", "system\nuser\nassistant\n" + corpus);
     passes[pass].scenes_written = n_scenes;
+    if (is_train) st.train_photos = int64_t(std::count(used_by_training.begin(), used_by_training.end(), 1));
   }
   return st;
 }
