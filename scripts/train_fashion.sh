@@ -5,9 +5,9 @@
 #   comprehension (each scene's description in words where its picture will be)
 #   -> 1. SigLIP pretraining of the tower -> embedding cache -> 2. connector pretraining on
 #   captions (tower and LLM frozen) -> 3. instruction fine-tuning (LLM + connector, tower frozen)
-#   -> 3b. more instruction steps (a second cosine cycle) -> 3c. a third, lower cycle on the
-#   conversations with contrastive counts added (a present kind and an absent look-alike of it)
-#   -> evaluation on held-out test scenes -> the GGUF pair copied into models/fashion-vlm.
+#   -> 3b. more instruction steps (a second cosine cycle) -> 3c, 3d. a third and a fourth, lower
+#   cycle on the conversations with contrastive counts added (a present kind and an absent
+#   look-alike of it) -> evaluation on held-out test scenes -> the GGUF pair copied into models/fashion-vlm.
 # Each stage is one `ocellus train --recipe recipes/fashion/...` call. Work goes to runs/fashion;
 # a stage whose model exists is skipped, one with a checkpoint resumes, so a stopped run goes on
 # where it was. Usage: bash scripts/train_fashion.sh [--no-install]
@@ -44,12 +44,14 @@ say "stage 2b: 3,000 more instruction steps (a second, lower cosine cycle)"
 stage recipes/fashion/4-instruct-more.json "$W/stage2b"
 say "stage 2c: 1,500 steps of a third, lower cycle on the conversations with contrastive counts added"
 stage recipes/fashion/5-instruct-contrast.json "$W/stage2c"
+say "stage 2d: 3,000 steps of a fourth cycle on the same conversations (another data order)"
+stage recipes/fashion/6-instruct-contrast-more.json "$W/stage2d"
 say "evaluation on the validation scenes (for choosing a recipe) and on the held-out test scenes"
-evaluate "$W/stage2c" eval-val val_eval.json
-evaluate "$W/stage2c" eval
+evaluate "$W/stage2d" eval-val val_eval.json
+evaluate "$W/stage2d" eval
 if [ "${1:-}" != "--no-install" ]; then
   mkdir -p models/fashion-vlm
-  cp "$W/stage2c/gguf/model.gguf" "$W/stage2c/gguf/mmproj.gguf" models/fashion-vlm/
+  cp "$W/stage2d/gguf/model.gguf" "$W/stage2d/gguf/mmproj.gguf" models/fashion-vlm/
   cp "$W/data/images/test/000000.png" models/fashion-vlm/example.png
   cp "$W/eval.txt" models/fashion-vlm/eval.txt
   cp "$W/eval-val.txt" models/fashion-vlm/eval-val.txt
