@@ -4,10 +4,10 @@ W=runs/fashion
 # OpenBLAS's GEMM kernels. Machines here set OPENBLAS_CORETYPE=Haswell (AVX2 kernels) in the
 # environment, even where the CPU has AVX-512 (unset, OpenBLAS picks Cooperlake on this Zen 5
 # EPYC). Where the CPU has AVX-512 (F, BW, DQ, VL), OpenBLAS's SkylakeX kernels train this model
-# 1.6x faster (stage 2, 100 steps on a Zen 5 EPYC, 2
-# threads: 11,500 against 7,100 tokens/s). Other CPUs keep what they have. The numbers differ in
-# the last bits between the two kernels, so a model trained with one is not byte for byte the one
-# trained with the other; OCELLUS_KEEP_BLAS_CORE=1 keeps the environment's choice.
+# 1.6x faster (stage 2, 100 steps, 2 threads: 11,500 against 7,100 tokens/s). Other CPUs keep
+# what they have. The numbers differ in the last bits between the two kernels, so a model trained
+# with one is not byte for byte the one trained with the other; OCELLUS_KEEP_BLAS_CORE=1 keeps
+# the environment's choice.
 if [ -z "${OCELLUS_KEEP_BLAS_CORE:-}" ] && grep -qw avx512f /proc/cpuinfo && grep -qw avx512bw /proc/cpuinfo \
    && grep -qw avx512dq /proc/cpuinfo && grep -qw avx512vl /proc/cpuinfo; then
   export OPENBLAS_CORETYPE=SkylakeX
