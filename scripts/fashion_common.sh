@@ -8,9 +8,10 @@ W=runs/fashion
 # what they have. The numbers differ in the last bits between the two kernels, so a model trained
 # with one is not byte for byte the one trained with the other; OCELLUS_KEEP_BLAS_CORE=1 keeps
 # the environment's choice.
-if [ -z "${OCELLUS_KEEP_BLAS_CORE:-}" ] && grep -qw avx512f /proc/cpuinfo && grep -qw avx512bw /proc/cpuinfo \
-   && grep -qw avx512dq /proc/cpuinfo && grep -qw avx512vl /proc/cpuinfo; then
-  export OPENBLAS_CORETYPE=SkylakeX
+if [ -z "${OCELLUS_KEEP_BLAS_CORE:-}" ]; then
+  avx512=1
+  for flag in avx512f avx512bw avx512dq avx512vl; do grep -qw "$flag" /proc/cpuinfo || avx512=0; done
+  if [ "$avx512" = 1 ]; then export OPENBLAS_CORETYPE=SkylakeX; fi
 fi
 echo "OpenBLAS kernels: ${OPENBLAS_CORETYPE:-detected by OpenBLAS}"
 # The model's sizes: llama 256 x 4 layers (4 heads, 2 KV heads), SigLIP-style tower 56 px with

@@ -150,10 +150,10 @@ int main(int argc, char** argv) {
     std::printf("cpu features : %s\n", ocellus::cpu_features().str().c_str());
     std::printf("kernels      : %s\n", ocellus::isa_name(ocellus::active_isa()));
     const char* coretype = std::getenv("OPENBLAS_CORETYPE");
-    std::printf("openblas core: %s%s%s%s\n", ocellus::blas_core().c_str(), coretype ? " (OPENBLAS_CORETYPE=" : "",
+    const std::string core = ocellus::blas_core();
+    std::printf("openblas core: %s%s%s%s\n", core.c_str(), coretype ? " (OPENBLAS_CORETYPE=" : "",
                 coretype ? coretype : "", coretype ? ")" : "");
     const auto& f = ocellus::cpu_features();
-    const std::string core = ocellus::blas_core();
     if (f.avx512f && f.avx512bw && f.avx512dq && f.avx512vl && (core == "Haswell" || core == "Zen" || core == "Sandybridge"))
       std::printf("               (this CPU has AVX-512: OPENBLAS_CORETYPE=SkylakeX runs f32 GEMMs faster; "
                   "1.6x on the fashion model's training, scripts/fashion_common.sh)\n");
