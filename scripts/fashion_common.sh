@@ -1,18 +1,10 @@
 # Shared by scripts/train_fashion.sh and scripts/ablate_fashion.sh (sourced, not run).
 O=./build/ocellus
 W=runs/fashion
-# OpenBLAS's GEMM kernels. Machines here set OPENBLAS_CORETYPE=Haswell (AVX2 kernels) in the
-# environment, even where the CPU has AVX-512 (unset, OpenBLAS picks Cooperlake on this Zen 5
-# EPYC). Where the CPU has AVX-512 (F, BW, DQ, VL), OpenBLAS's SkylakeX kernels train this model
-# 1.6x faster (stage 2, 100 steps, 2 threads: 11,500 against 7,100 tokens/s). Other CPUs keep
-# what they have. The numbers differ in the last bits between the two kernels, so a model trained
-# with one is not byte for byte the one trained with the other; OCELLUS_KEEP_BLAS_CORE=1 keeps
-# the environment's choice.
-if [ -z "${OCELLUS_KEEP_BLAS_CORE:-}" ]; then
-  avx512=1
-  for flag in avx512f avx512bw avx512dq avx512vl; do grep -qw "$flag" /proc/cpuinfo || avx512=0; done
-  if [ "$avx512" = 1 ]; then export OPENBLAS_CORETYPE=SkylakeX; fi
-fi
+# OpenBLAS's GEMM kernels are whatever the environment chose: machines set OPENBLAS_CORETYPE because
+# older OpenBLAS builds compute wrong results or crash on some newer CPUs, so nothing here overrides
+# it. The numbers differ in the last bits between kernel sets, so a model trained under one is not
+# byte for byte the one trained under another.
 echo "OpenBLAS kernels: ${OPENBLAS_CORETYPE:-detected by OpenBLAS}"
 # The model's sizes: llama 256 x 4 layers (4 heads, 2 KV heads), SigLIP-style tower 56 px with
 # 14 px patches (16 image tokens), 128 wide x 4 blocks. SigLIP pretrains all 4 blocks; the

@@ -153,10 +153,6 @@ int main(int argc, char** argv) {
     const std::string core = ocellus::blas_core();
     std::printf("openblas core: %s%s%s%s\n", core.c_str(), coretype ? " (OPENBLAS_CORETYPE=" : "",
                 coretype ? coretype : "", coretype ? ")" : "");
-    const auto& f = ocellus::cpu_features();
-    if (f.avx512f && f.avx512bw && f.avx512dq && f.avx512vl && (core == "Haswell" || core == "Zen" || core == "Sandybridge"))
-      std::printf("               (this CPU has AVX-512: OPENBLAS_CORETYPE=SkylakeX runs f32 GEMMs faster; "
-                  "1.6x on the fashion model's training, scripts/fashion_common.sh)\n");
     std::printf("threads      : %d\n", ocellus::num_threads());
   });
 
