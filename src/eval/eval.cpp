@@ -1,3 +1,4 @@
+#include "ocellus/io/json.h"
 #include "ocellus/eval/eval.h"
 
 #include <cctype>
@@ -20,8 +21,8 @@ namespace ocellus::eval {
 using nlohmann::json;
 
 std::vector<Question> parse_questions(const std::string& text, const std::string& name) {
-  const json j = json::parse(text, nullptr, false);
-  OCELLUS_CHECK(!j.is_discarded() && j.is_array(), "eval: ", name, ": expected a JSON array of questions");
+  const json j = io::parse_json(text, name, "eval");
+  OCELLUS_CHECK(j.is_array(), "eval: ", name, ": expected a JSON array of questions");
   std::vector<Question> out;
   for (size_t i = 0; i < j.size(); ++i) {
     const json& q = j[i];

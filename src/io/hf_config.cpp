@@ -1,3 +1,4 @@
+#include "ocellus/io/json.h"
 #include "ocellus/io/hf_config.h"
 
 #include <nlohmann/json.hpp>
@@ -100,6 +101,7 @@ HfTextConfig parse_text(const Fields& f, std::string type) {
   f.positive("num_attention_heads", t.num_attention_heads);
   f.positive("num_key_value_heads", t.num_key_value_heads);
   f.positive("vocab_size", t.vocab_size);
+  f.positive("max_position_embeddings", t.max_position_embeddings);
   if (t.hidden_size % t.num_attention_heads != 0)
     f.bad("num_attention_heads", std::to_string(t.num_attention_heads) + " does not divide hidden_size " + std::to_string(t.hidden_size));
   if (t.num_attention_heads % t.num_key_value_heads != 0)
@@ -137,12 +139,7 @@ HfVisionConfig parse_vision(const Fields& f, const std::string& fallback_type) {
 }  // namespace
 
 HfConfig parse_hf_config(const std::string& text, const std::string& name) {
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::exception& e) {
-    fail("config: ", name, ": invalid JSON: ", e.what());
-  }
+  const json j = parse_json(text, name, "config");
   if (!j.is_object()) fail("config: ", name, ": not a JSON object");
   Fields top{j, name, ""};
   HfConfig c;

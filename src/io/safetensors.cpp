@@ -1,3 +1,4 @@
+#include "ocellus/io/json.h"
 #include "ocellus/io/safetensors.h"
 
 #include <algorithm>
@@ -186,12 +187,7 @@ SafetensorsModel SafetensorsModel::open(const std::string& path) {
   }
   const std::string index_path = path + "/model.safetensors.index.json";
   if (file_exists(index_path)) {
-    json idx;
-    try {
-      idx = json::parse(read_text_file(index_path));
-    } catch (const json::exception& e) {
-      fail("safetensors: ", index_path, ": invalid JSON: ", e.what());
-    }
+    const json idx = read_json_file(index_path, "safetensors");
     if (!idx.is_object() || !idx.contains("weight_map") || !idx["weight_map"].is_object())
       fail("safetensors: ", index_path, ": missing 'weight_map' object");
     std::map<std::string, std::string> wanted;  // tensor -> shard

@@ -1,3 +1,4 @@
+#include "ocellus/io/json.h"
 #include "ocellus/text/chat.h"
 
 #include "ocellus/core/error.h"
@@ -110,7 +111,7 @@ ChatTemplate detect_chat_template(const std::string& hf_dir, const Tokenizer& to
   std::string jinja;
   const std::string tc = hf_dir + "/tokenizer_config.json";
   if (io::is_file(tc)) {
-    const nlohmann::json j = nlohmann::json::parse(io::read_text_file(tc), nullptr, false);
+    const nlohmann::json j = io::read_json_file(tc, "chat template");
     if (j.is_object() && j.contains("chat_template") && j["chat_template"].is_string()) jinja = j["chat_template"].get<std::string>();
   }
   const io::HfConfig cfg = io::read_hf_config(hf_dir);

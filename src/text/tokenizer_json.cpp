@@ -2,6 +2,7 @@
 // writing, and building a tokenizer from its parts (the BPE trainer's output).
 #include <nlohmann/json.hpp>
 
+#include "ocellus/io/json.h"
 #include "ocellus/core/error.h"
 #include "ocellus/io/file.h"
 #include "ocellus/io/gguf.h"
@@ -71,12 +72,7 @@ Tokenizer Tokenizer::from_file(const std::string& path) {
 }
 
 Tokenizer Tokenizer::from_hf_json(const std::string& path) {
-  json j;
-  try {
-    j = json::parse(io::read_text_file(path));
-  } catch (const json::exception& e) {
-    fail("tokenizer: ", path, ": invalid JSON: ", e.what());
-  }
+  const json j = io::read_json_file(path, "tokenizer");
   if (!j.is_object() || !j.contains("model") || !j["model"].is_object())
     fail("tokenizer: ", path, ": no 'model' section");
   const json& model = j["model"];
@@ -167,12 +163,7 @@ Tokenizer Tokenizer::from_hf_json(const std::string& path) {
   const size_t slash = path.find_last_of('/');
   const std::string cfg_path = (slash == std::string::npos ? std::string(".") : path.substr(0, slash)) + "/tokenizer_config.json";
   if (io::file_exists(cfg_path)) {
-    json cfg;
-    try {
-      cfg = json::parse(io::read_text_file(cfg_path));
-    } catch (const json::exception& e) {
-      fail("tokenizer: ", cfg_path, ": invalid JSON: ", e.what());
-    }
+    const json cfg = io::read_json_file(cfg_path, "tokenizer");
     t.add_bos_ = cfg.value("add_bos_token", false);
     t.add_eos_ = cfg.value("add_eos_token", false);
     const std::string bos = token_field(cfg, "bos_token"), eos = token_field(cfg, "eos_token");

@@ -1,3 +1,4 @@
+#include "ocellus/io/json.h"
 #include "ocellus/train/data.h"
 
 #include <nlohmann/json.hpp>
@@ -58,8 +59,7 @@ Record parse_record(const json& j, std::string* why) {
 
 std::vector<Record> parse_llava_json(const std::string& text, const std::string& name, OnBad on_bad,
                                      std::vector<std::string>* skipped) {
-  const json j = json::parse(text, nullptr, false);
-  OCELLUS_CHECK(!j.is_discarded(), "data: ", name, ": not valid JSON");
+  const json j = io::parse_json(text, name, "data");
   OCELLUS_CHECK(j.is_array(), "data: ", name, ": expected a JSON array of records");
   std::vector<Record> out;
   for (size_t i = 0; i < j.size(); ++i) {
@@ -67,7 +67,7 @@ std::vector<Record> parse_llava_json(const std::string& text, const std::string&
     Record r = parse_record(j[i], &why);
     if (!why.empty()) {
       const std::string msg = "record " + std::to_string(i) + ": " + why;
-      if (on_bad == OnBad::Fail) fail("data: ", name, ": ", msg, " (skip malformed records with --skip-bad)");
+      if (on_bad == OnBad::Fail) fail("data: ", name, ": ", msg, " (to skip malformed records: \"skip_bad_records\": true in a recipe, --skip-bad for ocellus cache)");
       if (skipped) skipped->push_back(msg);
       continue;
     }

@@ -1,3 +1,4 @@
+#include "ocellus/io/json.h"
 #include "ocellus/vision/preprocess.h"
 
 #include <algorithm>
@@ -198,12 +199,7 @@ Tensor hwc_to_chw(const Tensor& hwc) {
 
 PreprocessConfig read_preprocessor_config(const std::string& path, PreprocessConfig c) {
   using nlohmann::json;
-  json j;
-  try {
-    j = json::parse(io::read_text_file(path, size_t(1) << 20));
-  } catch (const json::exception& e) {
-    fail("preprocess: ", path, ": invalid JSON: ", e.what());
-  }
+  const json j = io::read_json_file(path, "preprocess", size_t(1) << 20);
   OCELLUS_CHECK(j.is_object(), "preprocess: ", path, ": not a JSON object");
   auto triple = [&](const char* key, std::array<float, 3>& out) {
     if (!j.contains(key)) return;
