@@ -408,10 +408,7 @@ std::string Tokenizer::decode(const std::vector<int32_t>& ids, bool skip_special
 
 std::string Tokenizer::Stream::push(int32_t id) {
   pending_ += t_.piece(id, skip_);
-  const size_t tail = utf8_incomplete_tail(pending_);
-  std::string out = pending_.substr(0, pending_.size() - tail);
-  pending_.erase(0, pending_.size() - tail);
-  return out;
+  return utf8_take_valid(pending_);
 }
 
 std::string Tokenizer::Stream::flush() {

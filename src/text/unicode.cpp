@@ -44,15 +44,43 @@ void utf8_append(std::string& out, uint32_t cp) {
   }
 }
 
-size_t utf8_incomplete_tail(std::string_view s) {
-  // Look back at most 3 bytes for a lead byte whose sequence is not complete.
-  for (size_t k = 1; k <= 3 && k <= s.size(); ++k) {
-    const unsigned char c = static_cast<unsigned char>(s[s.size() - k]);
-    if ((c & 0xc0) == 0x80) continue;  // continuation byte: keep looking for the lead
-    const int n = utf8_len(c);
-    return n > int(k) ? k : 0;
+std::string utf8_take_valid(std::string& pending) {
+  static const char kReplacement[] = "\xef\xbf\xbd";
+  std::string out;
+  size_t i = 0;
+  const size_t n = pending.size();
+  while (i < n) {
+    const unsigned char c = static_cast<unsigned char>(pending[i]);
+    if (c < 0x80) {
+      out += char(c), ++i;
+      continue;
+    }
+    // The sequence's length and the range its second byte must be in (Unicode Table 3-7).
+    int len = 0;
+    unsigned char lo = 0x80, hi = 0xbf;
+    if (c >= 0xc2 && c <= 0xdf) len = 2;
+    else if (c >= 0xe0 && c <= 0xef) len = 3, lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
+    else if (c >= 0xf0 && c <= 0xf4) len = 4, lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
+    if (len == 0) {  // a stray continuation byte or a byte that never starts a character
+      out += kReplacement, ++i;
+      continue;
+    }
+    size_t k = 1;  // bytes of the sequence that are well-formed so far
+    while (k < size_t(len) && i + k < n) {
+      const unsigned char d = static_cast<unsigned char>(pending[i + k]);
+      if (d < (k == 1 ? lo : 0x80) || d > (k == 1 ? hi : 0xbf)) break;
+      ++k;
+    }
+    if (k == size_t(len)) {
+      out.append(pending, i, k), i += k;
+    } else if (i + k == n) {  // well-formed so far and cut off by the end: may still complete
+      break;
+    } else {
+      out += kReplacement, i += k;  // one U+FFFD for the maximal subpart
+    }
   }
-  return 0;
+  pending.erase(0, i);
+  return out;
 }
 
 // ASCII answers without a library call: the common case in every text.

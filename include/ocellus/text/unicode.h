@@ -24,9 +24,12 @@ inline int utf8_len(unsigned char c) {
 uint32_t utf8_decode(std::string_view s, size_t i, int* len);
 void utf8_append(std::string& out, uint32_t cp);
 
-// Whether the first `n` bytes of s end in the middle of a UTF-8 character: the bytes after the
-// last complete character (0 when s ends on a boundary).
-size_t utf8_incomplete_tail(std::string_view s);
+// Streamed text made valid: takes from `pending` everything but an unfinished character at its
+// end (a lead byte with the right continuation bytes so far, which may still complete) and
+// returns it as valid UTF-8, each maximal ill-formed subsequence replaced by U+FFFD (Unicode's
+// "substitution of maximal subparts", as browsers and Python decode). Overlong forms,
+// surrogates and code points past U+10FFFF are ill-formed.
+std::string utf8_take_valid(std::string& pending);
 
 bool is_letter(uint32_t cp);      // \p{L}
 bool is_number(uint32_t cp);      // \p{N}
