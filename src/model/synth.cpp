@@ -5,6 +5,7 @@
 #include <set>
 
 #include "ocellus/core/error.h"
+#include "ocellus/core/progress.h"
 #include "ocellus/core/quant.h"
 #include "ocellus/core/threads.h"
 #include "ocellus/io/gguf.h"
@@ -89,6 +90,8 @@ class Builder {
   void tensor(const std::string& name, const Shape& shape, DType dt, float std) { add(name, shape, dt, std, 0.0f); }
 
   uint64_t bytes() const { return bytes_; }
+  // Writing a real shape takes seconds to minutes: each tensor's fill reports the bytes done.
+  void report_to(ProgressLine* p) { progress_ = p; }
 
  private:
   void add(const std::string& name, const Shape& shape, DType dt, float std, float base) {
@@ -97,7 +100,7 @@ class Builder {
     const size_t rb = row_bytes(dt, cols);
     const float a = std * std::sqrt(3.0f);
     bytes_ += rb * size_t(rows);
-    w_.add_tensor(name, io::ggml_type_id(dt), shape, [=](uint8_t* dst) {
+    w_.add_tensor(name, io::ggml_type_id(dt), shape, [=, this](uint8_t* dst) {
       parallel_for(rows, 16, [&](int64_t r0, int64_t r1) {
         std::vector<float> buf(static_cast<size_t>(cols));
         for (int64_t r = r0; r < r1; ++r) {
@@ -108,12 +111,17 @@ class Builder {
           quantize_row(dt, buf.data(), dst + size_t(r) * rb, cols);
         }
       });
+      done_ += rb * size_t(rows);
+      if (progress_ && bytes_ >= (uint64_t(64) << 20))  // small files: no report
+        progress_->update(int64_t(done_ >> 20), int64_t(bytes_ >> 20),
+                          ocellus::detail::concat("synth: ", done_ >> 20, " / ", bytes_ >> 20, " MiB of tensor data"));
     });
   }
 
   io::GgufWriter& w_;
   const SynthOptions& opt_;
-  uint64_t bytes_ = 0;
+  uint64_t bytes_ = 0, done_ = 0;
+  ProgressLine* progress_ = nullptr;
 };
 
 // A vocabulary of exactly n tokens. SentencePiece style: <unk> <s> </s>, the 256 byte tokens,
@@ -317,6 +325,8 @@ uint64_t write_synth_model(const SynthShape& s, const SynthOptions& opt, const s
   Builder b(w, opt);
   if (s.vision) write_vision(w, b, s, opt, L);
   else write_text(w, b, s, opt, L);
+  ProgressLine progress;
+  b.report_to(&progress);
   w.write(path);
   return b.bytes();
 }

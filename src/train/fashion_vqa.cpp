@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ocellus/core/error.h"
+#include "ocellus/core/progress.h"
 #include "ocellus/io/file.h"
 #include "ocellus/io/image.h"
 
@@ -130,12 +131,15 @@ FashionVqaStats build_fashion_vqa(const FashionVqaOptions& o) {
   OCELLUS_CHECK(o.grid == 2 || o.grid == 3, "fashion: grid must be 2 or 3");
   OCELLUS_CHECK(o.max_items >= 1 && o.max_items <= o.grid * o.grid, "fashion: max_items must lie in 1..", o.grid * o.grid);
   OCELLUS_CHECK(!o.out.empty(), "fashion: no output folder");
+  OCELLUS_CHECK(o.train_scenes >= 1 && o.test_scenes >= 0 && o.val_scenes >= 0, "fashion: scene counts must be >= 0 (training scenes >= 1)");
+  if (!fs::is_directory(o.source))
+    fail("fashion: ", o.source, " is not a folder: Fashion-MNIST comes from Debian's package (sudo apt-get install ",
+         "dataset-fashion-mnist puts it in ", FashionVqaOptions{}.source, "); --source names another folder of its four IDX files");
   const FashionSplit train = read_fashion_split(o.source + "/train-images-idx3-ubyte.gz", o.source + "/train-labels-idx1-ubyte.gz");
   const FashionSplit test = read_fashion_split(o.source + "/t10k-images-idx3-ubyte.gz", o.source + "/t10k-labels-idx1-ubyte.gz");
   const auto& names = fashion_class_names();
   const int cells = o.grid * o.grid, side = 28 * o.grid;
   FashionVqaStats st;
-  OCELLUS_CHECK(o.val_scenes >= 0, "fashion: val_scenes must not be negative");
   std::vector<char> used_by_training(size_t(train.n), 0);  // the training photos some training scene shows
   std::vector<int> held_out;                                // the others: validation scenes' photos
   // Three passes: training, test, validation (held-out training photos, built as the test
@@ -170,7 +174,9 @@ FashionVqaStats build_fashion_vqa(const FashionVqaOptions& o) {
     json captions = json::array(), instruct = json::array(), contrast = json::array(), eval = json::array(),
          reading = json::array();
     std::string corpus;
+    ProgressLine progress;
     for (int64_t k = 0; k < n_scenes; ++k) {
+      progress.update(k + 1, n_scenes, ocellus::detail::concat("data: ", tag, " scenes ", k + 1, "/", n_scenes));
       Scene s{std::vector<int>(size_t(cells), -1), std::vector<int>(size_t(cells), -1)};
       const int n_items = 1 + uniform(uint64_t(o.max_items));
       std::vector<int> order(static_cast<size_t>(cells));
