@@ -5,7 +5,7 @@
 # top right). `ocellus run` with no -m uses this model.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/build.sh ocellus_cli  # the tool only: the tests are not needed here
+bash scripts/build.sh --run ocellus_cli  # the tool only, with only what running needs
 if [ ! -f models/fashion-vlm/model.gguf ]; then  # not trained yet: the engine on the fixture models
   echo "models/fashion-vlm is missing (bash scripts/train_fashion.sh makes it); inspecting the fixture models instead"
   ./build/ocellus info

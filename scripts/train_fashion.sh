@@ -13,7 +13,7 @@
 # where it was. Usage: bash scripts/train_fashion.sh [--no-install]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/build.sh ocellus_cli  # the tool only: the tests are not needed here
+bash scripts/build.sh --run ocellus_cli  # the tool only, with only what running needs
 if ! dpkg-query -W -f='${Status}' dataset-fashion-mnist 2>/dev/null | grep -q "install ok installed"; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq

@@ -15,6 +15,7 @@
 
 #include "ocellus/core/cpu.h"
 #include "ocellus/core/error.h"
+#include "ocellus/core/progress.h"
 #include "ocellus/eval/eval.h"
 #include "ocellus/core/threads.h"
 #include "ocellus/io/inspect.h"
@@ -75,6 +76,17 @@ std::vector<ocellus::Tensor> encode_images(const ocellus::model::VisionModel& vm
   return rows;
 }
 
+// Value checks shared by the verbs; CLI11 names the option and the valid range when one fails.
+const CLI::Range kTokens(0, 1 << 20);                 // -n: tokens to generate
+const CLI::Range kContext(1, 1 << 20);                // -c: context size
+const CLI::Range kTemperature(0.0, 100.0);            // --temp (0: greedy)
+const CLI::Range kProbability(0.0, 1.0);              // --top-p, --min-p
+const CLI::Range kCount(int64_t(0), int64_t(1) << 40);  // a count that may be 0 (--limit)
+
+void require_text(const std::string& text, const char* what) {
+  if (text.find_first_not_of(" \t\r\n") == std::string::npos) throw std::runtime_error(std::string(what) + " is empty");
+}
+
 void write_f32(const std::string& path, const ocellus::Tensor& t) {
   const ocellus::Tensor c = t.contiguous();
   ocellus::io::write_file_atomically(path, [&](std::FILE* f) { ocellus::io::write_bytes(f, c.raw(), c.nbytes(), path); });
@@ -98,8 +110,9 @@ struct VlmOptions {
     cmd->add_option("--mmproj", mmproj, "Vision projector (mmproj GGUF); not needed for a Hugging Face folder");
     CLI::Option* img = cmd->add_option("--image", images, image_help);
     cmd->add_option("--chat-template", chat_template, "llama2, llama3, vicuna, chatml, phi2 (default: from the model)");
-    cmd->add_option("-n,--n-predict", gen.n_predict, n_help)->capture_default_str();
-    cmd->add_option("--temp", gen.sampling.temperature, "Temperature; 0 = greedy")->capture_default_str();
+    cmd->add_option("-n,--n-predict", gen.n_predict, n_help)->capture_default_str()->check(kTokens);
+    cmd->add_option("-c,--ctx", gen.n_ctx, "Context size in tokens (default: the model's, at most 4096)")->check(kContext);
+    cmd->add_option("--temp", gen.sampling.temperature, "Temperature; 0 = greedy")->capture_default_str()->check(kTemperature);
     cmd->add_option("--seed", gen.sampling.seed, "Random seed")->capture_default_str();
     return img;
   }
@@ -114,16 +127,23 @@ struct VlmOptions {
     }
     return ocellus::model::load_vlm(model, mmproj);
   }
-  // The model that ships with ocellus: $OCELLUS_DEFAULT_MODEL when set, else models/fashion-vlm
-  // beside the build folder of this executable, else under the current folder.
+  // The model that ships with ocellus: $OCELLUS_DEFAULT_MODEL when set (the only place looked
+  // at), else the first of: an installed copy (PREFIX/share/ocellus/models beside PREFIX/bin),
+  // models/ beside the build folder of this executable or in it, the source tree's models/ (its
+  // path compiled in, so a build folder anywhere finds it), ./models.
   static std::string bundled_model_dir() {
     std::vector<std::filesystem::path> tried;
-    if (const char* env = std::getenv("OCELLUS_DEFAULT_MODEL")) {  // when set, the only place looked at
+    if (const char* env = std::getenv("OCELLUS_DEFAULT_MODEL")) {
       tried.push_back(env);
     } else {
       std::error_code ec;
       const std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe", ec);
-      if (!ec) tried.push_back(exe.parent_path().parent_path() / "models/fashion-vlm"), tried.push_back(exe.parent_path() / "models/fashion-vlm");
+      if (!ec) {
+        const std::filesystem::path bin = exe.parent_path();
+        tried.push_back(bin.parent_path() / "share/ocellus/models/fashion-vlm");
+        tried.push_back(bin.parent_path() / "models/fashion-vlm"), tried.push_back(bin / "models/fashion-vlm");
+      }
+      tried.push_back(std::filesystem::path(OCELLUS_SOURCE_MODELS) / "fashion-vlm");
       tried.push_back("models/fashion-vlm");
     }
     std::string list;
@@ -141,7 +161,7 @@ int main(int argc, char** argv) {
   CLI::App app{"ocellus: build, train and run small vision-language models"};
   app.require_subcommand(1);
   int threads = 0;
-  app.add_option("-t,--threads", threads, "Worker threads (default: OCELLUS_THREADS or all cores)");
+  app.add_option("-t,--threads", threads, "Worker threads (default: OCELLUS_THREADS or all cores)")->check(CLI::Range(0, 4096));
 
   auto* info = app.add_subcommand("info", "Show the CPU features and the kernels ocellus picked");
   info->callback([&] {
@@ -154,6 +174,11 @@ int main(int argc, char** argv) {
     std::printf("openblas core: %s%s%s%s\n", core.c_str(), coretype ? " (OPENBLAS_CORETYPE=" : "",
                 coretype ? coretype : "", coretype ? ")" : "");
     std::printf("threads      : %d\n", ocellus::num_threads());
+    try {
+      std::printf("bundled model: %s\n", VlmOptions::bundled_model_dir().c_str());
+    } catch (const std::exception& e) {
+      std::printf("bundled model: none (%s)\n", e.what());
+    }
   });
 
   auto* inspect = app.add_subcommand("inspect", "Summarize model files: GGUF (text model or mmproj), "
@@ -182,7 +207,7 @@ int main(int argc, char** argv) {
   synth->add_option("shape", synth_shape, "Shape name (see --list)");
   synth->add_option("-o,--output", synth_out, "Output .gguf file");
   synth->add_option("--dtype", synth_dtype, "Weight matrices: f32, f16, bf16, q8_0, q4_0")->capture_default_str();
-  synth->add_option("--layers", synth_opt.layers, "Number of blocks (default: the shape's own)");
+  synth->add_option("--layers", synth_opt.layers, "Number of blocks (default: the shape's own)")->check(CLI::Range(1, 10000));
   synth->add_option("--seed", synth_opt.seed, "Random seed")->capture_default_str();
   synth->add_flag("--list", synth_list, "List the known shapes");
   synth->callback([&] {
@@ -256,11 +281,12 @@ int main(int argc, char** argv) {
       texts.push_back(ocellus::io::read_text_file(f, size_t(4) << 30));
       bytes += texts.back().size();
     }
-    bpe_opt.progress = [](int64_t done, int64_t total) {
-      std::fprintf(stderr, "\rmerges %lld / %lld", (long long)done, (long long)total);
+    ocellus::ProgressLine progress;
+    bpe_opt.progress = [&](int64_t done, int64_t total) {
+      progress.update(done, total, "merges " + std::to_string(done) + " / " + std::to_string(total));
     };
     const auto tok = ocellus::text::train_bpe(texts, bpe_opt);
-    std::fprintf(stderr, "\n");
+    progress.finish();
     const std::filesystem::path parent = std::filesystem::path(bpe_out).parent_path();
     if (!parent.empty()) std::filesystem::create_directories(parent);
     tok.save_hf_json(bpe_out);
@@ -272,17 +298,20 @@ int main(int argc, char** argv) {
   ocellus::lm::GenerateParams gp;
   gen->add_option("-m,--model", gen_model, "Text model: GGUF file or Hugging Face folder (llama, qwen2, phi2, stablelm)")->required();
   gen->add_option("-p,--prompt", gen_prompt, "Prompt text")->required();
-  gen->add_option("-n,--n-predict", gp.n_predict, "Tokens to generate at most")->capture_default_str();
-  gen->add_option("-c,--ctx", gp.n_ctx, "Context size (default: the model's, at most 4096)");
-  gen->add_option("--temp", gp.sampling.temperature, "Temperature; 0 = greedy")->capture_default_str();
-  gen->add_option("--top-k", gp.sampling.top_k, "Top-k (0 = off)")->capture_default_str();
-  gen->add_option("--top-p", gp.sampling.top_p, "Top-p (1 = off)")->capture_default_str();
-  gen->add_option("--min-p", gp.sampling.min_p, "Min-p (0 = off)")->capture_default_str();
-  gen->add_option("--repeat-penalty", gp.sampling.repeat_penalty, "Repetition penalty (1 = off)")->capture_default_str();
-  gen->add_option("--repeat-last-n", gp.sampling.repeat_last_n, "Tokens the penalty looks back over")->capture_default_str();
+  gen->add_option("-n,--n-predict", gp.n_predict, "Tokens to generate at most")->capture_default_str()->check(kTokens);
+  gen->add_option("-c,--ctx", gp.n_ctx, "Context size in tokens (default: the model's, at most 4096)")->check(kContext);
+  gen->add_option("--temp", gp.sampling.temperature, "Temperature; 0 = greedy")->capture_default_str()->check(kTemperature);
+  gen->add_option("--top-k", gp.sampling.top_k, "Top-k (0 = off)")->capture_default_str()->check(CLI::Range(0, 1 << 30));
+  gen->add_option("--top-p", gp.sampling.top_p, "Top-p (1 = off)")->capture_default_str()->check(kProbability);
+  gen->add_option("--min-p", gp.sampling.min_p, "Min-p (0 = off)")->capture_default_str()->check(kProbability);
+  gen->add_option("--repeat-penalty", gp.sampling.repeat_penalty, "Repetition penalty (1 = off)")->capture_default_str()
+      ->check(CLI::Range(0.01, 100.0));
+  gen->add_option("--repeat-last-n", gp.sampling.repeat_last_n, "Tokens the penalty looks back over")->capture_default_str()
+      ->check(CLI::Range(0, 1 << 20));
   gen->add_option("--seed", gp.sampling.seed, "Random seed")->capture_default_str();
   gen->add_option("--stop", gp.stop, "Stop string (repeatable)");
   gen->callback([&] {
+    require_text(gen_prompt, "the prompt (-p)");
     ocellus::set_num_threads(threads);
     const auto model = ocellus::lm::load_model(gen_model);  // GGUF file or Hugging Face folder
     const auto tok = ocellus::text::Tokenizer::from_file(gen_model);
@@ -318,9 +347,11 @@ int main(int argc, char** argv) {
     if (!lg_mmproj.empty() || !lg_images.empty() || !lg_pixels.empty()) {
       if (!lg->count("--prompt")) throw CLI::RequiredError("--prompt (with <image> placeholders) for images");
       const ocellus::model::Vlm v = ocellus::model::load_vlm(lg_model, lg_mmproj);  // a GGUF pair or a folder
+      const auto plan = ocellus::model::plan_splice(v.tok, lg_prompt, lg_images.size() + !lg_pixels.empty(), v.tok.add_bos(), "<image>",
+                                                    v.vision->markers());  // checked before any image is encoded
       double ms = 0;
       const auto rows = encode_images(*v.vision, lg_images, lg_pixels, &ms);
-      const auto sp = ocellus::model::splice_prompt(*v.lm, v.tok, lg_prompt, rows, v.tok.add_bos(), "<image>", v.vision->markers());
+      const auto sp = ocellus::model::splice_prompt(*v.lm, plan, rows);
       ocellus::lm::KvCache cache(v.lm->config(), sp.embeddings.dim(0));
       logits = v.lm->forward(sp.embeddings, cache, !lg_last);
     } else {
@@ -360,20 +391,24 @@ int main(int argc, char** argv) {
   ro.add(run, "Tokens to generate at most", "Image file (PNG / JPEG; repeatable)")->required();
   run->add_option("-p,--prompt", run_prompt, "The question; images go before it unless it holds <image> placeholders")->required();
   run->callback([&] {
+    require_text(run_prompt, "the prompt (-p)");
     ocellus::set_num_threads(threads);
     const ocellus::model::Vlm v = ro.load();
-    double ms = 0;
-    const auto rows = encode_images(*v.vision, ro.images, "", &ms);
     std::string user = run_prompt;
     if (user.find("<image>") == std::string::npos) {
       std::string marks;
-      for (size_t i = 0; i < rows.size(); ++i) marks += "<image>\n";
+      for (size_t i = 0; i < ro.images.size(); ++i) marks += "<image>\n";
       user = marks + user;
     }
     const ocellus::text::ChatTemplate t = ro.resolve_template(v.tok);
     const std::string text = ocellus::text::render_chat_text(t, {{"user", user}}, true);
-    const auto sp = ocellus::model::splice_prompt(*v.lm, v.tok, text, rows, v.tok.add_bos() && ocellus::text::bos_from_tokenizer(t),
+    // The prompt checked before any image is encoded: placeholders against images, length against the context.
+    const auto plan = ocellus::model::plan_splice(v.tok, text, ro.images.size(), v.tok.add_bos() && ocellus::text::bos_from_tokenizer(t),
                                                   "<image>", v.vision->markers());
+    ocellus::lm::check_prompt_fits(plan.n_tokens(v.vision->n_tokens_per_image()), ocellus::lm::context_size(ro.gen, v.lm->config()));
+    double ms = 0;
+    const auto rows = encode_images(*v.vision, ro.images, "", &ms);
+    const auto sp = ocellus::model::splice_prompt(*v.lm, plan, rows);
     const auto r = ocellus::lm::generate_embedded(*v.lm, v.tok, sp.embeddings, sp.ids, ro.gen, print_piece);
     std::printf("\n");
     std::fprintf(stderr, "image encode: %.1f ms; prefill: %lld tokens in %.1f ms (%.1f tokens/s); decode: %zu tokens in %.1f ms (%.1f tokens/s); stop: %s\n",
@@ -450,8 +485,8 @@ int main(int argc, char** argv) {
   cache->add_option("--data", ca_data, "LLaVA conversation JSON (the images it names)")->required();
   cache->add_option("--images", ca_images, "Folder the JSON's image paths are relative to");
   cache->add_option("-o,--output", ca_out, "Cache file (.safetensors)")->required();
-  cache->add_option("--batch", ca_batch, "Images per tower call")->capture_default_str();
-  cache->add_flag("--skip-bad", ca_skip, "Skip malformed records (reported) instead of stopping");
+  cache->add_option("--batch", ca_batch, "Images per tower call")->capture_default_str()->check(CLI::Range(1, 4096));
+  cache->add_flag("--skip-bad", ca_skip, "Skip malformed records and missing or broken images (reported) instead of stopping");
   int64_t ca_hidden = -1;
   cache->add_option("--hidden-after", ca_hidden, "Store the hidden states after this many blocks instead of the features "
                     "(for recipes whose tower_from trains the blocks above)");
@@ -465,31 +500,44 @@ int main(int argc, char** argv) {
     std::vector<std::string> paths;
     for (const auto& r : recs)
       if (!r.image.empty()) paths.push_back(ca_images.empty() ? r.image : ca_images + "/" + r.image);
-    const int64_t n = ocellus::train::build_feature_cache(vm->tower(), paths, ca_out, ca_batch, [](const ocellus::train::CacheProgress& p) {
+    ocellus::ProgressLine progress;
+    std::vector<std::string> bad_images;
+    const int64_t n = ocellus::train::build_feature_cache(vm->tower(), paths, ca_out, ca_batch, [&](const ocellus::train::CacheProgress& p) {
       const double rate = double(p.done) / std::max(1e-9, p.seconds);
-      std::fprintf(stderr, "\rcache: %lld/%lld images, %.1f images/s, ETA %.0f s   ", (long long)p.done, (long long)p.total, rate,
-                   double(p.total - p.done) / std::max(1e-9, rate));
-    }, ca_hidden);
-    std::fprintf(stderr, "\n");
+      char line[160];
+      std::snprintf(line, sizeof line, "cache: %lld/%lld images, %.1f images/s, ETA %.0f s", (long long)p.done, (long long)p.total, rate,
+                    double(p.total - p.done) / std::max(1e-9, rate));
+      progress.update(p.done, p.total, line);
+    }, ca_hidden, ca_skip ? &bad_images : nullptr);
+    progress.finish();
+    for (size_t i = 0; i < bad_images.size() && i < 5; ++i) std::fprintf(stderr, "cache: skipped %s\n", bad_images[i].c_str());
+    if (!bad_images.empty()) std::fprintf(stderr, "cache: skipped %zu missing or broken image(s)\n", bad_images.size());
     std::printf("wrote %s: %lld distinct images (%zu records)\n", ca_out.c_str(), (long long)n, paths.size());
   });
 
-  auto* data = app.add_subcommand("data", "Build training data");
-  data->require_subcommand(1);
+  auto* data = app.add_subcommand("data", "Build training data (datasets: fashion-vqa)");
+  data->require_subcommand(0, 1);
+  data->allow_extras();  // an unknown dataset name gets the message below, not CLI11's
+  data->callback([&] {
+    if (!data->get_subcommands().empty()) return;
+    const std::vector<std::string> rest = data->remaining();
+    if (rest.empty()) throw std::runtime_error("data: name a dataset (known: fashion-vqa)");
+    throw std::runtime_error("data: unknown dataset '" + rest[0] + "' (known: fashion-vqa)");
+  });
   auto* fashion = data->add_subcommand("fashion-vqa", "Scenes of Fashion-MNIST photos (Debian's dataset-fashion-mnist) with captions, "
                                        "instruction conversations (also as text-only reading comprehension, train_read.json, and with "
                                        "contrastive counts added, train_instruct_contrast.json) and evaluation questions");
   ocellus::train::FashionVqaOptions fo;
   fashion->add_option("-o,--output", fo.out, "Output folder")->required();
   fashion->add_option("--source", fo.source, "Folder of the IDX files")->capture_default_str();
-  fashion->add_option("--train-scenes", fo.train_scenes, "Scenes from the 60k training photos")->capture_default_str();
-  fashion->add_option("--test-scenes", fo.test_scenes, "Scenes from the 10k test photos")->capture_default_str();
+  fashion->add_option("--train-scenes", fo.train_scenes, "Scenes from the 60k training photos")->capture_default_str()->check(CLI::Range(1, 10000000));
+  fashion->add_option("--test-scenes", fo.test_scenes, "Scenes from the 10k test photos")->capture_default_str()->check(CLI::Range(0, 10000000));
   fashion->add_option("--val-scenes", fo.val_scenes, "Validation scenes (val_eval.json) from the training photos no training scene uses: "
-                      "for choosing a recipe without looking at the test scenes")->capture_default_str();
+                      "for choosing a recipe without looking at the test scenes")->capture_default_str()->check(CLI::Range(0, 10000000));
   fashion->add_flag("--photo-deck", fo.photo_deck, "Training scenes deal their photos from a shuffled deck, each photo once before any "
                     "repeats (more distinct photos for the same scenes), instead of drawing each uniformly");
-  fashion->add_option("--grid", fo.grid, "Cells per side (2 or 3)")->capture_default_str();
-  fashion->add_option("--max-items", fo.max_items, "Items per scene at most")->capture_default_str();
+  fashion->add_option("--grid", fo.grid, "Cells per side (2 or 3)")->capture_default_str()->check(CLI::Range(2, 3));
+  fashion->add_option("--max-items", fo.max_items, "Items per scene at most (at most the cells)")->capture_default_str()->check(CLI::Range(1, 9));
   fashion->add_option("--seed", fo.seed, "Random seed")->capture_default_str();
   fashion->callback([&] {
     const auto st = ocellus::train::build_fashion_vqa(fo);
@@ -546,8 +594,8 @@ int main(int argc, char** argv) {
   ev->add_option("--questions", ev_questions, "Evaluation JSON: [{question_id, image, question, answer, category, choices?}]")->required();
   ev->add_option("--images", ev_images, "Folder the image paths are relative to");
   ev->add_option("-o,--output", ev_out, "Write the report and every answer as JSON");
-  ev->add_option("--max-tokens", ev_max, "Tokens per answer at most")->capture_default_str();
-  ev->add_option("--limit", ev_limit, "Only the first N questions (0: all)");
+  ev->add_option("--max-tokens", ev_max, "Tokens per answer at most")->capture_default_str()->check(CLI::Range(1, 1 << 20));
+  ev->add_option("--limit", ev_limit, "Only the first N questions (0: all)")->check(kCount);
   ev->add_option("--chat-template", ev_template, "llama2, llama3, vicuna, chatml, phi2 (default: from the model)");
   ev->callback([&] {
     ocellus::set_num_threads(threads);
@@ -555,11 +603,14 @@ int main(int argc, char** argv) {
     if (ev_limit > 0 && int64_t(qs.size()) > ev_limit) qs.resize(size_t(ev_limit));
     const ocellus::model::Vlm v = ocellus::model::load_vlm(ev_model, ev_mmproj);
     const auto t0 = std::chrono::steady_clock::now();
+    ocellus::ProgressLine progress;
     const auto answers = ocellus::eval::answer_all(v, qs, ev_images, ocellus::text::resolve_chat_template(ev_template, ev_model, v.tok), ev_max, [&](int64_t done, int64_t total) {
       const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      std::fprintf(stderr, "\reval: %lld/%lld questions, %.1f questions/s   ", (long long)done, (long long)total, double(done) / std::max(1e-9, s));
+      char line[128];
+      std::snprintf(line, sizeof line, "eval: %lld/%lld questions, %.1f questions/s", (long long)done, (long long)total, double(done) / std::max(1e-9, s));
+      progress.update(done, total, line);
     });
-    std::fprintf(stderr, "\n");
+    progress.finish();
     const auto rep = ocellus::eval::score(qs, answers);
     std::printf("%s", ocellus::eval::format_table(rep).c_str());
     if (!ev_out.empty()) {
@@ -571,24 +622,30 @@ int main(int argc, char** argv) {
   auto* train = app.add_subcommand("train", "Train a VLM stage from a recipe (JSON): language-model pretraining, SigLIP tower pretraining, "
                                                    "connector pretraining or fine-tuning");
   std::string tr_recipe;
-  bool tr_resume = false;
+  bool tr_resume = false, tr_overwrite = false;
   train->add_option("--recipe", tr_recipe, "Recipe file (see recipes/ and the README)")->required();
-  train->add_flag("--resume", tr_resume, "Continue from the recipe's latest checkpoint");
+  CLI::Option* resume_opt = train->add_flag("--resume", tr_resume, "Continue from the recipe's latest checkpoint");
+  train->add_flag("--overwrite", tr_overwrite, "Start over in an output folder that already holds a run (removes its checkpoints, "
+                  "metrics and model)")->excludes(resume_opt);
   train->callback([&] {
     // Under mpirun: one share of every batch per process, the cores divided among them.
     const ocellus::train::Dist& dist = ocellus::train::dist_init();
     ocellus::set_num_threads(threads > 0 ? threads : std::max(1, ocellus::num_threads() / dist.size));
     const ocellus::train::Recipe r = ocellus::train::read_recipe(tr_recipe);
     if (dist.size > 1 && dist.main()) std::fprintf(stderr, "train: %d processes, %d threads each\n", dist.size, ocellus::num_threads());
-    const auto res = ocellus::train::run_recipe(r, tr_resume, [&](const ocellus::train::StepStats& s) {
+    const auto start = tr_resume ? ocellus::train::Start::Resume : tr_overwrite ? ocellus::train::Start::Overwrite : ocellus::train::Start::Fresh;
+    ocellus::ProgressLine progress;
+    const auto res = ocellus::train::run_recipe(r, start, [&](const ocellus::train::StepStats& s) {
       if (!dist.main()) return;
       const int width = 24, fill = int(double(width) * double(s.step) / double(s.steps));
       const double eta = s.elapsed_s / double(s.step - s.first_step) * double(s.steps - s.step);  // this run's pace
-      std::fprintf(stderr, "\rtrain: [%-*s] %lld/%lld loss %.4f lr %.2e %.0f tok/s ETA %.0f s   ", width,
-                   std::string(size_t(fill), '=').c_str(), (long long)s.step, (long long)s.steps, s.loss, s.lr, s.tokens_per_s, eta);
+      char line[256];
+      std::snprintf(line, sizeof line, "train: [%-*s] %lld/%lld loss %.4f lr %.2e %.0f tok/s ETA %.0f s", width,
+                    std::string(size_t(fill), '=').c_str(), (long long)s.step, (long long)s.steps, s.loss, s.lr, s.tokens_per_s, eta);
+      progress.update(s.step, s.steps, line);
     });
     if (dist.main()) {
-      std::fprintf(stderr, "\n");
+      progress.finish();
       if (!res.losses.empty())
         std::printf("trained steps %lld..%lld: loss %.4f -> %.4f; model in %s%s%s%s%s\n", (long long)res.first_step + 1,
                     (long long)(res.first_step + int64_t(res.losses.size())), res.losses.front(), res.losses.back(),
@@ -601,7 +658,11 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // --help and --version print and exit 0; a wrong option or value is one error line and
+    // exit status 2 (the usage-error convention of getopt and argparse), other errors 1.
+    if (e.get_exit_code() == 0) return app.exit(e);
+    std::fprintf(stderr, "ocellus: error: %s (see --help)\n", e.what());
+    return 2;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "ocellus: error: %s\n", e.what());
     return 1;

@@ -2,19 +2,42 @@
 
 #include <omp.h>
 
+#include "ocellus/core/error.h"
+
 #include <algorithm>
+#include <cerrno>
+#include <cstdio>
 #include <atomic>
 #include <cstdlib>
 #include <thread>
 
 namespace ocellus {
 
+static int cores() { return int(std::max(1u, std::thread::hardware_concurrency())); }
+
+// More threads than cores makes every kernel slower (each parallel region waits at its barrier for
+// threads that are not running): allowed, since a user may know better, but said once.
+static int checked(int n, const char* source) {
+  static bool warned = false;
+  if (n > 2 * cores() && !warned) {
+    warned = true;
+    std::fprintf(stderr, "ocellus: warning: %s asks for %d threads on %d cores; more threads than cores slows every kernel\n",
+                 source, n, cores());
+  }
+  return n;
+}
+
+// OCELLUS_THREADS when set (a whole number from 1 to 4096, else an Error naming it), else the cores.
 static int default_threads() {
   if (const char* env = std::getenv("OCELLUS_THREADS")) {
-    int n = std::atoi(env);
-    if (n > 0) return n;
+    char* end = nullptr;
+    errno = 0;
+    const long n = std::strtol(env, &end, 10);
+    if (end == env || *end != '\0' || errno != 0 || n < 1 || n > 4096)
+      fail("OCELLUS_THREADS='", env, "': expected a whole number of threads from 1 to 4096 (unset: one per core, ", cores(), ")");
+    return checked(int(n), "OCELLUS_THREADS");
   }
-  return std::max(1u, std::thread::hardware_concurrency());
+  return cores();
 }
 
 static int& threads_ref() {
@@ -24,7 +47,11 @@ static int& threads_ref() {
 
 int num_threads() { return threads_ref(); }
 
-void set_num_threads(int n) { threads_ref() = n > 0 ? n : default_threads(); }
+void set_num_threads(int n) {
+  OCELLUS_CHECK(n <= 4096, "threads: ", n, " is more than 4096");
+  const int v = n > 0 ? checked(n, "-t") : default_threads();
+  threads_ref() = v;
+}
 
 void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
   if (n <= 0) return;

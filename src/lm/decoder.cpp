@@ -135,7 +135,13 @@ LmConfig read_common_config(const io::GgufFile& f) {
   c.n_head = f.get_int(k(key::kHeadCount));
   c.n_head_kv = f.get_int(k(key::kHeadCountKv), c.n_head);
   c.n_ctx = f.get_int(k(key::kContextLength), 2048);
-  OCELLUS_CHECK(c.n_head > 0, "lm: ", f.path(), ": head count ", c.n_head);
+  // Each size must be one a model can have, before anything is allocated from it.
+  for (const auto& [suffix, v] : {std::pair{key::kEmbeddingLength, c.n_embd}, {key::kFeedForwardLength, c.n_ff},
+                                  {key::kBlockCount, c.n_layer}, {key::kHeadCount, c.n_head}, {key::kHeadCountKv, c.n_head_kv},
+                                  {key::kContextLength, c.n_ctx}})
+    OCELLUS_CHECK(v >= 1 && v <= (int64_t(1) << 24), "lm: ", f.path(), ": ", k(suffix), " = ", v, " (must be from 1 to 2^24)");
+  OCELLUS_CHECK(c.n_embd % c.n_head == 0 && c.n_head % c.n_head_kv == 0, "lm: ", f.path(), ": ", c.n_head, " heads (",
+                c.n_head_kv, " key/value heads) do not divide the embedding width ", c.n_embd);
   c.head_dim = c.n_embd / c.n_head;
   c.rope.n_rot = f.get_int(k(key::kRopeDimensionCount), c.head_dim);
   c.rope.theta = float(f.get_float(k(key::kRopeFreqBase), 10000.0));

@@ -7,6 +7,15 @@
 
 namespace ocellus::lm {
 
+int64_t context_size(const GenerateParams& p, const LmConfig& c) {
+  return p.n_ctx > 0 ? p.n_ctx : std::min<int64_t>(c.n_ctx > 0 ? c.n_ctx : 4096, 4096);
+}
+
+void check_prompt_fits(int64_t n_prompt, int64_t n_ctx) {
+  if (n_prompt >= n_ctx)
+    fail("the prompt has ", n_prompt, " tokens but the context holds ", n_ctx, " (shorten it, or raise the context size with -c N)");
+}
+
 GenerateResult generate(const LanguageModel& model, const text::Tokenizer& tok, const std::vector<int32_t>& prompt,
                         const GenerateParams& p, const std::function<void(const std::string&)>& on_text) {
   OCELLUS_CHECK(!prompt.empty(), "generate: empty prompt");
@@ -23,10 +32,8 @@ GenerateResult generate_embedded(const LanguageModel& model, const text::Tokeniz
   std::vector<int32_t> prompt;  // the text tokens (image rows, id -1, take no repetition penalty)
   for (int32_t id : prompt_ids)
     if (id >= 0) prompt.push_back(id);
-  const int64_t n_ctx = p.n_ctx > 0 ? p.n_ctx : std::min<int64_t>(model.config().n_ctx > 0 ? model.config().n_ctx : 4096, 4096);
-  if (prompt_embd.dim(0) >= n_ctx)
-    fail("generate: the prompt has ", prompt_embd.dim(0), " tokens but the context holds ", n_ctx,
-         " (shorten it or raise the context size)");
+  const int64_t n_ctx = context_size(p, model.config());
+  check_prompt_fits(prompt_embd.dim(0), n_ctx);
   KvCache cache(model.config(), n_ctx);
   Sampler sampler(p.sampling);
   GenerateResult r;

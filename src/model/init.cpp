@@ -1,4 +1,7 @@
+#include "ocellus/io/json.h"
 #include "ocellus/model/init.h"
+
+#include <unistd.h>
 
 #include <filesystem>
 #include <random>
@@ -17,6 +20,12 @@ void InitSpec::validate() const {
   pos(n_embd, "n_embd"), pos(n_ff, "n_ff"), pos(n_layer, "n_layer"), pos(n_head, "n_head"), pos(n_head_kv, "n_head_kv");
   pos(n_ctx, "n_ctx"), pos(image_size, "image_size"), pos(patch_size, "patch_size"), pos(vision_embd, "vision_embd");
   pos(vision_ff, "vision_ff"), pos(vision_layers, "vision_layers"), pos(vision_heads, "vision_heads");
+  // Upper bounds far beyond any model ocellus can train, so a typo fails here and not after
+  // gigabytes were allocated.
+  auto at_most = [](int64_t v, int64_t hi, const char* n) { OCELLUS_CHECK(v <= hi, "init: ", n, " = ", v, " is more than ", hi); };
+  at_most(n_embd, 65536, "n_embd"), at_most(n_ff, 262144, "n_ff"), at_most(n_layer, 1024, "n_layer"), at_most(n_head, 1024, "n_head");
+  at_most(n_ctx, 1 << 20, "n_ctx"), at_most(image_size, 4096, "image_size"), at_most(vision_embd, 65536, "vision_embd");
+  at_most(vision_ff, 262144, "vision_ff"), at_most(vision_layers, 1024, "vision_layers"), at_most(connector_blocks, 64, "connector_blocks");
   OCELLUS_CHECK(n_embd % n_head == 0 && n_head % n_head_kv == 0, "init: n_embd must divide into n_head heads, and n_head into n_head_kv groups");
   OCELLUS_CHECK((n_embd / n_head) % 2 == 0, "init: the head size must be even (rotary pairs)");
   OCELLUS_CHECK(vision_embd % vision_heads == 0, "init: vision_embd must divide into vision_heads heads");
@@ -33,18 +42,53 @@ void InitSpec::validate() const {
                 chat_template, "'");
 }
 
-int64_t init_llava(const InitSpec& s, const text::Tokenizer& tok, const std::string& dir) {
+namespace {
+
+// The folder is written under a temporary name beside `dir` and renamed to it at the end: a
+// failure (a bad --from, a full disk) leaves nothing behind.
+struct PartialFolder {
+  std::string path;
+  explicit PartialFolder(const std::string& dir) : path(dir + ".partial-" + std::to_string(::getpid())) {
+    std::filesystem::remove_all(path);
+    std::filesystem::create_directories(path);
+  }
+  ~PartialFolder() {
+    std::error_code ec;
+    if (!path.empty()) std::filesystem::remove_all(path, ec);
+  }
+  void commit(const std::string& dir) {
+    std::error_code ec;
+    std::filesystem::remove(dir, ec);  // an empty folder of that name (a non-empty one was refused)
+    std::filesystem::rename(path, dir);
+    path.clear();
+  }
+};
+
+// The machine's memory in bytes (0 when unknown).
+uint64_t physical_memory() {
+  const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGE_SIZE);
+  return pages > 0 && page > 0 ? uint64_t(pages) * uint64_t(page) : 0;
+}
+
+}  // namespace
+
+int64_t init_llava(const InitSpec& s, const text::Tokenizer& tok, const std::string& out_dir) {
   s.validate();
-  std::filesystem::create_directories(dir);
+  OCELLUS_CHECK(!std::filesystem::exists(out_dir) || (std::filesystem::is_directory(out_dir) && std::filesystem::is_empty(out_dir)),
+                "init: ", out_dir, " already exists and is not an empty folder (choose another -o, or remove it)");
   std::mt19937_64 rng(s.seed);
   std::normal_distribution<float> normal(0.0f, 0.02f);
-  std::vector<std::pair<std::string, Tensor>> t;
+  // First every tensor's name, shape and fill, and the sizes checked; only then the memory.
+  struct Planned {
+    std::string name;
+    Shape shape;
+    float fill;  // < 0: normal(0, 0.02)
+  };
+  std::vector<Planned> plan;
   int64_t count = 0;
-  auto add = [&](const std::string& name, const Shape& shape, float fill) {  // fill < 0: normal(0, 0.02)
-    Tensor x = Tensor::empty(shape);
-    for (int64_t i = 0; i < x.numel(); ++i) x.data<float>()[i] = fill < 0 ? normal(rng) : fill;
-    t.push_back({name, x});
-    count += x.numel();
+  auto add = [&](const std::string& name, const Shape& shape, float fill) {
+    plan.push_back({name, shape, fill});
+    count += shape.numel();
   };
   const int64_t V = tok.n_vocab(), d = s.n_embd, hd = d / s.n_head, kv = s.n_head_kv * hd;
   add("language_model.model.embed_tokens.weight", {V, d}, -1);
@@ -87,6 +131,17 @@ int64_t init_llava(const InitSpec& s, const text::Tokenizer& tok, const std::str
     add("multi_modal_projector.linear_1.weight", {d, dc}, -1), add("multi_modal_projector.linear_1.bias", {d}, 0);
     add("multi_modal_projector.linear_2.weight", {d, d}, -1), add("multi_modal_projector.linear_2.bias", {d}, 0);
   }
+  const uint64_t bytes = uint64_t(count) * sizeof(float), mem = physical_memory();
+  OCELLUS_CHECK(mem == 0 || bytes <= mem / 2, "init: these sizes make ", count, " parameters (", bytes >> 20,
+                " MiB of f32 weights), more than half of this machine's memory (", mem >> 20, " MiB)");
+  std::vector<std::pair<std::string, Tensor>> t;
+  for (const Planned& p : plan) {
+    Tensor x = Tensor::empty(p.shape);
+    for (int64_t i = 0; i < x.numel(); ++i) x.data<float>()[i] = p.fill < 0 ? normal(rng) : p.fill;
+    t.push_back({p.name, x});
+  }
+  PartialFolder folder(out_dir);
+  const std::string& dir = folder.path;
   if (!s.from.empty()) {  // the text model and tower of an existing folder, the connector new
     const io::SafetensorsModel src = io::SafetensorsModel::open(s.from);
     int64_t taken = 0;
@@ -128,7 +183,7 @@ int64_t init_llava(const InitSpec& s, const text::Tokenizer& tok, const std::str
   // The chat template the model will be trained with, as Jinja in tokenizer_config.json, so
   // `ocellus run` / `train` pick it up from the folder.
   const std::string tc_path = dir + "/tokenizer_config.json";
-  nlohmann::json tc = io::is_file(tc_path) ? nlohmann::json::parse(io::read_text_file(tc_path)) : nlohmann::json::object();
+  nlohmann::json tc = io::is_file(tc_path) ? io::read_json_file(tc_path, "init") : nlohmann::json::object();
   if (s.chat_template == "chatml")
     tc["chat_template"] = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + "
                           "'<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
@@ -137,6 +192,7 @@ int64_t init_llava(const InitSpec& s, const text::Tokenizer& tok, const std::str
                           "{% else %}{{ 'ASSISTANT: ' + message['content'] + eos_token }}{% endif %}{% endfor %}"
                           "{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}";
   io::write_text_file_atomically(tc_path, tc.dump(1) + "\n");
+  folder.commit(out_dir);
   return count;
 }
 

@@ -218,29 +218,46 @@ Vlm load_vlm(const std::string& model, const std::string& mmproj) {
   return v;
 }
 
-Spliced splice_prompt(const lm::LanguageModel& lm, const text::Tokenizer& tok, const std::string& prompt,
-                      const std::vector<Tensor>& image_rows, bool add_bos, const std::string& marker,
-                      const ImageMarkers& around) {
+SplicePlan plan_splice(const text::Tokenizer& tok, const std::string& prompt, size_t n_images, bool add_bos,
+                       const std::string& marker, const ImageMarkers& around) {
   std::vector<std::string> pieces;
   size_t at = 0;
   for (size_t p; (p = prompt.find(marker, at)) != std::string::npos; at = p + marker.size())
     pieces.push_back(prompt.substr(at, p - at));
   pieces.push_back(prompt.substr(at));
-  OCELLUS_CHECK(pieces.size() - 1 == image_rows.size(), "prompt has ", pieces.size() - 1, " ", marker,
-                " placeholder(s) for ", image_rows.size(), " image(s)");
-  const int64_t d = lm.config().n_embd;
-  Spliced s;
-  std::vector<Tensor> parts;
+  OCELLUS_CHECK(pieces.size() - 1 == n_images, "the prompt has ", pieces.size() - 1, " ", marker, " placeholder(s) for ", n_images,
+                " image(s)");
+  SplicePlan plan;
   for (size_t i = 0; i < pieces.size(); ++i) {
     std::vector<int32_t> ids;
     if (i == 0 && add_bos && tok.bos() >= 0) ids.push_back(tok.bos());
     std::string text = pieces[i];
     if (i > 0) text = around.end + text;                   // after image i-1
-    if (i < image_rows.size()) text += around.begin;       // before image i
+    if (i < n_images) text += around.begin;                // before image i
     if (!text.empty()) {
       const std::vector<int32_t> t = tok.encode(text, false, true);
       ids.insert(ids.end(), t.begin(), t.end());
     }
+    plan.n_text += int64_t(ids.size());
+    plan.text_ids.push_back(std::move(ids));
+  }
+  return plan;
+}
+
+Spliced splice_prompt(const lm::LanguageModel& lm, const text::Tokenizer& tok, const std::string& prompt,
+                      const std::vector<Tensor>& image_rows, bool add_bos, const std::string& marker,
+                      const ImageMarkers& around) {
+  return splice_prompt(lm, plan_splice(tok, prompt, image_rows.size(), add_bos, marker, around), image_rows);
+}
+
+Spliced splice_prompt(const lm::LanguageModel& lm, const SplicePlan& plan, const std::vector<Tensor>& image_rows) {
+  OCELLUS_CHECK(plan.text_ids.size() == image_rows.size() + 1, "the prompt has ", plan.text_ids.size() - 1,
+                " image placeholder(s) for ", image_rows.size(), " image(s)");
+  const int64_t d = lm.config().n_embd;
+  Spliced s;
+  std::vector<Tensor> parts;
+  for (size_t i = 0; i < plan.text_ids.size(); ++i) {
+    const std::vector<int32_t>& ids = plan.text_ids[i];
     if (!ids.empty()) {
       parts.push_back(lm.embed(ids));
       s.ids.insert(s.ids.end(), ids.begin(), ids.end());

@@ -21,7 +21,7 @@ std::string content_key(const std::string& bytes) {
 
 int64_t build_feature_cache(const vision::VisionTower& tower, const std::vector<std::string>& paths,
                             const std::string& out_path, int64_t batch, const std::function<void(const CacheProgress&)>& progress,
-                            int64_t hidden_after) {
+                            int64_t hidden_after, std::vector<std::string>* skipped) {
   OCELLUS_CHECK(batch > 0, "cache: batch must be > 0");
   // One pass: each file read once, hashed, and decoded from the same bytes when its content is
   // new; the tower runs on every `batch` new pictures.
@@ -39,12 +39,17 @@ int64_t build_feature_cache(const vision::VisionTower& tower, const std::vector<
   };
   const auto t0 = std::chrono::steady_clock::now();
   for (size_t i = 0; i < paths.size(); ++i) {
-    const std::string bytes = io::read_text_file(paths[i], size_t(256) << 20);
-    const std::string k = content_key(bytes);
-    if (seen.insert(k).second) {
-      keys.push_back(k);
-      pix.push_back(vision::preprocess(io::decode_image(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), paths[i]),
-                                       c.preprocess));
+    try {
+      const std::string bytes = io::read_text_file(paths[i], size_t(256) << 20);
+      const std::string k = content_key(bytes);
+      if (!seen.count(k)) {
+        pix.push_back(vision::preprocess(io::decode_image(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), paths[i]),
+                                         c.preprocess));
+        keys.push_back(k), seen.insert(k);
+      }
+    } catch (const Error& e) {  // a missing or broken image: skipped when asked, else the error
+      if (!skipped) throw;
+      skipped->push_back(e.what());
     }
     const bool last = i + 1 == paths.size();
     if (int64_t(pix.size()) == batch || last) {

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ocellus/core/error.h"
+#include "ocellus/core/progress.h"
 #include "ocellus/core/threads.h"
 #include "ocellus/io/file.h"
 #include "ocellus/io/hf_config.h"
@@ -172,7 +173,7 @@ double batch_accuracy(const Tensor& zi, const Tensor& zt) {
 
 }  // namespace
 
-TrainResult run_siglip(const Recipe& r, bool resume, const std::function<void(const StepStats&)>& on_step, int64_t stop_after) {
+TrainResult run_siglip(const Recipe& r, Start start, const std::function<void(const StepStats&)>& on_step, int64_t stop_after) {
   OCELLUS_CHECK(dist().size == 1, "train: SigLIP pretraining runs in one process (its loss pairs every image with every caption "
                 "of the batch)");
   OCELLUS_CHECK(r.lora_rank == 0 && r.tower_from < 0 && r.cache.empty(), "train: ", r.path,
@@ -187,7 +188,6 @@ TrainResult run_siglip(const Recipe& r, bool resume, const std::function<void(co
   // Pairs: each record's image and its assistant text (the caption).
   std::vector<std::string> skipped;
   const std::vector<Record> records = read_llava_json(r.data, r.on_bad, &skipped);
-  for (size_t i = 0; i < skipped.size() && i < 5; ++i) std::fprintf(stderr, "train: skipped %s\n", skipped[i].c_str());
   std::vector<std::string> paths;
   std::vector<std::vector<int32_t>> captions;
   for (const Record& rec : records) {
@@ -202,20 +202,32 @@ TrainResult run_siglip(const Recipe& r, bool resume, const std::function<void(co
     paths.push_back(r.images.empty() ? rec.image : r.images + "/" + rec.image);
     captions.push_back(tok.encode(caption, false));
   }
-  OCELLUS_CHECK(paths.size() >= 2, "train: ", r.data, ": SigLIP needs at least two image / caption pairs, found ", paths.size());
   OCELLUS_CHECK(r.batch >= 2, "train: ", r.path, ": a SigLIP batch needs at least two pairs (its negatives are the others)");
-  // Every image decoded and preprocessed once.
-  std::vector<Tensor> pixels(paths.size());
+  // Every image decoded and preprocessed once; a missing or broken one skipped when the recipe
+  // says so (its caption with it).
+  std::vector<Tensor> pixels;
   {
     const auto t0 = std::chrono::steady_clock::now();
+    ProgressLine progress;
+    size_t kept = 0;
     for (size_t i = 0; i < paths.size(); ++i) {
-      pixels[i] = vision::preprocess(io::load_image(paths[i]), vc.preprocess);
-      if ((i + 1) % 2000 == 0 || i + 1 == paths.size())
-        std::fprintf(stderr, "\rsiglip: images %zu/%zu (%.1f s)", i + 1, paths.size(),
-                     std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      try {
+        pixels.push_back(vision::preprocess(io::load_image(paths[i]), vc.preprocess));
+        if (kept != i) captions[kept] = std::move(captions[i]);  // (a self-move would empty it)
+        ++kept;
+      } catch (const Error& e) {
+        if (r.on_bad != OnBad::Skip) throw;
+        skipped.push_back(e.what());
+      }
+      progress.update(int64_t(i + 1), int64_t(paths.size()),
+                      ocellus::detail::concat("siglip: images ", i + 1, "/", paths.size(), " (",
+                                     int(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()), " s)"));
     }
-    std::fprintf(stderr, "\n");
+    captions.resize(kept);
   }
+  for (size_t i = 0; i < skipped.size() && i < 5; ++i) std::fprintf(stderr, "train: skipped %s\n", skipped[i].c_str());
+  if (!skipped.empty()) std::fprintf(stderr, "train: skipped %zu record(s) (malformed, or a missing or broken image)\n", skipped.size());
+  OCELLUS_CHECK(pixels.size() >= 2, "train: ", r.data, ": SigLIP needs at least two image / caption pairs, found ", pixels.size());
 
   std::vector<ParamGroup> groups(r.groups.size() + 1);
   groups.back().lr = r.lr, groups.back().weight_decay = r.weight_decay;
@@ -234,6 +246,8 @@ TrainResult run_siglip(const Recipe& r, bool resume, const std::function<void(co
   }
   AdamW opt(groups, r.beta1, r.beta2, r.eps);
 
+  const bool resume = start == Start::Resume;
+  prepare_out_folder(r, start);  // after the data's checks, before anything is written
   fs::create_directories(r.out);
   const std::string log_path = r.out + "/metrics.jsonl";
   TrainResult res;
@@ -245,7 +259,7 @@ TrainResult run_siglip(const Recipe& r, bool resume, const std::function<void(co
     io::write_text_file_atomically(log_path, "");
   }
 
-  detail::Order order(paths.size(), r.seed);
+  detail::Order order(pixels.size(), r.seed);
   const auto t0 = std::chrono::steady_clock::now();
   int64_t tokens_total = 0;
   for (int64_t step = res.first_step; step < r.steps; ++step) {

@@ -1,3 +1,4 @@
+#include "ocellus/io/json.h"
 #include "ocellus/train/trainer.h"
 
 #include "trainer_common.h"
@@ -41,8 +42,8 @@ using nlohmann::json;
 // ---- the recipe ----------------------------------------------------------------------------
 
 Recipe parse_recipe(const std::string& text, const std::string& path) {
-  const json j = json::parse(text, nullptr, false);
-  OCELLUS_CHECK(!j.is_discarded() && j.is_object(), "recipe: ", path, ": not a JSON object");
+  const json j = io::parse_json(text, path, "recipe");
+  OCELLUS_CHECK(j.is_object(), "recipe: ", path, ": not a JSON object");
   static const std::set<std::string> kKeys = {
       "base", "data", "images", "cache", "chat_template", "skip_bad_records", "trainable", "groups", "lr",
       "weight_decay", "beta1", "beta2", "eps", "clip", "warmup", "min_lr_ratio", "steps", "batch", "max_len",
@@ -68,6 +69,11 @@ Recipe parse_recipe(const std::string& text, const std::string& path) {
     const double v = j[k].get<double>();
     OCELLUS_CHECK(v >= lo && v <= hi, "recipe: ", path, ": '", k, "' = ", v, " outside [", lo, ", ", hi, "]");
     return v;
+  };
+  auto whole = [&](const char* k, double def, double lo, double hi) {  // a count: steps, batch, ...
+    const double v = num(k, def, lo, hi);
+    OCELLUS_CHECK(v == std::floor(v), "recipe: ", path, ": '", k, "' = ", v, " must be a whole number");
+    return int64_t(v);
   };
   r.base = str("base", true, true), r.data = str("data", true, true), r.images = str("images", false, true);
   r.cache = str("cache", false, true), r.chat_template = str("chat_template", false, false), r.out = str("out", true, true);
@@ -96,13 +102,13 @@ Recipe parse_recipe(const std::string& text, const std::string& path) {
   r.lr = num("lr", r.lr, 0, 10), r.weight_decay = num("weight_decay", r.weight_decay, 0, 10);
   r.beta1 = num("beta1", r.beta1, 0, 0.999999), r.beta2 = num("beta2", r.beta2, 0, 0.999999999);
   r.eps = num("eps", r.eps, 1e-30, 1), r.clip = num("clip", r.clip, 0, 1e9);
-  r.warmup = int64_t(num("warmup", 0, 0, 1e9)), r.min_lr_ratio = num("min_lr_ratio", 0, 0, 1);
-  r.steps = int64_t(num("steps", double(r.steps), 1, 1e9)), r.batch = int64_t(num("batch", double(r.batch), 1, 1e6));
-  r.max_len = int64_t(num("max_len", double(r.max_len), 1, 1e7)), r.seed = uint64_t(num("seed", 1, 0, 1e18));
-  r.checkpoint_every = int64_t(num("checkpoint_every", 0, 0, 1e9)), r.keep = int64_t(num("keep", 2, 1, 1e6));
-  r.tower_from = int64_t(num("tower_from", -1, -1, 1e4));
-  r.min_turns = int64_t(num("min_turns", 1, 1, 1e6));
-  r.micro_batch_tokens = int64_t(num("micro_batch_tokens", double(r.micro_batch_tokens), 1, 1e9));
+  r.warmup = whole("warmup", 0, 0, 1e9), r.min_lr_ratio = num("min_lr_ratio", 0, 0, 1);
+  r.steps = whole("steps", double(r.steps), 1, 1e9), r.batch = whole("batch", double(r.batch), 1, 1e6);
+  r.max_len = whole("max_len", double(r.max_len), 1, 1e7), r.seed = uint64_t(whole("seed", 1, 0, 1e18));
+  r.checkpoint_every = whole("checkpoint_every", 0, 0, 1e9), r.keep = whole("keep", 2, 1, 1e6);
+  r.tower_from = whole("tower_from", -1, -1, 1e4);
+  r.min_turns = whole("min_turns", 1, 1, 1e6);
+  r.micro_batch_tokens = whole("micro_batch_tokens", double(r.micro_batch_tokens), 1, 1e9);
   if (j.contains("lora")) {
     const json& l = j["lora"];
     OCELLUS_CHECK(l.is_object(), "recipe: ", path, ": 'lora' must be an object {rank, alpha, targets}");
@@ -152,9 +158,13 @@ Recipe parse_recipe(const std::string& text, const std::string& path) {
                     ": each group needs a 'prefix'");
       RecipeGroup rg;
       rg.prefix = g["prefix"].get<std::string>();
-      rg.lr = g.contains("lr") && g["lr"].is_number() ? g["lr"].get<double>() : r.lr;
-      rg.weight_decay = g.contains("weight_decay") && g["weight_decay"].is_number() ? g["weight_decay"].get<double>() : r.weight_decay;
-      OCELLUS_CHECK(rg.lr >= 0 && rg.weight_decay >= 0, "recipe: ", path, ": group '", rg.prefix, "' has a negative value");
+      for (const auto& [k, v] : g.items()) {
+        OCELLUS_CHECK(k == "prefix" || k == "lr" || k == "weight_decay", "recipe: ", path, ": group '", rg.prefix, "': unknown key '", k, "'");
+        OCELLUS_CHECK(k == "prefix" || (v.is_number() && v.get<double>() >= 0 && v.get<double>() <= 10), "recipe: ", path, ": group '",
+                      rg.prefix, "': '", k, "' must be a number in [0, 10]");
+      }
+      rg.lr = g.value("lr", r.lr);
+      rg.weight_decay = g.value("weight_decay", r.weight_decay);
       r.groups.push_back(rg);
     }
   }
@@ -210,13 +220,23 @@ void save_checkpoint(const std::string& out, int64_t step, const std::vector<std
     if (dirs[k] != name) fs::remove_all(root / dirs[k]);
 }
 
-int64_t load_checkpoint(const std::string& out, const std::vector<ag::Var>& params, AdamW& opt) {
+namespace {
+
+// The latest checkpoint's folder and its trainer.json.
+std::pair<fs::path, json> latest_checkpoint(const std::string& out) {
   const fs::path root = fs::path(out) / "checkpoints";
   const std::string latest = (root / "latest").string();
   OCELLUS_CHECK(io::is_file(latest), "train: --resume: no checkpoint in ", root.string());
   const fs::path dir = root / io::read_text_file(latest, 256);
-  const json state = json::parse(io::read_text_file((dir / "trainer.json").string()), nullptr, false);
-  OCELLUS_CHECK(!state.is_discarded() && state.contains("step"), "train: ", dir.string(), "/trainer.json is damaged");
+  const json state = io::read_json_file((dir / "trainer.json").string(), "train");
+  OCELLUS_CHECK(state.is_object() && state.contains("step") && state["step"].is_number_integer(), "train: ", dir.string(), "/trainer.json is damaged");
+  return {dir, state};
+}
+
+}  // namespace
+
+int64_t load_checkpoint(const std::string& out, const std::vector<ag::Var>& params, AdamW& opt) {
+  const auto [dir, state] = latest_checkpoint(out);
   const io::SafetensorsFile m = io::SafetensorsFile::open((dir / "model.safetensors").string());
   const io::SafetensorsFile o = io::SafetensorsFile::open((dir / "optimizer.safetensors").string());
   auto copy_into = [&](const io::SafetensorsFile& f, const std::string& name, Tensor& dst) {
@@ -315,8 +335,34 @@ void export_folder(const std::string& base_dir, const std::map<std::string, Tens
   }
 }
 
-TrainResult run_recipe(const Recipe& r, bool resume, const std::function<void(const StepStats&)>& on_step, int64_t stop_after) {
-  if (r.objective == "siglip") return run_siglip(r, resume, on_step, stop_after);
+int64_t prepare_out_folder(const Recipe& r, Start start) {
+  // What a run writes into out/ (recipes may point out/ anywhere: nothing else there is touched).
+  static const char* kRunFiles[] = {"metrics.jsonl", "checkpoints", "model", "gguf", "loss.png", "siglip.safetensors"};
+  if (start == Start::Resume) {
+    const int64_t step = detail::latest_checkpoint(r.out).second["step"].get<int64_t>();
+    OCELLUS_CHECK(step <= r.steps, "train: ", r.out, ": the checkpoint is at step ", step, ", past the recipe's 'steps' = ", r.steps,
+                  " (", r.path, "): raise 'steps' to go on, or --overwrite to start over");
+    if (step == r.steps && dist().main())
+      std::fprintf(stderr, "train: %s: the checkpoint is at the recipe's last step (%lld): nothing left to train; exporting\n",
+                   r.out.c_str(), (long long)step);
+    return step;
+  }
+  std::vector<std::string> found;
+  for (const char* f : kRunFiles)
+    if (fs::exists(fs::path(r.out) / f)) found.push_back(f);
+  if (!found.empty() && start == Start::Fresh) {
+    std::string list;
+    for (const std::string& f : found) list += (list.empty() ? "" : ", ") + f;
+    fail("train: ", r.out, " already holds a run (", list, "): --resume continues it, --overwrite starts over (removing those)");
+  }
+  if (dist().main())
+    for (const std::string& f : found) fs::remove_all(fs::path(r.out) / f);
+  return 0;
+}
+
+TrainResult run_recipe(const Recipe& r, Start start, const std::function<void(const StepStats&)>& on_step, int64_t stop_after) {
+  if (r.objective == "siglip") return run_siglip(r, start, on_step, stop_after);
+  const bool resume = start == Start::Resume;
   const io::HfConfig cfg = io::read_hf_config(r.base);
   const text::Tokenizer tok = text::Tokenizer::from_file(r.base);
   const text::ChatTemplate tmpl = text::resolve_chat_template(r.chat_template, r.base, tok);
@@ -352,8 +398,6 @@ TrainResult run_recipe(const Recipe& r, bool resume, const std::function<void(co
           for (size_t at; (at = m.content.find(tag)) != std::string::npos;) m.content.erase(at, std::strlen(tag));
     }
   const bool say = dist().main();  // one process reports
-  for (size_t i = 0; say && i < skipped.size() && i < 5; ++i) std::fprintf(stderr, "train: skipped %s\n", skipped[i].c_str());
-  if (say && !skipped.empty()) std::fprintf(stderr, "train: skipped %zu malformed record(s)\n", skipped.size());
   if (say && too_short)
     std::fprintf(stderr, "train: %lld record(s) with fewer than %lld replies left out (min_turns)\n", (long long)too_short,
                  (long long)r.min_turns);
@@ -372,15 +416,24 @@ TrainResult run_recipe(const Recipe& r, bool resume, const std::function<void(co
       continue;
     }
     if (e.has_image) {
-      const std::string img = r.images.empty() ? rec.image : r.images + "/" + rec.image;
-      s.image_key = content_key(io::read_text_file(img, size_t(256) << 20));
       OCELLUS_CHECK(cache.has_value(), "train: ", r.path, ": record '", rec.id, "' has an image, but the recipe names no 'cache' ",
                     "(build one with ocellus cache)");
-      OCELLUS_CHECK(cache->has_key(s.image_key), "train: ", img, " (record '", rec.id, "') is not in the cache ", r.cache,
-                    " (run ocellus cache on this data)");
+      const std::string img = r.images.empty() ? rec.image : r.images + "/" + rec.image;
+      try {
+        s.image_key = content_key(io::read_text_file(img, size_t(256) << 20));
+        OCELLUS_CHECK(cache->has_key(s.image_key), "train: ", img, " (record '", rec.id, "') is not in the cache ", r.cache,
+                      " (run ocellus cache on this data; ocellus cache --skip-bad leaves broken images out)");
+      } catch (const Error& err) {  // a missing image, or one the cache left out (broken)
+        if (r.on_bad != OnBad::Skip) throw;
+        skipped.push_back(err.what());
+        continue;
+      }
     }
     samples.push_back(std::move(s));
   }
+  for (size_t i = 0; say && i < skipped.size() && i < 5; ++i) std::fprintf(stderr, "train: skipped %s\n", skipped[i].c_str());
+  if (say && !skipped.empty())
+    std::fprintf(stderr, "train: skipped %zu record(s) (malformed, or a missing or broken image)\n", skipped.size());
   OCELLUS_CHECK(!samples.empty(), "train: ", r.data, ": no usable samples");
   if (say && truncated) std::fprintf(stderr, "train: %lld sequence(s) truncated to %lld tokens\n", (long long)truncated, (long long)r.max_len);
   if (say && empty) std::fprintf(stderr, "train: %lld sequence(s) with no reply tokens left were dropped\n", (long long)empty);
@@ -409,6 +462,7 @@ TrainResult run_recipe(const Recipe& r, bool resume, const std::function<void(co
 
   const Dist& D = dist();
   OCELLUS_CHECK(D.size <= r.batch, "train: ", D.size, " processes for a batch of ", r.batch, " (each needs a sequence)");
+  prepare_out_folder(r, start);  // after the data's checks, before anything is written
   fs::create_directories(r.out);
   const std::string log_path = r.out + "/metrics.jsonl";
   TrainResult res;
@@ -495,7 +549,7 @@ TrainResult run_recipe(const Recipe& r, bool resume, const std::function<void(co
   fs::create_directories(r.out + "/gguf");
   std::string jinja;  // the folder's chat template travels into the GGUF, so runners pick it up
   if (io::is_file(r.base + "/tokenizer_config.json")) {
-    const json tc = json::parse(io::read_text_file(r.base + "/tokenizer_config.json"), nullptr, false);
+    const json tc = io::read_json_file(r.base + "/tokenizer_config.json", "train");
     if (tc.is_object() && tc.contains("chat_template") && tc["chat_template"].is_string()) jinja = tc["chat_template"].get<std::string>();
   }
   lm::write_gguf(*lm::load_hf(res.model_dir), tok, r.out + "/gguf/model.gguf", jinja);

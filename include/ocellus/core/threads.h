@@ -6,9 +6,10 @@
 
 namespace ocellus {
 
-// Default: OCELLUS_THREADS from the environment, else the number of cores.
+// Default: OCELLUS_THREADS from the environment (a whole number from 1 to 4096, else an Error
+// naming it), else the number of cores. More than twice the cores is allowed, with a warning.
 int num_threads();
-void set_num_threads(int n);  // n <= 0 restores the default
+void set_num_threads(int n);  // n <= 0 restores the default; n > 4096 is an Error
 
 // Calls fn(begin, end) on contiguous chunks covering [0, n), in parallel when n >= grain * 2.
 void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);

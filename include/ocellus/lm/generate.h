@@ -28,7 +28,12 @@ struct GenerateResult {
   double prefill_seconds = 0, decode_seconds = 0;
 };
 
-// on_text receives each new piece of text (whole UTF-8 characters only).
+// The context a generation runs in: p.n_ctx, or the model's context length (at most 4096).
+int64_t context_size(const GenerateParams& p, const LmConfig& c);
+// An Error unless a prompt of n_prompt tokens leaves room for one generated token in n_ctx.
+void check_prompt_fits(int64_t n_prompt, int64_t n_ctx);
+
+// on_text receives each new piece of text (valid UTF-8 only: whole characters, invalid bytes as U+FFFD).
 GenerateResult generate(const LanguageModel& model, const text::Tokenizer& tok, const std::vector<int32_t>& prompt,
                         const GenerateParams& p, const std::function<void(const std::string&)>& on_text = {});
 

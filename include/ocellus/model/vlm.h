@@ -88,4 +88,16 @@ Spliced splice_prompt(const lm::LanguageModel& lm, const text::Tokenizer& tok, c
                       const std::vector<Tensor>& image_rows, bool add_bos, const std::string& marker = "<image>",
                       const ImageMarkers& around = {});
 
+// The same in two steps, so that a prompt is checked (placeholders against images, its length
+// against the context) before any image is encoded: the text around the placeholders tokenized,
+// then spliced with the images' rows.
+struct SplicePlan {
+  std::vector<std::vector<int32_t>> text_ids;  // one piece more than images: before, between, after them
+  int64_t n_text = 0;                          // text tokens in all
+  int64_t n_tokens(int64_t rows_per_image) const { return n_text + int64_t(text_ids.size() - 1) * rows_per_image; }
+};
+SplicePlan plan_splice(const text::Tokenizer& tok, const std::string& prompt, size_t n_images, bool add_bos,
+                       const std::string& marker = "<image>", const ImageMarkers& around = {});
+Spliced splice_prompt(const lm::LanguageModel& lm, const SplicePlan& plan, const std::vector<Tensor>& image_rows);
+
 }  // namespace ocellus::model

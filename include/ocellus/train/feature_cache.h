@@ -22,12 +22,14 @@ struct CacheProgress {
 
 // Encodes every distinct image of `paths` (each file read once; batches of `batch` new pictures
 // per tower call) and writes
-// the cache atomically to out_path. A broken image is an error naming it. Returns the count of
+// the cache atomically to out_path. A missing or broken image is an error naming it, or, with
+// `skipped`, left out and its error added there. Returns the count of
 // distinct images encoded. hidden_after >= 0 stores instead the hidden state after that many
 // blocks ([n_positions, width]), for training the blocks above it.
 int64_t build_feature_cache(const vision::VisionTower& tower, const std::vector<std::string>& paths,
                             const std::string& out_path, int64_t batch = 8,
-                            const std::function<void(const CacheProgress&)>& progress = {}, int64_t hidden_after = -1);
+                            const std::function<void(const CacheProgress&)>& progress = {}, int64_t hidden_after = -1,
+                            std::vector<std::string>* skipped = nullptr);
 
 class FeatureCache {
  public:

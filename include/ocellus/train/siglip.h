@@ -58,7 +58,7 @@ class SiglipModel {
 // `ocellus train` with "objective": "siglip": captions of the data (the assistant's text of each
 // record) paired with its images; exports out/model (the base folder with the trained tower) and
 // out/siglip.safetensors (text tower and heads). Checkpoints and resume as run_recipe.
-TrainResult run_siglip(const Recipe& r, bool resume, const std::function<void(const StepStats&)>& on_step = {},
+TrainResult run_siglip(const Recipe& r, Start start, const std::function<void(const StepStats&)>& on_step = {},
                        int64_t stop_after = 0);
 
 }  // namespace ocellus::train

@@ -81,9 +81,23 @@ struct TrainResult {
 // written to dir/model.safetensors beside copies of its config, tokenizer and preprocessor files.
 void export_folder(const std::string& base_dir, const std::map<std::string, Tensor>& trained, const std::string& dir);
 
-// Runs the recipe (from its last checkpoint when resume); stop_after > 0 ends the run after that
-// many steps of this call (as if killed after its checkpoint), without exporting.
-TrainResult run_recipe(const Recipe& r, bool resume, const std::function<void(const StepStats&)>& on_step = {},
+// How a run meets its `out` folder. Fresh refuses a folder that already holds a run (metrics,
+// checkpoints or an exported model); Overwrite first removes what a run writes there; Resume
+// continues from the latest checkpoint (one past the recipe's steps is refused; one at them only
+// exports).
+enum class Start { Fresh, Resume, Overwrite };
+
+// Checked before any work: the errors above, naming the folder. Returns the step a run starts at.
+int64_t prepare_out_folder(const Recipe& r, Start start);
+
+// Runs the recipe; stop_after > 0 ends the run after that many steps of this call (as if killed
+// after its checkpoint), without exporting.
+TrainResult run_recipe(const Recipe& r, Start start, const std::function<void(const StepStats&)>& on_step = {},
                        int64_t stop_after = 0);
+// resume: Start::Resume, else Start::Fresh.
+inline TrainResult run_recipe(const Recipe& r, bool resume, const std::function<void(const StepStats&)>& on_step = {},
+                              int64_t stop_after = 0) {
+  return run_recipe(r, resume ? Start::Resume : Start::Fresh, on_step, stop_after);
+}
 
 }  // namespace ocellus::train
