@@ -43,8 +43,11 @@ def number(v):
 
 
 def row_name(b):
-    """BM_Matvec/m:5632/k:2048/dtype:8/real_time + label 'q8_0 packed' -> 'BM_Matvec m:5632 k:2048 q8_0 packed'."""
-    parts = [p for p in b["run_name"].split("/") if p != "real_time" and not p.startswith("dtype:")]
+    """BM_Matvec/m:5632/k:2048/dtype:8/min_time:1.000/real_time + label 'q8_0 packed'
+    -> 'BM_Matvec m:5632 k:2048 q8_0 packed'."""
+    # real_time, iterations:N, min_time:T, repeats:N say how it ran; dtype:N is the label's dtype
+    skip = ("real_time", "iterations:", "min_time:", "repeats:", "threads:", "dtype:")
+    parts = [p for p in b["run_name"].split("/") if not p.startswith(skip)]
     name = parts[0] + "".join(" " + p for p in parts[1:])
     return f"{name} {b['label']}" if b.get("label") else name
 
