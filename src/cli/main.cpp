@@ -77,6 +77,9 @@ std::vector<ocellus::Tensor> encode_images(const ocellus::model::VisionModel& vm
 }
 
 // Value checks shared by the verbs; CLI11 names the option and the valid range when one fails.
+// Seeds are unsigned: CLI11 alone would wrap -1 around to 2^64 - 1.
+const CLI::Validator kSeed([](std::string& v) { return !v.empty() && v[0] == '-' ? std::string("a seed is a whole number >= 0") : std::string(); },
+                           "SEED");
 const CLI::Range kTokens(0, 1 << 20);                 // -n: tokens to generate
 const CLI::Range kContext(1, 1 << 20);                // -c: context size
 const CLI::Range kTemperature(0.0, 100.0);            // --temp (0: greedy)
@@ -113,7 +116,7 @@ struct VlmOptions {
     cmd->add_option("-n,--n-predict", gen.n_predict, n_help)->capture_default_str()->check(kTokens);
     cmd->add_option("-c,--ctx", gen.n_ctx, "Context size in tokens (default: the model's, at most 4096)")->check(kContext);
     cmd->add_option("--temp", gen.sampling.temperature, "Temperature; 0 = greedy")->capture_default_str()->check(kTemperature);
-    cmd->add_option("--seed", gen.sampling.seed, "Random seed")->capture_default_str();
+    cmd->add_option("--seed", gen.sampling.seed, "Random seed")->capture_default_str()->check(kSeed);
     return img;
   }
   ocellus::text::ChatTemplate resolve_template(const ocellus::text::Tokenizer& tok) const {
@@ -208,7 +211,7 @@ int main(int argc, char** argv) {
   synth->add_option("-o,--output", synth_out, "Output .gguf file");
   synth->add_option("--dtype", synth_dtype, "Weight matrices: f32, f16, bf16, q8_0, q4_0")->capture_default_str();
   synth->add_option("--layers", synth_opt.layers, "Number of blocks (default: the shape's own)")->check(CLI::Range(1, 10000));
-  synth->add_option("--seed", synth_opt.seed, "Random seed")->capture_default_str();
+  synth->add_option("--seed", synth_opt.seed, "Random seed")->capture_default_str()->check(kSeed);
   synth->add_flag("--list", synth_list, "List the known shapes");
   synth->callback([&] {
     if (synth_list || synth_shape.empty()) {
@@ -267,12 +270,14 @@ int main(int argc, char** argv) {
   bpe_opt.eos = "<|endoftext|>";
   trainer->add_option("files", bpe_files, "Text files (UTF-8)")->required();
   trainer->add_option("-o,--output", bpe_out, "Output tokenizer.json")->required();
-  trainer->add_option("--vocab-size", bpe_opt.vocab_size, "Tokens in all: specials + 256 bytes + merges")->capture_default_str();
+  trainer->add_option("--vocab-size", bpe_opt.vocab_size, "Tokens in all: specials + 256 bytes + merges")->capture_default_str()
+      ->check(CLI::Range(257, 1 << 24));
   trainer->add_option("--special", bpe_opt.specials, "Special tokens, in id order")->capture_default_str();
   trainer->add_option("--bos", bpe_opt.bos, "The special token that begins a sequence (none by default)");
   trainer->add_option("--eos", bpe_opt.eos, "The special token that ends a sequence")->capture_default_str();
   trainer->add_option("--pre", bpe_pre, "Pre-tokenizer: gpt-2, llama3, qwen2")->capture_default_str();
-  trainer->add_option("--min-frequency", bpe_opt.min_frequency, "Stop when no pair occurs this often")->capture_default_str();
+  trainer->add_option("--min-frequency", bpe_opt.min_frequency, "Stop when no pair occurs this often")->capture_default_str()
+      ->check(CLI::Range(1, 1 << 30));
   trainer->callback([&] {
     bpe_opt.pre = ocellus::text::pretokenizer_from_name(bpe_pre);
     std::vector<std::string> texts;
@@ -308,7 +313,7 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0.01, 100.0));
   gen->add_option("--repeat-last-n", gp.sampling.repeat_last_n, "Tokens the penalty looks back over")->capture_default_str()
       ->check(CLI::Range(0, 1 << 20));
-  gen->add_option("--seed", gp.sampling.seed, "Random seed")->capture_default_str();
+  gen->add_option("--seed", gp.sampling.seed, "Random seed")->capture_default_str()->check(kSeed);
   gen->add_option("--stop", gp.stop, "Stop string (repeatable)");
   gen->callback([&] {
     require_text(gen_prompt, "the prompt (-p)");
@@ -489,7 +494,7 @@ int main(int argc, char** argv) {
   cache->add_flag("--skip-bad", ca_skip, "Skip malformed records and missing or broken images (reported) instead of stopping");
   int64_t ca_hidden = -1;
   cache->add_option("--hidden-after", ca_hidden, "Store the hidden states after this many blocks instead of the features "
-                    "(for recipes whose tower_from trains the blocks above)");
+                    "(for recipes whose tower_from trains the blocks above)")->check(CLI::Range(0, 4096));
   cache->callback([&] {
     ocellus::set_num_threads(threads);
     if (ca_model.empty() == ca_mmproj.empty()) throw std::runtime_error("give the tower with --model DIR or --mmproj FILE");
@@ -538,7 +543,7 @@ int main(int argc, char** argv) {
                     "repeats (more distinct photos for the same scenes), instead of drawing each uniformly");
   fashion->add_option("--grid", fo.grid, "Cells per side (2 or 3)")->capture_default_str()->check(CLI::Range(2, 3));
   fashion->add_option("--max-items", fo.max_items, "Items per scene at most (at most the cells)")->capture_default_str()->check(CLI::Range(1, 9));
-  fashion->add_option("--seed", fo.seed, "Random seed")->capture_default_str();
+  fashion->add_option("--seed", fo.seed, "Random seed")->capture_default_str()->check(kSeed);
   fashion->callback([&] {
     const auto st = ocellus::train::build_fashion_vqa(fo);
     std::printf("wrote %s: %lld training scenes (%lld distinct photos), %lld test scenes, %lld evaluation questions", fo.out.c_str(),
@@ -576,7 +581,7 @@ int main(int argc, char** argv) {
                    "Patches merged per side into one image token before the connector (Qwen2-VL's spatial_merge_size; "
                    "2: each 2x2 block of patch features, concatenated, is one token)")->capture_default_str();
   init->add_option("--from", is.from, "Take the text model and tower from this LLaVA folder (same sizes); only the connector is new");
-  init->add_option("--seed", is.seed, "Random seed")->capture_default_str();
+  init->add_option("--seed", is.seed, "Random seed")->capture_default_str()->check(kSeed);
   init->add_option("--chat-template", is.chat_template, "chatml or vicuna (written into tokenizer_config.json)")->capture_default_str();
   init->callback([&] {
     const auto tok = ocellus::text::Tokenizer::from_file(in_tok);
