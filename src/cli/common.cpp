@@ -1,0 +1,78 @@
+// Helpers several `ocellus` verbs share.
+#include "cli.h"
+
+namespace ocellus::cli {
+
+Globals& globals() {
+  static Globals g;
+  return g;
+}
+
+// An image file, or a preprocessed float32 HWC image of the tower's size (--pixels), as the
+// tower's [3, S, S] input.
+ocellus::Tensor image_input(const ocellus::model::VisionModel& vm, const std::string& image, const std::string& pixels) {
+  const int64_t S = vm.config().image_size;
+  if (!pixels.empty()) {
+    const std::vector<float> v = read_raw<float>(pixels, "float32 values");
+    if (v.size() != size_t(S * S * 3))
+      throw std::runtime_error(pixels + ": " + std::to_string(v.size() * 4) + " bytes, expected a float32 " + std::to_string(S) +
+                               "x" + std::to_string(S) + "x3 HWC image (" + std::to_string(S * S * 3 * 4) + " bytes)");
+    return ocellus::vision::hwc_to_chw(ocellus::Tensor::from_vector({S, S, 3}, v));
+  }
+  return ocellus::vision::preprocess(ocellus::io::load_image(image), vm.config().preprocess);
+}
+
+// Image rows for each input, with a progress line and the encode time on stderr.
+std::vector<ocellus::Tensor> encode_images(const ocellus::model::VisionModel& vm, const std::vector<std::string>& images,
+                                           const std::string& pixels, double* ms) {
+  std::vector<ocellus::Tensor> in;
+  if (!pixels.empty()) in.push_back(image_input(vm, "", pixels));
+  for (const std::string& img : images) in.push_back(image_input(vm, img, ""));
+  std::fprintf(stderr, "encoding %zu image(s) (%lld tokens each)...", in.size(), (long long)vm.n_tokens_per_image());
+  std::fflush(stderr);
+  const auto t0 = std::chrono::steady_clock::now();
+  std::vector<ocellus::Tensor> rows = vm.embed(in);
+  *ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  std::fprintf(stderr, " %.1f ms\n", *ms);
+  return rows;
+}
+
+void require_text(const std::string& text, const char* what) {
+  if (text.find_first_not_of(" \t\r\n") == std::string::npos) throw std::runtime_error(std::string(what) + " is empty");
+}
+
+void write_f32(const std::string& path, const ocellus::Tensor& t) {
+  const ocellus::Tensor c = t.contiguous();
+  ocellus::io::write_file_atomically(path, [&](std::FILE* f) { ocellus::io::write_bytes(f, c.raw(), c.nbytes(), path); });
+}
+
+// Streams generated text to stdout as it comes.
+void print_piece(const std::string& piece) {
+  std::printf("%s", piece.c_str());
+  std::fflush(stdout);
+}
+
+std::string VlmOptions::bundled_model_dir() {
+    std::vector<std::filesystem::path> tried;
+    if (const char* env = std::getenv("OCELLUS_DEFAULT_MODEL")) {
+      tried.push_back(env);
+    } else {
+      std::error_code ec;
+      const std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+      if (!ec) {
+        const std::filesystem::path bin = exe.parent_path();
+        tried.push_back(bin.parent_path() / "share/ocellus/models/fashion-vlm");
+        tried.push_back(bin.parent_path() / "models/fashion-vlm"), tried.push_back(bin / "models/fashion-vlm");
+      }
+      tried.push_back(std::filesystem::path(OCELLUS_SOURCE_MODELS) / "fashion-vlm");
+      tried.push_back("models/fashion-vlm");
+    }
+    std::string list;
+    for (const auto& d : tried) {
+      if (std::filesystem::is_regular_file(d / "model.gguf") && std::filesystem::is_regular_file(d / "mmproj.gguf")) return d.string();
+      list += (list.empty() ? "" : ", ") + d.string();
+    }
+    ocellus::fail("no -m given and no bundled model (model.gguf + mmproj.gguf) in ", list);
+}
+
+}  // namespace ocellus::cli
