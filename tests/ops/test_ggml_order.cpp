@@ -92,8 +92,8 @@ TEST(GgmlOrder, MatmulOtherDtypesAreTheOrdinaryProduct) {
     const O::PreparedWeight pw(w);
     const double e = rel_err(O::matmul_ggml_order(x, pw, &b), O::ref::matmul_ggml_order(x, pw, &b));
     std::printf("matmul_ggml_order f16 weights, %s: rel err %.3g\n", isa_name(isa), e);
-    // worst achieved 3.3e-8 over generic/avx2/avx512 on AMD Zen 4 (AVX-512 VNNI); bound = 10x
-    EXPECT_LE(e, 3.3e-7);
+    // worst achieved 7.3e-8 over generic/avx2/avx512 on an Intel Xeon (AVX-512 VNNI); bound = 10x
+    EXPECT_LE(e, 7.3e-7);
   });
 }
 
@@ -168,8 +168,9 @@ TEST(SwigluPacked, ForwardAndBackwardMatchReference) {
     std::printf("swiglu_packed %s: forward rel err %.3g, backward %.3g\n", isa_name(isa), wy, wd);
     worst_y = std::max(worst_y, wy), worst_d = std::max(worst_d, wd);
   });
-  // worst achieved: forward 6.0e-8, backward 8.0e-8 over generic/avx2/avx512 on AMD Zen 4; bound = 10x
-  EXPECT_LE(worst_y, 6e-7);
-  EXPECT_LE(worst_d, 8e-7);
+  // worst achieved: forward 9.6e-8, backward 1.3e-7 (per row) over generic/avx2/avx512 on an
+  // Intel Xeon (AVX-512 VNNI); bound = 10x
+  EXPECT_LE(worst_y, 9.6e-7);
+  EXPECT_LE(worst_d, 1.3e-6);
   EXPECT_THROW(O::swiglu_packed(randn({2, 5}, 1)), Error);
 }

@@ -220,16 +220,32 @@ bool check_key_bias(const std::string& n, const Tensor& grad, const std::vector<
   return true;
 }
 
+// Regression bounds of a comparison with PyTorch: relative errors of the loss (|ours - ref| /
+// |ref|) and of each gradient (‖ours - ref‖ / ‖ref‖). Each test sets them to at most 10x the
+// worst it achieved over the generic / AVX2 / AVX-512 kernel tables (OCELLUS_ISA=...), saying
+// where they come from; the earlier uniform 1e-5 / 1e-4 stay as a ceiling they never exceed.
+struct StepBounds {
+  double loss, grad;
+};
+constexpr StepBounds kCeiling{1e-5, 1e-4};
+
+// The loss's relative error, printed and checked.
+void expect_loss(const char* what, float l, float ref, double bound) {
+  const double e = std::fabs(double(l) - ref) / std::fabs(double(ref));
+  std::printf("%s: loss %.7f (PyTorch %.7f), rel err %.3g\n", what, l, ref, e);
+  EXPECT_LE(e, bound) << what;
+  EXPECT_LE(bound, kCeiling.loss);
+}
+
 // Loss and gradients of one step against PyTorch, for the parameters expected to train.
-void check_step(Fixture& f, const char* what, const std::vector<std::string>& names) {
+void check_step(Fixture& f, const char* what, const std::vector<std::string>& names, const StepBounds& bound) {
+  EXPECT_LE(bound.grad, kCeiling.grad);
   const std::vector<float> ref = f.torch(names, 1e-3, 0.0, 0, 0.0);
   ASSERT_FALSE(ref.empty());
   expect_trains(f.vlm, names, ref);
   const ag::Var loss = f.vlm.loss(f.sample);
   ag::Tape::current().backward(loss);
-  const float l = loss->value.data<float>()[0];
-  std::printf("%s: loss %.7f (PyTorch %.7f)\n", what, l, ref[0]);
-  EXPECT_NEAR(l, ref[0], 1e-5 * std::fabs(ref[0]));
+  expect_loss(what, loss->value.data<float>()[0], ref[0], bound.loss);
   size_t at = 1;
   double worst = 0;
   for (const std::string& n : names) {
@@ -243,13 +259,26 @@ void check_step(Fixture& f, const char* what, const std::vector<std::string>& na
     }
     const double e = grad_err(p->grad, ref, at);
     worst = std::max(worst, e);
-    EXPECT_LE(e, 1e-4) << n;
+    EXPECT_LE(e, bound.grad) << n;
     at += size_t(k);
   }
   std::printf("%s: %zu gradients, worst rel err %.3g\n", what, names.size(), worst);
   for (const ag::Var& p : f.vlm.params())
     if (!p->requires_grad) EXPECT_FALSE(p->grad.defined()) << p->name << " is frozen but got a gradient";
 }
+
+// Measured bounds: the worst relative errors achieved over the generic / avx2 / avx512 kernel
+// tables on an Intel Xeon (AVX-512 VNNI), bound = 10x (a loss matched exactly everywhere: 2 f32
+// ulps, 2.4e-7).
+constexpr StepBounds kAllTrainable{1.4e-6, 2.3e-5};   // loss 1.37e-7 (qwen2), grads 2.29e-6
+constexpr StepBounds kConnectorOnly{2.4e-7, 1.1e-5};  // loss exact, grads 1.13e-6
+constexpr StepBounds kAttnConnector{1.8e-6, 1.6e-5};  // loss 1.75e-7, grads 1.57e-6
+constexpr StepBounds kLora{1.5e-6, 1.2e-5};           // loss 1.52e-7, grads 1.16e-6
+constexpr StepBounds kTowerBlock{2.4e-7, 1.2e-5};     // loss exact, grads 1.17e-6
+constexpr StepBounds kSiglip{1.3e-6, 2.1e-5};         // loss 1.26e-7, grads 2.11e-6
+// 10 AdamW steps' losses: worst 2.96e-5 (generic); 10x would pass the earlier 1e-4, which stays
+// (3.4x).
+constexpr double kAdamWLoss = 1e-4;
 
 }  // namespace
 
@@ -301,7 +330,7 @@ TEST(TrainTorch, StepMatchesPyTorchAllTrainable) {
     // per layer, the output tied; the projector's 4.
     EXPECT_EQ(want.size(), qwen ? 1u + 2 * 12 + 1 + 4 : 1u + 2 * 9 + 1 + 1 + 4);
     EXPECT_NE(std::find(want.begin(), want.end(), "model.norm.weight"), want.end());
-    check_step(f, arch, want);
+    check_step(f, arch, want, kAllTrainable);
   }
 }
 
@@ -311,7 +340,7 @@ TEST(TrainTorch, StepMatchesPyTorchConnectorOnly) {  // stage 1: tower and LLM f
   EXPECT_EQ(f.vlm.set_trainable("multi_modal_projector.", true), 4);
   const std::vector<std::string> want = expected_params(f, {"multi_modal_projector."});
   EXPECT_EQ(want.size(), 4u);
-  check_step(f, "connector only", want);
+  check_step(f, "connector only", want, kConnectorOnly);
 }
 
 TEST(TrainTorch, AttentionBlockConnectorStepMatchesPyTorch) {  // Llama 3-V's connector, LLM frozen
@@ -320,7 +349,7 @@ TEST(TrainTorch, AttentionBlockConnectorStepMatchesPyTorch) {  // Llama 3-V's co
   EXPECT_EQ(f.vlm.set_trainable("multi_modal_projector.", true), 2 * 16 + 2);
   const std::vector<std::string> trained = expected_params(f, {"multi_modal_projector."});
   EXPECT_EQ(trained.size(), 2u * 16 + 2);  // two blocks of 16 tensors, the projection's 2
-  check_step(f, "attn_blocks connector", trained);
+  check_step(f, "attn_blocks connector", trained, kAttnConnector);
   // The inference path's connector, loaded from the same folder, gives the same logits for a sequence with
   // an image: the same connector.
   connect::ConnectorConfig cc;
@@ -374,14 +403,18 @@ TEST(TrainTorch, LoraStepMatchesPyTorchAndMerges) {
   expect_trains(f.vlm, names, ref);
   const ag::Var loss = f.vlm.loss(f.sample);
   ag::Tape::current().backward(loss);
-  EXPECT_NEAR(loss->value.data<float>()[0], ref[0], 1e-5 * std::fabs(ref[0]));
+  expect_loss("lora", loss->value.data<float>()[0], ref[0], kLora.loss);
   size_t at = 1;
+  double worst = 0;
   for (const std::string& n : names) {
     const ag::Var p = f.vlm.param(n);
     ASSERT_TRUE(p->grad.defined()) << n;
-    EXPECT_LE(grad_err(p->grad, ref, at), 1e-4) << n;
+    const double e = grad_err(p->grad, ref, at);
+    worst = std::max(worst, e);
+    EXPECT_LE(e, kLora.grad) << n;
     at += size_t(p->grad.numel());
   }
+  std::printf("lora: %zu gradients, worst rel err %.3g\n", names.size(), worst);
   for (const ag::Var& p : f.vlm.params())
     if (p->name.find(".lora_") == std::string::npos) EXPECT_FALSE(p->grad.defined()) << p->name;
   // Merged weights give the adapted model's logits without adapters.
@@ -433,7 +466,7 @@ TEST(TrainTorch, TowerUpperBlockMatchesPyTorch) {  // TinyLLaVA's "share": the t
   expect_trains(vlm, names, ref);
   const ag::Var loss = vlm.loss(f.sample);
   ag::Tape::current().backward(loss);
-  EXPECT_NEAR(loss->value.data<float>()[0], ref[0], 1e-5 * std::fabs(ref[0]));
+  expect_loss("tower block 1 + projector", loss->value.data<float>()[0], ref[0], kTowerBlock.loss);
   size_t at = 1;
   double worst = 0;
   for (const std::string& n : names) {
@@ -450,7 +483,7 @@ TEST(TrainTorch, TowerUpperBlockMatchesPyTorch) {  // TinyLLaVA's "share": the t
     } else {
       const double e = grad_err(p->grad, ref, at);
       worst = std::max(worst, e);
-      EXPECT_LE(e, 1e-4) << n;
+      EXPECT_LE(e, kTowerBlock.grad) << n;
     }
     at += size_t(p->grad.numel());
   }
@@ -467,16 +500,20 @@ TEST(TrainTorch, AdamWStepsTrackPyTorch) {
   expect_trains(f.vlm, names, ref, steps);
   const float* ref_losses = ref.data() + ref.size() - steps;
   train::AdamW opt({train::ParamGroup{f.vlm.params(), 3e-3, 0.01}});
+  double worst = 0;
   for (int s = 0; s < steps; ++s) {
     opt.zero_grad();
     const ag::Var loss = f.vlm.loss(f.sample);
     ag::Tape::current().backward(loss);
     const float l = loss->value.data<float>()[0];
-    std::printf("step %d: loss %.6f (PyTorch %.6f)\n", s, l, ref_losses[s]);
-    EXPECT_NEAR(l, ref_losses[s], 1e-4 * std::fabs(ref_losses[s])) << "step " << s;
+    const double e = std::fabs(double(l) - ref_losses[s]) / std::fabs(double(ref_losses[s]));
+    worst = std::max(worst, e);
+    std::printf("step %d: loss %.6f (PyTorch %.6f), rel err %.3g\n", s, l, ref_losses[s], e);
+    EXPECT_LE(e, kAdamWLoss) << "step " << s;
     train::clip_grad_norm(f.vlm.params(), 1.0);
     opt.step();
   }
+  std::printf("adamw: worst loss rel err %.3g over %d steps\n", worst, steps);
   EXPECT_LT(ref_losses[steps - 1], ref_losses[0]);  // it learns
 }
 
@@ -529,9 +566,7 @@ TEST(TrainTorch, SiglipStepMatchesPyTorch) {
   std::ofstream(bp) << b.dump();
   const std::vector<float> ref = test::torch_ref({"siglip", dir, bp, ""}, test::temp_path("siglip_out.f32"));
   ASSERT_FALSE(ref.empty());
-  const float l = loss->value.data<float>()[0];
-  std::printf("siglip: loss %.7f (PyTorch %.7f)\n", l, ref[0]);
-  EXPECT_NEAR(l, ref[0], 1e-5 * std::fabs(ref[0]));
+  expect_loss("siglip", loss->value.data<float>()[0], ref[0], kSiglip.loss);
   size_t at = 1;
   double worst = 0;
   for (const ag::Var& p : m->params()) {
@@ -543,7 +578,7 @@ TEST(TrainTorch, SiglipStepMatchesPyTorch) {
     }
     const double e = grad_err(p->grad, ref, at);
     worst = std::max(worst, e);
-    EXPECT_LE(e, 1e-4) << p->name;
+    EXPECT_LE(e, kSiglip.grad) << p->name;
     at += size_t(p->grad.numel());
   }
   EXPECT_EQ(at, ref.size());
