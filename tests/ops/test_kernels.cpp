@@ -8,6 +8,7 @@
 #include "ocellus/ops/matmul.h"
 #include "ops/kernels/kernels.h"
 #include "isa_tables.h"
+#include "q8_plain.h"
 #include "testutil.h"
 
 using namespace ocellus;
@@ -100,9 +101,8 @@ TEST(Kernels, ActivationQuantizationMatchesGeneric) {
   }
 }
 
-// Activations quantized as llama.cpp's q8_0 (its AVX path): per block of 32 the scale
-// d = amax / 127 kept at f16 precision, values round-half-even(x · 127 / amax), s = d Σ q. Every
-// table, generic included, against that statement.
+// Activations quantized as llama.cpp's q8_0 (its AVX path; q8_plain.h states it): every table,
+// generic included, against that statement.
 TEST(Kernels, ActivationQuantizationMatchesPlainStatement) {
   const int64_t n = 32 * 9;
   Tensor x = test::randn({n}, 13, 2.0f);
@@ -111,33 +111,18 @@ TEST(Kernels, ActivationQuantizationMatchesPlainStatement) {
   p[64] = 127.0f, p[65] = 2.5f, p[66] = -3.5f, p[67] = 0.5f;        // ties at .5 after scaling
   for (int j = 160; j < 192; ++j) p[j] *= 1e-30f;                   // scale below f16's range: d = 0
   for (int j = 128; j < 160; ++j) p[j] = 1e4f * float(j - 140);     // wide block
-  std::vector<int8_t> qs(n);
-  std::vector<float> d(n / 32), s(n / 32);
-  for (int64_t b = 0; b < n / 32; ++b) {
-    float amax = 0.0f;
-    for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(p[b * 32 + j]));
-    d[size_t(b)] = fp16_to_f32(f32_to_fp16(amax / 127.0f));
-    int sum = 0;
-    for (int j = 0; j < 32; ++j) {
-      const float v = amax == 0.0f ? 0.0f : p[b * 32 + j] * (127.0f / amax);
-      float r = std::floor(v + 0.5f);
-      if (r - v == 0.5f && std::fmod(r, 2.0f) != 0.0f) r -= 1.0f;  // a tie goes to the even value
-      qs[size_t(b * 32 + j)] = int8_t(r);
-      sum += int(r);
-    }
-    s[size_t(b)] = d[size_t(b)] * float(sum);
-  }
-  EXPECT_EQ(qs[65], 2);
-  EXPECT_EQ(qs[66], -4);
-  EXPECT_EQ(qs[67], 0);
+  const test::Q8Plain want = test::quantize_q8_plain(p, n);
+  EXPECT_EQ(want.qs[65], 2);
+  EXPECT_EQ(want.qs[66], -4);
+  EXPECT_EQ(want.qs[67], 0);
   std::vector<const kern::Table*> tables = simd_tables();
   tables.push_back(&kern::kGeneric);
   for (const kern::Table* T : tables) {
     ActBuf got(n);
     T->quantize_q8_act(p, got.view(), n);
-    EXPECT_EQ(got.qs, qs) << T->name;
-    EXPECT_EQ(got.d, d) << T->name;
-    EXPECT_EQ(got.s, s) << T->name;
+    EXPECT_EQ(got.qs, want.qs) << T->name;
+    EXPECT_EQ(got.d, want.d) << T->name;
+    EXPECT_EQ(got.s, want.s) << T->name;
   }
 }
 

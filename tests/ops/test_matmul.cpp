@@ -6,6 +6,8 @@
 #include "ocellus/core/error.h"
 #include "ocellus/core/threads.h"
 #include "ocellus/ops/matmul.h"
+#include "isa_tables.h"
+#include "q8_plain.h"
 #include "testutil.h"
 
 using namespace ocellus;
@@ -18,6 +20,7 @@ double tolerance(DType t) {
   const bool int_path = t == DType::Q8_0 || t == DType::Q4_0;
   return int_path ? 1.5e-2 : 1e-5;
 }
+
 
 }  // namespace
 
@@ -42,10 +45,42 @@ TEST_P(MatmulDTypes, FastMatchesNaiveAcrossPaths) {
   set_active_isa(Isa(std::max({0, isa_supported(Isa::Avx2) ? 1 : 0, isa_supported(Isa::Avx512) ? 2 : 0})));
 }
 
+// The q8_0 / q4_0 products are exact integer sums over activations rounded as llama.cpp rounds
+// them (q8_plain.h): against the double-precision product of those rounded activations the only
+// error left is the f32 accumulation of the block sums, for one row or many, the row dots or
+// the packed tiles, contiguous or not.
 INSTANTIATE_TEST_SUITE_P(AllWeightTypes, MatmulDTypes,
                          ::testing::Values(DType::F32, DType::F16, DType::BF16, DType::Q8_0,
                                            DType::Q4_0),
                          [](const auto& info) { return std::string(dtype_name(info.param)); });
+
+TEST(Matmul, IntPathIsTheProductOfRoundedActivations) {
+ for (const DType t : {DType::Q8_0, DType::Q4_0}) {
+  const int64_t k = 32 * 13;
+  const Tensor w = randn({40, k}, 31).to(t), b = randn({40}, 32);
+  const ops::PreparedWeight pw(w);
+  for_each_isa([&](Isa isa) {
+    double worst = 0;
+    for (int64_t rows : {1, 3, 9, 40}) {
+      Tensor x = randn({rows, k}, 33 + uint32_t(rows), 2.0f);
+      x.data<float>()[0] = 127.0f, x.data<float>()[1] = 2.5f, x.data<float>()[2] = -3.5f;  // scaled by 1: ties
+      Tensor xr = Tensor::empty({rows, k});        // the activations as rounded: d q, exact in f32
+      for (int64_t r = 0; r < rows; ++r) {
+        const Q8Plain q = quantize_q8_plain(x.data<float>() + r * k, k);
+        for (int64_t i = 0; i < k; ++i) xr.data<float>()[r * k + i] = q.d[size_t(i / 32)] * float(q.qs[size_t(i)]);
+      }
+      const Tensor want = ops::ref::matmul(xr, w, &b);
+      const Tensor xs = rows > 1 ? noncontiguous_copy(x) : x;
+      for (const Tensor& got : {ops::matmul(x, w, &b), ops::matmul(xs, pw, &b)}) {
+        const double e = rel_err(got, want);
+        worst = std::max(worst, e);
+        EXPECT_LE(e, t == DType::Q8_0 ? kIntPathQ8 : kIntPathQ4) << dtype_name(t) << " rows=" << rows;
+      }
+    }
+    std::printf("%s %s: worst rel err against the rounded activations' product %.3g\n", dtype_name(t), isa_name(isa), worst);
+  });
+ }
+}
 
 TEST(Matmul, NonContiguousAndBatchedInputs) {
   Tensor w = randn({24, 32}, 4);
