@@ -80,7 +80,9 @@ INSTANTIATE_TEST_SUITE_P(Peer, LogitsParity,
                            return s;
                          });
 
-// One prefill equals token-by-token decoding through the cache, for every family.
+// One prefill equals token-by-token decoding through the cache, for every family: bit for bit
+// (rel L2 0 for all four on generic / avx2 / avx512, Intel Xeon AVX-512 VNNI; GGUF models sum
+// each output row by row in one order, whatever the number of tokens).
 TEST(Lm, PrefillEqualsIncrementalDecode) {
   for (const char* m : {"llama-q8_0", "qwen2-f32", "phi2-f32", "stablelm-f32"}) {
     SCOPED_TRACE(m);
@@ -100,7 +102,9 @@ TEST(Lm, PrefillEqualsIncrementalDecode) {
     }
     EXPECT_EQ(b.n_past(), int64_t(ids.size()));
     ASSERT_EQ(got.size(), all.size());
-    EXPECT_LE(rel_l2(got, all), 1e-5);
+    const double e = rel_l2(got, all);
+    std::printf("%s: prefill vs one token at a time, rel L2 %.3g\n", m, e);
+    EXPECT_EQ(e, 0.0);
     (void)V;
   }
 }

@@ -338,7 +338,7 @@ TEST(Kernels, AdamWSameBitsInEveryTable) {
   for (int64_t i = 0; i < n; ++i) w0[size_t(i)] = next();
   const kern::Table* ref = kern::for_isa(0);
   const std::vector<const kern::Table*> tables = simd_tables();
-  ASSERT_FALSE(tables.empty());
+  if (tables.empty()) GTEST_SKIP() << "not tested: avx2, avx512 (CPU lacks them)";
   for (const kern::Table* T : tables) {
     std::vector<float> w = w0, m(n, 0.0f), v(n, 0.0f), wr = w0, mr(n, 0.0f), vr(n, 0.0f);
     for (int step = 1; step <= 4; ++step) {
