@@ -561,6 +561,14 @@ TEST(TrainTorch, SiglipStepMatchesPyTorch) {
   b["max_text_len"] = o.max_text_len;
   std::vector<std::string> names;
   for (const ag::Var& p : m->params()) names.push_back(p->name);
+  // Every parameter trains, and they are all there (stated here, not taken from the model): the
+  // tower's patch weight, bias and positions, 16 tensors per block, the post-norm's 2; the text
+  // tower's token and position embeddings, 16 per block, its final norm's 2; the two heads' 4;
+  // scale and bias.
+  EXPECT_EQ(names.size(), size_t((3 + 16 * spec.vision_layers + 2) + (2 + 16 * o.text_layers + 2) + 4 + 2));
+  for (const ag::Var& p : m->params()) EXPECT_TRUE(p->requires_grad) << p->name;
+  for (const char* n : {"siglip.logit_scale", "siglip.logit_bias", "siglip.text.final_layer_norm.weight", "siglip.vision_head.weight"})
+    EXPECT_NE(std::find(names.begin(), names.end(), n), names.end()) << n;
   b["names"] = names;
   const std::string bp = test::temp_path("siglip_batch.json");
   std::ofstream(bp) << b.dump();
