@@ -543,5 +543,47 @@ void swiglu_backward(const Tensor& gate, const Tensor& up, const Tensor& dy, Ten
   });
 }
 
+Tensor activate_ggml_f16(Activation f, const Tensor& x) {
+  OCELLUS_CHECK(f == Activation::GeluTanh || f == Activation::QuickGelu, "ref::activate_ggml_f16: no llama.cpp table for ",
+                activation_name(f));
+  // llama.cpp's scalar formulas (ggml_gelu_f32, ggml_gelu_quick_f32), in f32.
+  auto fn = [f](float v) {
+    if (f == Activation::GeluTanh) return 0.5f * v * (1.0f + std::tanh(kSqrt2OverPi * v * (1.0f + kGeluC * v * v)));
+    return v * (1.0f / (1.0f + std::exp(-1.702f * v)));
+  };
+  Tensor y = Tensor::empty(x.shape());
+  for_each_index(x.shape(), [&](const int64_t* i) {
+    const float v = elem(x, i);
+    if (f == Activation::GeluTanh && v <= -10.0f) elem(y, i) = 0.0f;
+    else if (f == Activation::GeluTanh && v >= 10.0f) elem(y, i) = v;
+    else elem(y, i) = fp16_to_f32(f32_to_fp16(fn(fp16_to_f32(f32_to_fp16(v)))));
+  });
+  return y;
+}
+
+Tensor swiglu_packed(const Tensor& gate_up) {
+  OCELLUS_CHECK(gate_up.ndim() == 2 && gate_up.dim(1) % 2 == 0, "ref::swiglu_packed: input must be [n, 2f], got ",
+                gate_up.shape().str());
+  const int64_t n = gate_up.dim(0), f = gate_up.dim(1) / 2;
+  Tensor y = Tensor::empty({n, f});
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t i = 0; i < f; ++i)
+      y.at({r, i}) = float(act_ref(Activation::Silu, gate_up.at({r, i})) * double(gate_up.at({r, f + i})));
+  return y;
+}
+
+void swiglu_packed_backward(const Tensor& gate_up, const Tensor& dy, Tensor* dgate_up) {
+  OCELLUS_CHECK(gate_up.ndim() == 2 && gate_up.dim(1) % 2 == 0, "ref::swiglu_packed_backward: input must be [n, 2f], got ",
+                gate_up.shape().str());
+  if (!dgate_up) return;
+  const int64_t n = gate_up.dim(0), f = gate_up.dim(1) / 2;
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t i = 0; i < f; ++i) {
+      const double g = gate_up.at({r, i}), u = gate_up.at({r, f + i}), d = dy.at({r, i});
+      dgate_up->at({r, i}) = float(d * u * act_grad_ref(Activation::Silu, g));
+      dgate_up->at({r, f + i}) = float(d * act_ref(Activation::Silu, g));
+    }
+}
+
 }  // namespace ref
 }  // namespace ocellus::ops

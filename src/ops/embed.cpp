@@ -1,5 +1,7 @@
 #include "ocellus/ops/embed.h"
 
+#include <vector>
+
 #include "ocellus/core/quant.h"
 #include "ocellus/core/threads.h"
 #include "ocellus/ops/matmul.h"
@@ -152,6 +154,26 @@ Tensor patch_embed(const Tensor& image, const Tensor& weight, const Tensor* bias
             for (int64_t kx = 0; kx < g.P; ++kx)
               s += double(w.at({o, c, ky, kx})) * image.at({c, py * g.P + ky, px * g.P + kx});
         out.at({py * g.nx + px, o}) = float(s);
+      }
+  return out;
+}
+
+Tensor patch_embed_ggml_order(const Tensor& image, const Tensor& weight, const Tensor* bias, int64_t patch) {
+  if (weight.dtype() != DType::F32) return patch_embed(image, weight, bias, patch);
+  const Patches g = check_patch(image, weight, patch, "ref::patch_embed_ggml_order");
+  Tensor out = Tensor::empty({g.ny * g.nx, g.D});
+  for (int64_t py = 0; py < g.ny; ++py)
+    for (int64_t px = 0; px < g.nx; ++px)
+      for (int64_t o = 0; o < g.D; ++o) {
+        std::vector<float> wv, xv;  // the patch's products in (c, ky, kx) order
+        for (int64_t c = 0; c < g.C; ++c)
+          for (int64_t ky = 0; ky < g.P; ++ky)
+            for (int64_t kx = 0; kx < g.P; ++kx) {
+              wv.push_back(weight.at({o, c, ky, kx}));
+              xv.push_back(image.at({c, py * g.P + ky, px * g.P + kx}));
+            }
+        const float s = dot_ggml_order(wv.data(), xv.data(), int64_t(wv.size()));
+        out.at({py * g.nx + px, o}) = bias ? s + bias->at({o}) : s;
       }
   return out;
 }

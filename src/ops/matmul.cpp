@@ -2,6 +2,7 @@
 
 #include <cblas.h>
 
+#include <cmath>
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -373,6 +374,32 @@ Tensor matmul(const Tensor& x, const Tensor& w, const Tensor* bias) {
       double s = bias ? double(bias->contiguous().data<float>()[j]) : 0.0;
       for (int64_t t = 0; t < d.k; ++t) s += double(xc.data<float>()[i * d.k + t]) * wr[t];
       y.data<float>()[i * d.m + j] = float(s);
+    }
+  }
+  return y;
+}
+
+float dot_ggml_order(const float* w, const float* x, int64_t n) {
+  const int64_t body = n / 16 * 16;
+  float lane[16] = {};
+  for (int64_t i = 0; i < body; ++i) lane[i % 16] = std::fma(w[i], x[i], lane[i % 16]);
+  auto quarter = [&](int t) { return (lane[t] + lane[t + 8]) + (lane[t + 4] + lane[t + 12]); };
+  float s = (quarter(0) + quarter(2)) + (quarter(1) + quarter(3));
+  for (int64_t i = body; i < n; ++i) s = std::fma(w[i], x[i], s);
+  return s;
+}
+
+Tensor matmul_ggml_order(const Tensor& x, const PreparedWeight& pw, const Tensor* bias) {
+  const Tensor& w = pw.tensor();
+  if (w.dtype() != DType::F32) return matmul(x, w, bias);
+  const Dims d = check_matmul(x, w, bias, "ref::matmul_ggml_order");
+  const Tensor xc = x.contiguous();
+  Tensor y = Tensor::empty(out_shape(x, d.m));
+  for (int64_t j = 0; j < d.m; ++j) {
+    const std::vector<float> wr = weight_row(w, j);
+    for (int64_t i = 0; i < d.n; ++i) {
+      const float s = dot_ggml_order(wr.data(), xc.data<float>() + i * d.k, d.k);
+      y.data<float>()[i * d.m + j] = bias ? s + bias->at({j}) : s;
     }
   }
   return y;

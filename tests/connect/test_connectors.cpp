@@ -87,15 +87,20 @@ double vs_torch(const std::string& type, int64_t n_head, int64_t* n_tok, int64_t
 }  // namespace
 
 TEST(Connectors, EachTypeMatchesPyTorch) {
+  // bound: 10x the worst relative error over generic / avx2 / avx512 on an Intel Xeon (AVX-512
+  // VNNI): mlp2x_gelu 1.15e-7, mlp_norm 1.61e-7, ldpv2 9.79e-8 (alike on every table),
+  // attn_blocks 2.71e-7 (generic), resampler 2.72e-7 (avx2).
   const struct {
     const char* type;
     int64_t n_head, tokens;
-  } cases[] = {{"mlp2x_gelu", 0, 16}, {"mlp_norm", 0, 16}, {"ldpv2", 0, 4}, {"attn_blocks", 0, 16}, {"resampler", 4, 6}};
+    double bound;
+  } cases[] = {{"mlp2x_gelu", 0, 16, 1.2e-6}, {"mlp_norm", 0, 16, 1.6e-6}, {"ldpv2", 0, 4, 9.8e-7},
+               {"attn_blocks", 0, 16, 2.7e-6}, {"resampler", 4, 6, 2.7e-6}};
   for (const auto& k : cases) {
     int64_t n_tok = 0;
     const double e = vs_torch(k.type, k.n_head, &n_tok);
     std::printf("%-12s vs PyTorch: rel err %.3g (%lld tokens)\n", k.type, e, (long long)n_tok);
-    EXPECT_LE(e, 1e-5) << k.type;
+    EXPECT_LE(e, k.bound) << k.type;
     EXPECT_EQ(n_tok, k.tokens) << k.type;
   }
 }
@@ -103,11 +108,13 @@ TEST(Connectors, EachTypeMatchesPyTorch) {
 TEST(Connectors, SpatialMergeMatchesPyTorch) {
   // Qwen2-VL-style merge of 2x2 patch blocks before the connector proper: 4x fewer tokens, each
   // the concatenation of its block's features (PyTorch states the order with view / permute).
-  for (const char* type : {"mlp2x_gelu", "attn_blocks"}) {
+  // bound: 10x the worst over generic / avx2 / avx512 on an Intel Xeon (AVX-512 VNNI):
+  // mlp2x_gelu 1.31e-7 (every table), attn_blocks 3.04e-7 (generic).
+  for (const auto& [type, bound] : {std::pair<const char*, double>{"mlp2x_gelu", 1.3e-6}, {"attn_blocks", 3.0e-6}}) {
     int64_t n_tok = 0;
     const double e = vs_torch(type, 0, &n_tok, 2);
     std::printf("%-12s merge 2 vs PyTorch: rel err %.3g (%lld tokens)\n", type, e, (long long)n_tok);
-    EXPECT_LE(e, 1e-5) << type;
+    EXPECT_LE(e, bound) << type;
     EXPECT_EQ(n_tok, 4) << type;
   }
   // The order itself on a 4x4 grid: token (0,0) holds patches 0, 1, 4, 5; token (0,1) 2, 3, 6, 7.

@@ -28,9 +28,13 @@ double rel_l2(const std::vector<float>& a, const std::vector<float>& b) {
 
 }  // namespace
 
+// fixture: the fixture README's tolerance, what an implementation must reach. bound: the
+// regression bound, 10x the worst relative L2 error achieved over the generic / avx2 / avx512
+// kernel tables (OCELLUS_ISA=...) on an Intel Xeon (AVX-512 VNNI), or the fixture's tolerance
+// where that is tighter; never looser than it.
 struct ParityCase {
   const char* model;
-  double tol;
+  double fixture, bound;
 };
 
 class LogitsParity : public ::testing::TestWithParam<ParityCase> {};
@@ -47,22 +51,38 @@ TEST_P(LogitsParity, MatchesPeer) {
   ASSERT_EQ(logits.shape(), (Shape{int64_t(ids.size()), model->config().n_vocab}));
   ASSERT_EQ(size_t(logits.numel()), want.size());
   const double err = rel_l2(logits.to_vector(), want);
-  EXPECT_LE(err, p.tol) << p.model;
-  std::printf("[ parity ] %-12s rel L2 %.3g (bound %.0e)\n", p.model, err, p.tol);
+  EXPECT_LE(p.bound, p.fixture) << p.model;
+  EXPECT_LE(err, p.fixture) << p.model;
+  EXPECT_LE(err, p.bound) << p.model;
+  std::printf("[ parity ] %-12s rel L2 %.3g (bound %.1e, fixture %.0e)\n", p.model, err, p.bound, p.fixture);
 }
 
 INSTANTIATE_TEST_SUITE_P(Peer, LogitsParity,
-                         ::testing::Values(ParityCase{"llama-f32", 1e-4}, ParityCase{"llama-f16", 5e-3},
-                                           ParityCase{"llama-q8_0", 2e-2}, ParityCase{"llama-q4_0", 5e-2},
-                                           ParityCase{"qwen2-f32", 1e-4}, ParityCase{"phi2-f32", 1e-4},
-                                           ParityCase{"stablelm-f32", 1e-4}),
+                         ::testing::Values(
+                             // worst 5.46e-7 (avx2, avx512; generic 4.38e-7); bound = 10x. Rope with
+                             // exact angles instead of llama.cpp's float ones gives 9.9e-6.
+                             ParityCase{"llama-f32", 1e-4, 5.5e-6},
+                             // worst 1.38e-3 (every table: llama.cpp rounds activations to f16 for
+                             // f16 weights, ocellus does not); 10x would pass the fixture's 5e-3,
+                             // which stays (3.6x).
+                             ParityCase{"llama-f16", 5e-3, 5e-3},
+                             // worst 6.61e-8 (generic; avx2 / avx512 6.44e-8): the 8-bit activations
+                             // rounded as llama.cpp's; bound = 10x.
+                             ParityCase{"llama-q8_0", 2e-2, 6.6e-7},
+                             // worst 6.61e-8 (generic; avx2 / avx512 6.43e-8); bound = 10x.
+                             ParityCase{"llama-q4_0", 5e-2, 6.6e-7},
+                             // worst 4.34e-6, 1.85e-7, 2.54e-6 (the same on every table); bound = 10x.
+                             ParityCase{"qwen2-f32", 1e-4, 4.3e-5}, ParityCase{"phi2-f32", 1e-4, 1.9e-6},
+                             ParityCase{"stablelm-f32", 1e-4, 2.5e-5}),
                          [](const auto& info) {
                            std::string s = info.param.model;
                            for (char& c : s) if (c == '-') c = '_';
                            return s;
                          });
 
-// One prefill equals token-by-token decoding through the cache, for every family.
+// One prefill equals token-by-token decoding through the cache, for every family: bit for bit
+// (rel L2 0 for all four on generic / avx2 / avx512, Intel Xeon AVX-512 VNNI; GGUF models sum
+// each output row by row in one order, whatever the number of tokens).
 TEST(Lm, PrefillEqualsIncrementalDecode) {
   for (const char* m : {"llama-q8_0", "qwen2-f32", "phi2-f32", "stablelm-f32"}) {
     SCOPED_TRACE(m);
@@ -82,7 +102,9 @@ TEST(Lm, PrefillEqualsIncrementalDecode) {
     }
     EXPECT_EQ(b.n_past(), int64_t(ids.size()));
     ASSERT_EQ(got.size(), all.size());
-    EXPECT_LE(rel_l2(got, all), 1e-5);
+    const double e = rel_l2(got, all);
+    std::printf("%s: prefill vs one token at a time, rel L2 %.3g\n", m, e);
+    EXPECT_EQ(e, 0.0);
     (void)V;
   }
 }

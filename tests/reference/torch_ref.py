@@ -249,6 +249,9 @@ def vlm_train(cfg, w, batch):
     torch.set_grad_enabled(True)
     w = {k[len("language_model."):] if k.startswith("language_model.") else k: v for k, v in w.items()}
     P = {k: v.clone().requires_grad_(k in batch["trainable"]) for k, v in w.items()}
+    for k in batch["trainable"]:
+        if k not in P:
+            sys.exit(f"torch_ref: trainable parameter {k} is not in {cfg.get('model_type', 'the model')}'s file")
     ids, mask = batch["ids"], batch["mask"]
     nf, dv = batch["n_features"], cfg["vision_config"]["hidden_size"]
     raw = torch.frombuffer(bytearray(open(batch["features"], "rb").read()), dtype=torch.float32)
@@ -264,6 +267,9 @@ def vlm_train(cfg, w, batch):
                                targets, ignore_index=-100)
         loss.backward()
         if step == 0:
+            for k, p in zip(batch["trainable"], params):
+                if p.grad is None:  # the model does not use it: a test expecting it to train is wrong
+                    sys.exit(f"torch_ref: trainable parameter {k} got no gradient")
             out.append(loss.detach().reshape(1))
             out += [p.grad.reshape(-1) for p in params]
         if step == batch["steps"]:

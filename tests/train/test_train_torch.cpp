@@ -3,6 +3,7 @@
 // of 10 AdamW steps, match a PyTorch re-statement of the same model on the same weights and
 // batch. Also: the training forward equals the inference forward, frozen parameters get no
 // gradient, and the finite-difference check of the tape through the whole model.
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -34,8 +35,9 @@ namespace {
 
 constexpr int64_t kV = 64, kD = 32, kH = 4, kHkv = 2, kFF = 48, kL = 2, kDv = 24, kNf = 6;
 
-// A random tiny LLaVA folder: llama (untied, no biases) or qwen2 (q/k/v biases, tied).
-std::string write_folder(const std::string& arch, bool attn_connector = false) {
+// A random tiny LLaVA folder: llama (untied, no biases) or qwen2 (q/k/v biases, tied). `names`
+// receives the name of every tensor written.
+std::string write_folder(const std::string& arch, bool attn_connector, std::vector<std::string>* names) {
   const std::string dir = test::temp_path("train_" + arch);
   EXPECT_EQ(std::system(("rm -rf " + dir + " && mkdir -p " + dir).c_str()), 0);
   const bool qwen = arch == "qwen2";
@@ -106,6 +108,7 @@ std::string write_folder(const std::string& arch, bool attn_connector = false) {
     add("multi_modal_projector.linear_2.bias", {kD}, 0.1f);
   }
   io::write_safetensors(dir + "/model.safetensors", t);
+  for (const auto& [n, w] : t) names->push_back(n);
   nlohmann::json j;
   j["model_type"] = "llava";
   j["text_config"] = {{"model_type", arch}, {"hidden_size", kD}, {"intermediate_size", kFF}, {"num_hidden_layers", kL},
@@ -123,12 +126,13 @@ std::string write_folder(const std::string& arch, bool attn_connector = false) {
 }
 
 struct Fixture {
+  std::vector<std::string> written;  // the tensors of the folder, as write_folder named them
   std::string dir;
   io::SafetensorsModel st;
   model::TrainableVlm vlm;
   model::TrainSample sample;
   explicit Fixture(const std::string& arch, bool attn_connector = false)
-      : dir(write_folder(arch, attn_connector)),
+      : dir(write_folder(arch, attn_connector, &written)),
         st(io::SafetensorsModel::open(dir)),
         vlm(model::train_config_from_hf(io::read_hf_config(dir)), io::safetensors_source(st, dir)) {
     // BOS, a user turn with two images, an answer (the masked tokens).
@@ -167,6 +171,36 @@ std::vector<std::string> trainable_names(const model::TrainableVlm& v) {
   return n;
 }
 
+// The parameters a test expects to train, stated by the test (never read from the code under
+// test: a parameter it froze silently would only shrink a list taken from it): the tensors the
+// folder holds whose names start with one of `prefixes`, the text model's without its
+// "language_model." prefix. The tower's are never among them (its features are the input).
+std::vector<std::string> expected_params(const Fixture& f, const std::vector<std::string>& prefixes) {
+  std::vector<std::string> out;
+  for (std::string n : f.written) {
+    if (n.rfind("language_model.", 0) == 0) n = n.substr(std::string("language_model.").size());
+    if (n.rfind("vision_tower.", 0) == 0) continue;
+    for (const std::string& p : prefixes)
+      if (n.rfind(p, 0) == 0) {
+        out.push_back(n);
+        break;
+      }
+  }
+  return out;
+}
+
+// The code trains exactly the expected parameters (as sets), and PyTorch's output holds the
+// loss and one gradient for each of them (its size: 1 + their values), then `extra` values.
+void expect_trains(const model::TrainableVlm& vlm, const std::vector<std::string>& expected, const std::vector<float>& ref,
+                   size_t extra = 0) {
+  std::vector<std::string> got = trainable_names(vlm), want = expected;
+  std::sort(got.begin(), got.end()), std::sort(want.begin(), want.end());
+  EXPECT_EQ(got, want) << "the parameters trained are not the ones expected";
+  size_t values = 1 + extra;
+  for (const std::string& n : expected) values += size_t(vlm.param(n)->value.numel());
+  EXPECT_EQ(ref.size(), values) << "PyTorch's output: the loss, one gradient per expected parameter";
+}
+
 // The relative error of a gradient against PyTorch's values at ref[at ...].
 double grad_err(const Tensor& grad, const std::vector<float>& ref, size_t at) {
   const std::vector<float> want(ref.begin() + long(at), ref.begin() + long(at) + grad.numel());
@@ -186,16 +220,32 @@ bool check_key_bias(const std::string& n, const Tensor& grad, const std::vector<
   return true;
 }
 
-// Loss and gradients of one step against PyTorch.
-void check_step(Fixture& f, const char* what) {
-  const std::vector<std::string> names = trainable_names(f.vlm);
+// Regression bounds of a comparison with PyTorch: relative errors of the loss (|ours - ref| /
+// |ref|) and of each gradient (‖ours - ref‖ / ‖ref‖). Each test sets them to at most 10x the
+// worst it achieved over the generic / AVX2 / AVX-512 kernel tables (OCELLUS_ISA=...), saying
+// where they come from; the earlier uniform 1e-5 / 1e-4 stay as a ceiling they never exceed.
+struct StepBounds {
+  double loss, grad;
+};
+constexpr StepBounds kCeiling{1e-5, 1e-4};
+
+// The loss's relative error, printed and checked.
+void expect_loss(const char* what, float l, float ref, double bound) {
+  const double e = std::fabs(double(l) - ref) / std::fabs(double(ref));
+  std::printf("%s: loss %.7f (PyTorch %.7f), rel err %.3g\n", what, l, ref, e);
+  EXPECT_LE(e, bound) << what;
+  EXPECT_LE(bound, kCeiling.loss);
+}
+
+// Loss and gradients of one step against PyTorch, for the parameters expected to train.
+void check_step(Fixture& f, const char* what, const std::vector<std::string>& names, const StepBounds& bound) {
+  EXPECT_LE(bound.grad, kCeiling.grad);
   const std::vector<float> ref = f.torch(names, 1e-3, 0.0, 0, 0.0);
   ASSERT_FALSE(ref.empty());
+  expect_trains(f.vlm, names, ref);
   const ag::Var loss = f.vlm.loss(f.sample);
   ag::Tape::current().backward(loss);
-  const float l = loss->value.data<float>()[0];
-  std::printf("%s: loss %.7f (PyTorch %.7f)\n", what, l, ref[0]);
-  EXPECT_NEAR(l, ref[0], 1e-5 * std::fabs(ref[0]));
+  expect_loss(what, loss->value.data<float>()[0], ref[0], bound.loss);
   size_t at = 1;
   double worst = 0;
   for (const std::string& n : names) {
@@ -209,13 +259,26 @@ void check_step(Fixture& f, const char* what) {
     }
     const double e = grad_err(p->grad, ref, at);
     worst = std::max(worst, e);
-    EXPECT_LE(e, 1e-4) << n;
+    EXPECT_LE(e, bound.grad) << n;
     at += size_t(k);
   }
   std::printf("%s: %zu gradients, worst rel err %.3g\n", what, names.size(), worst);
   for (const ag::Var& p : f.vlm.params())
     if (!p->requires_grad) EXPECT_FALSE(p->grad.defined()) << p->name << " is frozen but got a gradient";
 }
+
+// Measured bounds: the worst relative errors achieved over the generic / avx2 / avx512 kernel
+// tables on an Intel Xeon (AVX-512 VNNI), bound = 10x (a loss matched exactly everywhere: 2 f32
+// ulps, 2.4e-7).
+constexpr StepBounds kAllTrainable{1.4e-6, 2.3e-5};   // loss 1.37e-7 (qwen2), grads 2.29e-6
+constexpr StepBounds kConnectorOnly{2.4e-7, 1.1e-5};  // loss exact, grads 1.13e-6
+constexpr StepBounds kAttnConnector{1.8e-6, 1.6e-5};  // loss 1.75e-7, grads 1.57e-6
+constexpr StepBounds kLora{1.5e-6, 1.2e-5};           // loss 1.52e-7, grads 1.16e-6
+constexpr StepBounds kTowerBlock{2.4e-7, 1.2e-5};     // loss exact, grads 1.17e-6
+constexpr StepBounds kSiglip{1.3e-6, 2.1e-5};         // loss 1.26e-7, grads 2.11e-6
+// 10 AdamW steps' losses: worst 2.96e-5 (generic); 10x would pass the earlier 1e-4, which stays
+// (3.4x).
+constexpr double kAdamWLoss = 1e-4;
 
 }  // namespace
 
@@ -261,7 +324,13 @@ TEST(TrainTorch, StackedBatchIsTheTokenMeanOfItsSequences) {
 TEST(TrainTorch, StepMatchesPyTorchAllTrainable) {
   for (const char* arch : {"llama", "qwen2"}) {
     Fixture f(arch);
-    check_step(f, arch);
+    const bool qwen = std::string(arch) == "qwen2";
+    const std::vector<std::string> want = expected_params(f, {"model.", "lm_head.", "multi_modal_projector."});
+    // llama: the embedding, 9 tensors per layer, the final norm, lm_head; qwen2: 3 biases more
+    // per layer, the output tied; the projector's 4.
+    EXPECT_EQ(want.size(), qwen ? 1u + 2 * 12 + 1 + 4 : 1u + 2 * 9 + 1 + 1 + 4);
+    EXPECT_NE(std::find(want.begin(), want.end(), "model.norm.weight"), want.end());
+    check_step(f, arch, want, kAllTrainable);
   }
 }
 
@@ -269,14 +338,18 @@ TEST(TrainTorch, StepMatchesPyTorchConnectorOnly) {  // stage 1: tower and LLM f
   Fixture f("llama");
   for (const ag::Var& p : f.vlm.params()) p->requires_grad = false;
   EXPECT_EQ(f.vlm.set_trainable("multi_modal_projector.", true), 4);
-  check_step(f, "connector only");
+  const std::vector<std::string> want = expected_params(f, {"multi_modal_projector."});
+  EXPECT_EQ(want.size(), 4u);
+  check_step(f, "connector only", want, kConnectorOnly);
 }
 
 TEST(TrainTorch, AttentionBlockConnectorStepMatchesPyTorch) {  // Llama 3-V's connector, LLM frozen
   Fixture f("llama", true);
   for (const ag::Var& p : f.vlm.params()) p->requires_grad = false;
   EXPECT_EQ(f.vlm.set_trainable("multi_modal_projector.", true), 2 * 16 + 2);
-  check_step(f, "attn_blocks connector");
+  const std::vector<std::string> trained = expected_params(f, {"multi_modal_projector."});
+  EXPECT_EQ(trained.size(), 2u * 16 + 2);  // two blocks of 16 tensors, the projection's 2
+  check_step(f, "attn_blocks connector", trained, kAttnConnector);
   // The inference path's connector, loaded from the same folder, gives the same logits for a sequence with
   // an image: the same connector.
   connect::ConnectorConfig cc;
@@ -313,8 +386,10 @@ TEST(TrainTorch, LoraStepMatchesPyTorchAndMerges) {
   io::write_safetensors(dir + "/model.safetensors", f.vlm.tensors());
   const std::string saved = f.dir;
   f.dir = dir;
-  const std::vector<std::string> names = trainable_names(f.vlm);
-  EXPECT_EQ(names.size(), 2u * 2 * 3);  // A and B, 2 layers, 3 targets
+  std::vector<std::string> names;  // A and B of the 3 targets in each of the 2 layers
+  for (int l = 0; l < kL; ++l)
+    for (const char* t : {"self_attn.q_proj", "self_attn.v_proj", "mlp.down_proj"})
+      for (const char* ab : {".lora_A", ".lora_B"}) names.push_back("model.layers." + std::to_string(l) + "." + t + ab);
   nlohmann::json b;
   const Tensor feats = f.ops_concat();
   b["ids"] = f.sample.ids, b["mask"] = f.sample.mask, b["n_features"] = kNf;
@@ -325,16 +400,21 @@ TEST(TrainTorch, LoraStepMatchesPyTorchAndMerges) {
   const std::vector<float> ref = test::torch_ref({"vlm_train", dir, bp, ""}, test::temp_path("lora_out.f32"));
   f.dir = saved;
   ASSERT_FALSE(ref.empty());
+  expect_trains(f.vlm, names, ref);
   const ag::Var loss = f.vlm.loss(f.sample);
   ag::Tape::current().backward(loss);
-  EXPECT_NEAR(loss->value.data<float>()[0], ref[0], 1e-5 * std::fabs(ref[0]));
+  expect_loss("lora", loss->value.data<float>()[0], ref[0], kLora.loss);
   size_t at = 1;
+  double worst = 0;
   for (const std::string& n : names) {
     const ag::Var p = f.vlm.param(n);
     ASSERT_TRUE(p->grad.defined()) << n;
-    EXPECT_LE(grad_err(p->grad, ref, at), 1e-4) << n;
+    const double e = grad_err(p->grad, ref, at);
+    worst = std::max(worst, e);
+    EXPECT_LE(e, kLora.grad) << n;
     at += size_t(p->grad.numel());
   }
+  std::printf("lora: %zu gradients, worst rel err %.3g\n", names.size(), worst);
   for (const ag::Var& p : f.vlm.params())
     if (p->name.find(".lora_") == std::string::npos) EXPECT_FALSE(p->grad.defined()) << p->name;
   // Merged weights give the adapted model's logits without adapters.
@@ -364,8 +444,14 @@ TEST(TrainTorch, TowerUpperBlockMatchesPyTorch) {  // TinyLLaVA's "share": the t
   f.sample.mask.assign(ids.size(), 0);
   for (size_t i = ids.size() - 5; i < ids.size(); ++i) f.sample.mask[i] = 1;
   for (const ag::Var& p : vlm.params()) p->requires_grad = p->name.rfind("vision_tower.", 0) == 0 || p->name.rfind("multi_modal_projector.", 0) == 0;
-  const std::vector<std::string> names = trainable_names(vlm);
-  EXPECT_EQ(names.size(), 16u + 4u);  // one block's 16 tensors, the projector's 4
+  std::vector<std::string> names;  // block 1's 16 tensors, the projector's 4
+  for (const char* t : {"layer_norm1.weight", "layer_norm1.bias", "layer_norm2.weight", "layer_norm2.bias", "self_attn.q_proj.weight",
+                        "self_attn.q_proj.bias", "self_attn.k_proj.weight", "self_attn.k_proj.bias", "self_attn.v_proj.weight",
+                        "self_attn.v_proj.bias", "self_attn.out_proj.weight", "self_attn.out_proj.bias", "mlp.fc1.weight",
+                        "mlp.fc1.bias", "mlp.fc2.weight", "mlp.fc2.bias"})
+    names.push_back(std::string("vision_tower.vision_model.encoder.layers.1.") + t);
+  for (const char* t : {"linear_1.weight", "linear_1.bias", "linear_2.weight", "linear_2.bias"})
+    names.push_back(std::string("multi_modal_projector.") + t);
   nlohmann::json b;
   b["ids"] = f.sample.ids, b["mask"] = f.sample.mask, b["n_features"] = kNf, b["n_rows"] = 17, b["tower_from"] = 1;
   Tensor feats = Tensor::empty({34, kDv});
@@ -377,9 +463,10 @@ TEST(TrainTorch, TowerUpperBlockMatchesPyTorch) {  // TinyLLaVA's "share": the t
   std::ofstream(bp) << b.dump();
   const std::vector<float> ref = test::torch_ref({"vlm_train", f.dir, bp, ""}, test::temp_path("tower_out.f32"));
   ASSERT_FALSE(ref.empty());
+  expect_trains(vlm, names, ref);
   const ag::Var loss = vlm.loss(f.sample);
   ag::Tape::current().backward(loss);
-  EXPECT_NEAR(loss->value.data<float>()[0], ref[0], 1e-5 * std::fabs(ref[0]));
+  expect_loss("tower block 1 + projector", loss->value.data<float>()[0], ref[0], kTowerBlock.loss);
   size_t at = 1;
   double worst = 0;
   for (const std::string& n : names) {
@@ -396,7 +483,7 @@ TEST(TrainTorch, TowerUpperBlockMatchesPyTorch) {  // TinyLLaVA's "share": the t
     } else {
       const double e = grad_err(p->grad, ref, at);
       worst = std::max(worst, e);
-      EXPECT_LE(e, 1e-4) << n;
+      EXPECT_LE(e, kTowerBlock.grad) << n;
     }
     at += size_t(p->grad.numel());
   }
@@ -405,22 +492,28 @@ TEST(TrainTorch, TowerUpperBlockMatchesPyTorch) {  // TinyLLaVA's "share": the t
 
 TEST(TrainTorch, AdamWStepsTrackPyTorch) {
   Fixture f("qwen2");
-  const std::vector<std::string> names = trainable_names(f.vlm);
+  const std::vector<std::string> names = expected_params(f, {"model.", "multi_modal_projector."});
+  EXPECT_EQ(names.size(), 1u + 2 * 12 + 1 + 4);  // everything of qwen2 (output tied) and the projector
   const int steps = 10;
   const std::vector<float> ref = f.torch(names, 3e-3, 0.01, steps, 1.0);
   ASSERT_FALSE(ref.empty());
+  expect_trains(f.vlm, names, ref, steps);
   const float* ref_losses = ref.data() + ref.size() - steps;
   train::AdamW opt({train::ParamGroup{f.vlm.params(), 3e-3, 0.01}});
+  double worst = 0;
   for (int s = 0; s < steps; ++s) {
     opt.zero_grad();
     const ag::Var loss = f.vlm.loss(f.sample);
     ag::Tape::current().backward(loss);
     const float l = loss->value.data<float>()[0];
-    std::printf("step %d: loss %.6f (PyTorch %.6f)\n", s, l, ref_losses[s]);
-    EXPECT_NEAR(l, ref_losses[s], 1e-4 * std::fabs(ref_losses[s])) << "step " << s;
+    const double e = std::fabs(double(l) - ref_losses[s]) / std::fabs(double(ref_losses[s]));
+    worst = std::max(worst, e);
+    std::printf("step %d: loss %.6f (PyTorch %.6f), rel err %.3g\n", s, l, ref_losses[s], e);
+    EXPECT_LE(e, kAdamWLoss) << "step " << s;
     train::clip_grad_norm(f.vlm.params(), 1.0);
     opt.step();
   }
+  std::printf("adamw: worst loss rel err %.3g over %d steps\n", worst, steps);
   EXPECT_LT(ref_losses[steps - 1], ref_losses[0]);  // it learns
 }
 
@@ -468,14 +561,20 @@ TEST(TrainTorch, SiglipStepMatchesPyTorch) {
   b["max_text_len"] = o.max_text_len;
   std::vector<std::string> names;
   for (const ag::Var& p : m->params()) names.push_back(p->name);
+  // Every parameter trains, and they are all there (stated here, not taken from the model): the
+  // tower's patch weight, bias and positions, 16 tensors per block, the post-norm's 2; the text
+  // tower's token and position embeddings, 16 per block, its final norm's 2; the two heads' 4;
+  // scale and bias.
+  EXPECT_EQ(names.size(), size_t((3 + 16 * spec.vision_layers + 2) + (2 + 16 * o.text_layers + 2) + 4 + 2));
+  for (const ag::Var& p : m->params()) EXPECT_TRUE(p->requires_grad) << p->name;
+  for (const char* n : {"siglip.logit_scale", "siglip.logit_bias", "siglip.text.final_layer_norm.weight", "siglip.vision_head.weight"})
+    EXPECT_NE(std::find(names.begin(), names.end(), n), names.end()) << n;
   b["names"] = names;
   const std::string bp = test::temp_path("siglip_batch.json");
   std::ofstream(bp) << b.dump();
   const std::vector<float> ref = test::torch_ref({"siglip", dir, bp, ""}, test::temp_path("siglip_out.f32"));
   ASSERT_FALSE(ref.empty());
-  const float l = loss->value.data<float>()[0];
-  std::printf("siglip: loss %.7f (PyTorch %.7f)\n", l, ref[0]);
-  EXPECT_NEAR(l, ref[0], 1e-5 * std::fabs(ref[0]));
+  expect_loss("siglip", loss->value.data<float>()[0], ref[0], kSiglip.loss);
   size_t at = 1;
   double worst = 0;
   for (const ag::Var& p : m->params()) {
@@ -487,7 +586,7 @@ TEST(TrainTorch, SiglipStepMatchesPyTorch) {
     }
     const double e = grad_err(p->grad, ref, at);
     worst = std::max(worst, e);
-    EXPECT_LE(e, 1e-4) << p->name;
+    EXPECT_LE(e, kSiglip.grad) << p->name;
     at += size_t(p->grad.numel());
   }
   EXPECT_EQ(at, ref.size());

@@ -27,6 +27,7 @@
 #include "ocellus/train/data.h"
 #include "ocellus/train/dist.h"
 #include "ocellus/train/feature_cache.h"
+#include "ocellus/train/optim.h"
 #include "ocellus/train/trainer.h"
 #include "ocellus/vision/preprocess.h"
 #include "testutil.h"
@@ -161,7 +162,7 @@ struct World {
     nlohmann::json r = {{"base", base}, {"data", data}, {"images", images}, {"cache", cache}, {"chat_template", "chatml"},
                         {"skip_bad_records", true}, {"trainable", {"multi_modal_projector.", "model.layers."}},
                         {"groups", {{{"prefix", "multi_modal_projector."}, {"lr", 2e-2}}}},
-                        {"lr", 5e-3}, {"weight_decay", 0.01}, {"warmup", 2}, {"steps", 6}, {"batch", 2}, {"max_len", 160},
+                        {"lr", 5e-3}, {"weight_decay", 0.01}, {"warmup", 2}, {"min_lr_ratio", 0.1}, {"steps", 6}, {"batch", 2}, {"max_len", 160},
                         {"seed", 3}, {"out", out}, {"checkpoint_every", 2}, {"keep", 2}};
     if (extra.is_object())
       for (const auto& [k, v] : extra.items()) r[k] = v;
@@ -173,6 +174,36 @@ struct World {
 
 }  // namespace
 
+// The learning-rate factor written out from its definition (linear warmup from 0 over `warmup`
+// steps, then a cosine from 1 to min_ratio over the remaining steps, held at min_ratio past the
+// end), independently of train::cosine_schedule.
+static double schedule_formula(int64_t step, int64_t warmup, int64_t total, double min_ratio) {
+  if (step < warmup) return double(step) / double(warmup);
+  const double t = std::min(1.0, double(step - warmup) / double(total - warmup));
+  return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + std::cos(3.14159265358979323846 * t));
+}
+
+TEST(Schedule, WarmupThenCosineAtTheBoundaries) {
+  for (const double min_ratio : {0.0, 0.1}) {
+    const int64_t warmup = 10, total = 110;
+    // step 0, warmup-1, warmup, the middle of the cosine, the last step, past the end
+    for (const int64_t step : {int64_t(0), warmup - 1, warmup, warmup + (total - warmup) / 2, total - 1, total, total + 7}) {
+      const double want = schedule_formula(step, warmup, total, min_ratio);
+      EXPECT_NEAR(train::cosine_schedule(step, warmup, total, min_ratio), want, 1e-12) << "step " << step << " min " << min_ratio;
+    }
+    // The values the formula gives there, spelled out: no warmup bug can hide behind the formula.
+    EXPECT_EQ(train::cosine_schedule(0, warmup, total, min_ratio), 0.0);
+    EXPECT_NEAR(train::cosine_schedule(warmup - 1, warmup, total, min_ratio), 0.9, 1e-12);
+    EXPECT_NEAR(train::cosine_schedule(warmup, warmup, total, min_ratio), 1.0, 1e-12);
+    EXPECT_NEAR(train::cosine_schedule(60, warmup, total, min_ratio), min_ratio + (1 - min_ratio) * 0.5, 1e-12);
+    EXPECT_NEAR(train::cosine_schedule(total, warmup, total, min_ratio), min_ratio, 1e-12);
+    EXPECT_NEAR(train::cosine_schedule(total + 7, warmup, total, min_ratio), min_ratio, 1e-12);
+  }
+  // No warmup: the first step runs at the full rate.
+  EXPECT_NEAR(train::cosine_schedule(0, 0, 50, 0.0), 1.0, 1e-12);
+  EXPECT_NEAR(train::cosine_schedule(49, 0, 50, 0.0), schedule_formula(49, 0, 50, 0.0), 1e-12);
+}
+
 TEST(Trainer, RecipeRunsResumesExactlyAndExports) {
   World w;
   // The cache: five records, four distinct pictures.
@@ -183,6 +214,18 @@ TEST(Trainer, RecipeRunsResumesExactlyAndExports) {
   for (double l : a.losses) std::printf("%.6f ", l);
   std::printf("\n");
   EXPECT_LT(a.losses.back(), a.losses.front());
+  // The run followed the schedule: the logged rate of step s (1-based) is lr times the factor
+  // of step s - 1 (warmup 2 of 6 steps, min_lr_ratio 0.1; the recipe's values).
+  {
+    std::ifstream log(w.root + "/a/metrics.jsonl");
+    int64_t s = 0;
+    for (std::string line; std::getline(log, line); ++s) {
+      const nlohmann::json j = nlohmann::json::parse(line);
+      EXPECT_EQ(j["step"].get<int64_t>(), s + 1);
+      EXPECT_NEAR(j["lr"].get<double>(), 5e-3 * schedule_formula(s, 2, 6, 0.1), 1e-12) << "step " << s + 1;
+    }
+    EXPECT_EQ(s, 6);
+  }
 
   // Stopped after 3 steps (its last checkpoint is step 2), then resumed: the same losses.
   const std::string rb = w.recipe("b", w.root + "/b");

@@ -72,7 +72,8 @@ TEST(VitTorch, SiglipMatchesPyTorch) {
   const TinyTower t{"siglip_vision_model", "gelu_pytorch_tanh"};
   const double e = tower_vs_torch(t, 0, 11);
   std::printf("siglip tower vs PyTorch: rel err %.3g\n", e);
-  EXPECT_LE(e, 1e-5);
+  // worst 3.61e-7 over generic / avx2 / avx512 (avx2) on an Intel Xeon (AVX-512 VNNI); bound = 10x
+  EXPECT_LE(e, 3.6e-6);
 }
 
 TEST(VitTorch, ClipPenultimateLayerMatchesPyTorch) {
@@ -80,7 +81,8 @@ TEST(VitTorch, ClipPenultimateLayerMatchesPyTorch) {
   t.image = 28, t.layers = 3;
   const double e = tower_vs_torch(t, -2, 21);
   std::printf("clip tower (layer -2) vs PyTorch: rel err %.3g\n", e);
-  EXPECT_LE(e, 1e-5);
+  // worst 3.17e-7 over generic / avx2 / avx512 (all alike) on an Intel Xeon (AVX-512 VNNI); bound = 10x
+  EXPECT_LE(e, 3.2e-6);
 }
 
 TEST(VitTorch, ConfigFromHf) {

@@ -60,6 +60,12 @@ void activate_backward(Activation f, const Tensor& x, const Tensor& dy, Tensor* 
 Tensor swiglu(const Tensor& gate, const Tensor& up);
 void swiglu_backward(const Tensor& gate, const Tensor& up, const Tensor& dy, Tensor* dgate,
                      Tensor* dup);
+// Each element: the input rounded to f16, f computed in f32 as llama.cpp's table does, the
+// result rounded to f16 (GELU: 0 at or below -10, the input itself at or above 10).
+Tensor activate_ggml_f16(Activation f, const Tensor& x);
+// y[r, i] = silu(x[r, i]) x[r, f + i]; the backward writes dgate_up [n, 2f].
+Tensor swiglu_packed(const Tensor& gate_up);
+void swiglu_packed_backward(const Tensor& gate_up, const Tensor& dy, Tensor* dgate_up);
 }  // namespace ref
 
 }  // namespace ocellus::ops

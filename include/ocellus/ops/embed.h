@@ -27,6 +27,9 @@ namespace ref {
 Tensor embedding(const Tensor& table, const std::vector<int32_t>& ids);
 void embedding_backward(const std::vector<int32_t>& ids, const Tensor& dy, Tensor* dtable);
 Tensor patch_embed(const Tensor& image, const Tensor& weight, const Tensor* bias, int64_t patch);
+// Each output the products of its patch taken in the weight's (c, ky, kx) order and summed as
+// ref::dot_ggml_order sums them, then + bias (f32 weights; others: ref::patch_embed).
+Tensor patch_embed_ggml_order(const Tensor& image, const Tensor& weight, const Tensor* bias, int64_t patch);
 void patch_embed_backward(const Tensor& image, const Tensor& weight, const Tensor& dy,
                           int64_t patch, Tensor* dimage, Tensor* dweight, Tensor* dbias);
 }  // namespace ref

@@ -83,6 +83,13 @@ namespace ref {
 Tensor matmul(const Tensor& x, const Tensor& w, const Tensor* bias = nullptr);
 void matmul_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dx, Tensor* dw,
                      Tensor* db);
+// llama.cpp's f32 dot product stated plainly: product i < 16 floor(n / 16) is fused (fma) into
+// lane i % 16 in index order; the lanes are added (t + t+8), then (t + t+4), then (0 + 2) +
+// (1 + 3); the remaining products are fused into that sum one by one.
+float dot_ggml_order(const float* w, const float* x, int64_t n);
+// Each output an f32 dot in that order over the weight row and the input row, then + bias (in
+// f32). Other weight dtypes: ref::matmul, as the fast op takes matmul.
+Tensor matmul_ggml_order(const Tensor& x, const PreparedWeight& w, const Tensor* bias = nullptr);
 }  // namespace ref
 
 }  // namespace ocellus::ops
