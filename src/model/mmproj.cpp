@@ -194,6 +194,12 @@ vision::VitConfig tower_config(const io::GgufFile& f) {
 // The projector type to load: llama.cpp's "mlp" is Yi-VL's mlp_norm when mm.3 is there.
 std::string connector_type(const io::GgufFile& f) {
   const std::string type = f.get_string(key::kClipProjectorType, "mlp");
+  const std::vector<std::string> known = connect::connector_types();
+  if (std::find(known.begin(), known.end(), type) == known.end()) {
+    std::string list;
+    for (const std::string& k : known) list += (list.empty() ? "" : ", ") + k;
+    fail(f.path(), ": ", key::kClipProjectorType, " '", type, "' is not a projector ocellus knows (", list, ")");
+  }
   if (type != "mlp") return type;
   if (f.find_tensor("mm.3.weight")) return "mlp_norm";
   OCELLUS_CHECK(f.find_tensor(tn::kMm0) && f.find_tensor(tn::kMm2), f.path(), ": ", key::kClipProjectorType,
@@ -225,7 +231,14 @@ std::unique_ptr<VisionModel> load_mmproj(const std::string& path) {
   cc.merge = f.get_int(key::kClipSpatialMerge, 1);
   OCELLUS_CHECK(cc.merge >= 1 && c.grid() % cc.merge == 0, path, ": ", key::kClipSpatialMerge, " ", cc.merge,
                 " does not divide the ", c.grid(), "x", c.grid(), " patch grid");
-  auto conn = connect::load_connector(type, cc, src, connect::Layout::Gguf);
+  std::unique_ptr<connect::Connector> conn;
+  try {
+    conn = connect::load_connector(type, cc, src, connect::Layout::Gguf);
+  } catch (const Error& e) {
+    if (cc.merge == 1) throw;
+    fail(e.what(), " (", key::kClipSpatialMerge, " ", cc.merge, ": the projector reads ", cc.merge, "x", cc.merge,
+         " merged patches, ", cc.merge * cc.merge * cc.d_in, " wide)");
+  }
   return std::make_unique<VisionModel>(vision::VisionTower(c, std::move(w)), std::move(conn), cc.d_out);
 }
 

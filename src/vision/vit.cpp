@@ -139,6 +139,7 @@ VisionTower load_hf_tower(const std::string& dir, int64_t feature_layer) {
   if (io::is_file(pp)) c.preprocess = read_preprocessor_config(pp, c.preprocess);
   OCELLUS_CHECK(c.preprocess.size == c.image_size, "vision: ", pp, ": images are resized to ", c.preprocess.size,
                 " px, but the tower takes ", c.image_size);
+  c.validate(dir + "/config.json");
   const io::SafetensorsModel m = io::SafetensorsModel::open(dir);
   const io::TensorSource src = io::safetensors_source(m, dir);
   VitWeights w = load_vit_weights(c, src, hf_vit_names(find_hf_vit_prefix(src)));
