@@ -63,6 +63,17 @@ std::unique_ptr<VisionModel> load_hf_vision(const std::string& dir) {
   OCELLUS_CHECK(c.preprocess.size == c.image_size, pp, ": images are resized to ", c.preprocess.size,
                 " px, but the tower takes ", c.image_size);
   c.validate(cfg_path);
+  connect::ConnectorConfig cc;
+  cc.d_in = c.n_embd;
+  cc.d_out = cfg.text->hidden_size;
+  try {
+    cc.act = ops::parse_activation(p.hidden_act);
+  } catch (const Error& e) {
+    fail(cfg_path, ": the projector's activation: ", e.what());
+  }
+  cc.merge = p.spatial_merge_size;
+  OCELLUS_CHECK(cc.merge >= 1 && c.grid() % cc.merge == 0, cfg_path, ": spatial_merge_size ", cc.merge, " does not divide the ",
+                c.grid(), "x", c.grid(), " patch grid");
 
   const io::SafetensorsModel m = io::SafetensorsModel::open(dir);
   const io::TensorSource src = io::safetensors_source(m, dir);
@@ -85,13 +96,6 @@ std::unique_ptr<VisionModel> load_hf_vision(const std::string& dir) {
   }
   OCELLUS_CHECK(place, dir, ": no projector weights (looked for multi_modal_projector.*, model.multi_modal_projector.*, ",
                 "model.mm_projector.*, connector._connector.*)");
-  connect::ConnectorConfig cc;
-  cc.d_in = c.n_embd;
-  cc.d_out = cfg.text->hidden_size;
-  cc.act = ops::parse_activation(p.hidden_act);
-  cc.merge = p.spatial_merge_size;
-  OCELLUS_CHECK(cc.merge >= 1 && c.grid() % cc.merge == 0, cfg_path, ": spatial_merge_size ", cc.merge, " does not divide the ",
-                c.grid(), "x", c.grid(), " patch grid");
   const io::TensorSource psrc = io::renamed_source(src, {{place->layout_prefix, place->prefix}});
   auto conn = connect::load_connector(p.type, cc, psrc, place->layout);
   return std::make_unique<VisionModel>(vision::VisionTower(c, std::move(w)), std::move(conn), cc.d_out);

@@ -336,5 +336,7 @@ TEST(MmprojKeys, HfVisionConfigErrorsNameTheFile) {
   v2["hidden_act"] = "relu";
   write(v2, {{"model_type", "llava"}, {"text_config", text}});
   expect_names_config([&] { model::load_hf_vision(dir); }, "hidden_act");
+  write(v, {{"model_type", "llava"}, {"text_config", text}, {"projector_hidden_act", "relu"}});
+  expect_names_config([&] { model::load_hf_vision(dir); }, "projector's activation");
   std::filesystem::remove_all(dir);
 }
