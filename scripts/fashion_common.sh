@@ -19,8 +19,8 @@ stage() {  # recipe, its output folder: skipped when its model exists, resumed f
   if [ -f "$2/model/config.json" ]; then echo "$2/model exists: skipped"; return; fi
   if [ -f "$2/checkpoints/latest" ]; then $O train --recipe "$1" --resume; else $O train --recipe "$1"; fi
 }
-current_cache() {  # a feature cache that exists and was written with today's image keys (FNV-1a 64)
-  [ -f "$1" ] && head -c 4096 "$1" | grep -q fnv1a64
+current_cache() {  # a feature cache that exists and records the tower that made it (ocellus.tower_hash)
+  [ -f "$1" ] && head -c 4096 "$1" | grep -q ocellus.tower_hash
 }
 evaluate() {  # stage folder, report name[, questions: test_eval.json (the default) or val_eval.json]
   $O eval -m "$1/gguf/model.gguf" --mmproj "$1/gguf/mmproj.gguf" --questions "$W/data/${3:-test_eval.json}" --images "$W/data" \

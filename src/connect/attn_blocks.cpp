@@ -37,6 +37,8 @@ class AttnBlocks final : public Connector {
 
 }  // namespace
 
+std::string detail::attn_blocks_out_weight(Layout layout) { return detail::prefix(layout) + "proj.weight"; }
+
 std::unique_ptr<Connector> load_attn_blocks(const ConnectorConfig& c, const io::TensorSource& s, Layout layout) {
   const std::string p = detail::prefix(layout);
   const int64_t d = c.d_in;
@@ -52,7 +54,7 @@ std::unique_ptr<Connector> load_attn_blocks(const ConnectorConfig& c, const io::
                            detail::load_linear_layer(bc, s, b + "ffn_down.weight", b + "ffn_down.bias", d, ff)});
   }
   OCELLUS_CHECK(!blocks.empty(), s.path, ": connector attn_blocks: no blocks (looked for '", p, "blocks.0.ln1.weight')");
-  auto proj = detail::load_linear_layer(c, s, p + "proj.weight", p + "proj.bias", c.d_out, d);
+  auto proj = detail::load_linear_layer(c, s, detail::attn_blocks_out_weight(layout), p + "proj.bias", c.d_out, d);
   return std::make_unique<AttnBlocks>(c, std::move(blocks), std::move(proj));
 }
 

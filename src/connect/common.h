@@ -36,6 +36,15 @@ inline std::string layer_name(Layout layout, int seq_index, int hf_index, const 
   return "";
 }
 
+// The last weight matrix of each type, whose rows are the connector's output width (one
+// definition: the loaders read it under this name, connector_output_width reads its rows).
+std::string linear_out_weight(Layout layout);
+std::string mlp2x_gelu_out_weight(Layout layout);
+std::string mlp_norm_out_weight(Layout layout);
+std::string ldpv2_out_weight(Layout layout);
+std::string attn_blocks_out_weight(Layout layout);
+std::string resampler_out_weight(Layout layout);
+
 // A LayerNorm's weight and bias [d] (bias optional).
 struct Norm {
   Tensor w, b;

@@ -72,13 +72,24 @@ class Ldpv2 final : public Connector {
 
 }  // namespace
 
+std::string detail::ldpv2_out_weight(Layout layout) {
+  return (layout == Layout::Gguf ? std::string("mm.model.") : detail::prefix(layout)) + "mlp.2.weight";
+}
+
 std::unique_ptr<Connector> load_ldpv2(const ConnectorConfig& c, const io::TensorSource& s, Layout layout) {
   const std::string p = layout == Layout::Gguf ? "mm.model." : detail::prefix(layout);
   const std::string peg = layout == Layout::Gguf ? p + "peg.0." : p + "peg.peg.0.";
   auto l0 = detail::load_linear_layer(c, s, p + "mlp.0.weight", p + "mlp.0.bias", c.d_out, c.d_in);
-  auto l2 = detail::load_linear_layer(c, s, p + "mlp.2.weight", p + "mlp.2.bias", c.d_out, c.d_out);
+  auto l2 = detail::load_linear_layer(c, s, detail::ldpv2_out_weight(layout), p + "mlp.2.bias", c.d_out, c.d_out);
   const io::TensorReader r{s, "connector"};
-  Tensor w = r.get(peg + "weight", {c.d_out, 1, 3, 3}, true).to(DType::F32).contiguous();
+  // The depthwise kernel [d, 1, 3, 3]; llama.cpp's converter squeezes it to [d, 3, 3] (the same
+  // bytes), and its MobileVLM V2 files hold it so.
+  const std::string wn = peg + "weight";
+  OCELLUS_CHECK(s.has(wn), "connector: ", s.path, ": missing tensor '", wn, "'");
+  Tensor w = s.get(wn);
+  OCELLUS_CHECK(w.shape() == Shape({c.d_out, 1, 3, 3}) || w.shape() == Shape({c.d_out, 3, 3}), "connector: ", s.path,
+                ": tensor '", wn, "' has shape ", w.shape().str(), ", expected [", c.d_out, ", 1, 3, 3] (or [", c.d_out, ", 3, 3])");
+  w = w.to(DType::F32).contiguous();
   Tensor b = r.get(peg + "bias", {c.d_out}, true);
   return std::make_unique<Ldpv2>(c, std::move(l0), std::move(l2), std::move(w), std::move(b));
 }

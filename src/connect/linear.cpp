@@ -17,11 +17,14 @@ class LinearConnector final : public Connector {
 
 }  // namespace
 
+// HF llava names a single projection linear_1; original LLaVA "model.mm_projector.weight".
+std::string detail::linear_out_weight(Layout layout) {
+  return layout == Layout::LlavaOriginal ? "model.mm_projector.weight" : detail::layer_name(layout, 0, 1, "weight");
+}
+
 std::unique_ptr<Connector> load_linear(const ConnectorConfig& c, const io::TensorSource& s, Layout layout) {
-  // HF llava names a single projection linear_1; original LLaVA "model.mm_projector.weight".
-  const std::string w = layout == Layout::LlavaOriginal ? "model.mm_projector.weight" : detail::layer_name(layout, 0, 1, "weight");
   const std::string b = layout == Layout::LlavaOriginal ? "model.mm_projector.bias" : detail::layer_name(layout, 0, 1, "bias");
-  return std::make_unique<LinearConnector>(detail::load_linear_layer(c, s, w, b, c.d_out, c.d_in));
+  return std::make_unique<LinearConnector>(detail::load_linear_layer(c, s, detail::linear_out_weight(layout), b, c.d_out, c.d_in));
 }
 
 }  // namespace ocellus::connect

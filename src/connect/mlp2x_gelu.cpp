@@ -22,10 +22,12 @@ class Mlp2xGelu final : public Connector {
 
 }  // namespace
 
+std::string detail::mlp2x_gelu_out_weight(Layout layout) { return detail::layer_name(layout, 2, 2, "weight"); }
+
 std::unique_ptr<Connector> load_mlp2x_gelu(const ConnectorConfig& c, const io::TensorSource& s, Layout layout) {
   using detail::layer_name;
   auto l1 = detail::load_linear_layer(c, s, layer_name(layout, 0, 1, "weight"), layer_name(layout, 0, 1, "bias"), c.d_out, c.d_in);
-  auto l2 = detail::load_linear_layer(c, s, layer_name(layout, 2, 2, "weight"), layer_name(layout, 2, 2, "bias"), c.d_out, c.d_out);
+  auto l2 = detail::load_linear_layer(c, s, detail::mlp2x_gelu_out_weight(layout), layer_name(layout, 2, 2, "bias"), c.d_out, c.d_out);
   return std::make_unique<Mlp2xGelu>(c, std::move(l1), std::move(l2));
 }
 

@@ -23,10 +23,12 @@ class MlpNorm final : public Connector {
 
 }  // namespace
 
+std::string detail::mlp_norm_out_weight(Layout layout) { return detail::prefix(layout) + "3.weight"; }
+
 std::unique_ptr<Connector> load_mlp_norm(const ConnectorConfig& c, const io::TensorSource& s, Layout layout) {
   const std::string p = detail::prefix(layout);
   auto l0 = detail::load_linear_layer(c, s, p + "0.weight", p + "0.bias", c.d_out, c.d_in);
-  auto l3 = detail::load_linear_layer(c, s, p + "3.weight", p + "3.bias", c.d_out, c.d_out);
+  auto l3 = detail::load_linear_layer(c, s, detail::mlp_norm_out_weight(layout), p + "3.bias", c.d_out, c.d_out);
   return std::make_unique<MlpNorm>(c, std::move(l0), detail::load_norm(c, s, p + "1.", c.d_out), std::move(l3),
                                    detail::load_norm(c, s, p + "4.", c.d_out));
 }

@@ -2,6 +2,7 @@
 #include <cmath>
 #include <utility>
 
+#include "common.h"
 #include "ocellus/connect/connector.h"
 #include "ocellus/core/error.h"
 #include "ocellus/ops/embed.h"
@@ -11,16 +12,34 @@ namespace {
 
 using Loader = std::unique_ptr<Connector> (*)(const ConnectorConfig&, const io::TensorSource&, Layout);
 
-// Every connector type, by the names files use for it.
-const std::pair<const char*, Loader> kTypes[] = {
-    {"linear", load_linear},
-    {"mlp2x_gelu", load_mlp2x_gelu},
-    {"mlp", load_mlp2x_gelu},  // llama.cpp's clip.projector_type for LLaVA-1.5's MLP
-    {"mlp_norm", load_mlp_norm},
-    {"ldpv2", load_ldpv2},
-    {"attn_blocks", load_attn_blocks},
-    {"resampler", load_resampler},
+struct Type {
+  const char* name;
+  Loader load;
+  std::string (*out_weight)(Layout);  // its last matrix: the rows are the output width
 };
+
+// Every connector type, by the names files use for it.
+const Type kTypes[] = {
+    {"linear", load_linear, detail::linear_out_weight},
+    {"mlp2x_gelu", load_mlp2x_gelu, detail::mlp2x_gelu_out_weight},
+    {"mlp", load_mlp2x_gelu, detail::mlp2x_gelu_out_weight},  // llama.cpp's clip.projector_type for LLaVA-1.5's MLP
+    {"mlp_norm", load_mlp_norm, detail::mlp_norm_out_weight},
+    {"ldpv2", load_ldpv2, detail::ldpv2_out_weight},
+    {"attn_blocks", load_attn_blocks, detail::attn_blocks_out_weight},
+    {"resampler", load_resampler, detail::resampler_out_weight},
+};
+
+std::string known_types() {
+  std::string known;
+  for (const auto& t : kTypes) known += std::string(known.empty() ? "" : ", ") + t.name;
+  return known;
+}
+
+const Type& find_type(const std::string& type, const io::TensorSource& s) {
+  for (const auto& t : kTypes)
+    if (type == t.name) return t;
+  fail(s.path, ": connector type '", type, "' is not supported (known: ", known_types(), ")");
+}
 
 // A connector that reads merged patch features: the merge, then the connector proper.
 class Merged final : public Connector {
@@ -60,8 +79,17 @@ Tensor merge_patches(const Tensor& features, int64_t merge) {
 
 std::vector<std::string> connector_types() {
   std::vector<std::string> v;
-  for (const auto& t : kTypes) v.emplace_back(t.first);
+  for (const auto& t : kTypes) v.emplace_back(t.name);
   return v;
+}
+
+int64_t connector_output_width(const std::string& type, const io::TensorSource& s, Layout layout) {
+  const std::string n = find_type(type, s).out_weight(layout);
+  OCELLUS_CHECK(s.has(n), s.path, ": connector ", type, ": missing tensor '", n, "' (its rows are the output width)");
+  const Tensor w = s.get(n);
+  OCELLUS_CHECK(w.ndim() == 2 && w.dim(0) > 0, s.path, ": connector ", type, ": tensor '", n, "' has shape ", w.shape().str(),
+                ", expected a matrix [width, ...]");
+  return w.dim(0);
 }
 
 std::unique_ptr<Connector> load_connector(const std::string& type, const ConnectorConfig& c,
@@ -73,11 +101,7 @@ std::unique_ptr<Connector> load_connector(const std::string& type, const Connect
     inner.d_in = c.d_in * c.merge * c.merge, inner.merge = 1;
     return std::make_unique<Merged>(load_connector(type, inner, s, layout), c.merge);
   }
-  for (const auto& t : kTypes)
-    if (type == t.first) return t.second(c, s, layout);
-  std::string known;
-  for (const auto& t : kTypes) known += std::string(known.empty() ? "" : ", ") + t.first;
-  fail(s.path, ": connector type '", type, "' is not supported (known: ", known, ")");
+  return find_type(type, s).load(c, s, layout);
 }
 
 }  // namespace ocellus::connect

@@ -31,6 +31,8 @@ class Resampler final : public Connector {
 
 }  // namespace
 
+std::string detail::resampler_out_weight(Layout layout) { return detail::prefix(layout) + "proj.weight"; }
+
 std::unique_ptr<Connector> load_resampler(const ConnectorConfig& c, const io::TensorSource& s, Layout layout) {
   const std::string p = detail::prefix(layout);
   const int64_t d = c.d_out;
@@ -42,7 +44,7 @@ std::unique_ptr<Connector> load_resampler(const ConnectorConfig& c, const io::Te
   return std::make_unique<Resampler>(std::move(query), detail::load_linear_layer(c, s, p + "kv_proj.weight", "", d, c.d_in),
                                      detail::load_norm(c, s, p + "ln_q.", d), detail::load_norm(c, s, p + "ln_kv.", d),
                                      detail::load_mha(c, s, p + "attn.", d), detail::load_norm(c, s, p + "ln_post.", d),
-                                     detail::load_linear_layer(c, s, p + "proj.weight", p + "proj.bias", d, d));
+                                     detail::load_linear_layer(c, s, detail::resampler_out_weight(layout), p + "proj.bias", d, d));
 }
 
 }  // namespace ocellus::connect

@@ -1,12 +1,9 @@
 #include "ocellus/model/vlm.h"
 
-#include <cstdio>
 #include <cstring>
 
 #include "ocellus/core/error.h"
-#include "ocellus/io/gguf.h"
 #include "ocellus/io/file.h"
-#include "ocellus/io/gguf_names.h"
 #include "ocellus/io/hf_config.h"
 #include "ocellus/io/safetensors.h"
 #include "ocellus/io/tensor_source.h"
@@ -33,100 +30,6 @@ Tensor VisionModel::embed(const io::ImageRgb8& image) const {
   return embed(std::vector<Tensor>{vision::preprocess(image, config().preprocess)})[0];
 }
 
-std::unique_ptr<VisionModel> load_mmproj(const std::string& path) {
-  namespace key = io::gguf::key;
-  namespace tn = io::gguf::tensor;
-  const io::GgufFile f = io::GgufFile::open(path);
-  const std::string arch = f.get_string(key::kArchitecture, "");
-  OCELLUS_CHECK(arch == "clip", path, ": not a vision projector (mmproj) file: general.architecture is '", arch,
-                "', expected 'clip'");
-  OCELLUS_CHECK(f.get_bool(key::kClipHasVisionEncoder, true), path, ": clip.has_vision_encoder is false");
-  vision::VitConfig c;
-  c.image_size = f.get_int(key::kClipImageSize);
-  c.patch_size = f.get_int(key::kClipPatchSize);
-  c.n_embd = f.get_int(key::kClipEmbeddingLength);
-  c.n_ff = f.get_int(key::kClipFeedForwardLength);
-  c.n_head = f.get_int(key::kClipHeadCount);
-  c.n_layer = f.get_int(key::kClipBlockCount);
-  c.norm_eps = float(f.get_float(key::kClipLayerNormEps, 1e-5));
-  c.act = f.get_bool(key::kClipUseGelu, false) ? ops::Activation::GeluTanh : ops::Activation::QuickGelu;
-  // GELUs through llama.cpp's f16 tables as it computes GGUF models; f32 towers also round every
-  // product, norm and softmax as its CPU graph does (bit-level agreement, at some speed cost).
-  // f16 / quantized towers take the fast kernels: llama.cpp rounds their activations to f16 or
-  // 8 bits, which no order reproduces.
-  c.act_ggml_f16 = true;
-  c.class_token = f.find_tensor(tn::kVClassEmbd) != nullptr;
-  c.pre_norm = f.find_tensor(tn::kVPreLn) != nullptr;
-  c.post_norm = f.find_tensor(tn::kVPostLn) != nullptr;
-  const bool llava = f.get_bool(key::kClipHasLlavaProjector, false);
-  c.drop_class_token = true;
-  c.kind = c.class_token ? "clip" : "siglip";
-  if (const io::GgufValue* fl = f.find(key::kClipFeatureLayer); fl && fl->size() > 0) {
-    int64_t deepest = 0;  // the feature layers llama.cpp concatenates: we take the deepest
-    for (size_t i = 0; i < fl->size(); ++i) deepest = std::max(deepest, fl->at(i).as_int());
-    c.n_layer_run = deepest;
-  } else {
-    c.n_layer_run = llava ? c.n_layer - 1 : c.n_layer;
-  }
-  c.preprocess.size = int(c.image_size);
-  c.preprocess.mode = c.class_token ? vision::PreprocessConfig::Mode::Pad : vision::PreprocessConfig::Mode::Squash;
-  if (f.find(key::kClipImageMean)) {
-    const std::vector<float> m = f.get_floats(key::kClipImageMean), s = f.get_floats(key::kClipImageStd);
-    OCELLUS_CHECK(m.size() == 3 && s.size() == 3, path, ": image_mean / image_std must hold 3 values");
-    for (size_t i = 0; i < 3; ++i) c.preprocess.mean[i] = m[i], c.preprocess.std[i] = s[i];
-  }
-  const io::TensorSource src = io::gguf_source(f);
-  vision::VitWeights w = vision::load_vit_weights(c, src, vision::gguf_vit_names());
-  c.ggml_order = w.blocks[0].q.tensor().dtype() == DType::F32;
-  connect::ConnectorConfig cc;
-  cc.d_in = c.n_embd;
-  cc.d_out = f.get_int(key::kClipProjectionDim);
-  cc.act_ggml_f16 = true;
-  cc.ggml_order = c.ggml_order;
-  cc.merge = f.get_int(key::kClipSpatialMerge, 1);
-  auto conn = connect::load_connector(f.get_string(key::kClipProjectorType, "mlp"), cc, src, connect::Layout::Gguf);
-  return std::make_unique<VisionModel>(vision::VisionTower(c, std::move(w)), std::move(conn), cc.d_out);
-}
-
-void write_mmproj(const vision::VisionTower& tower, const std::string& projector_type,
-                  const std::vector<std::pair<std::string, Tensor>>& projector, int64_t n_embd_out, const std::string& path,
-                  int64_t merge) {
-  namespace key = io::gguf::key;
-  using io::GgufValue;
-  const vision::VitConfig& c = tower.config();
-  OCELLUS_CHECK(c.act == ops::Activation::QuickGelu || c.act == ops::Activation::GeluTanh, "mmproj: the tower's activation ",
-                "has no GGUF flag (llama.cpp towers use quick-GELU or GELU)");
-  OCELLUS_CHECK(c.drop_class_token || !c.class_token, "mmproj: llama.cpp drops the class token; this tower keeps it");
-  io::GgufWriter g;
-  g.set(key::kArchitecture, GgufValue::str("clip"));
-  g.set(key::kName, GgufValue::str("ocellus-export"));
-  g.set(key::kClipHasTextEncoder, GgufValue::boolean(false));
-  g.set(key::kClipHasVisionEncoder, GgufValue::boolean(true));
-  g.set(key::kClipHasLlavaProjector, GgufValue::boolean(true));
-  g.set(key::kClipProjectorType, GgufValue::str(projector_type == "mlp2x_gelu" ? "mlp" : projector_type));
-  g.set(key::kClipUseGelu, GgufValue::boolean(c.act == ops::Activation::GeluTanh));
-  g.set(key::kClipImageSize, GgufValue::u32(uint32_t(c.image_size)));
-  g.set(key::kClipPatchSize, GgufValue::u32(uint32_t(c.patch_size)));
-  g.set(key::kClipEmbeddingLength, GgufValue::u32(uint32_t(c.n_embd)));
-  g.set(key::kClipFeedForwardLength, GgufValue::u32(uint32_t(c.n_ff)));
-  g.set(key::kClipProjectionDim, GgufValue::u32(uint32_t(n_embd_out)));
-  g.set(key::kClipHeadCount, GgufValue::u32(uint32_t(c.n_head)));
-  g.set(key::kClipLayerNormEps, GgufValue::f32(c.norm_eps));
-  g.set(key::kClipBlockCount, GgufValue::u32(uint32_t(c.n_layer_run)));
-  g.set(key::kClipFeatureLayer, GgufValue::ints({int32_t(c.n_layer_run)}));
-  if (merge != 1) g.set(key::kClipSpatialMerge, GgufValue::u32(uint32_t(merge)));
-  g.set(key::kClipImageMean, GgufValue::floats({c.preprocess.mean[0], c.preprocess.mean[1], c.preprocess.mean[2]}));
-  g.set(key::kClipImageStd, GgufValue::floats({c.preprocess.std[0], c.preprocess.std[1], c.preprocess.std[2]}));
-  std::vector<std::pair<std::string, Tensor>> t = vision::tower_tensors(tower, vision::gguf_vit_names());
-  for (const auto& [n, x] : t) {
-    int b = -1;  // only the blocks that run: llama.cpp reads block_count of them
-    if (std::sscanf(n.c_str(), "v.blk.%d.", &b) == 1 && b >= c.n_layer_run) continue;
-    g.add_tensor(n, x.contiguous());
-  }
-  for (const auto& [n, x] : projector) g.add_tensor(n, x.contiguous());
-  g.write(path);
-}
-
 namespace {
 
 // Where a Hugging Face checkpoint keeps its projector: the layout whose names the connector
@@ -150,7 +53,8 @@ std::unique_ptr<VisionModel> load_hf_vision(const std::string& dir) {
   OCELLUS_CHECK(cfg.vision.has_value(), dir, ": config.json has no vision_config: not a LLaVA-style folder (give the image half with --mmproj)");
   OCELLUS_CHECK(cfg.text.has_value(), dir, ": config.json describes no text model, so the projector's output width is unknown");
   const io::HfProjectorConfig p = cfg.projector.value_or(io::HfProjectorConfig{});
-  vision::VitConfig c = vision::vit_config_from_hf(*cfg.vision, p.vision_feature_layer);
+  const std::string cfg_path = dir + "/config.json";
+  vision::VitConfig c = vision::vit_config_from_hf(*cfg.vision, p.vision_feature_layer, cfg_path);
   c.drop_class_token = p.vision_feature_select == "patch";
   if (p.image_aspect_ratio == "pad" && c.preprocess.mode == vision::PreprocessConfig::Mode::ShortestEdge)
     c.preprocess.mode = vision::PreprocessConfig::Mode::Pad;
@@ -158,6 +62,18 @@ std::unique_ptr<VisionModel> load_hf_vision(const std::string& dir) {
   if (io::is_file(pp)) c.preprocess = vision::read_preprocessor_config(pp, c.preprocess);
   OCELLUS_CHECK(c.preprocess.size == c.image_size, pp, ": images are resized to ", c.preprocess.size,
                 " px, but the tower takes ", c.image_size);
+  c.validate(cfg_path);
+  connect::ConnectorConfig cc;
+  cc.d_in = c.n_embd;
+  cc.d_out = cfg.text->hidden_size;
+  try {
+    cc.act = ops::parse_activation(p.hidden_act);
+  } catch (const Error& e) {
+    fail(cfg_path, ": the projector's activation: ", e.what());
+  }
+  cc.merge = p.spatial_merge_size;
+  OCELLUS_CHECK(cc.merge >= 1 && c.grid() % cc.merge == 0, cfg_path, ": spatial_merge_size ", cc.merge, " does not divide the ",
+                c.grid(), "x", c.grid(), " patch grid");
 
   const io::SafetensorsModel m = io::SafetensorsModel::open(dir);
   const io::TensorSource src = io::safetensors_source(m, dir);
@@ -180,11 +96,6 @@ std::unique_ptr<VisionModel> load_hf_vision(const std::string& dir) {
   }
   OCELLUS_CHECK(place, dir, ": no projector weights (looked for multi_modal_projector.*, model.multi_modal_projector.*, ",
                 "model.mm_projector.*, connector._connector.*)");
-  connect::ConnectorConfig cc;
-  cc.d_in = c.n_embd;
-  cc.d_out = cfg.text->hidden_size;
-  cc.act = ops::parse_activation(p.hidden_act);
-  cc.merge = p.spatial_merge_size;
   const io::TensorSource psrc = io::renamed_source(src, {{place->layout_prefix, place->prefix}});
   auto conn = connect::load_connector(p.type, cc, psrc, place->layout);
   return std::make_unique<VisionModel>(vision::VisionTower(c, std::move(w)), std::move(conn), cc.d_out);
@@ -213,8 +124,9 @@ Vlm load_vlm(const std::string& model, const std::string& mmproj) {
       if (!mk.begin.empty() || !mk.end.empty()) v.vision->set_markers(mk);
     }
   }
-  OCELLUS_CHECK(v.vision->n_embd_out() == v.lm->config().n_embd, "the vision projector makes rows of width ", v.vision->n_embd_out(),
-                ", but the text model's n_embd is ", v.lm->config().n_embd, " (they do not belong together)");
+  OCELLUS_CHECK(v.vision->n_embd_out() == v.lm->config().n_embd, mmproj.empty() ? model : mmproj,
+                ": the vision projector makes rows of width ", v.vision->n_embd_out(), ", but the text model ", model,
+                " has n_embd ", v.lm->config().n_embd, " (they do not belong together)");
   return v;
 }
 

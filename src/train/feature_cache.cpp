@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <set>
 
 #include "ocellus/core/error.h"
@@ -11,12 +12,85 @@
 
 namespace ocellus::train {
 
+namespace {
+
+// FNV-1a 64: the offset basis, then each byte xored in and multiplied by the prime. Large
+// buffers (a tower's weights) go in 8-byte little-endian words, the same step on a word: 8x
+// fewer multiplies, every byte still counted.
+struct Fnv1a64 {
+  uint64_t h = 14695981039346656037ull;
+  static constexpr uint64_t kPrime = 1099511628211ull;
+  void bytes(const void* p, size_t n) {
+    const auto* b = static_cast<const unsigned char*>(p);
+    for (size_t i = 0; i < n; ++i) h = (h ^ b[i]) * kPrime;
+  }
+  void words(const void* p, size_t n) {
+    const auto* b = static_cast<const unsigned char*>(p);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+      uint64_t w;
+      std::memcpy(&w, b + i, 8);
+      h = (h ^ w) * kPrime;
+    }
+    bytes(b + i, n - i);
+  }
+  void str(const std::string& s) { bytes(s.data(), s.size() + 1); }  // the NUL keeps fields apart
+  void tensor(const Tensor& t) {
+    if (!t.defined()) return str("-");
+    const Tensor c = t.contiguous();
+    str(t.shape().str() + dtype_name(t.dtype()));
+    words(c.raw(), c.nbytes());
+  }
+  std::string hex() const {
+    char buf[17];
+    std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(h));
+    return buf;
+  }
+};
+
+}  // namespace
+
 std::string content_key(const std::string& bytes) {
-  uint64_t h = 14695981039346656037ull;  // FNV-1a 64: offset basis, then xor and multiply by the prime
-  for (unsigned char c : bytes) h = (h ^ c) * 1099511628211ull;
-  char buf[17];
-  std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(h));
-  return buf;
+  Fnv1a64 f;
+  f.bytes(bytes.data(), bytes.size());
+  return f.hex();
+}
+
+TowerFingerprint tower_fingerprint(const vision::VisionTower& tower, int64_t hidden_after) {
+  const vision::VitConfig& c = tower.config();
+  const vision::VitWeights& w = tower.weights();
+  const bool features = hidden_after < 0;
+  const int64_t blocks = features ? c.n_layer_run : hidden_after;
+  OCELLUS_CHECK(blocks >= 0 && blocks <= int64_t(w.blocks.size()), "cache: hidden state after ", blocks, " blocks of a tower of ",
+                w.blocks.size());
+  const vision::PreprocessConfig& p = c.preprocess;
+  char pre[160];
+  std::snprintf(pre, sizeof(pre), "%s %dpx mean %.9g %.9g %.9g std %.9g %.9g %.9g", vision::mode_name(p.mode), p.size,
+                double(p.mean[0]), double(p.mean[1]), double(p.mean[2]), double(p.std[0]), double(p.std[1]), double(p.std[2]));
+  TowerFingerprint fp;
+  fp.desc = c.kind + " " + std::to_string(p.size) + "px " + vision::mode_name(p.mode) + ", " +
+            (features ? "feature layer " + std::to_string(c.n_layer_run) : "hidden after block " + std::to_string(hidden_after));
+  // What the stored features pass through: preprocessing, embeddings and the blocks below the
+  // feature layer (or hidden_after), then the feature-only steps. Blocks above are not read, so
+  // training them (TinyLLaVA's "share") keeps the cache.
+  Fnv1a64 h;
+  h.str(pre);
+  h.str(std::to_string(c.image_size) + " " + std::to_string(c.patch_size) + " " + std::to_string(c.n_embd) + " " +
+        std::to_string(c.n_head) + " " + std::to_string(blocks));
+  h.bytes(&c.norm_eps, sizeof(c.norm_eps));
+  h.str(std::to_string(int(c.act)) + (c.class_token ? " cls" : "") + (c.pre_norm ? " pre" : ""));
+  for (const Tensor* t : {&w.patch_w, &w.patch_b, &w.class_embd, &w.pos_embd, &w.pre_ln_w, &w.pre_ln_b}) h.tensor(*t);
+  for (int64_t i = 0; i < blocks; ++i) {
+    const vision::VitBlock& b = w.blocks[size_t(i)];
+    for (const Tensor* t : {&b.ln1_w, &b.ln1_b, &b.ln2_w, &b.ln2_b, &b.q_b, &b.k_b, &b.v_b, &b.o_b, &b.fc1_b, &b.fc2_b}) h.tensor(*t);
+    for (const ops::PreparedWeight* m : {&b.q, &b.k, &b.v, &b.o, &b.fc1, &b.fc2}) h.tensor(m->tensor());
+  }
+  if (features) {
+    h.str(std::string(c.post_norm ? "post" : "") + (c.drop_class_token ? " patch" : " cls_patch"));
+    if (c.post_norm) h.tensor(w.post_ln_w), h.tensor(w.post_ln_b);
+  }
+  fp.hash = h.hex();
+  return fp;
 }
 
 int64_t build_feature_cache(const vision::VisionTower& tower, const std::vector<std::string>& paths,
@@ -58,8 +132,10 @@ int64_t build_feature_cache(const vision::VisionTower& tower, const std::vector<
         progress({int64_t(i + 1), int64_t(paths.size()), std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()});
     }
   }
+  const TowerFingerprint fp = tower_fingerprint(tower, hidden_after);
   io::write_safetensors(out_path, out,
                         {{"ocellus.kind", "feature_cache"}, {"ocellus.key", "fnv1a64"},
+                         {"ocellus.tower_hash", fp.hash}, {"ocellus.tower_desc", fp.desc},
                          {"ocellus.n_features", std::to_string(hidden_after >= 0 ? c.n_positions() : c.n_features())},
                          {"ocellus.hidden_after", std::to_string(hidden_after)},
                          {"ocellus.width", std::to_string(c.n_embd)}, {"ocellus.tower", c.kind},
@@ -67,7 +143,7 @@ int64_t build_feature_cache(const vision::VisionTower& tower, const std::vector<
   return int64_t(seen.size());
 }
 
-FeatureCache FeatureCache::open(const std::string& path, int64_t n_features, int64_t width, int64_t hidden_after) {
+FeatureCache FeatureCache::open(const std::string& path, const vision::VisionTower& tower, int64_t hidden_after) {
   io::SafetensorsFile f = io::SafetensorsFile::open(path);
   const auto& md = f.metadata();
   auto get = [&](const char* k) {
@@ -81,6 +157,12 @@ FeatureCache FeatureCache::open(const std::string& path, int64_t n_features, int
   const auto key = md.find("ocellus.key");
   OCELLUS_CHECK(key != md.end() && key->second == "fnv1a64", "cache: ", path,
                 ": built by an earlier ocellus, whose image keys are another hash; rebuild it with ocellus cache");
+  // Caches written before 2026-12-07 name only the tower's shape, which another tower shares.
+  const auto th = md.find("ocellus.tower_hash");
+  OCELLUS_CHECK(th != md.end(), "cache: ", path,
+                ": built by an earlier ocellus, which did not record the tower it ran; rebuild it with ocellus cache");
+  const vision::VitConfig& c = tower.config();
+  const int64_t n_features = hidden_after >= 0 ? c.n_positions() : c.n_features(), width = c.n_embd;
   const int64_t nf = std::stoll(get("ocellus.n_features")), w = std::stoll(get("ocellus.width"));
   const auto ha = md.find("ocellus.hidden_after");
   const int64_t after = ha == md.end() ? -1 : std::stoll(ha->second);
@@ -91,6 +173,11 @@ FeatureCache FeatureCache::open(const std::string& path, int64_t n_features, int
                 " (ocellus cache --hidden-after N)");
   OCELLUS_CHECK(nf == n_features && w == width, "cache: ", path, ": built for a tower of ", nf, " features x ", w,
                 ", the model's tower gives ", n_features, " x ", width);
+  const TowerFingerprint fp = tower_fingerprint(tower, hidden_after);
+  const auto desc = md.find("ocellus.tower_desc");
+  OCELLUS_CHECK(th->second == fp.hash, "cache: ", path, ": made by tower ", th->second, " (",
+                desc == md.end() ? std::string("?") : desc->second, "), this model's tower is ", fp.hash, " (", fp.desc,
+                "): its features differ; rebuild it with ocellus cache");
   return FeatureCache(std::move(f));
 }
 

@@ -370,13 +370,11 @@ TrainResult run_recipe(const Recipe& r, Start start, const std::function<void(co
   model::TrainVlmConfig tc = model::train_config_from_hf(cfg);
   tc.tower_from = r.tower_from;
   model::TrainableVlm vlm(tc, io::safetensors_source(st, r.base));
-  const vision::VitConfig& vc = tc.vit;
   // With the tower's upper blocks training, the cache holds the hidden states below them. Text-only
   // data (language-model pretraining) needs no cache.
   std::optional<FeatureCache> cache;
-  if (!r.cache.empty())
-    cache.emplace(r.tower_from >= 0 ? FeatureCache::open(r.cache, vc.n_positions(), vc.n_embd, r.tower_from)
-                                    : FeatureCache::open(r.cache, vc.n_features(), vc.n_embd));
+  if (!r.cache.empty())  // made by the base's tower (the blocks below tower_from when those above train)
+    cache.emplace(FeatureCache::open(r.cache, model::load_hf_vision(r.base)->tower(), r.tower_from));
 
   // Data: records -> sequences; a record whose image is not cached is an error naming it.
   std::vector<std::string> skipped;

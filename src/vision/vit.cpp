@@ -30,21 +30,26 @@ Tensor norm(const VitConfig& c, const Tensor& x, const Tensor& w, const Tensor& 
 
 }  // namespace
 
-void VitConfig::validate() const {
+void VitConfig::validate(const std::string& where) const {
+  const std::string p = (where.empty() ? "" : where + ": ") + "vision: ";
   // Not necessarily a multiple: SigLIP-so400m/14 at 384 px has 27x27 patches, the last 6 px unused.
-  OCELLUS_CHECK(image_size > 0 && patch_size > 0 && patch_size <= image_size, "vision: patch_size ", patch_size,
-                " must be positive and at most image_size ", image_size);
-  OCELLUS_CHECK(n_embd > 0 && n_head > 0 && n_embd % n_head == 0, "vision: embedding_length ", n_embd,
-                " must be a positive multiple of head_count ", n_head);
-  OCELLUS_CHECK(n_ff > 0, "vision: feed_forward_length must be > 0");
-  OCELLUS_CHECK(n_layer > 0 && n_layer <= 1024, "vision: block_count ", n_layer, " out of range");
-  OCELLUS_CHECK(n_layer_run > 0 && n_layer_run <= n_layer, "vision: feature layer runs ", n_layer_run,
+  OCELLUS_CHECK(image_size > 0 && patch_size > 0 && patch_size <= image_size, p, "patch size ", patch_size,
+                " must be positive and at most the image size ", image_size);
+  OCELLUS_CHECK(n_embd > 0 && n_head > 0 && n_embd % n_head == 0, p, "width ", n_embd,
+                " must be a positive multiple of the head count ", n_head);
+  OCELLUS_CHECK(n_ff > 0, p, "MLP width ", n_ff, " must be > 0");
+  OCELLUS_CHECK(n_layer > 0 && n_layer <= 1024, p, "block count ", n_layer, " out of range");
+  OCELLUS_CHECK(n_layer_run > 0 && n_layer_run <= n_layer, p, "feature layer runs ", n_layer_run,
                 " blocks, but the tower has ", n_layer);
-  OCELLUS_CHECK(norm_eps > 0 && std::isfinite(norm_eps), "vision: layer_norm_epsilon must be > 0");
-  OCELLUS_CHECK(grid() <= 1024, "vision: ", grid(), "x", grid(), " patches is beyond any known tower");
-  preprocess.validate();
-  OCELLUS_CHECK(preprocess.size == image_size, "vision: preprocessing size ", preprocess.size,
-                " differs from the tower's image_size ", image_size);
+  OCELLUS_CHECK(norm_eps > 0 && std::isfinite(norm_eps), p, "LayerNorm epsilon ", norm_eps, " must be > 0");
+  OCELLUS_CHECK(grid() <= 1024, p, grid(), "x", grid(), " patches is beyond any known tower");
+  try {
+    preprocess.validate();
+  } catch (const Error& e) {
+    fail(p, e.what());
+  }
+  OCELLUS_CHECK(preprocess.size == image_size, p, "preprocessing size ", preprocess.size,
+                " differs from the tower's image size ", image_size);
 }
 
 VitNames gguf_vit_names() {
@@ -77,27 +82,32 @@ VitNames hf_vit_names(const std::string& p) {
   return n;
 }
 
-VitConfig vit_config_from_hf(const io::HfVisionConfig& v, int64_t feature_layer) {
+VitConfig vit_config_from_hf(const io::HfVisionConfig& v, int64_t feature_layer, const std::string& where) {
+  const std::string p = (where.empty() ? "" : where + ": ") + "vision: ";
   const bool siglip = v.model_type.rfind("siglip", 0) == 0;
-  OCELLUS_CHECK(siglip || v.model_type.rfind("clip", 0) == 0, "vision: model_type '", v.model_type,
+  OCELLUS_CHECK(siglip || v.model_type.rfind("clip", 0) == 0, p, "model_type '", v.model_type,
                 "' is not a tower ocellus runs (clip_vision_model, siglip_vision_model)");
-  OCELLUS_CHECK(v.num_channels == 3, "vision: num_channels ", v.num_channels, " (only RGB towers are supported)");
+  OCELLUS_CHECK(v.num_channels == 3, p, "num_channels ", v.num_channels, " (only RGB towers are supported)");
   VitConfig c;
   c.kind = siglip ? "siglip" : "clip";
   c.image_size = v.image_size, c.patch_size = v.patch_size, c.n_embd = v.hidden_size, c.n_ff = v.intermediate_size;
   c.n_head = v.num_attention_heads, c.n_layer = v.num_hidden_layers, c.norm_eps = float(v.layer_norm_eps);
-  c.act = ops::parse_activation(v.hidden_act);
+  try {
+    c.act = ops::parse_activation(v.hidden_act);
+  } catch (const Error& e) {
+    fail(p, "hidden_act: ", e.what());
+  }
   c.class_token = c.pre_norm = !siglip;
   c.drop_class_token = true;
   const int64_t L = c.n_layer;
-  OCELLUS_CHECK(feature_layer >= -L && feature_layer <= L, "vision: feature layer ", feature_layer, " outside [-", L,
-                ", ", L, "] for a tower of ", L, " blocks");
+  OCELLUS_CHECK(feature_layer >= -L && feature_layer <= L, p, "feature layer ", feature_layer, " outside [-", L,
+                ", ", L, "] for a tower of ", L, " blocks (num_hidden_layers)");
   if (feature_layer == 0) {
     c.n_layer_run = L, c.post_norm = siglip;  // CLIP's post_layernorm only feeds its pooled output
   } else {
     c.n_layer_run = feature_layer < 0 ? L + 1 + feature_layer : feature_layer;
     c.post_norm = false;
-    OCELLUS_CHECK(c.n_layer_run > 0, "vision: feature layer ", feature_layer, " selects the embeddings, not a block");
+    OCELLUS_CHECK(c.n_layer_run > 0, p, "feature layer ", feature_layer, " selects the embeddings, not a block");
   }
   c.preprocess.size = int(c.image_size);
   if (siglip) {
@@ -124,11 +134,12 @@ std::string find_hf_vit_prefix(const io::TensorSource& s) {
 VisionTower load_hf_tower(const std::string& dir, int64_t feature_layer) {
   const io::HfConfig cfg = io::read_hf_config(dir);
   OCELLUS_CHECK(cfg.vision.has_value(), "vision: ", dir, ": config.json describes no vision tower");
-  VitConfig c = vit_config_from_hf(*cfg.vision, feature_layer);
+  VitConfig c = vit_config_from_hf(*cfg.vision, feature_layer, dir + "/config.json");
   const std::string pp = dir + "/preprocessor_config.json";
   if (io::is_file(pp)) c.preprocess = read_preprocessor_config(pp, c.preprocess);
   OCELLUS_CHECK(c.preprocess.size == c.image_size, "vision: ", pp, ": images are resized to ", c.preprocess.size,
                 " px, but the tower takes ", c.image_size);
+  c.validate(dir + "/config.json");
   const io::SafetensorsModel m = io::SafetensorsModel::open(dir);
   const io::TensorSource src = io::safetensors_source(m, dir);
   VitWeights w = load_vit_weights(c, src, hf_vit_names(find_hf_vit_prefix(src)));
@@ -156,7 +167,7 @@ std::vector<std::pair<std::string, Tensor>> tower_tensors(const VisionTower& t, 
 }
 
 VitWeights load_vit_weights(const VitConfig& c, const io::TensorSource& s, const VitNames& n) {
-  c.validate();
+  c.validate(s.path);
   const int64_t d = c.n_embd, ff = c.n_ff, p = c.patch_size;
   const io::TensorReader r{s, "vision"};
   auto matrix = [&](const std::string& name, int64_t rows, int64_t cols) {

@@ -721,7 +721,7 @@ TEST(FeatureCache, KeysAreFnv1a64AndEarlierCachesAreRefused) {
                         {{"ocellus.kind", "feature_cache"}, {"ocellus.n_features", "4"}, {"ocellus.hidden_after", "-1"},
                          {"ocellus.width", "8"}, {"ocellus.tower", "siglip"}, {"ocellus.layers_run", "1"}});
   try {
-    train::FeatureCache::open(path, 4, 8);
+    train::FeatureCache::open(path, model::load_mmproj(std::string(OCELLUS_FIXTURES) + "/peer/tiny-mmproj-clip-f32.gguf")->tower());
     ADD_FAILURE() << "an earlier cache was opened";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("rebuild it with ocellus cache"), std::string::npos) << e.what();

@@ -56,6 +56,10 @@ class Connector {
 std::unique_ptr<Connector> load_connector(const std::string& type, const ConnectorConfig& c,
                                           const io::TensorSource& s, Layout layout);
 std::vector<std::string> connector_types();
+// The width of the rows a connector of `type` makes, read from its weights (the rows of its last
+// matrix), as llama.cpp's clip_n_mmproj_embd reads it: an mmproj's metadata holds no such width
+// (clip.vision.projection_dim is CLIP's own projection). Errors name the file and the tensor.
+int64_t connector_output_width(const std::string& type, const io::TensorSource& s, Layout layout);
 
 // ---- the types (connect/<type>.cpp), listed in one table in connect/registry.cpp ----------
 std::unique_ptr<Connector> load_linear(const ConnectorConfig& c, const io::TensorSource& s, Layout layout);

@@ -60,6 +60,14 @@ inline constexpr const char* kClipImageStd = "clip.vision.image_std";
 inline constexpr const char* kClipFeatureLayer = "clip.vision.feature_layer";
 // Patches merged per side before the projector (connect::ConnectorConfig::merge); absent: 1.
 inline constexpr const char* kClipSpatialMerge = "clip.vision.spatial_merge_size";
+// Keys of the projectors and towers ocellus does not run (read only to refuse them by name).
+inline constexpr const char* kClipHasMinicpmvProjector = "clip.has_minicpmv_projector";
+inline constexpr const char* kClipHasGlmProjector = "clip.has_glm_projector";
+inline constexpr const char* kClipHasQwen2vlMerger = "clip.has_qwen2vl_merger";
+inline constexpr const char* kClipUseGluMlp = "clip.use_glu_mlp";
+inline constexpr const char* kClipUseRmsNorm = "clip.use_rms_norm";
+inline constexpr const char* kClipImageGridPinpoints = "clip.vision.image_grid_pinpoints";
+inline constexpr const char* kClipMmPatchMergeType = "clip.vision.mm_patch_merge_type";
 }  // namespace key
 
 inline std::string arch_key(const std::string& arch, const char* suffix) { return arch + "." + suffix; }

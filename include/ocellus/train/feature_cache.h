@@ -2,8 +2,9 @@
 // The embedding cache: a frozen vision tower run once over a dataset's images, its features
 // ([n_features, d_vision] per image, before the connector) stored in one safetensors file
 // (memory-mapped on read) under the hex FNV-1a 64 hash of each image file's bytes, so the same
-// picture under two names is encoded once and a renamed file still hits. The metadata names
-// the tower's shape so a cache built for another tower is refused.
+// picture under two names is encoded once and a renamed file still hits. The metadata records
+// the tower it came from (a hash of what the features pass through: weights, preprocessing,
+// feature layer), so a cache of another tower, even one of the same shape, is refused.
 #include <functional>
 #include <string>
 #include <vector>
@@ -14,6 +15,16 @@
 namespace ocellus::train {
 
 std::string content_key(const std::string& bytes);  // 16 hex digits
+
+// What a cache's features depend on, hashed (16 hex digits, FNV-1a 64): the preprocessing, the
+// embeddings and the blocks the features pass through (those below the feature layer, or the
+// first hidden_after blocks when hidden_after >= 0) with the settings that change them. Blocks
+// above are left out: training them keeps the cache. desc says it in words ("clip 336px pad,
+// feature layer 23").
+struct TowerFingerprint {
+  std::string hash, desc;
+};
+TowerFingerprint tower_fingerprint(const vision::VisionTower& tower, int64_t hidden_after = -1);
 
 struct CacheProgress {
   int64_t done = 0, total = 0;  // image paths read (a repeated picture is encoded once)
@@ -33,8 +44,9 @@ int64_t build_feature_cache(const vision::VisionTower& tower, const std::vector<
 
 class FeatureCache {
  public:
-  // Checks the file's tower shape against `tower` (n_features, width).
-  static FeatureCache open(const std::string& path, int64_t n_features, int64_t width, int64_t hidden_after = -1);
+  // Refuses a cache that `tower` would not have made (tower_fingerprint(tower, hidden_after)
+  // differs), naming both towers, and one of another kind (hidden states vs features) or shape.
+  static FeatureCache open(const std::string& path, const vision::VisionTower& tower, int64_t hidden_after = -1);
   bool has_key(const std::string& key) const { return file_.find(key) != nullptr; }
   // Features of an image file (hashed on the fly); an image missing from the cache is an error.
   Tensor features_of(const std::string& image_path) const;

@@ -34,7 +34,8 @@ struct VitConfig {
   int64_t n_patches() const { return grid() * grid(); }
   int64_t n_positions() const { return n_patches() + (class_token ? 1 : 0); }
   int64_t n_features() const { return class_token && !drop_class_token ? n_positions() : n_patches(); }
-  void validate() const;  // throws naming the field
+  // Throws naming the field, after `where` (the file the config came from) when given.
+  void validate(const std::string& where = "") const;
 };
 
 struct VitBlock {
@@ -65,7 +66,8 @@ VitWeights load_vit_weights(const VitConfig& c, const io::TensorSource& s, const
 // post-LayerNorm (last_hidden_state); -k takes hidden_states[-k] (n_layer + 1 - k blocks, no
 // post-LayerNorm); k > 0 takes hidden_states[k]. Preprocessing: SigLIP squashes with mean and
 // std 0.5, CLIP resizes the shortest edge and centre-crops with CLIP's statistics.
-VitConfig vit_config_from_hf(const io::HfVisionConfig& v, int64_t feature_layer = 0);
+// Errors start with `where` (the config file) when given.
+VitConfig vit_config_from_hf(const io::HfVisionConfig& v, int64_t feature_layer = 0, const std::string& where = "");
 // The prefix under which a checkpoint keeps the tower's tensors: "vision_model." (plain towers),
 // "vision_tower.vision_model." (HF LLaVA), "model.vision_tower.vision_model." (newer HF LLaVA),
 // "model.vision_tower.vision_tower.vision_model." (original LLaVA); an error lists them if none fits.
