@@ -37,13 +37,17 @@ TrainVlmConfig train_config_from_hf(const io::HfConfig& h) {
   c.tied = t.tie_word_embeddings;
   OCELLUS_CHECK(h.vision.has_value(), h.path, ": config.json has no vision_config (the connector's input width)");
   c.d_vision = h.vision->hidden_size;
-  c.vit = vision::vit_config_from_hf(*h.vision, h.projector ? h.projector->vision_feature_layer : -2);
+  c.vit = vision::vit_config_from_hf(*h.vision, h.projector ? h.projector->vision_feature_layer : -2, h.path);
   c.vit.drop_class_token = !h.projector || h.projector->vision_feature_select == "patch";
   if (h.projector) {
     c.connector = h.projector->type;
     c.connector_act = ops::parse_activation(h.projector->hidden_act);
     c.merge = h.projector->spatial_merge_size;
-    connect::merge_order(c.vit.n_features(), c.merge);  // throws unless the merge fits the patch grid
+    try {  // throws unless the merge fits the patch grid
+      connect::merge_order(c.vit.n_features(), c.merge);
+    } catch (const Error& e) {
+      fail(h.path, ": ", e.what());
+    }
   }
   OCELLUS_CHECK(c.connector == "mlp2x_gelu" || c.connector == "linear" || c.connector == "attn_blocks", h.path,
                 ": training supports the mlp2x_gelu, linear and attn_blocks connectors, not '", c.connector, "'");
