@@ -6,6 +6,7 @@ int main(int argc, char** argv) {
   using namespace ocellus::cli;
   CLI::App app{"ocellus: build, train and run small vision-language models"};
   app.require_subcommand(1);
+  app.fallthrough();  // -t works after the verb too: `ocellus run ... -t 2`
   app.add_option("-t,--threads", globals().threads, "Worker threads (default: OCELLUS_THREADS or all cores)")->check(CLI::Range(0, 4096));
   add_info(app);
   add_inspect(app);

@@ -16,7 +16,7 @@ void add_info(CLI::App& app) {
     const std::string core = ocellus::blas_core();
     std::printf("openblas core: %s%s%s%s\n", core.c_str(), coretype ? " (OPENBLAS_CORETYPE=" : "",
                 coretype ? coretype : "", coretype ? ")" : "");
-    std::printf("globals().threads      : %d\n", ocellus::num_threads());
+    std::printf("threads      : %d\n", ocellus::num_threads());
     try {
       std::printf("bundled model: %s\n", VlmOptions::bundled_model_dir().c_str());
     } catch (const std::exception& e) {

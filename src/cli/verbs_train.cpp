@@ -133,7 +133,7 @@ void add_train(CLI::App& app) {
     const ocellus::train::Dist& dist = ocellus::train::dist_init();
     ocellus::set_num_threads(globals().threads > 0 ? globals().threads : std::max(1, ocellus::num_threads() / dist.size));
     const ocellus::train::Recipe r = ocellus::train::read_recipe(tr_recipe);
-    if (dist.size > 1 && dist.main()) std::fprintf(stderr, "train: %d processes, %d globals().threads each\n", dist.size, ocellus::num_threads());
+    if (dist.size > 1 && dist.main()) std::fprintf(stderr, "train: %d processes, %d threads each\n", dist.size, ocellus::num_threads());
     const auto start = tr_resume ? ocellus::train::Start::Resume : tr_overwrite ? ocellus::train::Start::Overwrite : ocellus::train::Start::Fresh;
     ocellus::ProgressLine progress;
     const auto res = ocellus::train::run_recipe(r, start, [&](const ocellus::train::StepStats& s) {

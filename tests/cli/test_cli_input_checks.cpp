@@ -29,7 +29,10 @@ TEST(CliInput, ThreadsFromTheEnvironmentAreChecked) {
   const auto many = test::run_cli("info", "OCELLUS_THREADS=4000");
   EXPECT_EQ(many.status, 0);
   EXPECT_TRUE(has(many.err, "ocellus: warning: OCELLUS_THREADS asks for 4000 threads on")) << many.err;
-  EXPECT_TRUE(has(many.out, "threads      : 4000"));
+  EXPECT_NE(many.out.find("\nthreads      : 4000\n"), std::string::npos) << many.out;
+  // -t before or after the verb.
+  EXPECT_NE(test::run_cli("-t 3 info").out.find("\nthreads      : 3\n"), std::string::npos);
+  EXPECT_NE(test::run_cli("info -t 3").out.find("\nthreads      : 3\n"), std::string::npos);
 }
 
 // Every numeric option with a range refuses a value outside it, naming the option and the range.
