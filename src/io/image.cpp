@@ -15,6 +15,8 @@
 namespace ocellus::io {
 namespace {
 
+constexpr int64_t kMaxDeflateRatio = 1032;
+
 void check_size(const std::string& name, int64_t w, int64_t h) {
   OCELLUS_CHECK(w > 0 && h > 0, name, ": image has no pixels (", w, "x", h, ")");
   OCELLUS_CHECK(w * h <= kMaxImagePixels, name, ": image declares ", w, "x", h, " = ", w * h,
@@ -70,6 +72,14 @@ ImageRgb8 decode_png(const uint8_t* data, size_t size, const std::string& name) 
   if (w <= 0 || h <= 0 || w * h > kMaxImagePixels) {
     png_destroy_read_struct(&png, &info, nullptr);
     check_size(name, w, h);
+  }
+  // Deflate expands at most 1032-fold (a 258-byte match in 2 bits), so the file's size bounds the
+  // image data it can hold: a small file declaring a large image is refused before allocating.
+  const int64_t data_bytes = w * h * png_get_channels(png, info) * png_get_bit_depth(png, info) / 8;
+  if (data_bytes > kMaxDeflateRatio * int64_t(size)) {
+    png_destroy_read_struct(&png, &info, nullptr);
+    fail(name, ": PNG declares ", w, "x", h, " pixels (", data_bytes, " bytes of image data), more than a file of ",
+         size, " bytes can hold (truncated or damaged?)");
   }
   const int color = png_get_color_type(png, info);
   // Everything to 8-bit RGB(A): palette and low-bit grey expanded, tRNS to alpha, 16-bit
@@ -145,6 +155,22 @@ ImageRgb8 decode_jpeg(const uint8_t* data, size_t size, const std::string& name)
     const int64_t w = cinfo.image_width, h = cinfo.image_height;
     jpeg_destroy_decompress(&cinfo);
     check_size(name, w, h);
+  }
+  // Huffman coding spends at least 2 bits on every 8x8 block (a DC code and an end-of-block
+  // code) and a progressive file's first DC scan at least 1, so the file's size bounds the image
+  // it can hold: a small file declaring a large image is refused before anything is allocated
+  // (libjpeg would pad the missing data with grey). Arithmetic coding has no such minimum.
+  if (!cinfo.arith_code) {
+    int64_t blocks = 0;
+    for (int c = 0; c < cinfo.num_components; ++c)
+      blocks += int64_t(cinfo.comp_info[c].width_in_blocks) * cinfo.comp_info[c].height_in_blocks;
+    const int64_t min_bytes = cinfo.progressive_mode ? blocks / 8 : blocks / 4;
+    if (min_bytes > int64_t(size)) {
+      const int64_t w = cinfo.image_width, h = cinfo.image_height;
+      jpeg_destroy_decompress(&cinfo);
+      fail(name, ": JPEG declares ", w, "x", h, " pixels, which take at least ", min_bytes,
+           " bytes of coded data, more than the file's ", size, " bytes (truncated or damaged?)");
+    }
   }
   const bool cmyk = cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK;
   cinfo.out_color_space = cmyk ? JCS_CMYK : JCS_RGB;

@@ -71,9 +71,20 @@ Tokenizer Tokenizer::from_file(const std::string& path) {
 }
 
 Tokenizer Tokenizer::from_hf_json(const std::string& path) {
+  // tokenizer_config.json beside it: BOS / EOS and whether to add them.
+  const size_t slash = path.find_last_of('/');
+  const std::string cfg_path = (slash == std::string::npos ? std::string(".") : path.substr(0, slash)) + "/tokenizer_config.json";
+  const std::string text = io::read_text_file(path);
+  if (!io::file_exists(cfg_path)) return from_hf_json_text(text, path, nullptr, cfg_path);
+  const std::string cfg = io::read_text_file(cfg_path);
+  return from_hf_json_text(text, path, &cfg, cfg_path);
+}
+
+Tokenizer Tokenizer::from_hf_json_text(const std::string& json_text, const std::string& path, const std::string* config_text,
+                                       const std::string& cfg_path) {
   json j;
   try {
-    j = json::parse(io::read_text_file(path));
+    j = json::parse(json_text);
   } catch (const json::exception& e) {
     fail("tokenizer: ", path, ": invalid JSON: ", e.what());
   }
@@ -163,13 +174,10 @@ Tokenizer Tokenizer::from_hf_json(const std::string& path) {
     t.add_merges(merges, path);
   }
 
-  // tokenizer_config.json beside it: BOS / EOS and whether to add them.
-  const size_t slash = path.find_last_of('/');
-  const std::string cfg_path = (slash == std::string::npos ? std::string(".") : path.substr(0, slash)) + "/tokenizer_config.json";
-  if (io::file_exists(cfg_path)) {
+  if (config_text) {
     json cfg;
     try {
-      cfg = json::parse(io::read_text_file(cfg_path));
+      cfg = json::parse(*config_text);
     } catch (const json::exception& e) {
       fail("tokenizer: ", cfg_path, ": invalid JSON: ", e.what());
     }
