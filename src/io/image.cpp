@@ -159,17 +159,20 @@ ImageRgb8 decode_jpeg(const uint8_t* data, size_t size, const std::string& name)
   // Huffman coding spends at least 2 bits on every 8x8 block (a DC code and an end-of-block
   // code) and a progressive file's first DC scan at least 1, so the file's size bounds the image
   // it can hold: a small file declaring a large image is refused before anything is allocated
-  // (libjpeg would pad the missing data with grey). Arithmetic coding has no such minimum.
-  if (!cinfo.arith_code) {
+  // (libjpeg would pad the missing data with grey). Arithmetic coding has no such minimum (and
+  // pads silently): those rare files get deflate's bound, 1032 bytes of samples per file byte.
+  {
+    const int64_t w = cinfo.image_width, h = cinfo.image_height;
     int64_t blocks = 0;
     for (int c = 0; c < cinfo.num_components; ++c)
       blocks += int64_t(cinfo.comp_info[c].width_in_blocks) * cinfo.comp_info[c].height_in_blocks;
-    const int64_t min_bytes = cinfo.progressive_mode ? blocks / 8 : blocks / 4;
+    const int64_t min_bytes = cinfo.arith_code ? w * h * cinfo.num_components / kMaxDeflateRatio
+                                               : (cinfo.progressive_mode ? blocks / 8 : blocks / 4);
     if (min_bytes > int64_t(size)) {
-      const int64_t w = cinfo.image_width, h = cinfo.image_height;
+      const bool arith = cinfo.arith_code;
       jpeg_destroy_decompress(&cinfo);
-      fail(name, ": JPEG declares ", w, "x", h, " pixels, which take at least ", min_bytes,
-           " bytes of coded data, more than the file's ", size, " bytes (truncated or damaged?)");
+      fail(name, ": ", arith ? "arithmetic-coded " : "", "JPEG declares ", w, "x", h, " pixels, which take at least ",
+           min_bytes, " bytes of coded data, more than the file's ", size, " bytes (truncated or damaged?)");
     }
   }
   const bool cmyk = cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK;
@@ -178,9 +181,13 @@ ImageRgb8 decode_jpeg(const uint8_t* data, size_t size, const std::string& name)
   const int w = int(cinfo.output_width), h = int(cinfo.output_height), nc = cinfo.output_components;
   img->width = w;
   img->height = h;
-  img->rgb.resize(size_t(w) * size_t(h) * 3);
+  // Address space for the whole image, but memory only for the rows decoded so far (reserve
+  // touches no page): a file whose data ends early (arithmetic coding has no size bound above)
+  // fails after the work its data justified.
+  img->rgb.reserve(size_t(w) * size_t(h) * 3);
   row->resize(size_t(w) * size_t(nc));
   while (cinfo.output_scanline < cinfo.output_height && !err.truncated) {
+    img->rgb.resize(size_t(cinfo.output_scanline + 1) * size_t(w) * 3);
     uint8_t* dst = img->rgb.data() + size_t(cinfo.output_scanline) * size_t(w) * 3;
     JSAMPROW r = row->data();
     jpeg_read_scanlines(&cinfo, &r, 1);

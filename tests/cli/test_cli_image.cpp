@@ -38,6 +38,20 @@ TEST(CliImage, SmallJpegDeclaringHugeSizeIsRefusedWithSmallMemory) {
   EXPECT_LT(r.max_rss_kb, good.max_rss_kb + 32 * 1024);
 }
 
+// rocket.jpg declaring 3000 x 3000: within what 112 KB of Huffman data could hold, but its data
+// runs out after about 280 rows. Memory goes to the rows decoded, not the 27 MB the header asks for.
+TEST(CliImage, TruncatedJpegTakesMemoryOnlyForItsRows) {
+  const std::string bad = test::temp_path("tall.jpg");
+  std::ofstream(bad, std::ios::binary) << test::with_jpeg_size(test::read_file(kImages + "rocket.jpg"), 3000, 3000);
+  const test::CliResult good = embed(kImages + "rocket.jpg");
+  ASSERT_EQ(good.status, 0) << good.err;
+  const test::CliResult r = embed(bad);
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("ocellus: error: " + bad + ": truncated or corrupt JPEG"), std::string::npos) << r.err;
+  std::printf("peak memory: embed of rocket.jpg %ld KiB, of it declaring 3000x3000 %ld KiB\n", good.max_rss_kb, r.max_rss_kb);
+  EXPECT_LT(r.max_rss_kb, good.max_rss_kb + 12 * 1024);
+}
+
 // chelsea.png's IHDR declaring 13000 x 13000: deflate cannot expand 240 KB that far.
 TEST(CliImage, SmallPngDeclaringHugeSizeIsRefusedWithSmallMemory) {
   const std::string bytes = test::with_png_size(test::read_file(kImages + "chelsea.png"), 13000, 13000);

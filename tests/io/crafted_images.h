@@ -9,11 +9,11 @@
 
 namespace ocellus::test {
 
-// `bytes` with the JPEG's frame header (SOF0 / SOF2) declaring w x h.
+// `bytes` with the JPEG's frame header (any SOFn: baseline, progressive, arithmetic) declaring w x h.
 inline std::string with_jpeg_size(std::string bytes, int w, int h) {
   for (size_t i = 2; i + 9 < bytes.size();) {
     const uint8_t m = uint8_t(bytes[i + 1]);
-    if (m == 0xc0 || m == 0xc2) {
+    if (m >= 0xc0 && m <= 0xcf && m != 0xc4 && m != 0xc8 && m != 0xcc) {
       bytes[i + 5] = char(h >> 8), bytes[i + 6] = char(h & 0xff), bytes[i + 7] = char(w >> 8), bytes[i + 8] = char(w & 0xff);
       return bytes;
     }

@@ -156,6 +156,11 @@ TEST(Image, SmallFileDeclaringLargeImageIsRefusedFromItsHeader) {
   const std::string prog = test::temp_path("progressive13000.jpg");
   std::ofstream(prog, std::ios::binary) << test::with_jpeg_size(test::read_file(OCELLUS_TESTS_DIR "/../fuzz/seeds/image/progressive.jpg"), 13000, 13000);
   expect_error(prog, "JPEG declares 13000x13000 pixels");
+  // An arithmetic-coded one (no per-block minimum; libjpeg pads its missing data silently).
+  const std::string arith = test::temp_path("arith13000.jpg");
+  std::ofstream(arith, std::ios::binary) << test::with_jpeg_size(test::read_file(OCELLUS_TESTS_DIR "/../fuzz/seeds/image/arith.jpg"), 13000, 13000);
+  expect_error(arith, "arithmetic-coded JPEG declares 13000x13000 pixels");
+  EXPECT_EQ(io::load_image(OCELLUS_TESTS_DIR "/../fuzz/seeds/image/arith.jpg").width, 8);
   // The real size decodes: the bound does not refuse what the file does hold.
   EXPECT_EQ(io::load_image(kImages + "rocket.jpg").width, 640);
 
