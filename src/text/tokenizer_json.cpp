@@ -80,8 +80,10 @@ Tokenizer Tokenizer::from_hf_json(const std::string& path) {
   return from_hf_json_text(text, path, &cfg, cfg_path);
 }
 
+// A JSON value of an unexpected type anywhere below (e.g. "byte_fallback": 1) is an error naming
+// the file, not nlohmann's bare type_error (found by fuzz/fuzz_tokenizer_json).
 Tokenizer Tokenizer::from_hf_json_text(const std::string& json_text, const std::string& path, const std::string* config_text,
-                                       const std::string& cfg_path) {
+                                       const std::string& cfg_path) try {
   json j;
   try {
     j = json::parse(json_text);
@@ -181,14 +183,21 @@ Tokenizer Tokenizer::from_hf_json_text(const std::string& json_text, const std::
     } catch (const json::exception& e) {
       fail("tokenizer: ", cfg_path, ": invalid JSON: ", e.what());
     }
-    t.add_bos_ = cfg.value("add_bos_token", false);
-    t.add_eos_ = cfg.value("add_eos_token", false);
+    if (!cfg.is_object()) fail("tokenizer: ", cfg_path, ": not a JSON object");
+    try {
+      t.add_bos_ = cfg.value("add_bos_token", false);
+      t.add_eos_ = cfg.value("add_eos_token", false);
+    } catch (const json::exception& e) {
+      fail("tokenizer: ", cfg_path, ": add_bos_token / add_eos_token: ", e.what());
+    }
     const std::string bos = token_field(cfg, "bos_token"), eos = token_field(cfg, "eos_token");
     if (!bos.empty()) t.bos_ = t.find(bos);
     if (!eos.empty()) t.eos_ = t.find(eos);
   }
   if (t.eos_ < 0) t.eos_ = t.find("<|endoftext|>");
   return t;
+} catch (const json::exception& e) {
+  fail("tokenizer: ", path, ": unexpected JSON structure: ", e.what());
 }
 
 Tokenizer Tokenizer::byte_level_bpe(const std::vector<std::string>& specials, const std::vector<std::string>& tokens,

@@ -239,3 +239,27 @@ TEST(Tokenizer, SentencePieceTokenWithSpaceMarkInsideLoads) {
   EXPECT_EQ(tok.kind(), Tokenizer::Kind::Spm);
   EXPECT_EQ(tok.decode(tok.encode("a b a", false)), "a b a");
 }
+
+// Found by fuzz/fuzz_tokenizer_json: a value of the wrong JSON type escaped as nlohmann's bare
+// type_error (no file named). Each is an ocellus error naming the file it is in.
+TEST(Tokenizer, WrongJsonTypesAreErrorsNamingTheFile) {
+  const auto error = [](const std::string& json, const std::string* cfg) {
+    try {
+      Tokenizer::from_hf_json_text(json, "dir/tokenizer.json", cfg, "dir/tokenizer_config.json");
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  const std::string ok = R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []},
+                             "pre_tokenizer": {"type": "ByteLevel", "use_regex": true}})";
+  ASSERT_EQ(error(ok, nullptr), "no error");
+  EXPECT_NE(error(R"({"model": {"type": "BPE", "vocab": {"a": 0}, "byte_fallback": 1}})", nullptr).find("dir/tokenizer.json: "),
+            std::string::npos);
+  EXPECT_NE(error(R"({"model": {"type": "BPE", "vocab": {"a": 0}}, "pre_tokenizer": {"type": "Sequence", "pretokenizers": [{"type": 3}]}})",
+                  nullptr).find("dir/tokenizer.json: "),
+            std::string::npos);
+  const std::string bad_flag = R"({"add_bos_token": 1})", not_object = "[1]";
+  EXPECT_NE(error(ok, &bad_flag).find("dir/tokenizer_config.json: add_bos_token"), std::string::npos) << error(ok, &bad_flag);
+  EXPECT_NE(error(ok, &not_object).find("dir/tokenizer_config.json: not a JSON object"), std::string::npos);
+}
