@@ -196,11 +196,15 @@ Tensor hwc_to_chw(const Tensor& hwc) {
   return hwc.contiguous().reshape({h * w, 3}).transpose(0, 1).contiguous().reshape({3, h, w});
 }
 
-PreprocessConfig read_preprocessor_config(const std::string& path, PreprocessConfig c) {
+PreprocessConfig read_preprocessor_config(const std::string& path, PreprocessConfig base) {
+  return parse_preprocessor_config(io::read_text_file(path, size_t(1) << 20), path, base);
+}
+
+PreprocessConfig parse_preprocessor_config(const std::string& text, const std::string& path, PreprocessConfig c) {
   using nlohmann::json;
   json j;
   try {
-    j = json::parse(io::read_text_file(path, size_t(1) << 20));
+    j = json::parse(text);
   } catch (const json::exception& e) {
     fail("preprocess: ", path, ": invalid JSON: ", e.what());
   }
@@ -219,6 +223,8 @@ PreprocessConfig read_preprocessor_config(const std::string& path, PreprocessCon
                   " must be a positive integer");
     return int(v.get<int64_t>());
   };
+  OCELLUS_CHECK(!j.contains("do_center_crop") || j["do_center_crop"].is_boolean(), "preprocess: ", path,
+                ": do_center_crop must be true or false");  // found by fuzz/fuzz_preprocessor_config
   const bool crop = j.value("do_center_crop", j.contains("crop_size"));
   if (j.contains("size")) {
     const json& sz = j["size"];
