@@ -182,8 +182,8 @@ ImageRgb8 decode_jpeg(const uint8_t* data, size_t size, const std::string& name)
   img->width = w;
   img->height = h;
   // Address space for the whole image, but memory only for the rows decoded so far (reserve
-  // touches no page): a file whose data ends early (arithmetic coding has no size bound above)
-  // fails after the work its data justified.
+  // touches no page): a file within the bound above whose data still ends early fails after the
+  // work its data justified.
   img->rgb.reserve(size_t(w) * size_t(h) * 3);
   row->resize(size_t(w) * size_t(nc));
   while (cinfo.output_scanline < cinfo.output_height && !err.truncated) {
