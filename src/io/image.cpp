@@ -88,7 +88,7 @@ ImageRgb8 decode_png(const uint8_t* data, size_t size, const std::string& name) 
   png_set_strip_16(png);
   if (color == PNG_COLOR_TYPE_GRAY || color == PNG_COLOR_TYPE_GRAY_ALPHA) png_set_gray_to_rgb(png);
   png_set_strip_alpha(png);
-  png_set_interlace_handling(png);
+  const int passes = png_set_interlace_handling(png);
   png_read_update_info(png, info);
   const size_t row_bytes = png_get_rowbytes(png, info);
   if (row_bytes != size_t(w) * 3) {
@@ -97,10 +97,20 @@ ImageRgb8 decode_png(const uint8_t* data, size_t size, const std::string& name) 
   }
   st->img.width = int(w);
   st->img.height = int(h);
-  st->img.rgb.resize(size_t(w * h * 3));
-  st->rows.resize(size_t(h));
-  for (int64_t y = 0; y < h; ++y) st->rows[size_t(y)] = st->img.rgb.data() + size_t(y) * row_bytes;
-  png_read_image(png, st->rows.data());
+  if (passes == 1) {
+    // Row by row into memory reserved but not touched: a file within the bound above whose data
+    // still ends early has taken memory only for the rows it held.
+    st->img.rgb.reserve(size_t(w * h * 3));
+    for (int64_t y = 0; y < h; ++y) {
+      st->img.rgb.resize(size_t(y + 1) * row_bytes);
+      png_read_row(png, st->img.rgb.data() + size_t(y) * row_bytes, nullptr);
+    }
+  } else {  // Adam7 passes revisit every row: the whole image first
+    st->img.rgb.resize(size_t(w * h * 3));
+    st->rows.resize(size_t(h));
+    for (int64_t y = 0; y < h; ++y) st->rows[size_t(y)] = st->img.rgb.data() + size_t(y) * row_bytes;
+    png_read_image(png, st->rows.data());
+  }
   png_read_end(png, nullptr);
   png_destroy_read_struct(&png, &info, nullptr);
   return std::move(st->img);

@@ -66,6 +66,20 @@ TEST(CliImage, SmallPngDeclaringHugeSizeIsRefusedWithSmallMemory) {
   EXPECT_LT(r.max_rss_kb, good.max_rss_kb + 32 * 1024);
 }
 
+// chelsea.png (451 x 300) declaring 3000 x 3000: within deflate's bound for 240 KB, but its rows
+// stop making sense at once. Memory goes to the rows read, not the 27 MB the header asks for.
+TEST(CliImage, DamagedPngTakesMemoryOnlyForItsRows) {
+  const std::string bad = test::temp_path("tall.png");
+  std::ofstream(bad, std::ios::binary) << test::with_png_size(test::read_file(kImages + "chelsea.png"), 3000, 3000);
+  const test::CliResult good = embed(kImages + "chelsea.png");
+  ASSERT_EQ(good.status, 0) << good.err;
+  const test::CliResult r = embed(bad);
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("ocellus: error: " + bad + ": corrupt PNG"), std::string::npos) << r.err;
+  std::printf("peak memory: embed of chelsea.png %ld KiB, of it declaring 3000x3000 %ld KiB\n", good.max_rss_kb, r.max_rss_kb);
+  EXPECT_LT(r.max_rss_kb, good.max_rss_kb + 12 * 1024);
+}
+
 TEST(CliImage, DirectoryAsImageSaysSo) {
   const std::string dir = kImages.substr(0, kImages.size() - 1);
   const test::CliResult r = embed(dir);

@@ -7,7 +7,8 @@
 // after work bounded by the file's size: a header declaring more pixels than the file's bytes can
 // encode (deflate's 1032-fold limit for PNG; at least 2 bits per 8x8 Huffman block for JPEG, 1
 // for progressive, 1032-fold for arithmetic coding) is refused before any pixel memory, and a
-// JPEG whose data ends early has taken memory only for the rows it held.
+// file whose data ends early has taken memory only for the rows it held (Adam7-interlaced PNGs
+// excepted: their passes revisit every row).
 #include <cstdint>
 #include <string>
 #include <vector>
