@@ -77,6 +77,10 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
     ::close(fd);
     fail(path, ": cannot stat: ", std::strerror(e));
   }
+  if (S_ISDIR(st.st_mode)) {
+    ::close(fd);
+    fail(path, ": is a directory, not a file");
+  }
   size_ = size_t(st.st_size);
   if (size_ > 0) {
     void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);

@@ -57,6 +57,8 @@ void write_text_file_atomically(const std::string& path, const std::string& text
 }
 
 std::string read_text_file(const std::string& path, size_t max_bytes) {
+  // A directory opens as a stream whose size reads as 2^63 - 1: name the real problem.
+  if (is_directory(path)) fail(path, ": is a directory, not a file");
   std::ifstream in(path, std::ios::binary);
   if (!in) fail(path, ": cannot open: ", std::strerror(errno));
   in.seekg(0, std::ios::end);

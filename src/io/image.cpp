@@ -15,6 +15,8 @@
 namespace ocellus::io {
 namespace {
 
+constexpr int64_t kMaxDeflateRatio = 1032;
+
 void check_size(const std::string& name, int64_t w, int64_t h) {
   OCELLUS_CHECK(w > 0 && h > 0, name, ": image has no pixels (", w, "x", h, ")");
   OCELLUS_CHECK(w * h <= kMaxImagePixels, name, ": image declares ", w, "x", h, " = ", w * h,
@@ -71,6 +73,14 @@ ImageRgb8 decode_png(const uint8_t* data, size_t size, const std::string& name) 
     png_destroy_read_struct(&png, &info, nullptr);
     check_size(name, w, h);
   }
+  // Deflate expands at most 1032-fold (a 258-byte match in 2 bits), so the file's size bounds the
+  // image data it can hold: a small file declaring a large image is refused before allocating.
+  const int64_t data_bytes = w * h * png_get_channels(png, info) * png_get_bit_depth(png, info) / 8;
+  if (data_bytes > kMaxDeflateRatio * int64_t(size)) {
+    png_destroy_read_struct(&png, &info, nullptr);
+    fail(name, ": PNG declares ", w, "x", h, " pixels (", data_bytes, " bytes of image data), more than a file of ",
+         size, " bytes can hold (truncated or damaged?)");
+  }
   const int color = png_get_color_type(png, info);
   // Everything to 8-bit RGB(A): palette and low-bit grey expanded, tRNS to alpha, 16-bit
   // samples to their high byte (as PIL reads 16-bit RGB), grey replicated.
@@ -78,7 +88,7 @@ ImageRgb8 decode_png(const uint8_t* data, size_t size, const std::string& name) 
   png_set_strip_16(png);
   if (color == PNG_COLOR_TYPE_GRAY || color == PNG_COLOR_TYPE_GRAY_ALPHA) png_set_gray_to_rgb(png);
   png_set_strip_alpha(png);
-  png_set_interlace_handling(png);
+  const int passes = png_set_interlace_handling(png);
   png_read_update_info(png, info);
   const size_t row_bytes = png_get_rowbytes(png, info);
   if (row_bytes != size_t(w) * 3) {
@@ -87,10 +97,20 @@ ImageRgb8 decode_png(const uint8_t* data, size_t size, const std::string& name) 
   }
   st->img.width = int(w);
   st->img.height = int(h);
-  st->img.rgb.resize(size_t(w * h * 3));
-  st->rows.resize(size_t(h));
-  for (int64_t y = 0; y < h; ++y) st->rows[size_t(y)] = st->img.rgb.data() + size_t(y) * row_bytes;
-  png_read_image(png, st->rows.data());
+  if (passes == 1) {
+    // Row by row into memory reserved but not touched: a file within the bound above whose data
+    // still ends early has taken memory only for the rows it held.
+    st->img.rgb.reserve(size_t(w * h * 3));
+    for (int64_t y = 0; y < h; ++y) {
+      st->img.rgb.resize(size_t(y + 1) * row_bytes);
+      png_read_row(png, st->img.rgb.data() + size_t(y) * row_bytes, nullptr);
+    }
+  } else {  // Adam7 passes revisit every row: the whole image first
+    st->img.rgb.resize(size_t(w * h * 3));
+    st->rows.resize(size_t(h));
+    for (int64_t y = 0; y < h; ++y) st->rows[size_t(y)] = st->img.rgb.data() + size_t(y) * row_bytes;
+    png_read_image(png, st->rows.data());
+  }
   png_read_end(png, nullptr);
   png_destroy_read_struct(&png, &info, nullptr);
   return std::move(st->img);
@@ -146,15 +166,38 @@ ImageRgb8 decode_jpeg(const uint8_t* data, size_t size, const std::string& name)
     jpeg_destroy_decompress(&cinfo);
     check_size(name, w, h);
   }
+  // Huffman coding spends at least 2 bits on every 8x8 block (a DC code and an end-of-block
+  // code) and a progressive file's first DC scan at least 1, so the file's size bounds the image
+  // it can hold: a small file declaring a large image is refused before anything is allocated
+  // (libjpeg would pad the missing data with grey). Arithmetic coding has no such minimum (and
+  // pads silently): those rare files get deflate's bound, 1032 bytes of samples per file byte.
+  {
+    const int64_t w = cinfo.image_width, h = cinfo.image_height;
+    int64_t blocks = 0;
+    for (int c = 0; c < cinfo.num_components; ++c)
+      blocks += int64_t(cinfo.comp_info[c].width_in_blocks) * cinfo.comp_info[c].height_in_blocks;
+    const int64_t min_bytes = cinfo.arith_code ? w * h * cinfo.num_components / kMaxDeflateRatio
+                                               : (cinfo.progressive_mode ? blocks / 8 : blocks / 4);
+    if (min_bytes > int64_t(size)) {
+      const bool arith = cinfo.arith_code;
+      jpeg_destroy_decompress(&cinfo);
+      fail(name, ": ", arith ? "arithmetic-coded " : "", "JPEG declares ", w, "x", h, " pixels, which take at least ",
+           min_bytes, " bytes of coded data, more than the file's ", size, " bytes (truncated or damaged?)");
+    }
+  }
   const bool cmyk = cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK;
   cinfo.out_color_space = cmyk ? JCS_CMYK : JCS_RGB;
   jpeg_start_decompress(&cinfo);
   const int w = int(cinfo.output_width), h = int(cinfo.output_height), nc = cinfo.output_components;
   img->width = w;
   img->height = h;
-  img->rgb.resize(size_t(w) * size_t(h) * 3);
+  // Address space for the whole image, but memory only for the rows decoded so far (reserve
+  // touches no page): a file within the bound above whose data still ends early fails after the
+  // work its data justified.
+  img->rgb.reserve(size_t(w) * size_t(h) * 3);
   row->resize(size_t(w) * size_t(nc));
   while (cinfo.output_scanline < cinfo.output_height && !err.truncated) {
+    img->rgb.resize(size_t(cinfo.output_scanline + 1) * size_t(w) * 3);
     uint8_t* dst = img->rgb.data() + size_t(cinfo.output_scanline) * size_t(w) * 3;
     JSAMPROW r = row->data();
     jpeg_read_scanlines(&cinfo, &r, 1);

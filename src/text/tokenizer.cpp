@@ -152,7 +152,7 @@ void Tokenizer::build_indexes() {
   spm_chunks_ = kind_ == Kind::Spm;
   for (const std::string& t : tokens_)
     for (size_t at = t.find(kSpace, 1); at != std::string::npos && spm_chunks_; at = t.find(kSpace, at + 1))
-      if (t.compare(at - 3, 3, kSpace) != 0) spm_chunks_ = false;
+      if (at < kSpace.size() || t.compare(at - kSpace.size(), kSpace.size(), kSpace) != 0) spm_chunks_ = false;
   std::stable_sort(specials_.begin(), specials_.end(),
                    [&](int32_t a, int32_t b) { return tokens_[size_t(a)].size() > tokens_[size_t(b)].size(); });
 }

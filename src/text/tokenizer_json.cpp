@@ -72,7 +72,20 @@ Tokenizer Tokenizer::from_file(const std::string& path) {
 }
 
 Tokenizer Tokenizer::from_hf_json(const std::string& path) {
-  const json j = io::read_json_file(path, "tokenizer");
+  // tokenizer_config.json beside it: BOS / EOS and whether to add them.
+  const size_t slash = path.find_last_of('/');
+  const std::string cfg_path = (slash == std::string::npos ? std::string(".") : path.substr(0, slash)) + "/tokenizer_config.json";
+  const std::string text = io::read_text_file(path);
+  if (!io::file_exists(cfg_path)) return from_hf_json_text(text, path, nullptr, cfg_path);
+  const std::string cfg = io::read_text_file(cfg_path);
+  return from_hf_json_text(text, path, &cfg, cfg_path);
+}
+
+// A JSON value of an unexpected type anywhere below (e.g. "byte_fallback": 1) is an error naming
+// the file, not nlohmann's bare type_error (found by fuzz/fuzz_tokenizer_json).
+Tokenizer Tokenizer::from_hf_json_text(const std::string& json_text, const std::string& path, const std::string* config_text,
+                                       const std::string& cfg_path) try {
+  const json j = io::parse_json(json_text, path, "tokenizer");
   if (!j.is_object() || !j.contains("model") || !j["model"].is_object())
     fail("tokenizer: ", path, ": no 'model' section");
   const json& model = j["model"];
@@ -159,19 +172,23 @@ Tokenizer Tokenizer::from_hf_json(const std::string& path) {
     t.add_merges(merges, path);
   }
 
-  // tokenizer_config.json beside it: BOS / EOS and whether to add them.
-  const size_t slash = path.find_last_of('/');
-  const std::string cfg_path = (slash == std::string::npos ? std::string(".") : path.substr(0, slash)) + "/tokenizer_config.json";
-  if (io::file_exists(cfg_path)) {
-    const json cfg = io::read_json_file(cfg_path, "tokenizer");
-    t.add_bos_ = cfg.value("add_bos_token", false);
-    t.add_eos_ = cfg.value("add_eos_token", false);
+  if (config_text) {
+    const json cfg = io::parse_json(*config_text, cfg_path, "tokenizer");
+    if (!cfg.is_object()) fail("tokenizer: ", cfg_path, ": not a JSON object");
+    try {
+      t.add_bos_ = cfg.value("add_bos_token", false);
+      t.add_eos_ = cfg.value("add_eos_token", false);
+    } catch (const json::exception& e) {
+      fail("tokenizer: ", cfg_path, ": add_bos_token / add_eos_token: ", e.what());
+    }
     const std::string bos = token_field(cfg, "bos_token"), eos = token_field(cfg, "eos_token");
     if (!bos.empty()) t.bos_ = t.find(bos);
     if (!eos.empty()) t.eos_ = t.find(eos);
   }
   if (t.eos_ < 0) t.eos_ = t.find("<|endoftext|>");
   return t;
+} catch (const json::exception& e) {
+  fail("tokenizer: ", path, ": unexpected JSON structure: ", e.what());
 }
 
 Tokenizer Tokenizer::byte_level_bpe(const std::vector<std::string>& specials, const std::vector<std::string>& tokens,

@@ -197,9 +197,13 @@ Tensor hwc_to_chw(const Tensor& hwc) {
   return hwc.contiguous().reshape({h * w, 3}).transpose(0, 1).contiguous().reshape({3, h, w});
 }
 
-PreprocessConfig read_preprocessor_config(const std::string& path, PreprocessConfig c) {
+PreprocessConfig read_preprocessor_config(const std::string& path, PreprocessConfig base) {
+  return parse_preprocessor_config(io::read_text_file(path, size_t(1) << 20), path, base);
+}
+
+PreprocessConfig parse_preprocessor_config(const std::string& text, const std::string& path, PreprocessConfig c) {
   using nlohmann::json;
-  const json j = io::read_json_file(path, "preprocess", size_t(1) << 20);
+  const json j = io::parse_json(text, path, "preprocess");
   OCELLUS_CHECK(j.is_object(), "preprocess: ", path, ": not a JSON object");
   auto triple = [&](const char* key, std::array<float, 3>& out) {
     if (!j.contains(key)) return;
@@ -215,6 +219,8 @@ PreprocessConfig read_preprocessor_config(const std::string& path, PreprocessCon
                   " must be a positive integer");
     return int(v.get<int64_t>());
   };
+  OCELLUS_CHECK(!j.contains("do_center_crop") || j["do_center_crop"].is_boolean(), "preprocess: ", path,
+                ": do_center_crop must be true or false");  // found by fuzz/fuzz_preprocessor_config
   const bool crop = j.value("do_center_crop", j.contains("crop_size"));
   if (j.contains("size")) {
     const json& sz = j["size"];

@@ -7,6 +7,7 @@
 
 #include "ocellus/core/error.h"
 #include "ocellus/io/image.h"
+#include "io/crafted_images.h"
 #include "testutil.h"
 
 using namespace ocellus;
@@ -137,13 +138,45 @@ TEST(Image, DamagedFilesGiveClearErrors) {
 TEST(Image, AbsurdDeclaredSizeIsRefusedBeforeAllocating) {
   // A valid PNG header declaring 100000 x 100000 pixels, with no data after it.
   const std::string p = write_png("big.png", 1, 1, PNG_COLOR_TYPE_RGB, 8, [](int, std::vector<uint8_t>& b) { b = {1, 2, 3}; });
-  std::string bytes = test::read_file(p);
-  const uint32_t big = 100000;
-  for (int i = 0; i < 4; ++i) bytes[size_t(16 + i)] = char((big >> (24 - 8 * i)) & 0xff), bytes[size_t(20 + i)] = bytes[size_t(16 + i)];
-  // The IHDR CRC no longer matches: libpng reports that first; fix it up so the size check is reached.
-  const uint32_t crc = uint32_t(crc32(0, reinterpret_cast<const Bytef*>(bytes.data() + 12), 17));
-  for (int i = 0; i < 4; ++i) bytes[size_t(29 + i)] = char((crc >> (24 - 8 * i)) & 0xff);
+  const std::string bytes = test::with_png_size(test::read_file(p), 100000, 100000);
   const std::string q = test::temp_path("big2.png");
   std::ofstream(q, std::ios::binary) << bytes;
   expect_error(q, "limit");
+}
+
+// Under the pixel limit but far more than the file can hold: refused from the header alone (the
+// 112 KB rocket.jpg declaring 13000 x 13000 used to take 535 MB before failing as truncated).
+TEST(Image, SmallFileDeclaringLargeImageIsRefusedFromItsHeader) {
+  const std::string rocket = test::read_file(kImages + "rocket.jpg");
+  const std::string j = test::temp_path("rocket13000.jpg");
+  std::ofstream(j, std::ios::binary) << test::with_jpeg_size(rocket, 13000, 13000);
+  expect_error(j, "JPEG declares 13000x13000 pixels");
+  expect_error(j, "more than the file's 112525 bytes");
+  // A progressive JPEG (a tiny committed fuzzing seed) likewise.
+  const std::string prog = test::temp_path("progressive13000.jpg");
+  std::ofstream(prog, std::ios::binary) << test::with_jpeg_size(test::read_file(OCELLUS_TESTS_DIR "/../fuzz/seeds/image/progressive.jpg"), 13000, 13000);
+  expect_error(prog, "JPEG declares 13000x13000 pixels");
+  // An arithmetic-coded one (no per-block minimum; libjpeg pads its missing data silently).
+  const std::string arith = test::temp_path("arith13000.jpg");
+  std::ofstream(arith, std::ios::binary) << test::with_jpeg_size(test::read_file(OCELLUS_TESTS_DIR "/../fuzz/seeds/image/arith.jpg"), 13000, 13000);
+  expect_error(arith, "arithmetic-coded JPEG declares 13000x13000 pixels");
+  EXPECT_EQ(io::load_image(OCELLUS_TESTS_DIR "/../fuzz/seeds/image/arith.jpg").width, 8);
+  // The real size decodes: the bound does not refuse what the file does hold.
+  EXPECT_EQ(io::load_image(kImages + "rocket.jpg").width, 640);
+
+  const std::string png = test::read_file(kImages + "chelsea.png");
+  const std::string p = test::temp_path("chelsea13000.png");
+  std::ofstream(p, std::ios::binary) << test::with_png_size(png, 13000, 13000);
+  expect_error(p, "PNG declares 13000x13000 pixels");
+  // A uniform image compresses about as well as deflate allows, and still decodes.
+  const std::string flat = write_png("flat.png", 2000, 2000, PNG_COLOR_TYPE_RGB, 8,
+                                     [](int, std::vector<uint8_t>& b) { b.assign(6000, 200); });
+  EXPECT_LT(test::read_file(flat).size(), size_t(40000));
+  const io::ImageRgb8 img = io::load_image(flat);
+  EXPECT_EQ(img.width, 2000);
+  EXPECT_EQ(img.at(1999, 1999, 2), 200);
+}
+
+TEST(Image, DirectoryIsNamedAsOne) {
+  expect_error(kImages.substr(0, kImages.size() - 1), "is a directory");
 }

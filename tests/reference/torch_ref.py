@@ -22,6 +22,9 @@ format is read here). Usage:
                                                       {pixels, ids, text_heads, max_text_len, names};
                                                       OUT: the sigmoid loss, then the gradients of
                                                       `names` in order
+    torch_ref.py causal_lm DIR IDS OUT                DIR: a Hugging Face phi / stablelm folder
+                                                      (config.json + *.safetensors shards); IDS
+                                                      int32; OUT: logits float32 [n, n_vocab]
 """
 import json
 import math
@@ -245,6 +248,64 @@ def llava_logits(cfg, P, ids, feats, lora_scale=1.0, tower_from=-1):
     return F.linear(rms(x, P["model.norm.weight"]), out)
 
 
+def read_hf_folder(d):
+    """Every *.safetensors shard of a Hugging Face folder, as one name -> tensor map."""
+    import glob
+    P = {}
+    for f in sorted(glob.glob(d + "/*.safetensors")):
+        P.update(read_safetensors(f))
+    return P
+
+
+def causal_lm_logits(cfg, P, ids):
+    """PhiForCausalLM / StableLmForCausalLM forward (transformers' modeling_phi.py and
+    modeling_stablelm.py) over one sequence at positions 0..n-1, HF's tensor names: LayerNorm
+    with bias, partial rotary (rotate-half on the first partial_rotary_factor of each head),
+    q/k/v biases; phi: one norm feeding attention and MLP in parallel, dense with bias, gelu_new
+    MLP (fc1, fc2), final_layernorm, lm_head with bias; stablelm: sequential residuals,
+    post_attention_layernorm, SwiGLU (gate, up, down), model.norm, lm_head without bias."""
+    mt = cfg["model_type"]
+    if mt not in ("phi", "stablelm"):
+        raise SystemExit("causal_lm: model_type " + mt + " is not restated here")
+    if cfg.get("qk_layernorm") or cfg.get("use_parallel_residual"):
+        raise SystemExit("causal_lm: qk_layernorm / use_parallel_residual are not restated here")
+    phi = mt == "phi"
+    d, H = cfg["hidden_size"], cfg["num_attention_heads"]
+    Hkv = cfg.get("num_key_value_heads") or H
+    hd = d // H
+    rot = int(hd * cfg.get("partial_rotary_factor", 0.5 if phi else 0.25))
+    eps, theta = cfg.get("layer_norm_eps", 1e-5), cfg.get("rope_theta", 10000.0)
+    n = len(ids)
+    inv = 1.0 / (theta ** (torch.arange(0, rot, 2, dtype=torch.int64).float() / rot))
+    freqs = torch.arange(n).float()[:, None] * inv[None]
+    emb = torch.cat([freqs, freqs], dim=-1)
+    cos, sin = emb.cos()[:, None], emb.sin()[:, None]  # [n, 1, rot]
+    rope = lambda t: torch.cat([t[..., :rot] * cos + rotate_half(t[..., :rot]) * sin, t[..., rot:]], dim=-1)
+    ln = lambda x, name: F.layer_norm(x, (d,), P[name + ".weight"], P[name + ".bias"], eps)
+    mask = torch.full((n, n), float("-inf")).triu(1)
+    act_fn = (lambda x: F.gelu(x, approximate="tanh")) if cfg.get("hidden_act", "gelu_new" if phi else "silu") == "gelu_new" else F.silu
+    x = F.embedding(torch.tensor(ids), P["model.embed_tokens.weight"])
+    for L in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{L}."
+        lin = lambda t, name: F.linear(t, P[p + name + ".weight"], P.get(p + name + ".bias"))
+        h = ln(x, p + "input_layernorm")
+        q = rope(lin(h, "self_attn.q_proj").view(n, H, hd))
+        k = rope(lin(h, "self_attn.k_proj").view(n, Hkv, hd))
+        v = lin(h, "self_attn.v_proj").view(n, Hkv, hd)
+        k, v = k.repeat_interleave(H // Hkv, dim=1), v.repeat_interleave(H // Hkv, dim=1)
+        q, k, v = q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1)
+        att = (torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(hd) + mask, dim=-1) @ v).transpose(0, 1).reshape(n, d)
+        if phi:
+            x = x + lin(att, "self_attn.dense") + lin(act_fn(lin(h, "mlp.fc1")), "mlp.fc2")
+        else:
+            x = x + lin(att, "self_attn.o_proj")
+            h = ln(x, p + "post_attention_layernorm")
+            x = x + lin(act_fn(lin(h, "mlp.gate_proj")) * lin(h, "mlp.up_proj"), "mlp.down_proj")
+    x = ln(x, "model.final_layernorm" if phi else "model.norm")
+    out = P["model.embed_tokens.weight"] if cfg.get("tie_word_embeddings", False) else P["lm_head.weight"]
+    return F.linear(x, out, P.get("lm_head.bias"))
+
+
 def vlm_train(cfg, w, batch):
     torch.set_grad_enabled(True)
     w = {k[len("language_model."):] if k.startswith("language_model.") else k: v for k, v in w.items()}
@@ -425,6 +486,11 @@ def main():
         cfg = json.load(open(d + "/config.json"))
         w = read_safetensors(d + "/model.safetensors")
         siglip(cfg, w, json.load(open(batch))).detach().contiguous().numpy().tofile(out)
+    elif mode == "causal_lm":
+        d, ids, out = sys.argv[2:5]
+        cfg = json.load(open(d + "/config.json"))
+        ids = torch.frombuffer(bytearray(open(ids, "rb").read()), dtype=torch.int32).tolist()
+        causal_lm_logits(cfg, read_hf_folder(d), ids).contiguous().numpy().tofile(out)
     else:
         sys.exit("unknown mode " + mode)
 

@@ -217,3 +217,49 @@ TEST(Tokenizer, SentencePieceTokenizerJson) {
   for (const Case& c : load_cases("ggml-vocab-llama-spm.gguf"))
     EXPECT_EQ(ids_str(tok.encode(c.text, false)), ids_str(c.ids)) << c.text;
 }
+
+// Found by fuzz/fuzz_tokenizer_json: a SentencePiece vocabulary entry with "▁" one or two bytes
+// in ("a▁b") made the loader read before the string's start (std::out_of_range escaped). It
+// loads, and text through it round-trips.
+TEST(Tokenizer, SentencePieceTokenWithSpaceMarkInsideLoads) {
+  nlohmann::ordered_json vocab = {{"<unk>", 0}, {"<s>", 1}, {"</s>", 2}};
+  for (int b = 0; b < 256; ++b) {
+    char buf[8];
+    std::snprintf(buf, sizeof buf, "<0x%02X>", b);
+    vocab[buf] = vocab.size();
+  }
+  for (const char* t : {"\xe2\x96\x81", "a", "b", "a\xe2\x96\x81", "a\xe2\x96\x81" "b", "\xe2\x96\x81" "a"}) vocab[t] = vocab.size();
+  nlohmann::ordered_json j;
+  j["added_tokens"] = {{{"id", 0}, {"content", "<unk>"}, {"special", true}}, {{"id", 1}, {"content", "<s>"}, {"special", true}}};
+  j["normalizer"] = {{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", "\xe2\x96\x81"}};
+  j["pre_tokenizer"] = nullptr;
+  j["model"] = {{"type", "BPE"}, {"byte_fallback", true}, {"vocab", vocab},
+                {"merges", {"a \xe2\x96\x81", "a\xe2\x96\x81 b", "\xe2\x96\x81 a"}}};
+  const Tokenizer tok = Tokenizer::from_hf_json_text(j.dump(), "spm.json", nullptr, "tokenizer_config.json");
+  EXPECT_EQ(tok.kind(), Tokenizer::Kind::Spm);
+  EXPECT_EQ(tok.decode(tok.encode("a b a", false)), "a b a");
+}
+
+// Found by fuzz/fuzz_tokenizer_json: a value of the wrong JSON type escaped as nlohmann's bare
+// type_error (no file named). Each is an ocellus error naming the file it is in.
+TEST(Tokenizer, WrongJsonTypesAreErrorsNamingTheFile) {
+  const auto error = [](const std::string& json, const std::string* cfg) {
+    try {
+      Tokenizer::from_hf_json_text(json, "dir/tokenizer.json", cfg, "dir/tokenizer_config.json");
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  const std::string ok = R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []},
+                             "pre_tokenizer": {"type": "ByteLevel", "use_regex": true}})";
+  ASSERT_EQ(error(ok, nullptr), "no error");
+  EXPECT_NE(error(R"({"model": {"type": "BPE", "vocab": {"a": 0}, "byte_fallback": 1}})", nullptr).find("dir/tokenizer.json: "),
+            std::string::npos);
+  EXPECT_NE(error(R"({"model": {"type": "BPE", "vocab": {"a": 0}}, "pre_tokenizer": {"type": "Sequence", "pretokenizers": [{"type": 3}]}})",
+                  nullptr).find("dir/tokenizer.json: "),
+            std::string::npos);
+  const std::string bad_flag = R"({"add_bos_token": 1})", not_object = "[1]";
+  EXPECT_NE(error(ok, &bad_flag).find("dir/tokenizer_config.json: add_bos_token"), std::string::npos) << error(ok, &bad_flag);
+  EXPECT_NE(error(ok, &not_object).find("dir/tokenizer_config.json: not a JSON object"), std::string::npos);
+}

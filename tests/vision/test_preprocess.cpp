@@ -1,4 +1,5 @@
 // Preprocessing against Hugging Face's processors (fixtures/preprocess: PIL bicubic, 8-bit).
+#include "ocellus/core/error.h"
 #include "ocellus/io/image.h"
 #include "ocellus/vision/preprocess.h"
 #include "testutil.h"
@@ -76,4 +77,17 @@ TEST(Preprocess, PadCentresImageOnMeanColour) {
   EXPECT_EQ(s.at(1, 0, 0), 9);    // rows 1-2: the image ((4 - 2) / 2 = 1)
   EXPECT_EQ(s.at(2, 3, 2), 9);
   EXPECT_EQ(s.at(3, 3, 2), 104);
+}
+
+// Found by fuzz/fuzz_preprocessor_config: do_center_crop of the wrong JSON type escaped as
+// nlohmann's bare type_error. It is an error naming the file and the field.
+TEST(Preprocess, ConfigFieldOfWrongTypeNamesFileAndField) {
+  try {
+    vision::parse_preprocessor_config(R"({"do_center_crop": "yes", "size": 32})", "pp.json", vision::PreprocessConfig{});
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("pp.json: do_center_crop must be true or false"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(vision::parse_preprocessor_config(R"({"do_center_crop": true, "size": 32, "crop_size": 32})", "pp.json",
+                                              vision::PreprocessConfig{}).size, 32);
 }

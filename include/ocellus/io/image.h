@@ -3,7 +3,12 @@
 // PNG (8/16-bit, grayscale, palette, with or without alpha) through libpng and JPEG (baseline,
 // progressive, grayscale, CMYK) through libjpeg-turbo, recognized by their bytes, not their name.
 // Alpha is dropped, not composited (PIL's convert("RGB") keeps the colour channels as stored).
-// Damaged, truncated or absurdly large images are errors naming the file and the problem.
+// Damaged, truncated or absurdly large images are errors naming the file and the problem, found
+// after work bounded by the file's size: a header declaring more pixels than the file's bytes can
+// encode (deflate's 1032-fold limit for PNG; at least 2 bits per 8x8 Huffman block for JPEG, 1
+// for progressive, 1032-fold for arithmetic coding) is refused before any pixel memory, and a
+// file whose data ends early has taken memory only for the rows it held (Adam7-interlaced PNGs
+// excepted: their passes revisit every row).
 #include <cstdint>
 #include <string>
 #include <vector>

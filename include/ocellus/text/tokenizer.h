@@ -30,6 +30,10 @@ class Tokenizer {
   // Hugging Face tokenizer.json (byte-level BPE), with tokenizer_config.json beside it when
   // present (add_bos_token / add_eos_token, bos / eos tokens).
   static Tokenizer from_hf_json(const std::string& path);
+  // The same from the files' text (config_text null: no tokenizer_config.json); the paths only
+  // label errors.
+  static Tokenizer from_hf_json_text(const std::string& json_text, const std::string& path, const std::string* config_text,
+                                     const std::string& cfg_path);
   // A model GGUF, a vocabulary-only GGUF, a tokenizer.json, or a folder holding tokenizer.json.
   static Tokenizer from_file(const std::string& path);
   // A byte-level BPE tokenizer from its parts: `specials` first (ids 0..), then `tokens`;

@@ -32,6 +32,8 @@ PreprocessConfig::Mode parse_mode(const std::string& name);  // "pad", "shortest
 // (LlavaImageProcessor) makes ShortestEdge Pad. Fields it lacks
 // keep base's values; a malformed field is an error naming the file and the field.
 PreprocessConfig read_preprocessor_config(const std::string& path, PreprocessConfig base);
+// The same from the file's text (`path` labels errors).
+PreprocessConfig parse_preprocessor_config(const std::string& text, const std::string& path, PreprocessConfig base);
 
 // The float CHW tensor [3, size, size] the tower reads.
 Tensor preprocess(const io::ImageRgb8& img, const PreprocessConfig& c);

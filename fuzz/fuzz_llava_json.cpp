@@ -1,0 +1,52 @@
+// libFuzzer target: LLaVA conversation JSON (training data) must parse or throw ocellus::Error,
+// both failing on and skipping malformed records; parsed records encode as training sequences
+// (every chat template, a short length so truncation is exercised) without crashing.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "ocellus/core/error.h"
+#include "ocellus/text/tokenizer.h"
+#include "ocellus/text/unicode.h"
+#include "ocellus/train/data.h"
+
+namespace {
+
+// A byte-level tokenizer that can encode any text: the 256 byte symbols, no merges, and the
+// chat templates' special tokens.
+const ocellus::text::Tokenizer& tokenizer() {
+  static const ocellus::text::Tokenizer t = [] {
+    std::vector<std::string> bytes;
+    for (int b = 0; b < 256; ++b) bytes.push_back(ocellus::text::byte_to_unicode(uint8_t(b)));
+    return ocellus::text::Tokenizer::byte_level_bpe(
+        {"<|endoftext|>", "<s>", "</s>", "<|im_start|>", "<|im_end|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"},
+        bytes, {}, ocellus::text::PreTokenizer::Gpt2, "<s>", "</s>");
+  }();
+  return t;
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  using namespace ocellus;
+  const std::string text(reinterpret_cast<const char*>(data), size);
+  try {
+    (void)train::parse_llava_json(text, "fuzz.json", train::OnBad::Fail);
+  } catch (const Error&) {
+  }
+  try {
+    std::vector<std::string> skipped;
+    const std::vector<train::Record> recs = train::parse_llava_json(text, "fuzz.json", train::OnBad::Skip, &skipped);
+    for (const train::Record& r : recs)
+      for (text::ChatTemplate t : {text::ChatTemplate::Llama2, text::ChatTemplate::Llama3, text::ChatTemplate::Vicuna,
+                                   text::ChatTemplate::ChatML, text::ChatTemplate::Phi2}) {
+        try {
+          const train::Encoded e = train::encode_record(r, tokenizer(), t, 4, 48);
+          if (e.ids.size() != e.mask.size() || e.ids.size() > 48) __builtin_trap();
+        } catch (const Error&) {  // a record the template cannot render (e.g. roles out of order)
+        }
+      }
+  } catch (const Error&) {
+  }
+  return 0;
+}
