@@ -50,6 +50,7 @@ void add_data(CLI::App& app) {
   auto* data = app.add_subcommand("data", "Build training data (datasets: fashion-vqa)");
   data->require_subcommand(0, 1);
   data->allow_extras();  // an unknown dataset name gets the message below, not CLI11's
+  data->fallthrough(false);  // ... and stays here rather than falling through to the top level
   data->callback([=] {
     if (!data->get_subcommands().empty()) return;
     const std::vector<std::string> rest = data->remaining();
