@@ -7,11 +7,13 @@
 #include <cstdint>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "ocellus/core/error.h"
 #include "ocellus/core/tensor.h"
 
 namespace ocellus::test {
@@ -66,6 +68,16 @@ std::vector<T> read_array(const std::string& path) {
   std::vector<T> v(b.size() / sizeof(T));
   if (!v.empty()) std::memcpy(v.data(), b.data(), v.size() * sizeof(T));
   return v;
+}
+
+// The message of the ocellus::Error that f throws, or "(no error)".
+inline std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
 }
 
 // A path in the test temporary folder, unique to this process.

@@ -24,14 +24,7 @@ namespace {
 // "oops" at line 3, column 3 is where the parser stops.
 const char* kBroken = "{\n  \"a\": 1,\n  oops\n}\n";
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using test::error_of;
 
 TEST(Json, SyntaxErrorNamesLineAndColumn) {
   const std::string e = error_of([] { io::parse_json(kBroken, "my.json", "recipe"); });

@@ -14,14 +14,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using test::error_of;
 
 TEST(TrainOutFolder, FreshRunRefusesAFolderHoldingARun) {
   const std::string out = test::temp_path("out_folder");
