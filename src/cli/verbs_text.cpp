@@ -95,7 +95,8 @@ void add_generate(CLI::App& app) {
   gen->add_option("--repeat-last-n", gp.sampling.repeat_last_n, "Tokens the penalty looks back over")->capture_default_str()
       ->check(CLI::Range(0, 1 << 20));
   gen->add_option("--seed", gp.sampling.seed, "Random seed")->capture_default_str()->check(kSeed);
-  gen->add_option("--stop", gp.stop, "Stop string (repeatable)");
+  gen->add_option("--stop", gp.stop, "Stop string (repeatable)")
+      ->check(CLI::Validator([](std::string& v) { return v.empty() ? std::string("a stop string cannot be empty") : std::string(); }, "TEXT"));
   gen->callback([=] {
     require_text(gen_prompt, "the prompt (-p)");
     ocellus::set_num_threads(globals().threads);

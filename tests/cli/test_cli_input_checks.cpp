@@ -46,6 +46,7 @@ TEST(CliInput, OutOfRangeValuesAreRefusedWithTheRange) {
       {"generate -m " + kPeer + "/tiny-llama-f32.gguf -p hi --temp -1", "--temp: Value -1 not in range"},
       {"generate -m " + kPeer + "/tiny-llama-f32.gguf -p hi --top-p 1.5", "--top-p: Value 1.5 not in range 0"},
       {"generate -m " + kPeer + "/tiny-llama-f32.gguf -p hi --repeat-penalty 0", "--repeat-penalty: Value 0 not in range"},
+      {"generate -m " + kPeer + "/tiny-llama-f32.gguf -p hi --stop ''", "--stop: a stop string cannot be empty"},
       {"eval " + kPair + " --questions q.json --limit -1", "--limit: Value -1 not in range 0 to"},
       {"eval " + kPair + " --questions q.json --max-tokens 0", "--max-tokens: Value 0 not in range 1 to"},
       {"data fashion-vqa -o x --train-scenes -1", "--train-scenes: Value -1 not in range 1 to"},
