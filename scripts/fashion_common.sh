@@ -17,7 +17,9 @@ T0=$SECONDS
 say() { printf '\n== %s (%d s so far)\n' "$*" $((SECONDS - T0)); }
 stage() {  # recipe, its output folder: skipped when its model exists, resumed from a checkpoint
   if [ -f "$2/model/config.json" ]; then echo "$2/model exists: skipped"; return; fi
-  if [ -f "$2/checkpoints/latest" ]; then $O train --recipe "$1" --resume; else $O train --recipe "$1"; fi
+  # No checkpoint yet: start the stage over (--overwrite: a run killed before its first checkpoint
+  # leaves metrics behind, which a plain train refuses to replace).
+  if [ -f "$2/checkpoints/latest" ]; then $O train --recipe "$1" --resume; else $O train --recipe "$1" --overwrite; fi
 }
 current_cache() {  # a feature cache that exists and records the tower that made it (ocellus.tower_hash)
   [ -f "$1" ] && head -c 4096 "$1" | grep -q ocellus.tower_hash
