@@ -47,7 +47,9 @@ for t in $TARGETS; do
   echo "fuzzing the $t reader for ${SECONDS_PER_TARGET}s"
   dict=()  # the JSON readers' syntax and keys, so mutations reach past the JSON parser
   case $t in tokenizer_json|hf_config|preprocessor_config|llava_json|eval_questions) dict=(-dict=fuzz/json.dict) ;; esac
+  # Crash inputs go to build-fuzz/ (not the source tree); found ones become seeds in fuzz/seeds/.
   if ! ./build-fuzz/fuzz_$t -max_total_time="$SECONDS_PER_TARGET" -rss_limit_mb=2048 -max_len=131072 -timeout=30 \
+       -artifact_prefix=build-fuzz/ \
        "${dict[@]}" -print_final_stats=1 "build-fuzz/corpus/$t" "$seeds/$t" > "build-fuzz/fuzz_$t.log" 2>&1; then
     echo "fuzz_$t FAILED; last lines of build-fuzz/fuzz_$t.log:"
     tail -40 "build-fuzz/fuzz_$t.log"

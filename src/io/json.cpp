@@ -21,6 +21,12 @@ nlohmann::json parse_json(const std::string& text, const std::string& name, cons
     const size_t colon = msg.find(": ", msg.find("parse error"));
     fail(what, ": ", name, ": invalid JSON at line ", line, ", column ", col, ": ",
          colon == std::string::npos ? msg : msg.substr(colon + 2));
+  } catch (const nlohmann::json::exception& e) {
+    // The parser's other errors carry no position: a number too large for a double ("1e400",
+    // out_of_range 406), invalid UTF-8 in a string. "[json.exception.x.n] " is not for users.
+    const std::string msg = e.what();
+    const size_t tag = msg.find("] ");
+    fail(what, ": ", name, ": invalid JSON: ", tag == std::string::npos ? msg : msg.substr(tag + 2));
   }
 }
 

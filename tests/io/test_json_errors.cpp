@@ -33,6 +33,9 @@ TEST(Json, SyntaxErrorNamesLineAndColumn) {
   // The last line, and an empty file.
   const std::string end = error_of([] { io::parse_json("[1, 2,\n3,\n", "x.json", "data"); });
   EXPECT_NE(end.find("x.json: invalid JSON at line 3, column 1"), std::string::npos) << end;
+  // A number past a double's range throws out_of_range, not parse_error (found by the fuzzers).
+  const std::string big = error_of([] { io::parse_json("{\"image_size\": 1e400}", "big.json", "config"); });
+  EXPECT_EQ(big, "config: big.json: invalid JSON: number overflow parsing '1e400'");
   const std::string empty = error_of([] { io::parse_json("", "e.json", "eval"); });
   EXPECT_NE(empty.find("e.json: invalid JSON at line 1, column 1"), std::string::npos) << empty;
 }
