@@ -20,6 +20,10 @@ void ProgressLine::update(int64_t done, int64_t total, const std::string& text) 
     last_ = now, open_ = true, dirty_ = false;
     return;
   }
+  if (written_ && text == last_written_) {  // nothing new to say (e.g. a count rounded to MiB)
+    dirty_ = false;
+    return;
+  }
   const int64_t decile = total > 0 ? done * 10 / total : -1;
   const bool due = !written_ || decile > last_decile_ || (total > 0 && done >= total) ||
                    std::chrono::duration<double>(now - last_).count() >= every_s_;
@@ -29,7 +33,7 @@ void ProgressLine::update(int64_t done, int64_t total, const std::string& text) 
   }
   std::fprintf(out_, "%s\n", text.c_str());
   std::fflush(out_);
-  last_ = now, last_decile_ = decile, dirty_ = false, written_ = true;
+  last_ = now, last_decile_ = decile, dirty_ = false, written_ = true, last_written_ = text;
 }
 
 void ProgressLine::finish() {

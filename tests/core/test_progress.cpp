@@ -50,6 +50,21 @@ TEST(Progress, OffTerminalUnknownTotalWritesByTime) {
   EXPECT_EQ(s, "step 1\nstep 1000\n");  // the first, then the last at the end (finish)
 }
 
+TEST(Progress, OffTerminalSameTextIsNotRepeated) {
+  const std::string path = test::temp_path("progress3.txt");
+  std::FILE* f = std::fopen(path.c_str(), "w");
+  {
+    ProgressLine p(f, 0, 3600);
+    p.update(1, 2, "half");
+    p.update(2, 2, "all");
+    p.update(2, 2, "all");  // more work reported at the same rounded state
+  }
+  std::fclose(f);
+  const std::string s = test::read_file(path);
+  std::remove(path.c_str());
+  EXPECT_EQ(s, "half\nall\n");
+}
+
 TEST(Progress, TerminalRewritesOneLine) {
   const std::string s = written(true, 50, 5);
   EXPECT_GE(std::count(s.begin(), s.end(), '\r'), 2);

@@ -32,7 +32,7 @@ class ProgressLine {
   int64_t last_decile_ = -1;
   bool dirty_ = false, open_ = false;  // a state not yet written; a terminal line not yet ended
   bool written_ = false;              // off a terminal: a line written already
-  std::string text_;
+  std::string text_, last_written_;  // the latest state; the last line written off a terminal
 };
 
 }  // namespace ocellus
