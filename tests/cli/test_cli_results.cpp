@@ -24,7 +24,8 @@ double rel_err(const std::vector<float>& got, const std::vector<float>& want) {
 
 }  // namespace
 
-// The fixtures README's f32 bound (1e-4) for the peer's logits of the qwen2 prompt tokens.
+// The peer's logits of the qwen2 prompt tokens: 4.3e-6 achieved (as in test_lm, on every kernel
+// table); the bound is 10x that, tighter than the fixtures README's f32 tolerance (1e-4).
 TEST(CliResults, LogitsOfIdsMatchPeer) {
   const std::string out = test::temp_path("cli_logits.f32");
   const test::CliResult r =
@@ -35,7 +36,7 @@ TEST(CliResults, LogitsOfIdsMatchPeer) {
   ASSERT_EQ(got.size(), size_t(24) * 50257);
   const double e = rel_err(got, want);
   std::printf("ocellus logits (qwen2-f32): rel err %.3g\n", e);
-  EXPECT_LE(e, 1e-4);
+  EXPECT_LE(e, 4.3e-5);
 }
 
 // The projector's rows for the peer's preprocessed pixels, at the f32 bound.
