@@ -72,8 +72,10 @@ uint64_t physical_memory() {
 
 }  // namespace
 
-int64_t init_llava(const InitSpec& s, const text::Tokenizer& tok, const std::string& out_dir) {
+int64_t init_llava(const InitSpec& s, const text::Tokenizer& tok, const std::string& out_arg) {
   s.validate();
+  std::string out_dir = out_arg;  // "dir/" is "dir": the temporary folder goes beside it, not inside
+  while (out_dir.size() > 1 && out_dir.back() == '/') out_dir.pop_back();
   OCELLUS_CHECK(!std::filesystem::exists(out_dir) || (std::filesystem::is_directory(out_dir) && std::filesystem::is_empty(out_dir)),
                 "init: ", out_dir, " already exists and is not an empty folder (choose another -o, or remove it)");
   std::mt19937_64 rng(s.seed);

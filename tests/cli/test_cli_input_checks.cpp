@@ -122,6 +122,11 @@ TEST(CliInput, InitChecksSizesFirstAndLeavesNothingBehind) {
   const fs::path parent = fs::path(dir).parent_path();
   for (const auto& e : fs::directory_iterator(parent))
     EXPECT_NE(e.path().filename().string().rfind(fs::path(dir).filename().string(), 0), 0u) << "left behind: " << e.path();
+  // A trailing slash names the same folder.
+  r = test::run_cli("init -o " + dir + "/ --tokenizer " + tok + " --n-embd 32 --n-ff 64 --vision-embd 48 --vision-heads 3");
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(fs::exists(dir + "/config.json"));
+  fs::remove_all(dir);
   // A folder that holds something is not written into.
   fs::create_directories(dir);
   std::ofstream(dir + "/keep.txt") << "x";
