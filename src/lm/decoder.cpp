@@ -9,7 +9,7 @@
 #include "ocellus/lm/lm.h"
 #include "ocellus/ops/attention.h"
 #include "ocellus/ops/embed.h"
-#include "ocellus/ops/norm.h"
+#include "ocellus/ops/elementwise.h"
 
 namespace ocellus::lm {
 
@@ -47,15 +47,6 @@ Tensor LanguageModel::embed(const std::vector<int32_t>& ids) const { return ops:
 
 namespace {
 
-Tensor norm(const LmConfig& c, const Tensor& x, const Tensor& w, const Tensor& b) {
-  if (c.norm == NormKind::Rms) return ops::rms_norm(x, &w, c.norm_eps);
-  return ops::layer_norm(x, &w, b.defined() ? &b : nullptr, c.norm_eps);
-}
-
-Tensor linear(const LmConfig& c, const Tensor& x, const ops::PreparedWeight& w, const Tensor& b) {
-  return ops::linear(x, w, b, c.f32_ggml_order);
-}
-
 // Copies rows [n] of src [n, h, d] into dst at row offset `at`, at the cache's precision.
 void store_rows(Tensor& dst, const Tensor& src, int64_t at, DType type) {
   const Tensor s = type == DType::F16 ? src.to(DType::F16).to(DType::F32) : src.contiguous();
@@ -74,53 +65,32 @@ Tensor LanguageModel::forward(const Tensor& x_in, KvCache& cache, bool all_logit
          " (start a new sequence or use a larger context)");
   std::vector<int32_t> pos(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) pos[size_t(i)] = int32_t(past + i);
-  const int64_t hd = c_.head_dim, H = c_.n_head, Hkv = c_.n_head_kv;
+  const int64_t hd = c_.head_dim;
   ops::AttentionParams ap;
-  ap.scale = 1.0f / std::sqrt(float(hd));
+  ap.scale = c_.prescale_q ? 1.0f : 1.0f / std::sqrt(float(hd));
   ap.causal = true;
   ap.f16_probs = cache.type_ == DType::F16;
-  if (c_.prescale_q) ap.scale = 1.0f;
+  nn::Infer f;
+  f.ggml_matmul = c_.f32_ggml_order;
+  f.act_f16 = c_.gelu_f16_table;
 
   Tensor x = x_in;  // [n, n_embd]
   for (int64_t l = 0; l < c_.n_layer; ++l) {
-    const LayerWeights& L = w_.layers[size_t(l)];
-    const Tensor h = norm(c_, x, L.attn_norm, L.attn_norm_b);
-    Tensor q, k, v;
-    if (L.wqkv.tensor().defined()) {
-      const Tensor qkv = linear(c_, h, L.wqkv, L.bqkv);  // [n, (H + 2 Hkv) hd]
-      q = qkv.slice(1, 0, H * hd).contiguous();
-      k = qkv.slice(1, H * hd, (H + Hkv) * hd).contiguous();
-      v = qkv.slice(1, (H + Hkv) * hd, (H + 2 * Hkv) * hd).contiguous();
-    } else {  // one pass over the three at decode (ops::linear_many)
-      std::vector<Tensor> qkv = ops::linear_many(h, {{&L.wq, L.bq}, {&L.wk, L.bk}, {&L.wv, L.bv}}, c_.f32_ggml_order);
-      q = std::move(qkv[0]), k = std::move(qkv[1]), v = std::move(qkv[2]);
-    }
-    q = ops::rope(q.reshape({n, H, hd}), pos, c_.rope);
-    k = ops::rope(k.reshape({n, Hkv, hd}), pos, c_.rope);
-    Tensor& kc = cache.k_[size_t(l)];
-    Tensor& vc = cache.v_[size_t(l)];
-    store_rows(kc, k, past, cache.type_);
-    store_rows(vc, v.reshape({n, Hkv, hd}), past, cache.type_);
-    if (c_.prescale_q) q = ops::scale(q, 1.0f / std::sqrt(float(hd)));
-    if (cache.type_ == DType::F16) q = q.to(DType::F16).to(DType::F32);
-    const Tensor att = ops::attention(q, kc.slice(0, 0, past + n), vc.slice(0, 0, past + n), ap);  // [n, H, hd]
-    const Tensor a = linear(c_, att.reshape({n, H * hd}), L.wo, L.bo);
-    const Tensor ffn_in = c_.parallel_block ? h : norm(c_, ops::add(x, a), L.ffn_norm, L.ffn_norm_b);
-    Tensor f;
-    if (c_.gated_ffn) {
-      const std::vector<Tensor> gu = ops::linear_many(ffn_in, {{&L.w_gate, Tensor()}, {&L.w_up, L.b_up}}, c_.f32_ggml_order);
-      f = ops::swiglu(gu[0], gu[1]);
-    } else {
-      const Tensor up = linear(c_, ffn_in, L.w_up, L.b_up);
-      f = c_.gelu_f16_table ? ops::activate_ggml_f16(c_.act, up) : ops::activate(c_.act, up);
-    }
-    f = linear(c_, f, L.w_down, L.b_down);
-    x = ops::add(ops::add(x, a), f);
+    // Attention over the cache: this block's keys and values appended, then every position so far.
+    auto attend = [&](Tensor q, const Tensor& k, const Tensor& v) {
+      Tensor& kc = cache.k_[size_t(l)];
+      Tensor& vc = cache.v_[size_t(l)];
+      store_rows(kc, k, past, cache.type_);
+      store_rows(vc, v, past, cache.type_);
+      if (c_.prescale_q) q = ops::scale(q, 1.0f / std::sqrt(float(hd)));
+      if (cache.type_ == DType::F16) q = q.to(DType::F16).to(DType::F32);
+      return ops::attention(q, kc.slice(0, 0, past + n), vc.slice(0, 0, past + n), ap);  // [n, H, hd]
+    };
+    x = decoder_layer(f, c_, w_.layers[size_t(l)], x, pos, attend);
   }
   cache.n_past_ = past + n;
   if (!all_logits) x = x.slice(0, n - 1, n).contiguous();
-  const Tensor hn = norm(c_, x, w_.out_norm, w_.out_norm_b);
-  return linear(c_, hn, w_.output, w_.output_b);
+  return decoder_head(f, c_, w_, x);
 }
 
 // ---- loading helpers ------------------------------------------------------------------------

@@ -108,58 +108,58 @@ Names hf_phi2_names() {
 }
 
 namespace {
-
 std::string at(const std::string& pattern, int i) {
   return pattern.find("%d") == std::string::npos ? pattern : io::gguf::name(pattern.c_str(), i);
 }
-
-struct Reader : io::TensorReader {
-  ops::PreparedWeight matrix(const std::string& name, const Shape& shape) const {
-    return ops::PreparedWeight(get(name, shape, true));
-  }
-};
-
 }  // namespace
 
-LmWeights load_weights(const Source& s, const Names& n, const LmConfig& c, const Layout& l) {
-  const Reader r{{s, "lm"}};
+template <class F>
+DecoderWeights<F> load_weights(const nn::Maker<F>& mk, const Names& n, const LmConfig& c, const Layout& l) {
   const int64_t d = c.n_embd, q = c.n_head * c.head_dim, kv = c.n_head_kv * c.head_dim;
-  LmWeights w;
-  w.token_embd = r.get(n.tok_embd, {c.n_vocab, d}, true);
+  auto vec = [&](const std::string& name, int64_t len, bool required) { return mk.tensor(name, {len}, required); };
+  DecoderWeights<F> w;
+  w.token_embd = mk.tensor(n.tok_embd, {c.n_vocab, d}, true);
   for (int i = 0; i < int(c.n_layer); ++i) {
-    LayerWeights L;
-    L.attn_norm = r.get(at(n.attn_norm, i), {d}, true);
-    if (l.norm_bias) L.attn_norm_b = r.get(at(n.attn_norm_b, i), {d}, true);
-    if (!n.qkv.empty() && s.has(at(n.qkv, i))) {
-      L.wqkv = r.matrix(at(n.qkv, i), {q + 2 * kv, d});
-      L.bqkv = r.get(at(n.qkv_b, i), {q + 2 * kv}, false);
+    DecoderLayer<F> L;
+    L.attn_norm = vec(at(n.attn_norm, i), d, true);
+    if (l.norm_bias) L.attn_norm_b = vec(at(n.attn_norm_b, i), d, true);
+    if (!n.qkv.empty() && mk.has(at(n.qkv, i))) {
+      L.wqkv = mk.matrix(at(n.qkv, i), {q + 2 * kv, d});
+      L.bqkv = vec(at(n.qkv_b, i), q + 2 * kv, false);
     } else {
-      L.wq = r.matrix(at(n.q, i), {q, d});
-      L.wk = r.matrix(at(n.k, i), {kv, d});
-      L.wv = r.matrix(at(n.v, i), {kv, d});
-      L.bq = r.get(at(n.q_b, i), {q}, false);
-      L.bk = r.get(at(n.k_b, i), {kv}, false);
-      L.bv = r.get(at(n.v_b, i), {kv}, false);
+      L.wq = mk.matrix(at(n.q, i), {q, d});
+      L.bq = vec(at(n.q_b, i), q, false);
+      L.wk = mk.matrix(at(n.k, i), {kv, d});
+      L.bk = vec(at(n.k_b, i), kv, false);
+      L.wv = mk.matrix(at(n.v, i), {kv, d});
+      L.bv = vec(at(n.v_b, i), kv, false);
     }
-    L.wo = r.matrix(at(n.o, i), {d, q});
-    L.bo = r.get(at(n.o_b, i), {d}, false);
+    L.wo = mk.matrix(at(n.o, i), {d, q});
+    L.bo = vec(at(n.o_b, i), d, false);
     if (l.separate_ffn_norm) {
-      L.ffn_norm = r.get(at(n.ffn_norm, i), {d}, true);
-      if (l.norm_bias) L.ffn_norm_b = r.get(at(n.ffn_norm_b, i), {d}, true);
+      L.ffn_norm = vec(at(n.ffn_norm, i), d, true);
+      if (l.norm_bias) L.ffn_norm_b = vec(at(n.ffn_norm_b, i), d, true);
     }
-    if (l.gated) L.w_gate = r.matrix(at(n.gate, i), {c.n_ff, d});
-    L.w_up = r.matrix(at(n.up, i), {c.n_ff, d});
-    L.b_up = r.get(at(n.up_b, i), {c.n_ff}, false);
-    L.w_down = r.matrix(at(n.down, i), {d, c.n_ff});
-    L.b_down = r.get(at(n.down_b, i), {d}, false);
+    if (l.gated) L.w_gate = mk.matrix(at(n.gate, i), {c.n_ff, d});
+    L.w_up = mk.matrix(at(n.up, i), {c.n_ff, d});
+    L.b_up = vec(at(n.up_b, i), c.n_ff, false);
+    L.w_down = mk.matrix(at(n.down, i), {d, c.n_ff});
+    L.b_down = vec(at(n.down_b, i), d, false);
     w.layers.push_back(std::move(L));
   }
-  w.out_norm = r.get(n.out_norm, {d}, true);
-  if (l.norm_bias) w.out_norm_b = r.get(n.out_norm_b, {d}, true);
-  const Tensor out = r.get(n.output, {c.n_vocab, d}, false);
-  w.output = ops::PreparedWeight(out.defined() ? out : w.token_embd);
-  w.output_b = r.get(n.output_b, {c.n_vocab}, false);
+  w.out_norm = vec(n.out_norm, d, true);
+  if (l.norm_bias) w.out_norm_b = vec(n.out_norm_b, d, true);
+  const typename F::P out = mk.tensor(n.output, {c.n_vocab, d}, false);  // absent: tied to the embedding
+  w.output = F::matrix(F::has(out) ? out : w.token_embd);
+  w.output_b = vec(n.output_b, c.n_vocab, false);
   return w;
+}
+
+template DecoderWeights<nn::Infer> load_weights(const nn::Maker<nn::Infer>&, const Names&, const LmConfig&, const Layout&);
+template DecoderWeights<nn::Train> load_weights(const nn::Maker<nn::Train>&, const Names&, const LmConfig&, const Layout&);
+
+LmWeights load_weights(const Source& s, const Names& n, const LmConfig& c, const Layout& l) {
+  return load_weights(nn::file_maker(s, "lm"), n, c, l);
 }
 
 LmConfig hf_common_config(const io::HfTextConfig& t, const std::string& arch) {

@@ -20,10 +20,6 @@ namespace {
 
 std::string fmt(const std::string& pattern, int64_t i) { return io::gguf::name(pattern.c_str(), int(i)); }
 
-Tensor linear(const VitConfig& c, const Tensor& x, const ops::PreparedWeight& w, const Tensor& b) {
-  return ops::linear(x, w, b, c.ggml_order);
-}
-
 Tensor norm(const VitConfig& c, const Tensor& x, const Tensor& w, const Tensor& b) {
   return ops::layer_norm(x, w, b, c.norm_eps, c.ggml_order);
 }
@@ -170,9 +166,6 @@ VitWeights load_vit_weights(const VitConfig& c, const io::TensorSource& s, const
   c.validate(s.path);
   const int64_t d = c.n_embd, ff = c.n_ff, p = c.patch_size;
   const io::TensorReader r{s, "vision"};
-  auto matrix = [&](const std::string& name, int64_t rows, int64_t cols) {
-    return ops::PreparedWeight(r.get(name, {rows, cols}, true));
-  };
   VitWeights w;
   w.patch_w = r.get(n.patch_w, {d, 3, p, p}, true);
   if (w.patch_w.is_mapped()) w.patch_w = w.patch_w.clone();
@@ -181,18 +174,9 @@ VitWeights load_vit_weights(const VitConfig& c, const io::TensorSource& s, const
   w.pos_embd = r.get(n.pos_embd, {c.n_positions(), d}, true).to(DType::F32);
   if (c.pre_norm) w.pre_ln_w = r.get(n.pre_ln_w, {d}, true), w.pre_ln_b = r.get(n.pre_ln_b, {d}, false);
   if (c.post_norm) w.post_ln_w = r.get(n.post_ln_w, {d}, true), w.post_ln_b = r.get(n.post_ln_b, {d}, false);
-  for (int64_t i = 0; i < c.n_layer_run; ++i) {  // blocks past the feature layer are never read
-    VitBlock b;
-    b.ln1_w = r.get(fmt(n.ln1_w, i), {d}, true), b.ln1_b = r.get(fmt(n.ln1_b, i), {d}, false);
-    b.ln2_w = r.get(fmt(n.ln2_w, i), {d}, true), b.ln2_b = r.get(fmt(n.ln2_b, i), {d}, false);
-    b.q = matrix(fmt(n.q, i), d, d), b.q_b = r.get(fmt(n.q_b, i), {d}, false);
-    b.k = matrix(fmt(n.k, i), d, d), b.k_b = r.get(fmt(n.k_b, i), {d}, false);
-    b.v = matrix(fmt(n.v, i), d, d), b.v_b = r.get(fmt(n.v_b, i), {d}, false);
-    b.o = matrix(fmt(n.o, i), d, d), b.o_b = r.get(fmt(n.o_b, i), {d}, false);
-    b.fc1 = matrix(fmt(n.fc1, i), ff, d), b.fc1_b = r.get(fmt(n.fc1_b, i), {ff}, false);
-    b.fc2 = matrix(fmt(n.fc2, i), d, ff), b.fc2_b = r.get(fmt(n.fc2_b, i), {d}, false);
-    w.blocks.push_back(std::move(b));
-  }
+  const nn::Maker<nn::Infer> mk = nn::file_maker(s, "vision");
+  for (int64_t i = 0; i < c.n_layer_run; ++i)  // blocks past the feature layer are never read
+    w.blocks.push_back(load_encoder_block(mk, n, i, d, ff));
   return w;
 }
 
@@ -202,23 +186,24 @@ VisionTower::VisionTower(VitConfig c, VitWeights w) : c_(std::move(c)), w_(std::
                 c_.n_layer_run, " needed");
 }
 
+nn::Infer vit_context(const VitConfig& c) {
+  nn::Infer f;
+  f.ggml_matmul = f.ggml_norm = f.ggml_attention = c.ggml_order;
+  f.act_f16 = c.act_ggml_f16;
+  return f;
+}
+
 Tensor VisionTower::encode(const std::vector<Tensor>& images) const {
   const int64_t B = int64_t(images.size()), d = c_.n_embd, np = c_.n_positions();
-  Tensor h = hidden(images, c_.n_layer_run).reshape({B * np, d});
-  if (c_.post_norm) h = norm(c_, h, w_.post_ln_w, w_.post_ln_b);
-  const int64_t nf = c_.n_features(), skip = np - nf;
-  if (skip == 0) return h.reshape({B, np, d});
-  Tensor out = Tensor::empty({B, nf, d});
-  for (int64_t b = 0; b < B; ++b)
-    std::memcpy(out.data<float>() + b * nf * d, h.data<float>() + (b * np + skip) * d, size_t(nf * d) * sizeof(float));
-  return out;
+  const Tensor h = hidden(images, c_.n_layer_run).reshape({B * np, d});
+  return vit_features(vit_context(c_), c_, h, w_.post_ln_w, w_.post_ln_b).reshape({B, c_.n_features(), d});
 }
 
 Tensor VisionTower::hidden(const std::vector<Tensor>& images, int64_t blocks) const {
   OCELLUS_CHECK(!images.empty(), "vision: no images to encode");
   OCELLUS_CHECK(blocks >= 0 && blocks <= c_.n_layer_run, "vision: hidden state after ", blocks, " blocks of ", c_.n_layer_run);
   const int64_t B = int64_t(images.size()), d = c_.n_embd, np = c_.n_positions(), S = c_.image_size;
-  const int64_t n_head = c_.n_head, hd = d / n_head, first = c_.class_token ? 1 : 0;
+  const int64_t first = c_.class_token ? 1 : 0;
   // Embeddings of every image, stacked: h [B * np, d].
   Tensor h = Tensor::empty({B * np, d});
   for (int64_t b = 0; b < B; ++b) {
@@ -235,25 +220,8 @@ Tensor VisionTower::hidden(const std::vector<Tensor>& images, int64_t blocks) co
     for (int64_t i = 0; i < np * d; ++i) dst[i] += pos[i];
   }
   if (c_.pre_norm) h = norm(c_, h, w_.pre_ln_w, w_.pre_ln_b);
-  ops::AttentionParams ap;
-  ap.scale = 1.0f / std::sqrt(float(hd));
-  for (int64_t l = 0; l < blocks; ++l) {
-    const VitBlock& blk = w_.blocks[size_t(l)];
-    const Tensor x = norm(c_, h, blk.ln1_w, blk.ln1_b);           // [B*np, d]
-    const Tensor q = linear(c_, x, blk.q, blk.q_b), k = linear(c_, x, blk.k, blk.k_b), v = linear(c_, x, blk.v, blk.v_b);
-    Tensor att = Tensor::empty({B * np, d});
-    for (int64_t b = 0; b < B; ++b) {  // bidirectional attention within each image
-      auto heads = [&](const Tensor& t) { return t.slice(0, b * np, (b + 1) * np).reshape({np, n_head, hd}); };
-      const Tensor o = c_.ggml_order ? ops::attention_ggml_order(heads(q), heads(k), heads(v), ap.scale)
-                                     : ops::attention(heads(q), heads(k), heads(v), ap);  // [np, n_head, hd]
-      std::memcpy(att.data<float>() + b * np * d, o.contiguous().data<float>(), size_t(np * d) * sizeof(float));
-    }
-    h = ops::add(h, linear(c_, att, blk.o, blk.o_b));
-    Tensor f = linear(c_, norm(c_, h, blk.ln2_w, blk.ln2_b), blk.fc1, blk.fc1_b);  // [B*np, ff]
-    f = c_.act_ggml_f16 ? ops::activate_ggml_f16(c_.act, f) : ops::activate(c_.act, f);
-    h = ops::add(h, linear(c_, f, blk.fc2, blk.fc2_b));
-  }
-  return h.reshape({B, np, d});
+  const std::span<const VitBlock> run(w_.blocks.data(), size_t(blocks));
+  return vit_blocks(vit_context(c_), c_, run, h).reshape({B, np, d});
 }
 
 }  // namespace ocellus::vision

@@ -12,6 +12,8 @@
 #include <vector>
 
 #include "ocellus/core/tensor.h"
+#include "ocellus/lm/config.h"
+#include "ocellus/lm/decoder_block.h"
 #include "ocellus/ops/elementwise.h"
 #include "ocellus/ops/matmul.h"
 #include "ocellus/ops/rope.h"
@@ -29,43 +31,9 @@ class Tokenizer;
 
 namespace ocellus::lm {
 
-enum class NormKind { Rms, Layer };
-
-struct LmConfig {
-  std::string arch;
-  int64_t n_embd = 0, n_ff = 0, n_layer = 0, n_head = 0, n_head_kv = 0, head_dim = 0;
-  int64_t n_vocab = 0, n_ctx = 0;
-  ops::RopeParams rope;            // n_rot, theta, layout (llama: adjacent; others: rotate-half)
-  NormKind norm = NormKind::Rms;
-  float norm_eps = 1e-5f;
-  ops::Activation act = ops::Activation::Silu;
-  bool gated_ffn = true;           // SwiGLU (gate, up, down) vs up -> act -> down
-  bool parallel_block = false;     // phi2: attention and FFN both read the same normed input
-  // GELU as llama.cpp's CPU backend computes it for GGUF models: input rounded to f16, the
-  // tanh-form GELU of that looked up in an f16 table (0 below -10, identity above 10).
-  bool gelu_f16_table = false;
-  // llama.cpp's phi2 graph scales Q by 1/sqrt(head_dim) before the attention product (the
-  // others scale the scores): with an f16 cache this changes how Q rounds.
-  bool prescale_q = false;
-  // f32 weight products summed in llama.cpp's order (ops::matmul_ggml_order): with the f16 KV
-  // cache's rounding, last-bit differences of another order grow to 3e-4 in the logits.
-  bool f32_ggml_order = false;
-  void validate() const;           // throws naming the field
-};
-
-struct LayerWeights {
-  Tensor attn_norm, attn_norm_b, ffn_norm, ffn_norm_b;          // f32 vectors (b may be undefined)
-  ops::PreparedWeight wq, wk, wv, wqkv, wo, w_gate, w_up, w_down;  // wqkv when fused
-  Tensor bq, bk, bv, bqkv, bo, b_up, b_down;                    // f32 biases (undefined when absent)
-};
-
-struct LmWeights {
-  Tensor token_embd;               // [n_vocab, n_embd], any dtype
-  std::vector<LayerWeights> layers;
-  Tensor out_norm, out_norm_b;
-  ops::PreparedWeight output;      // [n_vocab, n_embd]: token_embd when tied
-  Tensor output_b;
-};
+// The weights as inference holds them: matrices prepared (packed, quantized), vectors f32.
+using LayerWeights = DecoderLayer<nn::Infer>;
+using LmWeights = DecoderWeights<nn::Infer>;
 
 // Keys and values of every layer for one sequence: [n_ctx, n_head_kv, head_dim] each.
 // type F16 (the default, as llama.cpp's default cache): keys and values are kept at f16

@@ -3,6 +3,7 @@
 // class token, patch-embedding bias, GELU-tanh, post-LayerNorm), one class with the knobs they
 // differ by. Encoding a batch runs one GEMM per matrix per layer over all images' rows.
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -11,6 +12,7 @@
 #include "ocellus/io/tensor_source.h"
 #include "ocellus/ops/elementwise.h"
 #include "ocellus/ops/matmul.h"
+#include "ocellus/vision/encoder_block.h"
 #include "ocellus/vision/preprocess.h"
 
 namespace ocellus::vision {
@@ -38,11 +40,7 @@ struct VitConfig {
   void validate(const std::string& where = "") const;
 };
 
-struct VitBlock {
-  Tensor ln1_w, ln1_b, ln2_w, ln2_b;              // [d] f32
-  ops::PreparedWeight q, k, v, o, fc1, fc2;        // [d, d], [ff, d], [d, ff]
-  Tensor q_b, k_b, v_b, o_b, fc1_b, fc2_b;         // f32 (undefined when absent)
-};
+using VitBlock = EncoderBlock<nn::Infer>;  // the tower's blocks as inference holds them
 
 struct VitWeights {
   Tensor patch_w, patch_b;      // [d, 3, p, p], [d] (SigLIP)
@@ -52,14 +50,39 @@ struct VitWeights {
   std::vector<VitBlock> blocks;
 };
 
-// Tensor names of a tower in one file layout; names with %d take the block index.
-struct VitNames {
+// Tensor names of a tower in one file layout; the block names take the block index.
+struct VitNames : EncoderBlockNames {
   std::string patch_w, patch_b, class_embd, pos_embd, pre_ln_w, pre_ln_b, post_ln_w, post_ln_b;
-  std::string ln1_w, ln1_b, ln2_w, ln2_b, q, q_b, k, k_b, v, v_b, o, o_b, fc1, fc1_b, fc2, fc2_b;
 };
 VitNames gguf_vit_names();
 VitNames hf_vit_names(const std::string& prefix);  // prefix up to and including "vision_model."
 VitWeights load_vit_weights(const VitConfig& c, const io::TensorSource& s, const VitNames& n);
+// The forward context a tower's config asks for (llama.cpp's orders for GGUF towers).
+nn::Infer vit_context(const VitConfig& c);
+inline EncoderParams encoder_params(const VitConfig& c) { return {c.n_head, c.act, c.norm_eps}; }
+// Blocks over a stacked hidden state h [B * n_positions, d] (each image's rows attend within
+// themselves). Both forward contexts run it: inference the whole tower, training its upper blocks.
+template <class F>
+typename F::V vit_blocks(const F& f, const VitConfig& c, std::span<const EncoderBlock<F>> blocks, typename F::V h) {
+  const int64_t np = c.n_positions(), n = F::shape(h)[0];
+  std::vector<int64_t> starts;
+  for (int64_t a = 0; a <= n; a += np) starts.push_back(a);
+  for (const EncoderBlock<F>& b : blocks) h = encoder_block(f, b, h, encoder_params(c), starts);
+  return h;
+}
+// After the last block: the post-LayerNorm where the tower has one, and the feature rows only
+// (the class token dropped where LLaVA drops it): [B * n_features, d].
+template <class F>
+typename F::V vit_features(const F& f, const VitConfig& c, typename F::V h, const typename F::P& post_w,
+                           const typename F::P& post_b) {
+  if (c.post_norm) h = f.layer_norm(h, post_w, post_b, c.norm_eps);
+  const int64_t np = c.n_positions(), skip = np - c.n_features();
+  if (skip == 0) return h;
+  std::vector<int32_t> keep;
+  for (int64_t b = 0; b < F::shape(h)[0] / np; ++b)
+    for (int64_t i = skip; i < np; ++i) keep.push_back(int32_t(b * np + i));
+  return f.rows(h, keep);
+}
 
 // A tower from a Hugging Face vision config (CLIPVisionModel / SiglipVisionModel), computed with
 // exact float math. feature_layer as LLaVA's vision_feature_layer: 0 runs every block and the

@@ -1,0 +1,129 @@
+#pragma once
+// One model definition for inference and training. The blocks (lm/decoder_block.h,
+// vision/encoder_block.h, the connectors in connect/) are templates over a forward context F
+// that says what a value, a matrix and a vector are and how each op runs:
+//   nn::Infer  values are Tensors; matrices are prepared (packed, quantized) weights; nothing is
+//              recorded; llama.cpp's summation orders and f16 tables where the model's file asks.
+//   nn::Train  values are autograd variables (ag::Var) recorded on the tape; matrices and vectors
+//              are f32 parameters; LoRA adapters beside the matrices that have one.
+// A block is written once against F's ops; the state that only one of them has (the KV cache,
+// the tape) stays outside the block, with the caller.
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "ocellus/autograd/autograd.h"
+#include "ocellus/core/tensor.h"
+#include "ocellus/ops/attention.h"
+#include "ocellus/ops/elementwise.h"
+#include "ocellus/ops/matmul.h"
+#include "ocellus/ops/rope.h"
+
+namespace ocellus::io {
+struct TensorSource;
+}
+
+namespace ocellus::nn {
+
+struct Infer {
+  using V = Tensor;                // activations
+  using W = ops::PreparedWeight;   // matrices [out, in], any dtype
+  using P = Tensor;                // vectors and small tensors (norm weights, biases), f32; undefined: absent
+
+  // llama.cpp's CPU graph, where a GGUF file's model is computed as llama.cpp computes it:
+  bool ggml_matmul = false;        // f32 products summed in its order
+  bool ggml_norm = false;          // LayerNorm in its order
+  bool ggml_attention = false;     // unmasked attention in its order (the towers)
+  bool act_f16 = false;            // activations through its f16 tables
+
+  static bool has(const Tensor& p) { return p.defined(); }
+  static bool has(const ops::PreparedWeight& w) { return w.tensor().defined(); }
+  static const Shape& shape(const Tensor& x) { return x.shape(); }
+  static Tensor value(const Tensor& x) { return x; }
+  static W matrix(const Tensor& p) { return ops::PreparedWeight(p); }  // a table used as a matrix (tied output)
+
+  Tensor linear(const Tensor& x, const W& w, const P& b) const { return ops::linear(x, w, b, ggml_matmul); }
+  // Several products of one input (q, k, v; gate, up): one pass over all their tiles at decode.
+  std::vector<Tensor> linear_many(const Tensor& x, const std::vector<std::pair<const W*, P>>& layers) const {
+    return ops::linear_many(x, layers, ggml_matmul);
+  }
+  Tensor swiglu_ffn(const Tensor& x, const W& gate, const W& up, const P& up_b) const;
+  Tensor layer_norm(const Tensor& x, const P& w, const P& b, float eps) const;
+  Tensor rms_norm(const Tensor& x, const P& w, float eps) const;
+  Tensor act(ops::Activation a, const Tensor& x) const { return act_f16 ? ops::activate_ggml_f16(a, x) : ops::activate(a, x); }
+  Tensor add(const Tensor& a, const Tensor& b) const { return ops::add(a, b); }
+  Tensor scale(const Tensor& a, float s) const { return ops::scale(a, s); }
+  Tensor reshape(const Tensor& x, const Shape& s) const { return x.contiguous().reshape(s); }
+  Tensor slice(const Tensor& x, int dim, int64_t a, int64_t b) const { return x.slice(dim, a, b).contiguous(); }
+  Tensor concat(const std::vector<Tensor>& xs, int dim) const;
+  Tensor rows(const Tensor& x, const std::vector<int32_t>& ids) const;  // a gather of rows
+  Tensor embed(const Tensor& table, const std::vector<int32_t>& ids) const { return rows(table, ids); }
+  Tensor rope(const Tensor& x, const std::vector<int32_t>& pos, const ops::RopeParams& p) const { return ops::rope(x, pos, p); }
+  // Attention within each segment [starts[i], starts[i+1]) of the stacked rows (bidirectional
+  // unless causal).
+  Tensor attention_segments(const Tensor& q, const Tensor& k, const Tensor& v, float scale,
+                            const std::vector<int64_t>& starts, bool causal = false) const;
+  Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const ops::AttentionParams& p) const {
+    return ops::attention(q, k, v, p);
+  }
+};
+
+struct Train {
+  using V = ag::Var;
+  using W = ag::Var;
+  using P = ag::Var;
+
+  // LoRA: y = x Wᵀ + scale (x Aᵀ) Bᵀ beside the weights listed.
+  struct Adapter {
+    const ag::Node* weight;
+    ag::Var a, b;  // [rank, in], [out, rank]
+    float scale;
+  };
+  const std::vector<Adapter>* adapters = nullptr;
+
+  static bool has(const ag::Var& p) { return p != nullptr; }
+  static const Shape& shape(const ag::Var& x) { return x->value.shape(); }
+  static const Tensor& value(const ag::Var& x) { return x->value; }
+  static W matrix(const ag::Var& p) { return p; }
+  const Adapter* adapter(const ag::Var& w) const;
+
+  ag::Var linear(const ag::Var& x, const W& w, const P& b) const;
+  // One GEMM against the weights stacked, unless an adapter sits on one or only some have biases.
+  std::vector<ag::Var> linear_many(const ag::Var& x, const std::vector<std::pair<const W*, P>>& layers) const;
+  ag::Var swiglu_ffn(const ag::Var& x, const W& gate, const W& up, const P& up_b) const;
+  ag::Var layer_norm(const ag::Var& x, const P& w, const P& b, float eps) const { return ag::layer_norm(x, w, b, eps); }
+  ag::Var rms_norm(const ag::Var& x, const P& w, float eps) const { return ag::rms_norm(x, w, eps); }
+  ag::Var act(ops::Activation a, const ag::Var& x) const { return ag::activate(a, x); }
+  ag::Var add(const ag::Var& a, const ag::Var& b) const { return ag::add(a, b); }
+  ag::Var scale(const ag::Var& a, float s) const { return ag::scale(a, s); }
+  ag::Var reshape(const ag::Var& x, const Shape& s) const { return ag::reshape(x, s); }
+  ag::Var slice(const ag::Var& x, int dim, int64_t a, int64_t b) const { return ag::slice(x, dim, a, b); }
+  ag::Var concat(const std::vector<ag::Var>& xs, int dim) const { return xs.size() == 1 ? xs[0] : ag::concat(xs, dim); }
+  ag::Var rows(const ag::Var& x, const std::vector<int32_t>& ids) const { return ag::embedding(x, ids); }
+  ag::Var embed(const ag::Var& table, const std::vector<int32_t>& ids) const { return ag::embedding(table, ids); }
+  ag::Var rope(const ag::Var& x, const std::vector<int32_t>& pos, const ops::RopeParams& p) const { return ag::rope(x, pos, p); }
+  ag::Var attention_segments(const ag::Var& q, const ag::Var& k, const ag::Var& v, float scale,
+                             const std::vector<int64_t>& starts, bool causal = false) const;
+  ag::Var attention(const ag::Var& q, const ag::Var& k, const ag::Var& v, const ops::AttentionParams& p) const {
+    return ag::attention(q, k, v, p);
+  }
+};
+
+// Reads a model's weights for a context: matrices and vectors by name, shapes checked. The
+// inference maker prepares matrices from a file (mapped or converted); the training maker makes
+// f32 parameters (and records their names for checkpoints).
+template <class F>
+struct Maker {
+  std::function<typename F::W(const std::string& name, const Shape& shape)> matrix;
+  // required false: an absent tensor gives an empty P.
+  std::function<typename F::P(const std::string& name, const Shape& shape, bool required)> tensor;
+  std::function<bool(const std::string& name)> has;
+};
+
+// Inference weights from a file (GGUF or safetensors): matrices prepared as they are stored,
+// vectors f32. Errors start with `what` and name the file and the tensor.
+Maker<Infer> file_maker(const io::TensorSource& s, const std::string& what);
+
+}  // namespace ocellus::nn

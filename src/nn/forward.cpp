@@ -1,0 +1,108 @@
+// The two forward contexts' ops that are more than one call (see nn/forward.h).
+#include "ocellus/nn/forward.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "ocellus/core/error.h"
+#include "ocellus/io/tensor_source.h"
+#include "ocellus/ops/embed.h"
+#include "ocellus/ops/norm.h"
+#include "ocellus/ops/shape.h"
+
+namespace ocellus::nn {
+
+// ---- inference ------------------------------------------------------------------------------
+
+Tensor Infer::swiglu_ffn(const Tensor& x, const W& gate, const W& up, const P& up_b) const {
+  const std::vector<Tensor> gu = linear_many(x, {{&gate, Tensor()}, {&up, up_b}});
+  return ops::swiglu(gu[0], gu[1]);
+}
+
+Tensor Infer::layer_norm(const Tensor& x, const P& w, const P& b, float eps) const {
+  return ops::layer_norm(x, w, b, eps, ggml_norm);
+}
+
+Tensor Infer::rms_norm(const Tensor& x, const P& w, float eps) const {
+  return ops::rms_norm(x, w.defined() ? &w : nullptr, eps);
+}
+
+Tensor Infer::concat(const std::vector<Tensor>& xs, int dim) const { return xs.size() == 1 ? xs[0] : ops::concat(xs, dim); }
+
+Tensor Infer::rows(const Tensor& x, const std::vector<int32_t>& ids) const { return ops::embedding(x, ids); }
+
+Tensor Infer::attention_segments(const Tensor& q, const Tensor& k, const Tensor& v, float scale,
+                                 const std::vector<int64_t>& starts, bool causal) const {
+  const int64_t n = q.dim(0), H = q.dim(1), hd = q.dim(2);
+  OCELLUS_CHECK(starts.size() >= 2 && starts.front() == 0 && starts.back() == n, "attention: segments do not cover ", n, " rows");
+  ops::AttentionParams ap;
+  ap.scale = scale;
+  ap.causal = causal;
+  Tensor out = Tensor::empty({n, H, hd});
+  for (size_t s = 0; s + 1 < starts.size(); ++s) {
+    const int64_t a = starts[s], b = starts[s + 1];
+    const Tensor qs = q.slice(0, a, b), ks = k.slice(0, a, b), vs = v.slice(0, a, b);
+    const Tensor o = ggml_attention && !causal ? ops::attention_ggml_order(qs, ks, vs, scale) : ops::attention(qs, ks, vs, ap);
+    std::memcpy(out.data<float>() + a * H * hd, o.contiguous().data<float>(), size_t((b - a) * H * hd) * sizeof(float));
+  }
+  return out;
+}
+
+Maker<Infer> file_maker(const io::TensorSource& s, const std::string& what) {
+  Maker<Infer> m;
+  m.matrix = [s, what](const std::string& name, const Shape& shape) {
+    return ops::PreparedWeight(io::TensorReader{s, what}.get(name, shape, true));
+  };
+  m.tensor = [s, what](const std::string& name, const Shape& shape, bool required) {
+    return io::TensorReader{s, what}.get(name, shape, required);
+  };
+  m.has = [s](const std::string& name) { return !name.empty() && s.has(name); };
+  return m;
+}
+
+// ---- training -------------------------------------------------------------------------------
+
+const Train::Adapter* Train::adapter(const ag::Var& w) const {
+  if (!adapters) return nullptr;
+  for (const Adapter& a : *adapters)
+    if (a.weight == w.get()) return &a;
+  return nullptr;
+}
+
+ag::Var Train::linear(const ag::Var& x, const W& w, const P& b) const {
+  ag::Var y = ag::matmul(x, w, b);
+  if (const Adapter* a = adapter(w)) y = ag::add(y, ag::scale(ag::matmul(ag::matmul(x, a->a), a->b), a->scale));
+  return y;
+}
+
+std::vector<ag::Var> Train::linear_many(const ag::Var& x, const std::vector<std::pair<const W*, P>>& layers) const {
+  bool adapted = false;
+  size_t biases = 0;
+  for (const auto& [w, b] : layers) adapted = adapted || adapter(*w) != nullptr, biases += b != nullptr;
+  std::vector<ag::Var> out;
+  if (adapted || (biases != 0 && biases != layers.size())) {
+    for (const auto& [w, b] : layers) out.push_back(linear(x, *w, b));
+    return out;
+  }
+  std::vector<ag::Var> ws, bs;
+  for (const auto& [w, b] : layers) {
+    ws.push_back(*w);
+    if (b) bs.push_back(b);
+  }
+  return ag::linear_split(x, ws, bs);
+}
+
+ag::Var Train::swiglu_ffn(const ag::Var& x, const W& gate, const W& up, const P& up_b) const {
+  if (adapter(gate) || adapter(up) || up_b) return ag::swiglu(linear(x, gate, nullptr), linear(x, up, up_b));
+  return ag::swiglu_linear(x, gate, up);  // gate and up as one GEMM
+}
+
+ag::Var Train::attention_segments(const ag::Var& q, const ag::Var& k, const ag::Var& v, float scale,
+                                  const std::vector<int64_t>& starts, bool causal) const {
+  ops::AttentionParams ap;
+  ap.scale = scale;
+  ap.causal = causal;
+  return starts.size() == 2 ? ag::attention(q, k, v, ap) : ag::attention_segments(q, k, v, ap, starts);
+}
+
+}  // namespace ocellus::nn
