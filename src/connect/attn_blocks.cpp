@@ -13,13 +13,13 @@ struct Block {
   detail::Linear up, down;
 };
 
-class AttnBlocks final : public Connector {
+class AttnBlocks final : public ConnectorOf<nn::Infer> {
  public:
   AttnBlocks(const ConnectorConfig& c, std::vector<Block> blocks, detail::Linear proj)
       : c_(c), blocks_(std::move(blocks)), proj_(std::move(proj)) {}
   std::string type() const override { return "attn_blocks"; }
   int64_t n_tokens(int64_t n_features) const override { return n_features; }
-  Tensor forward(const Tensor& x_in) const override {
+  Tensor forward(const nn::Infer&, const Tensor& x_in) const override {
     Tensor x = x_in.contiguous();
     for (const Block& b : blocks_) {
       const Tensor h = b.ln1(x);
@@ -39,7 +39,8 @@ class AttnBlocks final : public Connector {
 
 std::string detail::attn_blocks_out_weight(Layout layout) { return detail::prefix(layout) + "proj.weight"; }
 
-std::unique_ptr<Connector> load_attn_blocks(const ConnectorConfig& c, const io::TensorSource& s, Layout layout) {
+// Not yet over both contexts: inference only (see registry.cpp).
+std::unique_ptr<ConnectorOf<nn::Infer>> load_attn_blocks_source(const ConnectorConfig& c, const io::TensorSource& s, Layout layout) {
   const std::string p = detail::prefix(layout);
   const int64_t d = c.d_in;
   const ConnectorConfig& bc = c;

@@ -12,6 +12,42 @@
 
 namespace ocellus::connect::detail {
 
+// ---- written once for both forward contexts (nn/forward.h) ----------------------------------
+
+// A linear layer: weight [rows, cols], optional bias [rows].
+template <class F>
+struct LinearOf {
+  typename F::W w;
+  typename F::P b;
+  typename F::V operator()(const F& f, const typename F::V& x) const { return f.linear(x, w, b); }
+};
+template <class F>
+LinearOf<F> load_linear_of(const nn::Maker<F>& mk, const std::string& w_name, const std::string& b_name, int64_t rows,
+                           int64_t cols) {
+  return {mk.matrix(w_name, {rows, cols}), mk.tensor(b_name, {rows}, false)};
+}
+
+// A LayerNorm [d] (bias optional).
+template <class F>
+struct NormOf {
+  typename F::P w, b;
+  float eps = 1e-5f;
+  typename F::V operator()(const F& f, const typename F::V& x) const { return f.layer_norm(x, w, b, eps); }
+};
+template <class F>
+NormOf<F> load_norm_of(const nn::Maker<F>& mk, const ConnectorConfig& c, const std::string& prefix, int64_t d) {
+  return {mk.tensor(prefix + "weight", {d}, true), mk.tensor(prefix + "bias", {d}, false), c.norm_eps};
+}
+
+// The GELU of a connector: for GGUF files llama.cpp's f16 table of the tanh form (the context's
+// act_f16), else the configured form.
+template <class F>
+typename F::V gelu_of(const F& f, const ConnectorConfig& c, const typename F::V& x) {
+  return f.act(c.act_ggml_f16 ? ops::Activation::GeluTanh : c.act, x);
+}
+
+// ---- inference-only helpers of the types not yet written over both contexts -----------------
+
 // A linear layer's weight [rows, cols] (any dtype, prepared) and optional f32 bias [rows].
 struct Linear {
   ops::PreparedWeight w;

@@ -9,7 +9,7 @@
 namespace ocellus::connect {
 namespace {
 
-class Ldpv2 final : public Connector {
+class Ldpv2 final : public ConnectorOf<nn::Infer> {
  public:
   Ldpv2(const ConnectorConfig& c, detail::Linear l0, detail::Linear l2, Tensor peg_w, Tensor peg_b)
       : c_(c), l0_(std::move(l0)), l2_(std::move(l2)), peg_w_(std::move(peg_w)), peg_b_(std::move(peg_b)) {}
@@ -18,7 +18,7 @@ class Ldpv2 final : public Connector {
     const int64_t g = grid(n_features);
     return (g / 2) * (g / 2);
   }
-  Tensor forward(const Tensor& x) const override {
+  Tensor forward(const nn::Infer&, const Tensor& x) const override {
     const int64_t g = grid(x.dim(0)), h = g / 2, d = c_.d_out;
     const Tensor m = l2_(detail::gelu(c_, l0_(x))).contiguous();  // [g*g, d], row-major grid
     const float* mp = m.data<float>();
@@ -76,7 +76,8 @@ std::string detail::ldpv2_out_weight(Layout layout) {
   return (layout == Layout::Gguf ? std::string("mm.model.") : detail::prefix(layout)) + "mlp.2.weight";
 }
 
-std::unique_ptr<Connector> load_ldpv2(const ConnectorConfig& c, const io::TensorSource& s, Layout layout) {
+// Not yet over both contexts: inference only (see registry.cpp).
+std::unique_ptr<ConnectorOf<nn::Infer>> load_ldpv2_source(const ConnectorConfig& c, const io::TensorSource& s, Layout layout) {
   const std::string p = layout == Layout::Gguf ? "mm.model." : detail::prefix(layout);
   const std::string peg = layout == Layout::Gguf ? p + "peg.0." : p + "peg.peg.0.";
   auto l0 = detail::load_linear_layer(c, s, p + "mlp.0.weight", p + "mlp.0.bias", c.d_out, c.d_in);

@@ -4,15 +4,16 @@
 namespace ocellus::connect {
 namespace {
 
-class LinearConnector final : public Connector {
+template <class F>
+class LinearConnector final : public ConnectorOf<F> {
  public:
-  explicit LinearConnector(detail::Linear l) : l_(std::move(l)) {}
+  explicit LinearConnector(detail::LinearOf<F> l) : l_(std::move(l)) {}
   std::string type() const override { return "linear"; }
   int64_t n_tokens(int64_t n_features) const override { return n_features; }
-  Tensor forward(const Tensor& x) const override { return l_(x); }
+  typename F::V forward(const F& f, const typename F::V& x) const override { return l_(f, x); }
 
  private:
-  detail::Linear l_;
+  detail::LinearOf<F> l_;
 };
 
 }  // namespace
@@ -22,9 +23,12 @@ std::string detail::linear_out_weight(Layout layout) {
   return layout == Layout::LlavaOriginal ? "model.mm_projector.weight" : detail::layer_name(layout, 0, 1, "weight");
 }
 
-std::unique_ptr<Connector> load_linear(const ConnectorConfig& c, const io::TensorSource& s, Layout layout) {
+template <class F>
+std::unique_ptr<ConnectorOf<F>> load_linear(const ConnectorConfig& c, const nn::Maker<F>& mk, Layout layout) {
   const std::string b = layout == Layout::LlavaOriginal ? "model.mm_projector.bias" : detail::layer_name(layout, 0, 1, "bias");
-  return std::make_unique<LinearConnector>(detail::load_linear_layer(c, s, detail::linear_out_weight(layout), b, c.d_out, c.d_in));
+  return std::make_unique<LinearConnector<F>>(detail::load_linear_of(mk, detail::linear_out_weight(layout), b, c.d_out, c.d_in));
 }
+template std::unique_ptr<ConnectorOf<nn::Infer>> load_linear(const ConnectorConfig&, const nn::Maker<nn::Infer>&, Layout);
+template std::unique_ptr<ConnectorOf<nn::Train>> load_linear(const ConnectorConfig&, const nn::Maker<nn::Train>&, Layout);
 
 }  // namespace ocellus::connect

@@ -4,31 +4,31 @@
 namespace ocellus::connect {
 namespace {
 
-class Mlp2xGelu final : public Connector {
+template <class F>
+class Mlp2xGelu final : public ConnectorOf<F> {
  public:
-  Mlp2xGelu(const ConnectorConfig& c, detail::Linear l1, detail::Linear l2) : c_(c), l1_(std::move(l1)), l2_(std::move(l2)) {}
+  Mlp2xGelu(const ConnectorConfig& c, detail::LinearOf<F> l1, detail::LinearOf<F> l2) : c_(c), l1_(std::move(l1)), l2_(std::move(l2)) {}
   std::string type() const override { return "mlp2x_gelu"; }
   int64_t n_tokens(int64_t n_features) const override { return n_features; }
-  Tensor forward(const Tensor& x) const override {
-    Tensor h = l1_(x);  // [n, d_out]
-    h = c_.act_ggml_f16 ? ops::activate_ggml_f16(ops::Activation::GeluTanh, h) : ops::activate(c_.act, h);
-    return l2_(h);
-  }
+  typename F::V forward(const F& f, const typename F::V& x) const override { return l2_(f, detail::gelu_of(f, c_, l1_(f, x))); }
 
  private:
   ConnectorConfig c_;
-  detail::Linear l1_, l2_;
+  detail::LinearOf<F> l1_, l2_;
 };
 
 }  // namespace
 
 std::string detail::mlp2x_gelu_out_weight(Layout layout) { return detail::layer_name(layout, 2, 2, "weight"); }
 
-std::unique_ptr<Connector> load_mlp2x_gelu(const ConnectorConfig& c, const io::TensorSource& s, Layout layout) {
+template <class F>
+std::unique_ptr<ConnectorOf<F>> load_mlp2x_gelu(const ConnectorConfig& c, const nn::Maker<F>& mk, Layout layout) {
   using detail::layer_name;
-  auto l1 = detail::load_linear_layer(c, s, layer_name(layout, 0, 1, "weight"), layer_name(layout, 0, 1, "bias"), c.d_out, c.d_in);
-  auto l2 = detail::load_linear_layer(c, s, detail::mlp2x_gelu_out_weight(layout), layer_name(layout, 2, 2, "bias"), c.d_out, c.d_out);
-  return std::make_unique<Mlp2xGelu>(c, std::move(l1), std::move(l2));
+  auto l1 = detail::load_linear_of(mk, layer_name(layout, 0, 1, "weight"), layer_name(layout, 0, 1, "bias"), c.d_out, c.d_in);
+  auto l2 = detail::load_linear_of(mk, detail::mlp2x_gelu_out_weight(layout), layer_name(layout, 2, 2, "bias"), c.d_out, c.d_out);
+  return std::make_unique<Mlp2xGelu<F>>(c, std::move(l1), std::move(l2));
 }
+template std::unique_ptr<ConnectorOf<nn::Infer>> load_mlp2x_gelu(const ConnectorConfig&, const nn::Maker<nn::Infer>&, Layout);
+template std::unique_ptr<ConnectorOf<nn::Train>> load_mlp2x_gelu(const ConnectorConfig&, const nn::Maker<nn::Train>&, Layout);
 
 }  // namespace ocellus::connect

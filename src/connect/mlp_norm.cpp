@@ -5,32 +5,38 @@
 namespace ocellus::connect {
 namespace {
 
-class MlpNorm final : public Connector {
+template <class F>
+class MlpNorm final : public ConnectorOf<F> {
  public:
-  MlpNorm(const ConnectorConfig& c, detail::Linear l0, detail::Norm n1, detail::Linear l3, detail::Norm n4)
+  MlpNorm(const ConnectorConfig& c, detail::LinearOf<F> l0, detail::NormOf<F> n1, detail::LinearOf<F> l3, detail::NormOf<F> n4)
       : c_(c), l0_(std::move(l0)), n1_(std::move(n1)), l3_(std::move(l3)), n4_(std::move(n4)) {}
   std::string type() const override { return "mlp_norm"; }
   int64_t n_tokens(int64_t n_features) const override { return n_features; }
-  Tensor forward(const Tensor& x) const override { return n4_(l3_(detail::gelu(c_, n1_(l0_(x))))); }
+  typename F::V forward(const F& f, const typename F::V& x) const override {
+    return n4_(f, l3_(f, detail::gelu_of(f, c_, n1_(f, l0_(f, x)))));
+  }
 
  private:
   ConnectorConfig c_;
-  detail::Linear l0_;
-  detail::Norm n1_;
-  detail::Linear l3_;
-  detail::Norm n4_;
+  detail::LinearOf<F> l0_;
+  detail::NormOf<F> n1_;
+  detail::LinearOf<F> l3_;
+  detail::NormOf<F> n4_;
 };
 
 }  // namespace
 
 std::string detail::mlp_norm_out_weight(Layout layout) { return detail::prefix(layout) + "3.weight"; }
 
-std::unique_ptr<Connector> load_mlp_norm(const ConnectorConfig& c, const io::TensorSource& s, Layout layout) {
+template <class F>
+std::unique_ptr<ConnectorOf<F>> load_mlp_norm(const ConnectorConfig& c, const nn::Maker<F>& mk, Layout layout) {
   const std::string p = detail::prefix(layout);
-  auto l0 = detail::load_linear_layer(c, s, p + "0.weight", p + "0.bias", c.d_out, c.d_in);
-  auto l3 = detail::load_linear_layer(c, s, detail::mlp_norm_out_weight(layout), p + "3.bias", c.d_out, c.d_out);
-  return std::make_unique<MlpNorm>(c, std::move(l0), detail::load_norm(c, s, p + "1.", c.d_out), std::move(l3),
-                                   detail::load_norm(c, s, p + "4.", c.d_out));
+  auto l0 = detail::load_linear_of(mk, p + "0.weight", p + "0.bias", c.d_out, c.d_in);
+  auto l3 = detail::load_linear_of(mk, detail::mlp_norm_out_weight(layout), p + "3.bias", c.d_out, c.d_out);
+  return std::make_unique<MlpNorm<F>>(c, std::move(l0), detail::load_norm_of(mk, c, p + "1.", c.d_out), std::move(l3),
+                                      detail::load_norm_of(mk, c, p + "4.", c.d_out));
 }
+template std::unique_ptr<ConnectorOf<nn::Infer>> load_mlp_norm(const ConnectorConfig&, const nn::Maker<nn::Infer>&, Layout);
+template std::unique_ptr<ConnectorOf<nn::Train>> load_mlp_norm(const ConnectorConfig&, const nn::Maker<nn::Train>&, Layout);
 
 }  // namespace ocellus::connect

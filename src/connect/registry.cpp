@@ -1,5 +1,6 @@
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 #include <utility>
 
 #include "common.h"
@@ -10,23 +11,35 @@
 namespace ocellus::connect {
 namespace {
 
-using Loader = std::unique_ptr<Connector> (*)(const ConnectorConfig&, const io::TensorSource&, Layout);
+template <class F>
+using Loader = std::unique_ptr<ConnectorOf<F>> (*)(const ConnectorConfig&, const nn::Maker<F>&, Layout);
+// Types not yet written over both contexts: read for inference from the source.
+using SourceLoader = std::unique_ptr<ConnectorOf<nn::Infer>> (*)(const ConnectorConfig&, const io::TensorSource&, Layout);
 
 struct Type {
   const char* name;
-  Loader load;
+  Loader<nn::Infer> infer;
+  Loader<nn::Train> train;  // null: not trainable
+  SourceLoader source;      // set instead of infer for the types above
   std::string (*out_weight)(Layout);  // its last matrix: the rows are the output width
 };
 
+}  // namespace
+std::unique_ptr<ConnectorOf<nn::Infer>> load_ldpv2_source(const ConnectorConfig&, const io::TensorSource&, Layout);
+std::unique_ptr<ConnectorOf<nn::Infer>> load_attn_blocks_source(const ConnectorConfig&, const io::TensorSource&, Layout);
+std::unique_ptr<ConnectorOf<nn::Infer>> load_resampler_source(const ConnectorConfig&, const io::TensorSource&, Layout);
+namespace {
+
 // Every connector type, by the names files use for it.
 const Type kTypes[] = {
-    {"linear", load_linear, detail::linear_out_weight},
-    {"mlp2x_gelu", load_mlp2x_gelu, detail::mlp2x_gelu_out_weight},
-    {"mlp", load_mlp2x_gelu, detail::mlp2x_gelu_out_weight},  // llama.cpp's clip.projector_type for LLaVA-1.5's MLP
-    {"mlp_norm", load_mlp_norm, detail::mlp_norm_out_weight},
-    {"ldpv2", load_ldpv2, detail::ldpv2_out_weight},
-    {"attn_blocks", load_attn_blocks, detail::attn_blocks_out_weight},
-    {"resampler", load_resampler, detail::resampler_out_weight},
+    {"linear", load_linear<nn::Infer>, load_linear<nn::Train>, nullptr, detail::linear_out_weight},
+    {"mlp2x_gelu", load_mlp2x_gelu<nn::Infer>, load_mlp2x_gelu<nn::Train>, nullptr, detail::mlp2x_gelu_out_weight},
+    // llama.cpp's clip.projector_type for LLaVA-1.5's MLP
+    {"mlp", load_mlp2x_gelu<nn::Infer>, load_mlp2x_gelu<nn::Train>, nullptr, detail::mlp2x_gelu_out_weight},
+    {"mlp_norm", load_mlp_norm<nn::Infer>, load_mlp_norm<nn::Train>, nullptr, detail::mlp_norm_out_weight},
+    {"ldpv2", nullptr, nullptr, load_ldpv2_source, detail::ldpv2_out_weight},
+    {"attn_blocks", nullptr, nullptr, load_attn_blocks_source, detail::attn_blocks_out_weight},
+    {"resampler", nullptr, nullptr, load_resampler_source, detail::resampler_out_weight},
 };
 
 std::string known_types() {
@@ -35,24 +48,39 @@ std::string known_types() {
   return known;
 }
 
-const Type& find_type(const std::string& type, const io::TensorSource& s) {
+const Type& find_type(const std::string& type, const std::string& path) {
   for (const auto& t : kTypes)
     if (type == t.name) return t;
-  fail(s.path, ": connector type '", type, "' is not supported (known: ", known_types(), ")");
+  fail(path, ": connector type '", type, "' is not supported (known: ", known_types(), ")");
 }
 
 // A connector that reads merged patch features: the merge, then the connector proper.
-class Merged final : public Connector {
+template <class F>
+class Merged final : public ConnectorOf<F> {
  public:
-  Merged(std::unique_ptr<Connector> inner, int64_t merge) : inner_(std::move(inner)), merge_(merge) {}
+  Merged(std::unique_ptr<ConnectorOf<F>> inner, int64_t merge) : inner_(std::move(inner)), merge_(merge) {}
   std::string type() const override { return inner_->type(); }
   int64_t n_tokens(int64_t n_features) const override { return inner_->n_tokens(n_features / (merge_ * merge_)); }
-  Tensor forward(const Tensor& features) const override { return inner_->forward(merge_patches(features, merge_)); }
+  typename F::V forward(const F& f, const typename F::V& x) const override {
+    const int64_t n = F::shape(x)[0], d = F::shape(x)[1], mm = merge_ * merge_;
+    return inner_->forward(f, f.reshape(f.rows(x, merge_order(n, merge_)), {n / mm, mm * d}));
+  }
 
  private:
-  std::unique_ptr<Connector> inner_;
+  std::unique_ptr<ConnectorOf<F>> inner_;
   int64_t merge_;
 };
+
+void check_config(const ConnectorConfig& c, const std::string& path) {
+  OCELLUS_CHECK(c.d_in > 0 && c.d_out > 0, path, ": connector widths must be > 0 (got ", c.d_in, " -> ", c.d_out, ")");
+  OCELLUS_CHECK(c.merge >= 1, path, ": spatial merge must be >= 1 (got ", c.merge, ")");
+}
+
+ConnectorConfig inner_config(const ConnectorConfig& c) {  // the connector proper reads merge² concatenated patch features
+  ConnectorConfig inner = c;
+  inner.d_in = c.d_in * c.merge * c.merge, inner.merge = 1;
+  return inner;
+}
 
 }  // namespace
 
@@ -84,7 +112,7 @@ std::vector<std::string> connector_types() {
 }
 
 int64_t connector_output_width(const std::string& type, const io::TensorSource& s, Layout layout) {
-  const std::string n = find_type(type, s).out_weight(layout);
+  const std::string n = find_type(type, s.path).out_weight(layout);
   OCELLUS_CHECK(s.has(n), s.path, ": connector ", type, ": missing tensor '", n, "' (its rows are the output width)");
   const Tensor w = s.get(n);
   OCELLUS_CHECK(w.ndim() == 2 && w.dim(0) > 0, s.path, ": connector ", type, ": tensor '", n, "' has shape ", w.shape().str(),
@@ -92,16 +120,42 @@ int64_t connector_output_width(const std::string& type, const io::TensorSource& 
   return w.dim(0);
 }
 
-std::unique_ptr<Connector> load_connector(const std::string& type, const ConnectorConfig& c,
-                                          const io::TensorSource& s, Layout layout) {
-  OCELLUS_CHECK(c.d_in > 0 && c.d_out > 0, s.path, ": connector widths must be > 0 (got ", c.d_in, " -> ", c.d_out, ")");
-  OCELLUS_CHECK(c.merge >= 1, s.path, ": spatial merge must be >= 1 (got ", c.merge, ")");
-  if (c.merge > 1) {  // the connector proper reads merge² concatenated patch features
-    ConnectorConfig inner = c;
-    inner.d_in = c.d_in * c.merge * c.merge, inner.merge = 1;
-    return std::make_unique<Merged>(load_connector(type, inner, s, layout), c.merge);
+nn::Infer connector_context(const ConnectorConfig& c) {
+  nn::Infer f;
+  f.ggml_matmul = f.ggml_norm = c.ggml_order;
+  f.act_f16 = c.act_ggml_f16;
+  return f;
+}
+
+template <class F>
+std::unique_ptr<ConnectorOf<F>> load_connector(const std::string& type, const ConnectorConfig& c, const nn::Maker<F>& mk,
+                                               Layout layout, const std::string& path) {
+  check_config(c, path);
+  if (c.merge > 1) return std::make_unique<Merged<F>>(load_connector(type, inner_config(c), mk, layout, path), c.merge);
+  const Type& t = find_type(type, path);
+  Loader<F> load;
+  if constexpr (std::is_same_v<F, nn::Train>) load = t.train;
+  else load = t.infer;
+  OCELLUS_CHECK(load != nullptr, path, ": connector '", type, "' cannot be ",
+                std::is_same_v<F, nn::Train> ? "trained" : "read through a maker", " yet");
+  return load(c, mk, layout);
+}
+template std::unique_ptr<ConnectorOf<nn::Infer>> load_connector(const std::string&, const ConnectorConfig&, const nn::Maker<nn::Infer>&,
+                                                                 Layout, const std::string&);
+template std::unique_ptr<ConnectorOf<nn::Train>> load_connector(const std::string&, const ConnectorConfig&, const nn::Maker<nn::Train>&,
+                                                                 Layout, const std::string&);
+
+std::unique_ptr<Connector> load_connector(const std::string& type, const ConnectorConfig& c, const io::TensorSource& s,
+                                          Layout layout) {
+  check_config(c, s.path);
+  const Type& t = find_type(type, s.path);
+  if (t.source) {  // inference-only types
+    const ConnectorConfig& cc = c.merge > 1 ? inner_config(c) : c;
+    std::unique_ptr<ConnectorOf<nn::Infer>> impl = t.source(cc, s, layout);
+    if (c.merge > 1) impl = std::make_unique<Merged<nn::Infer>>(std::move(impl), c.merge);
+    return std::make_unique<Connector>(std::move(impl), connector_context(c));
   }
-  return find_type(type, s).load(c, s, layout);
+  return std::make_unique<Connector>(load_connector(type, c, nn::file_maker(s, "connector"), layout, s.path), connector_context(c));
 }
 
 }  // namespace ocellus::connect

@@ -7,7 +7,7 @@
 namespace ocellus::connect {
 namespace {
 
-class Resampler final : public Connector {
+class Resampler final : public ConnectorOf<nn::Infer> {
  public:
   Resampler(Tensor query, detail::Linear kv, detail::Norm ln_q, detail::Norm ln_kv, detail::Mha attn, detail::Norm ln_post,
             detail::Linear proj)
@@ -15,7 +15,7 @@ class Resampler final : public Connector {
         attn_(std::move(attn)), ln_post_(std::move(ln_post)), proj_(std::move(proj)) {}
   std::string type() const override { return "resampler"; }
   int64_t n_tokens(int64_t) const override { return query_.dim(0); }
-  Tensor forward(const Tensor& x) const override {
+  Tensor forward(const nn::Infer&, const Tensor& x) const override {
     const Tensor kv = ln_kv_(kv_(x));
     return proj_(ln_post_(attn_(ln_q_(query_), kv)));
   }
@@ -33,7 +33,8 @@ class Resampler final : public Connector {
 
 std::string detail::resampler_out_weight(Layout layout) { return detail::prefix(layout) + "proj.weight"; }
 
-std::unique_ptr<Connector> load_resampler(const ConnectorConfig& c, const io::TensorSource& s, Layout layout) {
+// Not yet over both contexts: inference only (see registry.cpp).
+std::unique_ptr<ConnectorOf<nn::Infer>> load_resampler_source(const ConnectorConfig& c, const io::TensorSource& s, Layout layout) {
   const std::string p = detail::prefix(layout);
   const int64_t d = c.d_out;
   OCELLUS_CHECK(s.has(p + "query"), s.path, ": connector resampler: missing tensor '", p, "query'");

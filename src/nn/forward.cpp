@@ -57,6 +57,10 @@ Maker<Infer> file_maker(const io::TensorSource& s, const std::string& what) {
     return io::TensorReader{s, what}.get(name, shape, required);
   };
   m.has = [s](const std::string& name) { return !name.empty() && s.has(name); };
+  m.shape = [s, what](const std::string& name) {
+    OCELLUS_CHECK(!name.empty() && s.has(name), what, ": ", s.path, ": missing tensor '", name, "'");
+    return s.get(name).shape();
+  };
   return m;
 }
 

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "ocellus/core/tensor.h"
+#include "ocellus/nn/forward.h"
 #include "ocellus/ops/elementwise.h"
 #include "ocellus/vision/vit.h"
 
@@ -41,13 +42,37 @@ Tensor merge_patches(const Tensor& features, int64_t merge);
 // Tensor names of a connector's weights in one file layout.
 enum class Layout { Gguf, HfLlava, LlavaOriginal };
 
-class Connector {
+// A connector for a forward context (nn/forward.h): each type's forward is written once, as a
+// template, and runs both in inference (nn::Infer) and in training (nn::Train).
+template <class F>
+class ConnectorOf {
  public:
-  virtual ~Connector() = default;
+  virtual ~ConnectorOf() = default;
   virtual std::string type() const = 0;
   virtual int64_t n_tokens(int64_t n_features) const = 0;
   // features [n_features, d_in] -> [n_tokens, d_out]
-  virtual Tensor forward(const Tensor& features) const = 0;
+  virtual typename F::V forward(const F& f, const typename F::V& features) const = 0;
+};
+// Weights read through the maker under the layout's names. Unknown types are an error listing
+// the known ones; with c.merge > 1 the connector reads merged features.
+template <class F>
+std::unique_ptr<ConnectorOf<F>> load_connector(const std::string& type, const ConnectorConfig& c, const nn::Maker<F>& mk,
+                                               Layout layout, const std::string& path = "");
+// The inference context a config asks for (llama.cpp's orders and f16 tables for GGUF files).
+nn::Infer connector_context(const ConnectorConfig& c);
+
+// A connector as inference runs it.
+class Connector {
+ public:
+  Connector(std::unique_ptr<ConnectorOf<nn::Infer>> impl, nn::Infer f) : impl_(std::move(impl)), f_(f) {}
+  std::string type() const { return impl_->type(); }
+  int64_t n_tokens(int64_t n_features) const { return impl_->n_tokens(n_features); }
+  // features [n_features, d_in] -> [n_tokens, d_out]
+  Tensor forward(const Tensor& features) const { return impl_->forward(f_, features); }
+
+ private:
+  std::unique_ptr<ConnectorOf<nn::Infer>> impl_;
+  nn::Infer f_;
 };
 
 // type: "linear", "mlp2x_gelu" (alias "mlp", llama.cpp's name), "mlp_norm", "ldpv2",
@@ -62,11 +87,16 @@ std::vector<std::string> connector_types();
 int64_t connector_output_width(const std::string& type, const io::TensorSource& s, Layout layout);
 
 // ---- the types (connect/<type>.cpp), listed in one table in connect/registry.cpp ----------
-std::unique_ptr<Connector> load_linear(const ConnectorConfig& c, const io::TensorSource& s, Layout layout);
-std::unique_ptr<Connector> load_mlp2x_gelu(const ConnectorConfig& c, const io::TensorSource& s, Layout layout);
-std::unique_ptr<Connector> load_mlp_norm(const ConnectorConfig& c, const io::TensorSource& s, Layout layout);
-std::unique_ptr<Connector> load_ldpv2(const ConnectorConfig& c, const io::TensorSource& s, Layout layout);
-std::unique_ptr<Connector> load_attn_blocks(const ConnectorConfig& c, const io::TensorSource& s, Layout layout);
-std::unique_ptr<Connector> load_resampler(const ConnectorConfig& c, const io::TensorSource& s, Layout layout);
+// Each defines load_<type><F>(c, maker, layout) for both contexts.
+#define OCELLUS_CONNECTOR_LOADER(name)                                                                    \
+  template <class F>                                                                                     \
+  std::unique_ptr<ConnectorOf<F>> name(const ConnectorConfig& c, const nn::Maker<F>& mk, Layout layout);
+OCELLUS_CONNECTOR_LOADER(load_linear)
+OCELLUS_CONNECTOR_LOADER(load_mlp2x_gelu)
+OCELLUS_CONNECTOR_LOADER(load_mlp_norm)
+OCELLUS_CONNECTOR_LOADER(load_ldpv2)
+OCELLUS_CONNECTOR_LOADER(load_attn_blocks)
+OCELLUS_CONNECTOR_LOADER(load_resampler)
+#undef OCELLUS_CONNECTOR_LOADER
 
 }  // namespace ocellus::connect

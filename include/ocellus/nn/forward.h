@@ -120,6 +120,7 @@ struct Maker {
   // required false: an absent tensor gives an empty P.
   std::function<typename F::P(const std::string& name, const Shape& shape, bool required)> tensor;
   std::function<bool(const std::string& name)> has;
+  std::function<Shape(const std::string& name)> shape;  // of a tensor that is there (sizes read from weights)
 };
 
 // Inference weights from a file (GGUF or safetensors): matrices prepared as they are stored,
