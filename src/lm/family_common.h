@@ -59,6 +59,18 @@ DecoderWeights<F> load_weights(const nn::Maker<F>& mk, const Names& n, const LmC
 LmConfig hf_common_config(const io::HfTextConfig& t, const std::string& arch);
 // The GGUF file's norm epsilon: the RMS or LayerNorm key, as c.norm says.
 float gguf_norm_eps(const io::GgufFile& f, const LmConfig& c, float fallback);
+// How a family reads a Hugging Face text model: its config, tensor names and block layout.
+struct HfPlan {
+  LmConfig c;
+  Names n;
+  Layout l;
+};
+HfPlan llama_hf_plan(const io::HfTextConfig& t);
+HfPlan qwen2_hf_plan(const io::HfTextConfig& t);
+HfPlan phi2_hf_plan(const io::HfTextConfig& t);
+HfPlan stablelm_hf_plan(const io::HfTextConfig& t);
+HfPlan hf_plan(const io::HfTextConfig& t, const std::string& path);  // by model_type
+
 // Validates the config, loads the weights, makes the model.
 std::unique_ptr<LanguageModel> make_model(LmConfig c, const Source& s, const Names& n, const Layout& l);
 

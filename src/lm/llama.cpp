@@ -22,10 +22,10 @@ std::unique_ptr<LanguageModel> load_llama(const io::GgufFile& f) {
   return make_model(std::move(c), gguf_source(f), gguf_names(), Layout{});
 }
 
-std::unique_ptr<LanguageModel> load_llama_hf(const io::HfTextConfig& t, const io::TensorSource& s) {
+HfPlan detail::llama_hf_plan(const io::HfTextConfig& t) {
   LmConfig c = hf_common_config(t, "llama");
   llama_block(c);
-  return make_model(std::move(c), s, hf_llama_names(), Layout{});
+  return {std::move(c), hf_llama_names(), Layout{}};
 }
 
 }  // namespace ocellus::lm

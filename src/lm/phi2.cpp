@@ -33,10 +33,10 @@ std::unique_ptr<LanguageModel> load_phi2(const io::GgufFile& f) {
   return make_model(std::move(c), gguf_source(f), gguf_names(), phi_layout());
 }
 
-std::unique_ptr<LanguageModel> load_phi2_hf(const io::HfTextConfig& t, const io::TensorSource& s) {
+HfPlan detail::phi2_hf_plan(const io::HfTextConfig& t) {
   LmConfig c = hf_common_config(t, "phi2");
   phi2_block(c);
-  return make_model(std::move(c), s, hf_phi2_names(), phi_layout());
+  return {std::move(c), hf_phi2_names(), phi_layout()};
 }
 
 }  // namespace ocellus::lm

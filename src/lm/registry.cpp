@@ -9,6 +9,7 @@
 #include "ocellus/io/safetensors.h"
 #include "ocellus/io/tensor_source.h"
 #include "ocellus/lm/lm.h"
+#include "family_common.h"
 
 namespace ocellus::lm {
 
@@ -16,10 +17,29 @@ namespace {
 using Loader = std::unique_ptr<LanguageModel> (*)(const io::GgufFile&);
 const std::pair<const char*, Loader> kFamilies[] = {
     {"llama", load_llama}, {"qwen2", load_qwen2}, {"phi2", load_phi2}, {"stablelm", load_stablelm}};
-using HfLoader = std::unique_ptr<LanguageModel> (*)(const io::HfTextConfig&, const io::TensorSource&);
-const std::pair<const char*, HfLoader> kHfFamilies[] = {
-    {"llama", load_llama_hf}, {"qwen2", load_qwen2_hf}, {"phi", load_phi2_hf}, {"stablelm", load_stablelm_hf}};
+using HfPlanner = detail::HfPlan (*)(const io::HfTextConfig&);
+const std::pair<const char*, HfPlanner> kHfFamilies[] = {{"llama", detail::llama_hf_plan},
+                                                         {"qwen2", detail::qwen2_hf_plan},
+                                                         {"phi", detail::phi2_hf_plan},
+                                                         {"stablelm", detail::stablelm_hf_plan}};
 }  // namespace
+
+detail::HfPlan detail::hf_plan(const io::HfTextConfig& t, const std::string& path) {
+  for (const auto& [name, plan] : kHfFamilies)
+    if (t.model_type == name) return plan(t);
+  fail("lm: ", path, ": model_type '", t.model_type, "' is not a text model ocellus runs (llama, qwen2, phi, stablelm)");
+}
+
+template <class F>
+DecoderWeights<F> load_hf_weights(const io::HfTextConfig& t, const nn::Maker<F>& mk, LmConfig* c) {
+  detail::HfPlan p = detail::hf_plan(t, "config.json");
+  p.c.validate();
+  DecoderWeights<F> w = detail::load_weights(mk, p.n, p.c, p.l);
+  *c = std::move(p.c);
+  return w;
+}
+template DecoderWeights<nn::Infer> load_hf_weights(const io::HfTextConfig&, const nn::Maker<nn::Infer>&, LmConfig*);
+template DecoderWeights<nn::Train> load_hf_weights(const io::HfTextConfig&, const nn::Maker<nn::Train>&, LmConfig*);
 
 io::TensorSource hf_text_source(const io::TensorSource& s) {
   if (s.has("language_model.model.embed_tokens.weight"))  // transformers < 4.52, TinyLLaVA
@@ -32,9 +52,8 @@ io::TensorSource hf_text_source(const io::TensorSource& s) {
 std::unique_ptr<LanguageModel> load_hf(const io::HfTextConfig& t, const io::TensorSource& s) {
   // The family files read plain names; a LLaVA checkpoint keeps the text model under a prefix.
   const io::TensorSource src = hf_text_source(s);
-  for (const auto& [name, loader] : kHfFamilies)
-    if (t.model_type == name) return loader(t, src);
-  fail("lm: ", s.path, ": model_type '", t.model_type, "' is not a text model ocellus runs (llama, qwen2, phi, stablelm)");
+  detail::HfPlan p = detail::hf_plan(t, s.path);
+  return detail::make_model(std::move(p.c), src, p.n, p.l);
 }
 
 std::unique_ptr<LanguageModel> load_hf(const std::string& dir) {

@@ -26,10 +26,10 @@ std::unique_ptr<LanguageModel> load_stablelm(const io::GgufFile& f) {
   return make_model(std::move(c), gguf_source(f), gguf_names(), stablelm_layout());
 }
 
-std::unique_ptr<LanguageModel> load_stablelm_hf(const io::HfTextConfig& t, const io::TensorSource& s) {
+HfPlan detail::stablelm_hf_plan(const io::HfTextConfig& t) {
   LmConfig c = hf_common_config(t, "stablelm");
   stablelm_block(c);
-  return make_model(std::move(c), s, hf_llama_names(), stablelm_layout());
+  return {std::move(c), hf_llama_names(), stablelm_layout()};
 }
 
 }  // namespace ocellus::lm

@@ -58,7 +58,10 @@ SiglipModel::SiglipModel(const vision::VitConfig& vc, const io::TensorSource& s_
   };
   patch_w_ = load(n.patch_w, {d, 3, p, p}, true), patch_b_ = load(n.patch_b, {d}, false);
   pos_ = load(n.pos_embd, {vc.n_positions(), d}, true);
-  for (int64_t i = 0; i < vc.n_layer; ++i) vblocks_.push_back(model::tower_block(n, i, d, vc.n_ff, load));
+  nn::Maker<nn::Train> mk;
+  mk.tensor = load;
+  mk.matrix = [&](const std::string& name, const Shape& shape) { return load(name, shape, true); };
+  for (int64_t i = 0; i < vc.n_layer; ++i) vblocks_.push_back(vision::load_encoder_block(mk, n, i, d, vc.n_ff));
   post_w_ = load(n.post_ln_w, {d}, true), post_b_ = load(n.post_ln_b, {d}, false);
 
   // The text tower and heads: new, initialized as transformers does (normal 0.02, LayerNorms at
@@ -73,19 +76,21 @@ SiglipModel::SiglipModel(const vision::VitConfig& vc, const io::TensorSource& s_
   const int64_t dt = o.text_embd;
   tok_ = fresh("siglip.text.token_embedding.weight", {n_vocab, dt}, -1);
   tpos_ = fresh("siglip.text.position_embedding.weight", {o.max_text_len, dt}, -1);
-  for (int64_t i = 0; i < o.text_layers; ++i) {
-    const std::string b = "siglip.text.layers." + std::to_string(i) + ".";
-    model::EncoderBlock k;
-    k.ln1_w = fresh(b + "layer_norm1.weight", {dt}, 1), k.ln1_b = fresh(b + "layer_norm1.bias", {dt}, 0);
-    k.ln2_w = fresh(b + "layer_norm2.weight", {dt}, 1), k.ln2_b = fresh(b + "layer_norm2.bias", {dt}, 0);
-    k.q = fresh(b + "q_proj.weight", {dt, dt}, -1), k.q_b = fresh(b + "q_proj.bias", {dt}, 0);
-    k.k = fresh(b + "k_proj.weight", {dt, dt}, -1), k.k_b = fresh(b + "k_proj.bias", {dt}, 0);
-    k.v = fresh(b + "v_proj.weight", {dt, dt}, -1), k.v_b = fresh(b + "v_proj.bias", {dt}, 0);
-    k.o = fresh(b + "out_proj.weight", {dt, dt}, -1), k.o_b = fresh(b + "out_proj.bias", {dt}, 0);
-    k.fc1 = fresh(b + "fc1.weight", {o.text_ff, dt}, -1), k.fc1_b = fresh(b + "fc1.bias", {o.text_ff}, 0);
-    k.fc2 = fresh(b + "fc2.weight", {dt, o.text_ff}, -1), k.fc2_b = fresh(b + "fc2.bias", {dt}, 0);
-    tblocks_.push_back(k);
-  }
+  // The text tower's blocks: the same encoder block, fresh (LayerNorm weights 1, biases 0).
+  nn::Maker<nn::Train> fresh_mk;
+  fresh_mk.tensor = [&](const std::string& name, const Shape& shape, bool) {
+    const bool ln = name.find("layer_norm") != std::string::npos, bias = name.size() > 5 && name.ends_with(".bias");
+    return fresh(name, shape, bias ? 0.0f : ln ? 1.0f : -1.0f);
+  };
+  fresh_mk.matrix = [&](const std::string& name, const Shape& shape) { return fresh_mk.tensor(name, shape, true); };
+  vision::EncoderBlockNames tn;
+  const std::string l = "siglip.text.layers.%d.";
+  tn.ln1_w = l + "layer_norm1.weight", tn.ln1_b = l + "layer_norm1.bias", tn.ln2_w = l + "layer_norm2.weight";
+  tn.ln2_b = l + "layer_norm2.bias", tn.q = l + "q_proj.weight", tn.q_b = l + "q_proj.bias", tn.k = l + "k_proj.weight";
+  tn.k_b = l + "k_proj.bias", tn.v = l + "v_proj.weight", tn.v_b = l + "v_proj.bias", tn.o = l + "out_proj.weight";
+  tn.o_b = l + "out_proj.bias", tn.fc1 = l + "fc1.weight", tn.fc1_b = l + "fc1.bias", tn.fc2 = l + "fc2.weight";
+  tn.fc2_b = l + "fc2.bias";
+  for (int64_t i = 0; i < o.text_layers; ++i) tblocks_.push_back(vision::load_encoder_block(fresh_mk, tn, i, dt, o.text_ff));
   tnorm_w_ = fresh("siglip.text.final_layer_norm.weight", {dt}, 1), tnorm_b_ = fresh("siglip.text.final_layer_norm.bias", {dt}, 0);
   vhead_w_ = fresh("siglip.vision_head.weight", {o.embed_dim, d}, -1), vhead_b_ = fresh("siglip.vision_head.bias", {o.embed_dim}, 0);
   thead_w_ = fresh("siglip.text_head.weight", {o.embed_dim, dt}, -1), thead_b_ = fresh("siglip.text_head.bias", {o.embed_dim}, 0);
@@ -125,7 +130,7 @@ ag::Var SiglipModel::image_embeddings(const std::vector<Tensor>& pixels) const {
   h = ag::reshape(ag::add(ag::reshape(h, {B, np, d}), pos_), {B * np, d});
   std::vector<int64_t> starts;
   for (int64_t i = 0; i <= B; ++i) starts.push_back(i * np);
-  for (const model::EncoderBlock& b : vblocks_) h = model::encoder_block(b, h, vc_.n_head, vc_.act, vc_.norm_eps, starts);
+  h = vision::vit_blocks(nn::Train{}, vc_, std::span<const vision::EncoderBlock<nn::Train>>(vblocks_), h);
   h = ag::layer_norm(h, post_w_, post_b_, vc_.norm_eps);
   return ag::matmul(ag::segment_mean(h, starts), vhead_w_, vhead_b_);
 }
@@ -141,7 +146,7 @@ ag::Var SiglipModel::text_embeddings(const std::vector<std::vector<int32_t>>& id
     starts.push_back(int64_t(all.size()));
   }
   ag::Var h = ag::add(ag::embedding(tok_, all), ag::embedding(tpos_, pos));
-  for (const model::EncoderBlock& b : tblocks_) h = model::encoder_block(b, h, o_.text_heads, vc_.act, 1e-6f, starts);
+  for (const vision::EncoderBlock<nn::Train>& b : tblocks_) h = vision::encoder_block(nn::Train{}, b, h, {o_.text_heads, vc_.act, 1e-6f}, starts);
   h = ag::layer_norm(h, tnorm_w_, tnorm_b_, 1e-6f);
   return ag::matmul(ag::segment_mean(h, starts), thead_w_, thead_b_);
 }

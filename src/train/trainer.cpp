@@ -402,7 +402,7 @@ TrainResult run_recipe(const Recipe& r, Start start, const std::function<void(co
   std::vector<Sample> samples;
   int64_t truncated = 0, empty = 0;
   for (const Record& rec : records) {
-    const Encoded e = encode_record(rec, tok, tmpl, tc.n_image_tokens(), r.max_len);
+    const Encoded e = encode_record(rec, tok, tmpl, vlm.n_image_tokens(), r.max_len);
     Sample s{e.ids, e.mask, {}, 0};
     if (r.loss_on_all) std::fill(s.mask.begin(), s.mask.end(), uint8_t(1));
     if (r.loss_not_assistant)  // the prompts' text, not the replies (a language model without the answers)
@@ -559,7 +559,7 @@ TrainResult run_recipe(const Recipe& r, Start start, const std::function<void(co
     else if (starts_with(n, pre))  // attn_blocks: the same local names under mm.
       proj.push_back({"mm." + n.substr(pre.size()), t});
   }
-  model::write_mmproj(model::load_hf_vision(res.model_dir)->tower(), vlm.config().connector, proj, vlm.config().lm.n_embd,
+  model::write_mmproj(model::load_hf_vision(res.model_dir)->tower(), vlm.config().connector, proj, vlm.lm_config().n_embd,
                       r.out + "/gguf/mmproj.gguf", vlm.config().merge);
   return res;
 }

@@ -698,7 +698,7 @@ TEST(Trainer, InitMergeTrainsAndExportsBothWays) {
   const Tensor f = hf.vision->tower().encode({px});
   const io::SafetensorsModel st = io::SafetensorsModel::open(res.model_dir);
   const model::TrainableVlm tv(model::train_config_from_hf(io::read_hf_config(res.model_dir)), io::safetensors_source(st, res.model_dir));
-  EXPECT_EQ(tv.config().n_image_tokens(), 4);
+  EXPECT_EQ(tv.n_image_tokens(), 4);
   const model::TrainSample s{std::vector<int32_t>(4, -1), std::vector<uint8_t>(4, 0), {f.reshape({f.dim(1), f.dim(2)})}};
   const auto lmh = lm::load_hf(res.model_dir);
   ag::NoGrad ng;

@@ -89,6 +89,11 @@ std::unique_ptr<LanguageModel> load_hf(const std::string& dir);
 std::unique_ptr<LanguageModel> load_hf(const io::HfTextConfig& t, const io::TensorSource& s);
 // The text model's tensors of a checkpoint under plain names (model.layers.N..., lm_head).
 io::TensorSource hf_text_source(const io::TensorSource& s);
+// The text model of a Hugging Face config read through a maker, for either forward context
+// (training reads f32 parameters this way): *c receives the family's config. Names are plain
+// (model.layers.N...): the maker's source strips a LLaVA prefix (hf_text_source).
+template <class F>
+DecoderWeights<F> load_hf_weights(const io::HfTextConfig& t, const nn::Maker<F>& mk, LmConfig* c);
 // A model file or folder: GGUF, or a Hugging Face folder.
 std::unique_ptr<LanguageModel> load_model(const std::string& path);
 std::vector<std::string> known_architectures();
@@ -107,10 +112,6 @@ std::unique_ptr<LanguageModel> load_llama(const io::GgufFile& f);
 std::unique_ptr<LanguageModel> load_qwen2(const io::GgufFile& f);
 std::unique_ptr<LanguageModel> load_phi2(const io::GgufFile& f);
 std::unique_ptr<LanguageModel> load_stablelm(const io::GgufFile& f);
-std::unique_ptr<LanguageModel> load_llama_hf(const io::HfTextConfig& t, const io::TensorSource& s);
-std::unique_ptr<LanguageModel> load_qwen2_hf(const io::HfTextConfig& t, const io::TensorSource& s);
-std::unique_ptr<LanguageModel> load_phi2_hf(const io::HfTextConfig& t, const io::TensorSource& s);
-std::unique_ptr<LanguageModel> load_stablelm_hf(const io::HfTextConfig& t, const io::TensorSource& s);
 
 // Shared by the family files: hyperparameters common to all GGUF text models.
 LmConfig read_common_config(const io::GgufFile& f);

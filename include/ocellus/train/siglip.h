@@ -52,7 +52,7 @@ class SiglipModel {
   std::set<std::string> absent_;
   ag::Var patch_w_, patch_b_, pos_, post_w_, post_b_, tok_, tpos_, tnorm_w_, tnorm_b_, vhead_w_, vhead_b_, thead_w_, thead_b_,
       log_scale_, bias_;
-  std::vector<model::EncoderBlock> vblocks_, tblocks_;
+  std::vector<vision::EncoderBlock<nn::Train>> vblocks_, tblocks_;
 };
 
 // `ocellus train` with "objective": "siglip": captions of the data (the assistant's text of each
