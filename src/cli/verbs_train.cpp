@@ -84,7 +84,7 @@ void add_data(CLI::App& app) {
 }
 
 void add_init(CLI::App& app) {
-  auto* init = app.add_subcommand("init", "Create a new random-weight VLM (llama text model, SigLIP-style tower, MLP or attention-block connector) "
+  auto* init = app.add_subcommand("init", "Create a new random-weight VLM (a text model of any family, SigLIP-style tower, any connector) "
                                   "as a Hugging Face LLaVA folder, for training from scratch");
   static ocellus::model::InitSpec is;
   static std::string in_tok, in_out;
@@ -102,7 +102,9 @@ void add_init(CLI::App& app) {
   init->add_option("--vision-ff", is.vision_ff, "Tower feed-forward width")->capture_default_str();
   init->add_option("--vision-layers", is.vision_layers, "Tower blocks")->capture_default_str();
   init->add_option("--vision-heads", is.vision_heads, "Tower heads")->capture_default_str();
-  init->add_option("--connector", is.connector, "mlp2x_gelu (LLaVA) or attn_blocks (Llama 3-V's self-attention blocks)")->capture_default_str();
+  init->add_option("--family", is.family, "Text model family (llama, qwen2, phi, stablelm)")->capture_default_str();
+  init->add_option("--connector", is.connector, "Connector type (linear, mlp2x_gelu, mlp_norm, ldpv2, attn_blocks, resampler)")->capture_default_str();
+  init->add_option("--connector-queries", is.connector_queries, "Queries of a resampler connector")->capture_default_str();
   init->add_option("--connector-blocks", is.connector_blocks, "Blocks of an attn_blocks connector")->capture_default_str();
   init->add_option("--feature-layer", is.feature_layer,
                    "Tower hidden state the connector reads (LLaVA's vision_feature_layer: -1 last block, -2 the one before; "

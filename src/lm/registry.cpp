@@ -74,6 +74,12 @@ std::vector<std::string> known_architectures() {
   return r;
 }
 
+std::vector<std::string> hf_model_types() {
+  std::vector<std::string> r;
+  for (const auto& f : kHfFamilies) r.push_back(f.first);
+  return r;
+}
+
 std::unique_ptr<LanguageModel> load_gguf(const io::GgufFile& f) {
   const std::string arch = f.get_string(io::gguf::key::kArchitecture);
   for (const auto& [name, loader] : kFamilies)

@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <random>
 
@@ -12,8 +13,21 @@
 #include "ocellus/io/file.h"
 #include "ocellus/io/safetensors.h"
 #include "ocellus/core/tensor.h"
+#include "ocellus/connect/connector.h"
+#include "ocellus/io/hf_config.h"
+#include "ocellus/lm/lm.h"
+#include "ocellus/nn/forward.h"
+#include "ocellus/vision/vit.h"
 
 namespace ocellus::model {
+
+namespace {
+std::string join(const std::vector<std::string>& v) {
+  std::string s;
+  for (const std::string& x : v) s += (s.empty() ? "" : ", ") + x;
+  return s;
+}
+}  // namespace
 
 void InitSpec::validate() const {
   auto pos = [](int64_t v, const char* n) { OCELLUS_CHECK(v > 0, "init: ", n, " must be > 0 (got ", v, ")"); };
@@ -30,8 +44,12 @@ void InitSpec::validate() const {
   OCELLUS_CHECK((n_embd / n_head) % 2 == 0, "init: the head size must be even (rotary pairs)");
   OCELLUS_CHECK(vision_embd % vision_heads == 0, "init: vision_embd must divide into vision_heads heads");
   OCELLUS_CHECK(image_size % patch_size == 0, "init: image_size must be a multiple of patch_size");
-  OCELLUS_CHECK(connector == "mlp2x_gelu" || connector == "attn_blocks", "init: connector must be mlp2x_gelu or attn_blocks, not '",
-                connector, "'");
+  const std::vector<std::string> types = connect::connector_types();
+  OCELLUS_CHECK(std::find(types.begin(), types.end(), connector) != types.end(), "init: connector '", connector,
+                "' is not a connector type (", join(types), ")");
+  const std::vector<std::string> families = lm::hf_model_types();
+  OCELLUS_CHECK(std::find(families.begin(), families.end(), family) != families.end(), "init: family '", family,
+                "' is not a text family (", join(families), ")");
   pos(connector_blocks, "connector_blocks");
   OCELLUS_CHECK(feature_layer >= -vision_layers && feature_layer <= vision_layers, "init: feature_layer ", feature_layer,
                 " outside [-", vision_layers, ", ", vision_layers, "] for a tower of ", vision_layers, " blocks");
@@ -64,6 +82,14 @@ struct PartialFolder {
   }
 };
 
+// The optional tensors (biases) a text family's Hugging Face files have: phi's every linear
+// layer, qwen2's (and stablelm's with use_qkv_bias) q / k / v; llama none.
+bool has_bias(const io::HfTextConfig& t, const std::string& name) {
+  if (t.model_type == "phi") return name.ends_with(".bias");
+  const bool qkv = name.ends_with("q_proj.bias") || name.ends_with("k_proj.bias") || name.ends_with("v_proj.bias");
+  return t.qkv_bias && qkv;
+}
+
 // The machine's memory in bytes (0 when unknown).
 uint64_t physical_memory() {
   const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGE_SIZE);
@@ -78,9 +104,23 @@ int64_t init_llava(const InitSpec& s, const text::Tokenizer& tok, const std::str
   while (out_dir.size() > 1 && out_dir.back() == '/') out_dir.pop_back();
   OCELLUS_CHECK(!std::filesystem::exists(out_dir) || (std::filesystem::is_directory(out_dir) && std::filesystem::is_empty(out_dir)),
                 "init: ", out_dir, " already exists and is not an empty folder (choose another -o, or remove it)");
-  std::mt19937_64 rng(s.seed);
-  std::normal_distribution<float> normal(0.0f, 0.02f);
-  // First every tensor's name, shape and fill, and the sizes checked; only then the memory.
+  // The text model's config as transformers would read it (the family's defaults fill the rest).
+  const int64_t V = tok.n_vocab(), d = s.n_embd;
+  nlohmann::json text = {{"model_type", s.family}, {"hidden_size", d}, {"intermediate_size", s.n_ff},
+                         {"num_hidden_layers", s.n_layer}, {"num_attention_heads", s.n_head}, {"num_key_value_heads", s.n_head_kv},
+                         {"vocab_size", V}, {"max_position_embeddings", s.n_ctx}, {"rope_theta", s.rope_theta},
+                         {"tie_word_embeddings", s.tied}, {"bos_token_id", tok.bos()}, {"eos_token_id", tok.eos()}};
+  if (s.family == "llama") text["rms_norm_eps"] = 1e-5, text["hidden_act"] = "silu";
+  nlohmann::json cfg_json = {{"model_type", "llava"}, {"text_config", text},
+                             {"vision_config", {{"model_type", "siglip_vision_model"}, {"hidden_size", s.vision_embd},
+                                                {"intermediate_size", s.vision_ff}, {"num_hidden_layers", s.vision_layers},
+                                                {"num_attention_heads", s.vision_heads}, {"image_size", s.image_size},
+                                                {"patch_size", s.patch_size}, {"layer_norm_eps", 1e-6},
+                                                {"hidden_act", "gelu_pytorch_tanh"}}}};
+  const io::HfConfig hc = io::parse_hf_config(cfg_json.dump(), "init");
+  // Every tensor is made by the loaders that read the model (the names and shapes written once,
+  // there): a first pass only plans them — name, shape, fill — so the sizes are checked before
+  // any memory is taken; the second makes them, drawing the random values in the same order.
   struct Planned {
     std::string name;
     Shape shape;
@@ -88,59 +128,50 @@ int64_t init_llava(const InitSpec& s, const text::Tokenizer& tok, const std::str
   };
   std::vector<Planned> plan;
   int64_t count = 0;
-  auto add = [&](const std::string& name, const Shape& shape, float fill) {
-    plan.push_back({name, shape, fill});
-    count += shape.numel();
-  };
-  const int64_t V = tok.n_vocab(), d = s.n_embd, hd = d / s.n_head, kv = s.n_head_kv * hd;
-  add("language_model.model.embed_tokens.weight", {V, d}, -1);
-  for (int64_t l = 0; l < s.n_layer; ++l) {
-    const std::string p = "language_model.model.layers." + std::to_string(l) + ".";
-    add(p + "input_layernorm.weight", {d}, 1);
-    add(p + "self_attn.q_proj.weight", {d, d}, -1), add(p + "self_attn.k_proj.weight", {kv, d}, -1);
-    add(p + "self_attn.v_proj.weight", {kv, d}, -1), add(p + "self_attn.o_proj.weight", {d, d}, -1);
-    add(p + "post_attention_layernorm.weight", {d}, 1);
-    add(p + "mlp.gate_proj.weight", {s.n_ff, d}, -1), add(p + "mlp.up_proj.weight", {s.n_ff, d}, -1);
-    add(p + "mlp.down_proj.weight", {d, s.n_ff}, -1);
-  }
-  add("language_model.model.norm.weight", {d}, 1);
-  if (!s.tied) add("language_model.lm_head.weight", {V, d}, -1);
-  const int64_t dv = s.vision_embd, np = (s.image_size / s.patch_size) * (s.image_size / s.patch_size);
-  const std::string v = "vision_tower.vision_model.";
-  add(v + "embeddings.patch_embedding.weight", {dv, 3, s.patch_size, s.patch_size}, -1);
-  add(v + "embeddings.patch_embedding.bias", {dv}, 0);
-  add(v + "embeddings.position_embedding.weight", {np, dv}, -1);
-  for (int64_t l = 0; l < s.vision_layers; ++l) {
-    const std::string p = v + "encoder.layers." + std::to_string(l) + ".";
-    for (const char* ln : {"layer_norm1", "layer_norm2"}) add(p + ln + ".weight", {dv}, 1), add(p + ln + ".bias", {dv}, 0);
-    for (const char* m : {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.out_proj"})
-      add(p + m + ".weight", {dv, dv}, -1), add(p + m + ".bias", {dv}, 0);
-    add(p + "mlp.fc1.weight", {s.vision_ff, dv}, -1), add(p + "mlp.fc1.bias", {s.vision_ff}, 0);
-    add(p + "mlp.fc2.weight", {dv, s.vision_ff}, -1), add(p + "mlp.fc2.bias", {dv}, 0);
-  }
-  add(v + "post_layernorm.weight", {dv}, 1), add(v + "post_layernorm.bias", {dv}, 0);
-  const int64_t dc = dv * s.merge * s.merge;  // the connector's input: merge² patch features side by side
-  if (s.connector == "attn_blocks") {  // Llama 3-V: self-attention blocks at the tower's width, then a projection
-    for (int64_t i = 0; i < s.connector_blocks; ++i) {
-      const std::string p = "multi_modal_projector.blocks." + std::to_string(i) + ".";
-      add(p + "ln1.weight", {dc}, 1), add(p + "ln1.bias", {dc}, 0), add(p + "ln2.weight", {dc}, 1), add(p + "ln2.bias", {dc}, 0);
-      for (const char* m : {"attn.q", "attn.k", "attn.v", "attn.out"}) add(p + m + ".weight", {dc, dc}, -1), add(p + m + ".bias", {dc}, 0);
-      add(p + "ffn_up.weight", {4 * dc, dc}, -1), add(p + "ffn_up.bias", {4 * dc}, 0);
-      add(p + "ffn_down.weight", {dc, 4 * dc}, -1), add(p + "ffn_down.bias", {dc}, 0);
-    }
-    add("multi_modal_projector.proj.weight", {d, dc}, -1), add("multi_modal_projector.proj.bias", {d}, 0);
-  } else {
-    add("multi_modal_projector.linear_1.weight", {d, dc}, -1), add("multi_modal_projector.linear_1.bias", {d}, 0);
-    add("multi_modal_projector.linear_2.weight", {d, d}, -1), add("multi_modal_projector.linear_2.bias", {d}, 0);
-  }
-  const uint64_t bytes = uint64_t(count) * sizeof(float), mem = physical_memory();
-  OCELLUS_CHECK(mem == 0 || bytes <= mem / 2, "init: these sizes make ", count, " parameters (", bytes >> 20,
-                " MiB of f32 weights), more than half of this machine's memory (", mem >> 20, " MiB)");
   std::vector<std::pair<std::string, Tensor>> t;
-  for (const Planned& p : plan) {
-    Tensor x = Tensor::empty(p.shape);
-    for (int64_t i = 0; i < x.numel(); ++i) x.data<float>()[i] = p.fill < 0 ? normal(rng) : p.fill;
-    t.push_back({p.name, x});
+  std::mt19937_64 rng(s.seed);
+  std::normal_distribution<float> normal(0.0f, 0.02f);
+  bool making = false;
+  std::string prefix;  // where the part being made lives in the LLaVA checkpoint
+  auto make = [&](const std::string& name, const Shape& shape, bool required) -> Tensor {
+    // Optional tensors a file of this kind has: the biases of the tower and the connector, and
+    // those of the text family (s.family's; see has_bias).
+    if (!required && (name.empty() || (prefix == "language_model." && !has_bias(hc.text.value(), name)))) return Tensor();
+    // As transformers initializes: biases 0, norm weights (the other vectors) 1, the rest normal(0, 0.02).
+    const float fill = name.ends_with(".bias") ? 0.0f : shape.ndim == 1 ? 1.0f : -1.0f;
+    if (!making) {
+      plan.push_back({prefix + name, shape, fill}), count += shape.numel();
+      Shape one = shape;  // a stand-in of the same rank
+      for (int i = 0; i < one.ndim; ++i) one[i] = 1;
+      return Tensor::zeros(one);
+    }
+    Tensor x = Tensor::empty(shape);
+    for (int64_t i = 0; i < x.numel(); ++i) x.data<float>()[i] = fill < 0 ? normal(rng) : fill;
+    t.push_back({prefix + name, x});
+    return x;
+  };
+  nn::Maker<nn::Infer> mk;
+  mk.tensor = make;
+  mk.matrix = [&](const std::string& name, const Shape& shape) { return ops::PreparedWeight(make(name, shape, true)); };
+  mk.has = [](const std::string&) { return false; };  // nothing is there yet: the separate q / k / v form
+  const int64_t dv = s.vision_embd, np = (s.image_size / s.patch_size) * (s.image_size / s.patch_size);
+  for (int pass = 0; pass < 2; ++pass, making = true) {
+    lm::LmConfig lc;
+    prefix = "language_model.";
+    lm::load_hf_weights(*hc.text, mk, &lc);
+    prefix = "";
+    const vision::VitNames v = vision::hf_vit_names("vision_tower.vision_model.");
+    make(v.patch_w, {dv, 3, s.patch_size, s.patch_size}, true), make(v.patch_b, {dv}, false);
+    make(v.pos_embd, {np, dv}, true);
+    for (int64_t l = 0; l < s.vision_layers; ++l) vision::load_encoder_block(mk, v, l, dv, s.vision_ff);
+    make(v.post_ln_w, {dv}, true), make(v.post_ln_b, {dv}, false);
+    connect::ConnectorConfig cc;
+    cc.d_in = dv, cc.d_out = d, cc.merge = s.merge, cc.n_blocks = s.connector_blocks, cc.n_query = s.connector_queries;
+    connect::load_connector(s.connector, cc, mk, connect::Layout::HfLlava, "init");
+    if (making) break;
+    const uint64_t bytes = uint64_t(count) * sizeof(float), mem = physical_memory();
+    OCELLUS_CHECK(mem == 0 || bytes <= mem / 2, "init: these sizes make ", count, " parameters (", bytes >> 20,
+                  " MiB of f32 weights), more than half of this machine's memory (", mem >> 20, " MiB)");
   }
   PartialFolder folder(out_dir);
   const std::string& dir = folder.path;
@@ -161,15 +192,8 @@ int64_t init_llava(const InitSpec& s, const text::Tokenizer& tok, const std::str
   nlohmann::json c;
   c["model_type"] = "llava";
   c["architectures"] = {"LlavaForConditionalGeneration"};
-  c["text_config"] = {{"model_type", "llama"}, {"hidden_size", d}, {"intermediate_size", s.n_ff}, {"num_hidden_layers", s.n_layer},
-                      {"num_attention_heads", s.n_head}, {"num_key_value_heads", s.n_head_kv}, {"vocab_size", V},
-                      {"max_position_embeddings", s.n_ctx}, {"rms_norm_eps", 1e-5}, {"rope_theta", s.rope_theta},
-                      {"tie_word_embeddings", s.tied}, {"hidden_act", "silu"},
-                      {"bos_token_id", tok.bos()}, {"eos_token_id", tok.eos()}};
-  c["vision_config"] = {{"model_type", "siglip_vision_model"}, {"hidden_size", dv}, {"intermediate_size", s.vision_ff},
-                        {"num_hidden_layers", s.vision_layers}, {"num_attention_heads", s.vision_heads},
-                        {"image_size", s.image_size}, {"patch_size", s.patch_size}, {"layer_norm_eps", 1e-6},
-                        {"hidden_act", "gelu_pytorch_tanh"}};
+  c["text_config"] = cfg_json["text_config"];
+  c["vision_config"] = cfg_json["vision_config"];
   c["vision_feature_layer"] = s.feature_layer;
   c["vision_feature_select_strategy"] = "full";
   c["projector_hidden_act"] = "gelu";

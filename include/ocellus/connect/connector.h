@@ -28,6 +28,9 @@ struct ConnectorConfig {
   // times fewer tokens. 1: none. d_in stays the tower's width; the connector proper reads
   // merge² · d_in.
   int64_t merge = 1;
+  // Sizes a file's tensors give when read; when weights are made new (init) they come from here:
+  // attn_blocks' block count and MLP width (0: 4 d_in), the resampler's query count.
+  int64_t n_blocks = 0, n_ff = 0, n_query = 0;
 };
 
 // The row order that turns a square grid of n_features patch features [n_features, d] into

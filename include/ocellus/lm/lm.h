@@ -97,6 +97,7 @@ DecoderWeights<F> load_hf_weights(const io::HfTextConfig& t, const nn::Maker<F>&
 // A model file or folder: GGUF, or a Hugging Face folder.
 std::unique_ptr<LanguageModel> load_model(const std::string& path);
 std::vector<std::string> known_architectures();
+std::vector<std::string> hf_model_types();  // the Hugging Face model_type of each family
 
 // The model as a Hugging Face checkpoint (lm/export_hf.cpp): its tensors under the family's
 // names (Q/K rows in rotate-half order; block-quantized weights dequantized to f32) and its

@@ -1,7 +1,8 @@
 #pragma once
 // A new VLM from nothing (the from-scratch recipe): a Hugging Face LLaVA-style folder with a
-// llama-family text model, a SigLIP-style tower (patch bias, GELU-tanh, no class token) and an
-// MLP projector, all randomly initialized as transformers initializes them (normal std 0.02 for
+// text model of any family, a SigLIP-style tower (patch bias, GELU-tanh, no class token) and any
+// connector, all made by the loaders that read them (names and shapes written once) and randomly
+// initialized as transformers initializes them (normal std 0.02 for
 // matrices and embeddings, ones for norms, zeros for biases), and the given tokenizer. Every
 // ocellus verb (train, run, cache, eval) then reads the folder.
 #include <cstdint>
@@ -12,16 +13,17 @@
 namespace ocellus::model {
 
 struct InitSpec {
-  // Text model (llama family).
+  // Text model: its family as Hugging Face names it (llama, qwen2, phi, stablelm).
+  std::string family = "llama";
   int64_t n_embd = 256, n_ff = 688, n_layer = 4, n_head = 4, n_head_kv = 2, n_ctx = 1024;
   double rope_theta = 10000.0;
   bool tied = true;
   // Tower.
   int64_t image_size = 56, patch_size = 7, vision_embd = 192, vision_ff = 512, vision_layers = 4, vision_heads = 3;
-  // Connector: "mlp2x_gelu" (LLaVA) or "attn_blocks" (Llama 3-V: connector_blocks self-attention
-  // blocks at the tower's width, 64-wide heads, then a projection).
+  // Connector: any type (connect::connector_types); attn_blocks (Llama 3-V) has connector_blocks
+  // self-attention blocks at the tower's width (64-wide heads), resampler connector_queries queries.
   std::string connector = "mlp2x_gelu";
-  int64_t connector_blocks = 2;
+  int64_t connector_blocks = 2, connector_queries = 16;
   // LLaVA's vision_feature_layer: the tower's hidden state the connector reads (-1: the last
   // block's output, -2: the one before, ...; 0: after the post-LayerNorm).
   int64_t feature_layer = -1;
