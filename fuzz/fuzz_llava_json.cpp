@@ -8,7 +8,7 @@
 #include "ocellus/core/error.h"
 #include "ocellus/text/tokenizer.h"
 #include "ocellus/text/unicode.h"
-#include "ocellus/train/data.h"
+#include "ocellus/data/llava_json.h"
 
 namespace {
 
@@ -31,17 +31,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace ocellus;
   const std::string text(reinterpret_cast<const char*>(data), size);
   try {
-    (void)train::parse_llava_json(text, "fuzz.json", train::OnBad::Fail);
+    (void)data::parse_llava_json(text, "fuzz.json", data::OnBad::Fail);
   } catch (const Error&) {
   }
   try {
     std::vector<std::string> skipped;
-    const std::vector<train::Record> recs = train::parse_llava_json(text, "fuzz.json", train::OnBad::Skip, &skipped);
-    for (const train::Record& r : recs)
+    const std::vector<data::Record> recs = data::parse_llava_json(text, "fuzz.json", data::OnBad::Skip, &skipped);
+    for (const data::Record& r : recs)
       for (text::ChatTemplate t : {text::ChatTemplate::Llama2, text::ChatTemplate::Llama3, text::ChatTemplate::Vicuna,
                                    text::ChatTemplate::ChatML, text::ChatTemplate::Phi2}) {
         try {
-          const train::Encoded e = train::encode_record(r, tokenizer(), t, 4, 48);
+          const data::Encoded e = data::encode_record(r, tokenizer(), t, 4, 48);
           if (e.ids.size() != e.mask.size() || e.ids.size() > 48) __builtin_trap();
         } catch (const Error&) {  // a record the template cannot render (e.g. roles out of order)
         }

@@ -86,7 +86,6 @@ Var leaf(Tensor value, bool requires_grad, std::string name) {
   return v;
 }
 
-bool grad_enabled() { return g_grad; }
 NoGrad::NoGrad() : prev_(g_grad) { g_grad = false; }
 NoGrad::~NoGrad() { g_grad = prev_; }
 

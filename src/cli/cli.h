@@ -23,6 +23,7 @@
 #include "ocellus/io/file.h"
 #include "ocellus/io/gguf.h"
 #include "ocellus/lm/generate.h"
+#include "ocellus/model/answer.h"
 #include "ocellus/model/init.h"
 #include "ocellus/model/synth.h"
 #include "ocellus/model/vlm.h"
@@ -30,9 +31,9 @@
 #include "ocellus/vision/preprocess.h"
 #include "ocellus/text/bpe_train.h"
 #include "ocellus/text/tokenizer.h"
-#include "ocellus/train/data.h"
+#include "ocellus/data/llava_json.h"
 #include "ocellus/train/dist.h"
-#include "ocellus/train/fashion_vqa.h"
+#include "ocellus/data/fashion_vqa.h"
 #include "ocellus/train/feature_cache.h"
 #include "ocellus/train/trainer.h"
 
@@ -103,19 +104,8 @@ struct VlmOptions {
   ocellus::text::ChatTemplate resolve_template(const ocellus::text::Tokenizer& tok) const {
     return ocellus::text::resolve_chat_template(chat_template, model, tok);
   }
-  ocellus::model::Vlm load() {
-    if (model.empty()) {
-      OCELLUS_CHECK(mmproj.empty(), "--mmproj given without -m");
-      const std::string dir = bundled_model_dir();
-      model = dir + "/model.gguf", mmproj = dir + "/mmproj.gguf";
-    }
-    return ocellus::model::load_vlm(model, mmproj);
-  }
-  // The model that ships with ocellus: $OCELLUS_DEFAULT_MODEL when set (the only place looked
-  // at), else the first of: an installed copy (PREFIX/share/ocellus/models beside PREFIX/bin),
-  // models/ beside the build folder of this executable or in it, the source tree's models/ (its
-  // path compiled in, so a build folder anywhere finds it), ./models.
-  static std::string bundled_model_dir();
+  // The model named by -m / --mmproj, or without -m the one that ships with ocellus.
+  ocellus::model::Vlm load();
 };
 
 void add_info(CLI::App& app);

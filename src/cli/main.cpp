@@ -8,21 +8,13 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.fallthrough();  // -t works after the verb too: `ocellus run ... -t 2`
   app.add_option("-t,--threads", globals().threads, "Worker threads (default: OCELLUS_THREADS or all cores)")->check(CLI::Range(0, 4096));
-  add_info(app);
-  add_inspect(app);
-  add_synth(app);
-  add_tokenize(app);
-  add_train_tokenizer(app);
-  add_generate(app);
-  add_logits(app);
-  add_embed(app);
-  add_run(app);
-  add_chat(app);
-  add_cache(app);
-  add_data(app);
-  add_init(app);
-  add_eval(app);
-  add_train(app);
+  // Applied once, after the whole line is parsed (-t may follow the verb) and before the verb runs.
+  app.parse_complete_callback([] { ocellus::set_num_threads(globals().threads); });
+  // Every verb, in the order --help lists them.
+  constexpr void (*kVerbs[])(CLI::App&) = {add_info, add_inspect, add_synth, add_tokenize, add_train_tokenizer,
+                                           add_generate, add_logits, add_embed, add_run, add_chat,
+                                           add_cache, add_data, add_init, add_eval, add_train};
+  for (auto add_verb : kVerbs) add_verb(app);
 
   try {
     app.parse(argc, argv);

@@ -20,7 +20,6 @@ void add_eval(CLI::App& app) {
   ev->add_option("--limit", ev_limit, "Only the first N questions (0: all)")->check(kCount);
   ev->add_option("--chat-template", ev_template, "llama2, llama3, vicuna, chatml, phi2 (default: from the model)");
   ev->callback([=] {
-    ocellus::set_num_threads(globals().threads);
     auto qs = ocellus::eval::read_questions(ev_questions);
     if (ev_limit > 0 && int64_t(qs.size()) > ev_limit) qs.resize(size_t(ev_limit));
     const ocellus::model::Vlm v = ocellus::model::load_vlm(ev_model, ev_mmproj);

@@ -8,7 +8,6 @@ namespace ocellus::cli {
 void add_info(CLI::App& app) {
   auto* info = app.add_subcommand("info", "Show the CPU features and the kernels ocellus picked");
   info->callback([=] {
-    ocellus::set_num_threads(globals().threads);
     std::printf("ocellus 0.1.0\n");
     std::printf("cpu features : %s\n", ocellus::cpu_features().str().c_str());
     std::printf("kernels      : %s\n", ocellus::isa_name(ocellus::active_isa()));
@@ -17,11 +16,6 @@ void add_info(CLI::App& app) {
     std::printf("openblas core: %s%s%s%s\n", core.c_str(), coretype ? " (OPENBLAS_CORETYPE=" : "",
                 coretype ? coretype : "", coretype ? ")" : "");
     std::printf("threads      : %d\n", ocellus::num_threads());
-    try {
-      std::printf("bundled model: %s\n", VlmOptions::bundled_model_dir().c_str());
-    } catch (const std::exception& e) {
-      std::printf("bundled model: none (%s)\n", e.what());
-    }
   });
 }
 
@@ -64,7 +58,6 @@ void add_synth(CLI::App& app) {
       return;
     }
     if (synth_out.empty()) throw CLI::RequiredError("--output");
-    ocellus::set_num_threads(globals().threads);
     synth_opt.dtype = ocellus::dtype_from_name(synth_dtype);
     const auto& shape = ocellus::model::synth_shape(synth_shape);
     const uint64_t bytes = ocellus::model::write_synth_model(shape, synth_opt, synth_out);

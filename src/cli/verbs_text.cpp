@@ -99,7 +99,6 @@ void add_generate(CLI::App& app) {
       ->check(CLI::Validator([](std::string& v) { return v.empty() ? std::string("a stop string cannot be empty") : std::string(); }, "TEXT"));
   gen->callback([=] {
     require_text(gen_prompt, "the prompt (-p)");
-    ocellus::set_num_threads(globals().threads);
     const auto model = ocellus::lm::load_model(gen_model);  // GGUF file or Hugging Face folder
     const auto tok = ocellus::text::Tokenizer::from_file(gen_model);
     const std::vector<int32_t> prompt = tok.encode(gen_prompt, true, false);
@@ -131,7 +130,6 @@ void add_logits(CLI::App& app) {
   lg->add_option("--pixels", lg_pixels, "A preprocessed float32 HWC image of the tower's size, instead of an image file")->excludes("--ids");
   lg->add_flag("--last", lg_last, "Write only the last position's logits ([1, n_vocab])");
   lg->callback([=] {
-    ocellus::set_num_threads(globals().threads);
     ocellus::Tensor logits;
     if (!lg_mmproj.empty() || !lg_images.empty() || !lg_pixels.empty()) {
       if (!lg->count("--prompt")) throw CLI::RequiredError("--prompt (with <image> placeholders) for images");

@@ -21,11 +21,10 @@ void add_cache(CLI::App& app) {
   cache->add_option("--hidden-after", ca_hidden, "Store the hidden states after this many blocks instead of the features "
                     "(for recipes whose tower_from trains the blocks above)")->check(CLI::Range(0, 4096));
   cache->callback([=] {
-    ocellus::set_num_threads(globals().threads);
     if (ca_model.empty() == ca_mmproj.empty()) throw std::runtime_error("give the tower with --model DIR or --mmproj FILE");
     const auto vm = ca_model.empty() ? ocellus::model::load_mmproj(ca_mmproj) : ocellus::model::load_hf_vision(ca_model);
     std::vector<std::string> skipped;
-    const auto recs = ocellus::train::read_llava_json(ca_data, ca_skip ? ocellus::train::OnBad::Skip : ocellus::train::OnBad::Fail, &skipped);
+    const auto recs = ocellus::data::read_llava_json(ca_data, ca_skip ? ocellus::data::OnBad::Skip : ocellus::data::OnBad::Fail, &skipped);
     if (!skipped.empty()) std::fprintf(stderr, "cache: skipped %zu malformed record(s), first: %s\n", skipped.size(), skipped[0].c_str());
     std::vector<std::string> paths;
     for (const auto& r : recs)
@@ -60,7 +59,7 @@ void add_data(CLI::App& app) {
   auto* fashion = data->add_subcommand("fashion-vqa", "Scenes of Fashion-MNIST photos (Debian's dataset-fashion-mnist) with captions, "
                                        "instruction conversations (also as text-only reading comprehension, train_read.json, and with "
                                        "contrastive counts added, train_instruct_contrast.json) and evaluation questions");
-  static ocellus::train::FashionVqaOptions fo;
+  static ocellus::data::FashionVqaOptions fo;
   fashion->add_option("-o,--output", fo.out, "Output folder")->required();
   fashion->add_option("--source", fo.source, "Folder of the IDX files")->capture_default_str();
   fashion->add_option("--train-scenes", fo.train_scenes, "Scenes from the 60k training photos")->capture_default_str()->check(CLI::Range(1, 10000000));
@@ -73,7 +72,7 @@ void add_data(CLI::App& app) {
   fashion->add_option("--max-items", fo.max_items, "Items per scene at most (at most the cells)")->capture_default_str()->check(CLI::Range(1, 9));
   fashion->add_option("--seed", fo.seed, "Random seed")->capture_default_str()->check(kSeed);
   fashion->callback([=] {
-    const auto st = ocellus::train::build_fashion_vqa(fo);
+    const auto st = ocellus::data::build_fashion_vqa(fo);
     std::printf("wrote %s: %lld training scenes (%lld distinct photos), %lld test scenes, %lld evaluation questions", fo.out.c_str(),
                 (long long)st.train_scenes, (long long)st.train_photos, (long long)st.test_scenes, (long long)st.eval_questions);
     if (st.val_scenes > 0)
@@ -132,9 +131,9 @@ void add_train(CLI::App& app) {
   train->add_flag("--overwrite", tr_overwrite, "Start over in an output folder that already holds a run (removes its checkpoints, "
                   "metrics and model)")->excludes(resume_opt);
   train->callback([=] {
-    // Under mpirun: one share of every batch per process, the cores divided among them.
+    // Under mpirun: one share of every batch per process, and without -t the cores divided among them.
     const ocellus::train::Dist& dist = ocellus::train::dist_init();
-    ocellus::set_num_threads(globals().threads > 0 ? globals().threads : std::max(1, ocellus::num_threads() / dist.size));
+    if (globals().threads == 0 && dist.size > 1) ocellus::set_num_threads(std::max(1, ocellus::num_threads() / dist.size));
     const ocellus::train::Recipe r = ocellus::train::read_recipe(tr_recipe);
     if (dist.size > 1 && dist.main()) std::fprintf(stderr, "train: %d processes, %d threads each\n", dist.size, ocellus::num_threads());
     const auto start = tr_resume ? ocellus::train::Start::Resume : tr_overwrite ? ocellus::train::Start::Overwrite : ocellus::train::Start::Fresh;

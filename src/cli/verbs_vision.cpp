@@ -13,7 +13,6 @@ void add_embed(CLI::App& app) {
   em->add_option("--pixels", em_pixels, "A preprocessed float32 HWC image of the tower's size, instead of --image");
   em->add_option("-o,--output", em_out, "Output file")->required();
   em->callback([=] {
-    ocellus::set_num_threads(globals().threads);
     if (em_image.empty() == em_pixels.empty()) throw std::runtime_error("give exactly one of --image and --pixels");
     const auto vm = ocellus::model::load_mmproj(em_mmproj);
     double ms = 0;
@@ -32,24 +31,14 @@ void add_run(CLI::App& app) {
   run->add_option("-p,--prompt", run_prompt, "The question; images go before it unless it holds <image> placeholders")->required();
   run->callback([=] {
     require_text(run_prompt, "the prompt (-p)");
-    ocellus::set_num_threads(globals().threads);
     const ocellus::model::Vlm v = ro.load();
-    std::string user = run_prompt;
-    if (user.find("<image>") == std::string::npos) {
-      std::string marks;
-      for (size_t i = 0; i < ro.images.size(); ++i) marks += "<image>\n";
-      user = marks + user;
-    }
-    const ocellus::text::ChatTemplate t = ro.resolve_template(v.tok);
-    const std::string text = ocellus::text::render_chat_text(t, {{"user", user}}, true);
-    // The prompt checked before any image is encoded: placeholders against images, length against the context.
-    const auto plan = ocellus::model::plan_splice(v.tok, text, ro.images.size(), v.tok.add_bos() && ocellus::text::bos_from_tokenizer(t),
-                                                  "<image>", v.vision->markers());
-    ocellus::lm::check_prompt_fits(plan.n_tokens(v.vision->n_tokens_per_image()), ocellus::lm::context_size(ro.gen, v.lm->config()));
+    const bool placed = run_prompt.find("<image>") != std::string::npos;
+    const std::string user = placed ? run_prompt : ocellus::model::image_placeholders(ro.images.size()) + run_prompt;
+    // The prompt checked before any image is encoded.
+    const auto plan = ocellus::model::plan_answer(v, ro.resolve_template(v.tok), {{"user", user}}, ro.images.size(), ro.gen);
     double ms = 0;
     const auto rows = encode_images(*v.vision, ro.images, "", &ms);
-    const auto sp = ocellus::model::splice_prompt(*v.lm, plan, rows);
-    const auto r = ocellus::lm::generate_embedded(*v.lm, v.tok, sp.embeddings, sp.ids, ro.gen, print_piece);
+    const auto r = ocellus::model::answer(v, plan, rows, ro.gen, print_piece);
     std::printf("\n");
     std::fprintf(stderr, "image encode: %.1f ms; prefill: %lld tokens in %.1f ms (%.1f tokens/s); decode: %zu tokens in %.1f ms (%.1f tokens/s); stop: %s\n",
                  ms, (long long)r.n_prompt, r.prefill_seconds * 1e3, double(r.n_prompt) / r.prefill_seconds, r.tokens.size(),
@@ -62,7 +51,6 @@ void add_chat(CLI::App& app) {
   static VlmOptions co;
   co.add(chat, "Tokens per reply at most", "Image attached to the first message (repeatable)");
   chat->callback([=] {
-    ocellus::set_num_threads(globals().threads);
     const ocellus::model::Vlm v = co.load();
     const ocellus::text::ChatTemplate t = co.resolve_template(v.tok);
     std::vector<ocellus::text::Message> history;
@@ -95,15 +83,11 @@ void add_chat(CLI::App& app) {
       }
       if (line.empty()) continue;
       const size_t n_new = pending;
-      std::string user;
-      for (; pending > 0; --pending) user += "<image>\n";
-      history.push_back({"user", user + line});
+      history.push_back({"user", ocellus::model::image_placeholders(n_new) + line});
+      pending = 0;
       try {
         // The whole conversation is rendered and prefilled again each turn (images included).
-        const std::string text = ocellus::text::render_chat_text(t, history, true);
-        const auto sp = ocellus::model::splice_prompt(*v.lm, v.tok, text, rows, v.tok.add_bos() && ocellus::text::bos_from_tokenizer(t),
-                                                      "<image>", v.vision->markers());
-        const auto r = ocellus::lm::generate_embedded(*v.lm, v.tok, sp.embeddings, sp.ids, co.gen, print_piece);
+        const auto r = ocellus::model::answer(v, t, history, rows, co.gen, print_piece);
         std::printf("\n");
         std::fprintf(stderr, "[prefill %lld tokens %.1f tokens/s; decode %zu tokens %.1f tokens/s; stop: %s]\n",
                      (long long)r.n_prompt, double(r.n_prompt) / r.prefill_seconds, r.tokens.size(),

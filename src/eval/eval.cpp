@@ -12,6 +12,7 @@
 #include "ocellus/io/file.h"
 #include "ocellus/io/image.h"
 #include "ocellus/lm/generate.h"
+#include "ocellus/model/answer.h"
 #include "ocellus/model/vlm.h"
 #include "ocellus/text/chat.h"
 #include "ocellus/vision/preprocess.h"
@@ -225,13 +226,9 @@ std::vector<std::string> answer_all(const model::Vlm& v, const std::vector<Quest
     const std::string path = image_dir.empty() ? q.image : image_dir + "/" + q.image;
     auto it = rows_of.find(path);
     if (it == rows_of.end()) it = rows_of.emplace(path, v.vision->embed(io::load_image(path))).first;
-    std::string user = "<image>\n" + q.question;
+    std::string user = model::image_placeholders(1) + q.question;
     for (size_t c = 0; c < q.choices.size(); ++c) user += "\n" + std::string(1, char('A' + c)) + ". " + q.choices[c];
-    const std::string prompt = text::render_chat_text(t, {{"user", user}}, true);
-    const model::Spliced sp = model::splice_prompt(*v.lm, v.tok, prompt, {it->second}, v.tok.add_bos() && text::bos_from_tokenizer(t),
-                                                  "<image>", v.vision->markers());
-    const lm::GenerateResult r = lm::generate_embedded(*v.lm, v.tok, sp.embeddings, sp.ids, g);
-    std::string a = r.text;
+    std::string a = model::answer(v, t, {{"user", user}}, {it->second}, g).text;
     while (!a.empty() && std::isspace(static_cast<unsigned char>(a.back()))) a.pop_back();
     while (!a.empty() && std::isspace(static_cast<unsigned char>(a.front()))) a.erase(a.begin());
     out.push_back(a);

@@ -186,11 +186,4 @@ Tensor FeatureCache::features(const std::string& key) const {
   return file_.tensor(key);
 }
 
-Tensor FeatureCache::features_of(const std::string& image_path) const {
-  const std::string key = content_key(io::read_text_file(image_path, size_t(256) << 20));
-  OCELLUS_CHECK(file_.find(key) != nullptr, "cache: ", file_.path(), ": ", image_path,
-                " is not in the cache (build it again with ocellus cache)");
-  return file_.tensor(key);
-}
-
 }  // namespace ocellus::train

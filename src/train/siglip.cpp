@@ -20,7 +20,7 @@
 #include "ocellus/io/safetensors.h"
 #include "ocellus/model/vlm_train.h"
 #include "ocellus/text/tokenizer.h"
-#include "ocellus/train/data.h"
+#include "ocellus/data/llava_json.h"
 #include "ocellus/train/dist.h"
 #include "ocellus/train/optim.h"
 #include "ocellus/vision/preprocess.h"
@@ -192,15 +192,15 @@ TrainResult run_siglip(const Recipe& r, Start start, const std::function<void(co
 
   // Pairs: each record's image and its assistant text (the caption).
   std::vector<std::string> skipped;
-  const std::vector<Record> records = read_llava_json(r.data, r.on_bad, &skipped);
+  const std::vector<data::Record> records = data::read_llava_json(r.data, r.on_bad, &skipped);
   std::vector<std::string> paths;
   std::vector<std::vector<int32_t>> captions;
-  for (const Record& rec : records) {
+  for (const data::Record& rec : records) {
     std::string caption;
     for (const text::Message& msg : rec.messages)
       if (msg.role == "assistant") caption += (caption.empty() ? "" : " ") + msg.content;
     if (rec.image.empty() || caption.empty()) {
-      OCELLUS_CHECK(r.on_bad == OnBad::Skip, "train: ", r.data, ": record '", rec.id, "' has no ",
+      OCELLUS_CHECK(r.on_bad == data::OnBad::Skip, "train: ", r.data, ": record '", rec.id, "' has no ",
                     rec.image.empty() ? "image" : "caption", " (SigLIP pairs need both; skip_bad_records skips it)");
       continue;
     }
@@ -221,7 +221,7 @@ TrainResult run_siglip(const Recipe& r, Start start, const std::function<void(co
         if (kept != i) captions[kept] = std::move(captions[i]);  // (a self-move would empty it)
         ++kept;
       } catch (const Error& e) {
-        if (r.on_bad != OnBad::Skip) throw;
+        if (r.on_bad != data::OnBad::Skip) throw;
         skipped.push_back(e.what());
       }
       progress.update(int64_t(i + 1), int64_t(paths.size()),

@@ -79,7 +79,7 @@ Recipe parse_recipe(const std::string& text, const std::string& path) {
   r.cache = str("cache", false, true), r.chat_template = str("chat_template", false, false), r.out = str("out", true, true);
   if (j.contains("skip_bad_records")) {
     OCELLUS_CHECK(j["skip_bad_records"].is_boolean(), "recipe: ", path, ": 'skip_bad_records' must be true or false");
-    r.on_bad = j["skip_bad_records"].get<bool>() ? OnBad::Skip : OnBad::Fail;
+    r.on_bad = j["skip_bad_records"].get<bool>() ? data::OnBad::Skip : data::OnBad::Fail;
   }
   if (j.contains("loss")) {
     OCELLUS_CHECK(j["loss"] == "assistant" || j["loss"] == "all" || j["loss"] == "not_assistant", "recipe: ", path,
@@ -378,18 +378,18 @@ TrainResult run_recipe(const Recipe& r, Start start, const std::function<void(co
 
   // Data: records -> sequences; a record whose image is not cached is an error naming it.
   std::vector<std::string> skipped;
-  std::vector<Record> records = read_llava_json(r.data, r.on_bad, &skipped);
+  std::vector<data::Record> records = data::read_llava_json(r.data, r.on_bad, &skipped);
   int64_t too_short = 0;
   if (r.min_turns > 1) {  // only the conversations with at least min_turns replies
     const size_t before = records.size();
-    std::erase_if(records, [&](const Record& rec) {
+    std::erase_if(records, [&](const data::Record& rec) {
       return std::count_if(rec.messages.begin(), rec.messages.end(), [](const text::Message& m) { return m.role == "assistant"; }) <
              r.min_turns;
     });
     too_short = int64_t(before - records.size());
   }
   if (r.ignore_images)  // the text alone: no image, no placeholder
-    for (Record& rec : records) {
+    for (data::Record& rec : records) {
       rec.image.clear();
       for (text::Message& m : rec.messages)
         for (const char* tag : {"<image>\n", "<image>"})
@@ -401,8 +401,8 @@ TrainResult run_recipe(const Recipe& r, Start start, const std::function<void(co
                  (long long)r.min_turns);
   std::vector<Sample> samples;
   int64_t truncated = 0, empty = 0;
-  for (const Record& rec : records) {
-    const Encoded e = encode_record(rec, tok, tmpl, vlm.n_image_tokens(), r.max_len);
+  for (const data::Record& rec : records) {
+    const data::Encoded e = data::encode_record(rec, tok, tmpl, vlm.n_image_tokens(), r.max_len);
     Sample s{e.ids, e.mask, {}, 0};
     if (r.loss_on_all) std::fill(s.mask.begin(), s.mask.end(), uint8_t(1));
     if (r.loss_not_assistant)  // the prompts' text, not the replies (a language model without the answers)
@@ -422,7 +422,7 @@ TrainResult run_recipe(const Recipe& r, Start start, const std::function<void(co
         OCELLUS_CHECK(cache->has_key(s.image_key), "train: ", img, " (record '", rec.id, "') is not in the cache ", r.cache,
                       " (run ocellus cache on this data; ocellus cache --skip-bad leaves broken images out)");
       } catch (const Error& err) {  // a missing image, or one the cache left out (broken)
-        if (r.on_bad != OnBad::Skip) throw;
+        if (r.on_bad != data::OnBad::Skip) throw;
         skipped.push_back(err.what());
         continue;
       }

@@ -73,12 +73,6 @@ const char* mode_name(PreprocessConfig::Mode m) {
   return "?";
 }
 
-PreprocessConfig::Mode parse_mode(const std::string& name) {
-  for (auto m : {PreprocessConfig::Mode::Pad, PreprocessConfig::Mode::ShortestEdge, PreprocessConfig::Mode::Squash})
-    if (name == mode_name(m)) return m;
-  fail("preprocess: unknown mode '", name, "' (pad, shortest_edge, squash)");
-}
-
 void PreprocessConfig::validate() const {
   OCELLUS_CHECK(size > 0 && size <= 4096, "preprocess: image size ", size, " out of range (1..4096)");
   for (int c = 0; c < 3; ++c)

@@ -33,6 +33,10 @@ TEST(CliInput, ThreadsFromTheEnvironmentAreChecked) {
   // -t before or after the verb.
   EXPECT_NE(test::run_cli("-t 3 info").out.find("\nthreads      : 3\n"), std::string::npos);
   EXPECT_NE(test::run_cli("info -t 3").out.find("\nthreads      : 3\n"), std::string::npos);
+  // The setting is applied once for every verb, before it runs, also one that runs no kernel.
+  const auto tok = test::run_cli("tokenize -m " + kFix + "/tokenizer/ggml-vocab-llama-spm.gguf --ids hi", "OCELLUS_THREADS=abc");
+  EXPECT_EQ(tok.status, 1);
+  EXPECT_TRUE(has(tok.err, "ocellus: error: OCELLUS_THREADS='abc'")) << tok.err;
 }
 
 // Every numeric option with a range refuses a value outside it, naming the option and the range.
@@ -138,7 +142,7 @@ TEST(CliInput, InitChecksSizesFirstAndLeavesNothingBehind) {
 
 // An evaluation with stderr in a file writes progress lines, not carriage-return updates.
 TEST(CliInput, ProgressInALogFileIsLines) {
-  const auto r = test::run_cli("eval " + kPair + " --questions " OCELLUS_TESTS_DIR "/data/eval_questions.json --images " + kFix +
+  const auto r = test::run_cli("eval " + kPair + " --questions " OCELLUS_TESTS_DIR "/eval/eval_questions.json --images " + kFix +
                                "/images --max-tokens 2");
   EXPECT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\r'), 0) << r.err;
@@ -179,20 +183,22 @@ TEST(CliInput, BundledModelFoundOutsideTheSourceTree) {
   fs::remove_all(elsewhere);
   fs::create_directories(elsewhere + "/bin");
   fs::copy_file(OCELLUS_CLI, elsewhere + "/bin/ocellus");
-  auto r = test::run_cli("info");
-  EXPECT_TRUE(has(r.out, "bundled model: ")) << r.out;
   const std::string exe = elsewhere + "/bin/ocellus";
   const int rc = std::system(("cd / && '" + exe + "' run --image " + src_models + "/example.png -p 'Describe the picture.' > '" +
                               elsewhere + "/out.txt' 2>/dev/null").c_str());
   EXPECT_EQ(rc, 0);
   EXPECT_EQ(test::read_file(elsewhere + "/out.txt").rfind("a dress in the top left and a ", 0), 0u) << test::read_file(elsewhere + "/out.txt");
-  // Installed: PREFIX/bin/ocellus finds PREFIX/share/ocellus/models first.
+  // Installed: PREFIX/bin/ocellus finds PREFIX/share/ocellus/models first (the source tree's copy
+  // comes later): with the installed model.gguf broken, that is the file it fails on.
   const std::string build_dir = fs::path(OCELLUS_CLI).parent_path().string();
   ASSERT_EQ(std::system(("cmake --install '" + build_dir + "' --prefix '" + elsewhere + "/prefix' > /dev/null").c_str()), 0);
-  EXPECT_TRUE(fs::exists(elsewhere + "/prefix/share/ocellus/models/fashion-vlm/model.gguf"));
-  ASSERT_EQ(std::system(("'" + elsewhere + "/prefix/bin/ocellus' info > '" + elsewhere + "/info.txt'").c_str()), 0);
-  EXPECT_TRUE(has(test::read_file(elsewhere + "/info.txt"), "bundled model: " + elsewhere + "/prefix/share/ocellus/models/fashion-vlm"))
-      << test::read_file(elsewhere + "/info.txt");
+  const std::string installed = elsewhere + "/prefix/share/ocellus/models/fashion-vlm/model.gguf";
+  ASSERT_TRUE(fs::exists(installed));
+  std::ofstream(installed, std::ios::trunc) << "not a model";
+  EXPECT_NE(std::system(("cd / && '" + elsewhere + "/prefix/bin/ocellus' run --image " + src_models + "/example.png -p hi 2> '" +
+                         elsewhere + "/err.txt' > /dev/null").c_str()), 0);
+  EXPECT_TRUE(has(test::read_file(elsewhere + "/err.txt"), "gguf: " + installed + ": magic: not a GGUF file"))
+      << test::read_file(elsewhere + "/err.txt");
   fs::remove_all(elsewhere);
 }
 

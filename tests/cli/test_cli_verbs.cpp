@@ -49,6 +49,7 @@ TEST(CliVerbs, InfoNamesOpenblasCore) {
   const test::CliResult r = test::run_cli("info", "OPENBLAS_CORETYPE=Haswell");
   EXPECT_EQ(r.status, 0) << r.err;
   EXPECT_NE(r.out.find("openblas core: Haswell (OPENBLAS_CORETYPE=Haswell)"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("model"), std::string::npos) << r.out;  // the machine only, nothing about the bundled model
 }
 
 TEST(CliVerbs, TokenizeIds) {
@@ -111,7 +112,7 @@ TEST(CliVerbs, EvalFixture) {
   const std::string out = test::temp_path("eval-cli.json");
   const test::CliResult r = test::run_cli("eval -m " + kPeer + "tiny-llama-f32.gguf --mmproj " + kPeer +
                                           "tiny-mmproj-clip-f32.gguf --questions " OCELLUS_TESTS_DIR
-                                          "/data/eval_questions.json --images " + kImages + " --max-tokens 3 -o " + out);
+                                          "/eval/eval_questions.json --images " + kImages + " --max-tokens 3 -o " + out);
   EXPECT_EQ(r.status, 0) << r.err;
   EXPECT_TRUE(matches(r.out, "overall +3 [\\s\\S]*yes/no \\(POPE\\): accuracy [\\s\\S]*wrote " + out)) << r.out;
   EXPECT_FALSE(test::read_file(out).empty());

@@ -61,7 +61,7 @@ TEST(Eval, ScoresCategoriesPopeAndChoices) {
 TEST(Eval, AnswersWithTheFixtureVlm) {
   const std::string peer = std::string(OCELLUS_FIXTURES) + "/peer/";
   const model::Vlm v = model::load_vlm(peer + "tiny-llama-f32.gguf", peer + "tiny-mmproj-clip-f32.gguf");
-  const auto qs = eval::read_questions(std::string(OCELLUS_TESTS_DIR) + "/data/eval_questions.json");
+  const auto qs = eval::read_questions(std::string(OCELLUS_TESTS_DIR) + "/eval/eval_questions.json");
   ASSERT_EQ(qs.size(), 3u);
   EXPECT_EQ(qs[2].choices.size(), 3u);
   int64_t seen = 0;

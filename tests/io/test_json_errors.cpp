@@ -13,7 +13,7 @@
 #include "ocellus/io/json.h"
 #include "ocellus/io/safetensors.h"
 #include "ocellus/text/tokenizer.h"
-#include "ocellus/train/data.h"
+#include "ocellus/data/llava_json.h"
 #include "ocellus/train/trainer.h"
 #include "ocellus/vision/preprocess.h"
 #include "testutil.h"
@@ -53,7 +53,7 @@ TEST(Json, EveryReaderReportsFileLineAndColumn) {
   const std::vector<std::pair<std::string, std::function<void()>>> readers = {
       {broken("recipe.json"), [&] { train::read_recipe(dir + "/recipe.json"); }},
       {broken("eval.json"), [&] { eval::read_questions(dir + "/eval.json"); }},
-      {broken("data.json"), [&] { train::read_llava_json(dir + "/data.json", train::OnBad::Skip); }},
+      {broken("data.json"), [&] { data::read_llava_json(dir + "/data.json", data::OnBad::Skip); }},
       {broken("cfg/config.json"), [&] { io::read_hf_config(dir + "/cfg"); }},
       {broken("tok/tokenizer.json"), [&] { text::Tokenizer::from_hf_json(dir + "/tok/tokenizer.json"); }},
       {broken("pre/preprocessor_config.json"), [&] { vision::read_preprocessor_config(dir + "/pre/preprocessor_config.json", {}); }},

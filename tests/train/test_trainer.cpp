@@ -24,7 +24,7 @@
 #include "ocellus/model/vlm_train.h"
 #include "ocellus/ops/shape.h"
 #include "ocellus/text/bpe_train.h"
-#include "ocellus/train/data.h"
+#include "ocellus/data/llava_json.h"
 #include "ocellus/train/dist.h"
 #include "ocellus/train/feature_cache.h"
 #include "ocellus/train/optim.h"
@@ -497,13 +497,13 @@ TEST(Trainer, DataErrorsNameTheRecord) {
   const std::string j = R"([{"id": 1, "conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "yo"}]},
                             {"id": 2, "conversations": [{"from": "alien", "value": "x"}]}])";
   try {
-    train::parse_llava_json(j, "d.json", train::OnBad::Fail);
+    data::parse_llava_json(j, "d.json", data::OnBad::Fail);
     ADD_FAILURE() << "no error";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("record 1: conversations[0]: unknown speaker 'alien'"), std::string::npos) << e.what();
   }
   std::vector<std::string> skipped;
-  EXPECT_EQ(train::parse_llava_json(j, "d.json", train::OnBad::Skip, &skipped).size(), 1u);
+  EXPECT_EQ(data::parse_llava_json(j, "d.json", data::OnBad::Skip, &skipped).size(), 1u);
   ASSERT_EQ(skipped.size(), 1u);
   EXPECT_THROW(train::parse_recipe(R"({"base": "b", "data": "d", "cache": "c", "out": "o", "stepz": 3})", "r.json"), Error);
   EXPECT_THROW(train::parse_recipe(R"({"base": "b", "data": "d", "cache": "c", "out": "o", "lr": -1})", "r.json"), Error);
@@ -515,20 +515,20 @@ TEST(Trainer, TruncationNeverCutsAnImage) {
   o.specials = {"<|endoftext|>", "<|im_start|>", "<|im_end|>"};
   o.min_frequency = 1;
   const text::Tokenizer tok = text::train_bpe({"system user assistant hello there answer"}, o);
-  train::Record r{"0", "x.png", {{"user", "<image>\nhello there"}, {"assistant", "answer"}}};
-  const train::Encoded full = train::encode_record(r, tok, text::ChatTemplate::ChatML, 8, 1000);
+  data::Record r{"0", "x.png", {{"user", "<image>\nhello there"}, {"assistant", "answer"}}};
+  const data::Encoded full = data::encode_record(r, tok, text::ChatTemplate::ChatML, 8, 1000);
   ASSERT_FALSE(full.truncated);
   EXPECT_TRUE(full.has_image);
   size_t first = 0;
   while (full.ids[first] >= 0) ++first;
   for (size_t i = first; i < first + 8; ++i) EXPECT_EQ(full.ids[i], -1);
   // Cut inside the image rows: the sequence ends before them.
-  const train::Encoded cut = train::encode_record(r, tok, text::ChatTemplate::ChatML, 8, int64_t(first) + 3);
+  const data::Encoded cut = data::encode_record(r, tok, text::ChatTemplate::ChatML, 8, int64_t(first) + 3);
   EXPECT_TRUE(cut.truncated);
   EXPECT_FALSE(cut.has_image);
   EXPECT_EQ(cut.ids.size(), first);
   // Cut after the image: it stays whole.
-  const train::Encoded after = train::encode_record(r, tok, text::ChatTemplate::ChatML, 8, int64_t(first) + 10);
+  const data::Encoded after = data::encode_record(r, tok, text::ChatTemplate::ChatML, 8, int64_t(first) + 10);
   EXPECT_TRUE(after.has_image);
   EXPECT_EQ(after.ids.size(), first + 10);
   // Only the reply (and its end marker) is in the loss.

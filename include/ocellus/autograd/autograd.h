@@ -31,8 +31,7 @@ using Var = std::shared_ptr<Node>;
 Var leaf(Tensor value, bool requires_grad, std::string name = {});  // a parameter or an input
 inline Var constant(Tensor value) { return leaf(std::move(value), false); }
 
-// Whether ops record (per thread). NoGrad: off for its scope.
-bool grad_enabled();
+// Ops record (per thread) unless a NoGrad is alive: off for its scope.
 class NoGrad {
  public:
   NoGrad();

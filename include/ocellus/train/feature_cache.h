@@ -48,8 +48,6 @@ class FeatureCache {
   // differs), naming both towers, and one of another kind (hidden states vs features) or shape.
   static FeatureCache open(const std::string& path, const vision::VisionTower& tower, int64_t hidden_after = -1);
   bool has_key(const std::string& key) const { return file_.find(key) != nullptr; }
-  // Features of an image file (hashed on the fly); an image missing from the cache is an error.
-  Tensor features_of(const std::string& image_path) const;
   Tensor features(const std::string& key) const;  // [n_features, width] f32 view of the mapping
   size_t size() const { return file_.tensors().size(); }
 

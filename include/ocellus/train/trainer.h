@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "ocellus/core/tensor.h"
-#include "ocellus/train/data.h"
+#include "ocellus/data/llava_json.h"
 
 namespace ocellus::train {
 
@@ -41,7 +41,7 @@ struct Recipe {
   int64_t min_turns = 1;            // records with fewer assistant replies are left out
   bool loss_on_all = false;         // "loss": "all": every token predicted, not only the assistant's
   bool loss_not_assistant = false;  // "loss": "not_assistant": every token but the assistant's
-  OnBad on_bad = OnBad::Fail;
+  data::OnBad on_bad = data::OnBad::Fail;
   std::vector<std::string> trainable{""};  // name prefixes that train (default: all but the tower)
   std::vector<RecipeGroup> groups;  // per-prefix learning rate / weight decay (first match)
   int64_t tower_from = -1;          // >= 0: the tower's blocks from this one up train (the cache

@@ -24,7 +24,6 @@ struct PreprocessConfig {
   void validate() const;
 };
 const char* mode_name(PreprocessConfig::Mode m);
-PreprocessConfig::Mode parse_mode(const std::string& name);  // "pad", "shortest_edge", "squash"
 
 // A Hugging Face preprocessor_config.json (CLIPImageProcessor / SiglipImageProcessor) over
 // `base`: image_mean / image_std, and the geometry — size {"shortest_edge": N} (or a number) with

@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-namespace ocellus::train {
+namespace ocellus::data {
 
 // The photos and labels of one split (IDX files, gzipped or not).
 struct FashionSplit {
@@ -61,4 +61,4 @@ struct FashionVqaStats {
 // is the same with or without them.
 FashionVqaStats build_fashion_vqa(const FashionVqaOptions& o);
 
-}  // namespace ocellus::train
+}  // namespace ocellus::data

@@ -14,8 +14,8 @@
 
 #include "ocellus/core/error.h"
 #include "ocellus/io/image.h"
-#include "ocellus/train/data.h"
-#include "ocellus/train/fashion_vqa.h"
+#include "ocellus/data/llava_json.h"
+#include "ocellus/data/fashion_vqa.h"
 #include "testutil.h"
 
 using namespace ocellus;
@@ -64,30 +64,30 @@ std::string plural(const std::string& n) { return n + (n.back() == 's' ? "es" : 
 
 TEST(FashionVqa, ScenesQuestionsAndSplits) {
   const std::string root = source_folder("fashion", 80);
-  train::FashionVqaOptions o;
+  data::FashionVqaOptions o;
   o.source = root + "/src", o.out = root + "/a", o.train_scenes = 40, o.test_scenes = 12, o.val_scenes = 10, o.seed = 7;
-  const train::FashionVqaStats st = train::build_fashion_vqa(o);
+  const data::FashionVqaStats st = data::build_fashion_vqa(o);
   EXPECT_EQ(st.train_scenes, 40);
   EXPECT_EQ(st.test_scenes, 12);
   EXPECT_EQ(st.val_scenes, 10);
   EXPECT_GE(st.val_questions, 10 * 4);
-  const auto& names = train::fashion_class_names();
+  const auto& names = data::fashion_class_names();
   std::set<std::string> first_kinds;
   for (const auto& [tag, file] : {std::pair{"train", "train_instruct.json"}, std::pair{"train", "train_instruct_contrast.json"},
                                   std::pair{"test", "test_instruct.json"}, std::pair{"val", "val_instruct.json"}}) {
     const uint8_t value = std::string(tag) == "test" ? 200 : 100;  // validation scenes show training photos
     const bool contrast = std::string(file) == "train_instruct_contrast.json";
     std::vector<std::string> skipped;
-    const auto all = train::read_llava_json(root + "/a/" + file, train::OnBad::Fail, &skipped);
-    const auto caps = train::read_llava_json(root + "/a/" + tag + "_captions.json", train::OnBad::Fail, &skipped);
+    const auto all = data::read_llava_json(root + "/a/" + file, data::OnBad::Fail, &skipped);
+    const auto caps = data::read_llava_json(root + "/a/" + tag + "_captions.json", data::OnBad::Fail, &skipped);
     // One conversation per scene; in training, each of its questions also as a single-turn
     // record "<id>-q<i>" with the same picture and the same answer.
-    std::vector<train::Record> recs;
-    std::map<std::string, train::Record> by_id;
-    for (const train::Record& r : all)
+    std::vector<data::Record> recs;
+    std::map<std::string, data::Record> by_id;
+    for (const data::Record& r : all)
       if (r.id.find("-q") == std::string::npos) recs.push_back(r), by_id[r.id] = r;
     size_t singles = 0;
-    for (const train::Record& r : all) {
+    for (const data::Record& r : all) {
       if (r.id.find("-q") == std::string::npos) continue;
       ++singles;
       ASSERT_EQ(r.messages.size(), 2u) << r.id;
@@ -220,17 +220,17 @@ TEST(FashionVqa, ScenesQuestionsAndSplits) {
   // contrast file's conversations are the same with two counts put in, or none.
   {
     std::vector<std::string> skipped;
-    const auto reading = train::read_llava_json(root + "/a/train_read.json", train::OnBad::Fail, &skipped);
-    const auto caps = train::read_llava_json(root + "/a/train_captions.json", train::OnBad::Fail, &skipped);
-    std::map<std::string, train::Record> conv, with_counts;
+    const auto reading = data::read_llava_json(root + "/a/train_read.json", data::OnBad::Fail, &skipped);
+    const auto caps = data::read_llava_json(root + "/a/train_captions.json", data::OnBad::Fail, &skipped);
+    std::map<std::string, data::Record> conv, with_counts;
     for (const auto& [file, into] : {std::pair{"train_instruct.json", &conv}, std::pair{"train_instruct_contrast.json", &with_counts}})
-      for (const train::Record& r : train::read_llava_json(root + "/a/" + file, train::OnBad::Fail, &skipped))
+      for (const data::Record& r : data::read_llava_json(root + "/a/" + file, data::OnBad::Fail, &skipped))
         if (r.id.find("-q") == std::string::npos) (*into)[r.id] = r;
     ASSERT_EQ(reading.size(), conv.size());
     ASSERT_EQ(with_counts.size(), conv.size());
     size_t n_with_pair = 0;
     for (size_t k = 0; k < reading.size(); ++k) {
-      const train::Record& r = reading[k];
+      const data::Record& r = reading[k];
       EXPECT_TRUE(r.image.empty()) << r.id;
       const std::string id = r.id.substr(0, r.id.size() - std::string("-read").size());
       ASSERT_EQ(r.id, id + "-read");
@@ -266,7 +266,7 @@ TEST(FashionVqa, ScenesQuestionsAndSplits) {
   }
   // Deterministic in the seed.
   o.out = root + "/b";
-  train::build_fashion_vqa(o);
+  data::build_fashion_vqa(o);
   EXPECT_EQ(test::read_file(root + "/a/train_instruct.json"), test::read_file(root + "/b/train_instruct.json"));
   EXPECT_EQ(test::read_file(root + "/a/train_instruct_contrast.json"), test::read_file(root + "/b/train_instruct_contrast.json"));
   EXPECT_EQ(test::read_file(root + "/a/train_read.json"), test::read_file(root + "/b/train_read.json"));
@@ -274,7 +274,7 @@ TEST(FashionVqa, ScenesQuestionsAndSplits) {
   EXPECT_EQ(test::read_file(root + "/a/val_eval.json"), test::read_file(root + "/b/val_eval.json"));
   // Without validation scenes every other file is the same, and there are no validation files.
   o.out = root + "/c", o.val_scenes = 0;
-  train::build_fashion_vqa(o);
+  data::build_fashion_vqa(o);
   for (const char* f : {"train_instruct.json", "train_instruct_contrast.json", "train_read.json", "train_text.txt", "train_captions.json",
                         "test_eval.json", "test_instruct.json", "images/test/000003.png", "images/train/000005.png"})
     EXPECT_EQ(test::read_file(root + "/a/" + f), test::read_file(root + "/c/" + f)) << f;
@@ -282,7 +282,7 @@ TEST(FashionVqa, ScenesQuestionsAndSplits) {
   EXPECT_FALSE(fs::exists(root + "/c/images/val"));
   // A damaged source is a clear error.
   std::ofstream(root + "/src/t10k-labels-idx1-ubyte.gz") << "garbage";
-  EXPECT_THROW(train::build_fashion_vqa(o), Error);
+  EXPECT_THROW(data::build_fashion_vqa(o), Error);
   fs::remove_all(root);
 }
 
@@ -291,7 +291,7 @@ TEST(FashionVqa, ScenesQuestionsAndSplits) {
 // validation pool's rule stay as without it.
 TEST(FashionVqa, PhotoDeckShowsEachPhotoOnceBeforeRepeats) {
   const std::string root = source_folder("fashion_deck", 120);
-  train::FashionVqaOptions o;
+  data::FashionVqaOptions o;
   o.source = root + "/src", o.train_scenes = 30, o.test_scenes = 6, o.val_scenes = 4, o.seed = 3;
   // The photo index (pixel (0,0) - 1) in each cell of each training scene, -1 where empty.
   auto cells_of = [&](const std::string& dir, int64_t n) {
@@ -311,9 +311,9 @@ TEST(FashionVqa, PhotoDeckShowsEachPhotoOnceBeforeRepeats) {
     return out;
   };
   o.out = root + "/plain", o.photo_deck = false;
-  const train::FashionVqaStats plain = train::build_fashion_vqa(o);
+  const data::FashionVqaStats plain = data::build_fashion_vqa(o);
   o.out = root + "/deck", o.photo_deck = true;
-  const train::FashionVqaStats deck = train::build_fashion_vqa(o);
+  const data::FashionVqaStats deck = data::build_fashion_vqa(o);
   const auto a = cells_of(root + "/plain", 30), b = cells_of(root + "/deck", 30);
   std::set<int> dealt;
   int64_t filled = 0;
@@ -332,6 +332,6 @@ TEST(FashionVqa, PhotoDeckShowsEachPhotoOnceBeforeRepeats) {
     EXPECT_EQ(test::read_file(root + "/plain/" + f), test::read_file(root + "/deck/" + f)) << f;
   // Past the deck's end it is reshuffled: 150 scenes of up to 4 items over 120 photos show them all.
   o.out = root + "/many", o.train_scenes = 150, o.val_scenes = 0;
-  EXPECT_EQ(train::build_fashion_vqa(o).train_photos, 120);
+  EXPECT_EQ(data::build_fashion_vqa(o).train_photos, 120);
   fs::remove_all(root);
 }

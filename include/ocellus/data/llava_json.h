@@ -9,7 +9,7 @@
 
 #include "ocellus/text/chat.h"
 
-namespace ocellus::train {
+namespace ocellus::data {
 
 struct Record {
   std::string id;
@@ -37,4 +37,4 @@ struct Encoded {
 Encoded encode_record(const Record& r, const text::Tokenizer& tok, text::ChatTemplate t, int64_t n_image_tokens,
                       int64_t max_len);
 
-}  // namespace ocellus::train
+}  // namespace ocellus::data

@@ -1,4 +1,4 @@
-#include "ocellus/train/fashion_vqa.h"
+#include "ocellus/data/fashion_vqa.h"
 
 #include <zlib.h>
 
@@ -13,7 +13,7 @@
 #include "ocellus/io/file.h"
 #include "ocellus/io/image.h"
 
-namespace ocellus::train {
+namespace ocellus::data {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -343,4 +343,4 @@ FashionVqaStats build_fashion_vqa(const FashionVqaOptions& o) {
   return st;
 }
 
-}  // namespace ocellus::train
+}  // namespace ocellus::data

@@ -1,12 +1,12 @@
 #include "ocellus/io/json.h"
-#include "ocellus/train/data.h"
+#include "ocellus/data/llava_json.h"
 
 #include <nlohmann/json.hpp>
 
 #include "ocellus/core/error.h"
 #include "ocellus/io/file.h"
 
-namespace ocellus::train {
+namespace ocellus::data {
 
 namespace {
 
@@ -99,4 +99,4 @@ Encoded encode_record(const Record& r, const text::Tokenizer& tok, text::ChatTem
   return out;
 }
 
-}  // namespace ocellus::train
+}  // namespace ocellus::data
