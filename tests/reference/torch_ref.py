@@ -127,6 +127,8 @@ def connector(cfg, w, x):
         n, d = x.shape
         g = int(math.isqrt(n))
         x = x.reshape(g // m, m, g // m, m, d).permute(0, 2, 1, 3, 4).reshape(n // (m * m), m * m * d)
+    if kind == "linear":
+        return linear(x, w, p)
     if kind == "mlp2x_gelu":
         return linear(gelu(linear(x, w, p + "0.")), w, p + "2.")
     if kind == "mlp_norm":
@@ -138,7 +140,7 @@ def connector(cfg, w, x):
         g = int(math.isqrt(n))
         h = h.t().reshape(1, c, g, g)
         h = F.adaptive_avg_pool2d(h, (g // 2, g // 2))
-        h = F.conv2d(h, w[p + "peg.peg.0.weight"], w[p + "peg.peg.0.bias"], padding=1, groups=c) + h
+        h = F.conv2d(h, w[p + "peg.peg.0.weight"].reshape(c, 1, 3, 3), w[p + "peg.peg.0.bias"], padding=1, groups=c) + h
         return h.flatten(2)[0].t()
     if kind == "attn_blocks":  # pre-LN transformer blocks, then a projection
         i = 0
@@ -187,24 +189,26 @@ def vit_upper(cfg, P, x, start):
     return x if siglip else x[1:]
 
 
+def projector_rows(cfg, P, f):
+    """The connector of a HF LLaVA checkpoint (multi_modal_projector.*) over features f [n, d_v]:
+    the names mapped to connector()'s (LLaVA's model.mm_projector.*)."""
+    kind = cfg.get("mm_projector_type", "mlp2x_gelu")
+    W = {}
+    for k, v in P.items():
+        if not k.startswith("multi_modal_projector."):
+            continue
+        local = k[len("multi_modal_projector."):]
+        if kind in ("linear", "mlp2x_gelu") and local.startswith("linear_"):
+            local = ("" if kind == "linear" else ("0." if local[7] == "1" else "2.")) + local[9:]
+        W["model.mm_projector." + local] = v
+    return connector({"type": kind, "merge": cfg.get("spatial_merge_size", 1)}, W, f)
+
+
 def llava_logits(cfg, P, ids, feats, lora_scale=1.0, tower_from=-1):
     """LlavaForConditionalGeneration's forward on one sequence: image rows at the -1 runs."""
     if tower_from >= 0:
         feats = [vit_upper(cfg, P, f, tower_from) for f in feats]
-    t = cfg["text_config"]
-    d, H, Hkv = t["hidden_size"], t["num_attention_heads"], t["num_key_value_heads"]
-    hd, eps, theta = d // H, t.get("rms_norm_eps", 1e-6), t.get("rope_theta", 10000.0)
-    a = act(cfg.get("projector_hidden_act", "gelu"))
-    rows = []
-    for f in feats:
-        if "multi_modal_projector.proj.weight" in P:  # attn_blocks (Llama 3-V)
-            W = {"model.mm_projector." + k[len("multi_modal_projector."):]: v for k, v in P.items() if k.startswith("multi_modal_projector.")}
-            rows.append(connector({"type": "attn_blocks"}, W, f))
-            continue
-        h = F.linear(f, P["multi_modal_projector.linear_1.weight"], P.get("multi_modal_projector.linear_1.bias"))
-        if "multi_modal_projector.linear_2.weight" in P:
-            h = F.linear(a(h), P["multi_modal_projector.linear_2.weight"], P.get("multi_modal_projector.linear_2.bias"))
-        rows.append(h)
+    rows = [projector_rows(cfg, P, f) for f in feats]
     parts, i, img, n = [], 0, 0, len(ids)
     while i < n:
         j = i
@@ -219,33 +223,7 @@ def llava_logits(cfg, P, ids, feats, lora_scale=1.0, tower_from=-1):
                 need -= rows[img].shape[0]
                 img += 1
         i = j
-    x = torch.cat(parts)
-    inv = 1.0 / (theta ** (torch.arange(0, hd, 2, dtype=torch.int64).float() / hd))
-    freqs = torch.arange(n).float()[:, None] * inv[None]
-    emb = torch.cat([freqs, freqs], dim=-1)
-    cos, sin = emb.cos()[:, None], emb.sin()[:, None]  # [n, 1, hd]
-    rms = lambda x, w: w * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps))
-    mask = torch.full((n, n), float("-inf")).triu(1)
-    for L in range(t["num_hidden_layers"]):
-        p = f"model.layers.{L}."
-        def lin(x, name):
-            y = F.linear(x, P[p + name + ".weight"], P.get(p + name + ".bias"))
-            if p + name + ".lora_A" in P:  # LoRA: + scale * B A x
-                y = y + lora_scale * F.linear(F.linear(x, P[p + name + ".lora_A"]), P[p + name + ".lora_B"])
-            return y
-        h = rms(x, P[p + "input_layernorm.weight"])
-        q = lin(h, "self_attn.q_proj").view(n, H, hd)
-        k = lin(h, "self_attn.k_proj").view(n, Hkv, hd)
-        v = lin(h, "self_attn.v_proj").view(n, Hkv, hd)
-        q, k = q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
-        k, v = k.repeat_interleave(H // Hkv, dim=1), v.repeat_interleave(H // Hkv, dim=1)
-        q, k, v = q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1)
-        att = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(hd) + mask, dim=-1) @ v
-        x = x + lin(att.transpose(0, 1).reshape(n, H * hd), "self_attn.o_proj")
-        h = rms(x, P[p + "post_attention_layernorm.weight"])
-        x = x + lin(F.silu(lin(h, "mlp.gate_proj")) * lin(h, "mlp.up_proj"), "mlp.down_proj")
-    out = P.get("lm_head.weight", P["model.embed_tokens.weight"])
-    return F.linear(rms(x, P["model.norm.weight"]), out)
+    return text_logits(cfg["text_config"], P, torch.cat(parts), lora_scale)
 
 
 def read_hf_folder(d):
@@ -258,65 +236,80 @@ def read_hf_folder(d):
 
 
 def causal_lm_logits(cfg, P, ids):
-    """PhiForCausalLM / StableLmForCausalLM forward (transformers' modeling_phi.py and
-    modeling_stablelm.py) over one sequence at positions 0..n-1, HF's tensor names: LayerNorm
-    with bias, partial rotary (rotate-half on the first partial_rotary_factor of each head),
-    q/k/v biases; phi: one norm feeding attention and MLP in parallel, dense with bias, gelu_new
-    MLP (fc1, fc2), final_layernorm, lm_head with bias; stablelm: sequential residuals,
-    post_attention_layernorm, SwiGLU (gate, up, down), model.norm, lm_head without bias."""
-    mt = cfg["model_type"]
-    if mt not in ("phi", "stablelm"):
-        raise SystemExit("causal_lm: model_type " + mt + " is not restated here")
-    if cfg.get("qk_layernorm") or cfg.get("use_parallel_residual"):
-        raise SystemExit("causal_lm: qk_layernorm / use_parallel_residual are not restated here")
-    phi = mt == "phi"
-    d, H = cfg["hidden_size"], cfg["num_attention_heads"]
-    Hkv = cfg.get("num_key_value_heads") or H
+    """A Hugging Face text model's logits over one sequence of ids."""
+    return text_logits(cfg, P, F.embedding(torch.tensor(ids), P["model.embed_tokens.weight"]))
+
+
+def text_logits(t, P, x, lora_scale=1.0):
+    """LlamaForCausalLM / Qwen2ForCausalLM / PhiForCausalLM / StableLmForCausalLM over embedded
+    rows x [n, d] at positions 0..n-1 (transformers' modeling_*.py), HF tensor names. llama /
+    qwen2: RMSNorm, full rotary, SwiGLU, q/k/v biases when present (qwen2); phi: LayerNorm with
+    bias, partial rotary (rotate-half on the first partial_rotary_factor of each head), one norm
+    feeding attention and MLP in parallel, dense with bias, gelu_new MLP (fc1, fc2),
+    final_layernorm, lm_head with bias; stablelm: LayerNorm, partial rotary, sequential residuals,
+    SwiGLU. LoRA adapters (NAME.lora_A / lora_B beside a weight) add lora_scale * B A x."""
+    mt = t["model_type"]
+    if mt not in ("llama", "qwen2", "phi", "stablelm"):
+        raise SystemExit("text_logits: model_type " + mt + " is not restated here")
+    if t.get("qk_layernorm") or t.get("use_parallel_residual"):
+        raise SystemExit("text_logits: qk_layernorm / use_parallel_residual are not restated here")
+    phi, rms_family = mt == "phi", mt in ("llama", "qwen2")
+    d, H = t["hidden_size"], t["num_attention_heads"]
+    Hkv = t.get("num_key_value_heads") or H
     hd = d // H
-    rot = int(hd * cfg.get("partial_rotary_factor", 0.5 if phi else 0.25))
-    eps, theta = cfg.get("layer_norm_eps", 1e-5), cfg.get("rope_theta", 10000.0)
-    n = len(ids)
-    inv = 1.0 / (theta ** (torch.arange(0, rot, 2, dtype=torch.int64).float() / rot))
-    freqs = torch.arange(n).float()[:, None] * inv[None]
+    rot = int(hd * t.get("partial_rotary_factor", {"phi": 0.5, "stablelm": 0.25}.get(mt, 1.0)))
+    eps = t.get("rms_norm_eps", 1e-6) if rms_family else t.get("layer_norm_eps", 1e-5)
+    theta = t.get("rope_theta", 10000.0)
+    n = x.shape[0]
+    fdt = x.dtype  # the angles in the precision of the run
+    inv = 1.0 / (theta ** (torch.arange(0, rot, 2, dtype=torch.int64).to(fdt) / rot))
+    freqs = torch.arange(n).to(fdt)[:, None] * inv[None]
     emb = torch.cat([freqs, freqs], dim=-1)
     cos, sin = emb.cos()[:, None], emb.sin()[:, None]  # [n, 1, rot]
-    rope = lambda t: torch.cat([t[..., :rot] * cos + rotate_half(t[..., :rot]) * sin, t[..., rot:]], dim=-1)
-    ln = lambda x, name: F.layer_norm(x, (d,), P[name + ".weight"], P[name + ".bias"], eps)
-    mask = torch.full((n, n), float("-inf")).triu(1)
-    act_fn = (lambda x: F.gelu(x, approximate="tanh")) if cfg.get("hidden_act", "gelu_new" if phi else "silu") == "gelu_new" else F.silu
-    x = F.embedding(torch.tensor(ids), P["model.embed_tokens.weight"])
-    for L in range(cfg["num_hidden_layers"]):
+    rope = lambda v: torch.cat([v[..., :rot] * cos + rotate_half(v[..., :rot]) * sin, v[..., rot:]], dim=-1)
+    if rms_family:
+        norm = lambda v, name: P[name + ".weight"] * (v * torch.rsqrt(v.pow(2).mean(-1, keepdim=True) + eps))
+    else:
+        norm = lambda v, name: F.layer_norm(v, (d,), P[name + ".weight"], P[name + ".bias"], eps)
+    mask = torch.full((n, n), float("-inf"), dtype=x.dtype).triu(1)
+    act_fn = (lambda v: F.gelu(v, approximate="tanh")) if t.get("hidden_act", "gelu_new" if phi else "silu") == "gelu_new" else F.silu
+    for L in range(t["num_hidden_layers"]):
         p = f"model.layers.{L}."
-        lin = lambda t, name: F.linear(t, P[p + name + ".weight"], P.get(p + name + ".bias"))
-        h = ln(x, p + "input_layernorm")
+
+        def lin(v, name):
+            y = F.linear(v, P[p + name + ".weight"], P.get(p + name + ".bias"))
+            if p + name + ".lora_A" in P:
+                y = y + lora_scale * F.linear(F.linear(v, P[p + name + ".lora_A"]), P[p + name + ".lora_B"])
+            return y
+        h = norm(x, p + "input_layernorm")
         q = rope(lin(h, "self_attn.q_proj").view(n, H, hd))
         k = rope(lin(h, "self_attn.k_proj").view(n, Hkv, hd))
         v = lin(h, "self_attn.v_proj").view(n, Hkv, hd)
         k, v = k.repeat_interleave(H // Hkv, dim=1), v.repeat_interleave(H // Hkv, dim=1)
         q, k, v = q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1)
-        att = (torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(hd) + mask, dim=-1) @ v).transpose(0, 1).reshape(n, d)
+        att = (torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(hd) + mask, dim=-1) @ v).transpose(0, 1).reshape(n, H * hd)
         if phi:
             x = x + lin(att, "self_attn.dense") + lin(act_fn(lin(h, "mlp.fc1")), "mlp.fc2")
         else:
             x = x + lin(att, "self_attn.o_proj")
-            h = ln(x, p + "post_attention_layernorm")
+            h = norm(x, p + "post_attention_layernorm")
             x = x + lin(act_fn(lin(h, "mlp.gate_proj")) * lin(h, "mlp.up_proj"), "mlp.down_proj")
-    x = ln(x, "model.final_layernorm" if phi else "model.norm")
-    out = P["model.embed_tokens.weight"] if cfg.get("tie_word_embeddings", False) else P["lm_head.weight"]
-    return F.linear(x, out, P.get("lm_head.bias"))
+    x = norm(x, "model.final_layernorm" if phi else "model.norm")
+    return F.linear(x, P.get("lm_head.weight", P["model.embed_tokens.weight"]), P.get("lm_head.bias"))
 
 
 def vlm_train(cfg, w, batch):
     torch.set_grad_enabled(True)
     w = {k[len("language_model."):] if k.startswith("language_model.") else k: v for k, v in w.items()}
-    P = {k: v.clone().requires_grad_(k in batch["trainable"]) for k, v in w.items()}
+    dt = torch.float64 if batch.get("float64") else torch.float32  # float64: the exact values, to the last f32 bit
+    P = {k: v.to(dt).requires_grad_(k in batch["trainable"]) for k, v in w.items()}
     for k in batch["trainable"]:
         if k not in P:
             sys.exit(f"torch_ref: trainable parameter {k} is not in {cfg.get('model_type', 'the model')}'s file")
     ids, mask = batch["ids"], batch["mask"]
     nf, dv = batch["n_features"], cfg["vision_config"]["hidden_size"]
     raw = torch.frombuffer(bytearray(open(batch["features"], "rb").read()), dtype=torch.float32)
-    feats = list(raw.reshape(-1, batch.get("n_rows", nf), dv))
+    feats = list(raw.reshape(-1, batch.get("n_rows", nf), dv).to(dt))
     targets = torch.tensor([ids[i + 1] if mask[i + 1] and ids[i + 1] >= 0 else -100 for i in range(len(ids) - 1)] + [-100])
     params = [P[k] for k in batch["trainable"]]
     groups = [{"params": params, "lr": batch["lr"], "weight_decay": batch["weight_decay"]}]
@@ -331,11 +324,11 @@ def vlm_train(cfg, w, batch):
             for k, p in zip(batch["trainable"], params):
                 if p.grad is None:  # the model does not use it: a test expecting it to train is wrong
                     sys.exit(f"torch_ref: trainable parameter {k} got no gradient")
-            out.append(loss.detach().reshape(1))
-            out += [p.grad.reshape(-1) for p in params]
+            out.append(loss.detach().reshape(1).float())
+            out += [p.grad.reshape(-1).float() for p in params]
         if step == batch["steps"]:
             break
-        losses.append(loss.detach().reshape(1))
+        losses.append(loss.detach().reshape(1).float())
         if batch.get("clip", 0) > 0:
             torch.nn.utils.clip_grad_norm_(params, batch["clip"])
         opt.step()
