@@ -1,0 +1,204 @@
+// Every text family trains with every connector, through the one model definition: for each
+// pair (llama, qwen2, phi, stablelm) x (linear, mlp2x_gelu, mlp_norm, ldpv2, attn_blocks,
+// resampler), a tiny LLaVA folder made by `init` with its weights moved far from their
+// initialization, two images in the sequence:
+//   - the training forward (nn::Train) equals the inference forward (nn::Infer: the folder
+//     loaded as `run` loads it, the connector's rows spliced in, an f32 KV cache), <= 1e-6;
+//   - one step's loss and the gradient of every parameter (text model and connector) match a
+//     PyTorch re-statement (tests/reference/torch_ref.py, run in float64: the exact values
+//     of the same f32 weights), relative <= 2e-6.
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "ocellus/autograd/autograd.h"
+#include "ocellus/io/hf_config.h"
+#include "ocellus/io/safetensors.h"
+#include "ocellus/io/tensor_source.h"
+#include "ocellus/lm/lm.h"
+#include "ocellus/model/init.h"
+#include "ocellus/model/vlm.h"
+#include "ocellus/model/vlm_train.h"
+#include "ocellus/text/bpe_train.h"
+#include "testutil.h"
+#include "torch_ref.h"
+
+using namespace ocellus;
+
+namespace {
+
+const char* const kFamilies[] = {"llama", "qwen2", "phi", "stablelm"};
+const char* const kConnectors[] = {"linear", "mlp2x_gelu", "mlp_norm", "ldpv2", "attn_blocks", "resampler"};
+constexpr double kForwardBound = 1e-6;  // the bound: the same model, two contexts
+constexpr double kStepBound = 2e-6;     // the bound: loss and every gradient against PyTorch
+
+const text::Tokenizer& tokenizer() {
+  static const text::Tokenizer tok = [] {
+    text::BpeTrainOptions bo;
+    bo.vocab_size = 280, bo.min_frequency = 1, bo.specials = {"<|endoftext|>"}, bo.eos = "<|endoftext|>";
+    return text::train_bpe({"a bag in the top left and a shirt in the bottom right"}, bo);
+  }();
+  return tok;
+}
+
+// A tiny LLaVA folder of the pair: 2 text blocks (4 heads, 2 key/value heads), a 16 px tower of
+// 4 px patches (a 4x4 grid: 16 features of width 24), the connector; every tensor then replaced
+// by random values far from its initialization (norm weights near one, biases small).
+std::string make_folder(const std::string& family, const std::string& connector) {
+  const std::string dir = test::temp_path("matrix_" + family + "_" + connector);
+  std::system(("rm -rf " + dir).c_str());
+  model::InitSpec spec;
+  spec.family = family, spec.connector = connector;
+  spec.n_embd = 32, spec.n_ff = 48, spec.n_layer = 2, spec.n_head = 4, spec.n_head_kv = 2, spec.n_ctx = 128;
+  spec.tied = family == "qwen2";
+  spec.image_size = 16, spec.patch_size = 4, spec.vision_embd = 24, spec.vision_ff = 48, spec.vision_layers = 2, spec.vision_heads = 2;
+  spec.connector_blocks = 2, spec.connector_queries = 4;
+  model::init_llava(spec, tokenizer(), dir);
+  std::vector<std::pair<std::string, Tensor>> t;
+  {
+    const io::SafetensorsModel st = io::SafetensorsModel::open(dir);
+    uint32_t seed = 500;
+    for (const std::string& n : st.names()) {
+      const Tensor x = st.tensor(n);
+      const bool bias = n.ends_with(".bias"), norm = x.ndim() == 1 && !bias;
+      Tensor r = test::randn(x.shape(), seed++, norm ? 0.1f : bias ? 0.1f : 0.25f);
+      if (norm)
+        for (int64_t i = 0; i < r.numel(); ++i) r.data<float>()[i] += 1.0f;
+      t.push_back({n, r});
+    }
+  }
+  io::write_safetensors(dir + "/model.safetensors", t);
+  return dir;
+}
+
+struct Case {
+  std::string family, connector, dir;
+  io::SafetensorsModel st;
+  model::TrainableVlm vlm;
+  model::TrainSample sample;
+  Case(const std::string& f, const std::string& c)
+      : family(f), connector(c), dir(make_folder(f, c)), st(io::SafetensorsModel::open(dir)),
+        vlm(model::train_config_from_hf(io::read_hf_config(dir)), io::safetensors_source(st, dir)) {
+    // BOS, a user turn with two images, an answer (the masked tokens).
+    const int64_t rows = vlm.n_image_tokens();
+    sample.ids = {1, 5, 7};
+    sample.ids.insert(sample.ids.end(), size_t(2 * rows), -1);
+    for (int32_t id : {9, 11, 13, 3, 15, 17, 19, 21, 2}) sample.ids.push_back(id);
+    sample.mask.assign(sample.ids.size(), 0);
+    for (size_t i = sample.ids.size() - 5; i < sample.ids.size(); ++i) sample.mask[i] = 1;
+    const int64_t nf = vlm.config().vit.n_features(), dv = vlm.config().d_vision;
+    sample.features = {test::randn({nf, dv}, 7), test::randn({nf, dv}, 8)};
+  }
+  std::string name() const { return family + " + " + connector; }
+};
+
+// The inference forward of the folder on the same sequence: the text model and the connector
+// loaded as `run` loads them, the image rows spliced at the -1 runs, logits of every position.
+Tensor inference_logits(const Case& c) {
+  const auto lm = lm::load_model(c.dir);
+  const auto vision = model::load_hf_vision(c.dir);
+  std::vector<Tensor> parts;
+  size_t image = 0;
+  const std::vector<int32_t>& ids = c.sample.ids;
+  for (size_t i = 0; i < ids.size();) {
+    size_t j = i;
+    while (j < ids.size() && (ids[j] < 0) == (ids[i] < 0)) ++j;
+    if (ids[i] >= 0) {
+      parts.push_back(lm->embed(std::vector<int32_t>(ids.begin() + long(i), ids.begin() + long(j))));
+    } else {
+      for (int64_t need = int64_t(j - i); need > 0;) {
+        parts.push_back(vision->connector().forward(c.sample.features[image++]));
+        need -= parts.back().dim(0);
+      }
+    }
+    i = j;
+  }
+  lm::KvCache cache(lm->config(), int64_t(ids.size()), DType::F32);
+  return lm->forward(ops::concat(parts, 0), cache, true);
+}
+
+// PyTorch's loss and the gradients of `names` (in order), in float64.
+std::vector<float> torch_step(const Case& c, const std::vector<std::string>& names) {
+  const int64_t nf = c.sample.features[0].dim(0), dv = c.sample.features[0].dim(1);
+  Tensor feats = Tensor::empty({2 * nf, dv});
+  for (int i = 0; i < 2; ++i)
+    std::memcpy(feats.data<float>() + i * nf * dv, c.sample.features[size_t(i)].data<float>(), size_t(nf * dv) * 4);
+  nlohmann::json b;
+  b["ids"] = c.sample.ids, b["mask"] = c.sample.mask, b["n_features"] = nf;
+  b["features"] = test::write_temp("matrix_feats.f32", feats);
+  b["trainable"] = names, b["lr"] = 1e-3, b["weight_decay"] = 0.0, b["steps"] = 0, b["clip"] = 0.0, b["float64"] = true;
+  const std::string bp = test::temp_path("matrix_batch.json");
+  std::ofstream(bp) << b.dump();
+  return test::torch_ref({"vlm_train", c.dir, bp, ""}, test::temp_path("matrix_out.f32"));
+}
+
+// The parameters expected to train, stated by the test: every tensor of the folder but the
+// tower's (its features are the input), the text model's without the "language_model." prefix.
+std::vector<std::string> expected_params(const Case& c) {
+  std::vector<std::string> out;
+  for (std::string n : c.st.names()) {
+    if (n.rfind("vision_tower.", 0) == 0) continue;
+    if (n.rfind("language_model.", 0) == 0) n = n.substr(std::string("language_model.").size());
+    out.push_back(n);
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST(TrainMatrix, EveryFamilyAndConnectorTrainsAsInferenceRunsAndAsPyTorchComputes) {
+  double worst_fwd = 0, worst_loss = 0, worst_grad = 0;
+  for (const char* family : kFamilies)
+    for (const char* connector : kConnectors) {
+      Case c(family, connector);
+      // The training forward against the inference forward.
+      Tensor train_logits;
+      {
+        ag::NoGrad ng;
+        train_logits = c.vlm.forward(c.sample)->value;
+      }
+      const double fe = test::rel_err(train_logits, inference_logits(c));
+      EXPECT_LE(fe, kForwardBound) << c.name();
+      worst_fwd = std::max(worst_fwd, fe);
+
+      // One step against PyTorch: the loss and every parameter's gradient.
+      const std::vector<std::string> names = expected_params(c);
+      std::vector<std::string> trained;
+      for (const ag::Var& p : c.vlm.params())
+        if (p->requires_grad) trained.push_back(p->name);
+      std::vector<std::string> want = names;
+      std::sort(trained.begin(), trained.end()), std::sort(want.begin(), want.end());
+      EXPECT_EQ(trained, want) << c.name() << ": the parameters that train are not the folder's";
+      const std::vector<float> ref = torch_step(c, names);
+      size_t values = 1;
+      for (const std::string& n : names) values += size_t(c.vlm.param(n)->value.numel());
+      ASSERT_EQ(ref.size(), values) << c.name() << ": PyTorch's output: the loss, one gradient per parameter";
+      const ag::Var loss = c.vlm.loss(c.sample);
+      ag::Tape::current().backward(loss);
+      const double le = std::fabs(double(loss->value.data<float>()[0]) - ref[0]) / std::fabs(double(ref[0]));
+      EXPECT_LE(le, kStepBound) << c.name() << ": loss";
+      worst_loss = std::max(worst_loss, le);
+      size_t at = 1;
+      double worst = 0;
+      std::string worst_name;
+      for (const std::string& n : names) {
+        const ag::Var p = c.vlm.param(n);
+        ASSERT_TRUE(p->grad.defined()) << c.name() << ": " << n << " got no gradient";
+        const int64_t k = p->grad.numel();
+        const std::vector<float> want_g(ref.begin() + long(at), ref.begin() + long(at) + k);
+        const double e = test::rel_err(p->grad, Tensor::from_vector(p->grad.shape(), want_g));
+        EXPECT_LE(e, kStepBound) << c.name() << ": " << n;
+        if (e > worst) worst = e, worst_name = n;
+        at += size_t(k);
+      }
+      worst_grad = std::max(worst_grad, worst);
+      std::printf("%-22s forward %.2e  loss %.2e  %3zu gradients, worst %.2e (%s)\n", c.name().c_str(), fe, le, names.size(), worst,
+                  worst_name.c_str());
+      std::system(("rm -rf " + c.dir).c_str());
+    }
+  std::printf("matrix: worst forward %.2e, loss %.2e, gradient %.2e\n", worst_fwd, worst_loss, worst_grad);
+}
