@@ -4,14 +4,12 @@
 #include <utility>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "ocellus/core/error.h"
 #include "ocellus/io/file.h"
-#include "ocellus/io/json.h"
 #include "ocellus/io/safetensors.h"
 #include "ocellus/lm/lm.h"
 #include "ocellus/model/vlm.h"
+#include "ocellus/text/chat.h"
 
 namespace ocellus::model {
 
@@ -45,12 +43,8 @@ void export_trained_vlm(const TrainableVlm& vlm, const std::string& base_dir, co
   }
   for (const fs::path f : {gguf_model, gguf_mmproj})
     if (f.has_parent_path()) fs::create_directories(f.parent_path());
-  std::string jinja;  // the folder's chat template travels into the GGUF, so runners pick it up
-  if (io::is_file(base_dir + "/tokenizer_config.json")) {
-    const nlohmann::json tc = io::read_json_file(base_dir + "/tokenizer_config.json", "train");
-    if (tc.is_object() && tc.contains("chat_template") && tc["chat_template"].is_string()) jinja = tc["chat_template"].get<std::string>();
-  }
-  lm::write_gguf(*lm::load_hf(model_dir), tok, gguf_model, jinja);
+  // The folder's chat template travels into the GGUF, so runners pick it up.
+  lm::write_gguf(*lm::load_hf(model_dir), tok, gguf_model, text::hf_chat_template_text(base_dir));
   std::vector<std::pair<std::string, Tensor>> proj;
   for (const auto& [n, t] : vlm.tensors()) {
     const std::string lin = "multi_modal_projector.linear_", pre = "multi_modal_projector.";

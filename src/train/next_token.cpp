@@ -24,8 +24,6 @@ namespace ocellus::train {
 
 namespace {
 
-bool starts_with(const std::string& s, const std::string& p) { return s.compare(0, p.size(), p) == 0; }
-
 struct Sample {
   std::vector<int32_t> ids;
   std::vector<uint8_t> mask;
@@ -52,14 +50,13 @@ class NextToken final : public Objective {
     if (r.lora_rank > 0) vlm_.enable_lora(r.lora_rank, float(r.lora_alpha), r.lora_targets, r.seed);
     // Which parameters train. With LoRA the adapters train and the text model's own weights stay frozen.
     for (const ag::Var& p : vlm_.params()) {
-      p->requires_grad = std::any_of(r.trainable.begin(), r.trainable.end(), [&](const std::string& pre) { return starts_with(p->name, pre); });
-      if (r.lora_rank > 0 && (starts_with(p->name, "model.") || starts_with(p->name, "lm_head.")))
+      p->requires_grad = r.trains(p->name);
+      if (r.lora_rank > 0 && (p->name.starts_with("model.") || p->name.starts_with("lm_head.")))
         p->requires_grad = p->name.find(".lora_") != std::string::npos;
     }
   }
 
   const std::vector<ag::Var>& params() const override { return vlm_.params(); }
-  std::vector<std::pair<std::string, Tensor>> tensors() const override { return vlm_.tensors(); }
   size_t size() const override { return samples_.size(); }
   int64_t tokens(size_t i) const override { return int64_t(samples_[i].ids.size()); }
   int64_t weight(size_t i) const override { return samples_[i].counted; }  // the loss is a mean over tokens

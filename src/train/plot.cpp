@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <sstream>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -14,17 +15,13 @@ namespace ocellus::train {
 
 using nlohmann::json;
 
-std::vector<double> logged_losses(const std::string& log_path) {
-  std::vector<double> all;
-  std::istringstream in(io::read_text_file(log_path));
+void draw_loss_curve(const std::string& metrics_path, const std::string& path) {
+  std::vector<double> losses;
+  std::istringstream in(io::read_text_file(metrics_path));
   for (std::string line; std::getline(in, line);) {
     const json j = json::parse(line, nullptr, false);
-    if (!j.is_discarded() && j.contains("loss")) all.push_back(j["loss"].get<double>());
+    if (!j.is_discarded() && j.contains("loss")) losses.push_back(j["loss"].get<double>());
   }
-  return all;
-}
-
-void draw_loss_curve(const std::vector<double>& losses, const std::string& path) {
   if (losses.empty()) return;
   io::ImageRgb8 img;
   img.width = 640, img.height = 320;

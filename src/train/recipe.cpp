@@ -51,29 +51,30 @@ Recipe parse_recipe(const std::string& text, const std::string& path) {
     OCELLUS_CHECK(v == std::floor(v), "recipe: ", path, ": '", k, "' = ", v, " must be a whole number");
     return int64_t(v);
   };
+  auto flag = [&](const char* k, bool def) {
+    if (!j.contains(k)) return def;
+    OCELLUS_CHECK(j[k].is_boolean(), "recipe: ", path, ": '", k, "' must be true or false");
+    return j[k].get<bool>();
+  };
+  auto strings = [&](const json& v, const char* k, const char* what, bool nonempty) {  // a list of names
+    OCELLUS_CHECK(v.is_array() && (!nonempty || !v.empty()), "recipe: ", path, ": '", k, "' must be a list of ", what);
+    std::vector<std::string> out;
+    for (const json& e : v) {
+      OCELLUS_CHECK(e.is_string(), "recipe: ", path, ": '", k, "' must be a list of ", what);
+      out.push_back(e.get<std::string>());
+    }
+    return out;
+  };
   r.base = str("base", true, true), r.data = str("data", true, true), r.images = str("images", false, true);
   r.cache = str("cache", false, true), r.chat_template = str("chat_template", false, false), r.out = str("out", true, true);
-  if (j.contains("skip_bad_records")) {
-    OCELLUS_CHECK(j["skip_bad_records"].is_boolean(), "recipe: ", path, ": 'skip_bad_records' must be true or false");
-    r.on_bad = j["skip_bad_records"].get<bool>() ? OnBad::Skip : OnBad::Fail;
-  }
+  r.on_bad = flag("skip_bad_records", false) ? OnBad::Skip : OnBad::Fail;
+  r.ignore_images = flag("ignore_images", false);
+  if (j.contains("trainable")) r.trainable = strings(j["trainable"], "trainable", "name prefixes", false);
   if (j.contains("loss")) {
     OCELLUS_CHECK(j["loss"] == "assistant" || j["loss"] == "all" || j["loss"] == "not_assistant", "recipe: ", path,
                   ": 'loss' must be \"assistant\", \"all\" or \"not_assistant\"");
     r.loss_on_all = j["loss"] == "all";
     r.loss_not_assistant = j["loss"] == "not_assistant";
-  }
-  if (j.contains("ignore_images")) {
-    OCELLUS_CHECK(j["ignore_images"].is_boolean(), "recipe: ", path, ": 'ignore_images' must be true or false");
-    r.ignore_images = j["ignore_images"].get<bool>();
-  }
-  if (j.contains("trainable")) {
-    OCELLUS_CHECK(j["trainable"].is_array(), "recipe: ", path, ": 'trainable' must be a list of name prefixes");
-    r.trainable.clear();
-    for (const json& p : j["trainable"]) {
-      OCELLUS_CHECK(p.is_string(), "recipe: ", path, ": 'trainable' must be a list of name prefixes");
-      r.trainable.push_back(p.get<std::string>());
-    }
   }
   r.lr = num("lr", r.lr, 0, 10), r.weight_decay = num("weight_decay", r.weight_decay, 0, 10);
   r.beta1 = num("beta1", r.beta1, 0, 0.999999), r.beta2 = num("beta2", r.beta2, 0, 0.999999999);
@@ -97,14 +98,7 @@ Recipe parse_recipe(const std::string& text, const std::string& path) {
       OCELLUS_CHECK(l["alpha"].is_number() && l["alpha"].get<double>() > 0, "recipe: ", path, ": 'lora.alpha' must be > 0");
       r.lora_alpha = l["alpha"].get<double>();
     }
-    if (l.contains("targets")) {
-      OCELLUS_CHECK(l["targets"].is_array() && !l["targets"].empty(), "recipe: ", path, ": 'lora.targets' must be a list of layer names");
-      r.lora_targets.clear();
-      for (const json& t : l["targets"]) {
-        OCELLUS_CHECK(t.is_string(), "recipe: ", path, ": 'lora.targets' must be a list of layer names");
-        r.lora_targets.push_back(t.get<std::string>());
-      }
-    }
+    if (l.contains("targets")) r.lora_targets = strings(l["targets"], "lora.targets", "layer names", true);
   }
   if (j.contains("objective")) {
     OCELLUS_CHECK(j["objective"].is_string() && (j["objective"] == "next_token" || j["objective"] == "siglip"), "recipe: ", path,

@@ -15,7 +15,7 @@ TrainResult run_recipe(const Recipe& r, Start start, const std::function<void(co
   const bool finished = res.first_step + int64_t(res.losses.size()) == r.steps;  // not stopped early
   if (!finished || !dist().main()) return res;  // the first process writes the results
   // The curve over the whole run (resumed runs included), and the model.
-  draw_loss_curve(logged_losses(metrics_path(r)), r.out + "/loss.png");
+  draw_loss_curve(metrics_path(r), r.out + "/loss.png");
   objective->export_model(r.out, res);
   return res;
 }

@@ -175,7 +175,7 @@ void SiglipModel::export_folder(const std::string& base_dir, const std::string& 
   std::map<std::string, Tensor> trained;
   std::vector<std::pair<std::string, Tensor>> heads;
   for (const ag::Var& p : params_) {
-    if (p->name.rfind("siglip.", 0) == 0) {
+    if (p->name.starts_with("siglip.")) {
       heads.push_back({p->name, p->value});
       continue;
     }
@@ -206,13 +206,10 @@ class SiglipObjective final : public Objective {
     read_pairs();
     for (const ag::Var& p : m_.params())
       // The tower trains as the recipe says; the text tower and heads always do (nothing else uses them).
-      p->requires_grad = p->name.rfind("siglip.", 0) == 0 ||
-                         (!m_.absent(p->name) &&
-                          std::any_of(r.trainable.begin(), r.trainable.end(), [&](const std::string& pre) { return p->name.rfind(pre, 0) == 0; }));
+      p->requires_grad = p->name.starts_with("siglip.") || (!m_.absent(p->name) && r.trains(p->name));
   }
 
   const std::vector<ag::Var>& params() const override { return m_.params(); }
-  std::vector<std::pair<std::string, Tensor>> tensors() const override { return m_.tensors(); }
   size_t size() const override { return pixels_.size(); }
   int64_t tokens(size_t i) const override {
     return vc_.n_patches() + std::min<int64_t>(int64_t(captions_[i].size()), r_.siglip.max_text_len);

@@ -24,8 +24,6 @@ using nlohmann::json;
 
 namespace {
 
-bool starts_with(const std::string& s, const std::string& p) { return s.compare(0, p.size(), p) == 0; }
-
 // The order samples are seen in: epoch e is a Fisher-Yates shuffle seeded by (seed, e).
 class Order {
  public:
@@ -55,21 +53,28 @@ std::string step_dir_name(int64_t step) {
   return b;
 }
 
-// checkpoints/step-NNNNNNNN/{model,optimizer}.safetensors + trainer.json, then `latest` names it
-// (a kill before that leaves the previous one latest); only the newest `keep` are kept.
-void save_checkpoint(const std::string& out, int64_t step, const std::vector<std::pair<std::string, Tensor>>& tensors, AdamW& opt,
-                     int64_t keep) {
-  const fs::path root = fs::path(out) / "checkpoints", dir = root / step_dir_name(step);
-  fs::create_directories(dir);
-  io::write_safetensors((dir / "model.safetensors").string(), tensors);
-  std::vector<std::pair<std::string, Tensor>> st;
+// The optimizer's moments by name: "m.<param>", "v.<param>" (as optimizer.safetensors holds them).
+std::vector<std::pair<std::string, Tensor*>> moments(AdamW& opt) {
+  std::vector<std::pair<std::string, Tensor*>> out;
   size_t i = 0;
   for (const ParamGroup& g : opt.groups())
     for (const ag::Var& p : g.params) {
-      st.push_back({"m." + p->name, opt.m()[i]});
-      st.push_back({"v." + p->name, opt.v()[i]});
+      out.push_back({"m." + p->name, &opt.m()[i]});
+      out.push_back({"v." + p->name, &opt.v()[i]});
       ++i;
     }
+  return out;
+}
+
+// checkpoints/step-NNNNNNNN/{model,optimizer}.safetensors + trainer.json, then `latest` names it
+// (a kill before that leaves the previous one latest); only the newest `keep` are kept.
+void save_checkpoint(const std::string& out, int64_t step, const std::vector<ag::Var>& params, AdamW& opt, int64_t keep) {
+  const fs::path root = fs::path(out) / "checkpoints", dir = root / step_dir_name(step);
+  fs::create_directories(dir);
+  std::vector<std::pair<std::string, Tensor>> model, st;
+  for (const ag::Var& p : params) model.push_back({p->name, p->value});
+  io::write_safetensors((dir / "model.safetensors").string(), model);
+  for (const auto& [name, t] : moments(opt)) st.push_back({name, *t});
   io::write_safetensors((dir / "optimizer.safetensors").string(), st, {{"step", std::to_string(opt.steps())}});
   io::write_text_file_atomically((dir / "trainer.json").string(), json{{"step", step}}.dump());
   // Only now does `latest` name it: a kill before this line leaves the previous one latest.
@@ -77,7 +82,7 @@ void save_checkpoint(const std::string& out, int64_t step, const std::vector<std
   io::write_text_file_atomically((root / "latest").string(), name);
   std::vector<std::string> dirs;
   for (const auto& e : fs::directory_iterator(root))
-    if (e.is_directory() && starts_with(e.path().filename().string(), "step-")) dirs.push_back(e.path().filename().string());
+    if (e.is_directory() && e.path().filename().string().starts_with("step-")) dirs.push_back(e.path().filename().string());
   std::sort(dirs.begin(), dirs.end());
   for (size_t k = 0; k + size_t(keep) < dirs.size(); ++k)
     if (dirs[k] != name) fs::remove_all(root / dirs[k]);
@@ -106,13 +111,7 @@ int64_t load_checkpoint(const std::string& out, const std::vector<ag::Var>& para
     std::memcpy(dst.raw(), t.contiguous().raw(), dst.nbytes());
   };
   for (const ag::Var& p : params) copy_into(m, p->name, p->value);
-  size_t i = 0;
-  for (const ParamGroup& g : opt.groups())
-    for (const ag::Var& p : g.params) {
-      copy_into(o, "m." + p->name, opt.m()[i]);
-      copy_into(o, "v." + p->name, opt.v()[i]);
-      ++i;
-    }
+  for (const auto& [name, t] : moments(opt)) copy_into(o, name, *t);
   opt.set_steps(std::stoll(o.metadata().at("step")));
   return state["step"].get<int64_t>();
 }
@@ -141,7 +140,7 @@ std::vector<ParamGroup> param_groups(const Recipe& r, const Objective& obj) {
     if (!p->requires_grad) continue;
     n_trainable += p->value.numel();
     size_t g = 0;
-    while (g < r.groups.size() && !starts_with(p->name, r.groups[g].prefix)) ++g;
+    while (g < r.groups.size() && !p->name.starts_with(r.groups[g].prefix)) ++g;
     groups[g].params.push_back(p);
   }
   OCELLUS_CHECK(n_trainable > 0, "train: ", r.path, ": 'trainable' matches no parameter");
@@ -251,7 +250,7 @@ TrainResult Trainer::run(Start start, const std::function<void(const StepStats&)
     if (on_step) on_step(s);
     const bool last = step + 1 == r.steps;
     if (D.main() && (last || (r.checkpoint_every > 0 && (step + 1) % r.checkpoint_every == 0)))
-      save_checkpoint(r.out, step + 1, obj_.tensors(), opt_, r.keep);
+      save_checkpoint(r.out, step + 1, obj_.params(), opt_, r.keep);
     if (stop_after > 0 && step + 1 - res.first_step >= stop_after && !last) return res;
   }
   return res;

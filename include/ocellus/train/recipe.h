@@ -51,6 +51,13 @@ struct Recipe {
   std::string out;                  // output folder: checkpoints/, metrics.jsonl, loss.png, model/
   int64_t checkpoint_every = 0;     // steps between checkpoints (0: only the last)
   int64_t keep = 2;                 // checkpoints kept
+
+  // Whether a parameter of this name trains: one of the 'trainable' prefixes starts it.
+  bool trains(const std::string& param) const {
+    for (const std::string& p : trainable)
+      if (param.starts_with(p)) return true;
+    return false;
+  }
 };
 
 // Reads and validates a recipe; unknown keys and bad values are errors naming them.

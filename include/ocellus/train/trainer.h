@@ -8,13 +8,11 @@
 #include <cstdint>
 #include <functional>
 #include <string>
-#include <utility>
 #include <vector>
 
 #include <nlohmann/json_fwd.hpp>
 
 #include "ocellus/autograd/autograd.h"
-#include "ocellus/core/tensor.h"
 #include "ocellus/train/optim.h"
 #include "ocellus/train/recipe.h"
 
@@ -51,8 +49,6 @@ class Objective {
   virtual ~Objective() = default;
   // Every parameter, under the name checkpoints hold it by; requires_grad marks those that train.
   virtual const std::vector<ag::Var>& params() const = 0;
-  // What a checkpoint's model.safetensors holds (the parameters by name).
-  virtual std::vector<std::pair<std::string, Tensor>> tensors() const = 0;
   // Samples the batches are drawn from.
   virtual size_t size() const = 0;
   // Tokens sample i puts through the model (throughput; the micro-batch budget).
