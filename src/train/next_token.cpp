@@ -61,7 +61,7 @@ class NextToken final : public Objective {
   int64_t tokens(size_t i) const override { return int64_t(samples_[i].ids.size()); }
   int64_t weight(size_t i) const override { return samples_[i].counted; }  // the loss is a mean over tokens
 
-  ag::Var loss(const std::vector<size_t>& idx) override {
+  ag::Var loss(int64_t, const std::vector<size_t>& idx) override {
     std::vector<model::TrainSample> batch;
     for (size_t i : idx) {
       const Sample& s = samples_[i];
@@ -146,9 +146,7 @@ void NextToken::read_samples() {
     }
     samples_.push_back(std::move(s));
   }
-  for (size_t i = 0; say && i < skipped.size() && i < 5; ++i) std::fprintf(stderr, "train: skipped %s\n", skipped[i].c_str());
-  if (say && !skipped.empty())
-    std::fprintf(stderr, "train: skipped %zu record(s) (malformed, or a missing or broken image)\n", skipped.size());
+  report_skipped(skipped);
   OCELLUS_CHECK(!samples_.empty(), "train: ", r.data, ": no usable samples");
   if (say && truncated) std::fprintf(stderr, "train: %lld sequence(s) truncated to %lld tokens\n", (long long)truncated, (long long)r.max_len);
   if (say && empty) std::fprintf(stderr, "train: %lld sequence(s) with no reply tokens left were dropped\n", (long long)empty);

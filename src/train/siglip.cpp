@@ -216,7 +216,7 @@ class SiglipObjective final : public Objective {
   }
   bool separable() const override { return false; }  // every image against every caption of the batch
 
-  ag::Var loss(const std::vector<size_t>& idx) override {
+  ag::Var loss(int64_t, const std::vector<size_t>& idx) override {
     std::vector<Tensor> px;
     std::vector<std::vector<int32_t>> ids;
     for (size_t i : idx) px.push_back(pixels_[i]), ids.push_back(captions_[i]);
@@ -288,8 +288,7 @@ void SiglipObjective::read_pairs() {
     }
     captions_.resize(kept);
   }
-  for (size_t i = 0; i < skipped.size() && i < 5; ++i) std::fprintf(stderr, "train: skipped %s\n", skipped[i].c_str());
-  if (!skipped.empty()) std::fprintf(stderr, "train: skipped %zu record(s) (malformed, or a missing or broken image)\n", skipped.size());
+  report_skipped(skipped);
   OCELLUS_CHECK(pixels_.size() >= 2, "train: ", r.data, ": SigLIP needs at least two image / caption pairs, found ", pixels_.size());
 }
 

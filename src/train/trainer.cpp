@@ -174,6 +174,12 @@ int64_t prepare_out_folder(const Recipe& r, Start start) {
   return 0;
 }
 
+void report_skipped(const std::vector<std::string>& skipped) {
+  if (!dist().main()) return;
+  for (size_t i = 0; i < skipped.size() && i < 5; ++i) std::fprintf(stderr, "train: skipped %s\n", skipped[i].c_str());
+  if (!skipped.empty()) std::fprintf(stderr, "train: skipped %zu record(s) (malformed, or a missing or broken image)\n", skipped.size());
+}
+
 Trainer::Trainer(const Recipe& r, Objective& objective)
     : r_(r), obj_(objective), opt_(param_groups(r, objective), r.beta1, r.beta2, r.eps) {
   for (const ParamGroup& g : opt_.groups()) trainable_.insert(trainable_.end(), g.params.begin(), g.params.end());
@@ -219,7 +225,7 @@ TrainResult Trainer::run(Start start, const std::function<void(const StepStats&)
         micro_tokens += obj_.tokens(idx[at]), micro_weight += obj_.weight(idx[at]);
         micro.push_back(idx[at++]);
       }
-      const ag::Var l = ag::scale(obj_.loss(micro), float(double(micro_weight) / double(weight)));
+      const ag::Var l = ag::scale(obj_.loss(step, micro), float(double(micro_weight) / double(weight)));
       ag::Tape::current().backward(l);
       loss += double(l->value.data<float>()[0]);
       tokens += micro_tokens;

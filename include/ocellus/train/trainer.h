@@ -58,8 +58,10 @@ class Objective {
   // Whether a batch's loss is the weighted mean of per-sample terms, so that it may be split into
   // micro-batches and across processes (SigLIP's pairs every image with every caption: no).
   virtual bool separable() const { return true; }
-  // The loss of these samples (their weighted mean), a scalar [1].
-  virtual ag::Var loss(const std::vector<size_t>& samples) = 0;
+  // The loss of these samples (their weighted mean), a scalar [1], at a step (0-based) of the
+  // run: what a loss draws at random (a diffusion loss's noise) comes from it and the samples,
+  // so that a resumed run draws the same.
+  virtual ag::Var loss(int64_t step, const std::vector<size_t>& samples) = 0;
   // What a step's metrics line adds, read after the optimizer step; batch_weight: the weight of
   // the whole (global) batch.
   virtual void log_fields(nlohmann::json& line, int64_t batch_weight) const = 0;
@@ -67,6 +69,10 @@ class Objective {
   // what it wrote in res.
   virtual void export_model(const std::string& out, TrainResult& res) const = 0;
 };
+
+// The records an objective's data left out (malformed, or a missing or broken image): the first
+// five and a count, on stderr by the first process.
+void report_skipped(const std::vector<std::string>& skipped);
 
 class Trainer {
  public:
