@@ -182,6 +182,7 @@ void report_skipped(const std::vector<std::string>& skipped) {
 
 Trainer::Trainer(const Recipe& r, Objective& objective)
     : r_(r), obj_(objective), opt_(param_groups(r, objective), r.beta1, r.beta2, r.eps) {
+  OCELLUS_CHECK(obj_.separable() || dist().size == 1, "train: ", r.path, ": this objective's loss takes the whole batch at once: one process");
   for (const ParamGroup& g : opt_.groups()) trainable_.insert(trainable_.end(), g.params.begin(), g.params.end());
 }
 
