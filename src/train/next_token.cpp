@@ -25,10 +25,9 @@ namespace ocellus::train {
 namespace {
 
 struct Sample {
-  std::vector<int32_t> ids;
-  std::vector<uint8_t> mask;
-  std::string image_key;  // empty: no image
-  int64_t counted = 0;    // tokens in the loss
+  model::TrainSample seq;  // its image's features come from the cache at each step
+  std::string image_key;   // empty: no image
+  int64_t counted = 0;     // tokens in the loss
 };
 
 model::TrainVlmConfig vlm_config(const Recipe& r) {
@@ -58,15 +57,14 @@ class NextToken final : public Objective {
 
   const std::vector<ag::Var>& params() const override { return vlm_.params(); }
   size_t size() const override { return samples_.size(); }
-  int64_t tokens(size_t i) const override { return int64_t(samples_[i].ids.size()); }
+  int64_t tokens(size_t i) const override { return int64_t(samples_[i].seq.ids.size()); }
   int64_t weight(size_t i) const override { return samples_[i].counted; }  // the loss is a mean over tokens
 
   ag::Var loss(int64_t, const std::vector<size_t>& idx) override {
     std::vector<model::TrainSample> batch;
     for (size_t i : idx) {
-      const Sample& s = samples_[i];
-      model::TrainSample ts{s.ids, s.mask, {}};
-      if (!s.image_key.empty()) ts.features.push_back(cache_->features(s.image_key));
+      model::TrainSample ts = samples_[i].seq;
+      if (!samples_[i].image_key.empty()) ts.features.push_back(cache_->features(samples_[i].image_key));
       batch.push_back(std::move(ts));
     }
     return vlm_.loss_batch(batch);
@@ -120,11 +118,11 @@ void NextToken::read_samples() {
   int64_t truncated = 0, empty = 0;
   for (const Record& rec : records) {
     const Encoded e = encode_record(rec, tok_, tmpl_, vlm_.config().n_image_tokens(), r.max_len);
-    Sample s{e.ids, e.mask, {}, 0};
-    if (r.loss_on_all) std::fill(s.mask.begin(), s.mask.end(), uint8_t(1));
+    Sample s{{e.ids, e.mask, {}}, {}, 0};
+    if (r.loss_on_all) std::fill(s.seq.mask.begin(), s.seq.mask.end(), uint8_t(1));
     if (r.loss_not_assistant)  // the prompts' text, not the replies (a language model without the answers)
-      for (uint8_t& m : s.mask) m = !m;
-    for (size_t i = 1; i < s.ids.size(); ++i) s.counted += s.mask[i] && s.ids[i] >= 0;
+      for (uint8_t& m : s.seq.mask) m = !m;
+    s.counted = model::TrainableVlm::counted_tokens(s.seq);
     truncated += e.truncated;
     if (s.counted == 0) {
       ++empty;
