@@ -107,13 +107,15 @@ ChatTemplate detect_chat_template(const io::GgufFile& f) {
   return detect_from(f.get_string(key::kTokChatTemplate, ""), f.get_string(key::kArchitecture, ""), eot, f.path());
 }
 
-ChatTemplate detect_chat_template(const std::string& hf_dir, const Tokenizer& tok) {
-  std::string jinja;
+std::string hf_chat_template_text(const std::string& hf_dir) {
   const std::string tc = hf_dir + "/tokenizer_config.json";
-  if (io::is_file(tc)) {
-    const nlohmann::json j = io::read_json_file(tc, "chat template");
-    if (j.is_object() && j.contains("chat_template") && j["chat_template"].is_string()) jinja = j["chat_template"].get<std::string>();
-  }
+  if (!io::is_file(tc)) return "";
+  const nlohmann::json j = io::read_json_file(tc, "chat template");
+  return j.is_object() && j.contains("chat_template") && j["chat_template"].is_string() ? j["chat_template"].get<std::string>() : "";
+}
+
+ChatTemplate detect_chat_template(const std::string& hf_dir, const Tokenizer& tok) {
+  const std::string jinja = hf_chat_template_text(hf_dir);
   const io::HfConfig cfg = io::read_hf_config(hf_dir);
   std::string arch = cfg.text ? cfg.text->model_type : cfg.model_type;
   if (arch == "phi") arch = "phi2";

@@ -4,10 +4,9 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <filesystem>
-#include <fstream>
+#include <map>
+#include <memory>
 #include <random>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 
@@ -18,17 +17,15 @@
 #include "ocellus/io/hf_config.h"
 #include "ocellus/io/image.h"
 #include "ocellus/io/safetensors.h"
+#include "ocellus/model/export.h"
 #include "ocellus/model/vlm_train.h"
 #include "ocellus/text/tokenizer.h"
 #include "ocellus/data/llava_json.h"
 #include "ocellus/train/dist.h"
-#include "ocellus/train/optim.h"
 #include "ocellus/vision/preprocess.h"
-#include "trainer_common.h"
 
 namespace ocellus::train {
 
-namespace fs = std::filesystem;
 using json = nlohmann::json;
 
 ag::Var SiglipModel::add(const std::string& name, Tensor value) {
@@ -178,23 +175,90 @@ double batch_accuracy(const Tensor& zi, const Tensor& zt) {
 
 }  // namespace
 
-TrainResult run_siglip(const Recipe& r, Start start, const std::function<void(const StepStats&)>& on_step, int64_t stop_after) {
+void SiglipModel::export_folder(const std::string& base_dir, const std::string& dir, const std::string& heads_path) const {
+  // The base folder with the trained tower; the text tower and heads beside it.
+  std::map<std::string, Tensor> trained;
+  std::vector<std::pair<std::string, Tensor>> heads;
+  for (const ag::Var& p : params_) {
+    if (p->name.starts_with("siglip.")) {
+      heads.push_back({p->name, p->value});
+      continue;
+    }
+    if (!absent(p->name)) trained[file_name(p->name)] = p->value;
+  }
+  model::export_hf_folder(base_dir, trained, dir);
+  io::write_safetensors(heads_path, heads);
+}
+
+namespace {
+
+const Recipe& checked_siglip_recipe(const Recipe& r) {
   OCELLUS_CHECK(dist().size == 1, "train: SigLIP pretraining runs in one process (its loss pairs every image with every caption "
                 "of the batch)");
   OCELLUS_CHECK(r.lora_rank == 0 && r.tower_from < 0 && r.cache.empty(), "train: ", r.path,
                 ": a SigLIP recipe trains the whole tower from the images: no 'lora', 'tower_from' or 'cache'");
-  const io::HfConfig cfg = io::read_hf_config(r.base);
-  const text::Tokenizer tok = text::Tokenizer::from_file(r.base);
-  const io::SafetensorsModel st = io::SafetensorsModel::open(r.base);
-  const model::TrainVlmConfig tc = model::train_config_from_hf(cfg);
-  vision::VitConfig vc = tc.vit;
-  SiglipModel m(vc, io::safetensors_source(st, r.base), tok.n_vocab(), r.siglip, r.seed);
+  return r;
+}
 
-  // Pairs: each record's image and its assistant text (the caption).
+// Image / caption pairs: each record's image and its assistant text (the caption); the tower and
+// the text tower trained together on them.
+class SiglipObjective final : public Objective {
+ public:
+  explicit SiglipObjective(const Recipe& r)
+      : r_(checked_siglip_recipe(r)), tok_(text::Tokenizer::from_file(r.base)), st_(io::SafetensorsModel::open(r.base)),
+        vc_(model::train_config_from_hf(io::read_hf_config(r.base)).vit),
+        m_(vc_, io::safetensors_source(st_, r.base), tok_.n_vocab(), r.siglip, r.seed) {
+    read_pairs();
+    for (const ag::Var& p : m_.params())
+      // The tower trains as the recipe says; the text tower and heads always do (nothing else uses them).
+      p->requires_grad = p->name.starts_with("siglip.") || (!m_.absent(p->name) && r.trains(p->name));
+  }
+
+  const std::vector<ag::Var>& params() const override { return m_.params(); }
+  size_t size() const override { return pixels_.size(); }
+  int64_t tokens(size_t i) const override {
+    return vc_.n_patches() + std::min<int64_t>(int64_t(captions_[i].size()), r_.siglip.max_text_len);
+  }
+  bool separable() const override { return false; }  // every image against every caption of the batch
+
+  ag::Var loss(int64_t, const std::vector<size_t>& idx) override {
+    std::vector<Tensor> px;
+    std::vector<std::vector<int32_t>> ids;
+    for (size_t i : idx) px.push_back(pixels_[i]), ids.push_back(captions_[i]);
+    const ag::Var zi = m_.image_embeddings(px), zt = m_.text_embeddings(ids);
+    accuracy_ = batch_accuracy(zi->value, zt->value);
+    return ag::sigmoid_pair_loss(zi, zt, m_.param("siglip.logit_scale"), m_.param("siglip.logit_bias"));
+  }
+
+  void log_fields(json& line, int64_t) const override {
+    line["batch_accuracy"] = accuracy_;
+    line["scale"] = std::exp(double(m_.param("siglip.logit_scale")->value.data<float>()[0]));
+    line["bias"] = double(m_.param("siglip.logit_bias")->value.data<float>()[0]);
+  }
+
+  void export_model(const std::string& out, TrainResult& res) const override {
+    res.model_dir = out + "/model";
+    m_.export_folder(r_.base, res.model_dir, out + "/siglip.safetensors");
+  }
+
+ private:
+  void read_pairs();
+
+  const Recipe& r_;
+  const text::Tokenizer tok_;
+  const io::SafetensorsModel st_;
+  const vision::VitConfig vc_;
+  SiglipModel m_;
+  std::vector<Tensor> pixels_;  // preprocessed [3, S, S]
+  std::vector<std::vector<int32_t>> captions_;
+  double accuracy_ = 0;  // of the last batch
+};
+
+void SiglipObjective::read_pairs() {
+  const Recipe& r = r_;
   std::vector<std::string> skipped;
   const std::vector<data::Record> records = data::read_llava_json(r.data, r.on_bad, &skipped);
   std::vector<std::string> paths;
-  std::vector<std::vector<int32_t>> captions;
   for (const data::Record& rec : records) {
     std::string caption;
     for (const text::Message& msg : rec.messages)
@@ -205,20 +269,19 @@ TrainResult run_siglip(const Recipe& r, Start start, const std::function<void(co
       continue;
     }
     paths.push_back(r.images.empty() ? rec.image : r.images + "/" + rec.image);
-    captions.push_back(tok.encode(caption, false));
+    captions_.push_back(tok_.encode(caption, false));
   }
   OCELLUS_CHECK(r.batch >= 2, "train: ", r.path, ": a SigLIP batch needs at least two pairs (its negatives are the others)");
   // Every image decoded and preprocessed once; a missing or broken one skipped when the recipe
   // says so (its caption with it).
-  std::vector<Tensor> pixels;
   {
     const auto t0 = std::chrono::steady_clock::now();
     ProgressLine progress;
     size_t kept = 0;
     for (size_t i = 0; i < paths.size(); ++i) {
       try {
-        pixels.push_back(vision::preprocess(io::load_image(paths[i]), vc.preprocess));
-        if (kept != i) captions[kept] = std::move(captions[i]);  // (a self-move would empty it)
+        pixels_.push_back(vision::preprocess(io::load_image(paths[i]), vc_.preprocess));
+        if (kept != i) captions_[kept] = std::move(captions_[i]);  // (a self-move would empty it)
         ++kept;
       } catch (const Error& e) {
         if (r.on_bad != data::OnBad::Skip) throw;
@@ -226,100 +289,16 @@ TrainResult run_siglip(const Recipe& r, Start start, const std::function<void(co
       }
       progress.update(int64_t(i + 1), int64_t(paths.size()),
                       ocellus::detail::concat("siglip: images ", i + 1, "/", paths.size(), " (",
-                                     int(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()), " s)"));
+                                              int(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()), " s)"));
     }
-    captions.resize(kept);
+    captions_.resize(kept);
   }
-  for (size_t i = 0; i < skipped.size() && i < 5; ++i) std::fprintf(stderr, "train: skipped %s\n", skipped[i].c_str());
-  if (!skipped.empty()) std::fprintf(stderr, "train: skipped %zu record(s) (malformed, or a missing or broken image)\n", skipped.size());
-  OCELLUS_CHECK(pixels.size() >= 2, "train: ", r.data, ": SigLIP needs at least two image / caption pairs, found ", pixels.size());
-
-  std::vector<ParamGroup> groups(r.groups.size() + 1);
-  groups.back().lr = r.lr, groups.back().weight_decay = r.weight_decay;
-  for (size_t g = 0; g < r.groups.size(); ++g) groups[g].lr = r.groups[g].lr, groups[g].weight_decay = r.groups[g].weight_decay;
-  std::vector<ag::Var> trainable;
-  for (const ag::Var& p : m.params()) {
-    // The tower trains as the recipe says; the text tower and heads always do (nothing else uses them).
-    p->requires_grad = p->name.rfind("siglip.", 0) == 0 ||
-                       (!m.absent(p->name) &&
-                        std::any_of(r.trainable.begin(), r.trainable.end(), [&](const std::string& pre) { return p->name.rfind(pre, 0) == 0; }));
-    if (!p->requires_grad) continue;
-    size_t g = 0;
-    while (g < r.groups.size() && p->name.rfind(r.groups[g].prefix, 0) != 0) ++g;
-    groups[g].params.push_back(p);
-    trainable.push_back(p);
-  }
-  AdamW opt(groups, r.beta1, r.beta2, r.eps);
-
-  const bool resume = start == Start::Resume;
-  prepare_out_folder(r, start);  // after the data's checks, before anything is written
-  fs::create_directories(r.out);
-  const std::string log_path = r.out + "/metrics.jsonl";
-  TrainResult res;
-  if (resume) {
-    res.first_step = detail::load_checkpoint(r.out, m.params(), opt);
-    detail::keep_log_until(log_path, res.first_step);
-    std::fprintf(stderr, "train: resumed from step %lld\n", (long long)res.first_step);
-  } else {
-    io::write_text_file_atomically(log_path, "");
-  }
-
-  detail::Order order(pixels.size(), r.seed);
-  const auto t0 = std::chrono::steady_clock::now();
-  int64_t tokens_total = 0;
-  for (int64_t step = res.first_step; step < r.steps; ++step) {
-    opt.zero_grad();
-    std::vector<Tensor> px;
-    std::vector<std::vector<int32_t>> ids;
-    int64_t tokens = 0;
-    for (int64_t j = 0; j < r.batch; ++j) {
-      const size_t i = order.at(step * r.batch + j);
-      px.push_back(pixels[i]), ids.push_back(captions[i]);
-      tokens += vc.n_patches() + std::min<int64_t>(int64_t(captions[i].size()), r.siglip.max_text_len);
-    }
-    const ag::Var zi = m.image_embeddings(px), zt = m.text_embeddings(ids);
-    const ag::Var l = ag::sigmoid_pair_loss(zi, zt, m.param("siglip.logit_scale"), m.param("siglip.logit_bias"));
-    const double acc = batch_accuracy(zi->value, zt->value);
-    ag::Tape::current().backward(l);
-    const double loss = l->value.data<float>()[0];
-    const double norm = clip_grad_norm(trainable, r.clip > 0 ? r.clip : 1e30);
-    const double factor = cosine_schedule(step, r.warmup, r.steps, r.min_lr_ratio);
-    opt.step(factor);
-    tokens_total += tokens;
-    res.losses.push_back(loss);
-    StepStats s;
-    s.step = step + 1, s.steps = r.steps, s.first_step = res.first_step, s.tokens = tokens, s.loss = loss, s.lr = r.lr * factor;
-    s.grad_norm = norm;
-    s.elapsed_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    s.tokens_per_s = double(tokens_total) / std::max(1e-9, s.elapsed_s);
-    {
-      std::ofstream log(log_path, std::ios::app);
-      log << json{{"step", s.step}, {"loss", loss}, {"batch_accuracy", acc}, {"lr", s.lr}, {"grad_norm", norm},
-                  {"scale", std::exp(double(m.param("siglip.logit_scale")->value.data<float>()[0]))},
-                  {"bias", double(m.param("siglip.logit_bias")->value.data<float>()[0])}, {"tokens", tokens},
-                  {"tokens_per_s", s.tokens_per_s}, {"elapsed_s", s.elapsed_s}}.dump() << "\n";
-    }
-    if (on_step) on_step(s);
-    const bool last = step + 1 == r.steps;
-    if (last || (r.checkpoint_every > 0 && (step + 1) % r.checkpoint_every == 0))
-      detail::save_checkpoint(r.out, step + 1, m.tensors(), opt, r.keep);
-    if (stop_after > 0 && step + 1 - res.first_step >= stop_after && !last) return res;
-  }
-  detail::draw_loss_curve(detail::logged_losses(log_path), r.out + "/loss.png");
-  // The base folder with the trained tower; the text tower and heads beside it.
-  std::map<std::string, Tensor> trained;
-  std::vector<std::pair<std::string, Tensor>> heads;
-  for (const ag::Var& p : m.params()) {
-    if (p->name.rfind("siglip.", 0) == 0) {
-      heads.push_back({p->name, p->value});
-      continue;
-    }
-    if (!m.absent(p->name)) trained[m.file_name(p->name)] = p->value;
-  }
-  res.model_dir = r.out + "/model";
-  export_folder(r.base, trained, res.model_dir);
-  io::write_safetensors(r.out + "/siglip.safetensors", heads);
-  return res;
+  report_skipped(skipped);
+  OCELLUS_CHECK(pixels_.size() >= 2, "train: ", r.data, ": SigLIP needs at least two image / caption pairs, found ", pixels_.size());
 }
+
+}  // namespace
+
+std::unique_ptr<Objective> siglip_objective(const Recipe& r) { return std::make_unique<SiglipObjective>(r); }
 
 }  // namespace ocellus::train

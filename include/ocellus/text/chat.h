@@ -41,6 +41,8 @@ const char* chat_template_name(ChatTemplate t);
 // vocabulary (SentencePiece llama -> vicuna, llama with <|eot_id|> -> llama3, qwen2 -> chatml,
 // phi2 -> phi2). Throws when nothing identifies one.
 ChatTemplate detect_chat_template(const io::GgufFile& f);
+// A Hugging Face folder's tokenizer_config.json chat_template (Jinja text); "" when it has none.
+std::string hf_chat_template_text(const std::string& hf_dir);
 // From a Hugging Face folder: tokenizer_config.json's chat_template, else the text model's type
 // and the vocabulary, as above.
 ChatTemplate detect_chat_template(const std::string& hf_dir, const Tokenizer& tok);

@@ -7,7 +7,7 @@
 // folder with the trained tower in place (the text tower and heads are kept beside it), which
 // the connector and instruction stages then read.
 #include <cstdint>
-#include <functional>
+#include <memory>
 #include <set>
 #include <string>
 #include <utility>
@@ -36,6 +36,9 @@ class SiglipModel {
   const std::string& file_name(const std::string& param) const;
   // A bias the tower's file does not have: held at zero, never trained or exported.
   bool absent(const std::string& param) const { return absent_.count(param) != 0; }
+  // The base folder with the trained tower in place, into dir (model::export_hf_folder); the
+  // text tower and heads into heads_path (safetensors, under their "siglip.*" names).
+  void export_folder(const std::string& base_dir, const std::string& dir, const std::string& heads_path) const;
 
   // Images (preprocessed [3, S, S]) -> [B, e]; token sequences -> [B, e] (truncated to max_text_len).
   ag::Var image_embeddings(const std::vector<Tensor>& pixels) const;
@@ -55,10 +58,9 @@ class SiglipModel {
   std::vector<vision::EncoderBlock<nn::Train>> vblocks_, tblocks_;
 };
 
-// `ocellus train` with "objective": "siglip": captions of the data (the assistant's text of each
-// record) paired with its images; exports out/model (the base folder with the trained tower) and
-// out/siglip.safetensors (text tower and heads). Checkpoints and resume as run_recipe.
-TrainResult run_siglip(const Recipe& r, Start start, const std::function<void(const StepStats&)>& on_step = {},
-                       int64_t stop_after = 0);
+// "objective": "siglip": captions of the data (the assistant's text of each record) paired with
+// its images, one batch in one pass in one process; exports out/model (the base folder with the
+// trained tower) and out/siglip.safetensors (text tower and heads). r must outlive it.
+std::unique_ptr<Objective> siglip_objective(const Recipe& r);
 
 }  // namespace ocellus::train

@@ -1,68 +1,22 @@
 #pragma once
-// `ocellus train --recipe FILE`: one stage of the two-stage recipe (connector pretraining on
-// captions, or instruction fine-tuning) as a readable JSON recipe. The vision tower is frozen
-// and read through the embedding cache; which other parts train, with which learning rates,
-// is the recipe's. Checkpoints are written atomically with a retention count and resume exactly
-// (the same losses as an unbroken run); metrics go to a JSON-lines log; at the end the loss
-// curve is drawn as a PNG and the model is exported as a Hugging Face LLaVA folder and as a
-// GGUF pair (text model + mmproj, llama.cpp's layout), both of which `ocellus run` loads.
+// `ocellus train --recipe FILE`: one loop for every objective. An Objective is a model, its data
+// and a loss (next-token cross-entropy for a VLM or a text model; SigLIP's sigmoid pair loss for
+// a vision tower); the Trainer owns the rest: parameter groups and AdamW, the sample order, the
+// step loop with gradient accumulation and MPI data parallelism, the metrics log, checkpoints
+// written atomically with a retention count, and exact resume (the same losses as an unbroken
+// run). run_recipe picks the recipe's objective, trains, draws the loss curve and exports.
 #include <cstdint>
 #include <functional>
-#include <map>
 #include <string>
 #include <vector>
 
-#include "ocellus/core/tensor.h"
-#include "ocellus/data/llava_json.h"
+#include <nlohmann/json_fwd.hpp>
+
+#include "ocellus/autograd/autograd.h"
+#include "ocellus/train/optim.h"
+#include "ocellus/train/recipe.h"
 
 namespace ocellus::train {
-
-struct RecipeGroup {
-  std::string prefix;  // parameters whose names start with it
-  double lr = 0, weight_decay = 0;
-};
-
-// The text tower and heads of SigLIP pretraining ("objective": "siglip").
-struct SiglipOptions {
-  int64_t text_embd = 128, text_ff = 512, text_layers = 2, text_heads = 2;
-  int64_t embed_dim = 128;     // the shared space both towers are projected into
-  int64_t max_text_len = 64;   // caption tokens kept
-};
-
-struct Recipe {
-  std::string path;                 // the recipe file (relative paths are relative to its folder)
-  std::string objective = "next_token";  // or "siglip": contrastive pretraining of the tower
-  SiglipOptions siglip;
-  std::string base;                 // Hugging Face LLaVA folder: initial weights, config, tokenizer
-  std::string data, images;         // LLaVA JSON and its image folder
-  std::string cache;                // feature cache of the (frozen) tower over the images (text-only data: none)
-  std::string chat_template;        // by name; empty: from the base folder
-  bool ignore_images = false;       // train on the records' text alone (language-model pretraining)
-  int64_t min_turns = 1;            // records with fewer assistant replies are left out
-  bool loss_on_all = false;         // "loss": "all": every token predicted, not only the assistant's
-  bool loss_not_assistant = false;  // "loss": "not_assistant": every token but the assistant's
-  data::OnBad on_bad = data::OnBad::Fail;
-  std::vector<std::string> trainable{""};  // name prefixes that train (default: all but the tower)
-  std::vector<RecipeGroup> groups;  // per-prefix learning rate / weight decay (first match)
-  int64_t tower_from = -1;          // >= 0: the tower's blocks from this one up train (the cache
-                                    // then holds the hidden states below them: cache --hidden-after)
-  int64_t lora_rank = 0;            // > 0: LoRA adapters on the text model (its weights frozen)
-  double lora_alpha = 16;
-  std::vector<std::string> lora_targets{"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
-  double lr = 1e-3, weight_decay = 0.0, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, clip = 1.0;
-  int64_t warmup = 0;
-  double min_lr_ratio = 0.0;
-  int64_t steps = 100, batch = 4, max_len = 512;
-  int64_t micro_batch_tokens = 4096;  // tokens per stacked pass; a batch beyond it accumulates gradients
-  uint64_t seed = 1;
-  std::string out;                  // output folder: checkpoints/, metrics.jsonl, loss.png, model/
-  int64_t checkpoint_every = 0;     // steps between checkpoints (0: only the last)
-  int64_t keep = 2;                 // checkpoints kept
-};
-
-// Reads and validates a recipe; unknown keys and bad values are errors naming them.
-Recipe read_recipe(const std::string& path);
-Recipe parse_recipe(const std::string& json_text, const std::string& path);
 
 struct StepStats {
   int64_t step = 0, steps = 0, tokens = 0;
@@ -74,12 +28,8 @@ struct TrainResult {
   std::vector<double> losses;  // of the steps run by this call
   int64_t first_step = 0;      // 0, or where a resumed run started
   std::string model_dir;       // the exported model (Hugging Face LLaVA folder)
-  std::string gguf_model, gguf_mmproj;  // the same as a GGUF pair
+  std::string gguf_model, gguf_mmproj;  // the same as a GGUF pair (next-token objective)
 };
-
-// The base folder's tensors with trained ones in place (keyed by their name in the base files),
-// written to dir/model.safetensors beside copies of its config, tokenizer and preprocessor files.
-void export_folder(const std::string& base_dir, const std::map<std::string, Tensor>& trained, const std::string& dir);
 
 // How a run meets its `out` folder. Fresh refuses a folder that already holds a run (metrics,
 // checkpoints or an exported model); Overwrite first removes what a run writes there; Resume
@@ -90,8 +40,60 @@ enum class Start { Fresh, Resume, Overwrite };
 // Checked before any work: the errors above, naming the folder. Returns the step a run starts at.
 int64_t prepare_out_folder(const Recipe& r, Start start);
 
-// Runs the recipe; stop_after > 0 ends the run after that many steps of this call (as if killed
-// after its checkpoint), without exporting.
+// The run's metrics log: one JSON line per step.
+inline std::string metrics_path(const Recipe& r) { return r.out + "/metrics.jsonl"; }
+
+// What the Trainer trains: a model, its samples, and the loss over a few of them.
+class Objective {
+ public:
+  virtual ~Objective() = default;
+  // Every parameter, under the name checkpoints hold it by; requires_grad marks those that train.
+  virtual const std::vector<ag::Var>& params() const = 0;
+  // Samples the batches are drawn from.
+  virtual size_t size() const = 0;
+  // Tokens sample i puts through the model (throughput; the micro-batch budget).
+  virtual int64_t tokens(size_t i) const = 0;
+  // Sample i's weight in the batch's loss, a weighted mean (next-token: the tokens in its loss).
+  virtual int64_t weight(size_t) const { return 1; }
+  // Whether a batch's loss is the weighted mean of per-sample terms, so that it may be split into
+  // micro-batches and across processes (SigLIP's pairs every image with every caption: no).
+  virtual bool separable() const { return true; }
+  // The loss of these samples (their weighted mean), a scalar [1], at a step (0-based) of the
+  // run: what a loss draws at random (a diffusion loss's noise) comes from it and the samples,
+  // so that a resumed run draws the same.
+  virtual ag::Var loss(int64_t step, const std::vector<size_t>& samples) = 0;
+  // What a step's metrics line adds, read after the optimizer step; batch_weight: the weight of
+  // the whole (global) batch.
+  virtual void log_fields(nlohmann::json& line, int64_t batch_weight) const = 0;
+  // Writes the trained model into out (by the first process, after the last step) and names
+  // what it wrote in res.
+  virtual void export_model(const std::string& out, TrainResult& res) const = 0;
+};
+
+// The records an objective's data left out (malformed, or a missing or broken image): the first
+// five and a count, on stderr by the first process.
+void report_skipped(const std::vector<std::string>& skipped);
+
+class Trainer {
+ public:
+  // The objective's trainable parameters in the recipe's groups (the first prefix that matches;
+  // the others at the recipe's lr and weight decay) under AdamW.
+  Trainer(const Recipe& r, Objective& objective);
+  // Prepares out (prepare_out_folder), resumes from its latest checkpoint when asked, and runs
+  // the steps up to the recipe's: a metrics line per step, checkpoints every checkpoint_every
+  // steps and at the last. stop_after > 0 ends it after that many steps of this call (as if
+  // killed after its checkpoint). Exports nothing.
+  TrainResult run(Start start, const std::function<void(const StepStats&)>& on_step = {}, int64_t stop_after = 0);
+
+ private:
+  const Recipe& r_;
+  Objective& obj_;
+  AdamW opt_;
+  std::vector<ag::Var> trainable_;  // the groups' parameters, in group order
+};
+
+// Runs the recipe: its objective trained, then (when the run reached the recipe's steps) the
+// loss curve drawn as out/loss.png and the model exported. stop_after: as Trainer::run.
 TrainResult run_recipe(const Recipe& r, Start start, const std::function<void(const StepStats&)>& on_step = {},
                        int64_t stop_after = 0);
 // resume: Start::Resume, else Start::Fresh.
