@@ -302,7 +302,7 @@ def vlm_train(cfg, w, batch):
     torch.set_grad_enabled(True)
     w = {k[len("language_model."):] if k.startswith("language_model.") else k: v for k, v in w.items()}
     dt = torch.float64 if batch.get("float64") else torch.float32  # float64: the exact values, to the last f32 bit
-    P = {k: v.to(dt).requires_grad_(k in batch["trainable"]) for k, v in w.items()}
+    P = {k: v.detach().to(dt).requires_grad_(k in batch["trainable"]) for k, v in w.items()}
     for k in batch["trainable"]:
         if k not in P:
             sys.exit(f"torch_ref: trainable parameter {k} is not in {cfg.get('model_type', 'the model')}'s file")

@@ -7,7 +7,9 @@
 //   - one step's loss and the gradient of every parameter (text model and connector) match a
 //     PyTorch re-statement (tests/reference/torch_ref.py, run in float64: the exact values
 //     of the same f32 weights), relative <= 2e-6.
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <cstdlib>
 #include <fstream>
 #include <string>
@@ -23,6 +25,7 @@
 #include "ocellus/model/init.h"
 #include "ocellus/model/vlm.h"
 #include "ocellus/model/vlm_train.h"
+#include "ocellus/ops/shape.h"
 #include "ocellus/text/bpe_train.h"
 #include "testutil.h"
 #include "torch_ref.h"
@@ -198,7 +201,7 @@ TEST(TrainMatrix, EveryFamilyAndConnectorTrainsAsInferenceRunsAndAsPyTorchComput
       worst_grad = std::max(worst_grad, worst);
       std::printf("%-22s forward %.2e  loss %.2e  %3zu gradients, worst %.2e (%s)\n", c.name().c_str(), fe, le, names.size(), worst,
                   worst_name.c_str());
-      std::system(("rm -rf " + c.dir).c_str());
+      if (!std::getenv("KEEPDIR")) std::system(("rm -rf " + c.dir).c_str());
     }
   std::printf("matrix: worst forward %.2e, loss %.2e, gradient %.2e\n", worst_fwd, worst_loss, worst_grad);
 }
