@@ -4,32 +4,14 @@
 
 namespace ocellus::lm {
 
-using namespace detail;
-
-namespace {
-void stablelm_block(LmConfig& c) {
-  c.norm = NormKind::Layer;
-  c.act = ops::Activation::Silu;
-}
-Layout stablelm_layout() {
-  Layout l;
-  l.norm_bias = true;
-  return l;
-}
-}  // namespace
-
-std::unique_ptr<LanguageModel> load_stablelm(const io::GgufFile& f) {
-  LmConfig c = read_common_config(f);
-  stablelm_block(c);
-  c.rope.mode = ops::RopeMode::RotateHalf;
-  c.norm_eps = gguf_norm_eps(f, c, 1e-5f);
-  return make_model(std::move(c), gguf_source(f), gguf_names(), stablelm_layout());
-}
-
-std::unique_ptr<LanguageModel> load_stablelm_hf(const io::HfTextConfig& t, const io::TensorSource& s) {
-  LmConfig c = hf_common_config(t, "stablelm");
-  stablelm_block(c);
-  return make_model(std::move(c), s, hf_llama_names(), stablelm_layout());
+const Family& stablelm_family() {
+  static const Family f{.gguf_arch = "stablelm",
+                        .hf_model_types = {"stablelm"},
+                        .norm = NormKind::Layer,
+                        .layout = {.norm_bias = true},
+                        .hf_names = detail::hf_llama_names,
+                        .synth_vocab_pre = "stablelm2"};
+  return f;
 }
 
 }  // namespace ocellus::lm

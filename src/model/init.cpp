@@ -10,7 +10,9 @@
 
 #include "ocellus/core/error.h"
 #include "ocellus/io/file.h"
+#include "ocellus/io/gguf_names.h"
 #include "ocellus/io/safetensors.h"
+#include "ocellus/lm/family.h"
 #include "ocellus/core/tensor.h"
 
 namespace ocellus::model {
@@ -27,6 +29,8 @@ void InitSpec::validate() const {
   at_most(n_ctx, 1 << 20, "n_ctx"), at_most(image_size, 4096, "image_size"), at_most(vision_embd, 65536, "vision_embd");
   at_most(vision_ff, 262144, "vision_ff"), at_most(vision_layers, 1024, "vision_layers"), at_most(connector_blocks, 64, "connector_blocks");
   OCELLUS_CHECK(n_embd % n_head == 0 && n_head % n_head_kv == 0, "init: n_embd must divide into n_head heads, and n_head into n_head_kv groups");
+  const lm::Family& f = lm::family_by_arch(family);  // throws naming the known ones
+  OCELLUS_CHECK(f.trainable, "init: the ", family, " family cannot be trained yet");
   OCELLUS_CHECK((n_embd / n_head) % 2 == 0, "init: the head size must be even (rotary pairs)");
   OCELLUS_CHECK(vision_embd % vision_heads == 0, "init: vision_embd must divide into vision_heads heads");
   OCELLUS_CHECK(image_size % patch_size == 0, "init: image_size must be a multiple of patch_size");
@@ -93,18 +97,39 @@ int64_t init_llava(const InitSpec& s, const text::Tokenizer& tok, const std::str
     count += shape.numel();
   };
   const int64_t V = tok.n_vocab(), d = s.n_embd, hd = d / s.n_head, kv = s.n_head_kv * hd;
-  add("language_model.model.embed_tokens.weight", {V, d}, -1);
+  // The text model: the family's Hugging Face names and layout, under LLaVA's prefix.
+  const lm::Family& fam = lm::family_by_arch(s.family);
+  const lm::detail::Names n = fam.hf_names();
+  const bool nb = fam.layout.norm_bias, db = fam.dense_biases;
+  auto text = [&](const std::string& pattern, int64_t l, const Shape& shape, float fill) {
+    add("language_model." + (l < 0 ? pattern : io::gguf::name(pattern.c_str(), int(l))), shape, fill);
+  };
+  text(n.tok_embd, -1, {V, d}, -1);
   for (int64_t l = 0; l < s.n_layer; ++l) {
-    const std::string p = "language_model.model.layers." + std::to_string(l) + ".";
-    add(p + "input_layernorm.weight", {d}, 1);
-    add(p + "self_attn.q_proj.weight", {d, d}, -1), add(p + "self_attn.k_proj.weight", {kv, d}, -1);
-    add(p + "self_attn.v_proj.weight", {kv, d}, -1), add(p + "self_attn.o_proj.weight", {d, d}, -1);
-    add(p + "post_attention_layernorm.weight", {d}, 1);
-    add(p + "mlp.gate_proj.weight", {s.n_ff, d}, -1), add(p + "mlp.up_proj.weight", {s.n_ff, d}, -1);
-    add(p + "mlp.down_proj.weight", {d, s.n_ff}, -1);
+    text(n.attn_norm, l, {d}, 1);
+    if (nb) text(n.attn_norm_b, l, {d}, 0);
+    text(n.q, l, {d, d}, -1);
+    if (s.qkv_bias) text(n.q_b, l, {d}, 0);
+    text(n.k, l, {kv, d}, -1);
+    if (s.qkv_bias) text(n.k_b, l, {kv}, 0);
+    text(n.v, l, {kv, d}, -1);
+    if (s.qkv_bias) text(n.v_b, l, {kv}, 0);
+    text(n.o, l, {d, d}, -1);
+    if (db) text(n.o_b, l, {d}, 0);
+    if (fam.layout.separate_ffn_norm) {
+      text(n.ffn_norm, l, {d}, 1);
+      if (nb) text(n.ffn_norm_b, l, {d}, 0);
+    }
+    if (fam.layout.gated) text(n.gate, l, {s.n_ff, d}, -1);
+    text(n.up, l, {s.n_ff, d}, -1);
+    if (db) text(n.up_b, l, {s.n_ff}, 0);
+    text(n.down, l, {d, s.n_ff}, -1);
+    if (db) text(n.down_b, l, {d}, 0);
   }
-  add("language_model.model.norm.weight", {d}, 1);
-  if (!s.tied) add("language_model.lm_head.weight", {V, d}, -1);
+  text(n.out_norm, -1, {d}, 1);
+  if (nb) text(n.out_norm_b, -1, {d}, 0);
+  if (!s.tied) text(n.output, -1, {V, d}, -1);
+  if (db) text(n.output_b, -1, {V}, 0);
   const int64_t dv = s.vision_embd, np = (s.image_size / s.patch_size) * (s.image_size / s.patch_size);
   const std::string v = "vision_tower.vision_model.";
   add(v + "embeddings.patch_embedding.weight", {dv, 3, s.patch_size, s.patch_size}, -1);
@@ -161,11 +186,13 @@ int64_t init_llava(const InitSpec& s, const text::Tokenizer& tok, const std::str
   nlohmann::json c;
   c["model_type"] = "llava";
   c["architectures"] = {"LlavaForConditionalGeneration"};
-  c["text_config"] = {{"model_type", "llama"}, {"hidden_size", d}, {"intermediate_size", s.n_ff}, {"num_hidden_layers", s.n_layer},
-                      {"num_attention_heads", s.n_head}, {"num_key_value_heads", s.n_head_kv}, {"vocab_size", V},
-                      {"max_position_embeddings", s.n_ctx}, {"rms_norm_eps", 1e-5}, {"rope_theta", s.rope_theta},
-                      {"tie_word_embeddings", s.tied}, {"hidden_act", "silu"},
-                      {"bos_token_id", tok.bos()}, {"eos_token_id", tok.eos()}};
+  c["text_config"] = {{"model_type", fam.hf_model_types.front()}, {"hidden_size", d}, {"intermediate_size", s.n_ff},
+                      {"num_hidden_layers", s.n_layer}, {"num_attention_heads", s.n_head}, {"num_key_value_heads", s.n_head_kv},
+                      {"vocab_size", V}, {"max_position_embeddings", s.n_ctx},
+                      {fam.norm == lm::NormKind::Rms ? "rms_norm_eps" : "layer_norm_eps", 1e-5}, {"rope_theta", s.rope_theta},
+                      {"partial_rotary_factor", 1.0}, {"tie_word_embeddings", s.tied},
+                      {"hidden_act", lm::hf_act_name(fam.act)}, {"bos_token_id", tok.bos()}, {"eos_token_id", tok.eos()}};
+  if (s.qkv_bias) c["text_config"]["use_qkv_bias"] = true, c["text_config"]["attention_bias"] = true;
   c["vision_config"] = {{"model_type", "siglip_vision_model"}, {"hidden_size", dv}, {"intermediate_size", s.vision_ff},
                         {"num_hidden_layers", s.vision_layers}, {"num_attention_heads", s.vision_heads},
                         {"image_size", s.image_size}, {"patch_size", s.patch_size}, {"layer_norm_eps", 1e-6},

@@ -1,9 +1,10 @@
 #pragma once
 // A new VLM from nothing (the from-scratch recipe): a Hugging Face LLaVA-style folder with a
-// llama-family text model, a SigLIP-style tower (patch bias, GELU-tanh, no class token) and an
-// MLP projector, all randomly initialized as transformers initializes them (normal std 0.02 for
-// matrices and embeddings, ones for norms, zeros for biases), and the given tokenizer. Every
-// ocellus verb (train, run, cache, eval) then reads the folder.
+// text model of any trainable family (llama by default), a SigLIP-style tower (patch bias,
+// GELU-tanh, no class token) and an MLP projector, all randomly initialized as transformers
+// initializes them (normal std 0.02 for matrices and embeddings, ones for norms, zeros for
+// biases), and the given tokenizer. Every ocellus verb (train, run, cache, eval) then reads the
+// folder.
 #include <cstdint>
 #include <string>
 
@@ -12,7 +13,10 @@
 namespace ocellus::model {
 
 struct InitSpec {
-  // Text model (llama family).
+  // Text model: a family's general.architecture (lm/family.h), with its Hugging Face names and
+  // layout; q/k/v biases when qkv_bias.
+  std::string family = "llama";
+  bool qkv_bias = false;
   int64_t n_embd = 256, n_ff = 688, n_layer = 4, n_head = 4, n_head_kv = 2, n_ctx = 1024;
   double rope_theta = 10000.0;
   bool tied = true;
