@@ -29,7 +29,7 @@ void InitSpec::validate() const {
   at_most(n_ctx, 1 << 20, "n_ctx"), at_most(image_size, 4096, "image_size"), at_most(vision_embd, 65536, "vision_embd");
   at_most(vision_ff, 262144, "vision_ff"), at_most(vision_layers, 1024, "vision_layers"), at_most(connector_blocks, 64, "connector_blocks");
   OCELLUS_CHECK(n_embd % n_head == 0 && n_head % n_head_kv == 0, "init: n_embd must divide into n_head heads, and n_head into n_head_kv groups");
-  const lm::Family& f = lm::family_by_arch(family);  // throws naming the known ones
+  const lm::Family& f = lm::family_by_arch(family, "init");  // throws naming the known ones
   OCELLUS_CHECK(f.trainable, "init: the ", family, " family cannot be trained yet");
   OCELLUS_CHECK((n_embd / n_head) % 2 == 0, "init: the head size must be even (rotary pairs)");
   OCELLUS_CHECK(vision_embd % vision_heads == 0, "init: vision_embd must divide into vision_heads heads");
