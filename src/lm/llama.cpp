@@ -24,10 +24,13 @@ Names hf_llama_names() {
 }  // namespace detail
 
 const Family& llama_family() {
-  static const Family f{.gguf_arch = "llama",
-                        .hf_model_types = {"llama"},
-                        .gguf_rope = ops::RopeMode::Adjacent,
-                        .hf_names = detail::hf_llama_names};
+  static const Family f = [] {
+    Family f;  // the defaults are llama's block
+    f.gguf_arch = "llama", f.hf_model_types = {"llama"};
+    f.gguf_rope = ops::RopeMode::Adjacent;
+    f.hf_names = detail::hf_llama_names;
+    return f;
+  }();
   return f;
 }
 

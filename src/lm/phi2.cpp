@@ -18,18 +18,17 @@ detail::Names hf_phi2_names() {
 }  // namespace
 
 const Family& phi2_family() {
-  static const Family f{.gguf_arch = "phi2",
-                        .hf_model_types = {"phi"},
-                        .norm = NormKind::Layer,
-                        .act = ops::Activation::GeluTanh,  // gelu_new
-                        .parallel_block = true,
-                        .layout = {.norm_bias = true, .gated = false, .separate_ffn_norm = false},
-                        .dense_biases = true,
-                        .gguf_fused_qkv = true,
-                        .gguf_gelu_f16_table = true,
-                        .gguf_prescale_q = true,
-                        .hf_names = hf_phi2_names,
-                        .synth_vocab_pre = "gpt-2"};
+  static const Family f = [] {
+    Family f;
+    f.gguf_arch = "phi2", f.hf_model_types = {"phi"};
+    f.norm = NormKind::Layer, f.act = ops::Activation::GeluTanh;  // gelu_new
+    f.parallel_block = true;
+    f.layout.norm_bias = true, f.layout.gated = false, f.layout.separate_ffn_norm = false;
+    f.dense_biases = true;
+    f.gguf_fused_qkv = true, f.gguf_gelu_f16_table = true, f.gguf_prescale_q = true;
+    f.hf_names = hf_phi2_names, f.synth_vocab_pre = "gpt-2";
+    return f;
+  }();
   return f;
 }
 

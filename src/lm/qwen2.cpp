@@ -5,11 +5,13 @@
 namespace ocellus::lm {
 
 const Family& qwen2_family() {
-  static const Family f{.gguf_arch = "qwen2",
-                        .hf_model_types = {"qwen2"},
-                        .gguf_norm_eps = 1e-6f,
-                        .hf_names = detail::hf_llama_names,
-                        .synth_vocab_pre = "qwen2"};
+  static const Family f = [] {
+    Family f;  // llama's block
+    f.gguf_arch = "qwen2", f.hf_model_types = {"qwen2"};
+    f.gguf_norm_eps = 1e-6f;
+    f.hf_names = detail::hf_llama_names, f.synth_vocab_pre = "qwen2";
+    return f;
+  }();
   return f;
 }
 

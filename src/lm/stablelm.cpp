@@ -5,12 +5,13 @@
 namespace ocellus::lm {
 
 const Family& stablelm_family() {
-  static const Family f{.gguf_arch = "stablelm",
-                        .hf_model_types = {"stablelm"},
-                        .norm = NormKind::Layer,
-                        .layout = {.norm_bias = true},
-                        .hf_names = detail::hf_llama_names,
-                        .synth_vocab_pre = "stablelm2"};
+  static const Family f = [] {
+    Family f;
+    f.gguf_arch = "stablelm", f.hf_model_types = {"stablelm"};
+    f.norm = NormKind::Layer, f.layout.norm_bias = true;
+    f.hf_names = detail::hf_llama_names, f.synth_vocab_pre = "stablelm2";
+    return f;
+  }();
   return f;
 }
 

@@ -10,7 +10,6 @@
 
 #include "ocellus/core/error.h"
 #include "ocellus/io/file.h"
-#include "ocellus/io/gguf_names.h"
 #include "ocellus/io/safetensors.h"
 #include "ocellus/lm/family.h"
 #include "ocellus/core/tensor.h"
@@ -96,40 +95,15 @@ int64_t init_llava(const InitSpec& s, const text::Tokenizer& tok, const std::str
     plan.push_back({name, shape, fill});
     count += shape.numel();
   };
-  const int64_t V = tok.n_vocab(), d = s.n_embd, hd = d / s.n_head, kv = s.n_head_kv * hd;
+  const int64_t V = tok.n_vocab(), d = s.n_embd, hd = d / s.n_head;
   // The text model: the family's Hugging Face names and layout, under LLaVA's prefix.
   const lm::Family& fam = lm::family_by_arch(s.family);
-  const lm::detail::Names n = fam.hf_names();
-  const bool nb = fam.layout.norm_bias, db = fam.dense_biases;
-  auto text = [&](const std::string& pattern, int64_t l, const Shape& shape, float fill) {
-    add("language_model." + (l < 0 ? pattern : io::gguf::name(pattern.c_str(), int(l))), shape, fill);
-  };
-  text(n.tok_embd, -1, {V, d}, -1);
-  for (int64_t l = 0; l < s.n_layer; ++l) {
-    text(n.attn_norm, l, {d}, 1);
-    if (nb) text(n.attn_norm_b, l, {d}, 0);
-    text(n.q, l, {d, d}, -1);
-    if (s.qkv_bias) text(n.q_b, l, {d}, 0);
-    text(n.k, l, {kv, d}, -1);
-    if (s.qkv_bias) text(n.k_b, l, {kv}, 0);
-    text(n.v, l, {kv, d}, -1);
-    if (s.qkv_bias) text(n.v_b, l, {kv}, 0);
-    text(n.o, l, {d, d}, -1);
-    if (db) text(n.o_b, l, {d}, 0);
-    if (fam.layout.separate_ffn_norm) {
-      text(n.ffn_norm, l, {d}, 1);
-      if (nb) text(n.ffn_norm_b, l, {d}, 0);
-    }
-    if (fam.layout.gated) text(n.gate, l, {s.n_ff, d}, -1);
-    text(n.up, l, {s.n_ff, d}, -1);
-    if (db) text(n.up_b, l, {s.n_ff}, 0);
-    text(n.down, l, {d, s.n_ff}, -1);
-    if (db) text(n.down_b, l, {d}, 0);
-  }
-  text(n.out_norm, -1, {d}, 1);
-  if (nb) text(n.out_norm_b, -1, {d}, 0);
-  if (!s.tied) text(n.output, -1, {V, d}, -1);
-  if (db) text(n.output_b, -1, {V}, 0);
+  lm::LmConfig lc;  // the sizes weight_shapes reads
+  lc.n_embd = d, lc.n_ff = s.n_ff, lc.n_layer = s.n_layer, lc.n_head = s.n_head, lc.n_head_kv = s.n_head_kv;
+  lc.head_dim = hd, lc.n_vocab = V;
+  for (const lm::WeightShape& w : lm::weight_shapes(fam, lc, fam.hf_names(), false, s.qkv_bias, s.tied))
+    add("language_model." + w.name, w.shape,
+        w.role == lm::WeightRole::Norm ? 1.0f : w.role == lm::WeightRole::Bias ? 0.0f : -1.0f);
   const int64_t dv = s.vision_embd, np = (s.image_size / s.patch_size) * (s.image_size / s.patch_size);
   const std::string v = "vision_tower.vision_model.";
   add(v + "embeddings.patch_embedding.weight", {dv, 3, s.patch_size, s.patch_size}, -1);

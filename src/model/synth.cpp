@@ -198,7 +198,6 @@ void synth_vocab(io::GgufWriter& w, const SynthShape& s, const lm::Family& fam) 
 
 void write_text(io::GgufWriter& w, Builder& b, const SynthShape& s, const SynthOptions& opt, int64_t L) {
   using io::gguf::arch_key;
-  using io::gguf::name;
   const std::string& a = s.arch;
   const lm::Family& fam = lm::family_by_arch(a);  // the tensors its GGUF files hold
   w.set(arch_key(a, key::kContextLength), GgufValue::u32(uint32_t(s.n_ctx)));
@@ -212,46 +211,22 @@ void write_text(io::GgufWriter& w, Builder& b, const SynthShape& s, const SynthO
   w.set(arch_key(a, fam.norm == lm::NormKind::Layer ? key::kLayerNormEps : key::kRmsEps), GgufValue::f32(float(s.norm_eps)));
   w.set(arch_key(a, key::kVocabSize), GgufValue::u32(uint32_t(s.n_vocab)));
   synth_vocab(w, s, fam);
-  const bool norm_bias = fam.layout.norm_bias, dense_bias = fam.dense_biases;
 
   const DType dt = opt.dtype;
   // As llama.cpp's q4_0 files: the output matrix one step finer.
   const DType out_dt = dt == DType::Q4_0 ? DType::Q8_0 : dt;
-  const int64_t d = s.n_embd, hd = d / s.n_head, kv = s.n_head_kv * hd, ff = s.n_ff;
-  const float wstd = 0.02f;
-  b.matrix(tn::kTokenEmbd, s.n_vocab, d, wstd, dt);
-  for (int i = 0; i < L; ++i) {
-    b.vec(name(tn::kAttnNorm, i), d, 1.0f, 0.02f);
-    if (norm_bias) b.vec(name(tn::kAttnNormBias, i), d, 0.0f, 0.02f);
-    if (fam.gguf_fused_qkv) {
-      b.matrix(name(tn::kAttnQkv, i), d + 2 * kv, d, wstd, dt);
-      if (s.qkv_bias) b.vec(name(tn::kAttnQkvBias, i), d + 2 * kv, 0.0f, 0.02f);
-    } else {
-      b.matrix(name(tn::kAttnQ, i), d, d, wstd, dt);
-      b.matrix(name(tn::kAttnK, i), kv, d, wstd, dt);
-      b.matrix(name(tn::kAttnV, i), kv, d, wstd, dt);
-      if (s.qkv_bias) {
-        b.vec(name(tn::kAttnQBias, i), d, 0.0f, 0.02f);
-        b.vec(name(tn::kAttnKBias, i), kv, 0.0f, 0.02f);
-        b.vec(name(tn::kAttnVBias, i), kv, 0.0f, 0.02f);
-      }
+  lm::LmConfig c;  // the sizes weight_shapes reads
+  c.n_embd = s.n_embd, c.n_ff = s.n_ff, c.n_layer = L, c.n_head = s.n_head, c.n_head_kv = s.n_head_kv;
+  c.head_dim = s.n_embd / s.n_head, c.n_vocab = s.n_vocab;
+  for (const lm::WeightShape& t : lm::weight_shapes(fam, c, lm::detail::gguf_names(), fam.gguf_fused_qkv, s.qkv_bias, s.tied)) {
+    switch (t.role) {
+      case lm::WeightRole::Embedding:
+      case lm::WeightRole::Matrix: b.matrix(t.name, t.shape[0], t.shape[1], 0.02f, dt); break;
+      case lm::WeightRole::Output: b.matrix(t.name, t.shape[0], t.shape[1], 0.02f, out_dt); break;
+      case lm::WeightRole::Norm: b.vec(t.name, t.shape[0], 1.0f, 0.02f); break;
+      case lm::WeightRole::Bias: b.vec(t.name, t.shape[0], 0.0f, 0.02f); break;
     }
-    b.matrix(name(tn::kAttnOutput, i), d, d, wstd, dt);
-    if (dense_bias) b.vec(name(tn::kAttnOutputBias, i), d, 0.0f, 0.02f);
-    if (fam.layout.separate_ffn_norm) {
-      b.vec(name(tn::kFfnNorm, i), d, 1.0f, 0.02f);
-      if (norm_bias) b.vec(name(tn::kFfnNormBias, i), d, 0.0f, 0.02f);
-    }
-    if (fam.layout.gated) b.matrix(name(tn::kFfnGate, i), ff, d, wstd, dt);
-    b.matrix(name(tn::kFfnUp, i), ff, d, wstd, dt);
-    if (dense_bias) b.vec(name(tn::kFfnUpBias, i), ff, 0.0f, 0.02f);
-    b.matrix(name(tn::kFfnDown, i), d, ff, wstd, dt);
-    if (dense_bias) b.vec(name(tn::kFfnDownBias, i), d, 0.0f, 0.02f);
   }
-  b.vec(tn::kOutputNorm, d, 1.0f, 0.02f);
-  if (norm_bias) b.vec(tn::kOutputNormBias, d, 0.0f, 0.02f);
-  if (!s.tied) b.matrix(tn::kOutput, s.n_vocab, d, wstd, out_dt);
-  if (dense_bias) b.vec(tn::kOutputBias, s.n_vocab, 0.0f, 0.02f);
 }
 
 void write_vision(io::GgufWriter& w, Builder& b, const SynthShape& s, const SynthOptions& opt, int64_t L) {

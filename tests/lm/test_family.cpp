@@ -10,6 +10,7 @@
 
 #include "ocellus/core/error.h"
 #include "ocellus/io/gguf.h"
+#include "ocellus/io/gguf_names.h"
 #include "ocellus/io/hf_config.h"
 #include "ocellus/io/safetensors.h"
 #include "ocellus/lm/family.h"
@@ -80,6 +81,18 @@ TEST(LmFamily, TinySynthModelOfEachFamilyRoundTripsThroughBothFormats) {
     EXPECT_EQ(c.rope.n_rot, s.n_rot);
     EXPECT_FLOAT_EQ(c.norm_eps, float(s.norm_eps));
 
+    // The file holds exactly the tensors the model has (the exporter writes what it loaded; a
+    // tied output is written too, as it cannot tell the prepared copy of the embedding from a
+    // matrix of its own).
+    const text::Tokenizer tok = text::Tokenizer::from_gguf(file);
+    lm::write_gguf(*m, tok, back);
+    std::set<std::string> written, held;
+    for (const auto& t : file.tensors()) written.insert(t.name);
+    const io::GgufFile direct = io::GgufFile::open(back);
+    for (const auto& t : direct.tensors()) held.insert(t.name);
+    if (s.tied) held.erase(io::gguf::tensor::kOutput);
+    EXPECT_EQ(written, held);
+
     // GGUF -> Hugging Face folder: its config names the family.
     ASSERT_EQ(std::system(("rm -rf " + dir + " && mkdir -p " + dir).c_str()), 0);
     io::write_safetensors(dir + "/model.safetensors", lm::hf_tensors(*m));
@@ -93,7 +106,7 @@ TEST(LmFamily, TinySynthModelOfEachFamilyRoundTripsThroughBothFormats) {
     EXPECT_EQ(hf->config().rope.n_rot, s.n_rot);
 
     // ... -> GGUF again: the same model as the synth file (Q/K rows back in the family's order).
-    lm::write_gguf(*hf, text::Tokenizer::from_gguf(file), back);
+    lm::write_gguf(*hf, tok, back);
     const auto again = lm::load_gguf(io::GgufFile::open(back));
     EXPECT_EQ(again->config().rope.mode, f->gguf_rope);
     const std::vector<int32_t> ids = {1, 5, 9, 200, 7, 3};

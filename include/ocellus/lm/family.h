@@ -75,6 +75,18 @@ const Family* find_family_hf(const std::string& model_type);
 // By Hugging Face model_type; throws naming `what` (the file) and the known ones.
 const Family& family_by_hf(const std::string& model_type, const std::string& what);
 
+// The tensors a model of family f with the sizes of c holds, under the names n, in llama.cpp's
+// file order: what synth (GGUF names, q/k/v fused where the family's files fuse them) and init
+// (Hugging Face names) write; detail::load_weights reads the same set (tested).
+enum class WeightRole { Embedding, Matrix, Output, Norm, Bias };
+struct WeightShape {
+  std::string name;
+  Shape shape;
+  WeightRole role;
+};
+std::vector<WeightShape> weight_shapes(const Family& f, const LmConfig& c, const detail::Names& n, bool fused_qkv,
+                                       bool qkv_bias, bool tied);
+
 // A decoder activation's Hugging Face hidden_act name (what the exporters write).
 const char* hf_act_name(ops::Activation a);
 
