@@ -1,6 +1,7 @@
 // A text model as a GGUF file in llama.cpp's layout: the names of the GGUF Names table the
-// loaders read, Q/K rows in the family's GGUF order (llama.cpp's converter permutes llama's to adjacent pairs),
-// the family's hyperparameter keys, and the vocabulary; load_gguf reads it back as the same model.
+// loaders read, Q/K rows in the family's GGUF order (llama.cpp's converter permutes llama's to
+// adjacent pairs), the family's hyperparameter keys, and the vocabulary; load_gguf reads it back
+// as the same model.
 #include "family_common.h"
 #include "ocellus/core/error.h"
 #include "ocellus/text/tokenizer.h"

@@ -6,7 +6,7 @@
 
 namespace ocellus::lm {
 
-// ---- the table: adding a family is its file and one line here -----------------------------
+// ---- the table: a new family is its file, its declaration here and its entry in the list ----
 const Family& llama_family();
 const Family& qwen2_family();
 const Family& phi2_family();

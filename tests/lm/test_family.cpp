@@ -1,7 +1,7 @@
 // The family registry (lm/family.h): every registered family is found by its GGUF architecture
 // and by each of its Hugging Face model_types, has a tiny synth shape, and that file loads as
-// its descriptor says and survives both exporters: GGUF -> Hugging Face folder -> GGUF gives
-// the same model.
+// its descriptor says, has a chat template by architecture, and survives both exporters:
+// GGUF -> Hugging Face folder -> GGUF gives the same model.
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -15,6 +15,7 @@
 #include "ocellus/io/safetensors.h"
 #include "ocellus/lm/family.h"
 #include "ocellus/model/synth.h"
+#include "ocellus/text/chat.h"
 #include "ocellus/text/tokenizer.h"
 #include "testutil.h"
 
@@ -84,6 +85,8 @@ TEST(LmFamily, TinySynthModelOfEachFamilyRoundTripsThroughBothFormats) {
     // The file holds exactly the tensors the model has (the exporter writes what it loaded; a
     // tied output is written too, as it cannot tell the prepared copy of the embedding from a
     // matrix of its own).
+    // text/chat.cpp knows a template for the architecture (the file has no chat_template).
+    EXPECT_NO_THROW(text::detect_chat_template(file));
     const text::Tokenizer tok = text::Tokenizer::from_gguf(file);
     lm::write_gguf(*m, tok, back);
     std::set<std::string> written, held;

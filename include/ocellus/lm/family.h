@@ -5,6 +5,10 @@
 // fused q/k/v, llama.cpp's graph quirks), what synth gives it, whether it trains. Each family's
 // file (lm/llama.cpp, qwen2.cpp, phi2.cpp, stablelm.cpp) defines only its descriptor; the table
 // in lm/registry.cpp lists them once, and every loader, exporter, synth and init reads them.
+// Not here, because their layers sit below lm and need it before any lm code runs: what a
+// config.json means where it omits a key (transformers' defaults per model_type,
+// io/hf_config.cpp) and the chat template a model without one gets by architecture
+// (text/chat.cpp).
 #include <string>
 #include <vector>
 
