@@ -82,7 +82,9 @@ void add_generate(CLI::App& app) {
   auto* gen = app.add_subcommand("generate", "Generate text from a prompt with a text model (GGUF file or Hugging Face folder)");
   static std::string gen_model, gen_prompt;
   static ocellus::lm::GenerateParams gp;
-  gen->add_option("-m,--model", gen_model, "Text model: GGUF file or Hugging Face folder (llama, qwen2, phi2, stablelm)")->required();
+  std::string families;  // the registered text families (lm/family.h)
+  for (const std::string& a : ocellus::lm::known_architectures()) families += (families.empty() ? "" : ", ") + a;
+  gen->add_option("-m,--model", gen_model, "Text model: GGUF file or Hugging Face folder (" + families + ")")->required();
   gen->add_option("-p,--prompt", gen_prompt, "Prompt text")->required();
   gen->add_option("-n,--n-predict", gp.n_predict, "Tokens to generate at most")->capture_default_str()->check(kTokens);
   gen->add_option("-c,--ctx", gp.n_ctx, "Context size in tokens (default: the model's, at most 4096)")->check(kContext);

@@ -101,7 +101,7 @@ void add_init(CLI::App& app) {
   init->add_option("--vision-ff", is.vision_ff, "Tower feed-forward width")->capture_default_str();
   init->add_option("--vision-layers", is.vision_layers, "Tower blocks")->capture_default_str();
   init->add_option("--vision-heads", is.vision_heads, "Tower heads")->capture_default_str();
-  init->add_option("--family", is.family, "Text model family (llama, qwen2, phi, stablelm)")->capture_default_str();
+  init->add_option("--family", is.family, "Text model family, as GGUF names it (llama, qwen2, phi2, stablelm)")->capture_default_str();
   init->add_option("--connector", is.connector, "Connector type (linear, mlp2x_gelu, mlp_norm, ldpv2, attn_blocks, resampler)")->capture_default_str();
   init->add_option("--connector-queries", is.connector_queries, "Queries of a resampler connector")->capture_default_str();
   init->add_option("--connector-blocks", is.connector_blocks, "Blocks of an attn_blocks connector")->capture_default_str();

@@ -1,6 +1,7 @@
 // A text model as a GGUF file in llama.cpp's layout: the names of the GGUF Names table the
-// loaders read, llama's Q/K rows in adjacent-pair order (llama.cpp's converter permutes them),
-// the family's hyperparameter keys, and the vocabulary; load_gguf reads it back as the same model.
+// loaders read, Q/K rows in the family's GGUF order (llama.cpp's converter permutes llama's to
+// adjacent pairs), the family's hyperparameter keys, and the vocabulary; load_gguf reads it back
+// as the same model.
 #include "family_common.h"
 #include "ocellus/core/error.h"
 #include "ocellus/text/tokenizer.h"
@@ -14,9 +15,11 @@ void write_gguf(const LanguageModel& m, const text::Tokenizer& tok, const std::s
   const LmConfig& c = m.config();
   const LmWeights& w = m.weights();
   OCELLUS_CHECK(tok.n_vocab() == c.n_vocab, "lm: the tokenizer has ", tok.n_vocab(), " tokens, the model ", c.n_vocab);
-  const bool permute = c.arch == "llama" && c.rope.mode == ops::RopeMode::RotateHalf;  // GGUF llama: adjacent pairs
-  OCELLUS_CHECK(c.arch != "llama" || c.rope.n_rot == c.head_dim, "lm: partial rotary llama has no GGUF layout");
-  OCELLUS_CHECK(c.arch == "llama" || c.rope.mode == ops::RopeMode::RotateHalf, "lm: ", c.arch, " with adjacent-pair rope has no GGUF layout");
+  // The Q/K rows in the order llama.cpp's files of the family have (llama: adjacent pairs).
+  const bool adjacent = family_by_arch(c.arch).gguf_rope == ops::RopeMode::Adjacent;
+  const bool permute = adjacent && c.rope.mode == ops::RopeMode::RotateHalf;
+  OCELLUS_CHECK(!adjacent || c.rope.n_rot == c.head_dim, "lm: partial rotary ", c.arch, " has no GGUF layout");
+  OCELLUS_CHECK(adjacent || c.rope.mode == ops::RopeMode::RotateHalf, "lm: ", c.arch, " with adjacent-pair rope has no GGUF layout");
   io::GgufWriter g;
   const std::string& a = c.arch;
   g.set(key::kArchitecture, GgufValue::str(a));

@@ -10,33 +10,12 @@
 
 namespace ocellus::lm {
 
-namespace {
-
-// The family's Hugging Face model_type and names.
-struct HfFamily {
-  const char* arch;
-  const char* model_type;
-  detail::Names (*names)();
-};
-const HfFamily kHfFamilies[] = {{"llama", "llama", detail::hf_llama_names},
-                                {"qwen2", "qwen2", detail::hf_llama_names},
-                                {"phi2", "phi", detail::hf_phi2_names},
-                                {"stablelm", "stablelm", detail::hf_llama_names}};
-
-const HfFamily& family(const std::string& arch) {
-  for (const HfFamily& f : kHfFamilies)
-    if (arch == f.arch) return f;
-  fail("lm: no Hugging Face layout for architecture '", arch, "'");
-}
-
-}  // namespace
-
 std::vector<std::pair<std::string, Tensor>> hf_tensors(const LanguageModel& m) {
   const LmConfig& c = m.config();
   const bool adjacent = c.rope.mode == ops::RopeMode::Adjacent;
   OCELLUS_CHECK(!adjacent || c.rope.n_rot == c.head_dim, "lm: partial rotary in adjacent-pair order has no Hugging Face layout");
   std::vector<std::pair<std::string, Tensor>> out;
-  detail::for_each_named_weight(c, m.weights(), family(c.arch).names(), true,
+  detail::for_each_named_weight(c, m.weights(), family_by_arch(c.arch).hf_names(), true,
                                 adjacent ? detail::QkRows::ToRotateHalf : detail::QkRows::Keep,
                                 [&](const std::string& n, const Tensor& t) { out.push_back({n, io::safetensors_storable(t)}); });
   return out;
@@ -46,7 +25,7 @@ std::string hf_config_json(const LanguageModel& m) {
   const LmConfig& c = m.config();
   const LmWeights& w = m.weights();
   nlohmann::json j;
-  j["model_type"] = family(c.arch).model_type;
+  j["model_type"] = family_by_arch(c.arch).hf_model_types.front();
   j["hidden_size"] = c.n_embd, j["intermediate_size"] = c.n_ff, j["num_hidden_layers"] = c.n_layer;
   j["num_attention_heads"] = c.n_head, j["num_key_value_heads"] = c.n_head_kv, j["vocab_size"] = c.n_vocab;
   j["max_position_embeddings"] = c.n_ctx, j["rope_theta"] = c.rope.theta;
@@ -55,7 +34,7 @@ std::string hf_config_json(const LanguageModel& m) {
   const bool qkv_bias = !w.layers.empty() && (w.layers[0].bq.defined() || w.layers[0].bqkv.defined());
   j["use_qkv_bias"] = qkv_bias;
   j["tie_word_embeddings"] = w.output.tensor().raw() == w.token_embd.raw();
-  j["hidden_act"] = c.act == ops::Activation::Silu ? "silu" : c.act == ops::Activation::GeluTanh ? "gelu_new" : "gelu";
+  j["hidden_act"] = hf_act_name(c.act);
   j["torch_dtype"] = "float32";
   return j.dump(2);
 }

@@ -1,7 +1,7 @@
 #pragma once
-// Weight loading shared by the family files. A family's weights are read through a Source (a
-// GGUF file or a Hugging Face folder) under the names of a Names table (GGUF's, or the family's
-// Hugging Face names), so each family writes its layout once for both formats.
+// Weight loading shared by the loaders and exporters. A family's weights are read through a
+// Source (a GGUF file or a Hugging Face folder) under the names of a Names table (GGUF's, or the
+// family's Hugging Face names, lm/family.h), so each family states its layout once for both.
 #include <functional>
 #include <string>
 
@@ -10,31 +10,22 @@
 #include "ocellus/io/hf_config.h"
 #include "ocellus/io/safetensors.h"
 #include "ocellus/io/tensor_source.h"
+#include "ocellus/lm/family.h"
 #include "ocellus/lm/lm.h"
+
+namespace ocellus::lm {
+// Hyperparameters common to all GGUF text models (lm/decoder.cpp).
+LmConfig read_common_config(const io::GgufFile& f);
+}  // namespace ocellus::lm
 
 namespace ocellus::lm::detail {
 
 using Source = io::TensorSource;
 using io::gguf_source;
 
-// Tensor names; patterns with %d take the block index; empty = the format has no such tensor.
-struct Names {
-  std::string tok_embd, out_norm, out_norm_b, output, output_b;
-  std::string attn_norm, attn_norm_b, q, q_b, k, k_b, v, v_b, qkv, qkv_b, o, o_b;
-  std::string ffn_norm, ffn_norm_b, gate, up, up_b, down, down_b;
-};
-Names gguf_names();
-// Llama-style Hugging Face names (llama, qwen2, stablelm: model.layers.N.self_attn.q_proj...).
+// Llama-style Hugging Face names (model.layers.N.self_attn.q_proj...): defined with the llama
+// family (lm/llama.cpp), shared by qwen2 and stablelm.
 Names hf_llama_names();
-// Phi-2's Hugging Face names (dense, fc1 / fc2, final_layernorm).
-Names hf_phi2_names();
-
-// What a family's blocks hold.
-struct Layout {
-  bool norm_bias = false;  // LayerNorm with bias (phi2, stablelm)
-  bool gated = true;       // gate / up / down (else up / down with biases)
-  bool separate_ffn_norm = true;
-};
 
 // The rows of each of n_head heads of a Q or K matrix [n_head * hd, k] (or bias as [n, 1])
 // reordered between llama.cpp's adjacent pairs (its converter's permutation) and Hugging
@@ -54,22 +45,6 @@ void for_each_named_weight(const LmConfig& c, const LmWeights& w, const Names& n
 LmWeights load_weights(const Source& s, const Names& n, const LmConfig& c, const Layout& l);
 template <class F>
 DecoderWeights<F> load_weights(const nn::Maker<F>& mk, const Names& n, const LmConfig& c, const Layout& l);
-
-// The Hugging Face config's common part.
-LmConfig hf_common_config(const io::HfTextConfig& t, const std::string& arch);
-// The GGUF file's norm epsilon: the RMS or LayerNorm key, as c.norm says.
-float gguf_norm_eps(const io::GgufFile& f, const LmConfig& c, float fallback);
-// How a family reads a Hugging Face text model: its config, tensor names and block layout.
-struct HfPlan {
-  LmConfig c;
-  Names n;
-  Layout l;
-};
-HfPlan llama_hf_plan(const io::HfTextConfig& t);
-HfPlan qwen2_hf_plan(const io::HfTextConfig& t);
-HfPlan phi2_hf_plan(const io::HfTextConfig& t);
-HfPlan stablelm_hf_plan(const io::HfTextConfig& t);
-HfPlan hf_plan(const io::HfTextConfig& t, const std::string& path);  // by model_type
 
 // Validates the config, loads the weights, makes the model.
 std::unique_ptr<LanguageModel> make_model(LmConfig c, const Source& s, const Names& n, const Layout& l);

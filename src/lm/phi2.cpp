@@ -1,42 +1,35 @@
 // Phi-2: LayerNorm with bias, q/k/v with biases (fused in GGUF), partial rotary (rotate-half),
 // attention and MLP in parallel on the same normed input, GELU (tanh form) MLP with biases,
-// output bias.
+// output bias. GGUF files run as llama.cpp's phi2 graph computes (f16 GELU table, Q scaled
+// before the attention product).
 #include "family_common.h"
 
 namespace ocellus::lm {
 
-using namespace detail;
-
 namespace {
-void phi2_block(LmConfig& c) {
-  c.norm = NormKind::Layer;
-  c.act = ops::Activation::GeluTanh;  // gelu_new
-  c.gated_ffn = false;
-  c.parallel_block = true;
-}
-Layout phi_layout() {
-  Layout l;
-  l.norm_bias = true;
-  l.gated = false;
-  l.separate_ffn_norm = false;
-  return l;
+detail::Names hf_phi2_names() {
+  detail::Names n = detail::hf_llama_names();
+  n.out_norm = "model.final_layernorm.weight", n.out_norm_b = "model.final_layernorm.bias";
+  n.o = "model.layers.%d.self_attn.dense.weight", n.o_b = "model.layers.%d.self_attn.dense.bias";
+  n.up = "model.layers.%d.mlp.fc1.weight", n.up_b = "model.layers.%d.mlp.fc1.bias";
+  n.down = "model.layers.%d.mlp.fc2.weight", n.down_b = "model.layers.%d.mlp.fc2.bias";
+  return n;
 }
 }  // namespace
 
-std::unique_ptr<LanguageModel> load_phi2(const io::GgufFile& f) {
-  LmConfig c = read_common_config(f);
-  phi2_block(c);
-  c.rope.mode = ops::RopeMode::RotateHalf;
-  c.norm_eps = gguf_norm_eps(f, c, 1e-5f);
-  c.gelu_f16_table = true;  // GGUF models are computed as llama.cpp computes them
-  c.prescale_q = true;
-  return make_model(std::move(c), gguf_source(f), gguf_names(), phi_layout());
-}
-
-HfPlan detail::phi2_hf_plan(const io::HfTextConfig& t) {
-  LmConfig c = hf_common_config(t, "phi2");
-  phi2_block(c);
-  return {std::move(c), hf_phi2_names(), phi_layout()};
+const Family& phi2_family() {
+  static const Family f = [] {
+    Family f;
+    f.gguf_arch = "phi2", f.hf_model_types = {"phi"};
+    f.norm = NormKind::Layer, f.act = ops::Activation::GeluTanh;  // gelu_new
+    f.parallel_block = true;
+    f.layout.norm_bias = true, f.layout.gated = false, f.layout.separate_ffn_norm = false;
+    f.dense_biases = true;
+    f.gguf_fused_qkv = true, f.gguf_gelu_f16_table = true, f.gguf_prescale_q = true;
+    f.hf_names = hf_phi2_names, f.synth_vocab_pre = "gpt-2";
+    return f;
+  }();
+  return f;
 }
 
 }  // namespace ocellus::lm

@@ -4,27 +4,15 @@
 
 namespace ocellus::lm {
 
-using namespace detail;
-
-namespace {
-void qwen2_block(LmConfig& c) {
-  c.norm = NormKind::Rms;
-  c.act = ops::Activation::Silu;
-}
-}  // namespace
-
-std::unique_ptr<LanguageModel> load_qwen2(const io::GgufFile& f) {
-  LmConfig c = read_common_config(f);
-  qwen2_block(c);
-  c.rope.mode = ops::RopeMode::RotateHalf;
-  c.norm_eps = gguf_norm_eps(f, c, 1e-6f);
-  return make_model(std::move(c), gguf_source(f), gguf_names(), Layout{});
-}
-
-HfPlan detail::qwen2_hf_plan(const io::HfTextConfig& t) {
-  LmConfig c = hf_common_config(t, "qwen2");
-  qwen2_block(c);
-  return {std::move(c), hf_llama_names(), Layout{}};
+const Family& qwen2_family() {
+  static const Family f = [] {
+    Family f;  // llama's block
+    f.gguf_arch = "qwen2", f.hf_model_types = {"qwen2"};
+    f.gguf_norm_eps = 1e-6f;
+    f.hf_names = detail::hf_llama_names, f.synth_vocab_pre = "qwen2";
+    return f;
+  }();
+  return f;
 }
 
 }  // namespace ocellus::lm

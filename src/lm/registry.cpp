@@ -1,45 +1,161 @@
-// The text-model families, keyed by GGUF general.architecture.
-#include <utility>
-
+// The text-model families: one table of their descriptors (each defined in its family's file),
+// the lookups, and the loaders and configs every family shares, driven by the descriptor.
 #include "ocellus/core/error.h"
-#include "ocellus/io/gguf.h"
 #include "ocellus/io/file.h"
-#include "ocellus/io/gguf_names.h"
 #include "ocellus/io/hf_config.h"
-#include "ocellus/io/safetensors.h"
 #include "ocellus/io/tensor_source.h"
-#include "ocellus/lm/lm.h"
 #include "family_common.h"
 
 namespace ocellus::lm {
 
+// ---- the table: a new family is its file, its declaration here and its entry in the list ----
+const Family& llama_family();
+const Family& qwen2_family();
+const Family& phi2_family();
+const Family& stablelm_family();
+
+const std::vector<const Family*>& families() {
+  static const std::vector<const Family*> all = {&llama_family(), &qwen2_family(), &phi2_family(), &stablelm_family()};
+  return all;
+}
+
+// --------------------------------------------------------------------------------------------
+
 namespace {
-using Loader = std::unique_ptr<LanguageModel> (*)(const io::GgufFile&);
-const std::pair<const char*, Loader> kFamilies[] = {
-    {"llama", load_llama}, {"qwen2", load_qwen2}, {"phi2", load_phi2}, {"stablelm", load_stablelm}};
-using HfPlanner = detail::HfPlan (*)(const io::HfTextConfig&);
-const std::pair<const char*, HfPlanner> kHfFamilies[] = {{"llama", detail::llama_hf_plan},
-                                                         {"qwen2", detail::qwen2_hf_plan},
-                                                         {"phi", detail::phi2_hf_plan},
-                                                         {"stablelm", detail::stablelm_hf_plan}};
+std::string known(bool hf) {
+  std::string s;
+  for (const Family* f : families())
+    for (const std::string& n : hf ? f->hf_model_types : std::vector<std::string>{f->gguf_arch}) s += (s.empty() ? "" : ", ") + n;
+  return s;
+}
 }  // namespace
 
-detail::HfPlan detail::hf_plan(const io::HfTextConfig& t, const std::string& path) {
-  for (const auto& [name, plan] : kHfFamilies)
-    if (t.model_type == name) return plan(t);
-  fail("lm: ", path, ": model_type '", t.model_type, "' is not a text model ocellus runs (llama, qwen2, phi, stablelm)");
+const Family& family_by_arch(const std::string& arch, const std::string& what) {
+  for (const Family* f : families())
+    if (f->gguf_arch == arch) return *f;
+  fail("lm: ", what.empty() ? "" : what + ": ", "architecture '", arch, "' is not a text model ocellus runs (", known(false), ")");
+}
+
+const Family* find_family_hf(const std::string& model_type) {
+  for (const Family* f : families())
+    for (const std::string& t : f->hf_model_types)
+      if (t == model_type) return f;
+  return nullptr;
+}
+
+const Family& family_by_hf(const std::string& model_type, const std::string& what) {
+  if (const Family* f = find_family_hf(model_type)) return *f;
+  fail("lm: ", what, ": model_type '", model_type, "' is not a text model ocellus runs (", known(true), ")");
+}
+
+std::vector<std::string> known_architectures() {
+  std::vector<std::string> r;
+  for (const Family* f : families()) r.push_back(f->gguf_arch);
+  return r;
+}
+
+namespace {
+void set_block(const Family& f, LmConfig& c) {
+  c.norm = f.norm;
+  c.act = f.act;
+  c.gated_ffn = f.layout.gated;
+  c.parallel_block = f.parallel_block;
+}
+}  // namespace
+
+LmConfig Family::gguf_config(const io::GgufFile& f) const {
+  namespace key = io::gguf::key;
+  LmConfig c = read_common_config(f);
+  set_block(*this, c);
+  c.rope.mode = gguf_rope;
+  c.norm_eps = float(f.get_float(io::gguf::arch_key(c.arch, norm == NormKind::Rms ? key::kRmsEps : key::kLayerNormEps), gguf_norm_eps));
+  c.gelu_f16_table = gguf_gelu_f16_table;
+  c.prescale_q = gguf_prescale_q;
+  return c;
+}
+
+LmConfig Family::hf_config(const io::HfTextConfig& t) const {
+  LmConfig c;
+  c.arch = gguf_arch;
+  c.n_embd = t.hidden_size, c.n_ff = t.intermediate_size, c.n_layer = t.num_hidden_layers;
+  c.n_head = t.num_attention_heads, c.n_head_kv = t.num_key_value_heads, c.head_dim = t.head_dim();
+  c.n_vocab = t.vocab_size, c.n_ctx = t.max_position_embeddings;
+  c.rope.n_rot = int64_t(double(c.head_dim) * t.partial_rotary_factor);
+  c.rope.theta = float(t.rope_theta);
+  c.rope.mode = ops::RopeMode::RotateHalf;  // HF checkpoints keep q/k rows in rotate-half order
+  c.rope.angles = ops::RopeAngles::Exact;
+  c.norm_eps = float(t.norm_eps);
+  set_block(*this, c);
+  return c;
+}
+
+std::vector<WeightShape> weight_shapes(const Family& f, const LmConfig& c, const detail::Names& n, bool fused_qkv,
+                                       bool qkv_bias, bool tied) {
+  using R = WeightRole;
+  std::vector<WeightShape> out;
+  auto add = [&](const std::string& pattern, int i, Shape shape, R role) {
+    out.push_back({i < 0 ? pattern : io::gguf::name(pattern.c_str(), i), std::move(shape), role});
+  };
+  const int64_t d = c.n_embd, q = c.n_head * c.head_dim, kv = c.n_head_kv * c.head_dim, ff = c.n_ff;
+  const bool nb = f.layout.norm_bias, db = f.dense_biases;
+  add(n.tok_embd, -1, {c.n_vocab, d}, R::Embedding);
+  for (int i = 0; i < int(c.n_layer); ++i) {
+    add(n.attn_norm, i, {d}, R::Norm);
+    if (nb) add(n.attn_norm_b, i, {d}, R::Bias);
+    if (fused_qkv) {
+      add(n.qkv, i, {q + 2 * kv, d}, R::Matrix);
+      if (qkv_bias) add(n.qkv_b, i, {q + 2 * kv}, R::Bias);
+    } else {
+      add(n.q, i, {q, d}, R::Matrix), add(n.k, i, {kv, d}, R::Matrix), add(n.v, i, {kv, d}, R::Matrix);
+      if (qkv_bias) add(n.q_b, i, {q}, R::Bias), add(n.k_b, i, {kv}, R::Bias), add(n.v_b, i, {kv}, R::Bias);
+    }
+    add(n.o, i, {d, q}, R::Matrix);
+    if (db) add(n.o_b, i, {d}, R::Bias);
+    if (f.layout.separate_ffn_norm) {
+      add(n.ffn_norm, i, {d}, R::Norm);
+      if (nb) add(n.ffn_norm_b, i, {d}, R::Bias);
+    }
+    if (f.layout.gated) add(n.gate, i, {ff, d}, R::Matrix);
+    add(n.up, i, {ff, d}, R::Matrix);
+    if (db) add(n.up_b, i, {ff}, R::Bias);
+    add(n.down, i, {d, ff}, R::Matrix);
+    if (db) add(n.down_b, i, {d}, R::Bias);
+  }
+  add(n.out_norm, -1, {d}, R::Norm);
+  if (nb) add(n.out_norm_b, -1, {d}, R::Bias);
+  if (!tied) add(n.output, -1, {c.n_vocab, d}, R::Output);
+  if (db) add(n.output_b, -1, {c.n_vocab}, R::Bias);
+  return out;
+}
+
+const char* hf_act_name(ops::Activation a) {
+  return a == ops::Activation::Silu ? "silu" : a == ops::Activation::GeluTanh ? "gelu_new" : "gelu";
+}
+
+// ---- loading ---------------------------------------------------------------------------------
+
+std::unique_ptr<LanguageModel> load_gguf(const io::GgufFile& f) {
+  const Family& fam = family_by_arch(f.get_string(io::gguf::key::kArchitecture), f.path());
+  return detail::make_model(fam.gguf_config(f), gguf_source(f), detail::gguf_names(), fam.layout);
 }
 
 template <class F>
 DecoderWeights<F> load_hf_weights(const io::HfTextConfig& t, const nn::Maker<F>& mk, LmConfig* c) {
-  detail::HfPlan p = detail::hf_plan(t, "config.json");
-  p.c.validate();
-  DecoderWeights<F> w = detail::load_weights(mk, p.n, p.c, p.l);
-  *c = std::move(p.c);
+  const Family& fam = family_by_hf(t.model_type, "config.json");
+  LmConfig lc = fam.hf_config(t);
+  lc.validate();
+  DecoderWeights<F> w = detail::load_weights(mk, fam.hf_names(), lc, fam.layout);
+  *c = std::move(lc);
   return w;
 }
 template DecoderWeights<nn::Infer> load_hf_weights(const io::HfTextConfig&, const nn::Maker<nn::Infer>&, LmConfig*);
 template DecoderWeights<nn::Train> load_hf_weights(const io::HfTextConfig&, const nn::Maker<nn::Train>&, LmConfig*);
+
+std::vector<std::string> hf_model_types() {
+  std::vector<std::string> r;
+  for (const Family* f : families()) r.push_back(f->hf_model_types.front());
+  return r;
+}
 
 io::TensorSource hf_text_source(const io::TensorSource& s) {
   if (s.has("language_model.model.embed_tokens.weight"))  // transformers < 4.52, TinyLLaVA
@@ -50,10 +166,9 @@ io::TensorSource hf_text_source(const io::TensorSource& s) {
 }
 
 std::unique_ptr<LanguageModel> load_hf(const io::HfTextConfig& t, const io::TensorSource& s) {
-  // The family files read plain names; a LLaVA checkpoint keeps the text model under a prefix.
-  const io::TensorSource src = hf_text_source(s);
-  detail::HfPlan p = detail::hf_plan(t, s.path);
-  return detail::make_model(std::move(p.c), src, p.n, p.l);
+  const Family& fam = family_by_hf(t.model_type, s.path);
+  // The family's names are plain; a LLaVA checkpoint keeps the text model under a prefix.
+  return detail::make_model(fam.hf_config(t), hf_text_source(s), fam.hf_names(), fam.layout);
 }
 
 std::unique_ptr<LanguageModel> load_hf(const std::string& dir) {
@@ -66,27 +181,6 @@ std::unique_ptr<LanguageModel> load_hf(const std::string& dir) {
 std::unique_ptr<LanguageModel> load_model(const std::string& path) {
   if (io::is_directory(path)) return load_hf(path);
   return load_gguf(io::GgufFile::open(path));
-}
-
-std::vector<std::string> known_architectures() {
-  std::vector<std::string> r;
-  for (const auto& f : kFamilies) r.push_back(f.first);
-  return r;
-}
-
-std::vector<std::string> hf_model_types() {
-  std::vector<std::string> r;
-  for (const auto& f : kHfFamilies) r.push_back(f.first);
-  return r;
-}
-
-std::unique_ptr<LanguageModel> load_gguf(const io::GgufFile& f) {
-  const std::string arch = f.get_string(io::gguf::key::kArchitecture);
-  for (const auto& [name, loader] : kFamilies)
-    if (arch == name) return loader(f);
-  std::string known;
-  for (const auto& k : known_architectures()) known += (known.empty() ? "" : ", ") + k;
-  fail("lm: ", f.path(), ": architecture '", arch, "' is not a text model ocellus runs (", known, ")");
 }
 
 }  // namespace ocellus::lm

@@ -4,32 +4,15 @@
 
 namespace ocellus::lm {
 
-using namespace detail;
-
-namespace {
-void stablelm_block(LmConfig& c) {
-  c.norm = NormKind::Layer;
-  c.act = ops::Activation::Silu;
-}
-Layout stablelm_layout() {
-  Layout l;
-  l.norm_bias = true;
-  return l;
-}
-}  // namespace
-
-std::unique_ptr<LanguageModel> load_stablelm(const io::GgufFile& f) {
-  LmConfig c = read_common_config(f);
-  stablelm_block(c);
-  c.rope.mode = ops::RopeMode::RotateHalf;
-  c.norm_eps = gguf_norm_eps(f, c, 1e-5f);
-  return make_model(std::move(c), gguf_source(f), gguf_names(), stablelm_layout());
-}
-
-HfPlan detail::stablelm_hf_plan(const io::HfTextConfig& t) {
-  LmConfig c = hf_common_config(t, "stablelm");
-  stablelm_block(c);
-  return {std::move(c), hf_llama_names(), stablelm_layout()};
+const Family& stablelm_family() {
+  static const Family f = [] {
+    Family f;
+    f.gguf_arch = "stablelm", f.hf_model_types = {"stablelm"};
+    f.norm = NormKind::Layer, f.layout.norm_bias = true;
+    f.hf_names = detail::hf_llama_names, f.synth_vocab_pre = "stablelm2";
+    return f;
+  }();
+  return f;
 }
 
 }  // namespace ocellus::lm

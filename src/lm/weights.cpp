@@ -1,4 +1,4 @@
-// Loading a decoder's weights from any Source under any Names (see family_common.h).
+// Loading a decoder's weights from any Source under any Names (see family_common.h); GGUF's names.
 #include <cstdio>
 #include <cstring>
 
@@ -17,22 +17,6 @@ Names gguf_names() {
   n.v_b = tn::kAttnVBias, n.qkv = tn::kAttnQkv, n.qkv_b = tn::kAttnQkvBias, n.o = tn::kAttnOutput;
   n.o_b = tn::kAttnOutputBias, n.ffn_norm = tn::kFfnNorm, n.ffn_norm_b = tn::kFfnNormBias;
   n.gate = tn::kFfnGate, n.up = tn::kFfnUp, n.up_b = tn::kFfnUpBias, n.down = tn::kFfnDown, n.down_b = tn::kFfnDownBias;
-  return n;
-}
-
-Names hf_llama_names() {
-  Names n;
-  n.tok_embd = "model.embed_tokens.weight", n.out_norm = "model.norm.weight", n.out_norm_b = "model.norm.bias";
-  n.output = "lm_head.weight", n.output_b = "lm_head.bias";
-  n.attn_norm = "model.layers.%d.input_layernorm.weight", n.attn_norm_b = "model.layers.%d.input_layernorm.bias";
-  n.q = "model.layers.%d.self_attn.q_proj.weight", n.q_b = "model.layers.%d.self_attn.q_proj.bias";
-  n.k = "model.layers.%d.self_attn.k_proj.weight", n.k_b = "model.layers.%d.self_attn.k_proj.bias";
-  n.v = "model.layers.%d.self_attn.v_proj.weight", n.v_b = "model.layers.%d.self_attn.v_proj.bias";
-  n.o = "model.layers.%d.self_attn.o_proj.weight", n.o_b = "model.layers.%d.self_attn.o_proj.bias";
-  n.ffn_norm = "model.layers.%d.post_attention_layernorm.weight";
-  n.ffn_norm_b = "model.layers.%d.post_attention_layernorm.bias";
-  n.gate = "model.layers.%d.mlp.gate_proj.weight", n.up = "model.layers.%d.mlp.up_proj.weight";
-  n.down = "model.layers.%d.mlp.down_proj.weight";
   return n;
 }
 
@@ -98,15 +82,6 @@ void for_each_named_weight(const LmConfig& c, const LmWeights& w, const Names& n
   emit(n.output_b, -1, w.output_b);
 }
 
-Names hf_phi2_names() {
-  Names n = hf_llama_names();
-  n.out_norm = "model.final_layernorm.weight", n.out_norm_b = "model.final_layernorm.bias";
-  n.o = "model.layers.%d.self_attn.dense.weight", n.o_b = "model.layers.%d.self_attn.dense.bias";
-  n.up = "model.layers.%d.mlp.fc1.weight", n.up_b = "model.layers.%d.mlp.fc1.bias";
-  n.down = "model.layers.%d.mlp.fc2.weight", n.down_b = "model.layers.%d.mlp.fc2.bias";
-  return n;
-}
-
 namespace {
 std::string at(const std::string& pattern, int i) {
   return pattern.find("%d") == std::string::npos ? pattern : io::gguf::name(pattern.c_str(), i);
@@ -160,25 +135,6 @@ template DecoderWeights<nn::Train> load_weights(const nn::Maker<nn::Train>&, con
 
 LmWeights load_weights(const Source& s, const Names& n, const LmConfig& c, const Layout& l) {
   return load_weights(nn::file_maker(s, "lm"), n, c, l);
-}
-
-LmConfig hf_common_config(const io::HfTextConfig& t, const std::string& arch) {
-  LmConfig c;
-  c.arch = arch;
-  c.n_embd = t.hidden_size, c.n_ff = t.intermediate_size, c.n_layer = t.num_hidden_layers;
-  c.n_head = t.num_attention_heads, c.n_head_kv = t.num_key_value_heads, c.head_dim = t.head_dim();
-  c.n_vocab = t.vocab_size, c.n_ctx = t.max_position_embeddings;
-  c.rope.n_rot = int64_t(double(c.head_dim) * t.partial_rotary_factor);
-  c.rope.theta = float(t.rope_theta);
-  c.rope.mode = ops::RopeMode::RotateHalf;  // HF checkpoints keep q/k rows in rotate-half order
-  c.rope.angles = ops::RopeAngles::Exact;
-  c.norm_eps = float(t.norm_eps);
-  return c;
-}
-
-float gguf_norm_eps(const io::GgufFile& f, const LmConfig& c, float fallback) {
-  namespace key = io::gguf::key;
-  return float(f.get_float(io::gguf::arch_key(c.arch, c.norm == NormKind::Rms ? key::kRmsEps : key::kLayerNormEps), fallback));
 }
 
 std::unique_ptr<LanguageModel> make_model(LmConfig c, const Source& s, const Names& n, const Layout& l) {

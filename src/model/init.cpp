@@ -12,6 +12,7 @@
 #include "ocellus/core/error.h"
 #include "ocellus/io/file.h"
 #include "ocellus/io/safetensors.h"
+#include "ocellus/lm/family.h"
 #include "ocellus/core/tensor.h"
 #include "ocellus/connect/connector.h"
 #include "ocellus/io/hf_config.h"
@@ -41,15 +42,14 @@ void InitSpec::validate() const {
   at_most(n_ctx, 1 << 20, "n_ctx"), at_most(image_size, 4096, "image_size"), at_most(vision_embd, 65536, "vision_embd");
   at_most(vision_ff, 262144, "vision_ff"), at_most(vision_layers, 1024, "vision_layers"), at_most(connector_blocks, 64, "connector_blocks");
   OCELLUS_CHECK(n_embd % n_head == 0 && n_head % n_head_kv == 0, "init: n_embd must divide into n_head heads, and n_head into n_head_kv groups");
+  const lm::Family& f = lm::family_by_arch(family, "init");  // throws naming the known ones
+  OCELLUS_CHECK(f.trainable, "init: the ", family, " family cannot be trained yet");
   OCELLUS_CHECK((n_embd / n_head) % 2 == 0, "init: the head size must be even (rotary pairs)");
   OCELLUS_CHECK(vision_embd % vision_heads == 0, "init: vision_embd must divide into vision_heads heads");
   OCELLUS_CHECK(image_size % patch_size == 0, "init: image_size must be a multiple of patch_size");
   const std::vector<std::string> types = connect::connector_types();
   OCELLUS_CHECK(std::find(types.begin(), types.end(), connector) != types.end(), "init: connector '", connector,
                 "' is not a connector type (", join(types), ")");
-  const std::vector<std::string> families = lm::hf_model_types();
-  OCELLUS_CHECK(std::find(families.begin(), families.end(), family) != families.end(), "init: family '", family,
-                "' is not a text family (", join(families), ")");
   pos(connector_blocks, "connector_blocks");
   OCELLUS_CHECK(feature_layer >= -vision_layers && feature_layer <= vision_layers, "init: feature_layer ", feature_layer,
                 " outside [-", vision_layers, ", ", vision_layers, "] for a tower of ", vision_layers, " blocks");
@@ -82,12 +82,12 @@ struct PartialFolder {
   }
 };
 
-// The optional tensors (biases) a text family's Hugging Face files have: phi's every linear
-// layer, qwen2's (and stablelm's with use_qkv_bias) q / k / v; llama none.
-bool has_bias(const io::HfTextConfig& t, const std::string& name) {
-  if (t.model_type == "phi") return name.ends_with(".bias");
+// The optional biases a text family's Hugging Face files have: q / k / v biases as the config
+// says (qwen2 and phi2 always), the others where the family's dense layers carry them (phi2).
+bool has_bias(const lm::Family& f, const io::HfTextConfig& t, const std::string& name) {
+  if (!name.ends_with(".bias")) return false;
   const bool qkv = name.ends_with("q_proj.bias") || name.ends_with("k_proj.bias") || name.ends_with("v_proj.bias");
-  return t.qkv_bias && qkv;
+  return qkv ? t.qkv_bias : f.dense_biases;
 }
 
 // The machine's memory in bytes (0 when unknown).
@@ -106,11 +106,14 @@ int64_t init_llava(const InitSpec& s, const text::Tokenizer& tok, const std::str
                 "init: ", out_dir, " already exists and is not an empty folder (choose another -o, or remove it)");
   // The text model's config as transformers would read it (the family's defaults fill the rest).
   const int64_t V = tok.n_vocab(), d = s.n_embd;
-  nlohmann::json text = {{"model_type", s.family}, {"hidden_size", d}, {"intermediate_size", s.n_ff},
+  const lm::Family& fam = lm::family_by_arch(s.family, "init");
+  nlohmann::json text = {{"model_type", fam.hf_model_types.front()}, {"hidden_size", d}, {"intermediate_size", s.n_ff},
                          {"num_hidden_layers", s.n_layer}, {"num_attention_heads", s.n_head}, {"num_key_value_heads", s.n_head_kv},
-                         {"vocab_size", V}, {"max_position_embeddings", s.n_ctx}, {"rope_theta", s.rope_theta},
-                         {"tie_word_embeddings", s.tied}, {"bos_token_id", tok.bos()}, {"eos_token_id", tok.eos()}};
-  if (s.family == "llama") text["rms_norm_eps"] = 1e-5, text["hidden_act"] = "silu";
+                         {"vocab_size", V}, {"max_position_embeddings", s.n_ctx},
+                         {fam.norm == lm::NormKind::Rms ? "rms_norm_eps" : "layer_norm_eps", 1e-5}, {"rope_theta", s.rope_theta},
+                         {"tie_word_embeddings", s.tied}, {"hidden_act", lm::hf_act_name(fam.act)},
+                         {"bos_token_id", tok.bos()}, {"eos_token_id", tok.eos()}};
+  if (s.qkv_bias) text["use_qkv_bias"] = true, text["attention_bias"] = true;
   nlohmann::json cfg_json = {{"model_type", "llava"}, {"text_config", text},
                              {"vision_config", {{"model_type", "siglip_vision_model"}, {"hidden_size", s.vision_embd},
                                                 {"intermediate_size", s.vision_ff}, {"num_hidden_layers", s.vision_layers},
@@ -136,7 +139,12 @@ int64_t init_llava(const InitSpec& s, const text::Tokenizer& tok, const std::str
   auto make = [&](const std::string& name, const Shape& shape, bool required) -> Tensor {
     // Optional tensors a file of this kind has: the biases of the tower and the connector, and
     // those of the text family (s.family's; see has_bias).
-    if (!required && (name.empty() || (prefix == "language_model." && !has_bias(hc.text.value(), name)))) return Tensor();
+    if (!required && !name.empty() && prefix == "language_model.") {  // the text model's optional tensors
+      const bool output = name == "lm_head.weight";  // absent: tied to the embedding
+      if (output ? s.tied : !has_bias(fam, hc.text.value(), name)) return Tensor();
+    } else if (!required && name.empty()) {
+      return Tensor();
+    }
     // As transformers initializes: biases 0, norm weights (the other vectors) 1, the rest normal(0, 0.02).
     const float fill = name.ends_with(".bias") ? 0.0f : shape.ndim == 1 ? 1.0f : -1.0f;
     if (!making) {

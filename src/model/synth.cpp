@@ -10,6 +10,7 @@
 #include "ocellus/core/threads.h"
 #include "ocellus/io/gguf.h"
 #include "ocellus/io/gguf_names.h"
+#include "ocellus/lm/family.h"
 
 namespace ocellus::model {
 
@@ -128,11 +129,11 @@ class Builder {
 // then pieces. Byte-level BPE style: the 256 byte characters (GPT-2's byte-to-unicode map), then
 // tokens made by merging an existing token with a byte character, each with its merge rule, and
 // the last token <|endoftext|>.
-void synth_vocab(io::GgufWriter& w, const SynthShape& s) {
+void synth_vocab(io::GgufWriter& w, const SynthShape& s, const lm::Family& fam) {
   const int64_t n = s.n_vocab;
   std::vector<std::string> tokens;
   std::vector<int32_t> types;
-  if (s.arch == "llama") {
+  if (fam.synth_vocab_pre.empty()) {
     OCELLUS_CHECK(n >= 259 + 1, "synth: vocabulary of ", n, " is too small for a SentencePiece layout");
     tokens = {"<unk>", "<s>", "</s>"};
     types = {2, 3, 3};
@@ -187,7 +188,7 @@ void synth_vocab(io::GgufWriter& w, const SynthShape& s) {
   tokens.push_back("<|endoftext|>");
   types.push_back(3);
   w.set(key::kTokModel, GgufValue::str("gpt2"));
-  w.set(key::kTokPre, GgufValue::str(s.arch == "qwen2" ? "qwen2" : s.arch == "stablelm" ? "stablelm2" : "gpt-2"));
+  w.set(key::kTokPre, GgufValue::str(fam.synth_vocab_pre));
   w.set(key::kTokTokens, GgufValue::strings(tokens));
   w.set(key::kTokTypes, GgufValue::ints(types));
   w.set(key::kTokMerges, GgufValue::strings(merges));
@@ -197,8 +198,8 @@ void synth_vocab(io::GgufWriter& w, const SynthShape& s) {
 
 void write_text(io::GgufWriter& w, Builder& b, const SynthShape& s, const SynthOptions& opt, int64_t L) {
   using io::gguf::arch_key;
-  using io::gguf::name;
   const std::string& a = s.arch;
+  const lm::Family& fam = lm::family_by_arch(a);  // the tensors its GGUF files hold
   w.set(arch_key(a, key::kContextLength), GgufValue::u32(uint32_t(s.n_ctx)));
   w.set(arch_key(a, key::kEmbeddingLength), GgufValue::u32(uint32_t(s.n_embd)));
   w.set(arch_key(a, key::kBlockCount), GgufValue::u32(uint32_t(L)));
@@ -207,52 +208,25 @@ void write_text(io::GgufWriter& w, Builder& b, const SynthShape& s, const SynthO
   w.set(arch_key(a, key::kHeadCountKv), GgufValue::u32(uint32_t(s.n_head_kv)));
   w.set(arch_key(a, key::kRopeFreqBase), GgufValue::f32(float(s.rope_theta)));
   w.set(arch_key(a, key::kRopeDimensionCount), GgufValue::u32(uint32_t(s.n_rot)));
-  const bool layernorm = a == "phi2" || a == "stablelm";
-  w.set(arch_key(a, layernorm ? key::kLayerNormEps : key::kRmsEps), GgufValue::f32(float(s.norm_eps)));
+  w.set(arch_key(a, fam.norm == lm::NormKind::Layer ? key::kLayerNormEps : key::kRmsEps), GgufValue::f32(float(s.norm_eps)));
   w.set(arch_key(a, key::kVocabSize), GgufValue::u32(uint32_t(s.n_vocab)));
-  synth_vocab(w, s);
+  synth_vocab(w, s, fam);
 
   const DType dt = opt.dtype;
   // As llama.cpp's q4_0 files: the output matrix one step finer.
   const DType out_dt = dt == DType::Q4_0 ? DType::Q8_0 : dt;
-  const int64_t d = s.n_embd, hd = d / s.n_head, kv = s.n_head_kv * hd, ff = s.n_ff;
-  const float wstd = 0.02f;
-  b.matrix(tn::kTokenEmbd, s.n_vocab, d, wstd, dt);
-  for (int i = 0; i < L; ++i) {
-    b.vec(name(tn::kAttnNorm, i), d, 1.0f, 0.02f);
-    if (layernorm) b.vec(name(tn::kAttnNormBias, i), d, 0.0f, 0.02f);
-    if (a == "phi2") {
-      b.matrix(name(tn::kAttnQkv, i), d + 2 * kv, d, wstd, dt);
-      b.vec(name(tn::kAttnQkvBias, i), d + 2 * kv, 0.0f, 0.02f);
-    } else {
-      b.matrix(name(tn::kAttnQ, i), d, d, wstd, dt);
-      b.matrix(name(tn::kAttnK, i), kv, d, wstd, dt);
-      b.matrix(name(tn::kAttnV, i), kv, d, wstd, dt);
-      if (s.qkv_bias) {
-        b.vec(name(tn::kAttnQBias, i), d, 0.0f, 0.02f);
-        b.vec(name(tn::kAttnKBias, i), kv, 0.0f, 0.02f);
-        b.vec(name(tn::kAttnVBias, i), kv, 0.0f, 0.02f);
-      }
+  lm::LmConfig c;  // the sizes weight_shapes reads
+  c.n_embd = s.n_embd, c.n_ff = s.n_ff, c.n_layer = L, c.n_head = s.n_head, c.n_head_kv = s.n_head_kv;
+  c.head_dim = s.n_embd / s.n_head, c.n_vocab = s.n_vocab;
+  for (const lm::WeightShape& t : lm::weight_shapes(fam, c, lm::detail::gguf_names(), fam.gguf_fused_qkv, s.qkv_bias, s.tied)) {
+    switch (t.role) {
+      case lm::WeightRole::Embedding:
+      case lm::WeightRole::Matrix: b.matrix(t.name, t.shape[0], t.shape[1], 0.02f, dt); break;
+      case lm::WeightRole::Output: b.matrix(t.name, t.shape[0], t.shape[1], 0.02f, out_dt); break;
+      case lm::WeightRole::Norm: b.vec(t.name, t.shape[0], 1.0f, 0.02f); break;
+      case lm::WeightRole::Bias: b.vec(t.name, t.shape[0], 0.0f, 0.02f); break;
     }
-    b.matrix(name(tn::kAttnOutput, i), d, d, wstd, dt);
-    if (a == "phi2") {
-      b.vec(name(tn::kAttnOutputBias, i), d, 0.0f, 0.02f);
-      b.matrix(name(tn::kFfnUp, i), ff, d, wstd, dt);
-      b.vec(name(tn::kFfnUpBias, i), ff, 0.0f, 0.02f);
-      b.matrix(name(tn::kFfnDown, i), d, ff, wstd, dt);
-      b.vec(name(tn::kFfnDownBias, i), d, 0.0f, 0.02f);
-      continue;
-    }
-    b.vec(name(tn::kFfnNorm, i), d, 1.0f, 0.02f);
-    if (layernorm) b.vec(name(tn::kFfnNormBias, i), d, 0.0f, 0.02f);
-    b.matrix(name(tn::kFfnGate, i), ff, d, wstd, dt);
-    b.matrix(name(tn::kFfnUp, i), ff, d, wstd, dt);
-    b.matrix(name(tn::kFfnDown, i), d, ff, wstd, dt);
   }
-  b.vec(tn::kOutputNorm, d, 1.0f, 0.02f);
-  if (layernorm) b.vec(tn::kOutputNormBias, d, 0.0f, 0.02f);
-  if (!s.tied) b.matrix(tn::kOutput, s.n_vocab, d, wstd, out_dt);
-  if (a == "phi2") b.vec(tn::kOutputBias, s.n_vocab, 0.0f, 0.02f);
 }
 
 void write_vision(io::GgufWriter& w, Builder& b, const SynthShape& s, const SynthOptions& opt, int64_t L) {

@@ -34,7 +34,7 @@ using namespace ocellus;
 
 namespace {
 
-const char* const kFamilies[] = {"llama", "qwen2", "phi", "stablelm"};
+const char* const kFamilies[] = {"llama", "qwen2", "phi2", "stablelm"};
 const char* const kConnectors[] = {"linear", "mlp2x_gelu", "mlp_norm", "ldpv2", "attn_blocks", "resampler"};
 constexpr double kForwardBound = 1e-6;  // the bound: the same model, two contexts
 constexpr double kStepBound = 2e-6;     // the bound: loss and every gradient against PyTorch
@@ -56,6 +56,7 @@ std::string make_folder(const std::string& family, const std::string& connector)
   std::system(("rm -rf " + dir).c_str());
   model::InitSpec spec;
   spec.family = family, spec.connector = connector;
+  spec.qkv_bias = family == "stablelm";  // qwen2 has them always, phi2 on every layer
   spec.n_embd = 32, spec.n_ff = 48, spec.n_layer = 2, spec.n_head = 4, spec.n_head_kv = 2, spec.n_ctx = 128;
   spec.tied = family == "qwen2";
   spec.image_size = 16, spec.patch_size = 4, spec.vision_embd = 24, spec.vision_ff = 48, spec.vision_layers = 2, spec.vision_heads = 2;

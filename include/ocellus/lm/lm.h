@@ -1,9 +1,8 @@
 #pragma once
 // Decoder language models (the text half of every VLM): one pre-norm transformer decoder with
-// the knobs the families in scope differ by, and one file per family (lm/llama.cpp, qwen2.cpp,
-// phi2.cpp, stablelm.cpp) that reads its hyperparameters and weights from GGUF, chosen by a
-// registry keyed by general.architecture. Weights are immutable and shareable; the KV cache is
-// the per-sequence state.
+// the knobs the families in scope differ by, set from one descriptor per family (lm/family.h;
+// lm/llama.cpp, qwen2.cpp, phi2.cpp, stablelm.cpp), found by general.architecture or Hugging
+// Face model_type. Weights are immutable and shareable; the KV cache is the per-sequence state.
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -78,10 +77,10 @@ class LanguageModel {
   LmWeights w_;
 };
 
-// Reads a GGUF text model: the family from general.architecture (llama, qwen2, phi2, stablelm).
+// Reads a GGUF text model: the family from general.architecture (lm::families()).
 std::unique_ptr<LanguageModel> load_gguf(const io::GgufFile& f);
 // Reads a Hugging Face folder (config.json + safetensors, sharded or not): the family from the
-// text config's model_type (llama, qwen2, phi, stablelm; LLaVA checkpoints' text_config too).
+// text config's model_type (a family's hf_model_types; LLaVA checkpoints' text_config too).
 std::unique_ptr<LanguageModel> load_hf(const std::string& dir);
 // The text model of a checkpoint's tensors: plain names (model.layers.N...), or inside a LLaVA
 // checkpoint (language_model.model.layers.N... in transformers < 4.52,
@@ -96,8 +95,8 @@ template <class F>
 DecoderWeights<F> load_hf_weights(const io::HfTextConfig& t, const nn::Maker<F>& mk, LmConfig* c);
 // A model file or folder: GGUF, or a Hugging Face folder.
 std::unique_ptr<LanguageModel> load_model(const std::string& path);
-std::vector<std::string> known_architectures();
-std::vector<std::string> hf_model_types();  // the Hugging Face model_type of each family
+std::vector<std::string> known_architectures();  // every family's general.architecture
+std::vector<std::string> hf_model_types();       // every family's Hugging Face model_type (the first of its names)
 
 // The model as a Hugging Face checkpoint (lm/export_hf.cpp): its tensors under the family's
 // names (Q/K rows in rotate-half order; block-quantized weights dequantized to f32) and its
@@ -107,14 +106,5 @@ std::string hf_config_json(const LanguageModel& m);
 // The model and its vocabulary as a GGUF file in llama.cpp's layout (lm/export_gguf.cpp).
 void write_gguf(const LanguageModel& m, const text::Tokenizer& tok, const std::string& path,
                 const std::string& chat_template = "");  // Jinja, as tokenizer.chat_template (empty: none)
-
-// ---- the families (lm/<family>.cpp), listed in one table in lm/registry.cpp ----------------
-std::unique_ptr<LanguageModel> load_llama(const io::GgufFile& f);
-std::unique_ptr<LanguageModel> load_qwen2(const io::GgufFile& f);
-std::unique_ptr<LanguageModel> load_phi2(const io::GgufFile& f);
-std::unique_ptr<LanguageModel> load_stablelm(const io::GgufFile& f);
-
-// Shared by the family files: hyperparameters common to all GGUF text models.
-LmConfig read_common_config(const io::GgufFile& f);
 
 }  // namespace ocellus::lm

@@ -13,8 +13,10 @@
 namespace ocellus::model {
 
 struct InitSpec {
-  // Text model: its family as Hugging Face names it (llama, qwen2, phi, stablelm).
+  // Text model: a family's general.architecture (lm/family.h: llama, qwen2, phi2, stablelm);
+  // q/k/v biases when qkv_bias (qwen2 has them always).
   std::string family = "llama";
+  bool qkv_bias = false;
   int64_t n_embd = 256, n_ff = 688, n_layer = 4, n_head = 4, n_head_kv = 2, n_ctx = 1024;
   double rope_theta = 10000.0;
   bool tied = true;

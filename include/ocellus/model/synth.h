@@ -16,7 +16,7 @@ struct SynthShape {
   std::string description;  // what it mirrors
   bool vision = false;      // mmproj (architecture "clip") instead of a text model
   // Text model.
-  std::string arch;         // llama, qwen2, phi2, stablelm
+  std::string arch;         // a text family's general.architecture (lm/family.h)
   int64_t n_embd = 0, n_ff = 0, n_layer = 0, n_head = 0, n_head_kv = 0, n_vocab = 0, n_ctx = 0;
   int64_t n_rot = 0;        // rotary dimensions per head
   double rope_theta = 10000, norm_eps = 1e-5;

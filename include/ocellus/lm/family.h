@@ -1,0 +1,97 @@
+#pragma once
+// What a text-model family is, in one descriptor per family: its GGUF architecture name, its
+// Hugging Face model_type names, the block's norm / activation / FFN / residual layout, its
+// tensor names, how llama.cpp's GGUF files of it differ (rope row order, epsilon fallback,
+// fused q/k/v, llama.cpp's graph quirks), what synth gives it, whether it trains. Each family's
+// file (lm/llama.cpp, qwen2.cpp, phi2.cpp, stablelm.cpp) defines only its descriptor; the table
+// in lm/registry.cpp lists them once, and every loader, exporter, synth and init reads them.
+// Not here, because their layers sit below lm and need it before any lm code runs: what a
+// config.json means where it omits a key (transformers' defaults per model_type,
+// io/hf_config.cpp) and the chat template a model without one gets by architecture
+// (text/chat.cpp).
+#include <string>
+#include <vector>
+
+#include "ocellus/lm/lm.h"
+
+namespace ocellus::io {
+class GgufFile;
+struct HfTextConfig;
+}
+
+namespace ocellus::lm {
+
+namespace detail {
+
+// Tensor names; patterns with %d take the block index; empty = the format has no such tensor.
+struct Names {
+  std::string tok_embd, out_norm, out_norm_b, output, output_b;
+  std::string attn_norm, attn_norm_b, q, q_b, k, k_b, v, v_b, qkv, qkv_b, o, o_b;
+  std::string ffn_norm, ffn_norm_b, gate, up, up_b, down, down_b;
+};
+// llama.cpp's names (io/gguf_names.h), the same for every family.
+Names gguf_names();
+
+// What a family's blocks hold.
+struct Layout {
+  bool norm_bias = false;  // LayerNorm with bias (phi2, stablelm)
+  bool gated = true;       // gate / up / down (else up / down with biases)
+  bool separate_ffn_norm = true;
+};
+
+}  // namespace detail
+
+struct Family {
+  std::string gguf_arch;                    // general.architecture
+  std::vector<std::string> hf_model_types;  // config.json model_type; the first is what export writes
+  // The block (the rest of LmConfig comes from the file).
+  NormKind norm = NormKind::Rms;
+  ops::Activation act = ops::Activation::Silu;
+  bool parallel_block = false;  // attention and FFN both read the same normed input
+  detail::Layout layout;        // layout.gated is LmConfig::gated_ffn
+  // Attention output, FFN and output matrices carry biases (q/k/v biases are the checkpoint's
+  // choice, read when present).
+  bool dense_biases = false;
+  // llama.cpp's GGUF files of the family.
+  ops::RopeMode gguf_rope = ops::RopeMode::RotateHalf;  // Q/K row order its converter writes
+  float gguf_norm_eps = 1e-5f;                          // when the file has no epsilon key
+  bool gguf_fused_qkv = false;                          // q, k, v as one attn_qkv matrix
+  bool gguf_gelu_f16_table = false, gguf_prescale_q = false;  // see LmConfig: llama.cpp's graph
+  // Hugging Face checkpoints: the tensor names (the layout is the same as GGUF's).
+  detail::Names (*hf_names)() = nullptr;
+  // The vocabulary model::synth writes: "" SentencePiece (as Llama 2's), else byte-level BPE
+  // with this tokenizer.ggml.pre.
+  std::string synth_vocab_pre;
+  bool trainable = true;  // model::TrainableVlm can train it
+
+  // The model's config from a GGUF file of this family, as llama.cpp computes it.
+  LmConfig gguf_config(const io::GgufFile& f) const;
+  // From a Hugging Face text config of this family (exact numerics, rotate-half rope).
+  LmConfig hf_config(const io::HfTextConfig& t) const;
+};
+
+// Every registered family, in the registry's order.
+const std::vector<const Family*>& families();
+// By general.architecture; throws naming `what` (the file, when given) and the known ones.
+const Family& family_by_arch(const std::string& gguf_arch, const std::string& what = "");
+// By Hugging Face model_type (any of a family's names); nullptr when none has it.
+const Family* find_family_hf(const std::string& model_type);
+// By Hugging Face model_type; throws naming `what` (the file) and the known ones.
+const Family& family_by_hf(const std::string& model_type, const std::string& what);
+
+// The tensors a model of family f with the sizes of c holds, under the names n, in llama.cpp's
+// file order: what synth (GGUF names, q/k/v fused where the family's files fuse them) and init
+// (Hugging Face names) write; detail::load_weights reads the same set (tested).
+enum class WeightRole { Embedding, Matrix, Output, Norm, Bias };
+struct WeightShape {
+  std::string name;
+  Shape shape;
+  WeightRole role;
+};
+std::vector<WeightShape> weight_shapes(const Family& f, const LmConfig& c, const detail::Names& n, bool fused_qkv,
+                                       bool qkv_bias, bool tied);
+
+// A decoder activation's Hugging Face hidden_act name (what the exporters write).
+const char* hf_act_name(ops::Activation a);
+
+}  // namespace ocellus::lm
