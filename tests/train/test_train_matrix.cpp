@@ -6,7 +6,10 @@
 //     loaded as `run` loads it, the connector's rows spliced in, an f32 KV cache), <= 1e-6;
 //   - one step's loss and the gradient of every parameter (text model and connector) match a
 //     PyTorch re-statement (tests/reference/torch_ref.py, run in float64: the exact values
-//     of the same f32 weights), relative <= 2e-6.
+//     of the same f32 weights), relative <= 2e-6. f32 arithmetic alone misses exact values by
+//     about that much on a poorly conditioned problem (PyTorch's own f32 step: up to 2.2e-6 on
+//     weights of std 0.2 here), so the weights are of std 0.1, and the test checks that premise:
+//     PyTorch's f32 step must be within the bound too, else the data, not the code, is at fault.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -69,7 +72,7 @@ std::string make_folder(const std::string& family, const std::string& connector)
     for (const std::string& n : st.names()) {
       const Tensor x = st.tensor(n);
       const bool bias = n.ends_with(".bias"), norm = x.ndim() == 1 && !bias;
-      Tensor r = test::randn(x.shape(), seed++, norm ? 0.1f : bias ? 0.1f : 0.25f);
+      Tensor r = test::randn(x.shape(), seed++, norm ? 0.1f : bias ? 0.1f : 0.1f);
       if (norm)
         for (int64_t i = 0; i < r.numel(); ++i) r.data<float>()[i] += 1.0f;
       t.push_back({n, r});
@@ -125,8 +128,9 @@ Tensor inference_logits(const Case& c) {
   return lm->forward(ops::concat(parts, 0), cache, true);
 }
 
-// PyTorch's loss and the gradients of `names` (in order), in float64.
-std::vector<float> torch_step(const Case& c, const std::vector<std::string>& names) {
+// PyTorch's loss and the gradients of `names` (in order), in float64 (exact for f32 purposes)
+// or float32.
+std::vector<float> torch_step(const Case& c, const std::vector<std::string>& names, bool float64) {
   const int64_t nf = c.sample.features[0].dim(0), dv = c.sample.features[0].dim(1);
   Tensor feats = Tensor::empty({2 * nf, dv});
   for (int i = 0; i < 2; ++i)
@@ -134,7 +138,7 @@ std::vector<float> torch_step(const Case& c, const std::vector<std::string>& nam
   nlohmann::json b;
   b["ids"] = c.sample.ids, b["mask"] = c.sample.mask, b["n_features"] = nf;
   b["features"] = test::write_temp("matrix_feats.f32", feats);
-  b["trainable"] = names, b["lr"] = 1e-3, b["weight_decay"] = 0.0, b["steps"] = 0, b["clip"] = 0.0, b["float64"] = true;
+  b["trainable"] = names, b["lr"] = 1e-3, b["weight_decay"] = 0.0, b["steps"] = 0, b["clip"] = 0.0, b["float64"] = float64;
   const std::string bp = test::temp_path("matrix_batch.json");
   std::ofstream(bp) << b.dump();
   return test::torch_ref({"vlm_train", c.dir, bp, ""}, test::temp_path("matrix_out.f32"));
@@ -177,7 +181,8 @@ TEST(TrainMatrix, EveryFamilyAndConnectorTrainsAsInferenceRunsAndAsPyTorchComput
       std::vector<std::string> want = names;
       std::sort(trained.begin(), trained.end()), std::sort(want.begin(), want.end());
       EXPECT_EQ(trained, want) << c.name() << ": the parameters that train are not the folder's";
-      const std::vector<float> ref = torch_step(c, names);
+      const std::vector<float> ref = torch_step(c, names, true), ref32 = torch_step(c, names, false);
+      ASSERT_EQ(ref32.size(), ref.size());
       size_t values = 1;
       for (const std::string& n : names) values += size_t(c.vlm.param(n)->value.numel());
       ASSERT_EQ(ref.size(), values) << c.name() << ": PyTorch's output: the loss, one gradient per parameter";
@@ -187,21 +192,26 @@ TEST(TrainMatrix, EveryFamilyAndConnectorTrainsAsInferenceRunsAndAsPyTorchComput
       EXPECT_LE(le, kStepBound) << c.name() << ": loss";
       worst_loss = std::max(worst_loss, le);
       size_t at = 1;
-      double worst = 0;
+      double worst = 0, floor = 0;
       std::string worst_name;
       for (const std::string& n : names) {
         const ag::Var p = c.vlm.param(n);
         ASSERT_TRUE(p->grad.defined()) << c.name() << ": " << n << " got no gradient";
         const int64_t k = p->grad.numel();
         const std::vector<float> want_g(ref.begin() + long(at), ref.begin() + long(at) + k);
-        const double e = test::rel_err(p->grad, Tensor::from_vector(p->grad.shape(), want_g));
+        const Tensor exact = Tensor::from_vector(p->grad.shape(), want_g);
+        const double e = test::rel_err(p->grad, exact);
         EXPECT_LE(e, kStepBound) << c.name() << ": " << n;
+        const std::vector<float> torch32(ref32.begin() + long(at), ref32.begin() + long(at) + k);
+        const double f = test::rel_err(Tensor::from_vector(p->grad.shape(), torch32), exact);
+        EXPECT_LE(f, kStepBound) << c.name() << ": " << n << ": PyTorch's f32 step misses the bound: the data is too ill-conditioned";
+        floor = std::max(floor, f);
         if (e > worst) worst = e, worst_name = n;
         at += size_t(k);
       }
       worst_grad = std::max(worst_grad, worst);
-      std::printf("%-22s forward %.2e  loss %.2e  %3zu gradients, worst %.2e (%s)\n", c.name().c_str(), fe, le, names.size(), worst,
-                  worst_name.c_str());
+      std::printf("%-22s forward %.2e  loss %.2e  %3zu gradients, worst %.2e (%s); PyTorch f32 %.2e\n", c.name().c_str(), fe, le,
+                  names.size(), worst, worst_name.c_str(), floor);
       if (!std::getenv("KEEPDIR")) std::system(("rm -rf " + c.dir).c_str());
     }
   std::printf("matrix: worst forward %.2e, loss %.2e, gradient %.2e\n", worst_fwd, worst_loss, worst_grad);
