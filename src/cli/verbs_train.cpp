@@ -103,7 +103,8 @@ void add_init(CLI::App& app) {
   init->add_option("--vision-heads", is.vision_heads, "Tower heads")->capture_default_str();
   init->add_option("--family", is.family, "Text model family, as GGUF names it (llama, qwen2, phi2, stablelm)")->capture_default_str();
   init->add_option("--connector", is.connector, "Connector type (linear, mlp2x_gelu, mlp_norm, ldpv2, attn_blocks, resampler)")->capture_default_str();
-  init->add_option("--connector-queries", is.connector_queries, "Queries of a resampler connector")->capture_default_str();
+  init->add_option("--connector-queries", is.connector_queries, "Queries of a resampler connector")->capture_default_str()->check(CLI::Range(1, 4096));
+  init->add_flag("--qkv-bias", is.qkv_bias, "Biases on q / k / v (qwen2 and phi2 have them always)");
   init->add_option("--connector-blocks", is.connector_blocks, "Blocks of an attn_blocks connector")->capture_default_str();
   init->add_option("--feature-layer", is.feature_layer,
                    "Tower hidden state the connector reads (LLaVA's vision_feature_layer: -1 last block, -2 the one before; "

@@ -50,7 +50,7 @@ void InitSpec::validate() const {
   const std::vector<std::string> types = connect::connector_types();
   OCELLUS_CHECK(std::find(types.begin(), types.end(), connector) != types.end(), "init: connector '", connector,
                 "' is not a connector type (", join(types), ")");
-  pos(connector_blocks, "connector_blocks");
+  pos(connector_blocks, "connector_blocks"), pos(connector_queries, "connector_queries");
   OCELLUS_CHECK(feature_layer >= -vision_layers && feature_layer <= vision_layers, "init: feature_layer ", feature_layer,
                 " outside [-", vision_layers, ", ", vision_layers, "] for a tower of ", vision_layers, " blocks");
   pos(merge, "merge");

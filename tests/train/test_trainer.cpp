@@ -728,3 +728,67 @@ TEST(FeatureCache, KeysAreFnv1a64AndEarlierCachesAreRefused) {
   }
   std::filesystem::remove(path);
 }
+
+// TinyLLaVA's best recipe, "share": a Phi-2-shaped text model + a SigLIP tower + an MLP
+// connector; pretraining trains the connector, the whole language model and the tower's upper
+// block (from cached hidden states below it), then fine-tuning trains the connector and the
+// language model on the features of the pretrained tower. The same stages ship as
+// recipes/tinyllava-share/.
+TEST(Trainer, TinyLlavaShareRecipeTrainsPhi2WithSiglipAndMlp) {
+  World w;
+  model::InitSpec spec = tiny_spec(2, 2);
+  spec.family = "phi2";
+  const std::string phi = w.root + "/phi2-siglip";
+  model::init_llava(spec, text::Tokenizer::from_file(w.base), phi);
+  auto cache_of = [&](const std::string& model, int64_t hidden_after, const std::string& out) {
+    const auto vm = model::load_hf_vision(model);
+    std::vector<std::string> paths;
+    for (const char* f : {"red", "green", "blue", "yellow"}) paths.push_back(w.images + "/" + f + ".png");
+    train::build_feature_cache(vm->tower(), paths, out, 8, {}, hidden_after);
+  };
+  // Stage 1: the tower's block 1 (its last) trains from the hidden states after block 0.
+  cache_of(phi, 1, w.root + "/hidden.safetensors");
+  const std::string r1 = w.recipe("share1", w.root + "/share1",
+                                  {{"base", phi}, {"cache", w.root + "/hidden.safetensors"}, {"tower_from", 1},
+                                   {"trainable", {"multi_modal_projector.", "model.", "lm_head.", "vision_tower.vision_model.encoder.layers.1."}},
+                                   {"groups", {{{"prefix", "vision_tower."}, {"lr", 1e-3}}}}, {"steps", 12}, {"lr", 1e-2}});
+  const train::TrainResult a = train::run_recipe(train::read_recipe(r1), false);
+  ASSERT_EQ(a.losses.size(), 12u);
+  EXPECT_LT(a.losses[10] + a.losses[11], 0.8 * (a.losses[0] + a.losses[1]));
+  const io::SafetensorsModel base = io::SafetensorsModel::open(phi), s1 = io::SafetensorsModel::open(a.model_dir);
+  auto moved = [](const io::SafetensorsModel& x, const io::SafetensorsModel& y, const std::string& n) {
+    return test::max_abs_diff(x.tensor(n), y.tensor(n)) > 0;
+  };
+  EXPECT_TRUE(moved(base, s1, "vision_tower.vision_model.encoder.layers.1.mlp.fc1.weight"));
+  EXPECT_FALSE(moved(base, s1, "vision_tower.vision_model.encoder.layers.0.mlp.fc1.weight"));
+  EXPECT_TRUE(moved(base, s1, "language_model.model.layers.0.self_attn.dense.weight"));  // phi2's names
+  EXPECT_TRUE(moved(base, s1, "language_model.model.layers.1.mlp.fc2.bias"));
+  EXPECT_TRUE(moved(base, s1, "multi_modal_projector.linear_2.weight"));
+  // Stage 2: fine-tuning on the features of the pretrained tower, the tower frozen.
+  cache_of(a.model_dir, -1, w.root + "/features.safetensors");
+  const std::string r2 = w.recipe("share2", w.root + "/share2",
+                                  {{"base", a.model_dir}, {"cache", w.root + "/features.safetensors"},
+                                   {"trainable", {"multi_modal_projector.", "model.", "lm_head."}}, {"steps", 8}, {"lr", 5e-3}});
+  const train::TrainResult b = train::run_recipe(train::read_recipe(r2), false);
+  ASSERT_EQ(b.losses.size(), 8u);
+  EXPECT_LT(b.losses[6] + b.losses[7], a.losses[0] + a.losses[1]);
+  const io::SafetensorsModel s2 = io::SafetensorsModel::open(b.model_dir);
+  EXPECT_FALSE(moved(s1, s2, "vision_tower.vision_model.encoder.layers.1.mlp.fc1.weight"));
+  EXPECT_TRUE(moved(s1, s2, "language_model.model.final_layernorm.weight"));
+  // The result runs as a phi2 model, from its folder and from its GGUF pair.
+  EXPECT_EQ(lm::load_model(b.model_dir)->config().arch, "phi2");
+  EXPECT_EQ(lm::load_model(b.gguf_model)->config().arch, "phi2");
+  const model::Vlm v = model::load_vlm(b.gguf_model, b.gguf_mmproj);
+  EXPECT_EQ(v.vision->config().kind, "siglip");
+}
+
+// Every recipe shipped under recipes/ reads (keys, types and ranges checked).
+TEST(Recipes, EveryShippedRecipeReads) {
+  int n = 0;
+  for (const auto& e : fs::recursive_directory_iterator(OCELLUS_TESTS_DIR "/../recipes"))
+    if (e.path().extension() == ".json") {
+      EXPECT_NO_THROW(train::read_recipe(e.path().string())) << e.path();
+      ++n;
+    }
+  EXPECT_GE(n, 16);
+}
