@@ -9,7 +9,11 @@
 //     of the same f32 weights), relative <= 2e-6. f32 arithmetic alone misses exact values by
 //     about that much on a poorly conditioned problem (PyTorch's own f32 step: up to 2.2e-6 on
 //     weights of std 0.2 here), so the weights are of std 0.1, and the test checks that premise:
-//     PyTorch's f32 step must be within the bound too, else the data, not the code, is at fault.
+//     PyTorch's f32 step must be within the bound too, else the data, not the code, is at fault;
+//   - after an update of every parameter, the model exported (model/export: the Hugging Face
+//     folder and the GGUF pair) gives the trained model's logits: the folder through the
+//     inference path (<= 1e-6), the GGUF pair computed with exact numerics (<= 1e-5: the same
+//     weights, llama's Q/K rows in llama.cpp's order).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -25,7 +29,11 @@
 #include "ocellus/io/safetensors.h"
 #include "ocellus/io/tensor_source.h"
 #include "ocellus/lm/lm.h"
+#include "ocellus/connect/connector.h"
+#include "ocellus/io/gguf.h"
+#include "ocellus/model/export.h"
 #include "ocellus/model/init.h"
+#include "ocellus/ops/elementwise.h"
 #include "ocellus/model/vlm.h"
 #include "ocellus/model/vlm_train.h"
 #include "ocellus/ops/shape.h"
@@ -41,6 +49,7 @@ const char* const kFamilies[] = {"llama", "qwen2", "phi2", "stablelm"};
 const char* const kConnectors[] = {"linear", "mlp2x_gelu", "mlp_norm", "ldpv2", "attn_blocks", "resampler"};
 constexpr double kForwardBound = 1e-6;  // the bound: the same model, two contexts
 constexpr double kStepBound = 2e-6;     // the bound: loss and every gradient against PyTorch
+constexpr double kGgufBound = 1e-5;     // the exported GGUF pair, exact numerics (as Trainer.RecipeRunsResumesExactlyAndExports)
 
 const text::Tokenizer& tokenizer() {
   static const text::Tokenizer tok = [] {
@@ -105,9 +114,7 @@ struct Case {
 
 // The inference forward of the folder on the same sequence: the text model and the connector
 // loaded as `run` loads them, the image rows spliced at the -1 runs, logits of every position.
-Tensor inference_logits(const Case& c) {
-  const auto lm = lm::load_model(c.dir);
-  const auto vision = model::load_hf_vision(c.dir);
+Tensor spliced_logits(const Case& c, const lm::LanguageModel& lm, const connect::Connector& conn) {
   std::vector<Tensor> parts;
   size_t image = 0;
   const std::vector<int32_t>& ids = c.sample.ids;
@@ -115,17 +122,34 @@ Tensor inference_logits(const Case& c) {
     size_t j = i;
     while (j < ids.size() && (ids[j] < 0) == (ids[i] < 0)) ++j;
     if (ids[i] >= 0) {
-      parts.push_back(lm->embed(std::vector<int32_t>(ids.begin() + long(i), ids.begin() + long(j))));
+      parts.push_back(lm.embed(std::vector<int32_t>(ids.begin() + long(i), ids.begin() + long(j))));
     } else {
       for (int64_t need = int64_t(j - i); need > 0;) {
-        parts.push_back(vision->connector().forward(c.sample.features[image++]));
+        parts.push_back(conn.forward(c.sample.features[image++]));
         need -= parts.back().dim(0);
       }
     }
     i = j;
   }
-  lm::KvCache cache(lm->config(), int64_t(ids.size()), DType::F32);
-  return lm->forward(ops::concat(parts, 0), cache, true);
+  lm::KvCache cache(lm.config(), int64_t(ids.size()), DType::F32);
+  return lm.forward(ops::concat(parts, 0), cache, true);
+}
+
+Tensor inference_logits(const Case& c, const std::string& dir) {
+  return spliced_logits(c, *lm::load_model(dir), model::load_hf_vision(dir)->connector());
+}
+
+// The GGUF pair with exact numerics (no llama.cpp rounding emulation, an f32 cache): the text
+// model's flags cleared, the connector read from the mmproj with the trained activation.
+Tensor gguf_logits(const Case& c, const std::string& text_gguf, const std::string& mmproj) {
+  const io::GgufFile tf = io::GgufFile::open(text_gguf), vf = io::GgufFile::open(mmproj);
+  const auto glm = lm::load_gguf(tf);
+  lm::LmConfig lc = glm->config();
+  lc.rope.angles = ops::RopeAngles::Exact, lc.gelu_f16_table = false, lc.prescale_q = false, lc.f32_ggml_order = false;
+  const lm::LanguageModel exact(lc, glm->weights());
+  const auto conn = connect::load_connector(c.vlm.config().connector, c.vlm.config().connector_config(lc.n_embd), io::gguf_source(vf),
+                                            connect::Layout::Gguf);
+  return spliced_logits(c, exact, *conn);
 }
 
 // PyTorch's loss and the gradients of `names` (in order), in float64 (exact for f32 purposes)
@@ -159,7 +183,7 @@ std::vector<std::string> expected_params(const Case& c) {
 }  // namespace
 
 TEST(TrainMatrix, EveryFamilyAndConnectorTrainsAsInferenceRunsAndAsPyTorchComputes) {
-  double worst_fwd = 0, worst_loss = 0, worst_grad = 0;
+  double worst_fwd = 0, worst_loss = 0, worst_grad = 0, worst_export = 0;
   for (const char* family : kFamilies)
     for (const char* connector : kConnectors) {
       Case c(family, connector);
@@ -169,7 +193,7 @@ TEST(TrainMatrix, EveryFamilyAndConnectorTrainsAsInferenceRunsAndAsPyTorchComput
         ag::NoGrad ng;
         train_logits = c.vlm.forward(c.sample)->value;
       }
-      const double fe = test::rel_err(train_logits, inference_logits(c));
+      const double fe = test::rel_err(train_logits, inference_logits(c, c.dir));
       EXPECT_LE(fe, kForwardBound) << c.name();
       worst_fwd = std::max(worst_fwd, fe);
 
@@ -210,9 +234,27 @@ TEST(TrainMatrix, EveryFamilyAndConnectorTrainsAsInferenceRunsAndAsPyTorchComput
         at += size_t(k);
       }
       worst_grad = std::max(worst_grad, worst);
+
+      // Trained (an update of every parameter), exported, and read back.
+      for (const ag::Var& p : c.vlm.params()) p->value = ops::add(p->value, ops::scale(p->grad, -0.5f));
+      Tensor updated;
+      {
+        ag::NoGrad ng;
+        updated = c.vlm.forward(c.sample)->value;
+      }
+      const std::string out = c.dir + "-out";
+      model::export_trained_vlm(c.vlm, c.dir, tokenizer(), out + "/model", out + "/model.gguf", out + "/mmproj.gguf");
+      const double he = test::rel_err(inference_logits(c, out + "/model"), updated);
+      EXPECT_LE(he, kForwardBound) << c.name() << ": the exported folder";
+      const double ge = test::rel_err(gguf_logits(c, out + "/model.gguf", out + "/mmproj.gguf"), updated);
+      EXPECT_LE(ge, kGgufBound) << c.name() << ": the exported GGUF pair";
+      EXPECT_GT(test::rel_err(updated, train_logits), 1e-3) << c.name() << ": the update changed nothing";
+      worst_export = std::max({worst_export, he, ge});
+      std::printf("%-22s exported: folder %.2e, GGUF pair %.2e\n", c.name().c_str(), he, ge);
+      std::system(("rm -rf " + out).c_str());
       std::printf("%-22s forward %.2e  loss %.2e  %3zu gradients, worst %.2e (%s); PyTorch f32 %.2e\n", c.name().c_str(), fe, le,
                   names.size(), worst, worst_name.c_str(), floor);
       if (!std::getenv("KEEPDIR")) std::system(("rm -rf " + c.dir).c_str());
     }
-  std::printf("matrix: worst forward %.2e, loss %.2e, gradient %.2e\n", worst_fwd, worst_loss, worst_grad);
+  std::printf("matrix: worst forward %.2e, loss %.2e, gradient %.2e, export %.2e\n", worst_fwd, worst_loss, worst_grad, worst_export);
 }
