@@ -56,11 +56,13 @@ std::unique_ptr<ConnectorOf<F>> load_attn_blocks(const ConnectorConfig& c, const
   const vision::EncoderBlockNames names = block_names(p);
   AttnBlocksWeights<F> w;
   auto block = [&](int i) { return p + "blocks." + std::to_string(i) + "."; };
-  // shape() of a missing tensor is an error naming the file and the tensor: no blocks at all,
-  // or a block without its MLP.
-  if (!mk.has(block(0) + "ln1.weight")) mk.shape(block(0) + "ln1.weight");
-  for (int i = 0; mk.has(block(i) + "ln1.weight"); ++i) {
-    const int64_t ff = mk.shape(block(i) + "ffn_up.weight")[0];
+  // Read: as many blocks as the file has, each MLP as wide as its tensors; made new: the
+  // configured sizes.
+  if (c.n_blocks == 0 && !mk.has(block(0) + "ln1.weight"))
+    fail("connector attn_blocks: no blocks (no tensor '", block(0), "ln1.weight')");
+  for (int i = 0; c.n_blocks > 0 ? i < c.n_blocks : mk.has(block(i) + "ln1.weight"); ++i) {
+    const std::string up = block(i) + "ffn_up.weight";
+    const int64_t ff = mk.has(up) ? mk.shape(up)[0] : c.n_ff > 0 ? c.n_ff : 4 * d;
     w.blocks.push_back(vision::load_encoder_block(mk, names, i, d, ff));
   }
   w.proj = detail::load_linear_of(mk, detail::attn_blocks_out_weight(layout), p + "proj.bias", c.d_out, d);

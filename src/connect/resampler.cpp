@@ -49,11 +49,14 @@ template <class F>
 std::unique_ptr<ConnectorOf<F>> load_resampler(const ConnectorConfig& c, const nn::Maker<F>& mk, Layout layout) {
   const std::string p = detail::prefix(layout);
   const int64_t d = c.d_out;
-  const Shape qs = mk.shape(p + "query");  // the query count is the file's
-  OCELLUS_CHECK(qs.ndim == 2 && qs[1] == d && qs[0] > 0, "connector resampler: '", p, "query' has shape ", qs.str(),
+  // The query count: the file's when read, the configured one when made new.
+  const std::string qn = p + "query";
+  if (!mk.has(qn) && c.n_query <= 0) fail("connector resampler: missing tensor '", qn, "'");
+  const Shape qs = mk.has(qn) ? mk.shape(qn) : Shape{c.n_query, d};
+  OCELLUS_CHECK(qs.ndim == 2 && qs[1] == d && qs[0] > 0, "connector resampler: '", qn, "' has shape ", qs.str(),
                 ", expected [n_query, ", d, "]");
   ResamplerWeights<F> w;
-  w.query = detail::as_f32(mk.tensor(p + "query", qs, true));
+  w.query = detail::as_f32(mk.tensor(qn, qs, true));
   w.kv_proj = {mk.matrix(p + "kv_proj.weight", {d, c.d_in}), {}};
   w.ln_q = detail::load_norm_of(mk, c, p + "ln_q.", d), w.ln_kv = detail::load_norm_of(mk, c, p + "ln_kv.", d);
   w.q = detail::load_linear_of(mk, p + "attn.q.weight", p + "attn.q.bias", d, d);

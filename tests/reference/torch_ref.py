@@ -9,6 +9,10 @@ format is read here). Usage:
                                                       PIXELS float32 [B, 3, S, S]; OUT float32
     torch_ref.py connector DIR FEATURES OUT           DIR: config.json {type, d_in, d_out, n_head}
                                                       + model.safetensors; FEATURES float32 [n, d_in]
+    torch_ref.py connector_grad DIR FEATURES R OUT   as connector; R float32 [n_tokens, d_out];
+                                                      OUT: the gradients of sum(out * R) with respect
+                                                      to the features, then to each of config.json's
+                                                      "names" in order
     torch_ref.py vlm_train DIR BATCH OUT              DIR: a LLaVA config.json (llama / qwen2 text,
                                                       mlp2x_gelu or linear projector) + model.safetensors;
                                                       BATCH: JSON {ids, mask, features, n_features,
@@ -464,6 +468,18 @@ def main():
         w = read_safetensors(d + "/model.safetensors")
         x = torch.frombuffer(bytearray(open(feats, "rb").read()), dtype=torch.float32).reshape(-1, cfg["d_in"])
         connector(cfg, w, x).contiguous().numpy().tofile(out)
+    elif mode == "connector_grad":
+        d, feats, r, out = sys.argv[2:6]
+        cfg = json.load(open(d + "/config.json"))
+        torch.set_grad_enabled(True)
+        P = {k: v.clone().requires_grad_(True) for k, v in read_safetensors(d + "/model.safetensors").items()}
+        x = torch.frombuffer(bytearray(open(feats, "rb").read()), dtype=torch.float32).reshape(-1, cfg["d_in"])
+        x.requires_grad_(True)
+        y = connector(cfg, P, x)
+        R = torch.frombuffer(bytearray(open(r, "rb").read()), dtype=torch.float32).reshape(y.shape)
+        (y * R).sum().backward()
+        grads = [x.grad.reshape(-1)] + [P[n].grad.reshape(-1) for n in cfg["names"]]
+        torch.cat(grads).detach().contiguous().numpy().tofile(out)
     elif mode == "vlm_train":
         d, batch, out = sys.argv[2:5]
         cfg = json.load(open(d + "/config.json"))
