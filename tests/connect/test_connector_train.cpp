@@ -1,7 +1,7 @@
 // Every connector type trains with the one forward it runs in inference: the training context
 // (nn::Train, f32 parameters) gives the inference context's output (nn::Infer, exact numerics)
 // on the same weights; the gradients of sum(out * R) with respect to the features and to every
-// parameter match PyTorch's autograd over tests/reference/torch_ref.py's re-statement; and
+// parameter match PyTorch's autograd (float64) over tests/reference/torch_ref.py's re-statement; and
 // connector_tensors_as maps each type's tensors between LLaVA / Hugging Face llava names and
 // llama.cpp's GGUF names (the mmproj an exporter writes), both ways.
 #include <gtest/gtest.h>
@@ -83,7 +83,8 @@ TEST(ConnectorTrain, TrainingForwardEqualsInference) {
 
 TEST(ConnectorTrain, GradientsMatchPyTorch) {
   // The project's bound for training gradients: 2e-6 relative on each gradient (the features'
-  // and every parameter's).
+  // and every parameter's), against PyTorch in float64 (the exact gradients of the same f32
+  // weights and features).
   for (const Case& k : kCases) {
     const test::NamedTensors w = weights(k);
     const std::string tag = std::string(k.type) + std::to_string(k.merge);
@@ -97,7 +98,7 @@ TEST(ConnectorTrain, GradientsMatchPyTorch) {
     {
       std::ofstream cfg(dir + "/config.json");
       cfg << "{\"type\": \"" << k.type << "\", \"d_in\": " << kConnDin << ", \"d_out\": " << kConnDout << ", \"n_head\": " << k.n_head
-          << ", \"merge\": " << k.merge << ", \"names\": [";
+          << ", \"merge\": " << k.merge << ", \"float64\": true, \"names\": [";
       for (size_t i = 0; i < params.size(); ++i) cfg << (i ? ", " : "") << '"' << params[i].first << '"';
       cfg << "]}\n";
     }
