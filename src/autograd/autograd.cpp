@@ -8,6 +8,7 @@
 #include "ocellus/core/error.h"
 #include "ocellus/core/threads.h"
 #include "ocellus/ops/embed.h"
+#include "ocellus/ops/grid.h"
 #include "ocellus/ops/loss.h"
 #include "ocellus/ops/matmul.h"
 #include "ocellus/ops/norm.h"
@@ -421,6 +422,20 @@ Var patch_embed(const Tensor& image, const Var& w, const Var& b, int64_t patch) 
   const bool r = wants({&w, &b});
   Var y = result(ops::patch_embed(image, w->value, b ? &b->value : nullptr, patch), r);
   if (r) OCELLUS_RECORD(y, ops::patch_embed_backward(image, w->value, dy, patch, nullptr, gp(w), gp(b)));
+  return y;
+}
+
+Var avg_pool2(const Var& x) {
+  const bool r = wants({&x});
+  Var y = result(ops::avg_pool2(x->value), r);
+  if (r) OCELLUS_RECORD(y, ops::avg_pool2_backward(dy, gp(x)));
+  return y;
+}
+
+Var depthwise3x3(const Var& x, const Var& w, const Var& b) {
+  const bool r = wants({&x, &w, &b});
+  Var y = result(ops::depthwise3x3(x->value, w->value, b ? &b->value : nullptr), r);
+  if (r) OCELLUS_RECORD(y, ops::depthwise3x3_backward(x->value, w->value, dy, gp(x), gp(w), gp(b)));
   return y;
 }
 

@@ -31,10 +31,13 @@ std::string detail::mlp_norm_out_weight(Layout layout) { return detail::prefix(l
 template <class F>
 std::unique_ptr<ConnectorOf<F>> load_mlp_norm(const ConnectorConfig& c, const nn::Maker<F>& mk, Layout layout) {
   const std::string p = detail::prefix(layout);
+  // One statement each: the tensors are read in the Sequential's order (a training maker's
+  // parameters, init's random draws and connector_tensors_as follow it).
   auto l0 = detail::load_linear_of(mk, p + "0.weight", p + "0.bias", c.d_out, c.d_in);
+  auto n1 = detail::load_norm_of(mk, c, p + "1.", c.d_out);
   auto l3 = detail::load_linear_of(mk, detail::mlp_norm_out_weight(layout), p + "3.bias", c.d_out, c.d_out);
-  return std::make_unique<MlpNorm<F>>(c, std::move(l0), detail::load_norm_of(mk, c, p + "1.", c.d_out), std::move(l3),
-                                      detail::load_norm_of(mk, c, p + "4.", c.d_out));
+  auto n4 = detail::load_norm_of(mk, c, p + "4.", c.d_out);
+  return std::make_unique<MlpNorm<F>>(c, std::move(l0), std::move(n1), std::move(l3), std::move(n4));
 }
 template std::unique_ptr<ConnectorOf<nn::Infer>> load_mlp_norm(const ConnectorConfig&, const nn::Maker<nn::Infer>&, Layout);
 template std::unique_ptr<ConnectorOf<nn::Train>> load_mlp_norm(const ConnectorConfig&, const nn::Maker<nn::Train>&, Layout);

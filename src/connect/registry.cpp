@@ -13,33 +13,24 @@ namespace {
 
 template <class F>
 using Loader = std::unique_ptr<ConnectorOf<F>> (*)(const ConnectorConfig&, const nn::Maker<F>&, Layout);
-// Types not yet written over both contexts: read for inference from the source.
-using SourceLoader = std::unique_ptr<ConnectorOf<nn::Infer>> (*)(const ConnectorConfig&, const io::TensorSource&, Layout);
 
 struct Type {
   const char* name;
   Loader<nn::Infer> infer;
-  Loader<nn::Train> train;  // null: not trainable
-  SourceLoader source;      // set instead of infer for the types above
+  Loader<nn::Train> train;
   std::string (*out_weight)(Layout);  // its last matrix: the rows are the output width
 };
 
-}  // namespace
-std::unique_ptr<ConnectorOf<nn::Infer>> load_ldpv2_source(const ConnectorConfig&, const io::TensorSource&, Layout);
-std::unique_ptr<ConnectorOf<nn::Infer>> load_attn_blocks_source(const ConnectorConfig&, const io::TensorSource&, Layout);
-std::unique_ptr<ConnectorOf<nn::Infer>> load_resampler_source(const ConnectorConfig&, const io::TensorSource&, Layout);
-namespace {
-
 // Every connector type, by the names files use for it.
 const Type kTypes[] = {
-    {"linear", load_linear<nn::Infer>, load_linear<nn::Train>, nullptr, detail::linear_out_weight},
-    {"mlp2x_gelu", load_mlp2x_gelu<nn::Infer>, load_mlp2x_gelu<nn::Train>, nullptr, detail::mlp2x_gelu_out_weight},
+    {"linear", load_linear<nn::Infer>, load_linear<nn::Train>, detail::linear_out_weight},
+    {"mlp2x_gelu", load_mlp2x_gelu<nn::Infer>, load_mlp2x_gelu<nn::Train>, detail::mlp2x_gelu_out_weight},
     // llama.cpp's clip.projector_type for LLaVA-1.5's MLP
-    {"mlp", load_mlp2x_gelu<nn::Infer>, load_mlp2x_gelu<nn::Train>, nullptr, detail::mlp2x_gelu_out_weight},
-    {"mlp_norm", load_mlp_norm<nn::Infer>, load_mlp_norm<nn::Train>, nullptr, detail::mlp_norm_out_weight},
-    {"ldpv2", nullptr, nullptr, load_ldpv2_source, detail::ldpv2_out_weight},
-    {"attn_blocks", nullptr, nullptr, load_attn_blocks_source, detail::attn_blocks_out_weight},
-    {"resampler", nullptr, nullptr, load_resampler_source, detail::resampler_out_weight},
+    {"mlp", load_mlp2x_gelu<nn::Infer>, load_mlp2x_gelu<nn::Train>, detail::mlp2x_gelu_out_weight},
+    {"mlp_norm", load_mlp_norm<nn::Infer>, load_mlp_norm<nn::Train>, detail::mlp_norm_out_weight},
+    {"ldpv2", load_ldpv2<nn::Infer>, load_ldpv2<nn::Train>, detail::ldpv2_out_weight},
+    {"attn_blocks", load_attn_blocks<nn::Infer>, load_attn_blocks<nn::Train>, detail::attn_blocks_out_weight},
+    {"resampler", load_resampler<nn::Infer>, load_resampler<nn::Train>, detail::resampler_out_weight},
 };
 
 std::string known_types() {
@@ -133,12 +124,8 @@ std::unique_ptr<ConnectorOf<F>> load_connector(const std::string& type, const Co
   check_config(c, path);
   if (c.merge > 1) return std::make_unique<Merged<F>>(load_connector(type, inner_config(c), mk, layout, path), c.merge);
   const Type& t = find_type(type, path);
-  Loader<F> load;
-  if constexpr (std::is_same_v<F, nn::Train>) load = t.train;
-  else load = t.infer;
-  OCELLUS_CHECK(load != nullptr, path, ": connector '", type, "' cannot be ",
-                std::is_same_v<F, nn::Train> ? "trained" : "read through a maker", " yet");
-  return load(c, mk, layout);
+  if constexpr (std::is_same_v<F, nn::Train>) return t.train(c, mk, layout);
+  else return t.infer(c, mk, layout);
 }
 template std::unique_ptr<ConnectorOf<nn::Infer>> load_connector(const std::string&, const ConnectorConfig&, const nn::Maker<nn::Infer>&,
                                                                  Layout, const std::string&);
@@ -147,14 +134,6 @@ template std::unique_ptr<ConnectorOf<nn::Train>> load_connector(const std::strin
 
 std::unique_ptr<Connector> load_connector(const std::string& type, const ConnectorConfig& c, const io::TensorSource& s,
                                           Layout layout) {
-  check_config(c, s.path);
-  const Type& t = find_type(type, s.path);
-  if (t.source) {  // inference-only types
-    const ConnectorConfig& cc = c.merge > 1 ? inner_config(c) : c;
-    std::unique_ptr<ConnectorOf<nn::Infer>> impl = t.source(cc, s, layout);
-    if (c.merge > 1) impl = std::make_unique<Merged<nn::Infer>>(std::move(impl), c.merge);
-    return std::make_unique<Connector>(std::move(impl), connector_context(c));
-  }
   return std::make_unique<Connector>(load_connector(type, c, nn::file_maker(s, "connector"), layout, s.path), connector_context(c));
 }
 

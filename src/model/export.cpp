@@ -4,6 +4,7 @@
 #include <utility>
 #include <vector>
 
+#include "ocellus/connect/connector.h"
 #include "ocellus/core/error.h"
 #include "ocellus/io/file.h"
 #include "ocellus/io/safetensors.h"
@@ -45,14 +46,10 @@ void export_trained_vlm(const TrainableVlm& vlm, const std::string& base_dir, co
     if (f.has_parent_path()) fs::create_directories(f.parent_path());
   // The folder's chat template travels into the GGUF, so runners pick it up.
   lm::write_gguf(*lm::load_hf(model_dir), tok, gguf_model, text::hf_chat_template_text(base_dir));
-  std::vector<std::pair<std::string, Tensor>> proj;
-  for (const auto& [n, t] : vlm.tensors()) {
-    const std::string lin = "multi_modal_projector.linear_", pre = "multi_modal_projector.";
-    if (n.compare(0, lin.size(), lin) == 0)  // MLP / linear: llama.cpp's mm.0 / mm.2
-      proj.push_back({std::string("mm.") + (n[lin.size()] == '1' ? "0" : "2") + n.substr(lin.size() + 1), t});
-    else if (n.compare(0, pre.size(), pre) == 0)  // attn_blocks: the same local names under mm.
-      proj.push_back({"mm." + n.substr(pre.size()), t});
-  }
+  // The projector under llama.cpp's mmproj names: its loader knows both layouts' names.
+  const std::vector<std::pair<std::string, Tensor>> proj = connect::connector_tensors_as(
+      vlm.config().connector, vlm.config().connector_config(vlm.lm_config().n_embd), vlm.tensors(), connect::Layout::HfLlava,
+      connect::Layout::Gguf);
   write_mmproj(load_hf_vision(model_dir)->tower(), vlm.config().connector, proj, vlm.lm_config().n_embd, gguf_mmproj,
                vlm.config().merge);
 }

@@ -48,12 +48,32 @@ Tensor Infer::attention_segments(const Tensor& q, const Tensor& k, const Tensor&
   return out;
 }
 
+namespace {
+// Whether two shapes are equal once their dimensions of 1 are dropped.
+bool same_but_ones(const Shape& a, const Shape& b) {
+  std::vector<int64_t> x, y;
+  for (int i = 0; i < a.ndim; ++i)
+    if (a[i] != 1) x.push_back(a[i]);
+  for (int i = 0; i < b.ndim; ++i)
+    if (b[i] != 1) y.push_back(b[i]);
+  return x == y;
+}
+}  // namespace
+
 Maker<Infer> file_maker(const io::TensorSource& s, const std::string& what) {
   Maker<Infer> m;
   m.matrix = [s, what](const std::string& name, const Shape& shape) {
     return ops::PreparedWeight(io::TensorReader{s, what}.get(name, shape, true));
   };
   m.tensor = [s, what](const std::string& name, const Shape& shape, bool required) {
+    // A stored shape that differs from the asked one only in dimensions of 1 holds the same
+    // data in the same order (llama.cpp's converter squeezes them: LDPv2's [d, 1, 3, 3] kernel
+    // is [d, 3, 3] in its files): read as asked.
+    if (!name.empty() && s.has(name)) {
+      const Shape stored = s.get(name).shape();
+      if (stored != shape && same_but_ones(stored, shape))
+        return io::TensorReader{s, what}.get(name, stored, required).contiguous().reshape(shape);
+    }
     return io::TensorReader{s, what}.get(name, shape, required);
   };
   m.has = [s](const std::string& name) { return !name.empty() && s.has(name); };

@@ -9,6 +9,7 @@
 #include "ocellus/connect/connector.h"
 #include "ocellus/core/error.h"
 #include "ocellus/io/safetensors.h"
+#include "connector_testutil.h"
 #include "testutil.h"
 #include "torch_ref.h"
 
@@ -16,44 +17,7 @@ using namespace ocellus;
 
 namespace {
 
-constexpr int64_t kDin = 24, kDout = 32, kGrid = 4;
-
-using Weights = std::vector<std::pair<std::string, Tensor>>;
-
-// Local names (after the prefix) and shapes of each type's tensors; kDin is the width the
-// connector proper reads.
-Weights make_weights(const std::string& type, uint32_t seed, int64_t kDin = ::kDin) {
-  Weights w;
-  auto add = [&](const std::string& n, const Shape& s, float scale) { w.emplace_back(n, test::randn(s, seed++, scale)); };
-  auto lin = [&](const std::string& n, int64_t o, int64_t i, bool bias = true) {
-    add(n + ".weight", {o, i}, 1.0f / std::sqrt(float(i)));
-    if (bias) add(n + ".bias", {o}, 0.1f);
-  };
-  auto norm = [&](const std::string& n, int64_t d) { add(n + ".weight", {d}, 1.0f), add(n + ".bias", {d}, 0.1f); };
-  if (type == "mlp2x_gelu") lin("0", kDout, kDin), lin("2", kDout, kDout);
-  if (type == "mlp_norm") lin("0", kDout, kDin), norm("1", kDout), lin("3", kDout, kDout), norm("4", kDout);
-  if (type == "ldpv2") {
-    lin("mlp.0", kDout, kDin), lin("mlp.2", kDout, kDout);
-    add("peg.peg.0.weight", {kDout, 1, 3, 3}, 0.3f), add("peg.peg.0.bias", {kDout}, 0.1f);
-  }
-  if (type == "attn_blocks") {
-    for (int i = 0; i < 2; ++i) {
-      const std::string b = "blocks." + std::to_string(i) + ".";
-      norm(b + "ln1", kDin), norm(b + "ln2", kDin);
-      for (const char* m : {"q", "k", "v", "out"}) lin(b + "attn." + m, kDin, kDin);
-      lin(b + "ffn_up", 4 * kDin, kDin), lin(b + "ffn_down", kDin, 4 * kDin);
-    }
-    lin("proj", kDout, kDin);
-  }
-  if (type == "resampler") {
-    add("query", {6, kDout}, 1.0f);
-    lin("kv_proj", kDout, kDin, false);
-    norm("ln_q", kDout), norm("ln_kv", kDout), norm("ln_post", kDout);
-    for (const char* m : {"q", "k", "v", "out"}) lin(std::string("attn.") + m, kDout, kDout);
-    lin("proj", kDout, kDout);
-  }
-  return w;
-}
+constexpr int64_t kDin = test::kConnDin, kDout = test::kConnDout, kGrid = test::kConnGrid;
 
 io::TensorSource map_source(const std::map<std::string, Tensor>& m) {
   return io::TensorSource{"<memory>", [&m](const std::string& n) { return m.count(n) != 0; },
@@ -64,11 +28,10 @@ io::TensorSource map_source(const std::map<std::string, Tensor>& m) {
 double vs_torch(const std::string& type, int64_t n_head, int64_t* n_tok, int64_t merge = 1) {
   const std::string dir = test::temp_path("conn_" + type + std::to_string(merge));
   ::mkdir(dir.c_str(), 0755);
-  Weights w = make_weights(type, 7, kDin * merge * merge);
+  test::NamedTensors w = test::connector_weights(type, 7, kDin * merge * merge);
   std::map<std::string, Tensor> named;
-  Weights prefixed;
-  for (auto& [n, t] : w) prefixed.emplace_back("model.mm_projector." + n, t), named["model.mm_projector." + n] = t;
-  io::write_safetensors(dir + "/model.safetensors", prefixed);
+  for (auto& [n, t] : w) named["model.mm_projector." + n] = t;
+  io::write_safetensors(dir + "/model.safetensors", test::prefixed(w, "model.mm_projector."));
   std::ofstream(dir + "/config.json") << "{\"type\": \"" << type << "\", \"d_in\": " << kDin << ", \"d_out\": " << kDout
                                       << ", \"n_head\": " << n_head << ", \"merge\": " << merge << "}\n";
   connect::ConnectorConfig c;
@@ -139,7 +102,7 @@ TEST(Connectors, GgufNamesGiveTheSameConnector) {
   // llama.cpp's names: mlp_norm as mm.{0,1,3,4}, ldpv2 as mm.model.mlp.{0,2} and mm.model.peg.0.
   for (const std::string type : {"mlp_norm", "ldpv2"}) {
     std::map<std::string, Tensor> st, gg;
-    for (auto& [n, t] : make_weights(type, 3)) {
+    for (auto& [n, t] : test::connector_weights(type, 3)) {
       st["model.mm_projector." + n] = t;
       std::string g = n;
       if (type == "ldpv2") g = "model." + (g.rfind("peg.peg.", 0) == 0 ? g.substr(4) : g);
@@ -158,7 +121,7 @@ TEST(Connectors, BadInputsAreClearErrors) {
   connect::ConnectorConfig c;
   c.d_in = kDin, c.d_out = kDout;
   std::map<std::string, Tensor> m;
-  for (auto& [n, t] : make_weights("ldpv2", 1)) m["model.mm_projector." + n] = t;
+  for (auto& [n, t] : test::connector_weights("ldpv2", 1)) m["model.mm_projector." + n] = t;
   const auto ldp = connect::load_connector("ldpv2", c, map_source(m), connect::Layout::LlavaOriginal);
   EXPECT_THROW(ldp->forward(test::randn({15, kDin}, 2)), Error);  // not an even square grid
   m.erase("model.mm_projector.peg.peg.0.bias");

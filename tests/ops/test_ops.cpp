@@ -16,6 +16,7 @@
 #include "ocellus/ops/attention.h"
 #include "ocellus/ops/elementwise.h"
 #include "ocellus/ops/embed.h"
+#include "ocellus/ops/grid.h"
 #include "ocellus/ops/loss.h"
 #include "ocellus/ops/matmul.h"
 #include "ocellus/ops/norm.h"
@@ -474,6 +475,60 @@ TEST(PatchEmbed, MatchesNaiveAndGradients) {
               EXPECT_LE(rel_err(dw, dw_r), 5e-7);  // worst 5e-08
               EXPECT_LE(rel_err(db, db_r), 0.0);  // exact on every table
               return std::vector<Tensor>{di, dw, db};
+            });
+}
+
+// ---- grid ops (LDPv2's pool and position-encoding convolution) --------------------------------
+
+TEST(GridOps, AvgPool2MatchesNaiveAndGradients) {
+  const Tensor x = randn({36, 7}, 1);  // a 6x6 grid of 7 channels
+  const Tensor y = O::avg_pool2(noncontiguous_copy(x));
+  ASSERT_EQ(y.shape(), Shape({9, 7}));
+  EXPECT_LE(rel_err(y, O::ref::avg_pool2(x)), 5.5e-7);  // worst 5.47e-08 (the reference sums in double)
+  // Output (1, 2) is the mean of patches (2, 4), (2, 5), (3, 4), (3, 5), channel 3.
+  const float want = (x.at({2 * 6 + 4, 3}) + x.at({2 * 6 + 5, 3}) + x.at({3 * 6 + 4, 3}) + x.at({3 * 6 + 5, 3})) / 4;
+  EXPECT_NEAR(y.at({1 * 3 + 2, 3}), want, 1e-6);
+  EXPECT_THROW(O::avg_pool2(randn({35, 2}, 1)), Error);  // not a square
+  EXPECT_THROW(O::avg_pool2(randn({25, 2}, 1)), Error);  // an odd side
+  gradcheck("avg_pool2", {x}, [](auto& in) { return O::avg_pool2(in[0]); },
+            [](auto& in, const Tensor& g) {
+              Tensor d = zeros_like(in[0]), d_r = zeros_like(in[0]);
+              O::avg_pool2_backward(g, &d);
+              O::ref::avg_pool2_backward(g, &d_r);
+              EXPECT_LE(rel_err(d, d_r), 0.0);  // exact on every table
+              return std::vector<Tensor>{d};
+            });
+}
+
+TEST(GridOps, Depthwise3x3MatchesNaiveAndGradients) {
+  const Tensor x = randn({25, 9}, 1), w = randn({9, 1, 3, 3}, 2), b = randn({9}, 3);  // a 5x5 grid
+  const Tensor y = O::depthwise3x3(noncontiguous_copy(x), w, &b);
+  ASSERT_EQ(y.shape(), Shape({25, 9}));
+  EXPECT_LE(rel_err(y, O::ref::depthwise3x3(x, w, &b)), 6.8e-7);  // worst 6.72e-08
+  // The kernel as [d, 9] and [d, 3, 3] is the same kernel; no bias is a zero bias.
+  EXPECT_EQ(max_abs_diff(O::depthwise3x3(x, w.reshape({9, 9}), &b), y), 0.0);
+  EXPECT_EQ(max_abs_diff(O::depthwise3x3(x, w.reshape({9, 3, 3}), &b), y), 0.0);
+  const Tensor zb = Tensor::zeros({9});
+  EXPECT_EQ(max_abs_diff(O::depthwise3x3(x, w, nullptr), O::depthwise3x3(x, w, &zb)), 0.0);
+  // A corner sees 4 taps (zero padding): output (0, 0) channel 2.
+  float want = b.at({2});
+  for (int ky = 1; ky < 3; ++ky)
+    for (int kx = 1; kx < 3; ++kx) want += w.at({2, 0, ky, kx}) * x.at({(ky - 1) * 5 + kx - 1, 2});
+  EXPECT_NEAR(y.at({0, 2}), want, 1e-5);
+  EXPECT_THROW(O::depthwise3x3(randn({24, 9}, 1), w, &b), Error);            // not a square
+  EXPECT_THROW(O::depthwise3x3(x, randn({9, 1, 2, 2}, 2), &b), Error);       // not 3x3 taps
+  const Tensor b8 = randn({8}, 4);
+  EXPECT_THROW(O::depthwise3x3(x, w, &b8), Error);                           // bias of 8
+  gradcheck("depthwise3x3", {x, w, b}, [](auto& in) { return O::depthwise3x3(in[0], in[1], &in[2]); },
+            [](auto& in, const Tensor& g) {
+              Tensor dx = zeros_like(in[0]), dw = zeros_like(in[1]), db = zeros_like(in[2]);
+              O::depthwise3x3_backward(in[0], in[1], g, &dx, &dw, &db);
+              Tensor dx_r = zeros_like(in[0]), dw_r = zeros_like(in[1]), db_r = zeros_like(in[2]);
+              O::ref::depthwise3x3_backward(in[0], in[1], g, &dx_r, &dw_r, &db_r);
+              EXPECT_LE(rel_err(dx, dx_r), 7.3e-7);  // worst 7.27e-08
+              EXPECT_LE(rel_err(dw, dw_r), 8.1e-7);  // worst 8.07e-08
+              EXPECT_LE(rel_err(db, db_r), 1.1e-6);  // worst 1.00e-07
+              return std::vector<Tensor>{dx, dw, db};
             });
 }
 

@@ -9,6 +9,11 @@ format is read here). Usage:
                                                       PIXELS float32 [B, 3, S, S]; OUT float32
     torch_ref.py connector DIR FEATURES OUT           DIR: config.json {type, d_in, d_out, n_head}
                                                       + model.safetensors; FEATURES float32 [n, d_in]
+    torch_ref.py connector_grad DIR FEATURES R OUT   as connector; R float32 [n_tokens, d_out];
+                                                      OUT: the gradients of sum(out * R) with respect
+                                                      to the features, then to each of config.json's
+                                                      "names" in order (in float64 where config.json
+                                                      says "float64": true)
     torch_ref.py vlm_train DIR BATCH OUT              DIR: a LLaVA config.json (llama / qwen2 text,
                                                       mlp2x_gelu or linear projector) + model.safetensors;
                                                       BATCH: JSON {ids, mask, features, n_features,
@@ -464,6 +469,19 @@ def main():
         w = read_safetensors(d + "/model.safetensors")
         x = torch.frombuffer(bytearray(open(feats, "rb").read()), dtype=torch.float32).reshape(-1, cfg["d_in"])
         connector(cfg, w, x).contiguous().numpy().tofile(out)
+    elif mode == "connector_grad":
+        d, feats, r, out = sys.argv[2:6]
+        cfg = json.load(open(d + "/config.json"))
+        dt = torch.float64 if cfg.get("float64") else torch.float32  # float64: the exact values, to the last f32 bit
+        torch.set_grad_enabled(True)
+        P = {k: v.to(dt).requires_grad_(True) for k, v in read_safetensors(d + "/model.safetensors").items()}
+        x = torch.frombuffer(bytearray(open(feats, "rb").read()), dtype=torch.float32).reshape(-1, cfg["d_in"]).to(dt)
+        x.requires_grad_(True)
+        y = connector(cfg, P, x)
+        R = torch.frombuffer(bytearray(open(r, "rb").read()), dtype=torch.float32).reshape(y.shape).to(dt)
+        (y * R).sum().backward()
+        grads = [x.grad.reshape(-1)] + [P[n].grad.reshape(-1) for n in cfg["names"]]
+        torch.cat(grads).detach().float().contiguous().numpy().tofile(out)
     elif mode == "vlm_train":
         d, batch, out = sys.argv[2:5]
         cfg = json.load(open(d + "/config.json"))

@@ -104,6 +104,10 @@ Var concat(const std::vector<Var>& xs, int dim);
 Var slice(const Var& x, int dim, int64_t start, int64_t end);
 // Patch embedding of a constant image [C, H, W] (conv2d with stride = kernel = patch): [n_patch, D].
 Var patch_embed(const Tensor& image, const Var& w, const Var& b, int64_t patch);
+// A square grid of rows x [g·g, d] (ops/grid.h): the mean of each 2x2 block -> [(g/2)², d]; a
+// depthwise 3x3 convolution (padding 1) with kernel w (d rows of 9 taps) and bias b (may be null).
+Var avg_pool2(const Var& x);
+Var depthwise3x3(const Var& x, const Var& w, const Var& b);
 // The mean of each segment's rows: x [n, d], rows [starts[i], starts[i+1]) -> row i of [S, d].
 Var segment_mean(const Var& x, const std::vector<int64_t>& starts);
 // SigLIP's pairwise sigmoid loss (Zhai et al. 2023) of a batch of n matching pairs: image and

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "ocellus/core/tensor.h"
@@ -88,6 +89,18 @@ std::vector<std::string> connector_types();
 // matrix), as llama.cpp's clip_n_mmproj_embd reads it: an mmproj's metadata holds no such width
 // (clip.vision.projection_dim is CLIP's own projection). Errors name the file and the tensor.
 int64_t connector_output_width(const std::string& type, const io::TensorSource& s, Layout layout);
+
+// A connector's tensors read under layout `from`, named as layout `to` names them (an exporter's
+// mapping: a trained Hugging Face projector into a GGUF mmproj, or back), in the order its loader
+// reads them; only what the connector reads, in the shapes `to` reads them (ldpv2's GGUF kernel
+// is [d, 3, 3], PyTorch's [d, 1, 3, 3]), vectors as f32, other tensors in their stored dtype.
+// Errors name the source and the tensor as loading does.
+std::vector<std::pair<std::string, Tensor>> connector_tensors_as(const std::string& type, const ConnectorConfig& c,
+                                                                 const io::TensorSource& s, Layout from, Layout to);
+// The same from named tensors (a trainer's parameters).
+std::vector<std::pair<std::string, Tensor>> connector_tensors_as(const std::string& type, const ConnectorConfig& c,
+                                                                 const std::vector<std::pair<std::string, Tensor>>& tensors,
+                                                                 Layout from, Layout to);
 
 // ---- the types (connect/<type>.cpp), listed in one table in connect/registry.cpp ----------
 // Each defines load_<type><F>(c, maker, layout) for both contexts.

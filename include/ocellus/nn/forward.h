@@ -18,6 +18,7 @@
 #include "ocellus/core/tensor.h"
 #include "ocellus/ops/attention.h"
 #include "ocellus/ops/elementwise.h"
+#include "ocellus/ops/grid.h"
 #include "ocellus/ops/matmul.h"
 #include "ocellus/ops/rope.h"
 
@@ -68,6 +69,9 @@ struct Infer {
   Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const ops::AttentionParams& p) const {
     return ops::attention(q, k, v, p);
   }
+  // A square grid of rows (ops/grid.h): 2x2 mean pool; depthwise 3x3 convolution (b may be absent).
+  Tensor avg_pool2(const Tensor& x) const { return ops::avg_pool2(x); }
+  Tensor depthwise3x3(const Tensor& x, const P& w, const P& b) const { return ops::depthwise3x3(x, w, b.defined() ? &b : nullptr); }
 };
 
 struct Train {
@@ -109,6 +113,8 @@ struct Train {
   ag::Var attention(const ag::Var& q, const ag::Var& k, const ag::Var& v, const ops::AttentionParams& p) const {
     return ag::attention(q, k, v, p);
   }
+  ag::Var avg_pool2(const ag::Var& x) const { return ag::avg_pool2(x); }
+  ag::Var depthwise3x3(const ag::Var& x, const P& w, const P& b) const { return ag::depthwise3x3(x, w, b); }
 };
 
 // Reads a model's weights for a context: matrices and vectors by name, shapes checked. The
