@@ -1,4 +1,5 @@
 #include "ocellus/train/plot.h"
+#include "ocellus/train/trainer.h"
 
 #include <algorithm>
 #include <cstdint>
@@ -17,11 +18,8 @@ using nlohmann::json;
 
 void draw_loss_curve(const std::string& metrics_path, const std::string& path) {
   std::vector<double> losses;
-  std::istringstream in(io::read_text_file(metrics_path));
-  for (std::string line; std::getline(in, line);) {
-    const json j = json::parse(line, nullptr, false);
-    if (!j.is_discarded() && j.contains("loss")) losses.push_back(j["loss"].get<double>());
-  }
+  for (const auto& [line, j] : read_metrics_log(metrics_path))
+    if (j.contains("loss")) losses.push_back(j["loss"].get<double>());
   if (losses.empty()) return;
   io::ImageRgb8 img;
   img.width = 640, img.height = 320;

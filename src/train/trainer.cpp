@@ -22,6 +22,17 @@ namespace ocellus::train {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
+std::vector<std::pair<std::string, json>> read_metrics_log(const std::string& path) {
+  std::vector<std::pair<std::string, json>> out;
+  if (!io::is_file(path)) return out;
+  std::istringstream in(io::read_text_file(path));
+  for (std::string line; std::getline(in, line);) {
+    json j = json::parse(line, nullptr, false);  // a line cut by a kill is skipped on purpose
+    if (!j.is_discarded() && j.is_object()) out.push_back({line, std::move(j)});
+  }
+  return out;
+}
+
 namespace {
 
 // The order samples are seen in: epoch e is a Fisher-Yates shuffle seeded by (seed, e).
@@ -119,13 +130,8 @@ int64_t load_checkpoint(const std::string& out, const std::vector<ag::Var>& para
 // The metrics log after a resume: its lines up to `step` kept, later ones dropped (they run again).
 void keep_log_until(const std::string& log_path, int64_t step) {
   std::string kept;
-  if (io::is_file(log_path)) {
-    std::istringstream in(io::read_text_file(log_path));
-    for (std::string line; std::getline(in, line);) {
-      const json j = json::parse(line, nullptr, false);
-      if (!j.is_discarded() && j.contains("step") && j["step"].get<int64_t>() <= step) kept += line + "\n";
-    }
-  }
+  for (const auto& [line, j] : read_metrics_log(log_path))
+    if (j.contains("step") && j["step"].get<int64_t>() <= step) kept += line + "\n";
   io::write_text_file_atomically(log_path, kept);
 }
 

@@ -42,6 +42,8 @@ int64_t prepare_out_folder(const Recipe& r, Start start);
 
 // The run's metrics log: one JSON line per step.
 inline std::string metrics_path(const Recipe& r) { return r.out + "/metrics.jsonl"; }
+// The metrics log's lines (text and parsed), a line cut short by a kill left out.
+std::vector<std::pair<std::string, nlohmann::json>> read_metrics_log(const std::string& path);
 
 // What the Trainer trains: a model, its samples, and the loss over a few of them.
 class Objective {
