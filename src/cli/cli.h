@@ -14,6 +14,7 @@
 #include <chrono>
 #include <iostream>
 
+#include "ocellus/lm/family.h"
 #include "ocellus/core/cpu.h"
 #include "ocellus/core/error.h"
 #include "ocellus/core/progress.h"
@@ -102,7 +103,7 @@ struct VlmOptions {
     return img;
   }
   ocellus::text::ChatTemplate resolve_template(const ocellus::text::Tokenizer& tok) const {
-    return ocellus::text::resolve_chat_template(chat_template, model, tok);
+    return ocellus::lm::resolve_chat_template(chat_template, model, tok);
   }
   // The model named by -m / --mmproj, or without -m the one that ships with ocellus.
   ocellus::model::Vlm load();

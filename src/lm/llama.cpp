@@ -29,6 +29,7 @@ const Family& llama_family() {
     f.gguf_arch = "llama", f.hf_model_types = {"llama"};
     f.gguf_rope = ops::RopeMode::Adjacent;
     f.hf_names = detail::hf_llama_names;
+    f.chat_template = "vicuna", f.chat_template_with_eot_id = "llama3";  // Vicuna: LLaVA-1.5's
     return f;
   }();
   return f;

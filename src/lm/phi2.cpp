@@ -27,6 +27,7 @@ const Family& phi2_family() {
     f.dense_biases = true;
     f.gguf_fused_qkv = true, f.gguf_gelu_f16_table = true, f.gguf_prescale_q = true;
     f.hf_names = hf_phi2_names, f.synth_vocab_pre = "gpt-2";
+    f.chat_template = "phi2";
     return f;
   }();
   return f;

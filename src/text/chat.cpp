@@ -80,31 +80,13 @@ const char* chat_template_name(ChatTemplate t) {
   return "?";
 }
 
-namespace {
-
-// The template a model's Jinja text, architecture (GGUF names) and vocabulary point to.
-ChatTemplate detect_from(const std::string& jinja, const std::string& arch, bool has_eot_id, const std::string& what) {
-  if (!jinja.empty()) {
-    if (jinja.find("<|im_start|>") != std::string::npos) return ChatTemplate::ChatML;
-    if (jinja.find("<|start_header_id|>") != std::string::npos) return ChatTemplate::Llama3;
-    if (jinja.find("[INST]") != std::string::npos) return ChatTemplate::Llama2;
-    if (jinja.find("ASSISTANT:") != std::string::npos)
-      return jinja.find("<|endoftext|>") != std::string::npos ? ChatTemplate::Phi2 : ChatTemplate::Vicuna;
-  }
-  if (arch == "qwen2" || arch == "stablelm") return ChatTemplate::ChatML;
-  if (arch == "phi2") return ChatTemplate::Phi2;
-  if (arch == "llama") return has_eot_id ? ChatTemplate::Llama3 : ChatTemplate::Vicuna;  // Vicuna: LLaVA-1.5's
-  fail("chat: ", what, ": no chat template identifies this model (architecture '", arch, "'); choose one by name");
-}
-
-}  // namespace
-
-ChatTemplate detect_chat_template(const io::GgufFile& f) {
-  namespace key = io::gguf::key;
-  bool eot = false;
-  if (f.has(key::kTokTokens))
-    for (const std::string& s : f.get(key::kTokTokens).strs) eot = eot || s == "<|eot_id|>";
-  return detect_from(f.get_string(key::kTokChatTemplate, ""), f.get_string(key::kArchitecture, ""), eot, f.path());
+std::optional<ChatTemplate> chat_template_from_jinja(const std::string& jinja) {
+  if (jinja.find("<|im_start|>") != std::string::npos) return ChatTemplate::ChatML;
+  if (jinja.find("<|start_header_id|>") != std::string::npos) return ChatTemplate::Llama3;
+  if (jinja.find("[INST]") != std::string::npos) return ChatTemplate::Llama2;
+  if (jinja.find("ASSISTANT:") != std::string::npos)
+    return jinja.find("<|endoftext|>") != std::string::npos ? ChatTemplate::Phi2 : ChatTemplate::Vicuna;
+  return std::nullopt;
 }
 
 std::string hf_chat_template_text(const std::string& hf_dir) {
@@ -112,21 +94,6 @@ std::string hf_chat_template_text(const std::string& hf_dir) {
   if (!io::is_file(tc)) return "";
   const nlohmann::json j = io::read_json_file(tc, "chat template");
   return j.is_object() && j.contains("chat_template") && j["chat_template"].is_string() ? j["chat_template"].get<std::string>() : "";
-}
-
-ChatTemplate detect_chat_template(const std::string& hf_dir, const Tokenizer& tok) {
-  const std::string jinja = hf_chat_template_text(hf_dir);
-  const io::HfConfig cfg = io::read_hf_config(hf_dir);
-  std::string arch = cfg.text ? cfg.text->model_type : cfg.model_type;
-  if (arch == "phi") arch = "phi2";
-  const std::vector<int32_t> eot = tok.encode("<|eot_id|>", false, true);
-  return detect_from(jinja, arch, eot.size() == 1 && tok.is_special(eot[0]), hf_dir);
-}
-
-ChatTemplate resolve_chat_template(const std::string& name, const std::string& model, const Tokenizer& tok) {
-  if (!name.empty()) return chat_template_from_name(name);
-  if (io::is_directory(model)) return detect_chat_template(model, tok);
-  return detect_chat_template(io::GgufFile::open(model));
 }
 
 std::vector<ChatPiece> render_chat(ChatTemplate t, const std::vector<Message>& messages, bool gen) {

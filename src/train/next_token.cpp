@@ -1,3 +1,4 @@
+#include "ocellus/lm/family.h"
 #include "ocellus/train/next_token.h"
 
 #include <algorithm>
@@ -39,7 +40,7 @@ model::TrainVlmConfig vlm_config(const Recipe& r) {
 class NextToken final : public Objective {
  public:
   explicit NextToken(const Recipe& r)
-      : r_(r), tok_(text::Tokenizer::from_file(r.base)), tmpl_(text::resolve_chat_template(r.chat_template, r.base, tok_)),
+      : r_(r), tok_(text::Tokenizer::from_file(r.base)), tmpl_(lm::resolve_chat_template(r.chat_template, r.base, tok_)),
         st_(io::SafetensorsModel::open(r.base)), vlm_(vlm_config(r), io::safetensors_source(st_, r.base)) {
     // With the tower's upper blocks training, the cache holds the hidden states below them.
     // Text-only data (language-model pretraining) needs no cache.

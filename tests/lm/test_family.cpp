@@ -86,7 +86,7 @@ TEST(LmFamily, TinySynthModelOfEachFamilyRoundTripsThroughBothFormats) {
     // tied output is written too, as it cannot tell the prepared copy of the embedding from a
     // matrix of its own).
     // text/chat.cpp knows a template for the architecture (the file has no chat_template).
-    EXPECT_NO_THROW(text::detect_chat_template(file));
+    EXPECT_NO_THROW(lm::detect_chat_template(file));
     const text::Tokenizer tok = text::Tokenizer::from_gguf(file);
     lm::write_gguf(*m, tok, back);
     std::set<std::string> written, held;

@@ -10,6 +10,7 @@
 #include "ocellus/core/error.h"
 #include "ocellus/io/gguf.h"
 #include "ocellus/io/gguf_names.h"
+#include "ocellus/lm/family.h"
 #include "ocellus/text/chat.h"
 #include "testutil.h"
 
@@ -126,10 +127,10 @@ TEST(Chat, BadConversationsAreErrors) {
 }
 
 TEST(Chat, DetectedFromModelFiles) {
-  EXPECT_EQ(detect_chat_template(io::GgufFile::open(kFix + "/peer/tiny-llama-f32.gguf")), ChatTemplate::Vicuna);
-  EXPECT_EQ(detect_chat_template(io::GgufFile::open(kFix + "/peer/tiny-qwen2-f32.gguf")), ChatTemplate::ChatML);
-  EXPECT_EQ(detect_chat_template(io::GgufFile::open(kFix + "/peer/tiny-phi2-f32.gguf")), ChatTemplate::Phi2);
-  EXPECT_THROW(detect_chat_template(io::GgufFile::open(kFix + "/peer/tiny-mmproj-clip-f32.gguf")), Error);
+  EXPECT_EQ(lm::detect_chat_template(io::GgufFile::open(kFix + "/peer/tiny-llama-f32.gguf")), ChatTemplate::Vicuna);
+  EXPECT_EQ(lm::detect_chat_template(io::GgufFile::open(kFix + "/peer/tiny-qwen2-f32.gguf")), ChatTemplate::ChatML);
+  EXPECT_EQ(lm::detect_chat_template(io::GgufFile::open(kFix + "/peer/tiny-phi2-f32.gguf")), ChatTemplate::Phi2);
+  EXPECT_THROW(lm::detect_chat_template(io::GgufFile::open(kFix + "/peer/tiny-mmproj-clip-f32.gguf")), Error);
 }
 
 // A reply whose first characters join the template's last ones into one word tokenizes

@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "ocellus/lm/family.h"
 #include "ocellus/autograd/autograd.h"
 #include "ocellus/core/error.h"
 #include "ocellus/connect/connector.h"
@@ -419,9 +420,9 @@ TEST(Trainer, FromScratchTextPretrainingNeedsNoCache) {
   ASSERT_EQ(res.losses.size(), 20u);
   EXPECT_LT(res.losses[18] + res.losses[19], 0.8 * (res.losses[0] + res.losses[1]));
   const model::Vlm v = model::load_vlm(res.model_dir, "");  // chat template from the folder: ChatML
-  EXPECT_EQ(text::detect_chat_template(res.model_dir, v.tok), text::ChatTemplate::ChatML);
+  EXPECT_EQ(lm::detect_chat_template(res.model_dir, v.tok), text::ChatTemplate::ChatML);
   // The GGUF carries the folder's chat template.
-  EXPECT_EQ(text::detect_chat_template(io::GgufFile::open(res.gguf_model)), text::ChatTemplate::ChatML);
+  EXPECT_EQ(lm::detect_chat_template(io::GgufFile::open(res.gguf_model)), text::ChatTemplate::ChatML);
   // Records with pictures but no cache in the recipe: an error saying so.
   r["data"] = w.data, r["images"] = w.images, r["skip_bad_records"] = true;
   expect_recipe_error(w.root + "/text_recipe.json", r, "names no 'cache'");

@@ -5,14 +5,14 @@
 // fused q/k/v, llama.cpp's graph quirks), what synth gives it, whether it trains. Each family's
 // file (lm/llama.cpp, qwen2.cpp, phi2.cpp, stablelm.cpp) defines only its descriptor; the table
 // in lm/registry.cpp lists them once, and every loader, exporter, synth and init reads them.
-// Not here, because their layers sit below lm and need it before any lm code runs: what a
+// Not here, because its layer sits below lm and needs it before any lm code runs: what a
 // config.json means where it omits a key (transformers' defaults per model_type,
-// io/hf_config.cpp) and the chat template a model without one gets by architecture
-// (text/chat.cpp).
+// io/hf_config.cpp).
 #include <string>
 #include <vector>
 
 #include "ocellus/lm/lm.h"
+#include "ocellus/text/chat.h"
 
 namespace ocellus::io {
 class GgufFile;
@@ -63,6 +63,9 @@ struct Family {
   // with this tokenizer.ggml.pre.
   std::string synth_vocab_pre;
   bool trainable = true;  // model::TrainableVlm can train it
+  // The chat template (text::chat_template_from_name) of a model whose files name none; the
+  // second when its vocabulary has <|eot_id|> (Llama 3), when not empty.
+  std::string chat_template = "chatml", chat_template_with_eot_id;
 
   // The model's config from a GGUF file of this family, as llama.cpp computes it.
   LmConfig gguf_config(const io::GgufFile& f) const;
@@ -90,6 +93,14 @@ struct WeightShape {
 };
 std::vector<WeightShape> weight_shapes(const Family& f, const LmConfig& c, const detail::Names& n, bool fused_qkv,
                                        bool qkv_bias, bool tied);
+
+// The chat template of a model file (GGUF) or Hugging Face folder: its own Jinja template when it
+// has one ocellus knows, else its family's default. Throws when neither identifies one.
+text::ChatTemplate detect_chat_template(const io::GgufFile& f);
+text::ChatTemplate detect_chat_template(const std::string& hf_dir, const text::Tokenizer& tok);
+// The template a user asked for by name, else the model's own (`model`: a GGUF file or a
+// Hugging Face folder, tok its vocabulary).
+text::ChatTemplate resolve_chat_template(const std::string& name, const std::string& model, const text::Tokenizer& tok);
 
 // A decoder activation's Hugging Face hidden_act name (what the exporters write).
 const char* hf_act_name(ops::Activation a);

@@ -5,6 +5,7 @@
 // pieces must also tokenize exactly as the whole rendered text does, otherwise the template
 // and the tokenizer disagree and encode_chat throws rather than train on a wrong mask.
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -37,18 +38,11 @@ struct Message {
 // By name: llama2, llama3, vicuna (or llava), chatml (or qwen2), phi2 (or tinyllava).
 ChatTemplate chat_template_from_name(const std::string& name);
 const char* chat_template_name(ChatTemplate t);
-// From a model file: its tokenizer.chat_template text when present, else its architecture and
-// vocabulary (SentencePiece llama -> vicuna, llama with <|eot_id|> -> llama3, qwen2 -> chatml,
-// phi2 -> phi2). Throws when nothing identifies one.
-ChatTemplate detect_chat_template(const io::GgufFile& f);
+// The template a chat template's Jinja text is (by the markers it writes); none when unknown.
+// A model without one gets its family's default (lm::detect_chat_template).
+std::optional<ChatTemplate> chat_template_from_jinja(const std::string& jinja);
 // A Hugging Face folder's tokenizer_config.json chat_template (Jinja text); "" when it has none.
 std::string hf_chat_template_text(const std::string& hf_dir);
-// From a Hugging Face folder: tokenizer_config.json's chat_template, else the text model's type
-// and the vocabulary, as above.
-ChatTemplate detect_chat_template(const std::string& hf_dir, const Tokenizer& tok);
-// The template a user asked for by name, else the model's own: `model` is a Hugging Face
-// folder or a GGUF file, tok its vocabulary.
-ChatTemplate resolve_chat_template(const std::string& name, const std::string& model, const Tokenizer& tok);
 
 // A rendered conversation as consecutive pieces of text.
 struct ChatPiece {
