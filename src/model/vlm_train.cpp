@@ -5,8 +5,8 @@
 #include <random>
 
 #include "ocellus/core/error.h"
-#include "ocellus/io/gguf_names.h"
 #include "ocellus/lm/decoder_block.h"
+#include "ocellus/lm/family.h"
 #include "ocellus/ops/elementwise.h"
 #include "ocellus/ops/loss.h"
 #include "ocellus/ops/matmul.h"
@@ -18,6 +18,8 @@ TrainVlmConfig train_config_from_hf(const io::HfConfig& h) {
   OCELLUS_CHECK(h.text.has_value(), h.path, ": config.json describes no text model");
   TrainVlmConfig c;
   c.text = *h.text;
+  const lm::Family& fam = lm::family_by_hf(c.text.model_type, h.path);  // throws naming the known ones
+  OCELLUS_CHECK(fam.trainable, h.path, ": the ", fam.gguf_arch, " text family cannot be trained");
   OCELLUS_CHECK(h.vision.has_value(), h.path, ": config.json has no vision_config (the connector's input width)");
   c.d_vision = h.vision->hidden_size;
   c.vit = vision::vit_config_from_hf(*h.vision, h.projector ? h.projector->vision_feature_layer : -2, h.path);
