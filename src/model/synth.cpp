@@ -11,6 +11,7 @@
 #include "ocellus/io/gguf.h"
 #include "ocellus/io/gguf_names.h"
 #include "ocellus/lm/family.h"
+#include "ocellus/nn/forward.h"
 
 namespace ocellus::model {
 
@@ -215,18 +216,25 @@ void write_text(io::GgufWriter& w, Builder& b, const SynthShape& s, const SynthO
   const DType dt = opt.dtype;
   // As llama.cpp's q4_0 files: the output matrix one step finer.
   const DType out_dt = dt == DType::Q4_0 ? DType::Q8_0 : dt;
-  lm::LmConfig c;  // the sizes weight_shapes reads
+  lm::LmConfig c;  // the sizes the loader reads
   c.n_embd = s.n_embd, c.n_ff = s.n_ff, c.n_layer = L, c.n_head = s.n_head, c.n_head_kv = s.n_head_kv;
   c.head_dim = s.n_embd / s.n_head, c.n_vocab = s.n_vocab;
-  for (const lm::WeightShape& t : lm::weight_shapes(fam, c, lm::detail::gguf_names(), fam.gguf_fused_qkv, s.qkv_bias, s.tied)) {
-    switch (t.role) {
-      case lm::WeightRole::Embedding:
-      case lm::WeightRole::Matrix: b.matrix(t.name, t.shape[0], t.shape[1], 0.02f, dt); break;
-      case lm::WeightRole::Output: b.matrix(t.name, t.shape[0], t.shape[1], 0.02f, out_dt); break;
-      case lm::WeightRole::Norm: b.vec(t.name, t.shape[0], 1.0f, 0.02f); break;
-      case lm::WeightRole::Bias: b.vec(t.name, t.shape[0], 0.0f, 0.02f); break;
-    }
-  }
+  // The tensors are those the loader reads from the family's GGUF files, each written as it is
+  // asked for (q/k/v fused where those files fuse them); nothing is read back.
+  const lm::detail::Names names = lm::detail::gguf_names();
+  nn::Maker<nn::Infer> mk;
+  mk.has = [&](const std::string&) { return fam.gguf_fused_qkv; };  // asked only of the fused attn_qkv
+  mk.matrix = [&](const std::string& name, const Shape& shape) {
+    b.matrix(name, shape[0], shape[1], 0.02f, dt);
+    return ops::PreparedWeight();
+  };
+  mk.tensor = [&](const std::string& name, const Shape& shape, bool required) {
+    if (!required && !fam.has_optional(names, name, s.qkv_bias, s.tied)) return Tensor();
+    if (shape.ndim == 2) b.matrix(name, shape[0], shape[1], 0.02f, name == tn::kOutput ? out_dt : dt);
+    else b.vec(name, shape[0], name.ends_with(".bias") ? 0.0f : 1.0f, 0.02f);  // biases near 0, norm weights near 1
+    return Tensor::zeros(shape.ndim == 2 ? Shape{1, 1} : Shape{1});  // a stand-in (the embedding may be the output)
+  };
+  fam.gguf_weights(c, mk);
 }
 
 void write_vision(io::GgufWriter& w, Builder& b, const SynthShape& s, const SynthOptions& opt, int64_t L) {
