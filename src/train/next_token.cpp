@@ -1,4 +1,4 @@
-#include "ocellus/train/next_token.h"
+#include "ocellus/train/trainer.h"
 
 #include <algorithm>
 #include <cstdio>
