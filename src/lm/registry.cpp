@@ -126,12 +126,6 @@ DecoderWeights<F> load_hf_weights(const io::HfTextConfig& t, const nn::Maker<F>&
 template DecoderWeights<nn::Infer> load_hf_weights(const io::HfTextConfig&, const nn::Maker<nn::Infer>&, LmConfig*);
 template DecoderWeights<nn::Train> load_hf_weights(const io::HfTextConfig&, const nn::Maker<nn::Train>&, LmConfig*);
 
-std::vector<std::string> hf_model_types() {
-  std::vector<std::string> r;
-  for (const Family* f : families()) r.push_back(f->hf_model_types.front());
-  return r;
-}
-
 io::TensorSource hf_text_source(const io::TensorSource& s) {
   if (s.has("language_model.model.embed_tokens.weight"))  // transformers < 4.52, TinyLLaVA
     return io::renamed_source(s, {{"", "language_model."}});
