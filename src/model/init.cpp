@@ -22,14 +22,6 @@
 
 namespace ocellus::model {
 
-namespace {
-std::string join(const std::vector<std::string>& v) {
-  std::string s;
-  for (const std::string& x : v) s += (s.empty() ? "" : ", ") + x;
-  return s;
-}
-}  // namespace
-
 void InitSpec::validate() const {
   auto pos = [](int64_t v, const char* n) { OCELLUS_CHECK(v > 0, "init: ", n, " must be > 0 (got ", v, ")"); };
   pos(n_embd, "n_embd"), pos(n_ff, "n_ff"), pos(n_layer, "n_layer"), pos(n_head, "n_head"), pos(n_head_kv, "n_head_kv");

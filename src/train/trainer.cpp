@@ -170,11 +170,8 @@ int64_t prepare_out_folder(const Recipe& r, Start start) {
   std::vector<std::string> found;
   for (const char* f : kRunFiles)
     if (fs::exists(fs::path(r.out) / f)) found.push_back(f);
-  if (!found.empty() && start == Start::Fresh) {
-    std::string list;
-    for (const std::string& f : found) list += (list.empty() ? "" : ", ") + f;
-    fail("train: ", r.out, " already holds a run (", list, "): --resume continues it, --overwrite starts over (removing those)");
-  }
+  if (!found.empty() && start == Start::Fresh)
+    fail("train: ", r.out, " already holds a run (", join(found), "): --resume continues it, --overwrite starts over (removing those)");
   if (dist().main())
     for (const std::string& f : found) fs::remove_all(fs::path(r.out) / f);
   return 0;
