@@ -82,9 +82,8 @@ std::vector<std::pair<std::string, Tensor*>> moments(AdamW& opt) {
 void save_checkpoint(const std::string& out, int64_t step, const std::vector<ag::Var>& params, AdamW& opt, int64_t keep) {
   const fs::path root = fs::path(out) / "checkpoints", dir = root / step_dir_name(step);
   fs::create_directories(dir);
-  std::vector<std::pair<std::string, Tensor>> model, st;
-  for (const ag::Var& p : params) model.push_back({p->name, p->value});
-  io::write_safetensors((dir / "model.safetensors").string(), model);
+  std::vector<std::pair<std::string, Tensor>> st;
+  io::write_safetensors((dir / "model.safetensors").string(), ag::named_values(params));
   for (const auto& [name, t] : moments(opt)) st.push_back({name, *t});
   io::write_safetensors((dir / "optimizer.safetensors").string(), st, {{"step", std::to_string(opt.steps())}});
   io::write_text_file_atomically((dir / "trainer.json").string(), json{{"step", step}}.dump());

@@ -29,8 +29,8 @@ class SiglipModel {
 
   // Tower parameters under "vision_tower.vision_model.*", the rest under "siglip.*".
   const std::vector<ag::Var>& params() const { return params_; }
-  ag::Var param(const std::string& name) const;
-  std::vector<std::pair<std::string, Tensor>> tensors() const;
+  ag::Var param(const std::string& name) const { return ag::find_param(params_, name, "siglip"); }
+  std::vector<std::pair<std::string, Tensor>> tensors() const { return ag::named_values(params_); }
   // The name a tower parameter has in the file it was read from.
   const std::string& file_name(const std::string& param) const;
   // A bias the tower's file does not have: held at zero, never trained or exported.
