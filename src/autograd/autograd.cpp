@@ -87,6 +87,18 @@ Var leaf(Tensor value, bool requires_grad, std::string name) {
   return v;
 }
 
+Var find_param(const std::vector<Var>& params, const std::string& name, const char* what) {
+  for (const Var& p : params)
+    if (p->name == name) return p;
+  fail(what, ": no parameter '", name, "'");
+}
+
+std::vector<std::pair<std::string, Tensor>> named_values(const std::vector<Var>& params) {
+  std::vector<std::pair<std::string, Tensor>> out;
+  for (const Var& p : params) out.push_back({p->name, p->value});
+  return out;
+}
+
 NoGrad::NoGrad() : prev_(g_grad) { g_grad = false; }
 NoGrad::~NoGrad() { g_grad = prev_; }
 

@@ -82,8 +82,7 @@ void add_generate(CLI::App& app) {
   auto* gen = app.add_subcommand("generate", "Generate text from a prompt with a text model (GGUF file or Hugging Face folder)");
   static std::string gen_model, gen_prompt;
   static ocellus::lm::GenerateParams gp;
-  std::string families;  // the registered text families (lm/family.h)
-  for (const std::string& a : ocellus::lm::known_architectures()) families += (families.empty() ? "" : ", ") + a;
+  const std::string families = ocellus::join(ocellus::lm::known_architectures());  // the registered text families (lm/family.h)
   gen->add_option("-m,--model", gen_model, "Text model: GGUF file or Hugging Face folder (" + families + ")")->required();
   gen->add_option("-p,--prompt", gen_prompt, "Prompt text")->required();
   gen->add_option("-n,--n-predict", gp.n_predict, "Tokens to generate at most")->capture_default_str()->check(kTokens);

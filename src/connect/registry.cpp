@@ -33,16 +33,10 @@ const Type kTypes[] = {
     {"resampler", load_resampler<nn::Infer>, load_resampler<nn::Train>, detail::resampler_out_weight},
 };
 
-std::string known_types() {
-  std::string known;
-  for (const auto& t : kTypes) known += std::string(known.empty() ? "" : ", ") + t.name;
-  return known;
-}
-
 const Type& find_type(const std::string& type, const std::string& path) {
   for (const auto& t : kTypes)
     if (type == t.name) return t;
-  fail(path, ": connector type '", type, "' is not supported (known: ", known_types(), ")");
+  fail(path, ": connector type '", type, "' is not supported (known: ", join(connector_types()), ")");
 }
 
 // A connector that reads merged patch features: the merge, then the connector proper.

@@ -38,11 +38,6 @@ KvCache::KvCache(const LmConfig& c, int64_t n_ctx, DType type) : n_ctx_(n_ctx), 
   }
 }
 
-void KvCache::truncate(int64_t n) {
-  OCELLUS_CHECK(n >= 0 && n <= n_past_, "lm: cannot truncate the KV cache to ", n, " of ", n_past_, " positions");
-  n_past_ = n;
-}
-
 Tensor LanguageModel::embed(const std::vector<int32_t>& ids) const { return ops::embedding(w_.token_embd, ids); }
 
 namespace {

@@ -40,9 +40,8 @@ enum class QkRows { Keep, ToRotateHalf, ToAdjacent };
 void for_each_named_weight(const LmConfig& c, const LmWeights& w, const Names& n, bool split_qkv, QkRows qk,
                            const std::function<void(const std::string&, const Tensor&)>& fn);
 
-// Reads the weights (shapes checked against the config); 1-D tensors become f32. The maker's
-// form serves training too (f32 parameters under the same names).
-LmWeights load_weights(const Source& s, const Names& n, const LmConfig& c, const Layout& l);
+// Reads the weights through a maker (shapes checked against the config): a file's (nn::file_maker;
+// 1-D tensors become f32) or training's (f32 parameters under the same names).
 template <class F>
 DecoderWeights<F> load_weights(const nn::Maker<F>& mk, const Names& n, const LmConfig& c, const Layout& l);
 

@@ -89,43 +89,18 @@ LmConfig Family::hf_config(const io::HfTextConfig& t) const {
   return c;
 }
 
-std::vector<WeightShape> weight_shapes(const Family& f, const LmConfig& c, const detail::Names& n, bool fused_qkv,
-                                       bool qkv_bias, bool tied) {
-  using R = WeightRole;
-  std::vector<WeightShape> out;
-  auto add = [&](const std::string& pattern, int i, Shape shape, R role) {
-    out.push_back({i < 0 ? pattern : io::gguf::name(pattern.c_str(), i), std::move(shape), role});
+LmWeights Family::gguf_weights(const LmConfig& c, const nn::Maker<nn::Infer>& mk) const {
+  return detail::load_weights(mk, detail::gguf_names(), c, layout);
+}
+
+bool Family::has_optional(const detail::Names& n, const std::string& name, bool qkv_bias, bool tied) const {
+  if (name == n.output) return !tied;
+  auto is = [&](const std::string& pattern) {  // the block's tensor of that pattern, any block
+    const size_t at = pattern.find("%d");
+    return at != std::string::npos && name.ends_with(pattern.substr(at + 2));
   };
-  const int64_t d = c.n_embd, q = c.n_head * c.head_dim, kv = c.n_head_kv * c.head_dim, ff = c.n_ff;
-  const bool nb = f.layout.norm_bias, db = f.dense_biases;
-  add(n.tok_embd, -1, {c.n_vocab, d}, R::Embedding);
-  for (int i = 0; i < int(c.n_layer); ++i) {
-    add(n.attn_norm, i, {d}, R::Norm);
-    if (nb) add(n.attn_norm_b, i, {d}, R::Bias);
-    if (fused_qkv) {
-      add(n.qkv, i, {q + 2 * kv, d}, R::Matrix);
-      if (qkv_bias) add(n.qkv_b, i, {q + 2 * kv}, R::Bias);
-    } else {
-      add(n.q, i, {q, d}, R::Matrix), add(n.k, i, {kv, d}, R::Matrix), add(n.v, i, {kv, d}, R::Matrix);
-      if (qkv_bias) add(n.q_b, i, {q}, R::Bias), add(n.k_b, i, {kv}, R::Bias), add(n.v_b, i, {kv}, R::Bias);
-    }
-    add(n.o, i, {d, q}, R::Matrix);
-    if (db) add(n.o_b, i, {d}, R::Bias);
-    if (f.layout.separate_ffn_norm) {
-      add(n.ffn_norm, i, {d}, R::Norm);
-      if (nb) add(n.ffn_norm_b, i, {d}, R::Bias);
-    }
-    if (f.layout.gated) add(n.gate, i, {ff, d}, R::Matrix);
-    add(n.up, i, {ff, d}, R::Matrix);
-    if (db) add(n.up_b, i, {ff}, R::Bias);
-    add(n.down, i, {d, ff}, R::Matrix);
-    if (db) add(n.down_b, i, {d}, R::Bias);
-  }
-  add(n.out_norm, -1, {d}, R::Norm);
-  if (nb) add(n.out_norm_b, -1, {d}, R::Bias);
-  if (!tied) add(n.output, -1, {c.n_vocab, d}, R::Output);
-  if (db) add(n.output_b, -1, {c.n_vocab}, R::Bias);
-  return out;
+  if (is(n.q_b) || is(n.k_b) || is(n.v_b) || is(n.qkv_b)) return qkv_bias;
+  return name.ends_with(".bias") && dense_biases;
 }
 
 const char* hf_act_name(ops::Activation a) {
@@ -150,12 +125,6 @@ DecoderWeights<F> load_hf_weights(const io::HfTextConfig& t, const nn::Maker<F>&
 }
 template DecoderWeights<nn::Infer> load_hf_weights(const io::HfTextConfig&, const nn::Maker<nn::Infer>&, LmConfig*);
 template DecoderWeights<nn::Train> load_hf_weights(const io::HfTextConfig&, const nn::Maker<nn::Train>&, LmConfig*);
-
-std::vector<std::string> hf_model_types() {
-  std::vector<std::string> r;
-  for (const Family* f : families()) r.push_back(f->hf_model_types.front());
-  return r;
-}
 
 io::TensorSource hf_text_source(const io::TensorSource& s) {
   if (s.has("language_model.model.embed_tokens.weight"))  // transformers < 4.52, TinyLLaVA

@@ -133,13 +133,9 @@ DecoderWeights<F> load_weights(const nn::Maker<F>& mk, const Names& n, const LmC
 template DecoderWeights<nn::Infer> load_weights(const nn::Maker<nn::Infer>&, const Names&, const LmConfig&, const Layout&);
 template DecoderWeights<nn::Train> load_weights(const nn::Maker<nn::Train>&, const Names&, const LmConfig&, const Layout&);
 
-LmWeights load_weights(const Source& s, const Names& n, const LmConfig& c, const Layout& l) {
-  return load_weights(nn::file_maker(s, "lm"), n, c, l);
-}
-
 std::unique_ptr<LanguageModel> make_model(LmConfig c, const Source& s, const Names& n, const Layout& l) {
   c.validate();
-  LmWeights w = load_weights(s, n, c, l);
+  LmWeights w = load_weights(nn::file_maker(s, "lm"), n, c, l);
   return std::make_unique<LanguageModel>(std::move(c), std::move(w));
 }
 

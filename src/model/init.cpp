@@ -22,14 +22,6 @@
 
 namespace ocellus::model {
 
-namespace {
-std::string join(const std::vector<std::string>& v) {
-  std::string s;
-  for (const std::string& x : v) s += (s.empty() ? "" : ", ") + x;
-  return s;
-}
-}  // namespace
-
 void InitSpec::validate() const {
   auto pos = [](int64_t v, const char* n) { OCELLUS_CHECK(v > 0, "init: ", n, " must be > 0 (got ", v, ")"); };
   pos(n_embd, "n_embd"), pos(n_ff, "n_ff"), pos(n_layer, "n_layer"), pos(n_head, "n_head"), pos(n_head_kv, "n_head_kv");
@@ -82,14 +74,6 @@ struct PartialFolder {
   }
 };
 
-// The optional biases a text family's Hugging Face files have: q / k / v biases as the config
-// says (qwen2 and phi2 always), the others where the family's dense layers carry them (phi2).
-bool has_bias(const lm::Family& f, const io::HfTextConfig& t, const std::string& name) {
-  if (!name.ends_with(".bias")) return false;
-  const bool qkv = name.ends_with("q_proj.bias") || name.ends_with("k_proj.bias") || name.ends_with("v_proj.bias");
-  return qkv ? t.qkv_bias : f.dense_biases;
-}
-
 // The machine's memory in bytes (0 when unknown).
 uint64_t physical_memory() {
   const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGE_SIZE);
@@ -138,10 +122,9 @@ int64_t init_llava(const InitSpec& s, const text::Tokenizer& tok, const std::str
   std::string prefix;  // where the part being made lives in the LLaVA checkpoint
   auto make = [&](const std::string& name, const Shape& shape, bool required) -> Tensor {
     // Optional tensors a file of this kind has: the biases of the tower and the connector, and
-    // those of the text family (s.family's; see has_bias).
+    // those of the text family (s.family's; see lm::Family::has_optional).
     if (!required && !name.empty() && prefix == "language_model.") {  // the text model's optional tensors
-      const bool output = name == "lm_head.weight";  // absent: tied to the embedding
-      if (output ? s.tied : !has_bias(fam, hc.text.value(), name)) return Tensor();
+      if (!fam.has_optional(fam.hf_names(), name, hc.text->qkv_bias, s.tied)) return Tensor();
     } else if (!required && name.empty()) {
       return Tensor();
     }

@@ -195,11 +195,8 @@ vision::VitConfig tower_config(const io::GgufFile& f) {
 std::string connector_type(const io::GgufFile& f) {
   const std::string type = f.get_string(key::kClipProjectorType, "mlp");
   const std::vector<std::string> known = connect::connector_types();
-  if (std::find(known.begin(), known.end(), type) == known.end()) {
-    std::string list;
-    for (const std::string& k : known) list += (list.empty() ? "" : ", ") + k;
-    fail(f.path(), ": ", key::kClipProjectorType, " '", type, "' is not a projector ocellus knows (", list, ")");
-  }
+  if (std::find(known.begin(), known.end(), type) == known.end())
+    fail(f.path(), ": ", key::kClipProjectorType, " '", type, "' is not a projector ocellus knows (", join(known), ")");
   if (type != "mlp") return type;
   if (f.find_tensor("mm.3.weight")) return "mlp_norm";
   OCELLUS_CHECK(f.find_tensor(tn::kMm0) && f.find_tensor(tn::kMm2), f.path(), ": ", key::kClipProjectorType,

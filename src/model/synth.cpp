@@ -11,6 +11,9 @@
 #include "ocellus/io/gguf.h"
 #include "ocellus/io/gguf_names.h"
 #include "ocellus/lm/family.h"
+#include "ocellus/nn/forward.h"
+#include "ocellus/vision/vit.h"
+#include "ocellus/connect/connector.h"
 
 namespace ocellus::model {
 
@@ -196,6 +199,28 @@ void synth_vocab(io::GgufWriter& w, const SynthShape& s, const lm::Family& fam) 
   w.set(key::kTokEos, GgufValue::u32(uint32_t(n - 1)));
 }
 
+// A maker that writes each tensor a loader asks for, so that the file holds what the loader
+// reads (it gives stand-ins back; nothing is read): matrices in the weight dtype (the text
+// model's output one step finer, as in llama.cpp's q4_0 files), biases near 0, the other vectors
+// (norm weights) near 1; an optional tensor where `present` says the files have it; q/k/v fused
+// when `fused_qkv`.
+nn::Maker<nn::Infer> writing_maker(Builder& b, DType dt, std::function<bool(const std::string&)> present, bool fused_qkv) {
+  const DType out_dt = dt == DType::Q4_0 ? DType::Q8_0 : dt;
+  nn::Maker<nn::Infer> mk;
+  mk.has = [fused_qkv](const std::string&) { return fused_qkv; };  // asked only of the fused attn_qkv
+  mk.matrix = [&b, dt](const std::string& name, const Shape& shape) {
+    b.matrix(name, shape[0], shape[1], 0.02f, dt);
+    return ops::PreparedWeight();
+  };
+  mk.tensor = [&b, dt, out_dt, present](const std::string& name, const Shape& shape, bool required) {
+    if (!required && !present(name)) return Tensor();
+    if (shape.ndim == 2) b.matrix(name, shape[0], shape[1], 0.02f, name == tn::kOutput ? out_dt : dt);
+    else b.vec(name, shape[0], name.ends_with(".bias") ? 0.0f : 1.0f, 0.02f);
+    return Tensor::zeros(shape.ndim == 2 ? Shape{1, 1} : Shape{1});  // a stand-in (the embedding may be the output)
+  };
+  return mk;
+}
+
 void write_text(io::GgufWriter& w, Builder& b, const SynthShape& s, const SynthOptions& opt, int64_t L) {
   using io::gguf::arch_key;
   const std::string& a = s.arch;
@@ -212,25 +237,17 @@ void write_text(io::GgufWriter& w, Builder& b, const SynthShape& s, const SynthO
   w.set(arch_key(a, key::kVocabSize), GgufValue::u32(uint32_t(s.n_vocab)));
   synth_vocab(w, s, fam);
 
-  const DType dt = opt.dtype;
-  // As llama.cpp's q4_0 files: the output matrix one step finer.
-  const DType out_dt = dt == DType::Q4_0 ? DType::Q8_0 : dt;
-  lm::LmConfig c;  // the sizes weight_shapes reads
+  lm::LmConfig c;  // the sizes the loader reads
   c.n_embd = s.n_embd, c.n_ff = s.n_ff, c.n_layer = L, c.n_head = s.n_head, c.n_head_kv = s.n_head_kv;
   c.head_dim = s.n_embd / s.n_head, c.n_vocab = s.n_vocab;
-  for (const lm::WeightShape& t : lm::weight_shapes(fam, c, lm::detail::gguf_names(), fam.gguf_fused_qkv, s.qkv_bias, s.tied)) {
-    switch (t.role) {
-      case lm::WeightRole::Embedding:
-      case lm::WeightRole::Matrix: b.matrix(t.name, t.shape[0], t.shape[1], 0.02f, dt); break;
-      case lm::WeightRole::Output: b.matrix(t.name, t.shape[0], t.shape[1], 0.02f, out_dt); break;
-      case lm::WeightRole::Norm: b.vec(t.name, t.shape[0], 1.0f, 0.02f); break;
-      case lm::WeightRole::Bias: b.vec(t.name, t.shape[0], 0.0f, 0.02f); break;
-    }
-  }
+  // The tensors the loader reads from the family's GGUF files (q/k/v fused where they fuse them).
+  const lm::detail::Names names = lm::detail::gguf_names();
+  fam.gguf_weights(c, writing_maker(b, opt.dtype, [&](const std::string& name) {
+    return fam.has_optional(names, name, s.qkv_bias, s.tied);
+  }, fam.gguf_fused_qkv));
 }
 
 void write_vision(io::GgufWriter& w, Builder& b, const SynthShape& s, const SynthOptions& opt, int64_t L) {
-  using io::gguf::name;
   w.set(key::kClipHasTextEncoder, GgufValue::boolean(false));
   w.set(key::kClipHasVisionEncoder, GgufValue::boolean(true));
   w.set(key::kClipHasLlavaProjector, GgufValue::boolean(true));
@@ -263,29 +280,17 @@ void write_vision(io::GgufWriter& w, Builder& b, const SynthShape& s, const Synt
     b.vec(tn::kVPreLn, d, 1.0f, 0.02f);
     b.vec(tn::kVPreLnBias, d, 0.0f, 0.02f);
   }
-  for (int i = 0; i < L; ++i) {
-    b.vec(name(tn::kVLn1, i), d, 1.0f, 0.02f);
-    b.vec(name(tn::kVLn1Bias, i), d, 0.0f, 0.02f);
-    for (auto [wn, bn] : {std::pair{tn::kVAttnQ, tn::kVAttnQBias}, {tn::kVAttnK, tn::kVAttnKBias},
-                          {tn::kVAttnV, tn::kVAttnVBias}, {tn::kVAttnOut, tn::kVAttnOutBias}}) {
-      b.matrix(name(wn, i), d, d, 0.02f, dt);
-      b.vec(name(bn, i), d, 0.0f, 0.02f);
-    }
-    b.vec(name(tn::kVLn2, i), d, 1.0f, 0.02f);
-    b.vec(name(tn::kVLn2Bias, i), d, 0.0f, 0.02f);
-    b.matrix(name(tn::kVFfnFirst, i), ff, d, 0.02f, dt);
-    b.vec(name(tn::kVFfnFirstBias, i), ff, 0.0f, 0.02f);
-    b.matrix(name(tn::kVFfnSecond, i), d, ff, 0.02f, dt);
-    b.vec(name(tn::kVFfnSecondBias, i), d, 0.0f, 0.02f);
-  }
+  // The blocks and the projector as their loaders read them (every bias there).
+  const nn::Maker<nn::Infer> mk = writing_maker(b, dt, [](const std::string&) { return true; }, false);
+  const vision::VitNames names = vision::gguf_vit_names();
+  for (int64_t i = 0; i < L; ++i) vision::load_encoder_block(mk, names, i, d, ff);
   if (s.siglip) {
     b.vec(tn::kVPostLn, d, 1.0f, 0.02f);
     b.vec(tn::kVPostLnBias, d, 0.0f, 0.02f);
   }
-  b.matrix(tn::kMm0, s.proj_dim, d, 0.02f, dt);
-  b.vec(tn::kMm0Bias, s.proj_dim, 0.0f, 0.02f);
-  b.matrix(tn::kMm2, s.proj_dim, s.proj_dim, 0.02f, dt);
-  b.vec(tn::kMm2Bias, s.proj_dim, 0.0f, 0.02f);
+  connect::ConnectorConfig cc;
+  cc.d_in = d, cc.d_out = s.proj_dim;
+  connect::load_connector("mlp2x_gelu", cc, mk, connect::Layout::Gguf, "synth");
 }
 
 }  // namespace

@@ -107,12 +107,6 @@ ag::Var TrainableVlm::image_rows(const Tensor& feats) const {
   return conn_->forward(f, h);
 }
 
-ag::Var TrainableVlm::param(const std::string& name) const {
-  for (const ag::Var& p : params_)
-    if (p->name == name) return p;
-  fail("train: no parameter '", name, "'");
-}
-
 int TrainableVlm::set_trainable(const std::string& prefix, bool trainable) {
   int n = 0;
   for (const ag::Var& p : params_)
@@ -239,12 +233,6 @@ std::vector<std::pair<std::string, Tensor>> TrainableVlm::merged_tensors() const
       }
     out.push_back({p->name, t});
   }
-  return out;
-}
-
-std::vector<std::pair<std::string, Tensor>> TrainableVlm::tensors() const {
-  std::vector<std::pair<std::string, Tensor>> out;
-  for (const ag::Var& p : params_) out.push_back({p->name, p->value});
   return out;
 }
 

@@ -15,15 +15,6 @@ PreTokenizer pretokenizer_from_name(const std::string& name) {
   fail("tokenizer: pre-tokenizer '", name, "' is not supported (known: gpt-2, phi-2, llama-bpe / llama3, qwen2, stablelm2)");
 }
 
-const char* pretokenizer_name(PreTokenizer p) {
-  switch (p) {
-    case PreTokenizer::Gpt2: return "gpt-2";
-    case PreTokenizer::Llama3: return "llama3";
-    case PreTokenizer::Qwen2: return "qwen2";
-  }
-  return "?";
-}
-
 namespace {
 
 struct Cps {

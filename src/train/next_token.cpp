@@ -1,5 +1,4 @@
-#include "ocellus/lm/family.h"
-#include "ocellus/train/next_token.h"
+#include "ocellus/train/trainer.h"
 
 #include <algorithm>
 #include <cstdio>
@@ -13,6 +12,7 @@
 #include "ocellus/io/hf_config.h"
 #include "ocellus/io/safetensors.h"
 #include "ocellus/io/tensor_source.h"
+#include "ocellus/lm/family.h"
 #include "ocellus/model/export.h"
 #include "ocellus/model/vlm.h"
 #include "ocellus/model/vlm_train.h"

@@ -1,4 +1,3 @@
-#include "ocellus/train/plot.h"
 #include "ocellus/train/trainer.h"
 
 #include <algorithm>

@@ -96,18 +96,6 @@ SiglipModel::SiglipModel(const vision::VitConfig& vc, const io::TensorSource& s_
   bias_->value.data<float>()[0] = -10.0f;
 }
 
-ag::Var SiglipModel::param(const std::string& name) const {
-  for (const ag::Var& p : params_)
-    if (p->name == name) return p;
-  fail("siglip: no parameter '", name, "'");
-}
-
-std::vector<std::pair<std::string, Tensor>> SiglipModel::tensors() const {
-  std::vector<std::pair<std::string, Tensor>> t;
-  for (const ag::Var& p : params_) t.push_back({p->name, p->value});
-  return t;
-}
-
 const std::string& SiglipModel::file_name(const std::string& param) const {
   for (const auto& [p, f] : file_names_)
     if (p == param) return f;

@@ -82,9 +82,8 @@ std::vector<std::pair<std::string, Tensor*>> moments(AdamW& opt) {
 void save_checkpoint(const std::string& out, int64_t step, const std::vector<ag::Var>& params, AdamW& opt, int64_t keep) {
   const fs::path root = fs::path(out) / "checkpoints", dir = root / step_dir_name(step);
   fs::create_directories(dir);
-  std::vector<std::pair<std::string, Tensor>> model, st;
-  for (const ag::Var& p : params) model.push_back({p->name, p->value});
-  io::write_safetensors((dir / "model.safetensors").string(), model);
+  std::vector<std::pair<std::string, Tensor>> st;
+  io::write_safetensors((dir / "model.safetensors").string(), ag::named_values(params));
   for (const auto& [name, t] : moments(opt)) st.push_back({name, *t});
   io::write_safetensors((dir / "optimizer.safetensors").string(), st, {{"step", std::to_string(opt.steps())}});
   io::write_text_file_atomically((dir / "trainer.json").string(), json{{"step", step}}.dump());
@@ -170,11 +169,8 @@ int64_t prepare_out_folder(const Recipe& r, Start start) {
   std::vector<std::string> found;
   for (const char* f : kRunFiles)
     if (fs::exists(fs::path(r.out) / f)) found.push_back(f);
-  if (!found.empty() && start == Start::Fresh) {
-    std::string list;
-    for (const std::string& f : found) list += (list.empty() ? "" : ", ") + f;
-    fail("train: ", r.out, " already holds a run (", list, "): --resume continues it, --overwrite starts over (removing those)");
-  }
+  if (!found.empty() && start == Start::Fresh)
+    fail("train: ", r.out, " already holds a run (", join(found), "): --resume continues it, --overwrite starts over (removing those)");
   if (dist().main())
     for (const std::string& f : found) fs::remove_all(fs::path(r.out) / f);
   return 0;
@@ -266,6 +262,19 @@ TrainResult Trainer::run(Start start, const std::function<void(const StepStats&)
       save_checkpoint(r.out, step + 1, obj_.params(), opt_, r.keep);
     if (stop_after > 0 && step + 1 - res.first_step >= stop_after && !last) return res;
   }
+  return res;
+}
+
+// ---- the recipe runner: its objective, the one trainer loop, then the loss curve and the export ----
+
+TrainResult run_recipe(const Recipe& r, Start start, const std::function<void(const StepStats&)>& on_step, int64_t stop_after) {
+  const std::unique_ptr<Objective> objective = r.objective == "siglip" ? siglip_objective(r) : next_token_objective(r);
+  TrainResult res = Trainer(r, *objective).run(start, on_step, stop_after);
+  const bool finished = res.first_step + int64_t(res.losses.size()) == r.steps;  // not stopped early
+  if (!finished || !dist().main()) return res;  // the first process writes the results
+  // The curve over the whole run (resumed runs included), and the model.
+  draw_loss_curve(metrics_path(r), r.out + "/loss.png");
+  objective->export_model(r.out, res);
   return res;
 }
 

@@ -16,16 +16,6 @@
 #include "ocellus/ops/norm.h"
 
 namespace ocellus::vision {
-namespace {
-
-std::string fmt(const std::string& pattern, int64_t i) { return io::gguf::name(pattern.c_str(), int(i)); }
-
-Tensor norm(const VitConfig& c, const Tensor& x, const Tensor& w, const Tensor& b) {
-  return ops::layer_norm(x, w, b, c.norm_eps, c.ggml_order);
-}
-
-}  // namespace
-
 void VitConfig::validate(const std::string& where) const {
   const std::string p = (where.empty() ? "" : where + ": ") + "vision: ";
   // Not necessarily a multiple: SigLIP-so400m/14 at 384 px has 27x27 patches, the last 6 px unused.
@@ -147,7 +137,7 @@ std::vector<std::pair<std::string, Tensor>> tower_tensors(const VisionTower& t, 
   std::vector<std::pair<std::string, Tensor>> out;
   auto add = [&](const std::string& pattern, int64_t i, const Tensor& x) {
     if (!x.defined()) return;
-    out.push_back({i < 0 ? pattern : fmt(pattern, i), io::safetensors_storable(x)});
+    out.push_back({i < 0 ? pattern : io::gguf::name(pattern.c_str(), int(i)), io::safetensors_storable(x)});
   };
   add(n.patch_w, -1, w.patch_w), add(n.patch_b, -1, w.patch_b), add(n.class_embd, -1, w.class_embd);
   add(n.pos_embd, -1, w.pos_embd), add(n.pre_ln_w, -1, w.pre_ln_w), add(n.pre_ln_b, -1, w.pre_ln_b);
@@ -219,7 +209,7 @@ Tensor VisionTower::hidden(const std::vector<Tensor>& images, int64_t blocks) co
     const float* pos = w_.pos_embd.data<float>();
     for (int64_t i = 0; i < np * d; ++i) dst[i] += pos[i];
   }
-  if (c_.pre_norm) h = norm(c_, h, w_.pre_ln_w, w_.pre_ln_b);
+  if (c_.pre_norm) h = ops::layer_norm(h, w_.pre_ln_w, w_.pre_ln_b, c_.norm_eps, c_.ggml_order);
   const std::span<const VitBlock> run(w_.blocks.data(), size_t(blocks));
   return vit_blocks(vit_context(c_), c_, run, h).reshape({B, np, d});
 }

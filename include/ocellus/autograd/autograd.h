@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "ocellus/core/tensor.h"
@@ -30,6 +31,10 @@ using Var = std::shared_ptr<Node>;
 
 Var leaf(Tensor value, bool requires_grad, std::string name = {});  // a parameter or an input
 inline Var constant(Tensor value) { return leaf(std::move(value), false); }
+// A model's parameters: the one of this name (throws, starting with `what`, when none has it), and
+// every one's value under its name.
+Var find_param(const std::vector<Var>& params, const std::string& name, const char* what);
+std::vector<std::pair<std::string, Tensor>> named_values(const std::vector<Var>& params);
 
 // Ops record (per thread) unless a NoGrad is alive: off for its scope.
 class NoGrad {

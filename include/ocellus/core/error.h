@@ -4,6 +4,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace ocellus {
 
@@ -20,6 +21,13 @@ std::string concat(const Args&... args) {
   return os.str();
 }
 }  // namespace detail
+
+// "a, b, c": the names an error lists (the known ones, the ones found).
+inline std::string join(const std::vector<std::string>& items, const std::string& sep = ", ") {
+  std::string s;
+  for (const std::string& x : items) s += (s.empty() ? "" : sep) + x;
+  return s;
+}
 
 // Throws ocellus::Error with the pieces streamed together.
 template <typename... Args>

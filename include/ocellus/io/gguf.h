@@ -91,7 +91,6 @@ class GgufFile {
   const std::string& path() const { return name_; }
   uint32_t version() const { return version_; }
   uint64_t alignment() const { return alignment_; }
-  uint64_t data_offset() const { return data_offset_; }
 
   // Metadata in file order, and lookup by key.
   const std::vector<std::pair<std::string, GgufValue>>& metadata() const { return kv_; }

@@ -71,6 +71,13 @@ struct Family {
   LmConfig gguf_config(const io::GgufFile& f) const;
   // From a Hugging Face text config of this family (exact numerics, rotate-half rope).
   LmConfig hf_config(const io::HfTextConfig& t) const;
+  // The weights of a GGUF file of this family read through mk (model::synth lists the tensors
+  // its files hold this way).
+  LmWeights gguf_weights(const LmConfig& c, const nn::Maker<nn::Infer>& mk) const;
+  // Whether its files hold the optional tensor `name` (under the names n) of a model with or
+  // without q/k/v biases and tied embeddings: the output matrix unless tied, q/k/v biases as the
+  // model has them, the other biases where its dense layers carry them (what synth and init write).
+  bool has_optional(const detail::Names& n, const std::string& name, bool qkv_bias, bool tied) const;
 };
 
 // Every registered family, in the registry's order.
@@ -81,18 +88,6 @@ const Family& family_by_arch(const std::string& gguf_arch, const std::string& wh
 const Family* find_family_hf(const std::string& model_type);
 // By Hugging Face model_type; throws naming `what` (the file) and the known ones.
 const Family& family_by_hf(const std::string& model_type, const std::string& what);
-
-// The tensors a model of family f with the sizes of c holds, under the names n, in llama.cpp's
-// file order: what synth (GGUF names, q/k/v fused where the family's files fuse them) and init
-// (Hugging Face names) write; detail::load_weights reads the same set (tested).
-enum class WeightRole { Embedding, Matrix, Output, Norm, Bias };
-struct WeightShape {
-  std::string name;
-  Shape shape;
-  WeightRole role;
-};
-std::vector<WeightShape> weight_shapes(const Family& f, const LmConfig& c, const detail::Names& n, bool fused_qkv,
-                                       bool qkv_bias, bool tied);
 
 // The chat template of a model file (GGUF) or Hugging Face folder: its own Jinja template when it
 // has one ocellus knows, else its family's default. Throws when neither identifies one.

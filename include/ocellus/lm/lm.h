@@ -46,8 +46,6 @@ class KvCache {
   int64_t n_past() const { return n_past_; }
   int64_t capacity() const { return n_ctx_; }
   void clear() { n_past_ = 0; }
-  // Forget everything from position n on (n <= n_past).
-  void truncate(int64_t n);
 
  private:
   friend class LanguageModel;
@@ -96,7 +94,6 @@ DecoderWeights<F> load_hf_weights(const io::HfTextConfig& t, const nn::Maker<F>&
 // A model file or folder: GGUF, or a Hugging Face folder.
 std::unique_ptr<LanguageModel> load_model(const std::string& path);
 std::vector<std::string> known_architectures();  // every family's general.architecture
-std::vector<std::string> hf_model_types();       // every family's Hugging Face model_type (the first of its names)
 
 // The model as a Hugging Face checkpoint (lm/export_hf.cpp): its tensors under the family's
 // names (Q/K rows in rotate-half order; block-quantized weights dequantized to f32) and its

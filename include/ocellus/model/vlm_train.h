@@ -60,7 +60,7 @@ class TrainableVlm {
 
   // Every parameter, in a fixed order (the text model, the tower's upper blocks, the connector).
   const std::vector<ag::Var>& params() const { return params_; }
-  ag::Var param(const std::string& name) const;  // throws naming the missing one
+  ag::Var param(const std::string& name) const { return ag::find_param(params_, name, "train"); }
   // Freezes (or unfreezes) the parameters whose names start with prefix; returns how many.
   int set_trainable(const std::string& prefix, bool trainable);
 
@@ -84,7 +84,7 @@ class TrainableVlm {
   void enable_lora(int64_t rank, float alpha, const std::vector<std::string>& targets, uint64_t seed);
 
   // Every parameter under its checkpoint name (adapters separate: for checkpoints).
-  std::vector<std::pair<std::string, Tensor>> tensors() const;
+  std::vector<std::pair<std::string, Tensor>> tensors() const { return ag::named_values(params_); }
   // The model to export: adapters merged into their weights (W + alpha / rank · B A).
   std::vector<std::pair<std::string, Tensor>> merged_tensors() const;
   // The name a parameter has in the checkpoint it was loaded from (whatever its layout).

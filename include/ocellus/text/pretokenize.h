@@ -16,7 +16,6 @@ enum class PreTokenizer { Gpt2, Llama3, Qwen2 };
 // By tokenizer.ggml.pre / Hugging Face name ("gpt-2", "llama-bpe", "qwen2", ...); throws for
 // one it does not know, listing the known names.
 PreTokenizer pretokenizer_from_name(const std::string& name);
-const char* pretokenizer_name(PreTokenizer p);
 
 // The words of `text`, as views into it, in order; together they cover the text exactly.
 std::vector<std::string_view> pretokenize(PreTokenizer p, std::string_view text);

@@ -7,7 +7,6 @@
 // folder with the trained tower in place (the text tower and heads are kept beside it), which
 // the connector and instruction stages then read.
 #include <cstdint>
-#include <memory>
 #include <set>
 #include <string>
 #include <utility>
@@ -30,8 +29,8 @@ class SiglipModel {
 
   // Tower parameters under "vision_tower.vision_model.*", the rest under "siglip.*".
   const std::vector<ag::Var>& params() const { return params_; }
-  ag::Var param(const std::string& name) const;
-  std::vector<std::pair<std::string, Tensor>> tensors() const;
+  ag::Var param(const std::string& name) const { return ag::find_param(params_, name, "siglip"); }
+  std::vector<std::pair<std::string, Tensor>> tensors() const { return ag::named_values(params_); }
   // The name a tower parameter has in the file it was read from.
   const std::string& file_name(const std::string& param) const;
   // A bias the tower's file does not have: held at zero, never trained or exported.
@@ -57,10 +56,5 @@ class SiglipModel {
       log_scale_, bias_;
   std::vector<vision::EncoderBlock<nn::Train>> vblocks_, tblocks_;
 };
-
-// "objective": "siglip": captions of the data (the assistant's text of each record) paired with
-// its images, one batch in one pass in one process; exports out/model (the base folder with the
-// trained tower) and out/siglip.safetensors (text tower and heads). r must outlive it.
-std::unique_ptr<Objective> siglip_objective(const Recipe& r);
 
 }  // namespace ocellus::train

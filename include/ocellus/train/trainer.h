@@ -7,6 +7,7 @@
 // run). run_recipe picks the recipe's objective, trains, draws the loss curve and exports.
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -93,6 +94,25 @@ class Trainer {
   AdamW opt_;
   std::vector<ag::Var> trainable_;  // the groups' parameters, in group order
 };
+
+// The objectives a recipe names, their model loaded and their data read and checked (every error
+// names the record). r must outlive them.
+// "next_token" (the default; train/next_token.cpp): the recipe's base LLaVA folder (or text model)
+// trained with cross-entropy on the tokens of LLaVA JSON conversations that its "loss" names (the
+// assistant's replies by default). Images come as tower features from the feature cache (a record
+// whose image is not cached is an error); which parts train is the recipe's ("trainable",
+// "tower_from", "lora"). Exports out/model (the base folder with the trained tensors, adapters
+// merged) and out/gguf/{model,mmproj}.gguf.
+std::unique_ptr<Objective> next_token_objective(const Recipe& r);
+// "siglip" (train/siglip.cpp): captions of the data (the assistant's text of each record) paired
+// with its images, one batch in one pass in one process; exports out/model (the base folder with
+// the trained tower) and out/siglip.safetensors (text tower and heads).
+std::unique_ptr<Objective> siglip_objective(const Recipe& r);
+
+// The loss curve of a run as a PNG (train/plot.cpp): a line chart (640 x 320) of the losses its
+// metrics log holds, in order, drawn from the log so that a resumed run's curve covers the whole
+// run; nothing is written for none.
+void draw_loss_curve(const std::string& metrics_path, const std::string& png_path);
 
 // Runs the recipe: its objective trained, then (when the run reached the recipe's steps) the
 // loss curve drawn as out/loss.png and the model exported. stop_after: as Trainer::run.
