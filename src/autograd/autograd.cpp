@@ -244,7 +244,7 @@ std::vector<Var> linear_split(const Var& x, const std::vector<Var>& ws, const st
   const Tensor w = ops::concat(wv, 0), b = bs.empty() ? Tensor() : ops::concat(bv, 0);  // [M, k], [M]
   const Tensor y = ops::matmul(x->value, w, bs.empty() ? nullptr : &b);               // [n, M]: one GEMM
   // Column block i of a row-major [n, M] matrix <-> a contiguous [n, m_i] one.
-  auto copy_block = [n, M](const float* src, int64_t lds, float* dst, int64_t ldd, int64_t m) {
+  auto copy_block = [n](const float* src, int64_t lds, float* dst, int64_t ldd, int64_t m) {
     parallel_for(n, 64, [&](int64_t r0, int64_t r1) {
       for (int64_t i = r0; i < r1; ++i) std::memcpy(dst + i * ldd, src + i * lds, size_t(m) * sizeof(float));
     });

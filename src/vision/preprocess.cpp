@@ -164,7 +164,9 @@ Tensor preprocess(const io::ImageRgb8& img_in, const PreprocessConfig& c) {
     io::ImageRgb8 square;
     if (c.mode == Mode::Pad) {
       std::array<uint8_t, 3> bg{};
-      for (int i = 0; i < 3; ++i) bg[size_t(i)] = uint8_t(std::clamp(int(c.mean[size_t(i)] * 255.0f), 0, 255));
+      // int(mean * 255) as transformers' pad colour, clamped first: a mean far out of range (a
+      // file's) must not overflow the int.
+      for (int i = 0; i < 3; ++i) bg[size_t(i)] = uint8_t(int(std::clamp(c.mean[size_t(i)] * 255.0f, 0.0f, 255.0f)));
       square = expand_to_square(img_in, bg);
       src = &square;
     }
