@@ -193,6 +193,9 @@ TrainResult Trainer::run(Start start, const std::function<void(const StepStats&)
   const Dist& D = dist();
   OCELLUS_CHECK(D.size <= r.batch, "train: ", D.size, " processes for a batch of ", r.batch, " (each needs a sequence)");
   prepare_out_folder(r, start);  // after the objective's data checks, before anything is written
+  // Every process has looked at out/ before the first one writes there (else a slower one finds
+  // the metrics log just begun and takes the folder for an earlier run's).
+  allreduce_sum(0.0);
   fs::create_directories(r.out);
   const std::string log_path = metrics_path(r);
   TrainResult res;
