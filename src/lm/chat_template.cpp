@@ -19,12 +19,6 @@ text::ChatTemplate detect(const std::string& jinja, const Family* f, bool has_eo
                                                                                             : f->chat_template);
 }
 
-const Family* find_family_arch(const std::string& arch) {
-  for (const Family* f : families())
-    if (f->gguf_arch == arch) return f;
-  return nullptr;
-}
-
 }  // namespace
 
 text::ChatTemplate detect_chat_template(const io::GgufFile& f) {

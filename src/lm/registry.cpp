@@ -30,9 +30,14 @@ std::string known(bool hf) {
 }
 }  // namespace
 
-const Family& family_by_arch(const std::string& arch, const std::string& what) {
+const Family* find_family_arch(const std::string& arch) {
   for (const Family* f : families())
-    if (f->gguf_arch == arch) return *f;
+    if (f->gguf_arch == arch) return f;
+  return nullptr;
+}
+
+const Family& family_by_arch(const std::string& arch, const std::string& what) {
+  if (const Family* f = find_family_arch(arch)) return *f;
   fail("lm: ", what.empty() ? "" : what + ": ", "architecture '", arch, "' is not a text model ocellus runs (", known(false), ")");
 }
 

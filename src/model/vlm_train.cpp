@@ -21,7 +21,6 @@ TrainVlmConfig train_config_from_hf(const io::HfConfig& h) {
   const lm::Family& fam = lm::family_by_hf(c.text.model_type, h.path);  // throws naming the known ones
   OCELLUS_CHECK(fam.trainable, h.path, ": the ", fam.gguf_arch, " text family cannot be trained");
   OCELLUS_CHECK(h.vision.has_value(), h.path, ": config.json has no vision_config (the connector's input width)");
-  c.d_vision = h.vision->hidden_size;
   c.vit = vision::vit_config_from_hf(*h.vision, h.projector ? h.projector->vision_feature_layer : -2, h.path);
   c.vit.drop_class_token = !h.projector || h.projector->vision_feature_select == "patch";
   if (h.projector) {
@@ -39,7 +38,7 @@ TrainVlmConfig train_config_from_hf(const io::HfConfig& h) {
 
 connect::ConnectorConfig TrainVlmConfig::connector_config(int64_t n_embd) const {
   connect::ConnectorConfig cc;
-  cc.d_in = d_vision, cc.d_out = n_embd, cc.act = connector_act, cc.merge = merge;
+  cc.d_in = vit.n_embd, cc.d_out = n_embd, cc.act = connector_act, cc.merge = merge;
   return cc;
 }
 
@@ -102,8 +101,8 @@ ag::Var TrainableVlm::image_rows(const Tensor& feats) const {
     h = vision::vit_features(f, v, vision::vit_blocks(f, v, std::span<const vision::EncoderBlock<nn::Train>>(tower_), h),
                              post_ln_w_, post_ln_b_);
   }
-  OCELLUS_CHECK(h->value.ndim() == 2 && h->value.dim(1) == c_.d_vision, "train: features of width ",
-                h->value.ndim() == 2 ? h->value.dim(1) : -1, ", the tower's is ", c_.d_vision);
+  OCELLUS_CHECK(h->value.ndim() == 2 && h->value.dim(1) == c_.vit.n_embd, "train: features of width ",
+                h->value.ndim() == 2 ? h->value.dim(1) : -1, ", the tower's is ", c_.vit.n_embd);
   return conn_->forward(f, h);
 }
 

@@ -106,7 +106,7 @@ struct Case {
     for (int32_t id : {9, 11, 13, 3, 15, 17, 19, 21, 2}) sample.ids.push_back(id);
     sample.mask.assign(sample.ids.size(), 0);
     for (size_t i = sample.ids.size() - 5; i < sample.ids.size(); ++i) sample.mask[i] = 1;
-    const int64_t nf = vlm.config().vit.n_features(), dv = vlm.config().d_vision;
+    const int64_t nf = vlm.config().vit.n_features(), dv = vlm.config().vit.n_embd;
     sample.features = {test::randn({nf, dv}, 7), test::randn({nf, dv}, 8)};
   }
   std::string name() const { return family + " + " + connector; }

@@ -84,6 +84,8 @@ struct Family {
 const std::vector<const Family*>& families();
 // By general.architecture; throws naming `what` (the file, when given) and the known ones.
 const Family& family_by_arch(const std::string& gguf_arch, const std::string& what = "");
+// By general.architecture; nullptr when none has it.
+const Family* find_family_arch(const std::string& gguf_arch);
 // By Hugging Face model_type (any of a family's names); nullptr when none has it.
 const Family* find_family_hf(const std::string& model_type);
 // By Hugging Face model_type; throws naming `what` (the file) and the known ones.

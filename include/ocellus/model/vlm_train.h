@@ -26,9 +26,8 @@ struct TrainVlmConfig {
   io::HfTextConfig text;           // the language model (its family decides the block)
   std::string connector = "mlp2x_gelu";  // any connect:: type
   ops::Activation connector_act = ops::Activation::GeluErf;
-  int64_t d_vision = 0;            // the tower's feature width
   // Spatial merge before the connector (connect::ConnectorConfig::merge): the connector reads
-  // features of width merge² · d_vision, merge² times fewer per image.
+  // features of width merge² · vit.n_embd, merge² times fewer per image.
   int64_t merge = 1;
   vision::VitConfig vit;           // the tower (its upper blocks train when tower_from >= 0)
   // -1: the tower is frozen and the inputs are its features. k >= 0: blocks k.. of the tower

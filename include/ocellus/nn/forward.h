@@ -60,7 +60,6 @@ struct Infer {
   Tensor slice(const Tensor& x, int dim, int64_t a, int64_t b) const { return x.slice(dim, a, b).contiguous(); }
   Tensor concat(const std::vector<Tensor>& xs, int dim) const;
   Tensor rows(const Tensor& x, const std::vector<int32_t>& ids) const;  // a gather of rows
-  Tensor embed(const Tensor& table, const std::vector<int32_t>& ids) const { return rows(table, ids); }
   Tensor rope(const Tensor& x, const std::vector<int32_t>& pos, const ops::RopeParams& p) const { return ops::rope(x, pos, p); }
   // Attention within each segment [starts[i], starts[i+1]) of the stacked rows (bidirectional
   // unless causal).
@@ -106,7 +105,6 @@ struct Train {
   ag::Var slice(const ag::Var& x, int dim, int64_t a, int64_t b) const { return ag::slice(x, dim, a, b); }
   ag::Var concat(const std::vector<ag::Var>& xs, int dim) const { return xs.size() == 1 ? xs[0] : ag::concat(xs, dim); }
   ag::Var rows(const ag::Var& x, const std::vector<int32_t>& ids) const { return ag::embedding(x, ids); }
-  ag::Var embed(const ag::Var& table, const std::vector<int32_t>& ids) const { return ag::embedding(table, ids); }
   ag::Var rope(const ag::Var& x, const std::vector<int32_t>& pos, const ops::RopeParams& p) const { return ag::rope(x, pos, p); }
   ag::Var attention_segments(const ag::Var& q, const ag::Var& k, const ag::Var& v, float scale,
                              const std::vector<int64_t>& starts, bool causal = false) const;
