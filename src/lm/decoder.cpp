@@ -4,16 +4,12 @@
 #include <cstring>
 
 #include "ocellus/core/error.h"
-#include "ocellus/io/gguf.h"
-#include "ocellus/io/gguf_names.h"
 #include "ocellus/lm/lm.h"
 #include "ocellus/ops/attention.h"
 #include "ocellus/ops/embed.h"
 #include "ocellus/ops/elementwise.h"
 
 namespace ocellus::lm {
-
-namespace key = io::gguf::key;
 
 void LmConfig::validate() const {
   auto need = [&](bool ok, const char* what, int64_t v) {
@@ -86,35 +82,6 @@ Tensor LanguageModel::forward(const Tensor& x_in, KvCache& cache, bool all_logit
   cache.n_past_ = past + n;
   if (!all_logits) x = x.slice(0, n - 1, n).contiguous();
   return decoder_head(f, c_, w_, x);
-}
-
-// ---- loading helpers ------------------------------------------------------------------------
-
-LmConfig read_common_config(const io::GgufFile& f) {
-  LmConfig c;
-  c.arch = f.get_string(key::kArchitecture);
-  auto k = [&](const char* suffix) { return io::gguf::arch_key(c.arch, suffix); };
-  c.n_embd = f.get_int(k(key::kEmbeddingLength));
-  c.n_ff = f.get_int(k(key::kFeedForwardLength));
-  c.n_layer = f.get_int(k(key::kBlockCount));
-  c.n_head = f.get_int(k(key::kHeadCount));
-  c.n_head_kv = f.get_int(k(key::kHeadCountKv), c.n_head);
-  c.n_ctx = f.get_int(k(key::kContextLength), 2048);
-  // Each size must be one a model can have, before anything is allocated from it.
-  for (const auto& [suffix, v] : {std::pair{key::kEmbeddingLength, c.n_embd}, {key::kFeedForwardLength, c.n_ff},
-                                  {key::kBlockCount, c.n_layer}, {key::kHeadCount, c.n_head}, {key::kHeadCountKv, c.n_head_kv},
-                                  {key::kContextLength, c.n_ctx}})
-    OCELLUS_CHECK(v >= 1 && v <= (int64_t(1) << 24), "lm: ", f.path(), ": ", k(suffix), " = ", v, " (must be from 1 to 2^24)");
-  OCELLUS_CHECK(c.n_embd % c.n_head == 0 && c.n_head % c.n_head_kv == 0, "lm: ", f.path(), ": ", c.n_head, " heads (",
-                c.n_head_kv, " key/value heads) do not divide the embedding width ", c.n_embd);
-  c.head_dim = c.n_embd / c.n_head;
-  c.rope.n_rot = f.get_int(k(key::kRopeDimensionCount), c.head_dim);
-  c.rope.theta = float(f.get_float(k(key::kRopeFreqBase), 10000.0));
-  c.rope.angles = ops::RopeAngles::Ggml;  // GGUF models: computed as llama.cpp computes them
-  c.f32_ggml_order = true;
-  const io::GgufTensorInfo& emb = f.tensor_info(io::gguf::tensor::kTokenEmbd);
-  c.n_vocab = emb.shape[0];
-  return c;
 }
 
 }  // namespace ocellus::lm

@@ -13,11 +13,6 @@
 #include "ocellus/lm/family.h"
 #include "ocellus/lm/lm.h"
 
-namespace ocellus::lm {
-// Hyperparameters common to all GGUF text models (lm/decoder.cpp).
-LmConfig read_common_config(const io::GgufFile& f);
-}  // namespace ocellus::lm
-
 namespace ocellus::lm::detail {
 
 using Source = io::TensorSource;
@@ -26,12 +21,6 @@ using io::gguf_source;
 // Llama-style Hugging Face names (model.layers.N.self_attn.q_proj...): defined with the llama
 // family (lm/llama.cpp), shared by qwen2 and stablelm.
 Names hf_llama_names();
-
-// The rows of each of n_head heads of a Q or K matrix [n_head * hd, k] (or bias as [n, 1])
-// reordered between llama.cpp's adjacent pairs (its converter's permutation) and Hugging
-// Face's rotate-half halves. f16 / bf16 stay so; other dtypes come back f32.
-Tensor head_rows_to_rotate_half(const Tensor& w, int64_t n_head);
-Tensor head_rows_to_adjacent(const Tensor& w, int64_t n_head);
 
 // Every weight of a model under the names of `n` (an empty name for a tensor the model has is
 // an error): fused q/k/v split when split_qkv (else kept as the model holds it), Q/K rows (and

@@ -8,6 +8,8 @@
 
 namespace ocellus::lm {
 
+namespace key = io::gguf::key;
+
 // ---- the table: a new family is its file, its declaration here and its entry in the list ----
 const Family& llama_family();
 const Family& qwen2_family();
@@ -68,15 +70,48 @@ void set_block(const Family& f, LmConfig& c) {
 }
 }  // namespace
 
+// A GGUF text model's sizes (keys under its general.architecture) and the fields that hold them,
+// read and written in this order.
+constexpr std::pair<const char*, int64_t LmConfig::*> kGgufSizes[] = {
+    {key::kContextLength, &LmConfig::n_ctx}, {key::kEmbeddingLength, &LmConfig::n_embd}, {key::kBlockCount, &LmConfig::n_layer},
+    {key::kFeedForwardLength, &LmConfig::n_ff}, {key::kHeadCount, &LmConfig::n_head}, {key::kHeadCountKv, &LmConfig::n_head_kv}};
+
 LmConfig Family::gguf_config(const io::GgufFile& f) const {
-  namespace key = io::gguf::key;
-  LmConfig c = read_common_config(f);
-  set_block(*this, c);
+  LmConfig c;
+  c.arch = f.get_string(key::kArchitecture);
+  auto k = [&](const char* suffix) { return io::gguf::arch_key(c.arch, suffix); };
+  for (const auto& [suffix, field] : kGgufSizes) {
+    // Optional: the context (then 2048) and the key/value heads (then as many as the heads).
+    const int64_t v = field == &LmConfig::n_ctx       ? f.get_int(k(suffix), 2048)
+                      : field == &LmConfig::n_head_kv ? f.get_int(k(suffix), c.n_head)
+                                                      : f.get_int(k(suffix));
+    // Each size must be one a model can have, before anything is allocated from it.
+    OCELLUS_CHECK(v >= 1 && v <= (int64_t(1) << 24), "lm: ", f.path(), ": ", k(suffix), " = ", v, " (must be from 1 to 2^24)");
+    c.*field = v;
+  }
+  OCELLUS_CHECK(c.n_embd % c.n_head == 0 && c.n_head % c.n_head_kv == 0, "lm: ", f.path(), ": ", c.n_head, " heads (",
+                c.n_head_kv, " key/value heads) do not divide the embedding width ", c.n_embd);
+  c.head_dim = c.n_embd / c.n_head;
+  c.n_vocab = f.tensor_info(io::gguf::tensor::kTokenEmbd).shape[0];
+  c.rope.n_rot = f.get_int(k(key::kRopeDimensionCount), c.head_dim);
+  c.rope.theta = float(f.get_float(k(key::kRopeFreqBase), 10000.0));
+  c.rope.angles = ops::RopeAngles::Ggml;  // GGUF models: computed as llama.cpp computes them
   c.rope.mode = gguf_rope;
-  c.norm_eps = float(f.get_float(io::gguf::arch_key(c.arch, norm == NormKind::Rms ? key::kRmsEps : key::kLayerNormEps), gguf_norm_eps));
+  c.f32_ggml_order = true;
+  set_block(*this, c);
+  c.norm_eps = float(f.get_float(k(norm == NormKind::Rms ? key::kRmsEps : key::kLayerNormEps), gguf_norm_eps));
   c.gelu_f16_table = gguf_gelu_f16_table;
   c.prescale_q = gguf_prescale_q;
   return c;
+}
+
+void set_gguf_config(io::GgufWriter& g, const LmConfig& c) {
+  auto k = [&](const char* suffix) { return io::gguf::arch_key(c.arch, suffix); };
+  for (const auto& [suffix, field] : kGgufSizes) g.set(k(suffix), io::GgufValue::u32(uint32_t(c.*field)));
+  g.set(k(key::kRopeFreqBase), io::GgufValue::f32(c.rope.theta));
+  g.set(k(key::kRopeDimensionCount), io::GgufValue::u32(uint32_t(c.rope.n_rot)));
+  g.set(k(c.norm == NormKind::Rms ? key::kRmsEps : key::kLayerNormEps), io::GgufValue::f32(c.norm_eps));
+  g.set(k(key::kVocabSize), io::GgufValue::u32(uint32_t(c.n_vocab)));
 }
 
 LmConfig Family::hf_config(const io::HfTextConfig& t) const {

@@ -21,6 +21,9 @@ Names gguf_names() {
 }
 
 namespace {
+// The rows of each of n_head heads of a Q or K matrix [n_head * hd, k] (or bias as [n, 1])
+// reordered between llama.cpp's adjacent pairs (its converter's permutation) and Hugging
+// Face's rotate-half halves. f16 / bf16 stay so; other dtypes come back f32.
 Tensor permute_head_rows(const Tensor& w, int64_t n_head, bool to_adjacent) {
   const DType dt = w.dtype();
   const Tensor src = w.to(DType::F32).contiguous();
@@ -37,9 +40,6 @@ Tensor permute_head_rows(const Tensor& w, int64_t n_head, bool to_adjacent) {
 }
 }  // namespace
 
-Tensor head_rows_to_rotate_half(const Tensor& w, int64_t n_head) { return permute_head_rows(w, n_head, false); }
-Tensor head_rows_to_adjacent(const Tensor& w, int64_t n_head) { return permute_head_rows(w, n_head, true); }
-
 void for_each_named_weight(const LmConfig& c, const LmWeights& w, const Names& n, bool split_qkv, QkRows qk,
                            const std::function<void(const std::string&, const Tensor&)>& fn) {
   auto emit = [&](const std::string& pattern, int i, const Tensor& t) {
@@ -51,7 +51,7 @@ void for_each_named_weight(const LmConfig& c, const LmWeights& w, const Names& n
     if (!t.defined() || qk == QkRows::Keep) return t;
     const bool bias = t.ndim() == 1;
     const Tensor m = bias ? t.reshape({t.dim(0), 1}) : t;
-    const Tensor r = qk == QkRows::ToAdjacent ? head_rows_to_adjacent(m, heads) : head_rows_to_rotate_half(m, heads);
+    const Tensor r = permute_head_rows(m, heads, qk == QkRows::ToAdjacent);
     return bias ? r.reshape({t.dim(0)}) : r;
   };
   emit(n.tok_embd, -1, w.token_embd);

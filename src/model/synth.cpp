@@ -222,24 +222,13 @@ nn::Maker<nn::Infer> writing_maker(Builder& b, DType dt, std::function<bool(cons
 }
 
 void write_text(io::GgufWriter& w, Builder& b, const SynthShape& s, const SynthOptions& opt, int64_t L) {
-  using io::gguf::arch_key;
-  const std::string& a = s.arch;
-  const lm::Family& fam = lm::family_by_arch(a);  // the tensors its GGUF files hold
-  w.set(arch_key(a, key::kContextLength), GgufValue::u32(uint32_t(s.n_ctx)));
-  w.set(arch_key(a, key::kEmbeddingLength), GgufValue::u32(uint32_t(s.n_embd)));
-  w.set(arch_key(a, key::kBlockCount), GgufValue::u32(uint32_t(L)));
-  w.set(arch_key(a, key::kFeedForwardLength), GgufValue::u32(uint32_t(s.n_ff)));
-  w.set(arch_key(a, key::kHeadCount), GgufValue::u32(uint32_t(s.n_head)));
-  w.set(arch_key(a, key::kHeadCountKv), GgufValue::u32(uint32_t(s.n_head_kv)));
-  w.set(arch_key(a, key::kRopeFreqBase), GgufValue::f32(float(s.rope_theta)));
-  w.set(arch_key(a, key::kRopeDimensionCount), GgufValue::u32(uint32_t(s.n_rot)));
-  w.set(arch_key(a, fam.norm == lm::NormKind::Layer ? key::kLayerNormEps : key::kRmsEps), GgufValue::f32(float(s.norm_eps)));
-  w.set(arch_key(a, key::kVocabSize), GgufValue::u32(uint32_t(s.n_vocab)));
+  const lm::Family& fam = lm::family_by_arch(s.arch);  // the tensors its GGUF files hold
+  lm::LmConfig c;  // the keys written, the sizes the loader reads
+  c.arch = s.arch, c.n_embd = s.n_embd, c.n_ff = s.n_ff, c.n_layer = L, c.n_head = s.n_head, c.n_head_kv = s.n_head_kv;
+  c.head_dim = s.n_embd / s.n_head, c.n_vocab = s.n_vocab, c.n_ctx = s.n_ctx;
+  c.rope.n_rot = s.n_rot, c.rope.theta = float(s.rope_theta), c.norm = fam.norm, c.norm_eps = float(s.norm_eps);
+  lm::set_gguf_config(w, c);
   synth_vocab(w, s, fam);
-
-  lm::LmConfig c;  // the sizes the loader reads
-  c.n_embd = s.n_embd, c.n_ff = s.n_ff, c.n_layer = L, c.n_head = s.n_head, c.n_head_kv = s.n_head_kv;
-  c.head_dim = s.n_embd / s.n_head, c.n_vocab = s.n_vocab;
   // The tensors the loader reads from the family's GGUF files (q/k/v fused where they fuse them).
   const lm::detail::Names names = lm::detail::gguf_names();
   fam.gguf_weights(c, writing_maker(b, opt.dtype, [&](const std::string& name) {

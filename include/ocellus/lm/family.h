@@ -16,6 +16,7 @@
 
 namespace ocellus::io {
 class GgufFile;
+class GgufWriter;
 struct HfTextConfig;
 }
 
@@ -98,6 +99,9 @@ text::ChatTemplate detect_chat_template(const std::string& hf_dir, const text::T
 // The template a user asked for by name, else the model's own (`model`: a GGUF file or a
 // Hugging Face folder, tok its vocabulary).
 text::ChatTemplate resolve_chat_template(const std::string& name, const std::string& model, const text::Tokenizer& tok);
+
+// A text model's hyperparameter keys in its GGUF file (what Family::gguf_config reads back).
+void set_gguf_config(io::GgufWriter& g, const LmConfig& c);
 
 // A decoder activation's Hugging Face hidden_act name (what the exporters write).
 const char* hf_act_name(ops::Activation a);
