@@ -174,17 +174,13 @@ io::TensorSource hf_text_source(const io::TensorSource& s) {
   return s;
 }
 
-std::unique_ptr<LanguageModel> load_hf(const io::HfTextConfig& t, const io::TensorSource& s) {
-  const Family& fam = family_by_hf(t.model_type, s.path);
-  // The family's names are plain; a LLaVA checkpoint keeps the text model under a prefix.
-  return detail::make_model(fam.hf_config(t), hf_text_source(s), fam.hf_names(), fam.layout);
-}
-
 std::unique_ptr<LanguageModel> load_hf(const std::string& dir) {
   const io::HfConfig cfg = io::read_hf_config(dir);
   if (!cfg.text) fail("lm: ", dir, ": config.json describes no text model");
+  const Family& fam = family_by_hf(cfg.text->model_type, cfg.path);
   const io::SafetensorsModel m = io::SafetensorsModel::open(dir);
-  return load_hf(*cfg.text, io::safetensors_source(m, dir));
+  // The family's names are plain; a LLaVA checkpoint keeps the text model under a prefix.
+  return detail::make_model(fam.hf_config(*cfg.text), hf_text_source(io::safetensors_source(m, dir)), fam.hf_names(), fam.layout);
 }
 
 std::unique_ptr<LanguageModel> load_model(const std::string& path) {

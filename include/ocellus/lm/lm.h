@@ -19,7 +19,6 @@
 
 namespace ocellus::io {
 class GgufFile;
-class SafetensorsModel;
 struct HfTextConfig;
 struct TensorSource;
 }
@@ -80,11 +79,9 @@ std::unique_ptr<LanguageModel> load_gguf(const io::GgufFile& f);
 // Reads a Hugging Face folder (config.json + safetensors, sharded or not): the family from the
 // text config's model_type (a family's hf_model_types; LLaVA checkpoints' text_config too).
 std::unique_ptr<LanguageModel> load_hf(const std::string& dir);
-// The text model of a checkpoint's tensors: plain names (model.layers.N...), or inside a LLaVA
-// checkpoint (language_model.model.layers.N... in transformers < 4.52,
+// The text model's tensors of a checkpoint under plain names (model.layers.N..., lm_head): as
+// they are, or inside a LLaVA checkpoint (language_model.model.layers.N... in transformers < 4.52,
 // model.language_model.layers.N... after).
-std::unique_ptr<LanguageModel> load_hf(const io::HfTextConfig& t, const io::TensorSource& s);
-// The text model's tensors of a checkpoint under plain names (model.layers.N..., lm_head).
 io::TensorSource hf_text_source(const io::TensorSource& s);
 // The text model of a Hugging Face config read through a maker, for either forward context
 // (training reads f32 parameters this way): *c receives the family's config. Names are plain
