@@ -79,13 +79,15 @@ HfTextConfig text_defaults(const std::string& type) {
 HfTextConfig parse_text(const Fields& f, std::string type) {
   if (type == "llava" || type == "llava_llama" || type == "tinyllava" || type.empty()) type = "llama";
   HfTextConfig t = text_defaults(type);
-  t.hidden_size = f.integer("hidden_size", t.hidden_size);
-  t.intermediate_size = f.integer("intermediate_size", t.intermediate_size);
-  t.num_hidden_layers = f.integer("num_hidden_layers", t.num_hidden_layers);
-  t.num_attention_heads = f.integer("num_attention_heads", t.num_attention_heads);
-  t.num_key_value_heads = f.integer("num_key_value_heads", t.num_key_value_heads ? t.num_key_value_heads : t.num_attention_heads);
-  t.vocab_size = f.integer("vocab_size", t.vocab_size);
-  t.max_position_embeddings = f.integer("max_position_embeddings", t.max_position_embeddings);
+  using T = HfTextConfig;
+  for (const auto& [key, field] : {std::pair{"hidden_size", &T::hidden_size}, {"intermediate_size", &T::intermediate_size},
+                                   {"num_hidden_layers", &T::num_hidden_layers}, {"num_attention_heads", &T::num_attention_heads},
+                                   {"num_key_value_heads", &T::num_key_value_heads}, {"vocab_size", &T::vocab_size},
+                                   {"max_position_embeddings", &T::max_position_embeddings}}) {
+    if (field == &T::num_key_value_heads && t.num_key_value_heads == 0) t.num_key_value_heads = t.num_attention_heads;
+    t.*field = f.integer(key, t.*field);
+    f.positive(key, t.*field);
+  }
   t.norm_eps = f.number(f.has("rms_norm_eps") ? "rms_norm_eps" : "layer_norm_eps", t.norm_eps);
   t.rope_theta = f.number("rope_theta", t.rope_theta);
   t.partial_rotary_factor = f.number("partial_rotary_factor", t.partial_rotary_factor);
@@ -95,13 +97,6 @@ HfTextConfig parse_text(const Fields& f, std::string type) {
   t.hidden_act = f.string("hidden_act", t.hidden_act);
   t.bos_token_id = f.token_id("bos_token_id");
   t.eos_token_id = f.token_id("eos_token_id");
-  f.positive("hidden_size", t.hidden_size);
-  f.positive("intermediate_size", t.intermediate_size);
-  f.positive("num_hidden_layers", t.num_hidden_layers);
-  f.positive("num_attention_heads", t.num_attention_heads);
-  f.positive("num_key_value_heads", t.num_key_value_heads);
-  f.positive("vocab_size", t.vocab_size);
-  f.positive("max_position_embeddings", t.max_position_embeddings);
   if (t.hidden_size % t.num_attention_heads != 0)
     f.bad("num_attention_heads", std::to_string(t.num_attention_heads) + " does not divide hidden_size " + std::to_string(t.hidden_size));
   if (t.num_attention_heads % t.num_key_value_heads != 0)
