@@ -14,18 +14,14 @@ void write_gguf(const LanguageModel& m, const text::Tokenizer& tok, const std::s
   const LmConfig& c = m.config();
   const LmWeights& w = m.weights();
   OCELLUS_CHECK(tok.n_vocab() == c.n_vocab, "lm: the tokenizer has ", tok.n_vocab(), " tokens, the model ", c.n_vocab);
-  // The Q/K rows in the order llama.cpp's files of the family have (llama: adjacent pairs).
-  const bool adjacent = family_by_arch(c.arch).gguf_rope == ops::RopeMode::Adjacent;
-  const bool permute = adjacent && c.rope.mode == ops::RopeMode::RotateHalf;
-  OCELLUS_CHECK(!adjacent || c.rope.n_rot == c.head_dim, "lm: partial rotary ", c.arch, " has no GGUF layout");
-  OCELLUS_CHECK(adjacent || c.rope.mode == ops::RopeMode::RotateHalf, "lm: ", c.arch, " with adjacent-pair rope has no GGUF layout");
   io::GgufWriter g;
   g.set(key::kArchitecture, GgufValue::str(c.arch));
   g.set(key::kName, GgufValue::str("ocellus-export"));
   set_gguf_config(g, c);
   tok.save_gguf(g);
   if (!chat_template.empty()) g.set(key::kTokChatTemplate, GgufValue::str(chat_template));
-  detail::for_each_named_weight(c, w, detail::gguf_names(), false, permute ? detail::QkRows::ToAdjacent : detail::QkRows::Keep,
+  // The Q/K rows in the order llama.cpp's files of the family have (llama: adjacent pairs).
+  detail::for_each_named_weight(c, w, detail::gguf_names(), family_by_arch(c.arch).gguf_rope,
                                 [&](const std::string& n, const Tensor& t) { g.add_tensor(n, t); });
   g.write(path);
 }

@@ -12,11 +12,8 @@ namespace ocellus::lm {
 
 std::vector<std::pair<std::string, Tensor>> hf_tensors(const LanguageModel& m) {
   const LmConfig& c = m.config();
-  const bool adjacent = c.rope.mode == ops::RopeMode::Adjacent;
-  OCELLUS_CHECK(!adjacent || c.rope.n_rot == c.head_dim, "lm: partial rotary in adjacent-pair order has no Hugging Face layout");
   std::vector<std::pair<std::string, Tensor>> out;
-  detail::for_each_named_weight(c, m.weights(), family_by_arch(c.arch).hf_names(), true,
-                                adjacent ? detail::QkRows::ToRotateHalf : detail::QkRows::Keep,
+  detail::for_each_named_weight(c, m.weights(), family_by_arch(c.arch).hf_names(), ops::RopeMode::RotateHalf,
                                 [&](const std::string& n, const Tensor& t) { out.push_back({n, io::safetensors_storable(t)}); });
   return out;
 }

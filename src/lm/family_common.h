@@ -23,10 +23,10 @@ using io::gguf_source;
 Names hf_llama_names();
 
 // Every weight of a model under the names of `n` (an empty name for a tensor the model has is
-// an error): fused q/k/v split when split_qkv (else kept as the model holds it), Q/K rows (and
-// biases) reordered as `qk` says. The exporters write what fn receives.
-enum class QkRows { Keep, ToRotateHalf, ToAdjacent };
-void for_each_named_weight(const LmConfig& c, const LmWeights& w, const Names& n, bool split_qkv, QkRows qk,
+// an error): fused q/k/v split where n has no name for them fused (else kept as the model holds
+// them), Q/K rows (and biases) in the order of `rows`, reordered where the model's differ (full
+// rotary only: a partial one has no layout in the other order). The exporters write what fn receives.
+void for_each_named_weight(const LmConfig& c, const LmWeights& w, const Names& n, ops::RopeMode rows,
                            const std::function<void(const std::string&, const Tensor&)>& fn);
 
 // Reads the weights through a maker (shapes checked against the config): a file's (nn::file_maker;

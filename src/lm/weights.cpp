@@ -40,18 +40,20 @@ Tensor permute_head_rows(const Tensor& w, int64_t n_head, bool to_adjacent) {
 }
 }  // namespace
 
-void for_each_named_weight(const LmConfig& c, const LmWeights& w, const Names& n, bool split_qkv, QkRows qk,
+void for_each_named_weight(const LmConfig& c, const LmWeights& w, const Names& n, ops::RopeMode rows,
                            const std::function<void(const std::string&, const Tensor&)>& fn) {
+  const bool reordered = c.rope.mode != rows;
+  OCELLUS_CHECK(!reordered || c.rope.n_rot == c.head_dim, "lm: ", c.arch, " with partial rotary has no layout in the other Q/K row order");
   auto emit = [&](const std::string& pattern, int i, const Tensor& t) {
     if (!t.defined()) return;
     OCELLUS_CHECK(!pattern.empty(), "lm: ", c.arch, " has a tensor this layout cannot name");
     fn(i < 0 ? pattern : io::gguf::name(pattern.c_str(), i), t.contiguous());
   };
   auto reorder = [&](const Tensor& t, int64_t heads) {
-    if (!t.defined() || qk == QkRows::Keep) return t;
+    if (!t.defined() || !reordered) return t;
     const bool bias = t.ndim() == 1;
     const Tensor m = bias ? t.reshape({t.dim(0), 1}) : t;
-    const Tensor r = permute_head_rows(m, heads, qk == QkRows::ToAdjacent);
+    const Tensor r = permute_head_rows(m, heads, rows == ops::RopeMode::Adjacent);
     return bias ? r.reshape({t.dim(0)}) : r;
   };
   emit(n.tok_embd, -1, w.token_embd);
@@ -59,7 +61,7 @@ void for_each_named_weight(const LmConfig& c, const LmWeights& w, const Names& n
   for (int i = 0; i < int(w.layers.size()); ++i) {
     const LayerWeights& L = w.layers[size_t(i)];
     emit(n.attn_norm, i, L.attn_norm), emit(n.attn_norm_b, i, L.attn_norm_b);
-    if (L.wqkv.tensor().defined() && !split_qkv) {
+    if (L.wqkv.tensor().defined() && !n.qkv.empty()) {
       emit(n.qkv, i, L.wqkv.tensor()), emit(n.qkv_b, i, L.bqkv);
     } else {
       Tensor wq = L.wq.tensor(), wk = L.wk.tensor(), wv = L.wv.tensor(), bq = L.bq, bk = L.bk, bv = L.bv;
