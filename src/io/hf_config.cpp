@@ -77,7 +77,7 @@ HfTextConfig text_defaults(const std::string& type) {
 }
 
 HfTextConfig parse_text(const Fields& f, std::string type) {
-  if (type == "llava" || type == "llava_llama" || type == "tinyllava" || type.empty()) type = "llama";
+  if (type.empty()) type = "llama";  // (LLaVA's flat configs name llama by their own types: lm/llama.cpp)
   HfTextConfig t = text_defaults(type);
   using T = HfTextConfig;
   for (const auto& [key, field] : {std::pair{"hidden_size", &T::hidden_size}, {"intermediate_size", &T::intermediate_size},
@@ -93,7 +93,7 @@ HfTextConfig parse_text(const Fields& f, std::string type) {
   t.partial_rotary_factor = f.number("partial_rotary_factor", t.partial_rotary_factor);
   t.tie_word_embeddings = f.boolean("tie_word_embeddings", t.tie_word_embeddings);
   if (type == "stablelm") t.qkv_bias = f.boolean("use_qkv_bias", false);
-  if (type == "llama") t.qkv_bias = f.boolean("attention_bias", false);
+  else if (!t.qkv_bias) t.qkv_bias = f.boolean("attention_bias", false);  // llama's (qwen2 and phi have them always)
   t.hidden_act = f.string("hidden_act", t.hidden_act);
   t.bos_token_id = f.token_id("bos_token_id");
   t.eos_token_id = f.token_id("eos_token_id");

@@ -26,7 +26,7 @@ Names hf_llama_names() {
 const Family& llama_family() {
   static const Family f = [] {
     Family f;  // the defaults are llama's block
-    f.gguf_arch = "llama", f.hf_model_types = {"llama"};
+    f.gguf_arch = "llama", f.hf_model_types = {"llama", "llava", "llava_llama", "tinyllava"};  // + LLaVA's flat configs
     f.gguf_rope = ops::RopeMode::Adjacent;
     f.hf_names = detail::hf_llama_names;
     f.chat_template = "vicuna", f.chat_template_with_eot_id = "llama3";  // Vicuna: LLaVA-1.5's
