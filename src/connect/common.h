@@ -84,3 +84,8 @@ std::string attn_blocks_out_weight(Layout layout);
 std::string resampler_out_weight(Layout layout);
 
 }  // namespace ocellus::connect::detail
+
+// A type's loader instantiated for both forward contexts.
+#define OCELLUS_CONNECTOR_INSTANTIATE(name)                                                                         \
+  template std::unique_ptr<ConnectorOf<nn::Infer>> name(const ConnectorConfig&, const nn::Maker<nn::Infer>&, Layout); \
+  template std::unique_ptr<ConnectorOf<nn::Train>> name(const ConnectorConfig&, const nn::Maker<nn::Train>&, Layout);
