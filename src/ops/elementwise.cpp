@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 #include <vector>
 
 #include "ocellus/core/dtype.h"
@@ -173,17 +174,15 @@ inline float act_grad_f(float x) {
   }
 }
 
-template <Activation F>
-void act_rows(const float* x, float* y, int64_t n) {
-  parallel_for(n, 1 << 12, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) y[i] = act_f<F>(x[i]);
-  });
-}
-template <Activation F>
-void act_grad_rows(const float* x, const float* dy, float* dx, int64_t n) {
-  parallel_for(n, 1 << 12, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) dx[i] += dy[i] * act_grad_f<F>(x[i]);
-  });
+// body(std::integral_constant<Activation, f>): a loop compiled for each activation, run for f.
+template <typename Body>
+void with_activation(Activation f, Body body) {
+  switch (f) {
+    case Activation::GeluErf: return body(std::integral_constant<Activation, Activation::GeluErf>());
+    case Activation::GeluTanh: return body(std::integral_constant<Activation, Activation::GeluTanh>());
+    case Activation::QuickGelu: return body(std::integral_constant<Activation, Activation::QuickGelu>());
+    case Activation::Silu: return body(std::integral_constant<Activation, Activation::Silu>());
+  }
 }
 
 void check_same(const Tensor& a, const Tensor& b, const char* op) {
@@ -287,13 +286,13 @@ Tensor activate(Activation f, const Tensor& x_in) {
   require_f32(x_in, "activate", "x");
   const Tensor x = x_in.contiguous();
   Tensor y = Tensor::empty(x.shape());
-  const int64_t n = x.numel();
-  switch (f) {
-    case Activation::GeluErf: act_rows<Activation::GeluErf>(x.data<float>(), y.data<float>(), n); break;
-    case Activation::GeluTanh: act_rows<Activation::GeluTanh>(x.data<float>(), y.data<float>(), n); break;
-    case Activation::QuickGelu: act_rows<Activation::QuickGelu>(x.data<float>(), y.data<float>(), n); break;
-    case Activation::Silu: act_rows<Activation::Silu>(x.data<float>(), y.data<float>(), n); break;
-  }
+  const float* xp = x.data<float>();
+  float* yp = y.data<float>();
+  with_activation(f, [&](auto F) {
+    parallel_for(x.numel(), 1 << 12, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) yp[i] = act_f<decltype(F)::value>(xp[i]);
+    });
+  });
   return y;
 }
 
@@ -304,13 +303,11 @@ void activate_backward(Activation f, const Tensor& x_in, const Tensor& dy_in, Te
   const Tensor x = x_in.contiguous(), dy = dy_in.contiguous();
   const float *xp = x.data<float>(), *g = dy.data<float>();
   float* d = dx->data<float>();
-  const int64_t n = x.numel();
-  switch (f) {
-    case Activation::GeluErf: act_grad_rows<Activation::GeluErf>(xp, g, d, n); break;
-    case Activation::GeluTanh: act_grad_rows<Activation::GeluTanh>(xp, g, d, n); break;
-    case Activation::QuickGelu: act_grad_rows<Activation::QuickGelu>(xp, g, d, n); break;
-    case Activation::Silu: act_grad_rows<Activation::Silu>(xp, g, d, n); break;
-  }
+  with_activation(f, [&](auto F) {
+    parallel_for(x.numel(), 1 << 12, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) d[i] += g[i] * act_grad_f<decltype(F)::value>(xp[i]);
+    });
+  });
 }
 
 namespace {
