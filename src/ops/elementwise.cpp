@@ -185,6 +185,12 @@ void with_activation(Activation f, Body body) {
   }
 }
 
+// The f of a packed gate / up input [n, 2f] (each row: f gate values, then f up values).
+int64_t packed_width(const Tensor& gate_up, const char* op) {
+  OCELLUS_CHECK(gate_up.ndim() == 2 && gate_up.dim(1) % 2 == 0, op, ": input must be [n, 2f], got ", gate_up.shape().str());
+  return gate_up.dim(1) / 2;
+}
+
 void check_same(const Tensor& a, const Tensor& b, const char* op) {
   require_f32(a, op, "input");
   require_f32(b, op, "input");
@@ -387,10 +393,8 @@ void swiglu_backward(const Tensor& gate, const Tensor& up, const Tensor& dy_in, 
 
 Tensor swiglu_packed(const Tensor& gate_up_in) {
   detail::require_f32(gate_up_in, "swiglu_packed", "gate_up");
-  OCELLUS_CHECK(gate_up_in.ndim() == 2 && gate_up_in.dim(1) % 2 == 0, "swiglu_packed: input must be [n, 2f], got ",
-                gate_up_in.shape().str());
+  const int64_t f = packed_width(gate_up_in, "swiglu_packed"), n = gate_up_in.dim(0);
   const Tensor gu = gate_up_in.contiguous();
-  const int64_t n = gu.dim(0), f = gu.dim(1) / 2;
   Tensor y = Tensor::empty({n, f});
   const float* src = gu.data<float>();
   float* yp = y.data<float>();
@@ -403,9 +407,7 @@ Tensor swiglu_packed(const Tensor& gate_up_in) {
 
 void swiglu_packed_backward(const Tensor& gate_up_in, const Tensor& dy_in, Tensor* dgate_up) {
   detail::require_f32(gate_up_in, "swiglu_packed_backward", "gate_up");
-  OCELLUS_CHECK(gate_up_in.ndim() == 2 && gate_up_in.dim(1) % 2 == 0, "swiglu_packed_backward: input must be [n, 2f], got ",
-                gate_up_in.shape().str());
-  const int64_t n = gate_up_in.dim(0), f = gate_up_in.dim(1) / 2;
+  const int64_t f = packed_width(gate_up_in, "swiglu_packed_backward"), n = gate_up_in.dim(0);
   OCELLUS_CHECK(dy_in.shape() == Shape({n, f}), "swiglu_packed_backward: dy has shape ", dy_in.shape().str(), ", expected [",
                 n, ", ", f, "]");
   detail::check_grad(dgate_up, gate_up_in.shape(), "swiglu_packed_backward", "dgate_up");
@@ -559,9 +561,7 @@ Tensor activate_ggml_f16(Activation f, const Tensor& x) {
 }
 
 Tensor swiglu_packed(const Tensor& gate_up) {
-  OCELLUS_CHECK(gate_up.ndim() == 2 && gate_up.dim(1) % 2 == 0, "ref::swiglu_packed: input must be [n, 2f], got ",
-                gate_up.shape().str());
-  const int64_t n = gate_up.dim(0), f = gate_up.dim(1) / 2;
+  const int64_t f = packed_width(gate_up, "ref::swiglu_packed"), n = gate_up.dim(0);
   Tensor y = Tensor::empty({n, f});
   for (int64_t r = 0; r < n; ++r)
     for (int64_t i = 0; i < f; ++i)
@@ -570,10 +570,8 @@ Tensor swiglu_packed(const Tensor& gate_up) {
 }
 
 void swiglu_packed_backward(const Tensor& gate_up, const Tensor& dy, Tensor* dgate_up) {
-  OCELLUS_CHECK(gate_up.ndim() == 2 && gate_up.dim(1) % 2 == 0, "ref::swiglu_packed_backward: input must be [n, 2f], got ",
-                gate_up.shape().str());
+  const int64_t f = packed_width(gate_up, "ref::swiglu_packed_backward"), n = gate_up.dim(0);
   if (!dgate_up) return;
-  const int64_t n = gate_up.dim(0), f = gate_up.dim(1) / 2;
   for (int64_t r = 0; r < n; ++r)
     for (int64_t i = 0; i < f; ++i) {
       const double g = gate_up.at({r, i}), u = gate_up.at({r, f + i}), d = dy.at({r, i});

@@ -197,14 +197,10 @@ Tokenizer Tokenizer::byte_level_bpe(const std::vector<std::string>& specials, co
   t.kind_ = Kind::Bpe;
   t.pre_ = pre;
   t.add_space_prefix_ = false;
-  for (const std::string& s : specials) {
-    t.tokens_.push_back(s);
-    t.types_.push_back(TokenType::Control);
-  }
-  for (const std::string& s : tokens) {
-    t.tokens_.push_back(s);
-    t.types_.push_back(TokenType::Normal);
-  }
+  t.tokens_ = specials;
+  t.tokens_.insert(t.tokens_.end(), tokens.begin(), tokens.end());
+  t.types_.assign(specials.size(), TokenType::Control);
+  t.types_.resize(t.tokens_.size(), TokenType::Normal);
   t.scores_.assign(t.tokens_.size(), 0.0f);
   t.build_indexes();
   t.add_merges(merges);
