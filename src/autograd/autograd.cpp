@@ -73,6 +73,22 @@ void add_part(const Var& p, const Tensor& part) {
   if (!p->grad.defined()) p->grad = part.contiguous().clone();
   else ops::add_backward(part, &p->grad, nullptr);
 }
+
+// The backward of y = x · wᵀ (+ b) where w (and b) stack the parameters ws (bs): rows
+// [off[i], off[i + 1]) are part i. x's first gradient is written, not added to zeros.
+void stacked_linear_backward(const Var& x, const Tensor& w, const Tensor& dy, const std::vector<Var>& ws,
+                             const std::vector<Var>& bs, const std::vector<int64_t>& off) {
+  const bool fresh = claim_fresh(x);
+  bool wgrad = false, bgrad = false;
+  for (size_t i = 0; i < ws.size(); ++i) wgrad = wgrad || ws[i]->requires_grad, bgrad = bgrad || (!bs.empty() && bs[i]->requires_grad);
+  Tensor dw = wgrad ? Tensor::zeros(w.shape()) : Tensor(), db = bgrad ? Tensor::zeros({off.back()}) : Tensor();
+  ops::matmul_backward(x->value, w, dy, x->requires_grad ? &x->grad : nullptr, wgrad ? &dw : nullptr, bgrad ? &db : nullptr,
+                       fresh);
+  for (size_t i = 0; i < ws.size(); ++i) {
+    if (wgrad) add_part(ws[i], dw.slice(0, off[i], off[i + 1]));
+    if (bgrad) add_part(bs[i], db.slice(0, off[i], off[i + 1]));
+  }
+}
 }  // namespace
 
 Tensor* Node::grad_ptr() {
@@ -203,12 +219,8 @@ Var swiglu_linear(const Var& x, const Var& gate_w, const Var& up_w) {
   return recorded(__func__, wants({&x, &gate_w, &up_w}), ops::swiglu_packed(gu), [=](const Tensor& dy) {
     Tensor dgu = Tensor::empty(gu.shape());
     ops::swiglu_packed_backward(gu, dy, &dgu);
-    const bool fresh = claim_fresh(x);  // written, not added to zeros
-    const bool wgrad = gate_w->requires_grad || up_w->requires_grad;
-    Tensor dw = wgrad ? Tensor::zeros(w.shape()) : Tensor();
-    ops::matmul_backward(x->value, w, dgu, x->requires_grad ? &x->grad : nullptr, wgrad ? &dw : nullptr, nullptr, fresh);
     const int64_t f = gate_w->value.dim(0);
-    if (wgrad) add_part(gate_w, dw.slice(0, 0, f)), add_part(up_w, dw.slice(0, f, 2 * f));
+    stacked_linear_backward(x, w, dgu, {gate_w, up_w}, {}, {0, f, 2 * f});
   });
 }
 
@@ -257,17 +269,7 @@ std::vector<Var> linear_split(const Var& x, const std::vector<Var>& ws, const st
         for (int64_t j = 0; j < n; ++j) std::memset(d + j * M, 0, size_t(m) * sizeof(float));
       }
     }
-    if (!any) return;
-    const bool fresh = claim_fresh(x);  // written, not added to zeros
-    bool wgrad = false, bgrad = false;
-    for (size_t i = 0; i < ws.size(); ++i) wgrad = wgrad || ws[i]->requires_grad, bgrad = bgrad || (!bs.empty() && bs[i]->requires_grad);
-    Tensor dw = wgrad ? Tensor::zeros(w.shape()) : Tensor(), db = bgrad ? Tensor::zeros({M}) : Tensor();
-    ops::matmul_backward(x->value, w, dy, x->requires_grad ? &x->grad : nullptr, wgrad ? &dw : nullptr, bgrad ? &db : nullptr,
-                         fresh);
-    for (size_t i = 0; i < ws.size(); ++i) {
-      if (wgrad) add_part(ws[i], dw.slice(0, off[i], off[i + 1]));
-      if (bgrad) add_part(bs[i], db.slice(0, off[i], off[i + 1]));
-    }
+    if (any) stacked_linear_backward(x, w, dy, ws, bs, off);
   });
   return out;
 }
