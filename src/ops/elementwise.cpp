@@ -266,18 +266,16 @@ void mul_backward(const Tensor& a, const Tensor& b, const Tensor& dy_in, Tensor*
   const Tensor dy = dy_in.contiguous();
   const Shape s = dy.shape();
   const float* g = dy.data<float>();
-  // the other operand, expanded to the output's shape
   const Tensor ones = Tensor::full(s, 1.0f);
-  if (da) {
-    const Tensor bb = mul(b, ones);
-    const float* bp = bb.data<float>();
-    reduce_into(da, s, [&](int64_t i) { return g[i] * bp[i]; });
-  }
-  if (db) {
-    const Tensor aa = mul(a, ones);
-    const float* ap = aa.data<float>();
-    reduce_into(db, s, [&](int64_t i) { return g[i] * ap[i]; });
-  }
+  // d += dy · the other operand (expanded to the output's shape), summed over d's broadcast dims
+  auto part = [&](Tensor* d, const Tensor& other) {
+    if (!d) return;
+    const Tensor o = mul(other, ones);
+    const float* op = o.data<float>();
+    reduce_into(d, s, [&](int64_t i) { return g[i] * op[i]; });
+  };
+  part(da, b);
+  part(db, a);
 }
 
 void scale_backward(const Tensor& dy_in, float s, Tensor* da) {
