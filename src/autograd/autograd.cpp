@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 
 #include "ocellus/core/error.h"
 #include "ocellus/core/threads.h"
@@ -72,6 +73,22 @@ void add_part(const Var& p, const Tensor& part) {
   if (!p->grad.defined()) p->grad = part.contiguous().clone();
   else ops::add_backward(part, &p->grad, nullptr);
 }
+
+// The backward of y = x · wᵀ (+ b) where w (and b) stack the parameters ws (bs): rows
+// [off[i], off[i + 1]) are part i. x's first gradient is written, not added to zeros.
+void stacked_linear_backward(const Var& x, const Tensor& w, const Tensor& dy, const std::vector<Var>& ws,
+                             const std::vector<Var>& bs, const std::vector<int64_t>& off) {
+  const bool fresh = claim_fresh(x);
+  bool wgrad = false, bgrad = false;
+  for (size_t i = 0; i < ws.size(); ++i) wgrad = wgrad || ws[i]->requires_grad, bgrad = bgrad || (!bs.empty() && bs[i]->requires_grad);
+  Tensor dw = wgrad ? Tensor::zeros(w.shape()) : Tensor(), db = bgrad ? Tensor::zeros({off.back()}) : Tensor();
+  ops::matmul_backward(x->value, w, dy, x->requires_grad ? &x->grad : nullptr, wgrad ? &dw : nullptr, bgrad ? &db : nullptr,
+                       fresh);
+  for (size_t i = 0; i < ws.size(); ++i) {
+    if (wgrad) add_part(ws[i], dw.slice(0, off[i], off[i + 1]));
+    if (bgrad) add_part(bs[i], db.slice(0, off[i], off[i + 1]));
+  }
+}
 }  // namespace
 
 Tensor* Node::grad_ptr() {
@@ -135,96 +152,76 @@ void Tape::add_time(const std::string& key, double seconds) {
   else e->second += seconds;
 }
 
-// Each op: forward; if recorded, a closure that reads the output's gradient (nothing to do when
-// no gradient reached it) and accumulates into the inputs' gradients.
-#define OCELLUS_RECORD(out, ...)                                  \
-  Tape::current().record(__func__, [=, o = std::weak_ptr<Node>(out)] { \
-    const Var y = o.lock();                                       \
-    if (!y || !y->grad.defined()) return;                         \
-    const Tensor& dy = y->grad;                                   \
-    __VA_ARGS__;                                                  \
-  })
-
-Var matmul(const Var& x, const Var& w, const Var& b) {
-  const bool r = wants({&x, &w, &b});
-  Var y = result(ops::matmul(x->value, w->value, b ? &b->value : nullptr), r);
+// Each op: its forward's value as the output y; when recorded (r: an input wants a gradient), a
+// closure that reads y's gradient dy (nothing to do when no gradient reached it) and accumulates
+// into the inputs' gradients: back(dy), or back(dy, y) where the backward reads y's value too.
+template <typename Back>
+Var recorded(const char* op, bool r, Tensor value, Back back) {
+  Var y = result(std::move(value), r);
   if (r)
-    OCELLUS_RECORD(y, {
-      // The first gradient to reach x is written, not added to zeros.
-      const bool fresh = claim_fresh(x);
-      ops::matmul_backward(x->value, w->value, dy, x->requires_grad ? &x->grad : nullptr, gp(w), gp(b), fresh);
+    Tape::current().record(op, [back, o = std::weak_ptr<Node>(y)] {
+      const Var y = o.lock();
+      if (!y || !y->grad.defined()) return;
+      if constexpr (std::is_invocable_v<Back, const Tensor&>) back(y->grad);
+      else back(y->grad, *y);
     });
   return y;
+}
+
+Var matmul(const Var& x, const Var& w, const Var& b) {
+  return recorded(__func__, wants({&x, &w, &b}), ops::matmul(x->value, w->value, b ? &b->value : nullptr),
+                  [=](const Tensor& dy) {
+                    // The first gradient to reach x is written, not added to zeros.
+                    const bool fresh = claim_fresh(x);
+                    ops::matmul_backward(x->value, w->value, dy, x->requires_grad ? &x->grad : nullptr, gp(w), gp(b), fresh);
+                  });
 }
 
 Var add(const Var& a, const Var& b) {
-  const bool r = wants({&a, &b});
-  Var y = result(ops::add(a->value, b->value), r);
-  if (r)
-    OCELLUS_RECORD(y, {
-      Tensor* ga = slot_or_share(a, dy);
-      Tensor* gb = slot_or_copy(b, dy);  // after a's: x + x adds the second dy to the first (in place)
-      if (ga || gb) ops::add_backward(dy, ga, gb);
-    });
-  return y;
+  return recorded(__func__, wants({&a, &b}), ops::add(a->value, b->value), [=](const Tensor& dy) {
+    Tensor* ga = slot_or_share(a, dy);
+    Tensor* gb = slot_or_copy(b, dy);  // after a's: x + x adds the second dy to the first (in place)
+    if (ga || gb) ops::add_backward(dy, ga, gb);
+  });
 }
 
 Var mul(const Var& a, const Var& b) {
-  const bool r = wants({&a, &b});
-  Var y = result(ops::mul(a->value, b->value), r);
-  if (r) OCELLUS_RECORD(y, ops::mul_backward(a->value, b->value, dy, gp(a), gp(b)));
-  return y;
+  return recorded(__func__, wants({&a, &b}), ops::mul(a->value, b->value),
+                  [=](const Tensor& dy) { ops::mul_backward(a->value, b->value, dy, gp(a), gp(b)); });
 }
 
 Var scale(const Var& a, float s) {
-  const bool r = wants({&a});
-  Var y = result(ops::scale(a->value, s), r);
-  if (r) OCELLUS_RECORD(y, ops::scale_backward(dy, s, gp(a)));
-  return y;
+  return recorded(__func__, wants({&a}), ops::scale(a->value, s), [=](const Tensor& dy) { ops::scale_backward(dy, s, gp(a)); });
 }
 
 Var activate(ops::Activation f, const Var& x) {
-  const bool r = wants({&x});
-  Var y = result(ops::activate(f, x->value), r);
-  if (r) OCELLUS_RECORD(y, ops::activate_backward(f, x->value, dy, gp(x)));
-  return y;
+  return recorded(__func__, wants({&x}), ops::activate(f, x->value),
+                  [=](const Tensor& dy) { ops::activate_backward(f, x->value, dy, gp(x)); });
 }
 
 Var swiglu(const Var& gate, const Var& up) {
-  const bool r = wants({&gate, &up});
-  Var y = result(ops::swiglu(gate->value, up->value), r);
-  if (r)
-    OCELLUS_RECORD(y, {
-      // The first gradients to reach gate and up (the usual case: each is one projection's
-      // output) are written, not added to zeros.
-      const bool fresh = gate->requires_grad && up->requires_grad && gate.get() != up.get() && !gate->grad.defined() &&
-                         !up->grad.defined();
-      if (fresh) gate->grad = Tensor::empty(gate->value.shape()), up->grad = Tensor::empty(up->value.shape());
-      ops::swiglu_backward(gate->value, up->value, dy, gp(gate), gp(up), fresh);
-    });
-  return y;
+  return recorded(__func__, wants({&gate, &up}), ops::swiglu(gate->value, up->value), [=](const Tensor& dy) {
+    // The first gradients to reach gate and up (the usual case: each is one projection's
+    // output) are written, not added to zeros.
+    const bool fresh = gate->requires_grad && up->requires_grad && gate.get() != up.get() && !gate->grad.defined() &&
+                       !up->grad.defined();
+    if (fresh) gate->grad = Tensor::empty(gate->value.shape()), up->grad = Tensor::empty(up->value.shape());
+    ops::swiglu_backward(gate->value, up->value, dy, gp(gate), gp(up), fresh);
+  });
 }
 
 Var swiglu_linear(const Var& x, const Var& gate_w, const Var& up_w) {
   OCELLUS_CHECK(x->value.ndim() == 2, "autograd: swiglu_linear needs x as [n, k], got ", x->value.shape().str());
   OCELLUS_CHECK(gate_w->value.shape() == up_w->value.shape(), "autograd: swiglu_linear: gate ", gate_w->value.shape().str(),
                 " and up ", up_w->value.shape().str(), " weights differ");
-  const bool r = wants({&x, &gate_w, &up_w});
   const Tensor w = ops::concat({gate_w->value, up_w->value}, 0);  // [2f, k]: one GEMM for both
   const Tensor gu = ops::matmul(x->value, w);                       // [n, 2f]
-  Var y = result(ops::swiglu_packed(gu), r);
-  if (r)
-    OCELLUS_RECORD(y, {
-      Tensor dgu = Tensor::empty(gu.shape());
-      ops::swiglu_packed_backward(gu, dy, &dgu);
-      const bool fresh = claim_fresh(x);  // written, not added to zeros
-      const bool wgrad = gate_w->requires_grad || up_w->requires_grad;
-      Tensor dw = wgrad ? Tensor::zeros(w.shape()) : Tensor();
-      ops::matmul_backward(x->value, w, dgu, x->requires_grad ? &x->grad : nullptr, wgrad ? &dw : nullptr, nullptr, fresh);
-      const int64_t f = gate_w->value.dim(0);
-      if (wgrad) add_part(gate_w, dw.slice(0, 0, f)), add_part(up_w, dw.slice(0, f, 2 * f));
-    });
-  return y;
+  return recorded(__func__, wants({&x, &gate_w, &up_w}), ops::swiglu_packed(gu), [=](const Tensor& dy) {
+    Tensor dgu = Tensor::empty(gu.shape());
+    ops::swiglu_packed_backward(gu, dy, &dgu);
+    const int64_t f = gate_w->value.dim(0);
+    stacked_linear_backward(x, w, dgu, {gate_w, up_w}, {}, {0, f, 2 * f});
+  });
 }
 
 std::vector<Var> linear_split(const Var& x, const std::vector<Var>& ws, const std::vector<Var>& bs) {
@@ -272,57 +269,40 @@ std::vector<Var> linear_split(const Var& x, const std::vector<Var>& ws, const st
         for (int64_t j = 0; j < n; ++j) std::memset(d + j * M, 0, size_t(m) * sizeof(float));
       }
     }
-    if (!any) return;
-    const bool fresh = claim_fresh(x);  // written, not added to zeros
-    bool wgrad = false, bgrad = false;
-    for (size_t i = 0; i < ws.size(); ++i) wgrad = wgrad || ws[i]->requires_grad, bgrad = bgrad || (!bs.empty() && bs[i]->requires_grad);
-    Tensor dw = wgrad ? Tensor::zeros(w.shape()) : Tensor(), db = bgrad ? Tensor::zeros({M}) : Tensor();
-    ops::matmul_backward(x->value, w, dy, x->requires_grad ? &x->grad : nullptr, wgrad ? &dw : nullptr, bgrad ? &db : nullptr,
-                         fresh);
-    for (size_t i = 0; i < ws.size(); ++i) {
-      if (wgrad) add_part(ws[i], dw.slice(0, off[i], off[i + 1]));
-      if (bgrad) add_part(bs[i], db.slice(0, off[i], off[i + 1]));
-    }
+    if (any) stacked_linear_backward(x, w, dy, ws, bs, off);
   });
   return out;
 }
 
 Var layer_norm(const Var& x, const Var& w, const Var& b, float eps) {
-  const bool r = wants({&x, &w, &b});
-  Var y = result(ops::layer_norm(x->value, w ? &w->value : nullptr, b ? &b->value : nullptr, eps), r);
-  if (r) OCELLUS_RECORD(y, ops::layer_norm_backward(x->value, w ? &w->value : nullptr, dy, eps, gp(x), gp(w), gp(b)));
-  return y;
+  return recorded(__func__, wants({&x, &w, &b}), ops::layer_norm(x->value, w ? &w->value : nullptr, b ? &b->value : nullptr, eps),
+                  [=](const Tensor& dy) {
+                    ops::layer_norm_backward(x->value, w ? &w->value : nullptr, dy, eps, gp(x), gp(w), gp(b));
+                  });
 }
 
 Var rms_norm(const Var& x, const Var& w, float eps) {
-  const bool r = wants({&x, &w});
-  Var y = result(ops::rms_norm(x->value, w ? &w->value : nullptr, eps), r);
-  if (r) OCELLUS_RECORD(y, ops::rms_norm_backward(x->value, w ? &w->value : nullptr, dy, eps, gp(x), gp(w)));
-  return y;
+  return recorded(__func__, wants({&x, &w}), ops::rms_norm(x->value, w ? &w->value : nullptr, eps),
+                  [=](const Tensor& dy) { ops::rms_norm_backward(x->value, w ? &w->value : nullptr, dy, eps, gp(x), gp(w)); });
 }
 
 Var embedding(const Var& table, const std::vector<int32_t>& ids) {
-  const bool r = wants({&table});
-  Var y = result(ops::embedding(table->value, ids), r);
-  if (r) OCELLUS_RECORD(y, ops::embedding_backward(ids, dy, gp(table)));
-  return y;
+  return recorded(__func__, wants({&table}), ops::embedding(table->value, ids),
+                  [=](const Tensor& dy) { ops::embedding_backward(ids, dy, gp(table)); });
 }
 
 Var rope(const Var& x, const std::vector<int32_t>& pos, const ops::RopeParams& p) {
-  const bool r = wants({&x});
-  Var y = result(ops::rope(x->value, pos, p), r);
-  if (r) OCELLUS_RECORD(y, ops::rope_backward(dy, pos, p, gp(x)));
-  return y;
+  return recorded(__func__, wants({&x}), ops::rope(x->value, pos, p), [=](const Tensor& dy) { ops::rope_backward(dy, pos, p, gp(x)); });
 }
 
 Var attention(const Var& q, const Var& k, const Var& v, const ops::AttentionParams& p) {
   OCELLUS_CHECK(!p.mask && !p.f16_probs, "autograd: attention with a mask or f16 probabilities has no backward here");
   const bool r = wants({&q, &k, &v});
   Tensor lse;
-  Var y = result(ops::attention(q->value, k->value, v->value, p, r ? &lse : nullptr), r);
-  if (r)
-    OCELLUS_RECORD(y, ops::attention_backward(q->value, k->value, v->value, y->value, lse, dy, p, gp(q), gp(k), gp(v)));
-  return y;
+  Tensor out = ops::attention(q->value, k->value, v->value, p, r ? &lse : nullptr);
+  return recorded(__func__, r, std::move(out), [=](const Tensor& dy, const Node& y) {
+    ops::attention_backward(q->value, k->value, v->value, y.value, lse, dy, p, gp(q), gp(k), gp(v));
+  });
 }
 
 Var attention_segments(const Var& q, const Var& k, const Var& v, const ops::AttentionParams& p,
@@ -342,113 +322,92 @@ Var attention_segments(const Var& q, const Var& k, const Var& v, const ops::Atte
     std::memcpy(out.data<float>() + a * Q.dim(1) * v->value.dim(2), o.data<float>(), o.nbytes());
     if (r) lses.push_back(l);
   }
-  Var y = result(out, r);
-  if (r)
-    OCELLUS_RECORD(y, {
-      Tensor* gq = gp(q);
-      Tensor* gk = gp(k);
-      Tensor* gv = gp(v);
-      auto segment = [&](size_t s) {
-        const int64_t a = starts[s], b = starts[s + 1];
-        Tensor dq = gq ? gq->slice(0, a, b) : Tensor(), dk = gk ? gk->slice(0, a, b) : Tensor(), dv = gv ? gv->slice(0, a, b) : Tensor();
-        ops::attention_backward(q->value.slice(0, a, b), k->value.slice(0, a, b), v->value.slice(0, a, b), y->value.slice(0, a, b),
-                                lses[s], dy.slice(0, a, b), p, gq ? &dq : nullptr, gk ? &dk : nullptr, gv ? &dv : nullptr);
-      };
-      // A segment's backward is parallel over its kv heads only (each owns its dk, dv): with as
-      // many segments as threads and none holding more than a thread's share of the work (cost
-      // ~ length²), whole segments go to the threads instead, longest first, each run
-      // single-threaded — one parallel region, no thread waiting on another's kv head.
-      const size_t n_seg = starts.size() - 1;
-      std::vector<size_t> order(n_seg);
-      double total = 0, largest = 0;
-      for (size_t s = 0; s < n_seg; ++s) {
-        const double len = double(starts[s + 1] - starts[s]);
-        order[s] = s, total += len * len, largest = std::max(largest, len * len);
-      }
-      if (n_seg >= size_t(num_threads()) && num_threads() > 1 && largest <= total / num_threads()) {
-        std::stable_sort(order.begin(), order.end(),
-                         [&](size_t x, size_t z) { return starts[x + 1] - starts[x] > starts[z + 1] - starts[z]; });
-        parallel_for_dynamic(int64_t(n_seg), 1, [&](int64_t i0, int64_t i1) {
-          for (int64_t i = i0; i < i1; ++i) segment(order[size_t(i)]);
-        });
-      } else {
-        for (size_t s = 0; s < n_seg; ++s) segment(s);
-      }
-    });
-  return y;
+  return recorded(__func__, r, std::move(out), [=](const Tensor& dy, const Node& y) {
+    Tensor* gq = gp(q);
+    Tensor* gk = gp(k);
+    Tensor* gv = gp(v);
+    auto segment = [&](size_t s) {
+      const int64_t a = starts[s], b = starts[s + 1];
+      Tensor dq = gq ? gq->slice(0, a, b) : Tensor(), dk = gk ? gk->slice(0, a, b) : Tensor(), dv = gv ? gv->slice(0, a, b) : Tensor();
+      ops::attention_backward(q->value.slice(0, a, b), k->value.slice(0, a, b), v->value.slice(0, a, b), y.value.slice(0, a, b),
+                              lses[s], dy.slice(0, a, b), p, gq ? &dq : nullptr, gk ? &dk : nullptr, gv ? &dv : nullptr);
+    };
+    // A segment's backward is parallel over its kv heads only (each owns its dk, dv): with as
+    // many segments as threads and none holding more than a thread's share of the work (cost
+    // ~ length²), whole segments go to the threads instead, longest first, each run
+    // single-threaded — one parallel region, no thread waiting on another's kv head.
+    const size_t n_seg = starts.size() - 1;
+    std::vector<size_t> order(n_seg);
+    double total = 0, largest = 0;
+    for (size_t s = 0; s < n_seg; ++s) {
+      const double len = double(starts[s + 1] - starts[s]);
+      order[s] = s, total += len * len, largest = std::max(largest, len * len);
+    }
+    if (n_seg >= size_t(num_threads()) && num_threads() > 1 && largest <= total / num_threads()) {
+      std::stable_sort(order.begin(), order.end(),
+                       [&](size_t x, size_t z) { return starts[x + 1] - starts[x] > starts[z + 1] - starts[z]; });
+      parallel_for_dynamic(int64_t(n_seg), 1, [&](int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1; ++i) segment(order[size_t(i)]);
+      });
+    } else {
+      for (size_t s = 0; s < n_seg; ++s) segment(s);
+    }
+  });
 }
 
 Var reshape(const Var& x, const Shape& shape) {
-  const bool r = wants({&x});
-  Var y = result(x->value.reshape(shape), r);
-  if (r)
-    OCELLUS_RECORD(y, {
-      const Tensor dx = dy.reshape(x->value.shape());
-      if (Tensor* g = slot_or_share(x, dx)) *g = ops::add(*g, dx);
-    });
-  return y;
+  return recorded(__func__, wants({&x}), x->value.reshape(shape), [=](const Tensor& dy) {
+    const Tensor dx = dy.reshape(x->value.shape());
+    if (Tensor* g = slot_or_share(x, dx)) *g = ops::add(*g, dx);
+  });
 }
 
 Var concat(const std::vector<Var>& xs, int dim) {
   bool r = false;
   std::vector<Tensor> vals;
   for (const Var& x : xs) r = r || wants({&x}), vals.push_back(x->value);
-  Var y = result(ops::concat(vals, dim), r);
-  if (r)
-    OCELLUS_RECORD(y, {
-      // Each part's gradient is its slice of dy: shared (a view, no pass) where it is contiguous
-      // and the first to reach that input, as slot_or_share argues (the parts are disjoint, so
-      // every input may share; an input listed twice adds its second slice into its first).
-      const int d = dim < 0 ? dim + dy.ndim() : dim;
-      int64_t off = 0;
-      for (const Var& x : xs) {
-        const int64_t len = x->value.dim(d);
-        const Tensor part = dy.slice(d, off, off + len);
-        off += len;
-        if (x->requires_grad && !x->grad.defined() && part.is_contiguous()) x->grad = part;
-        else ops::slice_backward(part, d, 0, gp(x));
-      }
-    });
-  return y;
+  return recorded(__func__, r, ops::concat(vals, dim), [=](const Tensor& dy) {
+    // Each part's gradient is its slice of dy: shared (a view, no pass) where it is contiguous
+    // and the first to reach that input, as slot_or_share argues (the parts are disjoint, so
+    // every input may share; an input listed twice adds its second slice into its first).
+    const int d = dim < 0 ? dim + dy.ndim() : dim;
+    int64_t off = 0;
+    for (const Var& x : xs) {
+      const int64_t len = x->value.dim(d);
+      const Tensor part = dy.slice(d, off, off + len);
+      off += len;
+      if (x->requires_grad && !x->grad.defined() && part.is_contiguous()) x->grad = part;
+      else ops::slice_backward(part, d, 0, gp(x));
+    }
+  });
 }
 
 Var slice(const Var& x, int dim, int64_t start, int64_t end) {
-  const bool r = wants({&x});
-  Var y = result(ops::slice(x->value, dim, start, end), r);
-  if (r) OCELLUS_RECORD(y, ops::slice_backward(dy, dim, start, gp(x)));
-  return y;
+  return recorded(__func__, wants({&x}), ops::slice(x->value, dim, start, end),
+                  [=](const Tensor& dy) { ops::slice_backward(dy, dim, start, gp(x)); });
 }
 
 Var cross_entropy(const Var& logits, const std::vector<int32_t>& targets, int32_t ignore_index) {
   const bool r = wants({&logits});
   auto lse = std::make_shared<std::vector<float>>();  // each row's log Σ exp, kept for the backward
   const float loss = ops::cross_entropy(logits->value, targets, ignore_index, r ? lse.get() : nullptr);
-  Var y = result(Tensor::full({1}, loss), r);
-  if (r)
-    OCELLUS_RECORD(y, ops::cross_entropy_backward(logits->value, targets, dy.data<float>()[0], gp(logits), ignore_index,
-                                                  lse.get()));
-  return y;
+  return recorded(__func__, r, Tensor::full({1}, loss), [=](const Tensor& dy) {
+    ops::cross_entropy_backward(logits->value, targets, dy.data<float>()[0], gp(logits), ignore_index, lse.get());
+  });
 }
 
 Var patch_embed(const Tensor& image, const Var& w, const Var& b, int64_t patch) {
-  const bool r = wants({&w, &b});
-  Var y = result(ops::patch_embed(image, w->value, b ? &b->value : nullptr, patch), r);
-  if (r) OCELLUS_RECORD(y, ops::patch_embed_backward(image, w->value, dy, patch, nullptr, gp(w), gp(b)));
-  return y;
+  return recorded(__func__, wants({&w, &b}), ops::patch_embed(image, w->value, b ? &b->value : nullptr, patch),
+                  [=](const Tensor& dy) { ops::patch_embed_backward(image, w->value, dy, patch, nullptr, gp(w), gp(b)); });
 }
 
 Var avg_pool2(const Var& x) {
-  const bool r = wants({&x});
-  Var y = result(ops::avg_pool2(x->value), r);
-  if (r) OCELLUS_RECORD(y, ops::avg_pool2_backward(dy, gp(x)));
-  return y;
+  return recorded(__func__, wants({&x}), ops::avg_pool2(x->value), [=](const Tensor& dy) { ops::avg_pool2_backward(dy, gp(x)); });
 }
 
 Var depthwise3x3(const Var& x, const Var& w, const Var& b) {
-  const bool r = wants({&x, &w, &b});
-  Var y = result(ops::depthwise3x3(x->value, w->value, b ? &b->value : nullptr), r);
-  if (r) OCELLUS_RECORD(y, ops::depthwise3x3_backward(x->value, w->value, dy, gp(x), gp(w), gp(b)));
-  return y;
+  return recorded(__func__, wants({&x, &w, &b}), ops::depthwise3x3(x->value, w->value, b ? &b->value : nullptr),
+                  [=](const Tensor& dy) { ops::depthwise3x3_backward(x->value, w->value, dy, gp(x), gp(w), gp(b)); });
 }
 
 Var segment_mean(const Var& x, const std::vector<int64_t>& starts) {
@@ -467,20 +426,16 @@ Var segment_mean(const Var& x, const std::vector<int64_t>& starts) {
     const float inv = 1.0f / float(e - a);
     for (int64_t j = 0; j < d; ++j) o[j] *= inv;
   }
-  const bool r = wants({&x});
-  Var y = result(out, r);
-  if (r)
-    OCELLUS_RECORD(y, {
-      Tensor* g = gp(x);
-      const Tensor dyc = dy.contiguous();
-      for (int64_t s = 0; s < S; ++s) {
-        const int64_t a = starts[size_t(s)], e = starts[size_t(s) + 1];
-        const float inv = 1.0f / float(e - a);
-        for (int64_t i = a; i < e; ++i)
-          for (int64_t j = 0; j < d; ++j) g->data<float>()[i * d + j] += dyc.data<float>()[s * d + j] * inv;
-      }
-    });
-  return y;
+  return recorded(__func__, wants({&x}), out, [=](const Tensor& dy) {
+    Tensor* g = gp(x);
+    const Tensor dyc = dy.contiguous();
+    for (int64_t s = 0; s < S; ++s) {
+      const int64_t a = starts[size_t(s)], e = starts[size_t(s) + 1];
+      const float inv = 1.0f / float(e - a);
+      for (int64_t i = a; i < e; ++i)
+        for (int64_t j = 0; j < d; ++j) g->data<float>()[i * d + j] += dyc.data<float>()[s * d + j] * inv;
+    }
+  });
 }
 
 Var sigmoid_pair_loss(const Var& img, const Var& txt, const Var& log_scale, const Var& bias) {
@@ -516,39 +471,34 @@ Var sigmoid_pair_loss(const Var& img, const Var& txt, const Var& log_scale, cons
       dlogit[size_t(i * n + j)] = -(i == j ? 1.0 : -1.0) * sig_neg / double(n);
     }
   const bool r = wants({&img, &txt, &log_scale, &bias});
-  Var y = result(Tensor::full({1}, float(loss / double(n))), r);
-  if (r)
-    OCELLUS_RECORD(y, {
-      const double g = dy.data<float>()[0];
-      double dscale = 0, dbias = 0;
-      std::vector<double> dui(size_t(n * e), 0), dut(size_t(n * e), 0);
-      for (int64_t i = 0; i < n; ++i)
-        for (int64_t j = 0; j < n; ++j) {
-          const double dl = g * dlogit[size_t(i * n + j)];
-          dbias += dl, dscale += dl * t * cos[size_t(i * n + j)];
-          for (int64_t k = 0; k < e; ++k) {
-            dui[size_t(i * e + k)] += dl * t * ut[size_t(j * e + k)];
-            dut[size_t(j * e + k)] += dl * t * ui[size_t(i * e + k)];
-          }
+  return recorded(__func__, r, Tensor::full({1}, float(loss / double(n))), [=](const Tensor& dy) {
+    const double g = dy.data<float>()[0];
+    double dscale = 0, dbias = 0;
+    std::vector<double> dui(size_t(n * e), 0), dut(size_t(n * e), 0);
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < n; ++j) {
+        const double dl = g * dlogit[size_t(i * n + j)];
+        dbias += dl, dscale += dl * t * cos[size_t(i * n + j)];
+        for (int64_t k = 0; k < e; ++k) {
+          dui[size_t(i * e + k)] += dl * t * ut[size_t(j * e + k)];
+          dut[size_t(j * e + k)] += dl * t * ui[size_t(i * e + k)];
         }
-      // Through the normalization: dz = (du - u <u, du>) / |z|.
-      auto back = [&](const Var& v, const std::vector<double>& u, const std::vector<double>& du, const std::vector<double>& norm) {
-        Tensor* gz = gp(v);
-        if (!gz) return;
-        for (int64_t i = 0; i < n; ++i) {
-          double dot = 0;
-          for (int64_t k = 0; k < e; ++k) dot += u[size_t(i * e + k)] * du[size_t(i * e + k)];
-          for (int64_t k = 0; k < e; ++k)
-            gz->data<float>()[i * e + k] += float((du[size_t(i * e + k)] - u[size_t(i * e + k)] * dot) / norm[size_t(i)]);
-        }
-      };
-      back(img, ui, dui, ni), back(txt, ut, dut, nt);
-      if (Tensor* gs = gp(log_scale)) gs->data<float>()[0] += float(dscale);
-      if (Tensor* gb = gp(bias)) gb->data<float>()[0] += float(dbias);
-    });
-  return y;
+      }
+    // Through the normalization: dz = (du - u <u, du>) / |z|.
+    auto back = [&](const Var& v, const std::vector<double>& u, const std::vector<double>& du, const std::vector<double>& norm) {
+      Tensor* gz = gp(v);
+      if (!gz) return;
+      for (int64_t i = 0; i < n; ++i) {
+        double dot = 0;
+        for (int64_t k = 0; k < e; ++k) dot += u[size_t(i * e + k)] * du[size_t(i * e + k)];
+        for (int64_t k = 0; k < e; ++k)
+          gz->data<float>()[i * e + k] += float((du[size_t(i * e + k)] - u[size_t(i * e + k)] * dot) / norm[size_t(i)]);
+      }
+    };
+    back(img, ui, dui, ni), back(txt, ut, dut, nt);
+    if (Tensor* gs = gp(log_scale)) gs->data<float>()[0] += float(dscale);
+    if (Tensor* gb = gp(bias)) gb->data<float>()[0] += float(dbias);
+  });
 }
-
-#undef OCELLUS_RECORD
 
 }  // namespace ocellus::ag

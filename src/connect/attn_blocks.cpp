@@ -20,7 +20,6 @@ class AttnBlocks final : public ConnectorOf<F> {
  public:
   AttnBlocks(const vision::EncoderParams& p, AttnBlocksWeights<F> w) : p_(p), w_(std::move(w)) {}
   std::string type() const override { return "attn_blocks"; }
-  int64_t n_tokens(int64_t n_features) const override { return n_features; }
   typename F::V forward(const F& f, const typename F::V& x) const override {
     typename F::V h = x;
     for (const auto& b : w_.blocks) h = vision::encoder_block(f, b, h, p_, {0, F::shape(x)[0]});
@@ -68,7 +67,6 @@ std::unique_ptr<ConnectorOf<F>> load_attn_blocks(const ConnectorConfig& c, const
   w.proj = detail::load_linear_of(mk, detail::attn_blocks_out_weight(layout), p + "proj.bias", c.d_out, d);
   return std::make_unique<AttnBlocks<F>>(ep, std::move(w));
 }
-template std::unique_ptr<ConnectorOf<nn::Infer>> load_attn_blocks(const ConnectorConfig&, const nn::Maker<nn::Infer>&, Layout);
-template std::unique_ptr<ConnectorOf<nn::Train>> load_attn_blocks(const ConnectorConfig&, const nn::Maker<nn::Train>&, Layout);
+OCELLUS_CONNECTOR_INSTANTIATE(load_attn_blocks)
 
 }  // namespace ocellus::connect

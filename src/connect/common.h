@@ -54,16 +54,6 @@ inline int64_t n_head(const ConnectorConfig& c, int64_t d) {
 inline Tensor as_f32(const Tensor& t) { return t.defined() && t.dtype() != DType::F32 ? t.to(DType::F32) : t; }
 inline ag::Var as_f32(const ag::Var& v) { return v; }
 
-// Name of linear layer `i` of a sequential projector ("mm.0", "multi_modal_projector.linear_1", ...).
-inline std::string layer_name(Layout layout, int seq_index, int hf_index, const char* what) {
-  switch (layout) {
-    case Layout::Gguf: return "mm." + std::to_string(seq_index) + "." + what;
-    case Layout::HfLlava: return "multi_modal_projector.linear_" + std::to_string(hf_index) + "." + what;
-    case Layout::LlavaOriginal: return "model.mm_projector." + std::to_string(seq_index) + "." + what;
-  }
-  return "";
-}
-
 // Where a layout keeps the connector's own tensors: name = prefix + local name.
 inline std::string prefix(Layout layout) {
   switch (layout) {
@@ -72,6 +62,12 @@ inline std::string prefix(Layout layout) {
     case Layout::LlavaOriginal: return "model.mm_projector.";
   }
   return "";
+}
+
+// Name of linear layer `i` of a sequential projector ("mm.0", "multi_modal_projector.linear_1", ...).
+inline std::string layer_name(Layout layout, int seq_index, int hf_index, const char* what) {
+  const std::string layer = layout == Layout::HfLlava ? "linear_" + std::to_string(hf_index) : std::to_string(seq_index);
+  return prefix(layout) + layer + "." + what;
 }
 
 // The last weight matrix of each type, whose rows are the connector's output width (one
@@ -84,3 +80,8 @@ std::string attn_blocks_out_weight(Layout layout);
 std::string resampler_out_weight(Layout layout);
 
 }  // namespace ocellus::connect::detail
+
+// A type's loader instantiated for both forward contexts.
+#define OCELLUS_CONNECTOR_INSTANTIATE(name)                                                                         \
+  template std::unique_ptr<ConnectorOf<nn::Infer>> name(const ConnectorConfig&, const nn::Maker<nn::Infer>&, Layout); \
+  template std::unique_ptr<ConnectorOf<nn::Train>> name(const ConnectorConfig&, const nn::Maker<nn::Train>&, Layout);

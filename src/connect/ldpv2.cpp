@@ -59,7 +59,6 @@ std::unique_ptr<ConnectorOf<F>> load_ldpv2(const ConnectorConfig& c, const nn::M
   w.peg_b = mk.tensor(peg + "bias", {d}, true);
   return std::make_unique<Ldpv2<F>>(c, std::move(w));
 }
-template std::unique_ptr<ConnectorOf<nn::Infer>> load_ldpv2(const ConnectorConfig&, const nn::Maker<nn::Infer>&, Layout);
-template std::unique_ptr<ConnectorOf<nn::Train>> load_ldpv2(const ConnectorConfig&, const nn::Maker<nn::Train>&, Layout);
+OCELLUS_CONNECTOR_INSTANTIATE(load_ldpv2)
 
 }  // namespace ocellus::connect

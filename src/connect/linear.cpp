@@ -9,7 +9,6 @@ class LinearConnector final : public ConnectorOf<F> {
  public:
   explicit LinearConnector(detail::LinearOf<F> l) : l_(std::move(l)) {}
   std::string type() const override { return "linear"; }
-  int64_t n_tokens(int64_t n_features) const override { return n_features; }
   typename F::V forward(const F& f, const typename F::V& x) const override { return l_(f, x); }
 
  private:
@@ -28,7 +27,6 @@ std::unique_ptr<ConnectorOf<F>> load_linear(const ConnectorConfig& c, const nn::
   const std::string b = layout == Layout::LlavaOriginal ? "model.mm_projector.bias" : detail::layer_name(layout, 0, 1, "bias");
   return std::make_unique<LinearConnector<F>>(detail::load_linear_of(mk, detail::linear_out_weight(layout), b, c.d_out, c.d_in));
 }
-template std::unique_ptr<ConnectorOf<nn::Infer>> load_linear(const ConnectorConfig&, const nn::Maker<nn::Infer>&, Layout);
-template std::unique_ptr<ConnectorOf<nn::Train>> load_linear(const ConnectorConfig&, const nn::Maker<nn::Train>&, Layout);
+OCELLUS_CONNECTOR_INSTANTIATE(load_linear)
 
 }  // namespace ocellus::connect

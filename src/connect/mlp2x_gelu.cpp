@@ -9,7 +9,6 @@ class Mlp2xGelu final : public ConnectorOf<F> {
  public:
   Mlp2xGelu(const ConnectorConfig& c, detail::LinearOf<F> l1, detail::LinearOf<F> l2) : c_(c), l1_(std::move(l1)), l2_(std::move(l2)) {}
   std::string type() const override { return "mlp2x_gelu"; }
-  int64_t n_tokens(int64_t n_features) const override { return n_features; }
   typename F::V forward(const F& f, const typename F::V& x) const override { return l2_(f, detail::gelu_of(f, c_, l1_(f, x))); }
 
  private:
@@ -28,7 +27,6 @@ std::unique_ptr<ConnectorOf<F>> load_mlp2x_gelu(const ConnectorConfig& c, const 
   auto l2 = detail::load_linear_of(mk, detail::mlp2x_gelu_out_weight(layout), layer_name(layout, 2, 2, "bias"), c.d_out, c.d_out);
   return std::make_unique<Mlp2xGelu<F>>(c, std::move(l1), std::move(l2));
 }
-template std::unique_ptr<ConnectorOf<nn::Infer>> load_mlp2x_gelu(const ConnectorConfig&, const nn::Maker<nn::Infer>&, Layout);
-template std::unique_ptr<ConnectorOf<nn::Train>> load_mlp2x_gelu(const ConnectorConfig&, const nn::Maker<nn::Train>&, Layout);
+OCELLUS_CONNECTOR_INSTANTIATE(load_mlp2x_gelu)
 
 }  // namespace ocellus::connect

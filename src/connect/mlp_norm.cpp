@@ -11,7 +11,6 @@ class MlpNorm final : public ConnectorOf<F> {
   MlpNorm(const ConnectorConfig& c, detail::LinearOf<F> l0, detail::NormOf<F> n1, detail::LinearOf<F> l3, detail::NormOf<F> n4)
       : c_(c), l0_(std::move(l0)), n1_(std::move(n1)), l3_(std::move(l3)), n4_(std::move(n4)) {}
   std::string type() const override { return "mlp_norm"; }
-  int64_t n_tokens(int64_t n_features) const override { return n_features; }
   typename F::V forward(const F& f, const typename F::V& x) const override {
     return n4_(f, l3_(f, detail::gelu_of(f, c_, n1_(f, l0_(f, x)))));
   }
@@ -39,7 +38,6 @@ std::unique_ptr<ConnectorOf<F>> load_mlp_norm(const ConnectorConfig& c, const nn
   auto n4 = detail::load_norm_of(mk, c, p + "4.", c.d_out);
   return std::make_unique<MlpNorm<F>>(c, std::move(l0), std::move(n1), std::move(l3), std::move(n4));
 }
-template std::unique_ptr<ConnectorOf<nn::Infer>> load_mlp_norm(const ConnectorConfig&, const nn::Maker<nn::Infer>&, Layout);
-template std::unique_ptr<ConnectorOf<nn::Train>> load_mlp_norm(const ConnectorConfig&, const nn::Maker<nn::Train>&, Layout);
+OCELLUS_CONNECTOR_INSTANTIATE(load_mlp_norm)
 
 }  // namespace ocellus::connect

@@ -67,7 +67,6 @@ std::unique_ptr<ConnectorOf<F>> load_resampler(const ConnectorConfig& c, const n
   w.proj = detail::load_linear_of(mk, detail::resampler_out_weight(layout), p + "proj.bias", d, d);
   return std::make_unique<Resampler<F>>(detail::n_head(c, d), std::move(w));
 }
-template std::unique_ptr<ConnectorOf<nn::Infer>> load_resampler(const ConnectorConfig&, const nn::Maker<nn::Infer>&, Layout);
-template std::unique_ptr<ConnectorOf<nn::Train>> load_resampler(const ConnectorConfig&, const nn::Maker<nn::Train>&, Layout);
+OCELLUS_CONNECTOR_INSTANTIATE(load_resampler)
 
 }  // namespace ocellus::connect

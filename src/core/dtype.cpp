@@ -1,6 +1,6 @@
 #include "ocellus/core/dtype.h"
 
-#include <cstring>
+#include <bit>
 
 #include "ocellus/core/error.h"
 
@@ -37,16 +37,8 @@ size_t row_bytes(DType t, int64_t n) {
   return size_t(blocks * info.block_bytes);
 }
 
-static inline uint32_t f32_bits(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  return u;
-}
-static inline float bits_f32(uint32_t u) {
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
+static inline uint32_t f32_bits(float f) { return std::bit_cast<uint32_t>(f); }
+static inline float bits_f32(uint32_t u) { return std::bit_cast<float>(u); }
 
 float fp16_to_f32(uint16_t h) {
   uint32_t sign = uint32_t(h & 0x8000) << 16;

@@ -22,14 +22,7 @@ namespace ocellus {
 
 // ---- Shape --------------------------------------------------------------------------------
 
-Shape::Shape(std::initializer_list<int64_t> dims) {
-  OCELLUS_CHECK(dims.size() <= size_t(kMaxDims), "tensor: at most ", kMaxDims, " dimensions, got ",
-                dims.size());
-  for (int64_t v : dims) {
-    OCELLUS_CHECK(v >= 0, "tensor: negative dimension ", v);
-    d[ndim++] = v;
-  }
-}
+Shape::Shape(std::initializer_list<int64_t> dims) : Shape(of(dims.begin(), int(dims.size()))) {}
 
 Shape Shape::of(const int64_t* dims, int n) {
   OCELLUS_CHECK(n >= 0 && n <= kMaxDims, "tensor: at most ", kMaxDims, " dimensions, got ", n);
@@ -69,32 +62,22 @@ std::string Shape::str() const {
 // ---- MappedFile / Storage -----------------------------------------------------------------
 
 MappedFile::MappedFile(const std::string& path) : path_(path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) fail(path, ": cannot open: ", std::strerror(errno));
+  // Closed on every way out (the errors below read errno before the unwinding closes it).
+  const struct Closer { int fd; ~Closer() { ::close(fd); } } closer{fd};
   struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    int e = errno;
-    ::close(fd);
-    fail(path, ": cannot stat: ", std::strerror(e));
-  }
-  if (S_ISDIR(st.st_mode)) {
-    ::close(fd);
-    fail(path, ": is a directory, not a file");
-  }
+  if (::fstat(fd, &st) != 0) fail(path, ": cannot stat: ", std::strerror(errno));
+  if (S_ISDIR(st.st_mode)) fail(path, ": is a directory, not a file");
   size_ = size_t(st.st_size);
   if (size_ > 0) {
     void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (p == MAP_FAILED) {
-      int e = errno;
-      ::close(fd);
-      fail(path, ": cannot map: ", std::strerror(e));
-    }
+    if (p == MAP_FAILED) fail(path, ": cannot map: ", std::strerror(errno));
     data_ = static_cast<const uint8_t*>(p);
     // Weights are streamed whole for every token: ask for huge pages (fewer TLB misses) where
     // the kernel and filesystem can back a file mapping with them; harmless where not.
     ::madvise(p, size_, MADV_HUGEPAGE);
   }
-  ::close(fd);
 }
 
 MappedFile::~MappedFile() {

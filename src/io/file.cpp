@@ -17,7 +17,7 @@ void write_bytes(std::FILE* f, const void* data, size_t n, const std::string& pa
   if (n && std::fwrite(data, 1, n, f) != n) fail(path, ": write failed: ", std::strerror(errno));
 }
 
-static std::string parent_dir(const std::string& path) {
+std::string parent_dir(const std::string& path) {
   const size_t slash = path.find_last_of('/');
   return slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
 }
@@ -69,11 +69,6 @@ std::string read_text_file(const std::string& path, size_t max_bytes) {
   std::string s(size_t(n), '\0');
   if (n && !in.read(s.data(), n)) fail(path, ": read failed");
   return s;
-}
-
-bool file_exists(const std::string& path) {
-  struct stat st {};
-  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
 }
 
 bool is_directory(const std::string& path) {

@@ -1,7 +1,9 @@
 #include "ocellus/io/gguf.h"
 
 #include <algorithm>
+#include <bit>
 #include <cstring>
+#include <iterator>
 #include <limits>
 
 #include "ocellus/core/error.h"
@@ -17,18 +19,27 @@ constexpr uint32_t kMagic = 0x46554747;  // "GGUF" read little-endian
 constexpr int kMaxNesting = 8;           // arrays of arrays: deeper is surely corrupt
 constexpr uint64_t kDefaultAlignment = 32;
 
-// Bytes of one element of a fixed-size type; 0 for strings and arrays.
-size_t scalar_size(GgufType t) {
-  switch (t) {
-    case GgufType::Uint8: case GgufType::Int8: case GgufType::Bool: return 1;
-    case GgufType::Uint16: case GgufType::Int16: return 2;
-    case GgufType::Uint32: case GgufType::Int32: case GgufType::Float32: return 4;
-    case GgufType::Uint64: case GgufType::Int64: case GgufType::Float64: return 8;
-    default: return 0;
-  }
-}
+// What each value type is, indexed by its id: name, bytes of one element (0 for strings and
+// arrays) and kind: 'u' unsigned integer, 'i' signed integer, 'f' float, 'b' bool, 's' string, 'a' array.
+struct TypeInfo {
+  const char* name;
+  size_t size;
+  char kind;
+};
+constexpr TypeInfo kTypes[] = {
+    {"uint8", 1, 'u'},   {"int8", 1, 'i'},   {"uint16", 2, 'u'}, {"int16", 2, 'i'},  {"uint32", 4, 'u'},
+    {"int32", 4, 'i'},   {"float32", 4, 'f'}, {"bool", 1, 'b'},  {"string", 0, 's'}, {"array", 0, 'a'},
+    {"uint64", 8, 'u'},  {"int64", 8, 'i'},  {"float64", 8, 'f'},
+};
 
-bool valid_type(uint32_t t) { return t <= uint32_t(GgufType::Float64); }
+bool valid_type(uint32_t t) { return t < std::size(kTypes); }
+const TypeInfo& info(GgufType t) {
+  static constexpr TypeInfo kInvalid{"invalid", 0, '?'};
+  return valid_type(uint32_t(t)) ? kTypes[uint32_t(t)] : kInvalid;
+}
+size_t scalar_size(GgufType t) { return info(t).size; }
+bool integer_type(GgufType t) { return info(t).kind == 'u' || info(t).kind == 'i'; }
+bool is_unsigned(GgufType t) { return info(t).kind == 'u' || info(t).kind == 'b'; }
 
 // Smallest number of bytes an element of type t can take in a file.
 size_t min_encoded_size(GgufType t) {
@@ -37,41 +48,25 @@ size_t min_encoded_size(GgufType t) {
   return scalar_size(t);
 }
 
-// A scalar from little-endian bytes into the value's typed fields.
+// A scalar from little-endian bytes (as the host's) into the value's typed fields.
 void decode_scalar(GgufType t, const uint8_t* p, GgufValue& v) {
   v.type = t;
-  switch (t) {
-    case GgufType::Uint8: v.u = p[0]; break;
-    case GgufType::Bool: v.u = p[0] != 0; break;
-    case GgufType::Int8: v.i = int8_t(p[0]); break;
-    case GgufType::Uint16: { uint16_t x; std::memcpy(&x, p, 2); v.u = x; break; }
-    case GgufType::Int16: { int16_t x; std::memcpy(&x, p, 2); v.i = x; break; }
-    case GgufType::Uint32: { uint32_t x; std::memcpy(&x, p, 4); v.u = x; break; }
-    case GgufType::Int32: { int32_t x; std::memcpy(&x, p, 4); v.i = x; break; }
-    case GgufType::Float32: { float x; std::memcpy(&x, p, 4); v.f = x; break; }
-    case GgufType::Uint64: { uint64_t x; std::memcpy(&x, p, 8); v.u = x; break; }
-    case GgufType::Int64: { int64_t x; std::memcpy(&x, p, 8); v.i = x; break; }
-    case GgufType::Float64: { double x; std::memcpy(&x, p, 8); v.f = x; break; }
-    default: break;
-  }
+  const TypeInfo& ti = info(t);
+  uint64_t x = 0;
+  std::memcpy(&x, p, ti.size);
+  const int unused_bits = 64 - 8 * int(ti.size);
+  if (ti.kind == 'u') v.u = x;
+  else if (ti.kind == 'b') v.u = x != 0;
+  else if (ti.kind == 'i') v.i = int64_t(x << unused_bits) >> unused_bits;  // sign-extended
+  else if (t == GgufType::Float32) v.f = std::bit_cast<float>(uint32_t(x));
+  else if (t == GgufType::Float64) v.f = std::bit_cast<double>(x);
 }
 
 void encode_scalar(const GgufValue& v, std::string& out) {
-  uint8_t b[8];
-  switch (v.type) {
-    case GgufType::Uint8: case GgufType::Bool: b[0] = uint8_t(v.u); break;
-    case GgufType::Int8: b[0] = uint8_t(int8_t(v.i)); break;
-    case GgufType::Uint16: { uint16_t x = uint16_t(v.u); std::memcpy(b, &x, 2); break; }
-    case GgufType::Int16: { int16_t x = int16_t(v.i); std::memcpy(b, &x, 2); break; }
-    case GgufType::Uint32: { uint32_t x = uint32_t(v.u); std::memcpy(b, &x, 4); break; }
-    case GgufType::Int32: { int32_t x = int32_t(v.i); std::memcpy(b, &x, 4); break; }
-    case GgufType::Float32: { float x = float(v.f); std::memcpy(b, &x, 4); break; }
-    case GgufType::Uint64: std::memcpy(b, &v.u, 8); break;
-    case GgufType::Int64: std::memcpy(b, &v.i, 8); break;
-    case GgufType::Float64: std::memcpy(b, &v.f, 8); break;
-    default: return;
-  }
-  out.append(reinterpret_cast<const char*>(b), scalar_size(v.type));
+  uint64_t x = info(v.type).kind == 'i' ? uint64_t(v.i) : v.u;  // the low bytes: two's complement
+  if (v.type == GgufType::Float32) x = std::bit_cast<uint32_t>(float(v.f));
+  if (v.type == GgufType::Float64) x = std::bit_cast<uint64_t>(v.f);
+  out.append(reinterpret_cast<const char*>(&x), scalar_size(v.type));
 }
 
 const GgmlType kGgmlTypes[] = {
@@ -95,11 +90,7 @@ const GgmlType kGgmlTypes[] = {
 
 }  // namespace
 
-const char* gguf_type_name(GgufType t) {
-  static const char* names[] = {"uint8", "int8",  "uint16", "int16", "uint32", "int32", "float32",
-                                "bool",  "string", "array", "uint64", "int64", "float64"};
-  return valid_type(uint32_t(t)) ? names[uint32_t(t)] : "invalid";
-}
+const char* gguf_type_name(GgufType t) { return info(t).name; }
 
 const GgmlType* ggml_type(uint32_t id) {
   for (const GgmlType& t : kGgmlTypes)
@@ -122,10 +113,15 @@ GgufValue GgufValue::f32(float v) { GgufValue x; x.type = GgufType::Float32; x.f
 GgufValue GgufValue::boolean(bool v) { GgufValue x; x.type = GgufType::Bool; x.u = v; return x; }
 GgufValue GgufValue::str(std::string v) { GgufValue x; x.type = GgufType::String; x.s = std::move(v); return x; }
 
-GgufValue GgufValue::array(GgufType elem, std::vector<GgufValue> items) {
+static GgufValue empty_array(GgufType elem) {
   GgufValue x;
   x.type = GgufType::Array;
   x.elem_type = elem;
+  return x;
+}
+
+GgufValue GgufValue::array(GgufType elem, std::vector<GgufValue> items) {
+  GgufValue x = empty_array(elem);
   for (const GgufValue& it : items)
     OCELLUS_CHECK(it.type == elem, "gguf: array of ", gguf_type_name(elem), " given a ",
                   gguf_type_name(it.type), " element");
@@ -142,30 +138,21 @@ GgufValue GgufValue::array(GgufType elem, std::vector<GgufValue> items) {
 }
 
 GgufValue GgufValue::strings(const std::vector<std::string>& items) {
-  GgufValue x;
-  x.type = GgufType::Array;
-  x.elem_type = GgufType::String;
+  GgufValue x = empty_array(GgufType::String);
   x.strs = items;
   return x;
 }
 
-GgufValue GgufValue::floats(const std::vector<float>& items) {
-  GgufValue x;
-  x.type = GgufType::Array;
-  x.elem_type = GgufType::Float32;
-  x.raw.resize(items.size() * 4);
+// An array of fixed-size scalars from their values in memory (little-endian, as in the file).
+template <typename T>
+static GgufValue raw_array(GgufType elem, const std::vector<T>& items) {
+  GgufValue x = empty_array(elem);
+  x.raw.resize(items.size() * sizeof(T));
   if (!items.empty()) std::memcpy(x.raw.data(), items.data(), x.raw.size());
   return x;
 }
-
-GgufValue GgufValue::ints(const std::vector<int32_t>& items) {
-  GgufValue x;
-  x.type = GgufType::Array;
-  x.elem_type = GgufType::Int32;
-  x.raw.resize(items.size() * 4);
-  if (!items.empty()) std::memcpy(x.raw.data(), items.data(), x.raw.size());
-  return x;
-}
+GgufValue GgufValue::floats(const std::vector<float>& items) { return raw_array(GgufType::Float32, items); }
+GgufValue GgufValue::ints(const std::vector<int32_t>& items) { return raw_array(GgufType::Int32, items); }
 
 size_t GgufValue::size() const {
   if (type != GgufType::Array) return 0;
@@ -183,21 +170,7 @@ GgufValue GgufValue::at(size_t k) const {
   return v;
 }
 
-static bool integer_type(GgufType type) {
-  switch (type) {
-    case GgufType::Uint8: case GgufType::Int8: case GgufType::Uint16: case GgufType::Int16:
-    case GgufType::Uint32: case GgufType::Int32: case GgufType::Uint64: case GgufType::Int64:
-      return true;
-    default: return false;
-  }
-}
-
 bool GgufValue::is_integer() const { return integer_type(type); }
-
-static bool is_unsigned(GgufType t) {
-  return t == GgufType::Uint8 || t == GgufType::Uint16 || t == GgufType::Uint32 ||
-         t == GgufType::Uint64 || t == GgufType::Bool;
-}
 
 int64_t GgufValue::as_int() const {
   OCELLUS_CHECK(is_integer(), "gguf: expected an integer, found ", gguf_type_name(type));
@@ -447,32 +420,36 @@ const GgufValue& GgufFile::get(const std::string& key) const {
   return *v;
 }
 
+namespace {
+
+// The value under key when ok(value), else an error naming what the getter expected.
+template <typename Ok>
+const GgufValue& typed(const GgufFile& g, const std::string& key, const char* expected, Ok ok) {
+  const GgufValue& v = g.get(key);
+  if (!ok(v)) {
+    const std::string found = v.type == GgufType::Array ? std::string("an array of ") + gguf_type_name(v.elem_type)
+                                                        : gguf_type_name(v.type);
+    fail("gguf: ", g.path(), ": metadata '", key, "' is ", found, ", expected ", expected);
+  }
+  return v;
+}
+
+}  // namespace
+
 std::string GgufFile::get_string(const std::string& key) const {
-  const GgufValue& v = get(key);
-  if (v.type != GgufType::String)
-    fail("gguf: ", name_, ": metadata '", key, "' is ", gguf_type_name(v.type), ", expected string");
-  return v.s;
+  return typed(*this, key, "string", [](const GgufValue& v) { return v.type == GgufType::String; }).s;
 }
 
 int64_t GgufFile::get_int(const std::string& key) const {
-  const GgufValue& v = get(key);
-  if (!v.is_integer())
-    fail("gguf: ", name_, ": metadata '", key, "' is ", gguf_type_name(v.type), ", expected an integer");
-  return v.as_int();
+  return typed(*this, key, "an integer", [](const GgufValue& v) { return v.is_integer(); }).as_int();
 }
 
 double GgufFile::get_float(const std::string& key) const {
-  const GgufValue& v = get(key);
-  if (!v.is_float() && !v.is_integer())
-    fail("gguf: ", name_, ": metadata '", key, "' is ", gguf_type_name(v.type), ", expected a number");
-  return v.as_double();
+  return typed(*this, key, "a number", [](const GgufValue& v) { return v.is_float() || v.is_integer(); }).as_double();
 }
 
 bool GgufFile::get_bool(const std::string& key) const {
-  const GgufValue& v = get(key);
-  if (v.type != GgufType::Bool)
-    fail("gguf: ", name_, ": metadata '", key, "' is ", gguf_type_name(v.type), ", expected bool");
-  return v.u != 0;
+  return typed(*this, key, "bool", [](const GgufValue& v) { return v.type == GgufType::Bool; }).u != 0;
 }
 
 std::string GgufFile::get_string(const std::string& key, const std::string& fallback) const {
@@ -489,25 +466,23 @@ bool GgufFile::get_bool(const std::string& key, bool fallback) const {
 }
 
 std::vector<std::string> GgufFile::get_strings(const std::string& key) const {
-  const GgufValue& v = get(key);
-  if (v.type != GgufType::Array || v.elem_type != GgufType::String)
-    fail("gguf: ", name_, ": metadata '", key, "' is not an array of strings");
-  return v.strs;
+  return typed(*this, key, "an array of strings",
+               [](const GgufValue& v) { return v.type == GgufType::Array && v.elem_type == GgufType::String; })
+      .strs;
 }
 
 std::vector<float> GgufFile::get_floats(const std::string& key) const {
-  const GgufValue& v = get(key);
-  if (v.type != GgufType::Array || (v.elem_type == GgufType::String || v.elem_type == GgufType::Array))
-    fail("gguf: ", name_, ": metadata '", key, "' is not an array of numbers");
+  const GgufValue& v = typed(*this, key, "an array of numbers", [](const GgufValue& v) {
+    return v.type == GgufType::Array && v.elem_type != GgufType::String && v.elem_type != GgufType::Array;
+  });
   std::vector<float> out(v.size());
   for (size_t k = 0; k < out.size(); ++k) out[k] = float(v.at(k).as_double());
   return out;
 }
 
 std::vector<int64_t> GgufFile::get_ints(const std::string& key) const {
-  const GgufValue& v = get(key);
-  if (v.type != GgufType::Array || !integer_type(v.elem_type))
-    fail("gguf: ", name_, ": metadata '", key, "' is not an array of integers");
+  const GgufValue& v =
+      typed(*this, key, "an array of integers", [](const GgufValue& v) { return v.type == GgufType::Array && integer_type(v.elem_type); });
   std::vector<int64_t> out(v.size());
   for (size_t k = 0; k < out.size(); ++k) out[k] = v.at(k).as_int();
   return out;

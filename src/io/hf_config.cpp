@@ -22,25 +22,20 @@ struct Fields {
     fail("config: ", file, ": ", scope, key, ": ", problem);
   }
   bool has(const std::string& key) const { return j.contains(key) && !j[key].is_null(); }
+  // The value of key (fallback when absent or null); its JSON type must pass `is`.
+  template <typename T>
+  T get(const std::string& key, T fallback, bool (json::*is)() const noexcept, const char* expected) const {
+    if (!has(key)) return fallback;
+    if (!(j[key].*is)()) bad(key, std::string("expected ") + expected + ", found " + j[key].dump());
+    return j[key].get<T>();
+  }
   int64_t integer(const std::string& key, int64_t fallback) const {
-    if (!has(key)) return fallback;
-    if (!j[key].is_number_integer()) bad(key, "expected an integer, found " + j[key].dump());
-    return j[key].get<int64_t>();
+    return get(key, fallback, &json::is_number_integer, "an integer");
   }
-  double number(const std::string& key, double fallback) const {
-    if (!has(key)) return fallback;
-    if (!j[key].is_number()) bad(key, "expected a number, found " + j[key].dump());
-    return j[key].get<double>();
-  }
-  bool boolean(const std::string& key, bool fallback) const {
-    if (!has(key)) return fallback;
-    if (!j[key].is_boolean()) bad(key, "expected true or false, found " + j[key].dump());
-    return j[key].get<bool>();
-  }
+  double number(const std::string& key, double fallback) const { return get(key, fallback, &json::is_number, "a number"); }
+  bool boolean(const std::string& key, bool fallback) const { return get(key, fallback, &json::is_boolean, "true or false"); }
   std::string string(const std::string& key, const std::string& fallback) const {
-    if (!has(key)) return fallback;
-    if (!j[key].is_string()) bad(key, "expected a string, found " + j[key].dump());
-    return j[key].get<std::string>();
+    return get(key, fallback, &json::is_string, "a string");
   }
   // eos_token_id may be a list (Llama 3): the first one.
   int64_t token_id(const std::string& key) const {

@@ -55,32 +55,27 @@ ImageRgb8 decode_png(const uint8_t* data, size_t size, const std::string& name) 
   auto st = std::make_unique<PngState>();
   PngSource src{data, size, 0};
   png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, st.get(), png_fail, png_warn);
-  OCELLUS_CHECK(png, name, ": out of memory starting the PNG decoder");
-  png_infop info = png_create_info_struct(png);
-  if (!info) {
-    png_destroy_read_struct(&png, nullptr, nullptr);
-    fail(name, ": out of memory starting the PNG decoder");
-  }
-  if (setjmp(png_jmpbuf(png))) {
-    png_destroy_read_struct(&png, &info, nullptr);
-    fail(name, ": corrupt PNG: ", st->message);
-  }
+  png_infop info = png ? png_create_info_struct(png) : nullptr;
+  // The decoder freed on every way out. Made before the setjmp, and png / info not changed after
+  // it, so a longjmp back skips no destructor and leaves them as they were.
+  struct Reader {
+    png_structp png;
+    png_infop info;
+    ~Reader() { png_destroy_read_struct(&png, &info, nullptr); }  // null ones are skipped
+  } reader{png, info};
+  OCELLUS_CHECK(png && info, name, ": out of memory starting the PNG decoder");
+  if (setjmp(png_jmpbuf(png))) fail(name, ": corrupt PNG: ", st->message);
   png_set_read_fn(png, &src, png_read_mem);
   png_set_user_limits(png, 1u << 20, 1u << 20);
   png_read_info(png, info);
   const int64_t w = png_get_image_width(png, info), h = png_get_image_height(png, info);
-  if (w <= 0 || h <= 0 || w * h > kMaxImagePixels) {
-    png_destroy_read_struct(&png, &info, nullptr);
-    check_size(name, w, h);
-  }
+  check_size(name, w, h);
   // Deflate expands at most 1032-fold (a 258-byte match in 2 bits), so the file's size bounds the
   // image data it can hold: a small file declaring a large image is refused before allocating.
   const int64_t data_bytes = w * h * png_get_channels(png, info) * png_get_bit_depth(png, info) / 8;
-  if (data_bytes > kMaxDeflateRatio * int64_t(size)) {
-    png_destroy_read_struct(&png, &info, nullptr);
+  if (data_bytes > kMaxDeflateRatio * int64_t(size))
     fail(name, ": PNG declares ", w, "x", h, " pixels (", data_bytes, " bytes of image data), more than a file of ",
          size, " bytes can hold (truncated or damaged?)");
-  }
   const int color = png_get_color_type(png, info);
   // Everything to 8-bit RGB(A): palette and low-bit grey expanded, tRNS to alpha, 16-bit
   // samples to their high byte (as PIL reads 16-bit RGB), grey replicated.
@@ -91,10 +86,7 @@ ImageRgb8 decode_png(const uint8_t* data, size_t size, const std::string& name) 
   const int passes = png_set_interlace_handling(png);
   png_read_update_info(png, info);
   const size_t row_bytes = png_get_rowbytes(png, info);
-  if (row_bytes != size_t(w) * 3) {
-    png_destroy_read_struct(&png, &info, nullptr);
-    fail(name, ": PNG decodes to ", row_bytes, " bytes per row, expected ", w * 3);
-  }
+  if (row_bytes != size_t(w) * 3) fail(name, ": PNG decodes to ", row_bytes, " bytes per row, expected ", w * 3);
   st->img.width = int(w);
   st->img.height = int(h);
   if (passes == 1) {
@@ -112,7 +104,6 @@ ImageRgb8 decode_png(const uint8_t* data, size_t size, const std::string& name) 
     png_read_image(png, st->rows.data());
   }
   png_read_end(png, nullptr);
-  png_destroy_read_struct(&png, &info, nullptr);
   return std::move(st->img);
 }
 
@@ -154,18 +145,16 @@ ImageRgb8 decode_jpeg(const uint8_t* data, size_t size, const std::string& name)
   cinfo.err = jpeg_std_error(&err.mgr);
   err.mgr.error_exit = jpeg_fail;
   err.mgr.emit_message = jpeg_message;
-  if (setjmp(err.jump)) {
-    jpeg_destroy_decompress(&cinfo);
-    fail(name, ": corrupt JPEG: ", err.message);
-  }
+  // The decoder freed on every way out (made before the setjmp: a longjmp back skips no destructor).
+  struct Decompressor {
+    jpeg_decompress_struct* c;
+    ~Decompressor() { jpeg_destroy_decompress(c); }
+  } decompressor{&cinfo};
+  if (setjmp(err.jump)) fail(name, ": corrupt JPEG: ", err.message);
   jpeg_create_decompress(&cinfo);
   jpeg_mem_src(&cinfo, data, static_cast<unsigned long>(size));
   jpeg_read_header(&cinfo, TRUE);
-  if (int64_t(cinfo.image_width) * cinfo.image_height > kMaxImagePixels) {
-    const int64_t w = cinfo.image_width, h = cinfo.image_height;
-    jpeg_destroy_decompress(&cinfo);
-    check_size(name, w, h);
-  }
+  check_size(name, cinfo.image_width, cinfo.image_height);
   // Huffman coding spends at least 2 bits on every 8x8 block (a DC code and an end-of-block
   // code) and a progressive file's first DC scan at least 1, so the file's size bounds the image
   // it can hold: a small file declaring a large image is refused before anything is allocated
@@ -178,12 +167,9 @@ ImageRgb8 decode_jpeg(const uint8_t* data, size_t size, const std::string& name)
       blocks += int64_t(cinfo.comp_info[c].width_in_blocks) * cinfo.comp_info[c].height_in_blocks;
     const int64_t min_bytes = cinfo.arith_code ? w * h * cinfo.num_components / kMaxDeflateRatio
                                                : (cinfo.progressive_mode ? blocks / 8 : blocks / 4);
-    if (min_bytes > int64_t(size)) {
-      const bool arith = cinfo.arith_code;
-      jpeg_destroy_decompress(&cinfo);
-      fail(name, ": ", arith ? "arithmetic-coded " : "", "JPEG declares ", w, "x", h, " pixels, which take at least ",
+    if (min_bytes > int64_t(size))
+      fail(name, ": ", cinfo.arith_code ? "arithmetic-coded " : "", "JPEG declares ", w, "x", h, " pixels, which take at least ",
            min_bytes, " bytes of coded data, more than the file's ", size, " bytes (truncated or damaged?)");
-    }
   }
   const bool cmyk = cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK;
   cinfo.out_color_space = cmyk ? JCS_CMYK : JCS_RGB;
@@ -217,12 +203,8 @@ ImageRgb8 decode_jpeg(const uint8_t* data, size_t size, const std::string& name)
       }
     }
   }
-  if (err.truncated) {
-    jpeg_destroy_decompress(&cinfo);
-    fail(name, ": truncated or corrupt JPEG (", err.message, ")");
-  }
+  if (err.truncated) fail(name, ": truncated or corrupt JPEG (", err.message, ")");
   jpeg_finish_decompress(&cinfo);
-  jpeg_destroy_decompress(&cinfo);
   return std::move(*img);
 }
 

@@ -134,7 +134,7 @@ std::string inspect_safetensors(const std::string& path, const InspectOptions& o
   line(os, "file:", path);
   line(os, "format:", detail::concat("safetensors, ", m.files().size(), m.files().size() == 1 ? " file" : " shards"));
   const std::string cfg = is_directory(path) ? path + "/config.json" : "";
-  if (!cfg.empty() && file_exists(cfg)) {
+  if (!cfg.empty() && is_file(cfg)) {
     const HfConfig c = read_hf_config(cfg);
     std::string arch = c.model_type;
     for (const std::string& a : c.architectures) arch += (arch.empty() ? "" : "  ") + a;
@@ -155,7 +155,7 @@ std::string inspect_safetensors(const std::string& path, const InspectOptions& o
                                             ", ", c.projector->vision_feature_select));
   }
   const std::string tok = is_directory(path) ? path + "/tokenizer.json" : "";
-  line(os, "tokenizer:", !tok.empty() && file_exists(tok) ? "tokenizer.json" : "none");
+  line(os, "tokenizer:", !tok.empty() && is_file(tok) ? "tokenizer.json" : "none");
   std::map<std::string, DTypeCount> counts;
   uint64_t params = 0, bytes = 0;
   for (const std::string& n : m.names()) {

@@ -74,12 +74,7 @@ SafetensorsFile SafetensorsFile::parse(const uint8_t* data, size_t size, const s
   f.data_start_ = size_t(8 + n);
   const uint64_t data_size = size - f.data_start_;
 
-  json h;
-  try {
-    h = json::parse(data + 8, data + 8 + n);
-  } catch (const json::exception& e) {
-    bad(name, "header", std::string("invalid JSON: ") + e.what());
-  }
+  const json h = parse_json(std::string(reinterpret_cast<const char*>(data) + 8, size_t(n)), name + " header", "safetensors");
   if (!h.is_object()) bad(name, "header", "is not a JSON object");
 
   struct Range { uint64_t begin, end; size_t idx; };
@@ -186,7 +181,7 @@ SafetensorsModel SafetensorsModel::open(const std::string& path) {
     return m;
   }
   const std::string index_path = path + "/model.safetensors.index.json";
-  if (file_exists(index_path)) {
+  if (is_file(index_path)) {
     const json idx = read_json_file(index_path, "safetensors");
     if (!idx.is_object() || !idx.contains("weight_map") || !idx["weight_map"].is_object())
       fail("safetensors: ", index_path, ": missing 'weight_map' object");
@@ -209,7 +204,7 @@ SafetensorsModel SafetensorsModel::open(const std::string& path) {
     return m;
   }
   const std::string single = path + "/model.safetensors";
-  if (!file_exists(single)) fail("safetensors: ", path, ": no model.safetensors or model.safetensors.index.json");
+  if (!is_file(single)) fail("safetensors: ", path, ": no model.safetensors or model.safetensors.index.json");
   add(SafetensorsFile::open(single));
   return m;
 }

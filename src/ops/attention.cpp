@@ -52,15 +52,8 @@ struct Inputs {
   Tensor q, k, v, mask;
   const float *qp, *kp, *vp, *mp = nullptr;
   Inputs(const Tensor& q_, const Tensor& k_, const Tensor& v_, const AttentionParams& p)
-      : q(q_.contiguous()), k(k_.contiguous()), v(v_.contiguous()) {
-    qp = q.data<float>();
-    kp = k.data<float>();
-    vp = v.data<float>();
-    if (p.mask) {
-      mask = p.mask->contiguous();
-      mp = mask.data<float>();
-    }
-  }
+      : q(q_.contiguous()), k(k_.contiguous()), v(v_.contiguous()), mask(p.mask ? p.mask->contiguous() : Tensor()),
+        qp(q.data<float>()), kp(k.data<float>()), vp(v.data<float>()), mp(p.mask ? mask.data<float>() : nullptr) {}
 };
 
 // Score of query row (i, h) against key j: scale * q·k + mask.

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 #include <vector>
 
 #include "ocellus/core/dtype.h"
@@ -173,17 +174,21 @@ inline float act_grad_f(float x) {
   }
 }
 
-template <Activation F>
-void act_rows(const float* x, float* y, int64_t n) {
-  parallel_for(n, 1 << 12, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) y[i] = act_f<F>(x[i]);
-  });
+// body(std::integral_constant<Activation, f>): a loop compiled for each activation, run for f.
+template <typename Body>
+void with_activation(Activation f, Body body) {
+  switch (f) {
+    case Activation::GeluErf: return body(std::integral_constant<Activation, Activation::GeluErf>());
+    case Activation::GeluTanh: return body(std::integral_constant<Activation, Activation::GeluTanh>());
+    case Activation::QuickGelu: return body(std::integral_constant<Activation, Activation::QuickGelu>());
+    case Activation::Silu: return body(std::integral_constant<Activation, Activation::Silu>());
+  }
 }
-template <Activation F>
-void act_grad_rows(const float* x, const float* dy, float* dx, int64_t n) {
-  parallel_for(n, 1 << 12, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) dx[i] += dy[i] * act_grad_f<F>(x[i]);
-  });
+
+// The f of a packed gate / up input [n, 2f] (each row: f gate values, then f up values).
+int64_t packed_width(const Tensor& gate_up, const char* op) {
+  OCELLUS_CHECK(gate_up.ndim() == 2 && gate_up.dim(1) % 2 == 0, op, ": input must be [n, 2f], got ", gate_up.shape().str());
+  return gate_up.dim(1) / 2;
 }
 
 void check_same(const Tensor& a, const Tensor& b, const char* op) {
@@ -261,18 +266,16 @@ void mul_backward(const Tensor& a, const Tensor& b, const Tensor& dy_in, Tensor*
   const Tensor dy = dy_in.contiguous();
   const Shape s = dy.shape();
   const float* g = dy.data<float>();
-  // the other operand, expanded to the output's shape
   const Tensor ones = Tensor::full(s, 1.0f);
-  if (da) {
-    const Tensor bb = mul(b, ones);
-    const float* bp = bb.data<float>();
-    reduce_into(da, s, [&](int64_t i) { return g[i] * bp[i]; });
-  }
-  if (db) {
-    const Tensor aa = mul(a, ones);
-    const float* ap = aa.data<float>();
-    reduce_into(db, s, [&](int64_t i) { return g[i] * ap[i]; });
-  }
+  // d += dy · the other operand (expanded to the output's shape), summed over d's broadcast dims
+  auto part = [&](Tensor* d, const Tensor& other) {
+    if (!d) return;
+    const Tensor o = mul(other, ones);
+    const float* op = o.data<float>();
+    reduce_into(d, s, [&](int64_t i) { return g[i] * op[i]; });
+  };
+  part(da, b);
+  part(db, a);
 }
 
 void scale_backward(const Tensor& dy_in, float s, Tensor* da) {
@@ -287,13 +290,13 @@ Tensor activate(Activation f, const Tensor& x_in) {
   require_f32(x_in, "activate", "x");
   const Tensor x = x_in.contiguous();
   Tensor y = Tensor::empty(x.shape());
-  const int64_t n = x.numel();
-  switch (f) {
-    case Activation::GeluErf: act_rows<Activation::GeluErf>(x.data<float>(), y.data<float>(), n); break;
-    case Activation::GeluTanh: act_rows<Activation::GeluTanh>(x.data<float>(), y.data<float>(), n); break;
-    case Activation::QuickGelu: act_rows<Activation::QuickGelu>(x.data<float>(), y.data<float>(), n); break;
-    case Activation::Silu: act_rows<Activation::Silu>(x.data<float>(), y.data<float>(), n); break;
-  }
+  const float* xp = x.data<float>();
+  float* yp = y.data<float>();
+  with_activation(f, [&](auto F) {
+    parallel_for(x.numel(), 1 << 12, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) yp[i] = act_f<decltype(F)::value>(xp[i]);
+    });
+  });
   return y;
 }
 
@@ -304,13 +307,11 @@ void activate_backward(Activation f, const Tensor& x_in, const Tensor& dy_in, Te
   const Tensor x = x_in.contiguous(), dy = dy_in.contiguous();
   const float *xp = x.data<float>(), *g = dy.data<float>();
   float* d = dx->data<float>();
-  const int64_t n = x.numel();
-  switch (f) {
-    case Activation::GeluErf: act_grad_rows<Activation::GeluErf>(xp, g, d, n); break;
-    case Activation::GeluTanh: act_grad_rows<Activation::GeluTanh>(xp, g, d, n); break;
-    case Activation::QuickGelu: act_grad_rows<Activation::QuickGelu>(xp, g, d, n); break;
-    case Activation::Silu: act_grad_rows<Activation::Silu>(xp, g, d, n); break;
-  }
+  with_activation(f, [&](auto F) {
+    parallel_for(x.numel(), 1 << 12, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) d[i] += g[i] * act_grad_f<decltype(F)::value>(xp[i]);
+    });
+  });
 }
 
 namespace {
@@ -390,10 +391,8 @@ void swiglu_backward(const Tensor& gate, const Tensor& up, const Tensor& dy_in, 
 
 Tensor swiglu_packed(const Tensor& gate_up_in) {
   detail::require_f32(gate_up_in, "swiglu_packed", "gate_up");
-  OCELLUS_CHECK(gate_up_in.ndim() == 2 && gate_up_in.dim(1) % 2 == 0, "swiglu_packed: input must be [n, 2f], got ",
-                gate_up_in.shape().str());
+  const int64_t f = packed_width(gate_up_in, "swiglu_packed"), n = gate_up_in.dim(0);
   const Tensor gu = gate_up_in.contiguous();
-  const int64_t n = gu.dim(0), f = gu.dim(1) / 2;
   Tensor y = Tensor::empty({n, f});
   const float* src = gu.data<float>();
   float* yp = y.data<float>();
@@ -406,9 +405,7 @@ Tensor swiglu_packed(const Tensor& gate_up_in) {
 
 void swiglu_packed_backward(const Tensor& gate_up_in, const Tensor& dy_in, Tensor* dgate_up) {
   detail::require_f32(gate_up_in, "swiglu_packed_backward", "gate_up");
-  OCELLUS_CHECK(gate_up_in.ndim() == 2 && gate_up_in.dim(1) % 2 == 0, "swiglu_packed_backward: input must be [n, 2f], got ",
-                gate_up_in.shape().str());
-  const int64_t n = gate_up_in.dim(0), f = gate_up_in.dim(1) / 2;
+  const int64_t f = packed_width(gate_up_in, "swiglu_packed_backward"), n = gate_up_in.dim(0);
   OCELLUS_CHECK(dy_in.shape() == Shape({n, f}), "swiglu_packed_backward: dy has shape ", dy_in.shape().str(), ", expected [",
                 n, ", ", f, "]");
   detail::check_grad(dgate_up, gate_up_in.shape(), "swiglu_packed_backward", "dgate_up");
@@ -562,9 +559,7 @@ Tensor activate_ggml_f16(Activation f, const Tensor& x) {
 }
 
 Tensor swiglu_packed(const Tensor& gate_up) {
-  OCELLUS_CHECK(gate_up.ndim() == 2 && gate_up.dim(1) % 2 == 0, "ref::swiglu_packed: input must be [n, 2f], got ",
-                gate_up.shape().str());
-  const int64_t n = gate_up.dim(0), f = gate_up.dim(1) / 2;
+  const int64_t f = packed_width(gate_up, "ref::swiglu_packed"), n = gate_up.dim(0);
   Tensor y = Tensor::empty({n, f});
   for (int64_t r = 0; r < n; ++r)
     for (int64_t i = 0; i < f; ++i)
@@ -573,10 +568,8 @@ Tensor swiglu_packed(const Tensor& gate_up) {
 }
 
 void swiglu_packed_backward(const Tensor& gate_up, const Tensor& dy, Tensor* dgate_up) {
-  OCELLUS_CHECK(gate_up.ndim() == 2 && gate_up.dim(1) % 2 == 0, "ref::swiglu_packed_backward: input must be [n, 2f], got ",
-                gate_up.shape().str());
+  const int64_t f = packed_width(gate_up, "ref::swiglu_packed_backward"), n = gate_up.dim(0);
   if (!dgate_up) return;
-  const int64_t n = gate_up.dim(0), f = gate_up.dim(1) / 2;
   for (int64_t r = 0; r < n; ++r)
     for (int64_t i = 0; i < f; ++i) {
       const double g = gate_up.at({r, i}), u = gate_up.at({r, f + i}), d = dy.at({r, i});

@@ -23,18 +23,16 @@ Rows prepare(const Tensor& x, const Tensor* w, const Tensor* b, const char* op) 
   r.x = x.contiguous();
   r.rows = x.shape().rows();
   r.d = x.dim(-1);
-  if (w) {
-    detail::require_f32(*w, op, "weight");
-    OCELLUS_CHECK(w->numel() == r.d, op, ": weight of ", w->numel(), " values for rows of ", r.d);
-    r.wc = w->contiguous();
-    r.w = r.wc.data<float>();
-  }
-  if (b) {
-    detail::require_f32(*b, op, "bias");
-    OCELLUS_CHECK(b->numel() == r.d, op, ": bias of ", b->numel(), " values for rows of ", r.d);
-    r.bc = b->contiguous();
-    r.b = r.bc.data<float>();
-  }
+  // The weight or bias (when given) as d contiguous values, kept alive in `keep`.
+  auto vec = [&](const Tensor* t, const char* what, Tensor& keep) -> const float* {
+    if (!t) return nullptr;
+    detail::require_f32(*t, op, what);
+    OCELLUS_CHECK(t->numel() == r.d, op, ": ", what, " of ", t->numel(), " values for rows of ", r.d);
+    keep = t->contiguous();
+    return keep.data<float>();
+  };
+  r.w = vec(w, "weight", r.wc);
+  r.b = vec(b, "bias", r.bc);
   return r;
 }
 

@@ -20,13 +20,8 @@ void check(const Tensor& x, const std::vector<int32_t>& pos, const RopeParams& p
 
 // Index of the two elements of pair i within a head.
 inline void pair(RopeMode m, int64_t n_rot, int64_t i, int64_t* a, int64_t* b) {
-  if (m == RopeMode::Adjacent) {
-    *a = 2 * i;
-    *b = 2 * i + 1;
-  } else {
-    *a = i;
-    *b = i + n_rot / 2;
-  }
+  *a = m == RopeMode::Adjacent ? 2 * i : i;
+  *b = m == RopeMode::Adjacent ? 2 * i + 1 : i + n_rot / 2;
 }
 
 // y = rotate(x, sign * angle); accumulate adds into y instead of overwriting.

@@ -112,8 +112,6 @@ std::vector<ChatPiece> render_chat(ChatTemplate t, const std::vector<Message>& m
           add(p, " " + c.turns[i]->content + end, true, true);
         }
       }
-      if (!gen && !c.turns.empty() && c.turns.size() % 2 == 1)
-        fail("chat: the conversation ends with the user; ask for a generation prompt to render it");
       break;
     }
     case ChatTemplate::ChatML: {
@@ -127,7 +125,6 @@ std::vector<ChatPiece> render_chat(ChatTemplate t, const std::vector<Message>& m
           add(p, "\n", false, false);
         }
       }
-      if (!gen && c.turns.size() % 2 == 1) fail("chat: the conversation ends with the user; ask for a generation prompt");
       break;
     }
     case ChatTemplate::Llama3: {
@@ -141,7 +138,6 @@ std::vector<ChatPiece> render_chat(ChatTemplate t, const std::vector<Message>& m
           add(p, c.turns[i]->content + "<|eot_id|>", true, true);
         }
       }
-      if (!gen && c.turns.size() % 2 == 1) fail("chat: the conversation ends with the user; ask for a generation prompt");
       break;
     }
     case ChatTemplate::Llama2: {
@@ -154,10 +150,10 @@ std::vector<ChatPiece> render_chat(ChatTemplate t, const std::vector<Message>& m
           add(p, " " + c.turns[i]->content + " </s>", true, true);
         }
       }
-      if (!gen && c.turns.size() % 2 == 1) fail("chat: the conversation ends with the user; ask for a generation prompt");
       break;
     }
   }
+  if (!gen && c.turns.size() % 2 == 1) fail("chat: the conversation ends with the user; ask for a generation prompt");
   // The generation prompt is already in place: every user turn ends with the assistant's header.
   if (gen && c.turns.size() % 2 == 0 && !c.turns.empty())
     fail("chat: a generation prompt after an assistant reply: add the next user message first");

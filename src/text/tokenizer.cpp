@@ -69,15 +69,13 @@ Tokenizer Tokenizer::from_gguf(const io::GgufFile& f) {
   t.bos_ = id_key(key::kTokBos, -1);
   t.eos_ = id_key(key::kTokEos, -1);
   t.unk_ = id_key(key::kTokUnk, -1);
+  t.add_bos_ = f.get_bool(key::kTokAddBos, t.kind_ == Kind::Spm);  // SentencePiece adds BOS unless told not to
+  t.add_eos_ = f.get_bool(key::kTokAddEos, false);
   if (t.kind_ == Kind::Spm) {
-    t.add_bos_ = f.get_bool(key::kTokAddBos, true);
-    t.add_eos_ = f.get_bool(key::kTokAddEos, false);
     t.add_space_prefix_ = f.get_bool("tokenizer.ggml.add_space_prefix", true);
   } else {
     t.pre_ = pretokenizer_from_name(f.get_string(key::kTokPre, "default"));
     t.ignore_merges_ = t.pre_ == PreTokenizer::Llama3;
-    t.add_bos_ = f.get_bool(key::kTokAddBos, false);
-    t.add_eos_ = f.get_bool(key::kTokAddEos, false);
     t.add_space_prefix_ = false;
   }
   t.build_indexes();
@@ -91,7 +89,7 @@ Tokenizer Tokenizer::from_gguf(const io::GgufFile& f) {
       if (sp == std::string::npos) fail("tokenizer: ", f.path(), ": merge #", r, " '", m, "' is not 'left right'");
       pairs.emplace_back(m.substr(0, sp), m.substr(sp + 1));
     }
-    t.add_merges(pairs, f.path());
+    t.add_merges(pairs);
   }
   return t;
 }
@@ -120,8 +118,7 @@ void Tokenizer::save_gguf(io::GgufWriter& w) const {
   w.set(key::kTokAddEos, GgufValue::boolean(add_eos_));
 }
 
-void Tokenizer::add_merges(const std::vector<std::pair<std::string, std::string>>& merges, const std::string& source) {
-  (void)source;
+void Tokenizer::add_merges(const std::vector<std::pair<std::string, std::string>>& merges) {
   merges_.clear();
   merge_list_.clear();
   for (size_t r = 0; r < merges.size(); ++r) {

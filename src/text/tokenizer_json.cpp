@@ -73,10 +73,9 @@ Tokenizer Tokenizer::from_file(const std::string& path) {
 
 Tokenizer Tokenizer::from_hf_json(const std::string& path) {
   // tokenizer_config.json beside it: BOS / EOS and whether to add them.
-  const size_t slash = path.find_last_of('/');
-  const std::string cfg_path = (slash == std::string::npos ? std::string(".") : path.substr(0, slash)) + "/tokenizer_config.json";
+  const std::string cfg_path = io::parent_dir(path) + "/tokenizer_config.json";
   const std::string text = io::read_text_file(path);
-  if (!io::file_exists(cfg_path)) return from_hf_json_text(text, path, nullptr, cfg_path);
+  if (!io::is_file(cfg_path)) return from_hf_json_text(text, path, nullptr, cfg_path);
   const std::string cfg = io::read_text_file(cfg_path);
   return from_hf_json_text(text, path, &cfg, cfg_path);
 }
@@ -169,7 +168,7 @@ Tokenizer Tokenizer::from_hf_json_text(const std::string& json_text, const std::
       if (id >= 0 && !made[size_t(id)]) made[size_t(id)] = true, t.scores_[size_t(id)] = -float(r);
     }
   } else {
-    t.add_merges(merges, path);
+    t.add_merges(merges);
   }
 
   if (config_text) {
@@ -198,17 +197,13 @@ Tokenizer Tokenizer::byte_level_bpe(const std::vector<std::string>& specials, co
   t.kind_ = Kind::Bpe;
   t.pre_ = pre;
   t.add_space_prefix_ = false;
-  for (const std::string& s : specials) {
-    t.tokens_.push_back(s);
-    t.types_.push_back(TokenType::Control);
-  }
-  for (const std::string& s : tokens) {
-    t.tokens_.push_back(s);
-    t.types_.push_back(TokenType::Normal);
-  }
+  t.tokens_ = specials;
+  t.tokens_.insert(t.tokens_.end(), tokens.begin(), tokens.end());
+  t.types_.assign(specials.size(), TokenType::Control);
+  t.types_.resize(t.tokens_.size(), TokenType::Normal);
   t.scores_.assign(t.tokens_.size(), 0.0f);
   t.build_indexes();
-  t.add_merges(merges, "trainer");
+  t.add_merges(merges);
   t.bos_ = bos.empty() ? -1 : t.find(bos);
   t.eos_ = eos.empty() ? -1 : t.find(eos);
   t.add_bos_ = t.bos_ >= 0;
@@ -246,8 +241,7 @@ void Tokenizer::save_hf_json(const std::string& path) const {
                 {"merges", merges}};
   io::write_text_file_atomically(path, j.dump(1) + "\n");
   // tokenizer_config.json beside it: which tokens open and close a sequence.
-  const size_t slash = path.find_last_of('/');
-  const std::string cfg_path = (slash == std::string::npos ? std::string(".") : path.substr(0, slash)) + "/tokenizer_config.json";
+  const std::string cfg_path = io::parent_dir(path) + "/tokenizer_config.json";
   ordered_json cfg = {{"add_bos_token", add_bos_}, {"add_eos_token", add_eos_}, {"tokenizer_class", "PreTrainedTokenizerFast"}};
   if (bos_ >= 0) cfg["bos_token"] = tokens_[size_t(bos_)];
   if (eos_ >= 0) cfg["eos_token"] = tokens_[size_t(eos_)];

@@ -27,21 +27,11 @@ uint32_t utf8_decode(std::string_view s, size_t i, int* len) {
 }
 
 void utf8_append(std::string& out, uint32_t cp) {
-  if (cp < 0x80) {
-    out += char(cp);
-  } else if (cp < 0x800) {
-    out += char(0xc0 | (cp >> 6));
-    out += char(0x80 | (cp & 0x3f));
-  } else if (cp < 0x10000) {
-    out += char(0xe0 | (cp >> 12));
-    out += char(0x80 | ((cp >> 6) & 0x3f));
-    out += char(0x80 | (cp & 0x3f));
-  } else {
-    out += char(0xf0 | (cp >> 18));
-    out += char(0x80 | ((cp >> 12) & 0x3f));
-    out += char(0x80 | ((cp >> 6) & 0x3f));
-    out += char(0x80 | (cp & 0x3f));
-  }
+  if (cp < 0x80) return void(out += char(cp));
+  const int tail = cp < 0x800 ? 1 : cp < 0x10000 ? 2 : 3;  // continuation bytes, 6 bits each
+  static const unsigned char kLead[] = {0, 0xc0, 0xe0, 0xf0};
+  out += char(kLead[tail] | (cp >> (6 * tail)));
+  for (int k = tail - 1; k >= 0; --k) out += char(0x80 | ((cp >> (6 * k)) & 0x3f));
 }
 
 std::string utf8_take_valid(std::string& pending) {

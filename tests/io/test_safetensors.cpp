@@ -75,8 +75,8 @@ TEST(Safetensors, ShardedCheckpointThroughTheIndex) {
   std::vector<std::pair<std::string, Tensor>> ts;
   for (int i = 0; i < 5; ++i) ts.push_back({"layer." + std::to_string(i) + ".w", test::randn({16, 16}, uint32_t(i))});
   write_safetensors_sharded(dir, ts, 2 * 16 * 16 * 4);  // two tensors per shard -> 3 shards
-  ASSERT_TRUE(file_exists(dir + "/model.safetensors.index.json"));
-  ASSERT_TRUE(file_exists(dir + "/model-00003-of-00003.safetensors"));
+  ASSERT_TRUE(is_file(dir + "/model.safetensors.index.json"));
+  ASSERT_TRUE(is_file(dir + "/model-00003-of-00003.safetensors"));
   SafetensorsModel m = SafetensorsModel::open(dir);
   EXPECT_EQ(m.files().size(), 3u);
   EXPECT_EQ(m.names().size(), 5u);

@@ -53,7 +53,8 @@ class ConnectorOf {
  public:
   virtual ~ConnectorOf() = default;
   virtual std::string type() const = 0;
-  virtual int64_t n_tokens(int64_t n_features) const = 0;
+  // The tokens an image of n_features features becomes (one per feature unless a type says otherwise).
+  virtual int64_t n_tokens(int64_t n_features) const { return n_features; }
   // features [n_features, d_in] -> [n_tokens, d_out]
   virtual typename F::V forward(const F& f, const typename F::V& features) const = 0;
 };

@@ -21,8 +21,8 @@ void write_bytes(std::FILE* f, const void* data, size_t n, const std::string& pa
 // than max_bytes.
 std::string read_text_file(const std::string& path, size_t max_bytes = size_t(256) << 20);
 
-bool file_exists(const std::string& path);
 bool is_directory(const std::string& path);
+std::string parent_dir(const std::string& path);  // "." for a bare file name
 bool is_file(const std::string& path);  // a regular file
 
 }  // namespace ocellus::io

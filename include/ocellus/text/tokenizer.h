@@ -54,7 +54,6 @@ class Tokenizer {
   int32_t bos() const { return bos_; }
   int32_t eos() const { return eos_; }
   bool add_bos() const { return add_bos_; }
-  bool add_eos() const { return add_eos_; }
   const std::string& token(int32_t id) const;  // the vocabulary entry as stored
   TokenType type(int32_t id) const { return types_[size_t(id)]; }
   bool is_special(int32_t id) const;           // control or user-defined
@@ -106,7 +105,7 @@ class Tokenizer {
   // BPE: (left id, right id) -> (rank, merged id).
   std::unordered_map<uint64_t, std::pair<int32_t, int32_t>> merges_;
   std::vector<std::pair<int32_t, int32_t>> merge_list_;  // (left, right) in rank order
-  void add_merges(const std::vector<std::pair<std::string, std::string>>& merges, const std::string& source);
+  void add_merges(const std::vector<std::pair<std::string, std::string>>& merges);
   std::array<int32_t, 256> byte_ids_{};  // SPM <0xXX> tokens; BPE single-byte characters
   std::vector<int32_t> specials_;        // longest first, for parsing
   int32_t bos_ = -1, eos_ = -1, unk_ = -1;
