@@ -82,7 +82,6 @@ Vlm load_vlm(const std::string& model, const std::string& mmproj);
 struct Spliced {
   Tensor embeddings;                // [n, n_embd]
   std::vector<int32_t> ids;         // token ids, -1 at image rows
-  int64_t n_image_rows = 0;
 };
 Spliced splice_prompt(const lm::LanguageModel& lm, const text::Tokenizer& tok, const std::string& prompt,
                       const std::vector<Tensor>& image_rows, bool add_bos, const std::string& marker = "<image>",
