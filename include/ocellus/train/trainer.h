@@ -118,10 +118,5 @@ void draw_loss_curve(const std::string& metrics_path, const std::string& png_pat
 // loss curve drawn as out/loss.png and the model exported. stop_after: as Trainer::run.
 TrainResult run_recipe(const Recipe& r, Start start, const std::function<void(const StepStats&)>& on_step = {},
                        int64_t stop_after = 0);
-// resume: Start::Resume, else Start::Fresh.
-inline TrainResult run_recipe(const Recipe& r, bool resume, const std::function<void(const StepStats&)>& on_step = {},
-                              int64_t stop_after = 0) {
-  return run_recipe(r, resume ? Start::Resume : Start::Fresh, on_step, stop_after);
-}
 
 }  // namespace ocellus::train
