@@ -42,13 +42,10 @@ uint32_t be32(const std::string& s, size_t at) {
 // Word for a cell of a grid: "top left", "middle", ...
 std::string cell_name(int cell, int grid) {
   const int r = cell / grid, c = cell % grid;
-  const char* rows2[] = {"top", "bottom"};
-  const char* cols2[] = {"left", "right"};
-  const char* rows3[] = {"top", "middle", "bottom"};
-  const char* cols3[] = {"left", "centre", "right"};
-  if (grid == 2) return std::string(rows2[r]) + " " + cols2[c];
-  if (r == 1 && c == 1) return "middle";
-  return std::string(rows3[r]) + " " + cols3[c];
+  static const char* const rows[2][3] = {{"top", "bottom"}, {"top", "middle", "bottom"}};  // of a grid of 2, of 3
+  static const char* const cols[2][3] = {{"left", "right"}, {"left", "centre", "right"}};
+  if (grid == 3 && r == 1 && c == 1) return "middle";
+  return std::string(rows[grid - 2][r]) + " " + cols[grid - 2][c];
 }
 
 std::string article(const std::string& noun) {
@@ -225,9 +222,8 @@ FashionVqaStats build_fashion_vqa(const FashionVqaOptions& o) {
         if (counts[size_t(c)] == 1) unique.push_back(c);
       if (!unique.empty()) {
         const int c = unique[size_t(uniform(unique.size()))];
-        int where = 0;
-        while (s.class_of_cell[size_t(where)] != c) ++where;
-        ask("Where is the " + names[size_t(c)] + "?", cell_name(where, o.grid), "position");
+        const auto where = std::find(s.class_of_cell.begin(), s.class_of_cell.end(), c) - s.class_of_cell.begin();
+        ask("Where is the " + names[size_t(c)] + "?", cell_name(int(where), o.grid), "position");
       }
       const int counted = uniform(2) == 0 ? s.class_of_cell[size_t(order[0])] : uniform(10);
       ask("How many " + plural(names[size_t(counted)]) + " are there?", std::to_string(counts[size_t(counted)]), "counting");
