@@ -176,10 +176,10 @@ int64_t prepare_out_folder(const Recipe& r, Start start) {
   return 0;
 }
 
-void report_skipped(const std::vector<std::string>& skipped) {
+void report_skipped(const std::vector<std::string>& skipped, const char* who, const char* what) {
   if (!dist().main()) return;
-  for (size_t i = 0; i < skipped.size() && i < 5; ++i) std::fprintf(stderr, "train: skipped %s\n", skipped[i].c_str());
-  if (!skipped.empty()) std::fprintf(stderr, "train: skipped %zu record(s) (malformed, or a missing or broken image)\n", skipped.size());
+  for (size_t i = 0; i < skipped.size() && i < 5; ++i) std::fprintf(stderr, "%s: skipped %s\n", who, skipped[i].c_str());
+  if (!skipped.empty()) std::fprintf(stderr, "%s: skipped %zu %s\n", who, skipped.size(), what);
 }
 
 Trainer::Trainer(const Recipe& r, Objective& objective)

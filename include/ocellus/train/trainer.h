@@ -73,9 +73,10 @@ class Objective {
   virtual void export_model(const std::string& out, TrainResult& res) const = 0;
 };
 
-// The records an objective's data left out (malformed, or a missing or broken image): the first
-// five and a count, on stderr by the first process.
-void report_skipped(const std::vector<std::string>& skipped);
+// What a run left out (an objective's records: malformed, or a missing or broken image): the
+// first five and a count ("<who>: skipped N <what>"), on stderr by the first process.
+void report_skipped(const std::vector<std::string>& skipped, const char* who = "train",
+                    const char* what = "record(s) (malformed, or a missing or broken image)");
 
 class Trainer {
  public:
