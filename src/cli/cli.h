@@ -102,9 +102,6 @@ struct VlmOptions {
     cmd->add_option("--seed", gen.sampling.seed, "Random seed")->capture_default_str()->check(kSeed);
     return img;
   }
-  ocellus::text::ChatTemplate resolve_template(const ocellus::text::Tokenizer& tok) const {
-    return ocellus::lm::resolve_chat_template(chat_template, model, tok);
-  }
   // The model named by -m / --mmproj, or without -m the one that ships with ocellus.
   ocellus::model::Vlm load();
 };
