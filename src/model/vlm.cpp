@@ -153,12 +153,6 @@ SplicePlan plan_splice(const text::Tokenizer& tok, const std::string& prompt, si
   return plan;
 }
 
-Spliced splice_prompt(const lm::LanguageModel& lm, const text::Tokenizer& tok, const std::string& prompt,
-                      const std::vector<Tensor>& image_rows, bool add_bos, const std::string& marker,
-                      const ImageMarkers& around) {
-  return splice_prompt(lm, plan_splice(tok, prompt, image_rows.size(), add_bos, marker, around), image_rows);
-}
-
 Spliced splice_prompt(const lm::LanguageModel& lm, const SplicePlan& plan, const std::vector<Tensor>& image_rows) {
   OCELLUS_CHECK(plan.text_ids.size() == image_rows.size() + 1, "the prompt has ", plan.text_ids.size() - 1,
                 " image placeholder(s) for ", image_rows.size(), " image(s)");

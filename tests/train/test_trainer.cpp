@@ -255,7 +255,8 @@ TEST(Trainer, RecipeRunsResumesExactlyAndExports) {
   const Tensor feats = v.vision->tower().encode({vision::preprocess(io::load_image(w.images + "/blue.png"), v.vision->config().preprocess)});
   const Tensor f2 = feats.reshape({feats.dim(1), feats.dim(2)});
   const Tensor rows = v.vision->connector().forward(f2);
-  const model::Spliced sp = model::splice_prompt(*v.lm, v.tok, "<|im_start|>user\n<image>\nWhat colour?<|im_end|>\n", {rows}, false);
+  const std::string prompt = "<|im_start|>user\n<image>\nWhat colour?<|im_end|>\n";
+  const model::Spliced sp = model::splice_prompt(*v.lm, model::plan_splice(v.tok, prompt, 1, false), {rows});
   lm::KvCache cache(v.lm->config(), 64, DType::F32);
   const Tensor want = v.lm->forward(sp.embeddings, cache, true);
   ag::NoGrad ng;
@@ -280,7 +281,7 @@ TEST(Trainer, RecipeRunsResumesExactlyAndExports) {
   EXPECT_LE(test::rel_err(grows, rows), 1e-6);
   const text::Tokenizer gtok = text::Tokenizer::from_gguf(tf);
   EXPECT_EQ(gtok.encode("What colour is the picture?", false), v.tok.encode("What colour is the picture?", false));
-  const model::Spliced gsp = model::splice_prompt(exact, gtok, "<|im_start|>user\n<image>\nWhat colour?<|im_end|>\n", {grows}, false);
+  const model::Spliced gsp = model::splice_prompt(exact, model::plan_splice(gtok, prompt, 1, false), {grows});
   EXPECT_EQ(gsp.ids, sp.ids);
   lm::KvCache gcache(lc, 64, DType::F32);
   EXPECT_LE(test::rel_err(exact.forward(gsp.embeddings, gcache, true), want), 1e-5);
