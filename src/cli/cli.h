@@ -22,7 +22,6 @@
 #include "ocellus/core/threads.h"
 #include "ocellus/io/inspect.h"
 #include "ocellus/io/file.h"
-#include "ocellus/io/gguf.h"
 #include "ocellus/lm/generate.h"
 #include "ocellus/model/answer.h"
 #include "ocellus/model/init.h"
