@@ -15,7 +15,6 @@
 #include "ocellus/model/answer.h"
 #include "ocellus/model/vlm.h"
 #include "ocellus/text/chat.h"
-#include "ocellus/vision/preprocess.h"
 
 namespace ocellus::eval {
 
