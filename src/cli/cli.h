@@ -22,7 +22,6 @@
 #include "ocellus/core/threads.h"
 #include "ocellus/io/inspect.h"
 #include "ocellus/io/file.h"
-#include "ocellus/io/gguf.h"
 #include "ocellus/lm/generate.h"
 #include "ocellus/model/answer.h"
 #include "ocellus/model/init.h"
@@ -101,9 +100,6 @@ struct VlmOptions {
     cmd->add_option("--temp", gen.sampling.temperature, "Temperature; 0 = greedy")->capture_default_str()->check(kTemperature);
     cmd->add_option("--seed", gen.sampling.seed, "Random seed")->capture_default_str()->check(kSeed);
     return img;
-  }
-  ocellus::text::ChatTemplate resolve_template(const ocellus::text::Tokenizer& tok) const {
-    return ocellus::lm::resolve_chat_template(chat_template, model, tok);
   }
   // The model named by -m / --mmproj, or without -m the one that ships with ocellus.
   ocellus::model::Vlm load();

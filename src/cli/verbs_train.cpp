@@ -25,7 +25,7 @@ void add_cache(CLI::App& app) {
     const auto vm = ca_model.empty() ? ocellus::model::load_mmproj(ca_mmproj) : ocellus::model::load_hf_vision(ca_model);
     std::vector<std::string> skipped;
     const auto recs = ocellus::data::read_llava_json(ca_data, ca_skip ? ocellus::data::OnBad::Skip : ocellus::data::OnBad::Fail, &skipped);
-    if (!skipped.empty()) std::fprintf(stderr, "cache: skipped %zu malformed record(s), first: %s\n", skipped.size(), skipped[0].c_str());
+    ocellus::train::report_skipped(skipped, "cache", "malformed record(s)");
     std::vector<std::string> paths;
     for (const auto& r : recs)
       if (!r.image.empty()) paths.push_back(ca_images.empty() ? r.image : ca_images + "/" + r.image);
@@ -39,8 +39,7 @@ void add_cache(CLI::App& app) {
       progress.update(p.done, p.total, line);
     }, ca_hidden, ca_skip ? &bad_images : nullptr);
     progress.finish();
-    for (size_t i = 0; i < bad_images.size() && i < 5; ++i) std::fprintf(stderr, "cache: skipped %s\n", bad_images[i].c_str());
-    if (!bad_images.empty()) std::fprintf(stderr, "cache: skipped %zu missing or broken image(s)\n", bad_images.size());
+    ocellus::train::report_skipped(bad_images, "cache", "missing or broken image(s)");
     std::printf("wrote %s: %lld distinct images (%zu records)\n", ca_out.c_str(), (long long)n, paths.size());
   });
 }

@@ -42,13 +42,10 @@ uint32_t be32(const std::string& s, size_t at) {
 // Word for a cell of a grid: "top left", "middle", ...
 std::string cell_name(int cell, int grid) {
   const int r = cell / grid, c = cell % grid;
-  const char* rows2[] = {"top", "bottom"};
-  const char* cols2[] = {"left", "right"};
-  const char* rows3[] = {"top", "middle", "bottom"};
-  const char* cols3[] = {"left", "centre", "right"};
-  if (grid == 2) return std::string(rows2[r]) + " " + cols2[c];
-  if (r == 1 && c == 1) return "middle";
-  return std::string(rows3[r]) + " " + cols3[c];
+  static const char* const rows[2][3] = {{"top", "bottom"}, {"top", "middle", "bottom"}};  // of a grid of 2, of 3
+  static const char* const cols[2][3] = {{"left", "right"}, {"left", "centre", "right"}};
+  if (grid == 3 && r == 1 && c == 1) return "middle";
+  return std::string(rows[grid - 2][r]) + " " + cols[grid - 2][c];
 }
 
 std::string article(const std::string& noun) {
@@ -145,7 +142,7 @@ FashionVqaStats build_fashion_vqa(const FashionVqaOptions& o) {
   // Three passes: training, test, validation (held-out training photos, built as the test
   // split; its own generator, so the other files are the same with or without it).
   struct Pass {
-    const char* tag;
+    std::string tag;
     const FashionSplit& split;
     int64_t n_scenes;
     int64_t& scenes_written;
@@ -158,9 +155,7 @@ FashionVqaStats build_fashion_vqa(const FashionVqaOptions& o) {
   for (int pass = 0; pass < 3; ++pass) {
     const bool is_train = pass == 0, is_val = pass == 2;
     if (is_val && o.val_scenes == 0) break;
-    const FashionSplit& split = passes[pass].split;
-    const int64_t n_scenes = passes[pass].n_scenes;
-    const std::string tag = passes[pass].tag;
+    const auto& [tag, split, n_scenes, scenes_written, questions_written] = passes[pass];
     if (is_val) {
       for (int64_t p = 0; p < train.n; ++p)
         if (!used_by_training[size_t(p)]) held_out.push_back(int(p));
@@ -206,9 +201,12 @@ FashionVqaStats build_fashion_vqa(const FashionVqaOptions& o) {
       std::snprintf(file, sizeof(file), "images/%s/%06lld.png", tag.c_str(), static_cast<long long>(k));
       io::save_png(o.out + "/" + file, img);
       const std::string id = tag + "-" + std::to_string(k), cap = caption(s, o.grid);
-      captions.push_back({{"id", id}, {"image", file},
-                          {"conversations", {{{"from", "human"}, {"value", "<image>\nDescribe the picture briefly."}},
-                                             {{"from", "gpt"}, {"value", cap}}}}});
+      // A record of one question about the picture and its answer.
+      auto one_turn = [&](const std::string& rec_id, const std::string& q, const std::string& a) {
+        return json{{"id", rec_id}, {"image", file},
+                    {"conversations", {{{"from", "human"}, {"value", "<image>\n" + q}}, {{"from", "gpt"}, {"value", a}}}}};
+      };
+      captions.push_back(one_turn(id, "Describe the picture briefly.", cap));
       // Questions of each kind, with their answers.
       std::vector<std::pair<std::string, std::string>> qa;
       std::vector<std::string> cats;
@@ -224,9 +222,8 @@ FashionVqaStats build_fashion_vqa(const FashionVqaOptions& o) {
         if (counts[size_t(c)] == 1) unique.push_back(c);
       if (!unique.empty()) {
         const int c = unique[size_t(uniform(unique.size()))];
-        int where = 0;
-        while (s.class_of_cell[size_t(where)] != c) ++where;
-        ask("Where is the " + names[size_t(c)] + "?", cell_name(where, o.grid), "position");
+        const auto where = std::find(s.class_of_cell.begin(), s.class_of_cell.end(), c) - s.class_of_cell.begin();
+        ask("Where is the " + names[size_t(c)] + "?", cell_name(int(where), o.grid), "position");
       }
       const int counted = uniform(2) == 0 ? s.class_of_cell[size_t(order[0])] : uniform(10);
       ask("How many " + plural(names[size_t(counted)]) + " are there?", std::to_string(counts[size_t(counted)]), "counting");
@@ -288,34 +285,26 @@ FashionVqaStats build_fashion_vqa(const FashionVqaOptions& o) {
       }
       // A question as asked: the short kinds ask for a brief answer.
       auto asked = [&](size_t i) { return qa[i].first + (cats[i] == "description" ? "" : " Answer briefly."); };
-      // The conversation, and the same conversation as reading comprehension for the language
-      // model's own pretraining: the description in words where the picture would be, so every
-      // answer can be found in the text (a lookup the model can later apply to the picture's
-      // tokens), not guessed.
-      auto conversation = [&](const std::vector<size_t>& order) {
+      // The conversation (`first` before its first question), and the same conversation as reading
+      // comprehension for the language model's own pretraining: the description in words where the
+      // picture would be, so every answer can be found in the text (a lookup the model can later
+      // apply to the picture's tokens), not guessed.
+      auto conversation = [&](const std::vector<size_t>& order, const std::string& first = "<image>\n") {
         json conv = json::array();
         for (size_t n = 0; n < order.size(); ++n) {
-          conv.push_back({{"from", "human"}, {"value", (n == 0 ? "<image>\n" : "") + asked(order[n])}});
+          conv.push_back({{"from", "human"}, {"value", (n == 0 ? first : "") + asked(order[n])}});
           conv.push_back({{"from", "gpt"}, {"value", qa[order[n]].second}});
         }
         return conv;
       };
-      json text_conv = json::array();
-      for (size_t n = 0; n < turn_order.size(); ++n) {
-        const size_t i = turn_order[n];
-        text_conv.push_back({{"from", "human"}, {"value", (n == 0 ? cap + "\n" : "") + asked(i)}});
-        text_conv.push_back({{"from", "gpt"}, {"value", qa[i].second}});
-      }
       instruct.push_back({{"id", id}, {"image", file}, {"conversations", conversation(turn_order)}});
       if (is_train) contrast.push_back({{"id", id}, {"image", file}, {"conversations", conversation(contrast_order)}});
-      if (is_train) reading.push_back({{"id", id + "-read"}, {"conversations", text_conv}});
+      if (is_train) reading.push_back({{"id", id + "-read"}, {"conversations", conversation(turn_order, cap + "\n")}});
       // Each question also on its own, as evaluation asks it (a small model trained only on
       // long conversations learns where in them each kind comes, not to read the picture for it).
       if (is_train)
         for (size_t i = 0; i < qa.size(); ++i) {
-          const json single = {{"id", id + "-q" + std::to_string(i)}, {"image", file},
-                               {"conversations", {{{"from", "human"}, {"value", "<image>\n" + asked(i)}},
-                                                  {{"from", "gpt"}, {"value", qa[i].second}}}}};
+          const json single = one_turn(id + "-q" + std::to_string(i), asked(i), qa[i].second);
           if (i < n_base) instruct.push_back(single);
           contrast.push_back(single);
         }
@@ -324,9 +313,8 @@ FashionVqaStats build_fashion_vqa(const FashionVqaOptions& o) {
         for (size_t i = 0; i < n_base; ++i) corpus += qa[i].first + " Answer briefly. " + qa[i].second + "\n";
       }
       if (!is_train)
-        for (size_t i = 0; i < qa.size(); ++i, ++passes[pass].questions_written)
-          eval.push_back({{"question_id", id + "-" + std::to_string(i)}, {"image", file},
-                          {"question", asked(i)},
+        for (size_t i = 0; i < qa.size(); ++i, ++questions_written)
+          eval.push_back({{"question_id", id + "-" + std::to_string(i)}, {"image", file}, {"question", asked(i)},
                           {"answer", qa[i].second}, {"category", cats[i]}});
     }
     auto write = [&](const std::string& name, const json& j) { io::write_text_file_atomically(o.out + "/" + name, j.dump(1) + "\n"); };
@@ -337,7 +325,7 @@ FashionVqaStats build_fashion_vqa(const FashionVqaOptions& o) {
     if (is_train) write("train_read.json", reading);
     // The training text (captions, questions, answers, the chat roles) for learning a vocabulary.
     if (is_train) io::write_text_file_atomically(o.out + "/train_text.txt", "system\nuser\nassistant\n" + corpus);
-    passes[pass].scenes_written = n_scenes;
+    scenes_written = n_scenes;
     if (is_train) st.train_photos = int64_t(std::count(used_by_training.begin(), used_by_training.end(), 1));
   }
   return st;

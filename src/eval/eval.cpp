@@ -15,7 +15,6 @@
 #include "ocellus/model/answer.h"
 #include "ocellus/model/vlm.h"
 #include "ocellus/text/chat.h"
-#include "ocellus/vision/preprocess.h"
 
 namespace ocellus::eval {
 
@@ -109,19 +108,9 @@ std::string yes_no(const std::string& s) {
   return "yes";
 }
 
-double YesNoScore::accuracy() const {
-  const int64_t n = tp + fp + tn + fn;
-  return n ? double(tp + tn) / double(n) : 0.0;
-}
-double YesNoScore::precision() const { return tp + fp ? double(tp) / double(tp + fp) : 0.0; }
-double YesNoScore::recall() const { return tp + fn ? double(tp) / double(tp + fn) : 0.0; }
 double YesNoScore::f1() const {
   const double p = precision(), r = recall();
   return p + r > 0 ? 2 * p * r / (p + r) : 0.0;
-}
-double YesNoScore::yes_ratio() const {
-  const int64_t n = tp + fp + tn + fn;
-  return n ? double(tp + fp) / double(n) : 0.0;
 }
 
 namespace {
@@ -174,20 +163,15 @@ std::string format_table(const Report& r) {
   char line[160];
   std::snprintf(line, sizeof(line), "%-16s %8s %8s %9s\n", "category", "n", "correct", "accuracy");
   out += line;
-  for (const auto& [name, c] : r.by_category) {
+  auto row = [&](const std::string& name, const CategoryScore& c) {
     std::snprintf(line, sizeof(line), "%-16s %8lld %8lld %8.2f%%\n", name.c_str(), (long long)c.n, (long long)c.correct, 100 * c.accuracy());
     out += line;
-  }
-  std::snprintf(line, sizeof(line), "%-16s %8lld %8lld %8.2f%%\n", "overall", (long long)r.overall.n, (long long)r.overall.correct,
-                100 * r.overall.accuracy());
-  out += line;
-  if (r.multiple_choice.n) {
-    std::snprintf(line, sizeof(line), "%-16s %8lld %8lld %8.2f%%\n", "multiple choice", (long long)r.multiple_choice.n,
-                  (long long)r.multiple_choice.correct, 100 * r.multiple_choice.accuracy());
-    out += line;
-  }
+  };
+  for (const auto& [name, c] : r.by_category) row(name, c);
+  row("overall", r.overall);
+  if (r.multiple_choice.n) row("multiple choice", r.multiple_choice);
   const YesNoScore& y = r.yes_no;
-  if (y.tp + y.fp + y.tn + y.fn) {
+  if (y.n()) {
     std::snprintf(line, sizeof(line), "yes/no (POPE): accuracy %.2f%%  precision %.2f%%  recall %.2f%%  F1 %.4f  yes-ratio %.2f%%\n",
                   100 * y.accuracy(), 100 * y.precision(), 100 * y.recall(), y.f1(), 100 * y.yes_ratio());
     out += line;
@@ -197,10 +181,10 @@ std::string format_table(const Report& r) {
 
 std::string report_json(const Report& r, const std::vector<Question>& qs, const std::vector<std::string>& pred) {
   json j;
-  for (const auto& [name, c] : r.by_category) j["categories"][name] = {{"n", c.n}, {"correct", c.correct}, {"accuracy", c.accuracy()}};
-  j["overall"] = {{"n", r.overall.n}, {"correct", r.overall.correct}, {"accuracy", r.overall.accuracy()}};
-  if (r.multiple_choice.n)
-    j["multiple_choice"] = {{"n", r.multiple_choice.n}, {"correct", r.multiple_choice.correct}, {"accuracy", r.multiple_choice.accuracy()}};
+  auto counts = [](const CategoryScore& c) { return json{{"n", c.n}, {"correct", c.correct}, {"accuracy", c.accuracy()}}; };
+  for (const auto& [name, c] : r.by_category) j["categories"][name] = counts(c);
+  j["overall"] = counts(r.overall);
+  if (r.multiple_choice.n) j["multiple_choice"] = counts(r.multiple_choice);
   const YesNoScore& y = r.yes_no;
   j["yes_no"] = {{"tp", y.tp}, {"fp", y.fp}, {"tn", y.tn}, {"fn", y.fn}, {"accuracy", y.accuracy()}, {"precision", y.precision()},
                  {"recall", y.recall()}, {"f1", y.f1()}, {"yes_ratio", y.yes_ratio()}};

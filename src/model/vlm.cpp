@@ -1,5 +1,6 @@
 #include "ocellus/model/vlm.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "ocellus/core/error.h"
@@ -87,14 +88,10 @@ std::unique_ptr<VisionModel> load_hf_vision(const std::string& dir) {
   vision::VitWeights w = vision::load_vit_weights(c, src, vision::hf_vit_names(tower_prefix));
 
   const std::vector<std::string> names = m.names();
-  const ProjectorPlace* place = nullptr;
-  for (const ProjectorPlace& pl : kProjectorPlaces) {
-    const std::string pre = pl.prefix;
-    for (const std::string& n : names)
-      if (n.compare(0, pre.size(), pre) == 0) place = &pl;
-    if (place) break;
-  }
-  OCELLUS_CHECK(place, dir, ": no projector weights (looked for multi_modal_projector.*, model.multi_modal_projector.*, ",
+  const ProjectorPlace* place = std::ranges::find_if(kProjectorPlaces, [&](const ProjectorPlace& pl) {
+    return std::ranges::any_of(names, [&](const std::string& n) { return n.starts_with(pl.prefix); });
+  });
+  OCELLUS_CHECK(place != std::end(kProjectorPlaces), dir, ": no projector weights (looked for multi_modal_projector.*, model.multi_modal_projector.*, ",
                 "model.mm_projector.*, connector._connector.*)");
   const io::TensorSource psrc = io::renamed_source(src, {{place->layout_prefix, place->prefix}});
   auto conn = connect::load_connector(p.type, cc, psrc, place->layout);
@@ -156,12 +153,6 @@ SplicePlan plan_splice(const text::Tokenizer& tok, const std::string& prompt, si
   return plan;
 }
 
-Spliced splice_prompt(const lm::LanguageModel& lm, const text::Tokenizer& tok, const std::string& prompt,
-                      const std::vector<Tensor>& image_rows, bool add_bos, const std::string& marker,
-                      const ImageMarkers& around) {
-  return splice_prompt(lm, plan_splice(tok, prompt, image_rows.size(), add_bos, marker, around), image_rows);
-}
-
 Spliced splice_prompt(const lm::LanguageModel& lm, const SplicePlan& plan, const std::vector<Tensor>& image_rows) {
   OCELLUS_CHECK(plan.text_ids.size() == image_rows.size() + 1, "the prompt has ", plan.text_ids.size() - 1,
                 " image placeholder(s) for ", image_rows.size(), " image(s)");
@@ -180,11 +171,9 @@ Spliced splice_prompt(const lm::LanguageModel& lm, const SplicePlan& plan, const
                     ", but the language model's n_embd is ", d, " (mmproj and text model do not belong together)");
       parts.push_back(r);
       s.ids.insert(s.ids.end(), size_t(r.dim(0)), -1);
-      s.n_image_rows += r.dim(0);
     }
   }
-  int64_t n = 0;
-  for (const Tensor& p : parts) n += p.dim(0);
+  const int64_t n = int64_t(s.ids.size());  // one id per row
   OCELLUS_CHECK(n > 0, "empty prompt");
   s.embeddings = Tensor::empty({n, d});
   int64_t row = 0;

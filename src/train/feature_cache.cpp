@@ -166,10 +166,8 @@ FeatureCache FeatureCache::open(const std::string& path, const vision::VisionTow
   const int64_t nf = std::stoll(get("ocellus.n_features")), w = std::stoll(get("ocellus.width"));
   const auto ha = md.find("ocellus.hidden_after");
   const int64_t after = ha == md.end() ? -1 : std::stoll(ha->second);
-  OCELLUS_CHECK(after == hidden_after, "cache: ", path, ": holds ",
-                after < 0 ? std::string("the tower's features") : "hidden states after block " + std::to_string(after),
-                ", the recipe needs ",
-                hidden_after < 0 ? std::string("the tower's features") : "hidden states after block " + std::to_string(hidden_after),
+  auto held = [](int64_t a) { return a < 0 ? std::string("the tower's features") : "hidden states after block " + std::to_string(a); };
+  OCELLUS_CHECK(after == hidden_after, "cache: ", path, ": holds ", held(after), ", the recipe needs ", held(hidden_after),
                 " (ocellus cache --hidden-after N)");
   OCELLUS_CHECK(nf == n_features && w == width, "cache: ", path, ": built for a tower of ", nf, " features x ", w,
                 ", the model's tower gives ", n_features, " x ", width);

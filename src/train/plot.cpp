@@ -3,17 +3,13 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
-#include <sstream>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
-#include "ocellus/io/file.h"
 #include "ocellus/io/image.h"
 
 namespace ocellus::train {
-
-using nlohmann::json;
 
 void draw_loss_curve(const std::string& metrics_path, const std::string& path) {
   std::vector<double> losses;

@@ -80,7 +80,8 @@ std::vector<std::pair<std::string, Tensor*>> moments(AdamW& opt) {
 // checkpoints/step-NNNNNNNN/{model,optimizer}.safetensors + trainer.json, then `latest` names it
 // (a kill before that leaves the previous one latest); only the newest `keep` are kept.
 void save_checkpoint(const std::string& out, int64_t step, const std::vector<ag::Var>& params, AdamW& opt, int64_t keep) {
-  const fs::path root = fs::path(out) / "checkpoints", dir = root / step_dir_name(step);
+  const std::string name = step_dir_name(step);
+  const fs::path root = fs::path(out) / "checkpoints", dir = root / name;
   fs::create_directories(dir);
   std::vector<std::pair<std::string, Tensor>> st;
   io::write_safetensors((dir / "model.safetensors").string(), ag::named_values(params));
@@ -88,7 +89,6 @@ void save_checkpoint(const std::string& out, int64_t step, const std::vector<ag:
   io::write_safetensors((dir / "optimizer.safetensors").string(), st, {{"step", std::to_string(opt.steps())}});
   io::write_text_file_atomically((dir / "trainer.json").string(), json{{"step", step}}.dump());
   // Only now does `latest` name it: a kill before this line leaves the previous one latest.
-  const std::string name = step_dir_name(step);
   io::write_text_file_atomically((root / "latest").string(), name);
   std::vector<std::string> dirs;
   for (const auto& e : fs::directory_iterator(root))
@@ -176,10 +176,10 @@ int64_t prepare_out_folder(const Recipe& r, Start start) {
   return 0;
 }
 
-void report_skipped(const std::vector<std::string>& skipped) {
+void report_skipped(const std::vector<std::string>& skipped, const char* who, const char* what) {
   if (!dist().main()) return;
-  for (size_t i = 0; i < skipped.size() && i < 5; ++i) std::fprintf(stderr, "train: skipped %s\n", skipped[i].c_str());
-  if (!skipped.empty()) std::fprintf(stderr, "train: skipped %zu record(s) (malformed, or a missing or broken image)\n", skipped.size());
+  for (size_t i = 0; i < skipped.size() && i < 5; ++i) std::fprintf(stderr, "%s: skipped %s\n", who, skipped[i].c_str());
+  if (!skipped.empty()) std::fprintf(stderr, "%s: skipped %zu %s\n", who, skipped.size(), what);
 }
 
 Trainer::Trainer(const Recipe& r, Objective& objective)

@@ -168,7 +168,7 @@ TEST(VlmHf, BpeFolderRunsWithImageMarkers) {
   EXPECT_EQ(v.vision->markers().begin, "<|endoftext|>");
   EXPECT_EQ(v.vision->markers().end, "<|endoftext|>");
   const Tensor rows = v.vision->embed({fixture_pixels()})[0];
-  const model::Spliced sp = model::splice_prompt(*v.lm, v.tok, "A<image>B", {rows}, false, "<image>", v.vision->markers());
+  const model::Spliced sp = model::splice_prompt(*v.lm, model::plan_splice(v.tok, "A<image>B", 1, false, "<image>", v.vision->markers()), {rows});
   ASSERT_EQ(sp.ids.size(), size_t(2 + 16 + 2));
   EXPECT_EQ(sp.ids[0], v.tok.encode("A", false)[0]);
   EXPECT_EQ(sp.ids[1], 50256);
@@ -194,8 +194,8 @@ TEST(VlmHf, ChatPromptsCarryOneBos) {
   ASSERT_TRUE(tok.add_bos());
   for (text::ChatTemplate t : {text::ChatTemplate::Llama2, text::ChatTemplate::Vicuna}) {
     const std::string prompt = text::render_chat_text(t, {{"user", "<image>\nHi"}}, true);
-    const model::Spliced sp = model::splice_prompt(*lm, tok, prompt, {test::randn({16, 64}, 1)},
-                                                   tok.add_bos() && text::bos_from_tokenizer(t));
+    const model::Spliced sp = model::splice_prompt(*lm, model::plan_splice(tok, prompt, 1, tok.add_bos() && text::bos_from_tokenizer(t)),
+                                                   {test::randn({16, 64}, 1)});
     EXPECT_EQ(std::count(sp.ids.begin(), sp.ids.end(), tok.bos()), 1) << text::chat_template_name(t);
     EXPECT_EQ(sp.ids[0], tok.bos()) << text::chat_template_name(t);
   }

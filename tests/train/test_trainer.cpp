@@ -210,7 +210,7 @@ TEST(Trainer, RecipeRunsResumesExactlyAndExports) {
   // The cache: five records, four distinct pictures.
   EXPECT_EQ(w.build_cache(-1, true), 4);
 
-  const train::TrainResult a = train::run_recipe(train::read_recipe(w.recipe("a", w.root + "/a")), false);
+  const train::TrainResult a = train::run_recipe(train::read_recipe(w.recipe("a", w.root + "/a")), train::Start::Fresh);
   ASSERT_EQ(a.losses.size(), 6u);
   for (double l : a.losses) std::printf("%.6f ", l);
   std::printf("\n");
@@ -230,9 +230,9 @@ TEST(Trainer, RecipeRunsResumesExactlyAndExports) {
 
   // Stopped after 3 steps (its last checkpoint is step 2), then resumed: the same losses.
   const std::string rb = w.recipe("b", w.root + "/b");
-  const train::TrainResult b1 = train::run_recipe(train::read_recipe(rb), false, {}, 3);
+  const train::TrainResult b1 = train::run_recipe(train::read_recipe(rb), train::Start::Fresh, {}, 3);
   ASSERT_EQ(b1.losses.size(), 3u);
-  const train::TrainResult b2 = train::run_recipe(train::read_recipe(rb), true);
+  const train::TrainResult b2 = train::run_recipe(train::read_recipe(rb), train::Start::Resume);
   EXPECT_EQ(b2.first_step, 2);
   ASSERT_EQ(b2.losses.size(), 4u);
   for (size_t i = 0; i < 4; ++i) EXPECT_EQ(b2.losses[i], a.losses[i + 2]) << "step " << i + 3;
@@ -255,7 +255,8 @@ TEST(Trainer, RecipeRunsResumesExactlyAndExports) {
   const Tensor feats = v.vision->tower().encode({vision::preprocess(io::load_image(w.images + "/blue.png"), v.vision->config().preprocess)});
   const Tensor f2 = feats.reshape({feats.dim(1), feats.dim(2)});
   const Tensor rows = v.vision->connector().forward(f2);
-  const model::Spliced sp = model::splice_prompt(*v.lm, v.tok, "<|im_start|>user\n<image>\nWhat colour?<|im_end|>\n", {rows}, false);
+  const std::string prompt = "<|im_start|>user\n<image>\nWhat colour?<|im_end|>\n";
+  const model::Spliced sp = model::splice_prompt(*v.lm, model::plan_splice(v.tok, prompt, 1, false), {rows});
   lm::KvCache cache(v.lm->config(), 64, DType::F32);
   const Tensor want = v.lm->forward(sp.embeddings, cache, true);
   ag::NoGrad ng;
@@ -280,7 +281,7 @@ TEST(Trainer, RecipeRunsResumesExactlyAndExports) {
   EXPECT_LE(test::rel_err(grows, rows), 1e-6);
   const text::Tokenizer gtok = text::Tokenizer::from_gguf(tf);
   EXPECT_EQ(gtok.encode("What colour is the picture?", false), v.tok.encode("What colour is the picture?", false));
-  const model::Spliced gsp = model::splice_prompt(exact, gtok, "<|im_start|>user\n<image>\nWhat colour?<|im_end|>\n", {grows}, false);
+  const model::Spliced gsp = model::splice_prompt(exact, model::plan_splice(gtok, prompt, 1, false), {grows});
   EXPECT_EQ(gsp.ids, sp.ids);
   lm::KvCache gcache(lc, 64, DType::F32);
   EXPECT_LE(test::rel_err(exact.forward(gsp.embeddings, gcache, true), want), 1e-5);
@@ -296,7 +297,7 @@ TEST(Trainer, LoraRecipeTrainsAdaptersAndExportsThemMerged) {
       train::read_recipe(w.recipe("lora", w.root + "/lora", {{"lora", {{"rank", 4}, {"alpha", 8}, {"targets", {"q_proj", "up_proj"}}}},
                                                               {"trainable", {"multi_modal_projector."}}, {"steps", 20},
                                                               {"lr", 2e-2}, {"checkpoint_every", 0}})),
-      false);
+      train::Start::Fresh);
   // Two steps of two make an epoch over the four pictures: the first epoch against the last.
   ASSERT_EQ(r.losses.size(), 20u);
   EXPECT_LT(r.losses[18] + r.losses[19], 0.8 * (r.losses[0] + r.losses[1]));
@@ -315,7 +316,7 @@ TEST(Trainer, TowerUpperBlocksTrainFromCachedHiddenStates) {
   w.build_cache(1);  // hidden states after block 0
   // A cache of features is refused for a recipe that needs hidden states (and the reverse).
   const std::string rf = w.recipe("tower", w.root + "/tower", {{"tower_from", 1}, {"trainable", {"multi_modal_projector.", "vision_tower.vision_model.encoder.layers.1."}}});
-  const train::TrainResult r = train::run_recipe(train::read_recipe(rf), false);
+  const train::TrainResult r = train::run_recipe(train::read_recipe(rf), train::Start::Fresh);
   EXPECT_EQ(r.losses.size(), 6u);
   const io::SafetensorsModel base = io::SafetensorsModel::open(w.base), out = io::SafetensorsModel::open(r.model_dir);
   auto differs = [&](const std::string& n) { return test::max_abs_diff(base.tensor(n), out.tensor(n)) > 0; };
@@ -337,17 +338,17 @@ TEST(Trainer, TowerUpperBlocksTrainFromCachedHiddenStates) {
   EXPECT_LE(test::rel_err(tv.forward(s)->value, lmh->forward(rows, cache, true)), 1e-5);
   // A feature cache does not serve a recipe that trains the tower.
   w.build_cache();
-  EXPECT_THROW(train::run_recipe(train::read_recipe(rf), false), Error);
+  EXPECT_THROW(train::run_recipe(train::read_recipe(rf), train::Start::Fresh), Error);
 }
 
 TEST(Trainer, TwoProcessesGiveTheLossesOfOne) {
   if (!train::dist_built()) GTEST_FAIL() << "built without OpenMPI: run scripts/deps.sh (libopenmpi-dev) and rebuild";
   World w;
   w.build_cache();
-  const train::TrainResult one = train::run_recipe(train::read_recipe(w.recipe("one", w.root + "/one")), false);
+  const train::TrainResult one = train::run_recipe(train::read_recipe(w.recipe("one", w.root + "/one")), train::Start::Fresh);
   // Gradient accumulation (one sequence per pass) gives the same losses too.
   const train::TrainResult acc =
-      train::run_recipe(train::read_recipe(w.recipe("acc", w.root + "/acc", {{"micro_batch_tokens", 1}})), false);
+      train::run_recipe(train::read_recipe(w.recipe("acc", w.root + "/acc", {{"micro_batch_tokens", 1}})), train::Start::Fresh);
   ASSERT_EQ(acc.losses.size(), one.losses.size());
   for (size_t i = 0; i < acc.losses.size(); ++i) EXPECT_NEAR(acc.losses[i], one.losses[i], 1e-4 * one.losses[i]) << i;
   const std::string cmd = "mpirun --allow-run-as-root --oversubscribe -np 2 " + std::string(OCELLUS_CLI) + " train --recipe " +
@@ -387,7 +388,7 @@ TEST(Trainer, KilledMidRunLeavesALoadableLatestCheckpoint) {
   }
   EXPECT_EQ(checked, 5);
   // And the run resumes from it.
-  const train::TrainResult r = train::run_recipe(train::read_recipe(rp), true, {}, 1);
+  const train::TrainResult r = train::run_recipe(train::read_recipe(rp), train::Start::Resume, {}, 1);
   EXPECT_GT(r.first_step, 0);
 }
 
@@ -395,7 +396,7 @@ TEST(Trainer, KilledMidRunLeavesALoadableLatestCheckpoint) {
 void expect_recipe_error(const std::string& path, const nlohmann::json& r, const std::string& what) {
   std::ofstream(path) << r.dump();
   try {
-    train::run_recipe(train::read_recipe(path), false);
+    train::run_recipe(train::read_recipe(path), train::Start::Fresh);
     ADD_FAILURE() << "no error (expected one saying '" << what << "')";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find(what), std::string::npos) << e.what();
@@ -416,7 +417,7 @@ TEST(Trainer, FromScratchTextPretrainingNeedsNoCache) {
   nlohmann::json r = {{"base", m0}, {"data", w.root + "/text.json"}, {"lr", 1e-2}, {"warmup", 2}, {"steps", 20},
                       {"batch", 2}, {"max_len", 128}, {"seed", 3}, {"out", w.root + "/text_run"}};
   std::ofstream(w.root + "/text_recipe.json") << r.dump();
-  const train::TrainResult res = train::run_recipe(train::read_recipe(w.root + "/text_recipe.json"), false);
+  const train::TrainResult res = train::run_recipe(train::read_recipe(w.root + "/text_recipe.json"), train::Start::Fresh);
   ASSERT_EQ(res.losses.size(), 20u);
   EXPECT_LT(res.losses[18] + res.losses[19], 0.8 * (res.losses[0] + res.losses[1]));
   const model::Vlm v = model::load_vlm(res.model_dir, "");  // chat template from the folder: ChatML
@@ -429,19 +430,19 @@ TEST(Trainer, FromScratchTextPretrainingNeedsNoCache) {
   // The same records' text alone (language-model pretraining on the conversations).
   r["ignore_images"] = true, r["steps"] = 2, r["out"] = w.root + "/text_run2";
   std::ofstream(w.root + "/text_recipe.json") << r.dump();
-  const train::TrainResult t1 = train::run_recipe(train::read_recipe(w.root + "/text_recipe.json"), false);
+  const train::TrainResult t1 = train::run_recipe(train::read_recipe(w.root + "/text_recipe.json"), train::Start::Fresh);
   EXPECT_EQ(t1.losses.size(), 2u);
   // With the loss on every token the questions count too: a different loss.
   r["loss"] = "all", r["out"] = w.root + "/text_run3";
   std::ofstream(w.root + "/text_recipe.json") << r.dump();
-  const train::TrainResult t2 = train::run_recipe(train::read_recipe(w.root + "/text_recipe.json"), false);
+  const train::TrainResult t2 = train::run_recipe(train::read_recipe(w.root + "/text_recipe.json"), train::Start::Fresh);
   ASSERT_EQ(t2.losses.size(), 2u);
   EXPECT_NE(t2.losses[0], t1.losses[0]);
   // Loss on everything but the replies: the replies' tokens and the rest make up every token, so
   // at step 1 (same weights, same batch) the three token-weighted losses add up.
   r["loss"] = "not_assistant", r["out"] = w.root + "/text_run4";
   std::ofstream(w.root + "/text_recipe.json") << r.dump();
-  const train::TrainResult t3 = train::run_recipe(train::read_recipe(w.root + "/text_recipe.json"), false);
+  const train::TrainResult t3 = train::run_recipe(train::read_recipe(w.root + "/text_recipe.json"), train::Start::Fresh);
   ASSERT_EQ(t3.losses.size(), 2u);
   auto first_counted = [](const std::string& out) {
     std::ifstream f(out + "/metrics.jsonl");
@@ -477,13 +478,13 @@ TEST(Trainer, FromScratchTextPretrainingNeedsNoCache) {
   nlohmann::json m = {{"base", m0}, {"data", w.root + "/multi.json"}, {"steps", 3}, {"batch", 2}, {"max_len", 128},
                       {"seed", 5}, {"out", w.root + "/multi_run"}};
   std::ofstream(w.root + "/multi_recipe.json") << m.dump();
-  const train::TrainResult only = train::run_recipe(train::read_recipe(w.root + "/multi_recipe.json"), false);
+  const train::TrainResult only = train::run_recipe(train::read_recipe(w.root + "/multi_recipe.json"), train::Start::Fresh);
   m["data"] = w.root + "/mixed.json", m["out"] = w.root + "/mixed_run";
   std::ofstream(w.root + "/multi_recipe.json") << m.dump();
-  const train::TrainResult all = train::run_recipe(train::read_recipe(w.root + "/multi_recipe.json"), false);
+  const train::TrainResult all = train::run_recipe(train::read_recipe(w.root + "/multi_recipe.json"), train::Start::Fresh);
   m["min_turns"] = 2, m["out"] = w.root + "/filtered_run";
   std::ofstream(w.root + "/multi_recipe.json") << m.dump();
-  const train::TrainResult filtered = train::run_recipe(train::read_recipe(w.root + "/multi_recipe.json"), false);
+  const train::TrainResult filtered = train::run_recipe(train::read_recipe(w.root + "/multi_recipe.json"), train::Start::Fresh);
   EXPECT_EQ(filtered.losses, only.losses);
   EXPECT_NE(all.losses, only.losses);
   m["min_turns"] = 3;  // none left: an error, not an empty run
@@ -554,15 +555,15 @@ TEST(Trainer, SiglipRecipeTrainsTheTowerResumesAndExports) {
     std::ofstream(p) << r.dump();
     return train::read_recipe(p);
   };
-  const train::TrainResult a = train::run_recipe(recipe(w.root + "/sa", 30), false);
+  const train::TrainResult a = train::run_recipe(recipe(w.root + "/sa", 30), train::Start::Fresh);
   ASSERT_EQ(a.losses.size(), 30u);
   double first = 0, last = 0;
   for (int i = 0; i < 5; ++i) first += a.losses[size_t(i)], last += a.losses[size_t(25 + i)];
   std::printf("siglip losses: first five %.4f, last five %.4f\n", first / 5, last / 5);
   EXPECT_LT(last, 0.5 * first);
   // Stopped after 3 steps and resumed from step 2: the same losses as unbroken.
-  const train::TrainResult b1 = train::run_recipe(recipe(w.root + "/sb", 30), false, {}, 3);
-  const train::TrainResult b2 = train::run_recipe(recipe(w.root + "/sb", 30), true);
+  const train::TrainResult b1 = train::run_recipe(recipe(w.root + "/sb", 30), train::Start::Fresh, {}, 3);
+  const train::TrainResult b2 = train::run_recipe(recipe(w.root + "/sb", 30), train::Start::Resume);
   EXPECT_EQ(b2.first_step, 2);
   ASSERT_EQ(b2.losses.size(), 28u);
   for (size_t i = 0; i < 28; ++i) EXPECT_EQ(b2.losses[i], a.losses[i + 2]) << "step " << i + 3;
@@ -596,7 +597,7 @@ train::TrainResult train_connector_only(const World& w, const std::string& model
                             {"skip_bad_records", true}, {"trainable", {"multi_modal_projector."}}, {"lr", 1e-2},
                             {"steps", steps}, {"batch", 2}, {"out", w.root + "/" + name}};
   std::ofstream(w.root + "/" + name + ".json") << r.dump();
-  return train::run_recipe(train::read_recipe(w.root + "/" + name + ".json"), false);
+  return train::run_recipe(train::read_recipe(w.root + "/" + name + ".json"), train::Start::Fresh);
 }
 
 TEST(Trainer, AttentionBlockConnectorTrainsAndExportsBothWays) {
@@ -753,7 +754,7 @@ TEST(Trainer, TinyLlavaShareRecipeTrainsPhi2WithSiglipAndMlp) {
                                   {{"base", phi}, {"cache", w.root + "/hidden.safetensors"}, {"tower_from", 1},
                                    {"trainable", {"multi_modal_projector.", "model.", "lm_head.", "vision_tower.vision_model.encoder.layers.1."}},
                                    {"groups", {{{"prefix", "vision_tower."}, {"lr", 1e-3}}}}, {"steps", 12}, {"lr", 1e-2}});
-  const train::TrainResult a = train::run_recipe(train::read_recipe(r1), false);
+  const train::TrainResult a = train::run_recipe(train::read_recipe(r1), train::Start::Fresh);
   ASSERT_EQ(a.losses.size(), 12u);
   EXPECT_LT(a.losses[10] + a.losses[11], 0.8 * (a.losses[0] + a.losses[1]));
   const io::SafetensorsModel base = io::SafetensorsModel::open(phi), s1 = io::SafetensorsModel::open(a.model_dir);
@@ -770,7 +771,7 @@ TEST(Trainer, TinyLlavaShareRecipeTrainsPhi2WithSiglipAndMlp) {
   const std::string r2 = w.recipe("share2", w.root + "/share2",
                                   {{"base", a.model_dir}, {"cache", w.root + "/features.safetensors"},
                                    {"trainable", {"multi_modal_projector.", "model.", "lm_head."}}, {"steps", 8}, {"lr", 5e-3}});
-  const train::TrainResult b = train::run_recipe(train::read_recipe(r2), false);
+  const train::TrainResult b = train::run_recipe(train::read_recipe(r2), train::Start::Fresh);
   ASSERT_EQ(b.losses.size(), 8u);
   EXPECT_LT(b.losses[6] + b.losses[7], a.losses[0] + a.losses[1]);
   const io::SafetensorsModel s2 = io::SafetensorsModel::open(b.model_dir);

@@ -1,4 +1,6 @@
 // The vision tower + projector and the whole VLM against llama.cpp's outputs (fixtures/peer).
+#include <algorithm>
+
 #include "ocellus/core/error.h"
 #include "ocellus/io/gguf.h"
 #include "ocellus/lm/lm.h"
@@ -63,14 +65,14 @@ TEST(Mmproj, VlmPromptSplicesAsPeer) {
   auto lm = lm::load_gguf(f);
   const text::Tokenizer tok = text::Tokenizer::from_gguf(f);
   const Tensor rows = test::randn({16, 64}, 3);
-  const model::Spliced s = model::splice_prompt(*lm, tok, "USER:<image>\nWhat is in the image? ASSISTANT:", {rows}, true);
+  const model::Spliced s = model::splice_prompt(*lm, model::plan_splice(tok, "USER:<image>\nWhat is in the image? ASSISTANT:", 1, true), {rows});
   std::vector<int32_t> want = test::read_array<int32_t>(kPeer + "vlm-llama-clip.before.i32");
   const size_t n_before = want.size();
   want.insert(want.end(), 16, -1);
   const std::vector<int32_t> after = test::read_array<int32_t>(kPeer + "vlm-llama-clip.after.i32");
   want.insert(want.end(), after.begin(), after.end());
   EXPECT_EQ(s.ids, want);
-  EXPECT_EQ(s.n_image_rows, 16);
+  EXPECT_EQ(std::count(s.ids.begin(), s.ids.end(), -1), 16);  // the image rows
   // The image rows sit unchanged between the text embeddings.
   EXPECT_EQ(test::max_abs_diff(s.embeddings.slice(0, int64_t(n_before), int64_t(n_before) + 16), rows), 0.0);
   EXPECT_EQ(test::max_abs_diff(s.embeddings.slice(0, 0, 1), lm->embed({1})), 0.0);
@@ -85,7 +87,7 @@ TEST(Mmproj, VlmLastLogitsMatchPeer) {
   auto vm = model::load_mmproj(kPeer + "tiny-mmproj-clip-f32.gguf");
   const Tensor img = vm->embed({fixture_pixels("mmproj-clip-f32", vm->config().image_size)})[0];
   const model::Spliced s =
-      model::splice_prompt(*lm, tok, "USER:<image>\nWhat is in the image? ASSISTANT:", {img}, true);
+      model::splice_prompt(*lm, model::plan_splice(tok, "USER:<image>\nWhat is in the image? ASSISTANT:", 1, true), {img});
   // The text around the image tokenizes as the peer's did.
   std::vector<int32_t> want = test::read_array<int32_t>(kPeer + "vlm-llama-clip.before.i32");
   want.insert(want.end(), 16, -1);
@@ -113,6 +115,6 @@ TEST(Mmproj, WrongFileAndMismatchedModelsAreClearErrors) {
   auto lm = lm::load_gguf(f);
   const text::Tokenizer tok = text::Tokenizer::from_gguf(f);
   const Tensor rows = Tensor::zeros({16, 64});
-  EXPECT_THROW(model::splice_prompt(*lm, tok, "a <image> b", {rows}, true), Error);
-  EXPECT_THROW(model::splice_prompt(*lm, tok, "no placeholder", {Tensor::zeros({16, 32})}, true), Error);
+  EXPECT_THROW(model::splice_prompt(*lm, model::plan_splice(tok, "a <image> b", 1, true), {rows}), Error);
+  EXPECT_THROW(model::plan_splice(tok, "no placeholder", 1, true), Error);
 }

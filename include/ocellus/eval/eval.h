@@ -30,8 +30,8 @@ std::vector<Question> parse_questions(const std::string& json_text, const std::s
 // VQAv2's normalization: lower case, punctuation removed (a period between digits kept), number
 // words to digits, articles dropped, common contractions restored, whitespace collapsed.
 std::string normalize_answer(const std::string& s);
-// The yes/no reading of an answer as POPE takes it: "yes" if its first word is yes, "no" if it
-// is no (or "not" appears); empty otherwise.
+// The yes/no reading of an answer as POPE takes it: "no" if its first sentence has the word no
+// or not, else "yes".
 std::string yes_no(const std::string& s);
 
 struct CategoryScore {
@@ -39,12 +39,13 @@ struct CategoryScore {
   double accuracy() const { return n ? double(correct) / double(n) : 0.0; }
 };
 struct YesNoScore {
-  int64_t tp = 0, fp = 0, tn = 0, fn = 0, unanswered = 0;
-  double accuracy() const;
-  double precision() const;
-  double recall() const;
+  int64_t tp = 0, fp = 0, tn = 0, fn = 0;
+  int64_t n() const { return tp + fp + tn + fn; }
+  double accuracy() const { return n() ? double(tp + tn) / double(n()) : 0.0; }
+  double precision() const { return tp + fp ? double(tp) / double(tp + fp) : 0.0; }
+  double recall() const { return tp + fn ? double(tp) / double(tp + fn) : 0.0; }
   double f1() const;
-  double yes_ratio() const;
+  double yes_ratio() const { return n() ? double(tp + fp) / double(n()) : 0.0; }
 };
 struct Report {
   std::map<std::string, CategoryScore> by_category;  // exact match after normalization

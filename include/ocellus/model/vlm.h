@@ -74,23 +74,12 @@ struct Vlm {
 };
 Vlm load_vlm(const std::string& model, const std::string& mmproj);
 
-// The prompt's input rows: text split at each `marker`; the pieces tokenized one by one (BOS
-// only before the first, as LLaVA's tokenizer_image_token; special-token text parsed as special
-// tokens, as chat templates write them); image k's rows in place of marker k, between the
-// vision model's begin / end markers when it has them. The count of markers must equal the
-// count of images.
-struct Spliced {
-  Tensor embeddings;                // [n, n_embd]
-  std::vector<int32_t> ids;         // token ids, -1 at image rows
-  int64_t n_image_rows = 0;
-};
-Spliced splice_prompt(const lm::LanguageModel& lm, const text::Tokenizer& tok, const std::string& prompt,
-                      const std::vector<Tensor>& image_rows, bool add_bos, const std::string& marker = "<image>",
-                      const ImageMarkers& around = {});
-
-// The same in two steps, so that a prompt is checked (placeholders against images, its length
-// against the context) before any image is encoded: the text around the placeholders tokenized,
-// then spliced with the images' rows.
+// The prompt's input rows, in two steps so that a prompt is checked (placeholders against images,
+// its length against the context) before any image is encoded. plan_splice: text split at each
+// `marker`; the pieces tokenized one by one (BOS only before the first, as LLaVA's
+// tokenizer_image_token; special-token text parsed as special tokens, as chat templates write
+// them), between the vision model's begin / end markers when it has them; the count of markers
+// must equal the count of images. splice_prompt: image k's rows in place of marker k.
 struct SplicePlan {
   std::vector<std::vector<int32_t>> text_ids;  // one piece more than images: before, between, after them
   int64_t n_text = 0;                          // text tokens in all
@@ -98,6 +87,10 @@ struct SplicePlan {
 };
 SplicePlan plan_splice(const text::Tokenizer& tok, const std::string& prompt, size_t n_images, bool add_bos,
                        const std::string& marker = "<image>", const ImageMarkers& around = {});
+struct Spliced {
+  Tensor embeddings;                // [n, n_embd]
+  std::vector<int32_t> ids;         // token ids, -1 at image rows
+};
 Spliced splice_prompt(const lm::LanguageModel& lm, const SplicePlan& plan, const std::vector<Tensor>& image_rows);
 
 }  // namespace ocellus::model

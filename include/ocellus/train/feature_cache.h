@@ -49,7 +49,6 @@ class FeatureCache {
   static FeatureCache open(const std::string& path, const vision::VisionTower& tower, int64_t hidden_after = -1);
   bool has_key(const std::string& key) const { return file_.find(key) != nullptr; }
   Tensor features(const std::string& key) const;  // [n_features, width] f32 view of the mapping
-  size_t size() const { return file_.tensors().size(); }
 
  private:
   explicit FeatureCache(io::SafetensorsFile f) : file_(std::move(f)) {}

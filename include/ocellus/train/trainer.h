@@ -73,9 +73,10 @@ class Objective {
   virtual void export_model(const std::string& out, TrainResult& res) const = 0;
 };
 
-// The records an objective's data left out (malformed, or a missing or broken image): the first
-// five and a count, on stderr by the first process.
-void report_skipped(const std::vector<std::string>& skipped);
+// What a run left out (an objective's records: malformed, or a missing or broken image): the
+// first five and a count ("<who>: skipped N <what>"), on stderr by the first process.
+void report_skipped(const std::vector<std::string>& skipped, const char* who = "train",
+                    const char* what = "record(s) (malformed, or a missing or broken image)");
 
 class Trainer {
  public:
@@ -118,10 +119,5 @@ void draw_loss_curve(const std::string& metrics_path, const std::string& png_pat
 // loss curve drawn as out/loss.png and the model exported. stop_after: as Trainer::run.
 TrainResult run_recipe(const Recipe& r, Start start, const std::function<void(const StepStats&)>& on_step = {},
                        int64_t stop_after = 0);
-// resume: Start::Resume, else Start::Fresh.
-inline TrainResult run_recipe(const Recipe& r, bool resume, const std::function<void(const StepStats&)>& on_step = {},
-                              int64_t stop_after = 0) {
-  return run_recipe(r, resume ? Start::Resume : Start::Fresh, on_step, stop_after);
-}
 
 }  // namespace ocellus::train
