@@ -29,6 +29,11 @@ Tensor Infer::rms_norm(const Tensor& x, const P& w, float eps) const {
 
 Tensor Infer::concat(const std::vector<Tensor>& xs, int dim) const { return xs.size() == 1 ? xs[0] : ops::concat(xs, dim); }
 
+Tensor Infer::patch_embed(const Tensor& image, const P& w, const P& b, int64_t patch) const {
+  const Tensor* bias = b.defined() ? &b : nullptr;
+  return ggml_matmul ? ops::patch_embed_ggml_order(image, w, bias, patch) : ops::patch_embed(image, w, bias, patch);
+}
+
 Tensor Infer::rows(const Tensor& x, const std::vector<int32_t>& ids) const { return ops::embedding(x, ids); }
 
 Tensor Infer::attention_segments(const Tensor& q, const Tensor& k, const Tensor& v, float scale,

@@ -101,8 +101,7 @@ class TrainableVlm {
   std::vector<ag::Var> params_;
   std::map<std::string, std::string> file_names_;  // parameter -> its name in the loaded checkpoint
   lm::DecoderWeights<nn::Train> lm_;
-  std::vector<vision::EncoderBlock<nn::Train>> tower_;
-  ag::Var post_ln_w_, post_ln_b_;
+  vision::Vit<nn::Train> tower_;  // the upper blocks and the post-LayerNorm (tower_from >= 0)
   std::unique_ptr<connect::ConnectorOf<nn::Train>> conn_;
   std::vector<nn::Train::Adapter> lora_;
 };

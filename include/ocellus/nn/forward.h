@@ -71,6 +71,8 @@ struct Infer {
   // A square grid of rows (ops/grid.h): 2x2 mean pool; depthwise 3x3 convolution (b may be absent).
   Tensor avg_pool2(const Tensor& x) const { return ops::avg_pool2(x); }
   Tensor depthwise3x3(const Tensor& x, const P& w, const P& b) const { return ops::depthwise3x3(x, w, b.defined() ? &b : nullptr); }
+  // An image [3, S, S] into rows of patches [n_patches, d] (w [d, 3, p, p]; b may be absent).
+  Tensor patch_embed(const Tensor& image, const P& w, const P& b, int64_t patch) const;
 };
 
 struct Train {
@@ -113,6 +115,7 @@ struct Train {
   }
   ag::Var avg_pool2(const ag::Var& x) const { return ag::avg_pool2(x); }
   ag::Var depthwise3x3(const ag::Var& x, const P& w, const P& b) const { return ag::depthwise3x3(x, w, b); }
+  ag::Var patch_embed(const Tensor& image, const P& w, const P& b, int64_t patch) const { return ag::patch_embed(image, w, b, patch); }
 };
 
 // Reads a model's weights for a context: matrices and vectors by name, shapes checked. The

@@ -52,9 +52,9 @@ class SiglipModel {
   std::vector<ag::Var> params_;
   std::vector<std::pair<std::string, std::string>> file_names_;
   std::set<std::string> absent_;
-  ag::Var patch_w_, patch_b_, pos_, post_w_, post_b_, tok_, tpos_, tnorm_w_, tnorm_b_, vhead_w_, vhead_b_, thead_w_, thead_b_,
-      log_scale_, bias_;
-  std::vector<vision::EncoderBlock<nn::Train>> vblocks_, tblocks_;
+  vision::Vit<nn::Train> tower_;
+  ag::Var tok_, tpos_, tnorm_w_, tnorm_b_, vhead_w_, vhead_b_, thead_w_, thead_b_, log_scale_, bias_;
+  std::vector<vision::EncoderBlock<nn::Train>> tblocks_;
 };
 
 }  // namespace ocellus::train
