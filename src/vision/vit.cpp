@@ -128,24 +128,10 @@ VisionTower load_hf_tower(const std::string& dir, int64_t feature_layer) {
   return VisionTower(c, std::move(w));
 }
 
-std::vector<std::pair<std::string, Tensor>> tower_tensors(const VisionTower& t, const VitNames& n) {
-  const VitWeights& w = t.weights();
-  std::vector<std::pair<std::string, Tensor>> out;
-  auto add = [&](const std::string& pattern, int64_t i, const Tensor& x) {
-    if (!x.defined()) return;
-    out.push_back({i < 0 ? pattern : io::gguf::name(pattern.c_str(), int(i)), io::safetensors_storable(x)});
-  };
-  add(n.patch_w, -1, w.patch_w), add(n.patch_b, -1, w.patch_b), add(n.class_embd, -1, w.class_embd);
-  add(n.pos_embd, -1, w.pos_embd), add(n.pre_ln_w, -1, w.pre_ln_w), add(n.pre_ln_b, -1, w.pre_ln_b);
-  add(n.post_ln_w, -1, w.post_ln_w), add(n.post_ln_b, -1, w.post_ln_b);
-  for (int64_t i = 0; i < int64_t(w.blocks.size()); ++i) {
-    const VitBlock& b = w.blocks[size_t(i)];
-    add(n.ln1_w, i, b.ln1_w), add(n.ln1_b, i, b.ln1_b), add(n.ln2_w, i, b.ln2_w), add(n.ln2_b, i, b.ln2_b);
-    add(n.q, i, b.q.tensor()), add(n.q_b, i, b.q_b), add(n.k, i, b.k.tensor()), add(n.k_b, i, b.k_b);
-    add(n.v, i, b.v.tensor()), add(n.v_b, i, b.v_b), add(n.o, i, b.o.tensor()), add(n.o_b, i, b.o_b);
-    add(n.fc1, i, b.fc1.tensor()), add(n.fc1_b, i, b.fc1_b), add(n.fc2, i, b.fc2.tensor()), add(n.fc2_b, i, b.fc2_b);
-  }
-  return out;
+std::vector<std::pair<std::string, Tensor>> vit_tensors_as(const VitConfig& c, const io::TensorSource& s, const VitNames& from,
+                                                           const VitNames& to) {
+  return nn::tensors_as(s, "vision tower names",
+                        [&](const nn::Maker<nn::Infer>& mk, bool second) { load_vit(mk, c, second ? to : from); });
 }
 
 template <class F>

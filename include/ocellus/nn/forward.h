@@ -134,4 +134,12 @@ struct Maker {
 // vectors f32. Errors start with `what` and name the file and the tensor.
 Maker<Infer> file_maker(const io::TensorSource& s, const std::string& what);
 
+// A model's tensors read from s under one file layout, named as another names them, by its loader
+// (the names are written once, there; for exporters): load(mk, false) reads s under the first
+// layout, every question it asks and every answer recorded; load(mk, true) asks under the second
+// and is answered the same, call by call, each tensor read coming back under the name asked there,
+// in the shape asked there (the same elements). Errors start with `what`.
+std::vector<std::pair<std::string, Tensor>> tensors_as(const io::TensorSource& s, const std::string& what,
+                                                       const std::function<void(const Maker<Infer>&, bool second)>& load);
+
 }  // namespace ocellus::nn

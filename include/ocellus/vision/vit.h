@@ -128,10 +128,11 @@ VitConfig vit_config_from_hf(const io::HfVisionConfig& v, int64_t feature_layer 
 // "model.vision_tower.vision_tower.vision_model." (original LLaVA); an error lists them if none fits.
 std::string find_hf_vit_prefix(const io::TensorSource& s);
 
-class VisionTower;
-// The tower's tensors (the blocks it holds) under the names of a layout: export as a Hugging
-// Face checkpoint (hf_vit_names) or GGUF. Block-quantized matrices are dequantized to f32.
-std::vector<std::pair<std::string, Tensor>> tower_tensors(const VisionTower& t, const VitNames& n);
+// The tower's tensors read from s under names `from`, named as `to` names them (nn::tensors_as;
+// export as GGUF or a Hugging Face checkpoint): what load_vit reads for the config, as stored
+// (vectors f32).
+std::vector<std::pair<std::string, Tensor>> vit_tensors_as(const VitConfig& c, const io::TensorSource& s, const VitNames& from,
+                                                           const VitNames& to);
 
 class VisionTower {
  public:
