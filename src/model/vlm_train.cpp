@@ -42,25 +42,6 @@ connect::ConnectorConfig TrainVlmConfig::connector_config(int64_t n_embd) const 
   return cc;
 }
 
-nn::Maker<nn::Train> TrainableVlm::maker(const io::TensorSource& s) {
-  nn::Maker<nn::Train> m;
-  m.tensor = [this, s](const std::string& name, const Shape& shape, bool required) -> ag::Var {
-    const Tensor t = io::TensorReader{s, "train"}.get(name, shape, required);
-    if (!t.defined()) return nullptr;
-    ag::Var v = ag::leaf(t.to(DType::F32).contiguous().clone(), true, name);
-    params_.push_back(v);
-    file_names_[name] = s.file_name(name);
-    return v;
-  };
-  m.matrix = [t = m.tensor](const std::string& name, const Shape& shape) { return t(name, shape, true); };
-  m.has = [s](const std::string& name) { return !name.empty() && s.has(name); };
-  m.shape = [s](const std::string& name) {
-    OCELLUS_CHECK(!name.empty() && s.has(name), "train: ", s.path, ": missing tensor '", name, "'");
-    return s.get(name).shape();
-  };
-  return m;
-}
-
 const std::string& TrainableVlm::file_name(const std::string& param) const {
   const auto it = file_names_.find(param);
   if (it == file_names_.end()) fail("train: no parameter '", param, "' from the checkpoint");
@@ -68,6 +49,7 @@ const std::string& TrainableVlm::file_name(const std::string& param) const {
 }
 
 TrainableVlm::TrainableVlm(TrainVlmConfig c, const io::TensorSource& s_in) : c_(std::move(c)) {
+  auto maker = [this](const io::TensorSource& s) { return nn::param_maker(s, "train", &params_, &file_names_); };
   lm_ = lm::load_hf_weights(c_.text, maker(lm::hf_text_source(s_in)), &lm_c_);
   if (c_.tower_from >= 0) {  // the tower's upper blocks, under canonical HF llava names
     const vision::VitConfig& v = c_.vit;

@@ -89,6 +89,22 @@ Maker<Infer> file_maker(const io::TensorSource& s, const std::string& what) {
   return m;
 }
 
+Maker<Train> param_maker(const io::TensorSource& s, const std::string& what, std::vector<ag::Var>* params,
+                         std::map<std::string, std::string>* file_names) {
+  const Maker<Infer> file = file_maker(s, what);
+  Maker<Train> m;
+  m.tensor = [s, what, params, file_names](const std::string& name, const Shape& shape, bool required) -> ag::Var {
+    const Tensor t = io::TensorReader{s, what}.get(name, shape, required);
+    if (!t.defined()) return nullptr;
+    params->push_back(ag::leaf(t.to(DType::F32).contiguous().clone(), true, name));
+    (*file_names)[name] = s.file_name(name);
+    return params->back();
+  };
+  m.matrix = [t = m.tensor](const std::string& name, const Shape& shape) { return t(name, shape, true); };
+  m.has = file.has, m.shape = file.shape;
+  return m;
+}
+
 // ---- training -------------------------------------------------------------------------------
 
 const Train::Adapter* Train::adapter(const ag::Var& w) const {

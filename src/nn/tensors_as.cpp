@@ -1,8 +1,4 @@
-// A model's tensors renamed from one file layout to another (see nn::tensors_as). Each model's
-// names are written once, in its loader: the loader runs under the first layout over the tensors,
-// every question it asks and every answer recorded; then it runs under the second layout with the
-// answers replayed in the same order, so its calls line up one to one and each tensor read under
-// the first name is written under the second.
+// Renaming a model's tensors between file layouts by replaying its loader (see nn::tensors_as).
 #include <utility>
 
 #include "ocellus/core/error.h"

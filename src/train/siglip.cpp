@@ -44,21 +44,9 @@ SiglipModel::SiglipModel(const vision::VitConfig& vc, const io::TensorSource& s_
   const io::TensorSource s = io::renamed_source(s_in, {{pre, vision::find_hf_vit_prefix(s_in)}});
   const vision::VitNames n = vision::hf_vit_names(pre);
   const int64_t d = vc.n_embd;
-  auto load = [&](const std::string& name, const Shape& shape, bool required) -> ag::Var {
-    Tensor t = io::TensorReader{s, "siglip"}.get(name, shape, required);
-    // A bias the file leaves out stays zero and frozen (the export has no place for it).
-    const bool present = t.defined();
-    file_names_.push_back({name, present ? s.file_name(name) : std::string()});
-    ag::Var v = add(name, present ? t.to(DType::F32).contiguous().clone() : Tensor::zeros(shape));
-    if (!present) absent_.insert(name);
-    return v;
-  };
-  nn::Maker<nn::Train> mk;
-  mk.tensor = load;
-  mk.matrix = [&](const std::string& name, const Shape& shape) { return load(name, shape, true); };
   // Every block and the post-LayerNorm train, whatever the feature layer the VLM reads.
   vc_.n_layer_run = vc.n_layer, vc_.post_norm = true;
-  tower_ = vision::load_vit(mk, vc_, n);
+  tower_ = vision::load_vit(nn::param_maker(s, "siglip", &params_, &file_names_), vc_, n);
   // The text tower and heads: new, initialized as transformers does (normal 0.02, LayerNorms at
   // ones, biases zero).
   std::mt19937_64 rng(seed * 0x9E3779B97F4A7C15ull + 0x5167);
@@ -92,12 +80,6 @@ SiglipModel::SiglipModel(const vision::VitConfig& vc, const io::TensorSource& s_
   log_scale_ = fresh("siglip.logit_scale", {1}, float(std::log(10.0)));
   bias_ = fresh("siglip.logit_bias", {1}, 0);
   bias_->value.data<float>()[0] = -10.0f;
-}
-
-const std::string& SiglipModel::file_name(const std::string& param) const {
-  for (const auto& [p, f] : file_names_)
-    if (p == param) return f;
-  fail("siglip: '", param, "' is not a tower parameter");
 }
 
 ag::Var SiglipModel::image_embeddings(const std::vector<Tensor>& pixels) const {
@@ -161,7 +143,7 @@ void SiglipModel::export_folder(const std::string& base_dir, const std::string& 
       heads.push_back({p->name, p->value});
       continue;
     }
-    if (!absent(p->name)) trained[file_name(p->name)] = p->value;
+    trained[file_names_.at(p->name)] = p->value;
   }
   model::export_hf_folder(base_dir, trained, dir);
   io::write_safetensors(heads_path, heads);
@@ -188,7 +170,7 @@ class SiglipObjective final : public Objective {
     read_pairs();
     for (const ag::Var& p : m_.params())
       // The tower trains as the recipe says; the text tower and heads always do (nothing else uses them).
-      p->requires_grad = p->name.starts_with("siglip.") || (!m_.absent(p->name) && r.trains(p->name));
+      p->requires_grad = p->name.starts_with("siglip.") || r.trains(p->name);
   }
 
   const std::vector<ag::Var>& params() const override { return m_.params(); }

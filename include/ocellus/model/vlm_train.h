@@ -94,7 +94,6 @@ class TrainableVlm {
   ag::Var input_rows(const TrainSample& s) const;  // [n, d]
   ag::Var hidden_batch(const std::vector<TrainSample>& batch) const;  // the last block's rows [Σ n, d]
   ag::Var image_rows(const Tensor& f) const;  // features (or hidden state) -> [n_img_tok, d]
-  nn::Maker<nn::Train> maker(const io::TensorSource& s);
 
   TrainVlmConfig c_;
   lm::LmConfig lm_c_;

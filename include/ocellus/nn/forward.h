@@ -10,6 +10,7 @@
 // the tape) stays outside the block, with the caller.
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -133,12 +134,16 @@ struct Maker {
 // Inference weights from a file (GGUF or safetensors): matrices prepared as they are stored,
 // vectors f32. Errors start with `what` and name the file and the tensor.
 Maker<Infer> file_maker(const io::TensorSource& s, const std::string& what);
+// Training weights from a file: each tensor read an f32 parameter under the name asked, appended
+// to *params, its name in the file recorded in *file_names (export writes it back there); an
+// absent optional tensor is null.
+Maker<Train> param_maker(const io::TensorSource& s, const std::string& what, std::vector<ag::Var>* params,
+                         std::map<std::string, std::string>* file_names);
 
 // A model's tensors read from s under one file layout, named as another names them, by its loader
-// (the names are written once, there; for exporters): load(mk, false) reads s under the first
-// layout, every question it asks and every answer recorded; load(mk, true) asks under the second
-// and is answered the same, call by call, each tensor read coming back under the name asked there,
-// in the shape asked there (the same elements). Errors start with `what`.
+// (the names are written once, there): load(mk, false) reads under the first layout, its calls
+// recorded; load(mk, true) asks under the second and is answered call by call, each tensor coming
+// back under the name and in the shape asked there. Errors start with `what`.
 std::vector<std::pair<std::string, Tensor>> tensors_as(const io::TensorSource& s, const std::string& what,
                                                        const std::function<void(const Maker<Infer>&, bool second)>& load);
 
