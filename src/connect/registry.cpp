@@ -145,8 +145,8 @@ const char* layout_name(Layout l) {
 
 std::vector<std::pair<std::string, Tensor>> connector_tensors_as(const std::string& type, const ConnectorConfig& c,
                                                                  const io::TensorSource& s, Layout from, Layout to) {
-  return nn::tensors_as(s, "connector " + type + " from " + layout_name(from) + " to " + layout_name(to) + " names",
-                        [&](const nn::Maker<nn::Infer>& mk, bool second) { load_connector(type, c, mk, second ? to : from, s.path); });
+  auto load = [&](const nn::Maker<nn::Infer>& mk, bool second) { load_connector(type, c, mk, second ? to : from, s.path); };
+  return nn::tensors_as(s, "connector " + type + " from " + layout_name(from) + " to " + layout_name(to) + " names", load);
 }
 
 std::vector<std::pair<std::string, Tensor>> connector_tensors_as(const std::string& type, const ConnectorConfig& c,

@@ -53,8 +53,9 @@ void export_trained_vlm(const TrainableVlm& vlm, const std::string& base_dir, co
   const io::SafetensorsModel folder = io::SafetensorsModel::open(model_dir);
   const io::TensorSource src = io::safetensors_source(folder, model_dir);
   const vision::VitConfig vc = load_hf_vision(model_dir)->config();
-  write_mmproj(vc, vision::vit_tensors_as(vc, src, vision::hf_vit_names(vision::find_hf_vit_prefix(src)), vision::gguf_vit_names()),
-               vlm.config().connector, proj, vlm.lm_config().n_embd, gguf_mmproj, vlm.config().merge);
+  const vision::VitNames names = vision::hf_vit_names(vision::find_hf_vit_prefix(src));
+  write_mmproj(vc, vision::vit_tensors_as(vc, src, names, vision::gguf_vit_names()), vlm.config().connector, proj,
+               vlm.lm_config().n_embd, gguf_mmproj, vlm.config().merge);
 }
 
 }  // namespace ocellus::model

@@ -116,7 +116,9 @@ struct Train {
   }
   ag::Var avg_pool2(const ag::Var& x) const { return ag::avg_pool2(x); }
   ag::Var depthwise3x3(const ag::Var& x, const P& w, const P& b) const { return ag::depthwise3x3(x, w, b); }
-  ag::Var patch_embed(const Tensor& image, const P& w, const P& b, int64_t patch) const { return ag::patch_embed(image, w, b, patch); }
+  ag::Var patch_embed(const Tensor& image, const P& w, const P& b, int64_t patch) const {
+    return ag::patch_embed(image, w, b, patch);
+  }
 };
 
 // Reads a model's weights for a context: matrices and vectors by name, shapes checked. The
