@@ -6,6 +6,7 @@
 #include "common.h"
 #include "ocellus/connect/connector.h"
 #include "ocellus/core/error.h"
+#include "ocellus/io/tensor_source.h"
 #include "ocellus/ops/embed.h"
 
 namespace ocellus::connect {
@@ -129,6 +130,36 @@ template std::unique_ptr<ConnectorOf<nn::Train>> load_connector(const std::strin
 std::unique_ptr<Connector> load_connector(const std::string& type, const ConnectorConfig& c, const io::TensorSource& s,
                                           Layout layout) {
   return std::make_unique<Connector>(load_connector(type, c, nn::file_maker(s, "connector"), layout, s.path), connector_context(c));
+}
+
+namespace {
+const char* layout_name(Layout l) {
+  switch (l) {
+    case Layout::Gguf: return "GGUF";
+    case Layout::HfLlava: return "Hugging Face llava";
+    case Layout::LlavaOriginal: return "LLaVA";
+  }
+  return "?";
+}
+}  // namespace
+
+std::vector<std::pair<std::string, Tensor>> connector_tensors_as(const std::string& type, const ConnectorConfig& c,
+                                                                 const io::TensorSource& s, Layout from, Layout to) {
+  auto load = [&](const nn::Maker<nn::Infer>& mk, bool second) { load_connector(type, c, mk, second ? to : from, s.path); };
+  return nn::tensors_as(s, "connector " + type + " from " + layout_name(from) + " to " + layout_name(to) + " names", load);
+}
+
+std::vector<std::pair<std::string, Tensor>> connector_tensors_as(const std::string& type, const ConnectorConfig& c,
+                                                                 const std::vector<std::pair<std::string, Tensor>>& tensors,
+                                                                 Layout from, Layout to) {
+  auto find = [&tensors](const std::string& n) -> const Tensor* {
+    for (const auto& [name, t] : tensors)
+      if (name == n) return &t;
+    return nullptr;
+  };
+  const io::TensorSource s{"<tensors>", [find](const std::string& n) { return find(n) != nullptr; },
+                           [find](const std::string& n) { return *find(n); }, {}};
+  return connector_tensors_as(type, c, s, from, to);
 }
 
 }  // namespace ocellus::connect

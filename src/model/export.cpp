@@ -46,12 +46,16 @@ void export_trained_vlm(const TrainableVlm& vlm, const std::string& base_dir, co
     if (f.has_parent_path()) fs::create_directories(f.parent_path());
   // The folder's chat template travels into the GGUF, so runners pick it up.
   lm::write_gguf(*lm::load_hf(model_dir), tok, gguf_model, text::hf_chat_template_text(base_dir));
-  // The projector under llama.cpp's mmproj names: its loader knows both layouts' names.
+  // The tower and the projector under llama.cpp's mmproj names: their loaders know both layouts' names.
   const std::vector<std::pair<std::string, Tensor>> proj = connect::connector_tensors_as(
       vlm.config().connector, vlm.config().connector_config(vlm.lm_config().n_embd), vlm.tensors(), connect::Layout::HfLlava,
       connect::Layout::Gguf);
-  write_mmproj(load_hf_vision(model_dir)->tower(), vlm.config().connector, proj, vlm.lm_config().n_embd, gguf_mmproj,
-               vlm.config().merge);
+  const io::SafetensorsModel folder = io::SafetensorsModel::open(model_dir);
+  const io::TensorSource src = io::safetensors_source(folder, model_dir);
+  const vision::VitConfig vc = load_hf_vision(model_dir)->config();
+  const vision::VitNames names = vision::hf_vit_names(vision::find_hf_vit_prefix(src));
+  write_mmproj(vc, vision::vit_tensors_as(vc, src, names, vision::gguf_vit_names()), vlm.config().connector, proj,
+               vlm.lm_config().n_embd, gguf_mmproj, vlm.config().merge);
 }
 
 }  // namespace ocellus::model

@@ -145,19 +145,14 @@ int64_t init_llava(const InitSpec& s, const text::Tokenizer& tok, const std::str
   mk.tensor = make;
   mk.matrix = [&](const std::string& name, const Shape& shape) { return ops::PreparedWeight(make(name, shape, true)); };
   mk.has = [](const std::string&) { return false; };  // nothing is there yet: the separate q / k / v form
-  const int64_t dv = s.vision_embd, np = (s.image_size / s.patch_size) * (s.image_size / s.patch_size);
   for (int pass = 0; pass < 2; ++pass, making = true) {
     lm::LmConfig lc;
     prefix = "language_model.";
     lm::load_hf_weights(*hc.text, mk, &lc);
     prefix = "";
-    const vision::VitNames v = vision::hf_vit_names("vision_tower.vision_model.");
-    make(v.patch_w, {dv, 3, s.patch_size, s.patch_size}, true), make(v.patch_b, {dv}, false);
-    make(v.pos_embd, {np, dv}, true);
-    for (int64_t l = 0; l < s.vision_layers; ++l) vision::load_encoder_block(mk, v, l, dv, s.vision_ff);
-    make(v.post_ln_w, {dv}, true), make(v.post_ln_b, {dv}, false);
+    vision::load_vit(mk, vision::vit_config_from_hf(*hc.vision), vision::hf_vit_names("vision_tower.vision_model."));
     connect::ConnectorConfig cc;
-    cc.d_in = dv, cc.d_out = d, cc.merge = s.merge, cc.n_blocks = s.connector_blocks, cc.n_query = s.connector_queries;
+    cc.d_in = s.vision_embd, cc.d_out = d, cc.merge = s.merge, cc.n_blocks = s.connector_blocks, cc.n_query = s.connector_queries;
     connect::load_connector(s.connector, cc, mk, connect::Layout::HfLlava, "init");
     if (making) break;
     const uint64_t bytes = uint64_t(count) * sizeof(float), mem = physical_memory();

@@ -50,7 +50,6 @@
 // clip.vision.spatial_merge_size         | (ocellus's own)                   | merge before the projector; must divide
 //                                        |                                   | the patch grid
 #include <algorithm>
-#include <cstdio>
 #include <cmath>
 #include <set>
 
@@ -239,11 +238,10 @@ std::unique_ptr<VisionModel> load_mmproj(const std::string& path) {
   return std::make_unique<VisionModel>(vision::VisionTower(c, std::move(w)), std::move(conn), cc.d_out);
 }
 
-void write_mmproj(const vision::VisionTower& tower, const std::string& projector_type,
-                  const std::vector<std::pair<std::string, Tensor>>& projector, int64_t n_embd_out, const std::string& path,
-                  int64_t merge) {
+void write_mmproj(const vision::VitConfig& c, const std::vector<std::pair<std::string, Tensor>>& tower,
+                  const std::string& projector_type, const std::vector<std::pair<std::string, Tensor>>& projector,
+                  int64_t n_embd_out, const std::string& path, int64_t merge) {
   using io::GgufValue;
-  const vision::VitConfig& c = tower.config();
   OCELLUS_CHECK(c.act == ops::Activation::QuickGelu || c.act == ops::Activation::GeluTanh, "mmproj: the tower's activation ",
                 "has no GGUF flag (llama.cpp towers use quick-GELU or GELU)");
   OCELLUS_CHECK(c.drop_class_token || !c.class_token, "mmproj: llama.cpp drops the class token; this tower keeps it");
@@ -267,12 +265,8 @@ void write_mmproj(const vision::VisionTower& tower, const std::string& projector
   if (merge != 1) g.set(key::kClipSpatialMerge, GgufValue::u32(uint32_t(merge)));
   g.set(key::kClipImageMean, GgufValue::floats({c.preprocess.mean[0], c.preprocess.mean[1], c.preprocess.mean[2]}));
   g.set(key::kClipImageStd, GgufValue::floats({c.preprocess.std[0], c.preprocess.std[1], c.preprocess.std[2]}));
-  std::vector<std::pair<std::string, Tensor>> t = vision::tower_tensors(tower, vision::gguf_vit_names());
-  for (const auto& [n, x] : t) {
-    int b = -1;  // only the blocks that run: llama.cpp reads block_count of them
-    if (std::sscanf(n.c_str(), "v.blk.%d.", &b) == 1 && b >= c.n_layer_run) continue;
-    g.add_tensor(n, x.contiguous());
-  }
+  // Positions in f32, as the loader holds them (a bf16 or f16 folder's too).
+  for (const auto& [n, x] : tower) g.add_tensor(n, n == tn::kVPositionEmbd ? x.to(DType::F32) : x.contiguous());
   for (const auto& [n, x] : projector) g.add_tensor(n, x.contiguous());
   g.write(path);
 }

@@ -257,28 +257,23 @@ void write_vision(io::GgufWriter& w, Builder& b, const SynthShape& s, const Synt
   w.set(key::kClipImageMean, GgufValue::floats(mean));
   w.set(key::kClipImageStd, GgufValue::floats(stdv));
 
-  const DType dt = opt.dtype;
-  // Patch embedding and positions stay f16/f32 as llama.cpp keeps them (convolution weights).
-  const DType pdt = dt == DType::F32 ? DType::F32 : DType::F16;
-  const int64_t d = s.n_embd, ff = s.n_ff, P = s.patch_size, np = (s.image_size / P) * (s.image_size / P);
-  b.tensor(tn::kVPatchEmbd, {d, 3, P, P}, pdt, 0.02f);
-  if (s.siglip) b.vec(tn::kVPatchEmbdBias, d, 0.0f, 0.02f);
-  if (!s.siglip) b.vec(tn::kVClassEmbd, d, 0.0f, 0.02f);
-  b.tensor(tn::kVPositionEmbd, {np + (s.siglip ? 0 : 1), d}, pdt, 0.02f);
-  if (!s.siglip) {
-    b.vec(tn::kVPreLn, d, 1.0f, 0.02f);
-    b.vec(tn::kVPreLnBias, d, 0.0f, 0.02f);
-  }
-  // The blocks and the projector as their loaders read them (every bias there).
-  const nn::Maker<nn::Infer> mk = writing_maker(b, dt, [](const std::string&) { return true; }, false);
-  const vision::VitNames names = vision::gguf_vit_names();
-  for (int64_t i = 0; i < L; ++i) vision::load_encoder_block(mk, names, i, d, ff);
-  if (s.siglip) {
-    b.vec(tn::kVPostLn, d, 1.0f, 0.02f);
-    b.vec(tn::kVPostLnBias, d, 0.0f, 0.02f);
-  }
+  vision::VitConfig c;  // the sizes the loader reads
+  c.image_size = s.image_size, c.patch_size = s.patch_size, c.n_embd = s.n_embd, c.n_ff = s.n_ff;
+  c.n_layer = c.n_layer_run = L, c.class_token = c.pre_norm = !s.siglip, c.post_norm = s.siglip;
+  // The tower and the projector as their loaders read them (every bias there but CLIP's patch
+  // bias). Patch embedding and positions stay f16/f32 as llama.cpp keeps them (convolution
+  // weights); the class token is near 0.
+  const DType dt = opt.dtype, pdt = dt == DType::F32 ? DType::F32 : DType::F16;
+  auto present = [&s](const std::string& name) { return s.siglip || name != tn::kVPatchEmbdBias; };
+  nn::Maker<nn::Infer> mk = writing_maker(b, dt, present, false);
+  mk.tensor = [&b, pdt, write = mk.tensor](const std::string& name, const Shape& shape, bool required) {
+    if (name != tn::kVPatchEmbd && name != tn::kVPositionEmbd && name != tn::kVClassEmbd) return write(name, shape, required);
+    b.tensor(name, shape, name == tn::kVClassEmbd ? DType::F32 : pdt, 0.02f);
+    return Tensor::zeros({1});
+  };
+  vision::load_vit(mk, c, vision::gguf_vit_names());
   connect::ConnectorConfig cc;
-  cc.d_in = d, cc.d_out = s.proj_dim;
+  cc.d_in = s.n_embd, cc.d_out = s.proj_dim;
   connect::load_connector("mlp2x_gelu", cc, mk, connect::Layout::Gguf, "synth");
 }
 

@@ -42,25 +42,6 @@ connect::ConnectorConfig TrainVlmConfig::connector_config(int64_t n_embd) const 
   return cc;
 }
 
-nn::Maker<nn::Train> TrainableVlm::maker(const io::TensorSource& s) {
-  nn::Maker<nn::Train> m;
-  m.tensor = [this, s](const std::string& name, const Shape& shape, bool required) -> ag::Var {
-    const Tensor t = io::TensorReader{s, "train"}.get(name, shape, required);
-    if (!t.defined()) return nullptr;
-    ag::Var v = ag::leaf(t.to(DType::F32).contiguous().clone(), true, name);
-    params_.push_back(v);
-    file_names_[name] = s.file_name(name);
-    return v;
-  };
-  m.matrix = [t = m.tensor](const std::string& name, const Shape& shape) { return t(name, shape, true); };
-  m.has = [s](const std::string& name) { return !name.empty() && s.has(name); };
-  m.shape = [s](const std::string& name) {
-    OCELLUS_CHECK(!name.empty() && s.has(name), "train: ", s.path, ": missing tensor '", name, "'");
-    return s.get(name).shape();
-  };
-  return m;
-}
-
 const std::string& TrainableVlm::file_name(const std::string& param) const {
   const auto it = file_names_.find(param);
   if (it == file_names_.end()) fail("train: no parameter '", param, "' from the checkpoint");
@@ -68,15 +49,13 @@ const std::string& TrainableVlm::file_name(const std::string& param) const {
 }
 
 TrainableVlm::TrainableVlm(TrainVlmConfig c, const io::TensorSource& s_in) : c_(std::move(c)) {
+  auto maker = [this](const io::TensorSource& s) { return nn::param_maker(s, "train", &params_, &file_names_); };
   lm_ = lm::load_hf_weights(c_.text, maker(lm::hf_text_source(s_in)), &lm_c_);
   if (c_.tower_from >= 0) {  // the tower's upper blocks, under canonical HF llava names
     const vision::VitConfig& v = c_.vit;
     OCELLUS_CHECK(c_.tower_from < v.n_layer_run, "train: tower_from ", c_.tower_from, " but the tower runs ", v.n_layer_run, " blocks");
     const io::TensorSource ts = io::renamed_source(s_in, {{"vision_tower.vision_model.", vision::find_hf_vit_prefix(s_in)}});
-    const vision::VitNames n = vision::hf_vit_names("vision_tower.vision_model.");
-    const nn::Maker<nn::Train> mk = maker(ts);
-    for (int64_t i = c_.tower_from; i < v.n_layer_run; ++i) tower_.push_back(vision::load_encoder_block(mk, n, i, v.n_embd, v.n_ff));
-    if (v.post_norm) post_ln_w_ = mk.tensor(n.post_ln_w, {v.n_embd}, true), post_ln_b_ = mk.tensor(n.post_ln_b, {v.n_embd}, false);
+    tower_ = vision::load_vit(maker(ts), v, vision::hf_vit_names("vision_tower.vision_model."), c_.tower_from);
   }
   // The projector, under HF llava's names in the checkpoint's layout.
   io::TensorSource ps = s_in;
@@ -98,8 +77,7 @@ ag::Var TrainableVlm::image_rows(const Tensor& feats) const {
     const vision::VitConfig& v = c_.vit;
     OCELLUS_CHECK(feats.dim(0) == v.n_positions(), "train: a hidden state of ", feats.dim(0), " rows; the tower has ",
                   v.n_positions(), " positions");
-    h = vision::vit_features(f, v, vision::vit_blocks(f, v, std::span<const vision::EncoderBlock<nn::Train>>(tower_), h),
-                             post_ln_w_, post_ln_b_);
+    h = vision::vit_features(f, v, vision::vit_blocks(f, v, tower_.blocks, h), tower_.post_ln_w, tower_.post_ln_b);
   }
   OCELLUS_CHECK(h->value.ndim() == 2 && h->value.dim(1) == c_.vit.n_embd, "train: features of width ",
                 h->value.ndim() == 2 ? h->value.dim(1) : -1, ", the tower's is ", c_.vit.n_embd);

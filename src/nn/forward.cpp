@@ -29,6 +29,11 @@ Tensor Infer::rms_norm(const Tensor& x, const P& w, float eps) const {
 
 Tensor Infer::concat(const std::vector<Tensor>& xs, int dim) const { return xs.size() == 1 ? xs[0] : ops::concat(xs, dim); }
 
+Tensor Infer::patch_embed(const Tensor& image, const P& w, const P& b, int64_t patch) const {
+  const Tensor* bias = b.defined() ? &b : nullptr;
+  return ggml_matmul ? ops::patch_embed_ggml_order(image, w, bias, patch) : ops::patch_embed(image, w, bias, patch);
+}
+
 Tensor Infer::rows(const Tensor& x, const std::vector<int32_t>& ids) const { return ops::embedding(x, ids); }
 
 Tensor Infer::attention_segments(const Tensor& q, const Tensor& k, const Tensor& v, float scale,
@@ -81,6 +86,22 @@ Maker<Infer> file_maker(const io::TensorSource& s, const std::string& what) {
     OCELLUS_CHECK(!name.empty() && s.has(name), what, ": ", s.path, ": missing tensor '", name, "'");
     return s.get(name).shape();
   };
+  return m;
+}
+
+Maker<Train> param_maker(const io::TensorSource& s, const std::string& what, std::vector<ag::Var>* params,
+                         std::map<std::string, std::string>* file_names) {
+  const Maker<Infer> file = file_maker(s, what);
+  Maker<Train> m;
+  m.tensor = [s, what, params, file_names](const std::string& name, const Shape& shape, bool required) -> ag::Var {
+    const Tensor t = io::TensorReader{s, what}.get(name, shape, required);
+    if (!t.defined()) return nullptr;
+    params->push_back(ag::leaf(t.to(DType::F32).contiguous().clone(), true, name));
+    (*file_names)[name] = s.file_name(name);
+    return params->back();
+  };
+  m.matrix = [t = m.tensor](const std::string& name, const Shape& shape) { return t(name, shape, true); };
+  m.has = file.has, m.shape = file.shape;
   return m;
 }
 

@@ -43,24 +43,10 @@ SiglipModel::SiglipModel(const vision::VitConfig& vc, const io::TensorSource& s_
   const std::string pre = "vision_tower.vision_model.";
   const io::TensorSource s = io::renamed_source(s_in, {{pre, vision::find_hf_vit_prefix(s_in)}});
   const vision::VitNames n = vision::hf_vit_names(pre);
-  const int64_t d = vc.n_embd, p = vc.patch_size;
-  auto load = [&](const std::string& name, const Shape& shape, bool required) -> ag::Var {
-    Tensor t = io::TensorReader{s, "siglip"}.get(name, shape, required);
-    // A bias the file leaves out stays zero and frozen (the export has no place for it).
-    const bool present = t.defined();
-    file_names_.push_back({name, present ? s.file_name(name) : std::string()});
-    ag::Var v = add(name, present ? t.to(DType::F32).contiguous().clone() : Tensor::zeros(shape));
-    if (!present) absent_.insert(name);
-    return v;
-  };
-  patch_w_ = load(n.patch_w, {d, 3, p, p}, true), patch_b_ = load(n.patch_b, {d}, false);
-  pos_ = load(n.pos_embd, {vc.n_positions(), d}, true);
-  nn::Maker<nn::Train> mk;
-  mk.tensor = load;
-  mk.matrix = [&](const std::string& name, const Shape& shape) { return load(name, shape, true); };
-  for (int64_t i = 0; i < vc.n_layer; ++i) vblocks_.push_back(vision::load_encoder_block(mk, n, i, d, vc.n_ff));
-  post_w_ = load(n.post_ln_w, {d}, true), post_b_ = load(n.post_ln_b, {d}, false);
-
+  const int64_t d = vc.n_embd;
+  // Every block and the post-LayerNorm train, whatever the feature layer the VLM reads.
+  vc_.n_layer_run = vc.n_layer, vc_.post_norm = true;
+  tower_ = vision::load_vit(nn::param_maker(s, "siglip", &params_, &file_names_), vc_, n);
   // The text tower and heads: new, initialized as transformers does (normal 0.02, LayerNorms at
   // ones, biases zero).
   std::mt19937_64 rng(seed * 0x9E3779B97F4A7C15ull + 0x5167);
@@ -96,28 +82,13 @@ SiglipModel::SiglipModel(const vision::VitConfig& vc, const io::TensorSource& s_
   bias_->value.data<float>()[0] = -10.0f;
 }
 
-const std::string& SiglipModel::file_name(const std::string& param) const {
-  for (const auto& [p, f] : file_names_)
-    if (p == param) return f;
-  fail("siglip: '", param, "' is not a tower parameter");
-}
-
 ag::Var SiglipModel::image_embeddings(const std::vector<Tensor>& pixels) const {
-  OCELLUS_CHECK(!pixels.empty(), "siglip: no images");
-  const int64_t B = int64_t(pixels.size()), np = vc_.n_patches(), d = vc_.n_embd;
-  std::vector<ag::Var> rows;
-  for (const Tensor& px : pixels) {
-    OCELLUS_CHECK(px.ndim() == 3 && px.dim(0) == 3 && px.dim(1) == vc_.image_size && px.dim(2) == vc_.image_size,
-                  "siglip: an image of shape ", px.shape().str(), ", the tower reads [3, ", vc_.image_size, ", ", vc_.image_size, "]");
-    rows.push_back(ag::patch_embed(px, patch_w_, patch_b_, vc_.patch_size));
-  }
-  ag::Var h = B == 1 ? rows[0] : ag::concat(rows, 0);
-  h = ag::reshape(ag::add(ag::reshape(h, {B, np, d}), pos_), {B * np, d});
+  const nn::Train f;
+  const ag::Var h = vision::vit_blocks(f, vc_, tower_.blocks, vision::vit_embeddings(f, vc_, tower_, pixels));
   std::vector<int64_t> starts;
-  for (int64_t i = 0; i <= B; ++i) starts.push_back(i * np);
-  h = vision::vit_blocks(nn::Train{}, vc_, std::span<const vision::EncoderBlock<nn::Train>>(vblocks_), h);
-  h = ag::layer_norm(h, post_w_, post_b_, vc_.norm_eps);
-  return ag::matmul(ag::segment_mean(h, starts), vhead_w_, vhead_b_);
+  for (int64_t i = 0; i <= int64_t(pixels.size()); ++i) starts.push_back(i * vc_.n_patches());
+  const ag::Var features = vision::vit_features(f, vc_, h, tower_.post_ln_w, tower_.post_ln_b);  // [B * n_patches, d]
+  return ag::matmul(ag::segment_mean(features, starts), vhead_w_, vhead_b_);
 }
 
 ag::Var SiglipModel::text_embeddings(const std::vector<std::vector<int32_t>>& ids) const {
@@ -172,7 +143,7 @@ void SiglipModel::export_folder(const std::string& base_dir, const std::string& 
       heads.push_back({p->name, p->value});
       continue;
     }
-    if (!absent(p->name)) trained[file_name(p->name)] = p->value;
+    trained[file_names_.at(p->name)] = p->value;
   }
   model::export_hf_folder(base_dir, trained, dir);
   io::write_safetensors(heads_path, heads);
@@ -199,7 +170,7 @@ class SiglipObjective final : public Objective {
     read_pairs();
     for (const ag::Var& p : m_.params())
       // The tower trains as the recipe says; the text tower and heads always do (nothing else uses them).
-      p->requires_grad = p->name.starts_with("siglip.") || (!m_.absent(p->name) && r.trains(p->name));
+      p->requires_grad = p->name.starts_with("siglip.") || r.trains(p->name);
   }
 
   const std::vector<ag::Var>& params() const override { return m_.params(); }

@@ -3,17 +3,13 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <cstring>
 #include <vector>
 
 #include "ocellus/core/error.h"
 #include "ocellus/io/gguf_names.h"
 #include "ocellus/io/file.h"
 #include "ocellus/io/safetensors.h"
-#include "ocellus/ops/attention.h"
 #include "ocellus/ops/elementwise.h"
-#include "ocellus/ops/embed.h"
-#include "ocellus/ops/norm.h"
 
 namespace ocellus::vision {
 void VitConfig::validate(const std::string& where) const {
@@ -132,41 +128,35 @@ VisionTower load_hf_tower(const std::string& dir, int64_t feature_layer) {
   return VisionTower(c, std::move(w));
 }
 
-std::vector<std::pair<std::string, Tensor>> tower_tensors(const VisionTower& t, const VitNames& n) {
-  const VitWeights& w = t.weights();
-  std::vector<std::pair<std::string, Tensor>> out;
-  auto add = [&](const std::string& pattern, int64_t i, const Tensor& x) {
-    if (!x.defined()) return;
-    out.push_back({i < 0 ? pattern : io::gguf::name(pattern.c_str(), int(i)), io::safetensors_storable(x)});
-  };
-  add(n.patch_w, -1, w.patch_w), add(n.patch_b, -1, w.patch_b), add(n.class_embd, -1, w.class_embd);
-  add(n.pos_embd, -1, w.pos_embd), add(n.pre_ln_w, -1, w.pre_ln_w), add(n.pre_ln_b, -1, w.pre_ln_b);
-  add(n.post_ln_w, -1, w.post_ln_w), add(n.post_ln_b, -1, w.post_ln_b);
-  for (int64_t i = 0; i < int64_t(w.blocks.size()); ++i) {
-    const VitBlock& b = w.blocks[size_t(i)];
-    add(n.ln1_w, i, b.ln1_w), add(n.ln1_b, i, b.ln1_b), add(n.ln2_w, i, b.ln2_w), add(n.ln2_b, i, b.ln2_b);
-    add(n.q, i, b.q.tensor()), add(n.q_b, i, b.q_b), add(n.k, i, b.k.tensor()), add(n.k_b, i, b.k_b);
-    add(n.v, i, b.v.tensor()), add(n.v_b, i, b.v_b), add(n.o, i, b.o.tensor()), add(n.o_b, i, b.o_b);
-    add(n.fc1, i, b.fc1.tensor()), add(n.fc1_b, i, b.fc1_b), add(n.fc2, i, b.fc2.tensor()), add(n.fc2_b, i, b.fc2_b);
-  }
-  return out;
+std::vector<std::pair<std::string, Tensor>> vit_tensors_as(const VitConfig& c, const io::TensorSource& s, const VitNames& from,
+                                                           const VitNames& to) {
+  return nn::tensors_as(s, "vision tower names",
+                        [&](const nn::Maker<nn::Infer>& mk, bool second) { load_vit(mk, c, second ? to : from); });
 }
+
+template <class F>
+Vit<F> load_vit(const nn::Maker<F>& mk, const VitConfig& c, const VitNames& n, int64_t upper_from) {
+  const int64_t d = c.n_embd, p = c.patch_size;
+  Vit<F> w;
+  if (upper_from < 0) {
+    w.patch_w = mk.tensor(n.patch_w, {d, 3, p, p}, true), w.patch_b = mk.tensor(n.patch_b, {d}, false);
+    if (c.class_token) w.class_embd = mk.tensor(n.class_embd, {d}, true);
+    w.pos_embd = mk.tensor(n.pos_embd, {c.n_positions(), d}, true);
+    if (c.pre_norm) w.pre_ln_w = mk.tensor(n.pre_ln_w, {d}, true), w.pre_ln_b = mk.tensor(n.pre_ln_b, {d}, false);
+  }
+  for (int64_t i = std::max<int64_t>(upper_from, 0); i < c.n_layer_run; ++i)
+    w.blocks.push_back(load_encoder_block(mk, n, i, d, c.n_ff));
+  if (c.post_norm) w.post_ln_w = mk.tensor(n.post_ln_w, {d}, true), w.post_ln_b = mk.tensor(n.post_ln_b, {d}, false);
+  return w;
+}
+template Vit<nn::Infer> load_vit(const nn::Maker<nn::Infer>&, const VitConfig&, const VitNames&, int64_t);
+template Vit<nn::Train> load_vit(const nn::Maker<nn::Train>&, const VitConfig&, const VitNames&, int64_t);
 
 VitWeights load_vit_weights(const VitConfig& c, const io::TensorSource& s, const VitNames& n) {
   c.validate(s.path);
-  const int64_t d = c.n_embd, ff = c.n_ff, p = c.patch_size;
-  const io::TensorReader r{s, "vision"};
-  VitWeights w;
-  w.patch_w = r.get(n.patch_w, {d, 3, p, p}, true);
+  VitWeights w = load_vit(nn::file_maker(s, "vision"), c, n);
   if (w.patch_w.is_mapped()) w.patch_w = w.patch_w.clone();
-  w.patch_b = r.get(n.patch_b, {d}, false);
-  if (c.class_token) w.class_embd = r.get(n.class_embd, {d}, true);
-  w.pos_embd = r.get(n.pos_embd, {c.n_positions(), d}, true).to(DType::F32);
-  if (c.pre_norm) w.pre_ln_w = r.get(n.pre_ln_w, {d}, true), w.pre_ln_b = r.get(n.pre_ln_b, {d}, false);
-  if (c.post_norm) w.post_ln_w = r.get(n.post_ln_w, {d}, true), w.post_ln_b = r.get(n.post_ln_b, {d}, false);
-  const nn::Maker<nn::Infer> mk = nn::file_maker(s, "vision");
-  for (int64_t i = 0; i < c.n_layer_run; ++i)  // blocks past the feature layer are never read
-    w.blocks.push_back(load_encoder_block(mk, n, i, d, ff));
+  w.pos_embd = w.pos_embd.to(DType::F32);
   return w;
 }
 
@@ -190,28 +180,11 @@ Tensor VisionTower::encode(const std::vector<Tensor>& images) const {
 }
 
 Tensor VisionTower::hidden(const std::vector<Tensor>& images, int64_t blocks) const {
-  OCELLUS_CHECK(!images.empty(), "vision: no images to encode");
   OCELLUS_CHECK(blocks >= 0 && blocks <= c_.n_layer_run, "vision: hidden state after ", blocks, " blocks of ", c_.n_layer_run);
-  const int64_t B = int64_t(images.size()), d = c_.n_embd, np = c_.n_positions(), S = c_.image_size;
-  const int64_t first = c_.class_token ? 1 : 0;
-  // Embeddings of every image, stacked: h [B * np, d].
-  Tensor h = Tensor::empty({B * np, d});
-  for (int64_t b = 0; b < B; ++b) {
-    const Tensor& img = images[size_t(b)];
-    OCELLUS_CHECK(img.ndim() == 3 && img.dim(0) == 3 && img.dim(1) == S && img.dim(2) == S, "vision: image ", b,
-                  " has shape ", img.shape().str(), ", expected [3, ", S, ", ", S, "]");
-    const Tensor* pb = w_.patch_b.defined() ? &w_.patch_b : nullptr;
-    const Tensor patches = c_.ggml_order ? ops::patch_embed_ggml_order(img, w_.patch_w, pb, c_.patch_size)
-                                         : ops::patch_embed(img, w_.patch_w, pb, c_.patch_size);  // [n_patch, d]
-    float* dst = h.data<float>() + b * np * d;
-    if (c_.class_token) std::memcpy(dst, w_.class_embd.data<float>(), size_t(d) * sizeof(float));
-    std::memcpy(dst + first * d, patches.contiguous().data<float>(), size_t(c_.n_patches() * d) * sizeof(float));
-    const float* pos = w_.pos_embd.data<float>();
-    for (int64_t i = 0; i < np * d; ++i) dst[i] += pos[i];
-  }
-  if (c_.pre_norm) h = ops::layer_norm(h, w_.pre_ln_w, w_.pre_ln_b, c_.norm_eps, c_.ggml_order);
+  const nn::Infer f = vit_context(c_);
   const std::span<const VitBlock> run(w_.blocks.data(), size_t(blocks));
-  return vit_blocks(vit_context(c_), c_, run, h).reshape({B, np, d});
+  const Tensor h = vit_blocks(f, c_, run, vit_embeddings(f, c_, w_, images));
+  return h.reshape({int64_t(images.size()), c_.n_positions(), c_.n_embd});
 }
 
 }  // namespace ocellus::vision

@@ -78,7 +78,9 @@ std::string write_folder(const std::string& name, const Scheme& s, const lm::Lan
   const vision::VisionTower tower = exact_tower(f);
   std::vector<std::pair<std::string, Tensor>> t;
   for (auto& [n, x] : lm::hf_tensors(lm)) t.push_back({s.text(n), x});
-  for (auto& [n, x] : vision::tower_tensors(tower, vision::hf_vit_names("vision_model."))) t.push_back({s.tower(n), x});
+  for (auto& [n, x] : vision::vit_tensors_as(tower.config(), io::gguf_source(f), vision::gguf_vit_names(),
+                                              vision::hf_vit_names("vision_model.")))
+    t.push_back({s.tower(n), x});
   for (auto& [n, x] : proj) t.push_back({s.proj(n), x});
   io::write_safetensors_sharded(dir, t, 1 << 20);
   const vision::VitConfig& c = tower.config();

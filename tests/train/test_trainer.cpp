@@ -87,10 +87,6 @@ struct World {
     const text::Tokenizer tok = text::train_bpe({corpus + "system user assistant You are a helpful assistant.\n"}, o);
     tok.save_hf_json(base + "/tokenizer.json");
     // Weights: tower (hidden 24, 2 blocks, 16 px / 4 px patches), llama text model, projector.
-    vision::VitConfig vc;
-    vc.kind = "clip", vc.image_size = 16, vc.patch_size = 4, vc.n_embd = 24, vc.n_ff = 48, vc.n_head = 2;
-    vc.n_layer = vc.n_layer_run = 2;
-    vc.preprocess.size = 16;
     uint32_t seed = 500;
     auto r = [&](const Shape& s, float sc) { return test::randn(s, seed++, sc); };
     auto one = [&](int64_t d) {
@@ -98,21 +94,20 @@ struct World {
       for (int64_t i = 0; i < d; ++i) t.data<float>()[i] += 1;
       return t;
     };
-    vision::VitWeights w;
-    w.patch_w = r({24, 3, 4, 4}, 0.2f), w.class_embd = r({24}, 0.2f), w.pos_embd = r({17, 24}, 0.2f);
-    w.pre_ln_w = one(24), w.pre_ln_b = r({24}, 0.1f);
+    const std::string e = "vision_tower.vision_model.embeddings.", pre = "vision_tower.vision_model.pre_layrnorm.";
+    std::vector<std::pair<std::string, Tensor>> t = {{e + "patch_embedding.weight", r({24, 3, 4, 4}, 0.2f)},
+                                                     {e + "class_embedding", r({24}, 0.2f)},
+                                                     {e + "position_embedding.weight", r({17, 24}, 0.2f)},
+                                                     {pre + "weight", one(24)}, {pre + "bias", r({24}, 0.1f)}};
     for (int b = 0; b < 2; ++b) {
-      vision::VitBlock k;
-      k.ln1_w = one(24), k.ln1_b = r({24}, 0.1f), k.ln2_w = one(24), k.ln2_b = r({24}, 0.1f);
-      k.q = ops::PreparedWeight(r({24, 24}, 0.2f)), k.k = ops::PreparedWeight(r({24, 24}, 0.2f));
-      k.v = ops::PreparedWeight(r({24, 24}, 0.2f)), k.o = ops::PreparedWeight(r({24, 24}, 0.2f));
-      k.fc1 = ops::PreparedWeight(r({48, 24}, 0.2f)), k.fc2 = ops::PreparedWeight(r({24, 48}, 0.2f));
-      k.q_b = r({24}, 0.1f), k.k_b = r({24}, 0.1f), k.v_b = r({24}, 0.1f), k.o_b = r({24}, 0.1f);
-      k.fc1_b = r({48}, 0.1f), k.fc2_b = r({24}, 0.1f);
-      w.blocks.push_back(std::move(k));
+      const std::string p = "vision_tower.vision_model.encoder.layers." + std::to_string(b) + ".", a = p + "self_attn.";
+      for (const char* n : {"layer_norm1", "layer_norm2"})
+        t.push_back({p + n + ".weight", one(24)}), t.push_back({p + n + ".bias", r({24}, 0.1f)});
+      for (const char* n : {"q_proj", "k_proj", "v_proj", "out_proj"}) t.push_back({a + n + ".weight", r({24, 24}, 0.2f)});
+      t.push_back({p + "mlp.fc1.weight", r({48, 24}, 0.2f)}), t.push_back({p + "mlp.fc2.weight", r({24, 48}, 0.2f)});
+      for (const char* n : {"q_proj", "k_proj", "v_proj", "out_proj"}) t.push_back({a + n + ".bias", r({24}, 0.1f)});
+      t.push_back({p + "mlp.fc1.bias", r({48}, 0.1f)}), t.push_back({p + "mlp.fc2.bias", r({24}, 0.1f)});
     }
-    const vision::VisionTower tower(vc, std::move(w));
-    std::vector<std::pair<std::string, Tensor>> t = vision::tower_tensors(tower, vision::hf_vit_names("vision_tower.vision_model."));
     const int64_t V = tok.n_vocab(), D = 32, FF = 64;
     t.push_back({"language_model.model.embed_tokens.weight", r({V, D}, 0.5f)});
     for (int l = 0; l < 2; ++l) {

@@ -56,11 +56,13 @@ std::unique_ptr<VisionModel> load_mmproj(const std::string& path);
 // the config's image_aspect_ratio says so).
 std::unique_ptr<VisionModel> load_hf_vision(const std::string& dir);
 
-// An mmproj GGUF (llama.cpp's layout) of a tower and its projector: the tower's blocks (up to
-// its feature layer, named in clip.vision.feature_layer), its preprocessing statistics, and the
-// projector tensors given under their GGUF names (mm.0.weight, ...) with its type name, and the
-// spatial merge before the projector (clip.vision.spatial_merge_size, written when not 1).
-void write_mmproj(const vision::VisionTower& tower, const std::string& projector_type,
+// An mmproj GGUF (llama.cpp's layout) of a tower and its projector: the tower's config (its
+// feature layer in clip.vision.feature_layer, its preprocessing statistics) and tensors under
+// their GGUF names (vision::vit_tensors_as: the blocks up to the feature layer), the projector
+// tensors under theirs (mm.0.weight, ...) with its type name, and the spatial merge before the
+// projector (clip.vision.spatial_merge_size, written when not 1).
+void write_mmproj(const vision::VitConfig& c, const std::vector<std::pair<std::string, Tensor>>& tower,
+                  const std::string& projector_type,
                   const std::vector<std::pair<std::string, Tensor>>& projector, int64_t n_embd_out,
                   const std::string& path, int64_t merge = 1);
 

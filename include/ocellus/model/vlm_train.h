@@ -94,15 +94,13 @@ class TrainableVlm {
   ag::Var input_rows(const TrainSample& s) const;  // [n, d]
   ag::Var hidden_batch(const std::vector<TrainSample>& batch) const;  // the last block's rows [Σ n, d]
   ag::Var image_rows(const Tensor& f) const;  // features (or hidden state) -> [n_img_tok, d]
-  nn::Maker<nn::Train> maker(const io::TensorSource& s);
 
   TrainVlmConfig c_;
   lm::LmConfig lm_c_;
   std::vector<ag::Var> params_;
   std::map<std::string, std::string> file_names_;  // parameter -> its name in the loaded checkpoint
   lm::DecoderWeights<nn::Train> lm_;
-  std::vector<vision::EncoderBlock<nn::Train>> tower_;
-  ag::Var post_ln_w_, post_ln_b_;
+  vision::Vit<nn::Train> tower_;  // the upper blocks and the post-LayerNorm (tower_from >= 0)
   std::unique_ptr<connect::ConnectorOf<nn::Train>> conn_;
   std::vector<nn::Train::Adapter> lora_;
 };

@@ -10,6 +10,7 @@
 // the tape) stays outside the block, with the caller.
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -71,6 +72,8 @@ struct Infer {
   // A square grid of rows (ops/grid.h): 2x2 mean pool; depthwise 3x3 convolution (b may be absent).
   Tensor avg_pool2(const Tensor& x) const { return ops::avg_pool2(x); }
   Tensor depthwise3x3(const Tensor& x, const P& w, const P& b) const { return ops::depthwise3x3(x, w, b.defined() ? &b : nullptr); }
+  // An image [3, S, S] into rows of patches [n_patches, d] (w [d, 3, p, p]; b may be absent).
+  Tensor patch_embed(const Tensor& image, const P& w, const P& b, int64_t patch) const;
 };
 
 struct Train {
@@ -113,6 +116,9 @@ struct Train {
   }
   ag::Var avg_pool2(const ag::Var& x) const { return ag::avg_pool2(x); }
   ag::Var depthwise3x3(const ag::Var& x, const P& w, const P& b) const { return ag::depthwise3x3(x, w, b); }
+  ag::Var patch_embed(const Tensor& image, const P& w, const P& b, int64_t patch) const {
+    return ag::patch_embed(image, w, b, patch);
+  }
 };
 
 // Reads a model's weights for a context: matrices and vectors by name, shapes checked. The
@@ -130,5 +136,17 @@ struct Maker {
 // Inference weights from a file (GGUF or safetensors): matrices prepared as they are stored,
 // vectors f32. Errors start with `what` and name the file and the tensor.
 Maker<Infer> file_maker(const io::TensorSource& s, const std::string& what);
+// Training weights from a file: each tensor read an f32 parameter under the name asked, appended
+// to *params, its name in the file recorded in *file_names (export writes it back there); an
+// absent optional tensor is null.
+Maker<Train> param_maker(const io::TensorSource& s, const std::string& what, std::vector<ag::Var>* params,
+                         std::map<std::string, std::string>* file_names);
+
+// A model's tensors read from s under one file layout, named as another names them, by its loader
+// (the names are written once, there): load(mk, false) reads under the first layout, its calls
+// recorded; load(mk, true) asks under the second and is answered call by call, each tensor coming
+// back under the name and in the shape asked there. Errors start with `what`.
+std::vector<std::pair<std::string, Tensor>> tensors_as(const io::TensorSource& s, const std::string& what,
+                                                       const std::function<void(const Maker<Infer>&, bool second)>& load);
 
 }  // namespace ocellus::nn

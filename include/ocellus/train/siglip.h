@@ -7,7 +7,7 @@
 // folder with the trained tower in place (the text tower and heads are kept beside it), which
 // the connector and instruction stages then read.
 #include <cstdint>
-#include <set>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -31,10 +31,6 @@ class SiglipModel {
   const std::vector<ag::Var>& params() const { return params_; }
   ag::Var param(const std::string& name) const { return ag::find_param(params_, name, "siglip"); }
   std::vector<std::pair<std::string, Tensor>> tensors() const { return ag::named_values(params_); }
-  // The name a tower parameter has in the file it was read from.
-  const std::string& file_name(const std::string& param) const;
-  // A bias the tower's file does not have: held at zero, never trained or exported.
-  bool absent(const std::string& param) const { return absent_.count(param) != 0; }
   // The base folder with the trained tower in place, into dir (model::export_hf_folder); the
   // text tower and heads into heads_path (safetensors, under their "siglip.*" names).
   void export_folder(const std::string& base_dir, const std::string& dir, const std::string& heads_path) const;
@@ -50,11 +46,10 @@ class SiglipModel {
   vision::VitConfig vc_;
   SiglipOptions o_;
   std::vector<ag::Var> params_;
-  std::vector<std::pair<std::string, std::string>> file_names_;
-  std::set<std::string> absent_;
-  ag::Var patch_w_, patch_b_, pos_, post_w_, post_b_, tok_, tpos_, tnorm_w_, tnorm_b_, vhead_w_, vhead_b_, thead_w_, thead_b_,
-      log_scale_, bias_;
-  std::vector<vision::EncoderBlock<nn::Train>> vblocks_, tblocks_;
+  std::map<std::string, std::string> file_names_;  // tower parameter -> its name in the file read
+  vision::Vit<nn::Train> tower_;
+  ag::Var tok_, tpos_, tnorm_w_, tnorm_b_, vhead_w_, vhead_b_, thead_w_, thead_b_, log_scale_, bias_;
+  std::vector<vision::EncoderBlock<nn::Train>> tblocks_;
 };
 
 }  // namespace ocellus::train

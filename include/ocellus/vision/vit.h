@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "ocellus/core/error.h"
 #include "ocellus/core/tensor.h"
 #include "ocellus/io/hf_config.h"
 #include "ocellus/io/tensor_source.h"
@@ -42,13 +43,18 @@ struct VitConfig {
 
 using VitBlock = EncoderBlock<nn::Infer>;  // the tower's blocks as inference holds them
 
-struct VitWeights {
-  Tensor patch_w, patch_b;      // [d, 3, p, p], [d] (SigLIP)
-  Tensor class_embd;            // [d] (CLIP)
-  Tensor pos_embd;              // [n_pos, d]
-  Tensor pre_ln_w, pre_ln_b, post_ln_w, post_ln_b;
-  std::vector<VitBlock> blocks;
+// The tower's tensors in a forward context's types (absent ones empty). Inference holds every
+// block up to the feature layer; training may hold the upper blocks only (blocks[0] is then the
+// first block trained, and the embeddings are empty).
+template <class F>
+struct Vit {
+  typename F::P patch_w, patch_b;      // [d, 3, p, p], [d] (SigLIP)
+  typename F::P class_embd;            // [d] (CLIP)
+  typename F::P pos_embd;              // [n_pos, d]
+  typename F::P pre_ln_w, pre_ln_b, post_ln_w, post_ln_b;
+  std::vector<EncoderBlock<F>> blocks;
 };
+using VitWeights = Vit<nn::Infer>;
 
 // Tensor names of a tower in one file layout; the block names take the block index.
 struct VitNames : EncoderBlockNames {
@@ -56,10 +62,36 @@ struct VitNames : EncoderBlockNames {
 };
 VitNames gguf_vit_names();
 VitNames hf_vit_names(const std::string& prefix);  // prefix up to and including "vision_model."
+// The tensors the config asks for, read by the maker in one order (init and synth write them in
+// it): upper_from < 0: the embeddings (patches, class token, positions, pre-LayerNorm) and the
+// blocks up to the feature layer (those past it are never read); k >= 0: blocks k .. n_layer_run - 1
+// only (training the upper blocks from a stored hidden state). Then the post-LayerNorm where the
+// config has one.
+template <class F>
+Vit<F> load_vit(const nn::Maker<F>& mk, const VitConfig& c, const VitNames& n, int64_t upper_from = -1);
+// An inference tower from a file (the config validated; positions f32).
 VitWeights load_vit_weights(const VitConfig& c, const io::TensorSource& s, const VitNames& n);
 // The forward context a tower's config asks for (llama.cpp's orders for GGUF towers).
 nn::Infer vit_context(const VitConfig& c);
 inline EncoderParams encoder_params(const VitConfig& c) { return {c.n_head, c.act, c.norm_eps}; }
+// The embeddings of every image, stacked [B * n_positions, d]: patches (after the class token
+// where the tower has one) plus positions, then the pre-LayerNorm where it has one. images: each
+// [3, S, S] float CHW (preprocessed).
+template <class F>
+typename F::V vit_embeddings(const F& f, const VitConfig& c, const Vit<F>& w, const std::vector<Tensor>& images) {
+  OCELLUS_CHECK(!images.empty(), "vision: no images to encode");
+  const int64_t B = int64_t(images.size()), d = c.n_embd, np = c.n_positions(), S = c.image_size;
+  std::vector<typename F::V> rows;
+  for (int64_t b = 0; b < B; ++b) {
+    const Tensor& img = images[size_t(b)];
+    OCELLUS_CHECK(img.ndim() == 3 && img.dim(0) == 3 && img.dim(1) == S && img.dim(2) == S, "vision: image ", b,
+                  " has shape ", img.shape().str(), ", expected [3, ", S, ", ", S, "]");
+    const typename F::V x = f.patch_embed(img, w.patch_w, w.patch_b, c.patch_size);  // [n_patches, d]
+    rows.push_back(c.class_token ? f.concat({f.reshape(w.class_embd, {1, d}), x}, 0) : x);
+  }
+  const typename F::V h = f.reshape(f.add(f.reshape(f.concat(rows, 0), {B, np, d}), w.pos_embd), {B * np, d});
+  return c.pre_norm ? f.layer_norm(h, w.pre_ln_w, w.pre_ln_b, c.norm_eps) : h;
+}
 // Blocks over a stacked hidden state h [B * n_positions, d] (each image's rows attend within
 // themselves). Both forward contexts run it: inference the whole tower, training its upper blocks.
 template <class F>
@@ -96,10 +128,11 @@ VitConfig vit_config_from_hf(const io::HfVisionConfig& v, int64_t feature_layer 
 // "model.vision_tower.vision_tower.vision_model." (original LLaVA); an error lists them if none fits.
 std::string find_hf_vit_prefix(const io::TensorSource& s);
 
-class VisionTower;
-// The tower's tensors (the blocks it holds) under the names of a layout: export as a Hugging
-// Face checkpoint (hf_vit_names) or GGUF. Block-quantized matrices are dequantized to f32.
-std::vector<std::pair<std::string, Tensor>> tower_tensors(const VisionTower& t, const VitNames& n);
+// The tower's tensors read from s under names `from`, named as `to` names them (nn::tensors_as;
+// export as GGUF or a Hugging Face checkpoint): what load_vit reads for the config, as stored
+// (vectors f32).
+std::vector<std::pair<std::string, Tensor>> vit_tensors_as(const VitConfig& c, const io::TensorSource& s, const VitNames& from,
+                                                           const VitNames& to);
 
 class VisionTower {
  public:

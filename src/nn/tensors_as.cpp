@@ -1,24 +1,12 @@
-// A connector's tensors renamed from one file layout to another. Each type's names are written
-// once, in its loader: the loader runs under the first layout over the tensors, every question it
-// asks and every answer recorded; then it runs under the second layout with the answers replayed
-// in the same order, so its calls line up one to one and each tensor read under the first name
-// is written under the second.
+// Renaming a model's tensors between file layouts by replaying its loader (see nn::tensors_as).
 #include <utility>
 
-#include "common.h"
+#include "ocellus/core/error.h"
 #include "ocellus/io/tensor_source.h"
+#include "ocellus/nn/forward.h"
 
-namespace ocellus::connect {
+namespace ocellus::nn {
 namespace {
-
-const char* layout_name(Layout l) {
-  switch (l) {
-    case Layout::Gguf: return "GGUF";
-    case Layout::HfLlava: return "Hugging Face llava";
-    case Layout::LlavaOriginal: return "LLaVA";
-  }
-  return "?";
-}
 
 // One question a loader asked its maker, and the answer.
 struct Call {
@@ -28,10 +16,10 @@ struct Call {
   Tensor value;  // Vector / Matrix: as read (undefined: an optional tensor that is absent)
 };
 
-// The loader's connector is never run: matrices are not prepared.
-nn::Maker<nn::Infer> recording_maker(const io::TensorSource& s, std::vector<Call>* calls) {
-  const nn::Maker<nn::Infer> file = nn::file_maker(s, "connector");
-  nn::Maker<nn::Infer> m;
+// The loader's model is never run: matrices are not prepared.
+Maker<Infer> recording_maker(const io::TensorSource& s, const std::string& what, std::vector<Call>* calls) {
+  const Maker<Infer> file = file_maker(s, what);
+  Maker<Infer> m;
   m.has = [file, calls](const std::string& n) {
     const bool r = file.has(n);
     calls->push_back({Call::Has, r, {}, {}});
@@ -56,13 +44,13 @@ nn::Maker<nn::Infer> recording_maker(const io::TensorSource& s, std::vector<Call
 
 // Answers call i as the recording did; each tensor asked for goes to `out` under the name asked,
 // in the shape asked (the same elements: layouts differ only in dimensions of 1).
-nn::Maker<nn::Infer> replaying_maker(const std::vector<Call>& calls, size_t* next, const std::string& what,
+Maker<Infer> replaying_maker(const std::vector<Call>& calls, size_t* next, const std::string& what,
                                      std::vector<std::pair<std::string, Tensor>>* out) {
   auto take = [&calls, next, what](Call::Kind kind, const std::string& n) -> const Call& {
     OCELLUS_CHECK(*next < calls.size() && calls[*next].kind == kind, what, ": the loader reads the layouts differently (at '", n, "')");
     return calls[(*next)++];
   };
-  nn::Maker<nn::Infer> m;
+  Maker<Infer> m;
   m.has = [take](const std::string& n) { return take(Call::Has, n).found; };
   m.shape = [take](const std::string& n) { return take(Call::ShapeOf, n).shape; };
   auto put = [out, what](const Call& c, const std::string& n, const Shape& shape) {
@@ -82,29 +70,15 @@ nn::Maker<nn::Infer> replaying_maker(const std::vector<Call>& calls, size_t* nex
 
 }  // namespace
 
-std::vector<std::pair<std::string, Tensor>> connector_tensors_as(const std::string& type, const ConnectorConfig& c,
-                                                                 const io::TensorSource& s, Layout from, Layout to) {
-  const std::string what = "connector " + type + " from " + layout_name(from) + " to " + layout_name(to) + " names";
+std::vector<std::pair<std::string, Tensor>> tensors_as(const io::TensorSource& s, const std::string& what,
+                                                       const std::function<void(const Maker<Infer>&, bool second)>& load) {
   std::vector<Call> calls;
-  load_connector(type, c, recording_maker(s, &calls), from, s.path);
+  load(recording_maker(s, what, &calls), false);
   std::vector<std::pair<std::string, Tensor>> out;
   size_t next = 0;
-  load_connector(type, c, replaying_maker(calls, &next, what, &out), to, s.path);
+  load(replaying_maker(calls, &next, what, &out), true);
   OCELLUS_CHECK(next == calls.size(), what, ": the loader reads the layouts differently (", calls.size() - next, " reads left)");
   return out;
 }
 
-std::vector<std::pair<std::string, Tensor>> connector_tensors_as(const std::string& type, const ConnectorConfig& c,
-                                                                 const std::vector<std::pair<std::string, Tensor>>& tensors,
-                                                                 Layout from, Layout to) {
-  auto find = [&tensors](const std::string& n) -> const Tensor* {
-    for (const auto& [name, t] : tensors)
-      if (name == n) return &t;
-    return nullptr;
-  };
-  const io::TensorSource s{"<tensors>", [find](const std::string& n) { return find(n) != nullptr; },
-                           [find](const std::string& n) { return *find(n); }, {}};
-  return connector_tensors_as(type, c, s, from, to);
-}
-
-}  // namespace ocellus::connect
+}  // namespace ocellus::nn
