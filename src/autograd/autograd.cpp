@@ -8,7 +8,9 @@
 
 #include "ocellus/core/error.h"
 #include "ocellus/core/threads.h"
+#include "ocellus/ops/diffusion.h"
 #include "ocellus/ops/embed.h"
+#include "ocellus/ops/feature_map.h"
 #include "ocellus/ops/grid.h"
 #include "ocellus/ops/loss.h"
 #include "ocellus/ops/matmul.h"
@@ -394,6 +396,34 @@ Var cross_entropy(const Var& logits, const std::vector<int32_t>& targets, int32_
   return recorded(__func__, r, Tensor::full({1}, loss), [=](const Tensor& dy) {
     ops::cross_entropy_backward(logits->value, targets, dy.data<float>()[0], gp(logits), ignore_index, lse.get());
   });
+}
+
+Var conv2d(const Var& x, const Var& w, const Var& b, int64_t stride, int64_t pad) {
+  const bool r = wants({&x, &w, &b});
+  Var y = result(ops::conv2d(x->value, w->value, b ? &b->value : nullptr, stride, pad), r);
+  if (r) OCELLUS_RECORD(y, ops::conv2d_backward(x->value, w->value, dy, stride, pad, gp(x), gp(w), gp(b)));
+  return y;
+}
+
+Var group_norm(const Var& x, const Var& w, const Var& b, int64_t groups, float eps) {
+  const bool r = wants({&x, &w, &b});
+  Var y = result(ops::group_norm(x->value, w->value, b->value, groups, eps), r);
+  if (r) OCELLUS_RECORD(y, ops::group_norm_backward(x->value, w->value, groups, eps, dy, gp(x), gp(w), gp(b)));
+  return y;
+}
+
+Var upsample2x(const Var& x) {
+  const bool r = wants({&x});
+  Var y = result(ops::upsample2x(x->value), r);
+  if (r) OCELLUS_RECORD(y, ops::upsample2x_backward(dy, gp(x)));
+  return y;
+}
+
+Var mse(const Var& pred, const Var& target) {
+  const bool r = wants({&pred, &target});
+  Var y = result(Tensor::full({1}, ops::mse(pred->value, target->value)), r);
+  if (r) OCELLUS_RECORD(y, ops::mse_backward(pred->value, target->value, dy.data<float>()[0], gp(pred), gp(target)));
+  return y;
 }
 
 Var patch_embed(const Tensor& image, const Var& w, const Var& b, int64_t patch) {

@@ -30,6 +30,10 @@ format is read here). Usage:
     torch_ref.py causal_lm DIR IDS OUT                DIR: a Hugging Face phi / stablelm folder
                                                       (config.json + *.safetensors shards); IDS
                                                       int32; OUT: logits float32 [n, n_vocab]
+    torch_ref.py feature_map_chain DIR OUT            DIR/model.safetensors: x [B, H, W, C] and the
+                                                      chain's weights (channels last, as ocellus keeps
+                                                      them); OUT: the MSE loss, then the gradients of
+                                                      every tensor in the file's order (float64)
 """
 import json
 import math
@@ -452,6 +456,18 @@ def siglip(cfg, w, b):
     return torch.cat([loss.detach().reshape(1)] + [P[k].grad.reshape(-1) for k in b["names"]])
 
 
+def feature_map_chain(P):
+    """conv 3x3 -> GroupNorm(4) -> SiLU -> conv 3x3 stride 2 -> nearest x2 -> conv 1x1 -> MSE, on
+    NHWC maps and [O, k, k, C] kernels (permuted to PyTorch's NCHW / [O, C, k, k] here)."""
+    nchw = lambda t: t.permute(0, 3, 1, 2)
+    h = F.conv2d(nchw(P["x"]), nchw(P["w1"]), P["b1"], stride=1, padding=1)
+    h = F.silu(F.group_norm(h, 4, P["gw"], P["gb"], eps=1e-5))
+    h = F.conv2d(h, nchw(P["w2"]), P["b2"], stride=2, padding=1)
+    h = F.interpolate(h, scale_factor=2, mode="nearest")
+    h = F.conv2d(h, nchw(P["w3"]), P["b3"])
+    return F.mse_loss(h.permute(0, 2, 3, 1), P["target"])
+
+
 def main():
     mode = sys.argv[1]
     if mode == "vit":
@@ -502,6 +518,15 @@ def main():
         cfg = json.load(open(d + "/config.json"))
         ids = torch.frombuffer(bytearray(open(ids, "rb").read()), dtype=torch.int32).tolist()
         causal_lm_logits(cfg, read_hf_folder(d), ids).contiguous().numpy().tofile(out)
+    elif mode == "feature_map_chain":
+        d, out = sys.argv[2:4]
+        torch.set_grad_enabled(True)
+        w = read_safetensors(d + "/model.safetensors")
+        P = {k: v.double().requires_grad_(True) for k, v in w.items()}
+        loss = feature_map_chain(P)
+        loss.backward()
+        parts = [loss.reshape(1)] + [P[k].grad.reshape(-1) for k in w]
+        torch.cat(parts).detach().float().contiguous().numpy().tofile(out)
     else:
         sys.exit("unknown mode " + mode)
 

@@ -120,6 +120,13 @@ Var segment_mean(const Var& x, const std::vector<int64_t>& starts);
 // labels +1 on the diagonal and -1 elsewhere; loss = -(1/n) sum_ij log sigmoid(label_ij logits_ij).
 // log_scale and bias are [1]. A scalar [1].
 Var sigmoid_pair_loss(const Var& img, const Var& txt, const Var& log_scale, const Var& bias);
+// Feature maps [B, H, W, C] (ops/feature_map.h): a convolution with kernel w [O, k, k, C] and
+// bias b [O] (may be null), group norm with w, b [C], nearest up-sampling by 2.
+Var conv2d(const Var& x, const Var& w, const Var& b, int64_t stride, int64_t pad);
+Var group_norm(const Var& x, const Var& w, const Var& b, int64_t groups, float eps);
+Var upsample2x(const Var& x);
+// mean((pred - target)²), a scalar [1] (ops/diffusion.h).
+Var mse(const Var& pred, const Var& target);
 // Mean cross-entropy over rows whose target is not ignore_index; a scalar [1].
 Var cross_entropy(const Var& logits, const std::vector<int32_t>& targets, int32_t ignore_index = -100);
 
