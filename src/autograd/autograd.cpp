@@ -426,6 +426,20 @@ Var mse(const Var& pred, const Var& target) {
   return y;
 }
 
+Var gaussian_sample(const Var& mean, const Var& logvar, const Tensor& noise) {
+  const bool r = wants({&mean, &logvar});
+  Var y = result(ops::gaussian_sample(mean->value, logvar->value, noise), r);
+  if (r) OCELLUS_RECORD(y, ops::gaussian_sample_backward(logvar->value, noise, dy, gp(mean), gp(logvar)));
+  return y;
+}
+
+Var gaussian_kl(const Var& mean, const Var& logvar) {
+  const bool r = wants({&mean, &logvar});
+  Var y = result(Tensor::full({1}, ops::gaussian_kl(mean->value, logvar->value)), r);
+  if (r) OCELLUS_RECORD(y, ops::gaussian_kl_backward(mean->value, logvar->value, dy.data<float>()[0], gp(mean), gp(logvar)));
+  return y;
+}
+
 Var patch_embed(const Tensor& image, const Var& w, const Var& b, int64_t patch) {
   return recorded(__func__, wants({&w, &b}), ops::patch_embed(image, w->value, b ? &b->value : nullptr, patch),
                   [=](const Tensor& dy) { ops::patch_embed_backward(image, w->value, dy, patch, nullptr, gp(w), gp(b)); });

@@ -2,7 +2,10 @@
 #include "ocellus/nn/forward.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
+#include <memory>
+#include <random>
 
 #include "ocellus/core/error.h"
 #include "ocellus/io/tensor_source.h"
@@ -106,6 +109,26 @@ Maker<Train> param_maker(const io::TensorSource& s, const std::string& what, std
 }
 
 // ---- training -------------------------------------------------------------------------------
+
+Maker<Train> new_param_maker(std::vector<ag::Var>& params, uint64_t seed) {
+  auto rng = std::make_shared<std::mt19937_64>(seed);
+  Maker<Train> m;
+  m.tensor = [&params, rng](const std::string& name, const Shape& shape, bool) {
+    Tensor t = Tensor::zeros(shape);
+    if (shape.ndim >= 2) {
+      const float bound = 1.0f / std::sqrt(float(shape.numel() / shape[0]));
+      std::uniform_real_distribution<float> u(-bound, bound);
+      for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = u(*rng);
+    } else if (name.find("norm") != std::string::npos && name.ends_with(".weight")) {
+      t = Tensor::full(shape, 1.0f);
+    }
+    params.push_back(ag::leaf(t, true, name));
+    return params.back();
+  };
+  m.matrix = [t = m.tensor](const std::string& name, const Shape& shape) { return t(name, shape, true); };
+  m.has = [](const std::string&) { return false; };
+  return m;
+}
 
 const Train::Adapter* Train::adapter(const ag::Var& w) const {
   if (!adapters) return nullptr;

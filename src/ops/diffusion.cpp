@@ -1,5 +1,6 @@
 #include "ocellus/ops/diffusion.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "ocellus/core/threads.h"
@@ -21,7 +22,64 @@ void check_pair(const Tensor& pred, const Tensor& target, const char* op) {
                 target.shape().str(), " must be the same non-empty shape");
 }
 
+float clamp_logvar(float v) { return std::fmin(std::fmax(v, kLogvarMin), kLogvarMax); }
+bool clamped(float v) { return v < kLogvarMin || v > kLogvarMax; }
+
 }  // namespace
+
+Tensor gaussian_sample(const Tensor& mean_in, const Tensor& logvar_in, const Tensor& noise_in) {
+  check_pair(mean_in, logvar_in, "gaussian_sample");
+  check_pair(mean_in, noise_in, "gaussian_sample");
+  const Tensor m = mean_in.contiguous(), lv = logvar_in.contiguous(), e = noise_in.contiguous();
+  Tensor y = Tensor::empty(m.shape());
+  const float *mp = m.data<float>(), *lp = lv.data<float>(), *ep = e.data<float>();
+  float* yp = y.data<float>();
+  parallel_for(m.numel(), 4096, [&](int64_t a, int64_t b) {
+    for (int64_t i = a; i < b; ++i) yp[i] = mp[i] + std::exp(0.5f * clamp_logvar(lp[i])) * ep[i];
+  });
+  return y;
+}
+
+void gaussian_sample_backward(const Tensor& logvar_in, const Tensor& noise_in, const Tensor& dy_in, Tensor* dmean,
+                              Tensor* dlogvar) {
+  check_pair(logvar_in, noise_in, "gaussian_sample_backward");
+  check_pair(logvar_in, dy_in, "gaussian_sample_backward");
+  detail::check_grad(dmean, logvar_in.shape(), "gaussian_sample_backward", "dmean");
+  detail::check_grad(dlogvar, logvar_in.shape(), "gaussian_sample_backward", "dlogvar");
+  const Tensor lv = logvar_in.contiguous(), e = noise_in.contiguous(), dy = dy_in.contiguous();
+  const float *lp = lv.data<float>(), *ep = e.data<float>(), *gp = dy.data<float>();
+  parallel_for(lv.numel(), 4096, [&](int64_t a, int64_t b) {
+    for (int64_t i = a; i < b; ++i) {
+      if (dmean) dmean->data<float>()[i] += gp[i];
+      if (dlogvar && !clamped(lp[i])) dlogvar->data<float>()[i] += gp[i] * 0.5f * std::exp(0.5f * lp[i]) * ep[i];
+    }
+  });
+}
+
+float gaussian_kl(const Tensor& mean_in, const Tensor& logvar_in) {
+  check_pair(mean_in, logvar_in, "gaussian_kl");
+  const Tensor m = mean_in.contiguous(), lv = logvar_in.contiguous();
+  const float *mp = m.data<float>(), *lp = lv.data<float>();
+  const double s = detail::lane_sum(m.numel(), [&](int64_t i) {
+    const float l = clamp_logvar(lp[i]);
+    return mp[i] * mp[i] + std::exp(l) - 1.0f - l;
+  });
+  return float(0.5 * s / double(m.numel()));
+}
+
+void gaussian_kl_backward(const Tensor& mean_in, const Tensor& logvar_in, float dloss, Tensor* dmean, Tensor* dlogvar) {
+  check_pair(mean_in, logvar_in, "gaussian_kl_backward");
+  detail::check_grad(dmean, mean_in.shape(), "gaussian_kl_backward", "dmean");
+  detail::check_grad(dlogvar, logvar_in.shape(), "gaussian_kl_backward", "dlogvar");
+  const Tensor m = mean_in.contiguous(), lv = logvar_in.contiguous();
+  const float *mp = m.data<float>(), *lp = lv.data<float>(), k = dloss / float(m.numel());
+  parallel_for(m.numel(), 4096, [&](int64_t a, int64_t b) {
+    for (int64_t i = a; i < b; ++i) {
+      if (dmean) dmean->data<float>()[i] += k * mp[i];
+      if (dlogvar && !clamped(lp[i])) dlogvar->data<float>()[i] += k * 0.5f * (std::exp(lp[i]) - 1.0f);
+    }
+  });
+}
 
 Tensor timestep_embedding(const std::vector<float>& t, int64_t dim, float max_period) {
   check_embedding(t, dim, max_period, "timestep_embedding");
@@ -64,6 +122,48 @@ void mse_backward(const Tensor& pred_in, const Tensor& target_in, float dloss, T
 }
 
 namespace ref {
+
+Tensor gaussian_sample(const Tensor& mean, const Tensor& logvar, const Tensor& noise) {
+  check_pair(mean, logvar, "ref::gaussian_sample");
+  check_pair(mean, noise, "ref::gaussian_sample");
+  const std::vector<float> m = mean.to_vector(), l = logvar.to_vector(), e = noise.to_vector();
+  Tensor y = Tensor::empty(mean.shape());
+  for (size_t i = 0; i < m.size(); ++i)
+    y.data<float>()[i] = float(m[i] + std::exp(0.5 * std::clamp(double(l[i]), -30.0, 20.0)) * e[i]);
+  return y;
+}
+
+void gaussian_sample_backward(const Tensor& logvar, const Tensor& noise, const Tensor& dy, Tensor* dmean, Tensor* dlogvar) {
+  check_pair(logvar, noise, "ref::gaussian_sample_backward");
+  const std::vector<float> l = logvar.to_vector(), e = noise.to_vector(), g = dy.to_vector();
+  for (size_t i = 0; i < l.size(); ++i) {
+    if (dmean) dmean->data<float>()[i] += g[i];
+    const bool inside = l[i] >= -30.0f && l[i] <= 20.0f;
+    if (dlogvar && inside) dlogvar->data<float>()[i] += float(double(g[i]) * 0.5 * std::exp(0.5 * l[i]) * e[i]);
+  }
+}
+
+float gaussian_kl(const Tensor& mean, const Tensor& logvar) {
+  check_pair(mean, logvar, "ref::gaussian_kl");
+  const std::vector<float> m = mean.to_vector(), l = logvar.to_vector();
+  double s = 0;
+  for (size_t i = 0; i < m.size(); ++i) {
+    const double c = std::clamp(double(l[i]), -30.0, 20.0);
+    s += 0.5 * (double(m[i]) * m[i] + std::exp(c) - 1.0 - c);
+  }
+  return float(s / double(m.size()));
+}
+
+void gaussian_kl_backward(const Tensor& mean, const Tensor& logvar, float dloss, Tensor* dmean, Tensor* dlogvar) {
+  check_pair(mean, logvar, "ref::gaussian_kl_backward");
+  const std::vector<float> m = mean.to_vector(), l = logvar.to_vector();
+  const double k = double(dloss) / double(m.size());
+  for (size_t i = 0; i < m.size(); ++i) {
+    if (dmean) dmean->data<float>()[i] += float(k * m[i]);
+    const bool inside = l[i] >= -30.0f && l[i] <= 20.0f;
+    if (dlogvar && inside) dlogvar->data<float>()[i] += float(k * 0.5 * (std::exp(double(l[i])) - 1.0));
+  }
+}
 
 Tensor timestep_embedding(const std::vector<float>& t, int64_t dim, float max_period) {
   check_embedding(t, dim, max_period, "ref::timestep_embedding");

@@ -30,6 +30,12 @@ format is read here). Usage:
     torch_ref.py causal_lm DIR IDS OUT                DIR: a Hugging Face phi / stablelm folder
                                                       (config.json + *.safetensors shards); IDS
                                                       int32; OUT: logits float32 [n, n_vocab]
+    torch_ref.py vae DIR IMAGES NOISE KL_WEIGHT OUT   DIR: config.json (ocellus's AutoencoderKL layout)
+                                                      + model.safetensors (kernels [O, k, k, C]);
+                                                      IMAGES [B, S, S, C], NOISE [B, h, h, latent]
+                                                      float32; OUT: the loss (reconstruction MSE +
+                                                      KL_WEIGHT · KL), then every tensor's gradient
+                                                      in the file's order (float64)
     torch_ref.py feature_map_chain DIR OUT            DIR/model.safetensors: x [B, H, W, C] and the
                                                       chain's weights (channels last, as ocellus keeps
                                                       them); OUT: the MSE loss, then the gradients of
@@ -468,6 +474,39 @@ def feature_map_chain(P):
     return F.mse_loss(h.permute(0, 2, 3, 1), P["target"])
 
 
+def vae_loss(cfg, P, x, noise, kl_weight):
+    """ocellus's VAE (gen/vae.h) on NHWC tensors: the posterior sample decoded, MSE + KL."""
+    nchw = lambda t: t.permute(0, 3, 1, 2)
+    G, z, ch = cfg["norm_num_groups"], cfg["latent_channels"], cfg["block_out_channels"]
+    L = len(ch)
+
+    def conv(h, name, stride=1, pad=1):
+        return F.conv2d(h, nchw(P[name + ".weight"]), P[name + ".bias"], stride=stride, padding=pad)
+
+    def norm_act(h, name):
+        return F.silu(F.group_norm(h, G, P[name + ".weight"], P[name + ".bias"], eps=1e-6))
+
+    def res(h, p):
+        r = conv(norm_act(conv(norm_act(h, p + "norm1"), p + "conv1"), p + "norm2"), p + "conv2")
+        return (conv(h, p + "conv_shortcut", pad=0) if p + "conv_shortcut.weight" in P else h) + r
+
+    h = conv(nchw(x), "encoder.conv_in")
+    for i in range(L):
+        h = res(h, "encoder.down_blocks.%d.resnets.0." % i)
+        if i + 1 < L:
+            h = conv(h, "encoder.down_blocks.%d.downsamplers.0.conv" % i, stride=2)
+    m = conv(norm_act(res(h, "encoder.mid_block.resnets.0."), "encoder.conv_norm_out"), "encoder.conv_out")
+    mean, logvar = m[:, :z], torch.clamp(m[:, z:], -30.0, 20.0)
+    h = res(conv(mean + torch.exp(0.5 * logvar) * nchw(noise), "decoder.conv_in"), "decoder.mid_block.resnets.0.")
+    for i in range(L):
+        h = res(h, "decoder.up_blocks.%d.resnets.0." % i)
+        if i + 1 < L:
+            h = conv(F.interpolate(h, scale_factor=2, mode="nearest"), "decoder.up_blocks.%d.upsamplers.0.conv" % i)
+    y = conv(norm_act(h, "decoder.conv_norm_out"), "decoder.conv_out")
+    kl = 0.5 * (mean * mean + torch.exp(logvar) - 1.0 - logvar).mean()
+    return F.mse_loss(y, nchw(x)) + kl_weight * kl
+
+
 def main():
     mode = sys.argv[1]
     if mode == "vit":
@@ -518,6 +557,20 @@ def main():
         cfg = json.load(open(d + "/config.json"))
         ids = torch.frombuffer(bytearray(open(ids, "rb").read()), dtype=torch.int32).tolist()
         causal_lm_logits(cfg, read_hf_folder(d), ids).contiguous().numpy().tofile(out)
+    elif mode == "vae":
+        d, images, noise, klw, out = sys.argv[2:7]
+        torch.set_grad_enabled(True)
+        cfg = json.load(open(d + "/config.json"))
+        w = read_safetensors(d + "/model.safetensors")
+        P = {k: v.double().requires_grad_(True) for k, v in w.items()}
+        S, C, z = cfg["sample_size"], cfg["in_channels"], cfg["latent_channels"]
+        h = S >> (len(cfg["block_out_channels"]) - 1)
+        x = torch.frombuffer(bytearray(open(images, "rb").read()), dtype=torch.float32).reshape(-1, S, S, C).double()
+        e = torch.frombuffer(bytearray(open(noise, "rb").read()), dtype=torch.float32).reshape(-1, h, h, z).double()
+        loss = vae_loss(cfg, P, x, e, float(klw))
+        loss.backward()
+        parts = [loss.reshape(1)] + [P[k].grad.reshape(-1) for k in w]
+        torch.cat(parts).detach().float().contiguous().numpy().tofile(out)
     elif mode == "feature_map_chain":
         d, out = sys.argv[2:4]
         torch.set_grad_enabled(True)

@@ -127,6 +127,10 @@ Var group_norm(const Var& x, const Var& w, const Var& b, int64_t groups, float e
 Var upsample2x(const Var& x);
 // mean((pred - target)²), a scalar [1] (ops/diffusion.h).
 Var mse(const Var& pred, const Var& target);
+// A VAE posterior's reparameterized sample mean + exp(logvar / 2) · noise, and its KL to
+// N(0, 1) averaged over the elements, a scalar [1] (ops/diffusion.h).
+Var gaussian_sample(const Var& mean, const Var& logvar, const Tensor& noise);
+Var gaussian_kl(const Var& mean, const Var& logvar);
 // Mean cross-entropy over rows whose target is not ignore_index; a scalar [1].
 Var cross_entropy(const Var& logits, const std::vector<int32_t>& targets, int32_t ignore_index = -100);
 

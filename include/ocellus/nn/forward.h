@@ -19,6 +19,7 @@
 #include "ocellus/core/tensor.h"
 #include "ocellus/ops/attention.h"
 #include "ocellus/ops/elementwise.h"
+#include "ocellus/ops/feature_map.h"
 #include "ocellus/ops/grid.h"
 #include "ocellus/ops/matmul.h"
 #include "ocellus/ops/rope.h"
@@ -74,6 +75,14 @@ struct Infer {
   Tensor depthwise3x3(const Tensor& x, const P& w, const P& b) const { return ops::depthwise3x3(x, w, b.defined() ? &b : nullptr); }
   // An image [3, S, S] into rows of patches [n_patches, d] (w [d, 3, p, p]; b may be absent).
   Tensor patch_embed(const Tensor& image, const P& w, const P& b, int64_t patch) const;
+  // Feature maps [B, H, W, C] (ops/feature_map.h): kernels [O, k, k, C] are f32 vectors-and-small-tensors (P).
+  Tensor conv2d(const Tensor& x, const P& w, const P& b, int64_t stride, int64_t pad) const {
+    return ops::conv2d(x, w, b.defined() ? &b : nullptr, stride, pad);
+  }
+  Tensor group_norm(const Tensor& x, const P& w, const P& b, int64_t groups, float eps) const {
+    return ops::group_norm(x, w, b, groups, eps);
+  }
+  Tensor upsample2x(const Tensor& x) const { return ops::upsample2x(x); }
 };
 
 struct Train {
@@ -119,6 +128,13 @@ struct Train {
   ag::Var patch_embed(const Tensor& image, const P& w, const P& b, int64_t patch) const {
     return ag::patch_embed(image, w, b, patch);
   }
+  ag::Var conv2d(const ag::Var& x, const P& w, const P& b, int64_t stride, int64_t pad) const {
+    return ag::conv2d(x, w, b, stride, pad);
+  }
+  ag::Var group_norm(const ag::Var& x, const P& w, const P& b, int64_t groups, float eps) const {
+    return ag::group_norm(x, w, b, groups, eps);
+  }
+  ag::Var upsample2x(const ag::Var& x) const { return ag::upsample2x(x); }
 };
 
 // Reads a model's weights for a context: matrices and vectors by name, shapes checked. The
@@ -148,5 +164,11 @@ Maker<Train> param_maker(const io::TensorSource& s, const std::string& what, std
 // back under the name and in the shape asked there. Errors start with `what`.
 std::vector<std::pair<std::string, Tensor>> tensors_as(const io::TensorSource& s, const std::string& what,
                                                        const std::function<void(const Maker<Infer>&, bool second)>& load);
+
+// New f32 parameters for training from scratch, each appended to params under its name:
+// matrices and kernels uniform in ±1/sqrt(fan-in) (PyTorch's default for Linear and Conv2d
+// weights), 1-D norm weights (a name with "norm" and ending ".weight") 1, biases and other
+// vectors 0. Seeded: the same names asked in the same order get the same values.
+Maker<Train> new_param_maker(std::vector<ag::Var>& params, uint64_t seed);
 
 }  // namespace ocellus::nn

@@ -1,7 +1,9 @@
 #pragma once
-// The numeric pieces of denoising diffusion (DDPM, Ho et al. 2020) that a denoiser's training
-// step needs beside the layers: the sinusoidal embedding of the timestep and the mean squared
-// error of the predicted noise. f32; backward functions accumulate (+=) (null: not wanted).
+// The numeric pieces of latent diffusion that its training steps need beside the layers: the
+// VAE's diagonal Gaussian posterior (the reparameterized sample and the KL divergence to N(0, I);
+// Kingma & Welling 2014), the sinusoidal embedding of the timestep and the mean squared error of
+// the predicted noise (DDPM, Ho et al. 2020). f32; backward functions accumulate (+=) (null: not
+// wanted).
 #include <cstdint>
 #include <vector>
 
@@ -19,7 +21,21 @@ Tensor timestep_embedding(const std::vector<float>& t, int64_t dim, float max_pe
 float mse(const Tensor& pred, const Tensor& target);
 void mse_backward(const Tensor& pred, const Tensor& target, float dloss, Tensor* dpred, Tensor* dtarget);
 
+// The posterior's log-variance is clamped to [-30, 20] first, as diffusers' DiagonalGaussianDistribution
+// does (its gradient is 0 where clamped).
+constexpr float kLogvarMin = -30.0f, kLogvarMax = 20.0f;
+// mean + exp(logvar / 2) · noise (shapes equal).
+Tensor gaussian_sample(const Tensor& mean, const Tensor& logvar, const Tensor& noise);
+void gaussian_sample_backward(const Tensor& logvar, const Tensor& noise, const Tensor& dy, Tensor* dmean, Tensor* dlogvar);
+// KL(N(mean, exp(logvar)) || N(0, 1)) per element, averaged: mean of (mean² + exp(logvar) - 1 - logvar) / 2.
+float gaussian_kl(const Tensor& mean, const Tensor& logvar);
+void gaussian_kl_backward(const Tensor& mean, const Tensor& logvar, float dloss, Tensor* dmean, Tensor* dlogvar);
+
 namespace ref {
+Tensor gaussian_sample(const Tensor& mean, const Tensor& logvar, const Tensor& noise);
+void gaussian_sample_backward(const Tensor& logvar, const Tensor& noise, const Tensor& dy, Tensor* dmean, Tensor* dlogvar);
+float gaussian_kl(const Tensor& mean, const Tensor& logvar);
+void gaussian_kl_backward(const Tensor& mean, const Tensor& logvar, float dloss, Tensor* dmean, Tensor* dlogvar);
 Tensor timestep_embedding(const std::vector<float>& t, int64_t dim, float max_period = 10000.0f);
 float mse(const Tensor& pred, const Tensor& target);
 void mse_backward(const Tensor& pred, const Tensor& target, float dloss, Tensor* dpred, Tensor* dtarget);
