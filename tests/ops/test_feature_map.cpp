@@ -180,3 +180,36 @@ TEST(FeatureMapOps, DownUpChainMatchesPyTorch) {
   }
   EXPECT_EQ(at, ref.size());
 }
+
+TEST(DiffusionOps, GaussianPosteriorSampleAndKl) {
+  const Tensor m = randn({3, 4, 2}, 1), lv = randn({3, 4, 2}, 2), e = randn({3, 4, 2}, 3);
+  EXPECT_LE(rel_err(O::gaussian_sample(noncontiguous_copy(m), lv, e), O::ref::gaussian_sample(m, lv, e)), 3e-7);
+  EXPECT_NEAR(O::gaussian_kl(m, noncontiguous_copy(lv)), O::ref::gaussian_kl(m, lv), 1e-6);
+  // N(0, 1) itself is 0 away from N(0, 1); a log-variance past the clamp counts as the clamp.
+  EXPECT_EQ(O::gaussian_kl(Tensor::zeros({5}), Tensor::zeros({5})), 0.0f);
+  const Tensor big = Tensor::full({1}, 40.0f), at = Tensor::full({1}, O::kLogvarMax), one = Tensor::full({1}, 1.0f);
+  EXPECT_EQ(O::gaussian_sample(Tensor::zeros({1}), big, one).at({0}), O::gaussian_sample(Tensor::zeros({1}), at, one).at({0}));
+  gradcheck("gaussian_sample", {m, lv}, [&](auto& in) { return O::gaussian_sample(in[0], in[1], e); },
+            [&](auto& in, const Tensor& g) {
+              Tensor dm = zeros_like(in[0]), dl = zeros_like(in[1]), dm_r = zeros_like(in[0]), dl_r = zeros_like(in[1]);
+              O::gaussian_sample_backward(in[1], e, g, &dm, &dl);
+              O::ref::gaussian_sample_backward(in[1], e, g, &dm_r, &dl_r);
+              EXPECT_EQ(max_abs_diff(dm, dm_r), 0.0);
+              EXPECT_LE(rel_err(dl, dl_r), 3e-7);
+              return std::vector<Tensor>{dm, dl};
+            });
+  gradcheck("gaussian_kl", {m, lv}, [](auto& in) { return Tensor::full({1}, O::gaussian_kl(in[0], in[1])); },
+            [](auto& in, const Tensor& g) {
+              Tensor dm = zeros_like(in[0]), dl = zeros_like(in[1]), dm_r = zeros_like(in[0]), dl_r = zeros_like(in[1]);
+              O::gaussian_kl_backward(in[0], in[1], g.at({0}), &dm, &dl);
+              O::ref::gaussian_kl_backward(in[0], in[1], g.at({0}), &dm_r, &dl_r);
+              EXPECT_LE(rel_err(dm, dm_r), 3e-7);
+              EXPECT_LE(rel_err(dl, dl_r), 3e-7);
+              return std::vector<Tensor>{dm, dl};
+            });
+  // No gradient reaches a clamped log-variance.
+  Tensor dl = Tensor::zeros({1});
+  O::gaussian_kl_backward(Tensor::zeros({1}), big, 1.0f, nullptr, &dl);
+  EXPECT_EQ(dl.at({0}), 0.0f);
+  EXPECT_THROW(O::gaussian_sample(m, lv, randn({3, 4}, 1)), Error);
+}
