@@ -36,6 +36,13 @@ format is read here). Usage:
                                                       float32; OUT: the loss (reconstruction MSE +
                                                       KL_WEIGHT · KL), then every tensor's gradient
                                                       in the file's order (float64)
+    torch_ref.py unet DIR LATENTS TARGET OUT          DIR: config.json {latent_channels, latent_size,
+                                                      block_out_channels, norm_num_groups, d_model,
+                                                      timesteps} + model.safetensors (gen/unet.h's
+                                                      names, no prefix); OUT: the MSE of the
+                                                      up-sampler's noise, fed SiLU of the down-
+                                                      sampler's positions, against TARGET, then
+                                                      every tensor's gradient in the file's order
     torch_ref.py feature_map_chain DIR OUT            DIR/model.safetensors: x [B, H, W, C] and the
                                                       chain's weights (channels last, as ocellus keeps
                                                       them); OUT: the MSE loss, then the gradients of
@@ -507,6 +514,49 @@ def vae_loss(cfg, P, x, noise, kl_weight):
     return F.mse_loss(y, nchw(x)) + kl_weight * kl
 
 
+def unet_noise(cfg, P, lat, timesteps):
+    """gen/unet.h: the down-sampler, SiLU standing in for the language model, the up-sampler."""
+    nchw = lambda t: t.permute(0, 3, 1, 2)
+    G, ch = cfg["norm_num_groups"], cfg["block_out_channels"]
+    L = len(ch)
+
+    def conv(h, name, stride=1, pad=1):
+        return F.conv2d(h, nchw(P[name + ".weight"]), P[name + ".bias"], stride=stride, padding=pad)
+
+    def lin(h, name):
+        return F.linear(h, P[name + ".weight"], P[name + ".bias"])
+
+    def norm_act(h, name):
+        return F.silu(F.group_norm(h, G, P[name + ".weight"], P[name + ".bias"], eps=1e-5))
+
+    def res(h, p, temb):
+        r = conv(norm_act(h, p + "norm1"), p + "conv1") + lin(F.silu(temb), p + "time_emb_proj")[:, :, None, None]
+        r = conv(norm_act(r, p + "norm2"), p + "conv2")
+        return (conv(h, p + "conv_shortcut", pad=0) if p + "conv_shortcut.weight" in P else h) + r
+
+    half = ch[0] // 2
+    freq = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32) / half)
+    a = torch.tensor(timesteps, dtype=torch.float32)[:, None] * freq[None, :]
+    te = torch.cat([torch.cos(a), torch.sin(a)], dim=1).to(lat.dtype)
+    temb = lin(F.silu(lin(te, "time_embedding.linear_1")), "time_embedding.linear_2")
+    h = conv(nchw(lat), "conv_in")
+    skips = []
+    for i in range(L):
+        h = res(h, "down_blocks.%d.resnets.0." % i, temb)
+        skips.append(h)
+        if i + 1 < L:
+            h = conv(h, "down_blocks.%d.downsamplers.0.conv" % i, stride=2)
+    B, C, g, _ = h.shape
+    pos = lin(h.permute(0, 2, 3, 1).reshape(B * g * g, C), "proj_in")
+    h = lin(F.silu(pos), "proj_out").reshape(B, g, g, C).permute(0, 3, 1, 2)
+    for i in range(L):
+        lvl = L - 1 - i
+        h = res(torch.cat([h, skips[lvl]], dim=1), "up_blocks.%d.resnets.0." % i, temb)
+        if lvl > 0:
+            h = conv(F.interpolate(h, scale_factor=2, mode="nearest"), "up_blocks.%d.upsamplers.0.conv" % i)
+    return conv(norm_act(h, "conv_norm_out"), "conv_out").permute(0, 2, 3, 1)
+
+
 def main():
     mode = sys.argv[1]
     if mode == "vit":
@@ -568,6 +618,19 @@ def main():
         x = torch.frombuffer(bytearray(open(images, "rb").read()), dtype=torch.float32).reshape(-1, S, S, C).double()
         e = torch.frombuffer(bytearray(open(noise, "rb").read()), dtype=torch.float32).reshape(-1, h, h, z).double()
         loss = vae_loss(cfg, P, x, e, float(klw))
+        loss.backward()
+        parts = [loss.reshape(1)] + [P[k].grad.reshape(-1) for k in w]
+        torch.cat(parts).detach().float().contiguous().numpy().tofile(out)
+    elif mode == "unet":
+        d, latents, target, out = sys.argv[2:6]
+        torch.set_grad_enabled(True)
+        cfg = json.load(open(d + "/config.json"))
+        w = read_safetensors(d + "/model.safetensors")
+        P = {k: v.double().requires_grad_(True) for k, v in w.items()}
+        S, z = cfg["latent_size"], cfg["latent_channels"]
+        lat = torch.frombuffer(bytearray(open(latents, "rb").read()), dtype=torch.float32).reshape(-1, S, S, z).double()
+        tgt = torch.frombuffer(bytearray(open(target, "rb").read()), dtype=torch.float32).reshape(-1, S, S, z).double()
+        loss = F.mse_loss(unet_noise(cfg, P, lat, cfg["timesteps"]), tgt)
         loss.backward()
         parts = [loss.reshape(1)] + [P[k].grad.reshape(-1) for k in w]
         torch.cat(parts).detach().float().contiguous().numpy().tofile(out)

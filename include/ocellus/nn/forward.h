@@ -46,6 +46,7 @@ struct Infer {
   static const Shape& shape(const Tensor& x) { return x.shape(); }
   static Tensor value(const Tensor& x) { return x; }
   static W matrix(const Tensor& p) { return ops::PreparedWeight(p); }  // a table used as a matrix (tied output)
+  static Tensor constant(const Tensor& t) { return t; }  // an input that takes no gradient
 
   Tensor linear(const Tensor& x, const W& w, const P& b) const { return ops::linear(x, w, b, ggml_matmul); }
   // Several products of one input (q, k, v; gate, up): one pass over all their tiles at decode.
@@ -102,6 +103,7 @@ struct Train {
   static const Shape& shape(const ag::Var& x) { return x->value.shape(); }
   static const Tensor& value(const ag::Var& x) { return x->value; }
   static W matrix(const ag::Var& p) { return p; }
+  static ag::Var constant(const Tensor& t) { return ag::constant(t); }
   const Adapter* adapter(const ag::Var& w) const;
 
   ag::Var linear(const ag::Var& x, const W& w, const P& b) const;
