@@ -43,6 +43,12 @@ format is read here). Usage:
                                                       up-sampler's noise, fed SiLU of the down-
                                                       sampler's positions, against TARGET, then
                                                       every tensor's gradient in the file's order
+    torch_ref.py cnn_classifier DIR IMAGES LABELS OUT DIR: config.json {in_channels, image_size,
+                                                      widths, n_features, norm_num_groups} +
+                                                      model.safetensors (vision/cnn_classifier.h);
+                                                      IMAGES [B, S, S, C] float32, LABELS int32;
+                                                      OUT: the mean cross-entropy, then every
+                                                      tensor's gradient in the file's order
     torch_ref.py feature_map_chain DIR OUT            DIR/model.safetensors: x [B, H, W, C] and the
                                                       chain's weights (channels last, as ocellus keeps
                                                       them); OUT: the MSE loss, then the gradients of
@@ -557,6 +563,18 @@ def unet_noise(cfg, P, lat, timesteps):
     return conv(norm_act(h, "conv_norm_out"), "conv_out").permute(0, 2, 3, 1)
 
 
+def cnn_logits(cfg, P, x):
+    """vision/cnn_classifier.h on NHWC images."""
+    nchw = lambda t: t.permute(0, 3, 1, 2)
+    h = F.silu(F.conv2d(nchw(x), nchw(P["conv_in.weight"]), P["conv_in.bias"], padding=1))
+    for i in range(len(cfg["widths"]) - 1):
+        p = "down.%d." % i
+        h = F.conv2d(h, nchw(P[p + "conv.weight"]), P[p + "conv.bias"], stride=2, padding=1)
+        h = F.silu(F.group_norm(h, cfg["norm_num_groups"], P[p + "norm.weight"], P[p + "norm.bias"], eps=1e-5))
+    h = F.silu(F.conv2d(h, nchw(P["head.conv.weight"]), P["head.conv.bias"]))
+    return F.linear(h.reshape(h.shape[0], -1), P["classifier.weight"], P["classifier.bias"])
+
+
 def main():
     mode = sys.argv[1]
     if mode == "vit":
@@ -631,6 +649,19 @@ def main():
         lat = torch.frombuffer(bytearray(open(latents, "rb").read()), dtype=torch.float32).reshape(-1, S, S, z).double()
         tgt = torch.frombuffer(bytearray(open(target, "rb").read()), dtype=torch.float32).reshape(-1, S, S, z).double()
         loss = F.mse_loss(unet_noise(cfg, P, lat, cfg["timesteps"]), tgt)
+        loss.backward()
+        parts = [loss.reshape(1)] + [P[k].grad.reshape(-1) for k in w]
+        torch.cat(parts).detach().float().contiguous().numpy().tofile(out)
+    elif mode == "cnn_classifier":
+        d, images, labels, out = sys.argv[2:6]
+        torch.set_grad_enabled(True)
+        cfg = json.load(open(d + "/config.json"))
+        w = read_safetensors(d + "/model.safetensors")
+        P = {k: v.double().requires_grad_(True) for k, v in w.items()}
+        S, C = cfg["image_size"], cfg["in_channels"]
+        x = torch.frombuffer(bytearray(open(images, "rb").read()), dtype=torch.float32).reshape(-1, S, S, C).double()
+        y = torch.frombuffer(bytearray(open(labels, "rb").read()), dtype=torch.int32).long()
+        loss = F.cross_entropy(cnn_logits(cfg, P, x), y)
         loss.backward()
         parts = [loss.reshape(1)] + [P[k].grad.reshape(-1) for k in w]
         torch.cat(parts).detach().float().contiguous().numpy().tofile(out)
