@@ -23,7 +23,8 @@ Recipe parse_recipe(const std::string& text, const std::string& path) {
   static const std::set<std::string> kKeys = {
       "base", "data", "images", "cache", "chat_template", "skip_bad_records", "trainable", "groups", "lr",
       "weight_decay", "beta1", "beta2", "eps", "clip", "warmup", "min_lr_ratio", "steps", "batch", "max_len",
-      "seed", "out", "checkpoint_every", "keep", "lora", "tower_from", "micro_batch_tokens", "objective", "siglip", "ignore_images", "loss", "min_turns"};
+      "seed", "out", "checkpoint_every", "keep", "lora", "tower_from", "micro_batch_tokens", "objective", "siglip", "ignore_images", "loss", "min_turns",
+      "model", "kl_weight", "labels"};
   for (const auto& [k, v] : j.items())
     OCELLUS_CHECK(kKeys.count(k), "recipe: ", path, ": unknown key '", k, "'");
   Recipe r;
@@ -65,7 +66,24 @@ Recipe parse_recipe(const std::string& text, const std::string& path) {
     }
     return out;
   };
-  r.base = str("base", true, true), r.data = str("data", true, true), r.images = str("images", false, true);
+  if (j.contains("objective")) {
+    const std::set<std::string> kinds = {"next_token", "siglip", "vae", "classifier"};
+    OCELLUS_CHECK(j["objective"].is_string() && kinds.count(j["objective"].get<std::string>()), "recipe: ", path,
+                  ": 'objective' must be \"next_token\", \"siglip\", \"vae\" or \"classifier\"");
+    r.objective = j["objective"].get<std::string>();
+  }
+  // A model made from scratch has its config in the recipe, not a base folder.
+  const bool fresh = r.objective == "vae" || r.objective == "classifier";
+  OCELLUS_CHECK(!fresh || !j.contains("base"), "recipe: ", path, ": a '", r.objective,
+                "' recipe makes its model from scratch ('model'): no 'base'");
+  if (j.contains("model")) {
+    OCELLUS_CHECK(fresh && j["model"].is_object(), "recipe: ", path, ": 'model' (an object: the new model's config) belongs to ",
+                  "a 'vae' or 'classifier' recipe");
+    r.model_config = j["model"].dump();
+  }
+  r.labels = str("labels", r.objective == "classifier", true);
+  r.kl_weight = num("kl_weight", r.kl_weight, 0, 1e6);
+  r.base = str("base", !fresh, true), r.data = str("data", true, true), r.images = str("images", false, true);
   r.cache = str("cache", false, true), r.chat_template = str("chat_template", false, false), r.out = str("out", true, true);
   r.on_bad = flag("skip_bad_records", false) ? data::OnBad::Skip : data::OnBad::Fail;
   r.ignore_images = flag("ignore_images", false);
@@ -99,11 +117,6 @@ Recipe parse_recipe(const std::string& text, const std::string& path) {
       r.lora_alpha = l["alpha"].get<double>();
     }
     if (l.contains("targets")) r.lora_targets = strings(l["targets"], "lora.targets", "layer names", true);
-  }
-  if (j.contains("objective")) {
-    OCELLUS_CHECK(j["objective"].is_string() && (j["objective"] == "next_token" || j["objective"] == "siglip"), "recipe: ", path,
-                  ": 'objective' must be \"next_token\" or \"siglip\"");
-    r.objective = j["objective"].get<std::string>();
   }
   if (j.contains("siglip")) {
     const json& g = j["siglip"];

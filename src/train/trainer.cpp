@@ -271,7 +271,10 @@ TrainResult Trainer::run(Start start, const std::function<void(const StepStats&)
 // ---- the recipe runner: its objective, the one trainer loop, then the loss curve and the export ----
 
 TrainResult run_recipe(const Recipe& r, Start start, const std::function<void(const StepStats&)>& on_step, int64_t stop_after) {
-  const std::unique_ptr<Objective> objective = r.objective == "siglip" ? siglip_objective(r) : next_token_objective(r);
+  const std::unique_ptr<Objective> objective = r.objective == "siglip"       ? siglip_objective(r)
+                                                : r.objective == "vae"        ? vae_objective(r)
+                                                : r.objective == "classifier" ? classifier_objective(r)
+                                                                              : next_token_objective(r);
   TrainResult res = Trainer(r, *objective).run(start, on_step, stop_after);
   const bool finished = res.first_step + int64_t(res.losses.size()) == r.steps;  // not stopped early
   if (!finished || !dist().main()) return res;  // the first process writes the results

@@ -1,6 +1,12 @@
 #include "ocellus/vision/cnn_classifier.h"
 
+#include <algorithm>
+#include <iterator>
+
+#include <nlohmann/json.hpp>
+
 #include "ocellus/core/error.h"
+#include "ocellus/io/json.h"
 
 namespace ocellus::vision {
 
@@ -14,6 +20,38 @@ void CnnConfig::validate(const std::string& where) const {
                   norm_num_groups, " groups");
   const int64_t step = int64_t(1) << stages();
   OCELLUS_CHECK(image_size >= step && image_size % step == 0, p, "image_size ", image_size, " must be a multiple of ", step);
+}
+
+CnnConfig parse_cnn_config(const std::string& text, const std::string& where) {
+  const nlohmann::json j = io::parse_json(text, where, "classifier config");
+  OCELLUS_CHECK(j.is_object(), where, ": classifier config: not a JSON object");
+  CnnConfig c;
+  const std::pair<const char*, int64_t*> ints[] = {{"in_channels", &c.in_channels}, {"image_size", &c.image_size},
+                                                   {"n_classes", &c.n_classes}, {"n_features", &c.n_features},
+                                                   {"norm_num_groups", &c.norm_num_groups}};
+  for (const auto& [k, v] : j.items()) {
+    if (k == "widths") {
+      OCELLUS_CHECK(v.is_array(), where, ": classifier config: 'widths' must be a list of integers");
+      c.widths.clear();
+      for (const nlohmann::json& x : v) {
+        OCELLUS_CHECK(x.is_number_integer(), where, ": classifier config: 'widths' must be a list of integers");
+        c.widths.push_back(x.get<int64_t>());
+      }
+      continue;
+    }
+    const auto* it = std::find_if(std::begin(ints), std::end(ints), [&](const auto& e) { return k == e.first; });
+    OCELLUS_CHECK(it != std::end(ints), where, ": classifier config: unknown key '", k, "'");
+    OCELLUS_CHECK(v.is_number_integer(), where, ": classifier config: '", k, "' must be an integer");
+    *it->second = v.get<int64_t>();
+  }
+  c.validate(where);
+  return c;
+}
+
+std::string cnn_config_json(const CnnConfig& c) {
+  return nlohmann::json{{"in_channels", c.in_channels}, {"image_size", c.image_size}, {"n_classes", c.n_classes},
+                        {"widths", c.widths}, {"n_features", c.n_features}, {"norm_num_groups", c.norm_num_groups}}
+             .dump(2) + "\n";
 }
 
 template <class F>

@@ -24,8 +24,13 @@ struct SiglipOptions {
 
 struct Recipe {
   std::string path;                 // the recipe file (relative paths are relative to its folder)
-  std::string objective = "next_token";  // or "siglip": contrastive pretraining of the tower
+  // "next_token", "siglip" (contrastive pretraining of the tower), "vae" (an image autoencoder
+  // from scratch) or "classifier" (an image classifier from scratch).
+  std::string objective = "next_token";
   SiglipOptions siglip;
+  std::string model_config;         // "model": the new model's config.json (vae, classifier), as JSON text
+  double kl_weight = 1e-4;          // vae: the KL term's weight against the reconstruction MSE
+  std::string labels;               // classifier: the labels (IDX) of the images in 'data' (IDX)
   std::string base;                 // Hugging Face LLaVA folder: initial weights, config, tokenizer
   std::string data, images;         // LLaVA JSON and its image folder
   std::string cache;                // feature cache of the (frozen) tower over the images (text-only data: none)

@@ -109,6 +109,13 @@ std::unique_ptr<Objective> next_token_objective(const Recipe& r);
 // with its images, one batch in one pass in one process; exports out/model (the base folder with
 // the trained tower) and out/siglip.safetensors (text tower and heads).
 std::unique_ptr<Objective> siglip_objective(const Recipe& r);
+// "vae" (train/image_objectives.cpp): a new VAE (gen/vae.h; the recipe's "model" is its config)
+// on the images of the data's records, reconstruction MSE plus kl_weight times the KL; exports
+// out/model (config.json with the latents' scaling_factor, model.safetensors).
+std::unique_ptr<Objective> vae_objective(const Recipe& r);
+// "classifier": a new CNN (vision/cnn_classifier.h) on the photos of an IDX image file ('data')
+// and their 'labels', cross-entropy; exports out/model.
+std::unique_ptr<Objective> classifier_objective(const Recipe& r);
 
 // The loss curve of a run as a PNG (train/plot.cpp): a line chart (640 x 320) of the losses its
 // metrics log holds, in order, drawn from the log so that a resumed run's curve covers the whole

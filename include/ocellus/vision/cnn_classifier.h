@@ -22,6 +22,11 @@ struct CnnConfig {
   void validate(const std::string& where) const;
 };
 
+// config.json of a saved classifier (the fields above); unknown keys and bad values are errors
+// naming them and `where`.
+CnnConfig parse_cnn_config(const std::string& json_text, const std::string& where);
+std::string cnn_config_json(const CnnConfig& c);
+
 template <class F>
 struct CnnClassifier {
   using P = typename F::P;
