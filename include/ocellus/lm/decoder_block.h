@@ -39,31 +39,55 @@ typename F::V decoder_norm(const F& f, const LmConfig& c, const typename F::V& x
   return c.norm == NormKind::Rms ? f.rms_norm(x, w, c.norm_eps) : f.layer_norm(x, w, b, c.norm_eps);
 }
 
+// A block's two halves around its attention, so that a caller can route rows through different
+// weights on either side of one shared attention (LlamaFusion's modality-specific modules):
+// attention_inputs gives the normed rows h and q, k (roped at pos), v [n, H or Hkv, hd];
+// attention_outputs adds the output projection of att [n, H, hd] and the MLP to the residual x.
+template <class F>
+struct AttentionInputs {
+  typename F::V h, q, k, v;
+};
+
+template <class F>
+AttentionInputs<F> attention_inputs(const F& f, const LmConfig& c, const DecoderLayer<F>& L, const typename F::V& x,
+                                    const std::vector<int32_t>& pos) {
+  using V = typename F::V;
+  const int64_t n = F::shape(x)[0], hd = c.head_dim, H = c.n_head, Hkv = c.n_head_kv;
+  AttentionInputs<F> in;
+  in.h = decoder_norm(f, c, x, L.attn_norm, L.attn_norm_b);
+  V q, k, v;
+  if (F::has(L.wqkv)) {
+    const V qkv = f.linear(in.h, L.wqkv, L.bqkv);  // [n, (H + 2 Hkv) hd]
+    q = f.slice(qkv, 1, 0, H * hd), k = f.slice(qkv, 1, H * hd, (H + Hkv) * hd);
+    v = f.slice(qkv, 1, (H + Hkv) * hd, (H + 2 * Hkv) * hd);
+  } else {
+    std::vector<V> qkv = f.linear_many(in.h, {{&L.wq, L.bq}, {&L.wk, L.bk}, {&L.wv, L.bv}});
+    q = std::move(qkv[0]), k = std::move(qkv[1]), v = std::move(qkv[2]);
+  }
+  in.q = f.rope(f.reshape(q, {n, H, hd}), pos, c.rope);
+  in.k = f.rope(f.reshape(k, {n, Hkv, hd}), pos, c.rope);
+  in.v = f.reshape(v, {n, Hkv, hd});
+  return in;
+}
+
+template <class F>
+typename F::V attention_outputs(const F& f, const LmConfig& c, const DecoderLayer<F>& L, const typename F::V& x,
+                                const typename F::V& h, const typename F::V& att) {
+  using V = typename F::V;
+  const V a = f.linear(f.reshape(att, {F::shape(x)[0], c.n_head * c.head_dim}), L.wo, L.bo);
+  const V xa = f.add(x, a);
+  const V ffn_in = c.parallel_block ? h : decoder_norm(f, c, xa, L.ffn_norm, L.ffn_norm_b);
+  const V m = c.gated_ffn ? f.swiglu_ffn(ffn_in, L.w_gate, L.w_up, L.b_up) : f.act(c.act, f.linear(ffn_in, L.w_up, L.b_up));
+  return f.add(xa, f.linear(m, L.w_down, L.b_down));
+}
+
 // One block over rows x [n, n_embd] at positions pos. attend(q [n, H, hd] roped, k [n, Hkv, hd]
 // roped, v [n, Hkv, hd]) -> [n, H, hd] is the attention.
 template <class F, class Attend>
 typename F::V decoder_layer(const F& f, const LmConfig& c, const DecoderLayer<F>& L, const typename F::V& x,
                             const std::vector<int32_t>& pos, Attend&& attend) {
-  using V = typename F::V;
-  const int64_t n = F::shape(x)[0], hd = c.head_dim, H = c.n_head, Hkv = c.n_head_kv;
-  const V h = decoder_norm(f, c, x, L.attn_norm, L.attn_norm_b);
-  V q, k, v;
-  if (F::has(L.wqkv)) {
-    const V qkv = f.linear(h, L.wqkv, L.bqkv);  // [n, (H + 2 Hkv) hd]
-    q = f.slice(qkv, 1, 0, H * hd), k = f.slice(qkv, 1, H * hd, (H + Hkv) * hd);
-    v = f.slice(qkv, 1, (H + Hkv) * hd, (H + 2 * Hkv) * hd);
-  } else {
-    std::vector<V> qkv = f.linear_many(h, {{&L.wq, L.bq}, {&L.wk, L.bk}, {&L.wv, L.bv}});
-    q = std::move(qkv[0]), k = std::move(qkv[1]), v = std::move(qkv[2]);
-  }
-  q = f.rope(f.reshape(q, {n, H, hd}), pos, c.rope);
-  k = f.rope(f.reshape(k, {n, Hkv, hd}), pos, c.rope);
-  const V att = attend(q, k, f.reshape(v, {n, Hkv, hd}));  // [n, H, hd]
-  const V a = f.linear(f.reshape(att, {n, H * hd}), L.wo, L.bo);
-  const V xa = f.add(x, a);
-  const V ffn_in = c.parallel_block ? h : decoder_norm(f, c, xa, L.ffn_norm, L.ffn_norm_b);
-  const V m = c.gated_ffn ? f.swiglu_ffn(ffn_in, L.w_gate, L.w_up, L.b_up) : f.act(c.act, f.linear(ffn_in, L.w_up, L.b_up));
-  return f.add(xa, f.linear(m, L.w_down, L.b_down));
+  const AttentionInputs<F> in = attention_inputs(f, c, L, x, pos);
+  return attention_outputs(f, c, L, x, in.h, attend(in.q, in.k, in.v));
 }
 
 // The final norm and the output head over rows x [n, n_embd] -> logits [n, n_vocab].
