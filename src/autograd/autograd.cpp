@@ -399,45 +399,34 @@ Var cross_entropy(const Var& logits, const std::vector<int32_t>& targets, int32_
 }
 
 Var conv2d(const Var& x, const Var& w, const Var& b, int64_t stride, int64_t pad) {
-  const bool r = wants({&x, &w, &b});
-  Var y = result(ops::conv2d(x->value, w->value, b ? &b->value : nullptr, stride, pad), r);
-  if (r) OCELLUS_RECORD(y, ops::conv2d_backward(x->value, w->value, dy, stride, pad, gp(x), gp(w), gp(b)));
-  return y;
+  return recorded(__func__, wants({&x, &w, &b}), ops::conv2d(x->value, w->value, b ? &b->value : nullptr, stride, pad),
+                  [=](const Tensor& dy) { ops::conv2d_backward(x->value, w->value, dy, stride, pad, gp(x), gp(w), gp(b)); });
 }
 
 Var group_norm(const Var& x, const Var& w, const Var& b, int64_t groups, float eps) {
-  const bool r = wants({&x, &w, &b});
-  Var y = result(ops::group_norm(x->value, w->value, b->value, groups, eps), r);
-  if (r) OCELLUS_RECORD(y, ops::group_norm_backward(x->value, w->value, groups, eps, dy, gp(x), gp(w), gp(b)));
-  return y;
+  return recorded(__func__, wants({&x, &w, &b}), ops::group_norm(x->value, w->value, b->value, groups, eps),
+                  [=](const Tensor& dy) { ops::group_norm_backward(x->value, w->value, groups, eps, dy, gp(x), gp(w), gp(b)); });
 }
 
 Var upsample2x(const Var& x) {
-  const bool r = wants({&x});
-  Var y = result(ops::upsample2x(x->value), r);
-  if (r) OCELLUS_RECORD(y, ops::upsample2x_backward(dy, gp(x)));
-  return y;
+  return recorded(__func__, wants({&x}), ops::upsample2x(x->value), [=](const Tensor& dy) { ops::upsample2x_backward(dy, gp(x)); });
 }
 
 Var mse(const Var& pred, const Var& target) {
-  const bool r = wants({&pred, &target});
-  Var y = result(Tensor::full({1}, ops::mse(pred->value, target->value)), r);
-  if (r) OCELLUS_RECORD(y, ops::mse_backward(pred->value, target->value, dy.data<float>()[0], gp(pred), gp(target)));
-  return y;
+  return recorded(__func__, wants({&pred, &target}), Tensor::full({1}, ops::mse(pred->value, target->value)),
+                  [=](const Tensor& dy) { ops::mse_backward(pred->value, target->value, dy.data<float>()[0], gp(pred), gp(target)); });
 }
 
 Var gaussian_sample(const Var& mean, const Var& logvar, const Tensor& noise) {
-  const bool r = wants({&mean, &logvar});
-  Var y = result(ops::gaussian_sample(mean->value, logvar->value, noise), r);
-  if (r) OCELLUS_RECORD(y, ops::gaussian_sample_backward(logvar->value, noise, dy, gp(mean), gp(logvar)));
-  return y;
+  return recorded(__func__, wants({&mean, &logvar}), ops::gaussian_sample(mean->value, logvar->value, noise),
+                  [=](const Tensor& dy) { ops::gaussian_sample_backward(logvar->value, noise, dy, gp(mean), gp(logvar)); });
 }
 
 Var gaussian_kl(const Var& mean, const Var& logvar) {
-  const bool r = wants({&mean, &logvar});
-  Var y = result(Tensor::full({1}, ops::gaussian_kl(mean->value, logvar->value)), r);
-  if (r) OCELLUS_RECORD(y, ops::gaussian_kl_backward(mean->value, logvar->value, dy.data<float>()[0], gp(mean), gp(logvar)));
-  return y;
+  return recorded(__func__, wants({&mean, &logvar}), Tensor::full({1}, ops::gaussian_kl(mean->value, logvar->value)),
+                  [=](const Tensor& dy) {
+                    ops::gaussian_kl_backward(mean->value, logvar->value, dy.data<float>()[0], gp(mean), gp(logvar));
+                  });
 }
 
 Var patch_embed(const Tensor& image, const Var& w, const Var& b, int64_t patch) {
