@@ -298,21 +298,33 @@ Var rope(const Var& x, const std::vector<int32_t>& pos, const ops::RopeParams& p
 }
 
 Var attention(const Var& q, const Var& k, const Var& v, const ops::AttentionParams& p) {
-  OCELLUS_CHECK(!p.mask && !p.f16_probs, "autograd: attention with a mask or f16 probabilities has no backward here");
+  OCELLUS_CHECK(!p.f16_probs, "autograd: attention with f16 probabilities has no backward here");
   const bool r = wants({&q, &k, &v});
   Tensor lse;
   Tensor out = ops::attention(q->value, k->value, v->value, p, r ? &lse : nullptr);
+  const Tensor mask = p.mask ? *p.mask : Tensor();  // kept by the record (the caller's may be gone by the backward)
   return recorded(__func__, r, std::move(out), [=](const Tensor& dy, const Node& y) {
-    ops::attention_backward(q->value, k->value, v->value, y.value, lse, dy, p, gp(q), gp(k), gp(v));
+    ops::AttentionParams pm = p;
+    pm.mask = mask.defined() ? &mask : nullptr;
+    ops::attention_backward(q->value, k->value, v->value, y.value, lse, dy, pm, gp(q), gp(k), gp(v));
   });
 }
 
 Var attention_segments(const Var& q, const Var& k, const Var& v, const ops::AttentionParams& p,
-                       const std::vector<int64_t>& starts) {
-  OCELLUS_CHECK(!p.mask && !p.f16_probs, "autograd: attention with a mask or f16 probabilities has no backward here");
+                       const std::vector<int64_t>& starts, const std::vector<Tensor>& masks) {
+  OCELLUS_CHECK(!p.mask && !p.f16_probs, "autograd: attention_segments takes its masks per segment; f16 probabilities have no ",
+                "backward here");
   OCELLUS_CHECK(starts.size() >= 2 && starts.front() == 0 && starts.back() == q->value.dim(0) &&
                     k->value.dim(0) == q->value.dim(0) && v->value.dim(0) == q->value.dim(0),
                 "autograd: segments must cover the stacked rows of q, k and v");
+  OCELLUS_CHECK(masks.empty() || masks.size() + 1 == starts.size(), "autograd: ", masks.size(), " masks for ", starts.size() - 1,
+                " segments");
+  // Segment s's parameters: its mask where it has one.
+  auto params = [p, masks](size_t s) {
+    ops::AttentionParams ps = p;
+    ps.mask = !masks.empty() && masks[s].defined() ? &masks[s] : nullptr;
+    return ps;
+  };
   const bool r = wants({&q, &k, &v});
   const Tensor& Q = q->value;
   Tensor out = Tensor::empty({Q.dim(0), Q.dim(1), v->value.dim(2)});
@@ -320,7 +332,7 @@ Var attention_segments(const Var& q, const Var& k, const Var& v, const ops::Atte
   for (size_t s = 0; s + 1 < starts.size(); ++s) {
     const int64_t a = starts[s], b = starts[s + 1];
     Tensor l;
-    const Tensor o = ops::attention(Q.slice(0, a, b), k->value.slice(0, a, b), v->value.slice(0, a, b), p, r ? &l : nullptr);
+    const Tensor o = ops::attention(Q.slice(0, a, b), k->value.slice(0, a, b), v->value.slice(0, a, b), params(s), r ? &l : nullptr);
     std::memcpy(out.data<float>() + a * Q.dim(1) * v->value.dim(2), o.data<float>(), o.nbytes());
     if (r) lses.push_back(l);
   }
@@ -332,7 +344,7 @@ Var attention_segments(const Var& q, const Var& k, const Var& v, const ops::Atte
       const int64_t a = starts[s], b = starts[s + 1];
       Tensor dq = gq ? gq->slice(0, a, b) : Tensor(), dk = gk ? gk->slice(0, a, b) : Tensor(), dv = gv ? gv->slice(0, a, b) : Tensor();
       ops::attention_backward(q->value.slice(0, a, b), k->value.slice(0, a, b), v->value.slice(0, a, b), y.value.slice(0, a, b),
-                              lses[s], dy.slice(0, a, b), p, gq ? &dq : nullptr, gk ? &dk : nullptr, gv ? &dv : nullptr);
+                              lses[s], dy.slice(0, a, b), params(s), gq ? &dq : nullptr, gk ? &dk : nullptr, gv ? &dv : nullptr);
     };
     // A segment's backward is parallel over its kv heads only (each owns its dk, dv): with as
     // many segments as threads and none holding more than a thread's share of the work (cost

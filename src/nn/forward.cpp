@@ -40,9 +40,11 @@ Tensor Infer::patch_embed(const Tensor& image, const P& w, const P& b, int64_t p
 Tensor Infer::rows(const Tensor& x, const std::vector<int32_t>& ids) const { return ops::embedding(x, ids); }
 
 Tensor Infer::attention_segments(const Tensor& q, const Tensor& k, const Tensor& v, float scale,
-                                 const std::vector<int64_t>& starts, bool causal) const {
+                                 const std::vector<int64_t>& starts, bool causal, const std::vector<Tensor>& masks) const {
   const int64_t n = q.dim(0), H = q.dim(1), hd = q.dim(2);
   OCELLUS_CHECK(starts.size() >= 2 && starts.front() == 0 && starts.back() == n, "attention: segments do not cover ", n, " rows");
+  OCELLUS_CHECK(masks.empty() || masks.size() + 1 == starts.size(), "attention: ", masks.size(), " masks for ", starts.size() - 1,
+                " segments");
   ops::AttentionParams ap;
   ap.scale = scale;
   ap.causal = causal;
@@ -50,7 +52,8 @@ Tensor Infer::attention_segments(const Tensor& q, const Tensor& k, const Tensor&
   for (size_t s = 0; s + 1 < starts.size(); ++s) {
     const int64_t a = starts[s], b = starts[s + 1];
     const Tensor qs = q.slice(0, a, b), ks = k.slice(0, a, b), vs = v.slice(0, a, b);
-    const Tensor o = ggml_attention && !causal ? ops::attention_ggml_order(qs, ks, vs, scale) : ops::attention(qs, ks, vs, ap);
+    ap.mask = !masks.empty() && masks[s].defined() ? &masks[s] : nullptr;
+    const Tensor o = ggml_attention && !causal && !ap.mask ? ops::attention_ggml_order(qs, ks, vs, scale) : ops::attention(qs, ks, vs, ap);
     std::memcpy(out.data<float>() + a * H * hd, o.contiguous().data<float>(), size_t((b - a) * H * hd) * sizeof(float));
   }
   return out;
@@ -166,11 +169,11 @@ ag::Var Train::swiglu_ffn(const ag::Var& x, const W& gate, const W& up, const P&
 }
 
 ag::Var Train::attention_segments(const ag::Var& q, const ag::Var& k, const ag::Var& v, float scale,
-                                  const std::vector<int64_t>& starts, bool causal) const {
+                                  const std::vector<int64_t>& starts, bool causal, const std::vector<Tensor>& masks) const {
   ops::AttentionParams ap;
   ap.scale = scale;
   ap.causal = causal;
-  return starts.size() == 2 ? ag::attention(q, k, v, ap) : ag::attention_segments(q, k, v, ap, starts);
+  return starts.size() == 2 && masks.empty() ? ag::attention(q, k, v, ap) : ag::attention_segments(q, k, v, ap, starts, masks);
 }
 
 }  // namespace ocellus::nn

@@ -49,6 +49,11 @@ format is read here). Usage:
                                                       IMAGES [B, S, S, C] float32, LABELS int32;
                                                       OUT: the mean cross-entropy, then every
                                                       tensor's gradient in the file's order
+    torch_ref.py fid A B D OUT                        A, B float32 [n, D] / [m, D] features; OUT: their
+                                                      Fréchet distance (float64 math: tr (Σ₁Σ₂)^½ as
+                                                      the sum of the square roots of the eigenvalues
+                                                      of the non-symmetric Σ₁Σ₂, as pytorch-fid's
+                                                      scipy sqrtm would give)
     torch_ref.py feature_map_chain DIR OUT            DIR/model.safetensors: x [B, H, W, C] and the
                                                       chain's weights (channels last, as ocellus keeps
                                                       them); OUT: the MSE loss, then the gradients of
@@ -665,6 +670,17 @@ def main():
         loss.backward()
         parts = [loss.reshape(1)] + [P[k].grad.reshape(-1) for k in w]
         torch.cat(parts).detach().float().contiguous().numpy().tofile(out)
+    elif mode == "fid":
+        fa, fb, d, out = sys.argv[2:6]
+        d = int(d)
+        A = torch.frombuffer(bytearray(open(fa, "rb").read()), dtype=torch.float32).reshape(-1, d).double()
+        B = torch.frombuffer(bytearray(open(fb, "rb").read()), dtype=torch.float32).reshape(-1, d).double()
+        m1, m2 = A.mean(0), B.mean(0)
+        c1, c2 = torch.cov(A.T), torch.cov(B.T)
+        ev = torch.linalg.eigvals(c1 @ c2)
+        tr = ev.real.clamp(min=0).sqrt().sum()
+        fid = ((m1 - m2) ** 2).sum() + torch.trace(c1) + torch.trace(c2) - 2 * tr
+        torch.tensor([fid.item()], dtype=torch.float32).numpy().tofile(out)
     elif mode == "feature_map_chain":
         d, out = sys.argv[2:4]
         torch.set_grad_enabled(True)

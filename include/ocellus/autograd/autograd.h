@@ -98,12 +98,14 @@ Var layer_norm(const Var& x, const Var& w, const Var& b, float eps);  // w, b ma
 Var rms_norm(const Var& x, const Var& w, float eps);
 Var embedding(const Var& table, const std::vector<int32_t>& ids);
 Var rope(const Var& x, const std::vector<int32_t>& pos, const ops::RopeParams& p);  // x [n, h, d]
-// q [n_q, H, d], k / v [n_kv, Hkv, d] -> [n_q, H, d]; p.mask / p.f16_probs unsupported here.
+// q [n_q, H, d], k / v [n_kv, Hkv, d] -> [n_q, H, d]; p.mask additive [n_q, n_kv] (kept for the
+// backward); p.f16_probs unsupported here.
 Var attention(const Var& q, const Var& k, const Var& v, const ops::AttentionParams& p);
 // Stacked sequences: rows [starts[i], starts[i+1]) of q, k, v attend only within themselves
-// (no copies: each sequence runs on views of the stacked tensors).
+// (no copies: each sequence runs on views of the stacked tensors); masks: none, or one additive
+// mask per sequence [len, len] (undefined: none for that one).
 Var attention_segments(const Var& q, const Var& k, const Var& v, const ops::AttentionParams& p,
-                       const std::vector<int64_t>& starts);
+                       const std::vector<int64_t>& starts, const std::vector<Tensor>& masks = {});
 Var reshape(const Var& x, const Shape& shape);
 Var concat(const std::vector<Var>& xs, int dim);
 Var slice(const Var& x, int dim, int64_t start, int64_t end);

@@ -65,9 +65,10 @@ struct Infer {
   Tensor rows(const Tensor& x, const std::vector<int32_t>& ids) const;  // a gather of rows
   Tensor rope(const Tensor& x, const std::vector<int32_t>& pos, const ops::RopeParams& p) const { return ops::rope(x, pos, p); }
   // Attention within each segment [starts[i], starts[i+1]) of the stacked rows (bidirectional
-  // unless causal).
+  // unless causal; masks: none, or one additive [len, len] per segment, undefined for none).
   Tensor attention_segments(const Tensor& q, const Tensor& k, const Tensor& v, float scale,
-                            const std::vector<int64_t>& starts, bool causal = false) const;
+                            const std::vector<int64_t>& starts, bool causal = false,
+                            const std::vector<Tensor>& masks = {}) const;
   Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const ops::AttentionParams& p) const {
     return ops::attention(q, k, v, p);
   }
@@ -121,7 +122,8 @@ struct Train {
   ag::Var rows(const ag::Var& x, const std::vector<int32_t>& ids) const { return ag::embedding(x, ids); }
   ag::Var rope(const ag::Var& x, const std::vector<int32_t>& pos, const ops::RopeParams& p) const { return ag::rope(x, pos, p); }
   ag::Var attention_segments(const ag::Var& q, const ag::Var& k, const ag::Var& v, float scale,
-                             const std::vector<int64_t>& starts, bool causal = false) const;
+                             const std::vector<int64_t>& starts, bool causal = false,
+                             const std::vector<Tensor>& masks = {}) const;
   ag::Var attention(const ag::Var& q, const ag::Var& k, const ag::Var& v, const ops::AttentionParams& p) const {
     return ag::attention(q, k, v, p);
   }
