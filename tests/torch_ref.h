@@ -9,7 +9,9 @@
 #include <string>
 #include <vector>
 
+#include "ocellus/autograd/autograd.h"
 #include "ocellus/core/tensor.h"
+#include "ocellus/ops/elementwise.h"
 #include "testutil.h"
 
 namespace ocellus::test {
@@ -52,6 +54,30 @@ inline std::vector<float> torch_ref(std::vector<std::string> args, const std::st
     return {};
   }
   return read_array<float>(out);
+}
+
+// Moves every parameter off its initial value (new models start with biases 0 and norm weights
+// 1, which would hide a swapped bias or weight from a gradient check): + noise of std `amount`.
+inline void perturb(const std::vector<ag::Var>& params, uint32_t seed, float amount = 0.1f) {
+  for (size_t i = 0; i < params.size(); ++i)
+    params[i]->value = ops::add(params[i]->value, randn(params[i]->value.shape(), seed + uint32_t(i), amount));
+}
+
+// A step against a PyTorch reference's output (its loss, then each parameter's gradient in
+// order): the loss within rel_tol of it, every gradient within rel_tol (relative L2).
+inline void expect_step_matches(const ag::Var& loss, const std::vector<ag::Var>& params, const std::vector<float>& ref,
+                                double rel_tol) {
+  ASSERT_FALSE(ref.empty());
+  EXPECT_NEAR(loss->value.at({0}), ref[0], rel_tol * std::fabs(ref[0]));
+  size_t at = 1;
+  for (const ag::Var& p : params) {
+    const int64_t n = p->value.numel();
+    ASSERT_LE(at + size_t(n), ref.size());
+    const Tensor want = Tensor::from_vector(p->value.shape(), std::vector<float>(ref.begin() + long(at), ref.begin() + long(at + n)));
+    EXPECT_LE(rel_err(p->grad, want), rel_tol) << p->name;
+    at += size_t(n);
+  }
+  EXPECT_EQ(at, ref.size());
 }
 
 }  // namespace ocellus::test

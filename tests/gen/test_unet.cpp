@@ -23,8 +23,7 @@ TEST(UNet, TrainingStepMatchesPyTorchAndInferenceMatchesTraining) {
   c.latent_channels = 2, c.latent_size = 4, c.block_out_channels = {8, 16}, c.norm_num_groups = 4, c.d_model = 12;
   std::vector<ag::Var> params;
   const gen::UNet<nn::Train> w = gen::load_unet(nn::new_param_maker(params, 3), c, "");
-  for (size_t i = 0; i < params.size(); ++i)  // off their initial values (biases 0, norm weights 1 would hide a swap)
-    params[i]->value = ops::add(params[i]->value, randn(params[i]->value.shape(), uint32_t(200 + i), 0.1f));
+  perturb(params, 200);  // off their initial values (biases 0, norm weights 1 would hide a swap)
   const Tensor lat = randn({2, 4, 4, 2}, 1), target = randn({2, 4, 4, 2}, 2);
   const std::vector<float> t = {3.0f, 517.0f};
   const nn::Train f;
@@ -41,17 +40,7 @@ TEST(UNet, TrainingStepMatchesPyTorchAndInferenceMatchesTraining) {
   io::write_safetensors(dir + "/model.safetensors", ag::named_values(params));
   const std::vector<float> ref =
       torch_ref({"unet", dir, write_temp("unet_lat.f32", lat), write_temp("unet_target.f32", target), ""}, dir + "/out.f32");
-  ASSERT_FALSE(ref.empty());
-  EXPECT_NEAR(loss->value.at({0}), ref[0], 2e-6 * std::fabs(ref[0]));
-  size_t at = 1;
-  for (const ag::Var& p : params) {
-    const int64_t n = p->value.numel();
-    ASSERT_LE(at + size_t(n), ref.size());
-    const Tensor want = Tensor::from_vector(p->value.shape(), std::vector<float>(ref.begin() + long(at), ref.begin() + long(at + n)));
-    EXPECT_LE(rel_err(p->grad, want), 2e-6) << p->name;  // worst 1.1e-06
-    at += size_t(n);
-  }
-  EXPECT_EQ(at, ref.size());
+  expect_step_matches(loss, params, ref, 2e-6);  // worst gradient 1.1e-06
 
   const io::SafetensorsModel m = io::SafetensorsModel::open(dir);
   const gen::UNet<nn::Infer> wi = gen::load_unet(nn::file_maker(io::safetensors_source(m, dir), "unet"), c, "");

@@ -61,6 +61,7 @@ format is read here). Usage:
 """
 import json
 import math
+import os
 import struct
 import sys
 
@@ -580,6 +581,24 @@ def cnn_logits(cfg, P, x):
     return F.linear(h.reshape(h.shape[0], -1), P["classifier.weight"], P["classifier.bias"])
 
 
+def f32_file(path, *shape):
+    """A raw float32 file as a float64 tensor of this shape."""
+    return torch.frombuffer(bytearray(open(path, "rb").read()), dtype=torch.float32).reshape(*shape).double()
+
+
+def step_grads(d, loss_of, out):
+    """One step in float64 over DIR/model.safetensors: OUT gets loss_of(cfg, P), then every
+    tensor's gradient in the file's order (cfg: DIR/config.json, or {} without one)."""
+    torch.set_grad_enabled(True)
+    cfg = json.load(open(d + "/config.json")) if os.path.exists(d + "/config.json") else {}
+    w = read_safetensors(d + "/model.safetensors")
+    P = {k: v.double().requires_grad_(True) for k, v in w.items()}
+    loss = loss_of(cfg, P)
+    loss.backward()
+    parts = [loss.reshape(1)] + [P[k].grad.reshape(-1) for k in w]
+    torch.cat(parts).detach().float().contiguous().numpy().tofile(out)
+
+
 def main():
     mode = sys.argv[1]
     if mode == "vit":
@@ -632,49 +651,29 @@ def main():
         causal_lm_logits(cfg, read_hf_folder(d), ids).contiguous().numpy().tofile(out)
     elif mode == "vae":
         d, images, noise, klw, out = sys.argv[2:7]
-        torch.set_grad_enabled(True)
-        cfg = json.load(open(d + "/config.json"))
-        w = read_safetensors(d + "/model.safetensors")
-        P = {k: v.double().requires_grad_(True) for k, v in w.items()}
-        S, C, z = cfg["sample_size"], cfg["in_channels"], cfg["latent_channels"]
-        h = S >> (len(cfg["block_out_channels"]) - 1)
-        x = torch.frombuffer(bytearray(open(images, "rb").read()), dtype=torch.float32).reshape(-1, S, S, C).double()
-        e = torch.frombuffer(bytearray(open(noise, "rb").read()), dtype=torch.float32).reshape(-1, h, h, z).double()
-        loss = vae_loss(cfg, P, x, e, float(klw))
-        loss.backward()
-        parts = [loss.reshape(1)] + [P[k].grad.reshape(-1) for k in w]
-        torch.cat(parts).detach().float().contiguous().numpy().tofile(out)
+
+        def loss(cfg, P):
+            S, C, z = cfg["sample_size"], cfg["in_channels"], cfg["latent_channels"]
+            h = S >> (len(cfg["block_out_channels"]) - 1)
+            return vae_loss(cfg, P, f32_file(images, -1, S, S, C), f32_file(noise, -1, h, h, z), float(klw))
+        step_grads(d, loss, out)
     elif mode == "unet":
         d, latents, target, out = sys.argv[2:6]
-        torch.set_grad_enabled(True)
-        cfg = json.load(open(d + "/config.json"))
-        w = read_safetensors(d + "/model.safetensors")
-        P = {k: v.double().requires_grad_(True) for k, v in w.items()}
-        S, z = cfg["latent_size"], cfg["latent_channels"]
-        lat = torch.frombuffer(bytearray(open(latents, "rb").read()), dtype=torch.float32).reshape(-1, S, S, z).double()
-        tgt = torch.frombuffer(bytearray(open(target, "rb").read()), dtype=torch.float32).reshape(-1, S, S, z).double()
-        loss = F.mse_loss(unet_noise(cfg, P, lat, cfg["timesteps"]), tgt)
-        loss.backward()
-        parts = [loss.reshape(1)] + [P[k].grad.reshape(-1) for k in w]
-        torch.cat(parts).detach().float().contiguous().numpy().tofile(out)
+
+        def loss(cfg, P):
+            S, z = cfg["latent_size"], cfg["latent_channels"]
+            noise = unet_noise(cfg, P, f32_file(latents, -1, S, S, z), cfg["timesteps"])
+            return F.mse_loss(noise, f32_file(target, -1, S, S, z))
+        step_grads(d, loss, out)
     elif mode == "cnn_classifier":
         d, images, labels, out = sys.argv[2:6]
-        torch.set_grad_enabled(True)
-        cfg = json.load(open(d + "/config.json"))
-        w = read_safetensors(d + "/model.safetensors")
-        P = {k: v.double().requires_grad_(True) for k, v in w.items()}
-        S, C = cfg["image_size"], cfg["in_channels"]
-        x = torch.frombuffer(bytearray(open(images, "rb").read()), dtype=torch.float32).reshape(-1, S, S, C).double()
         y = torch.frombuffer(bytearray(open(labels, "rb").read()), dtype=torch.int32).long()
-        loss = F.cross_entropy(cnn_logits(cfg, P, x), y)
-        loss.backward()
-        parts = [loss.reshape(1)] + [P[k].grad.reshape(-1) for k in w]
-        torch.cat(parts).detach().float().contiguous().numpy().tofile(out)
+        step_grads(d, lambda cfg, P: F.cross_entropy(
+            cnn_logits(cfg, P, f32_file(images, -1, cfg["image_size"], cfg["image_size"], cfg["in_channels"])), y), out)
     elif mode == "fid":
         fa, fb, d, out = sys.argv[2:6]
         d = int(d)
-        A = torch.frombuffer(bytearray(open(fa, "rb").read()), dtype=torch.float32).reshape(-1, d).double()
-        B = torch.frombuffer(bytearray(open(fb, "rb").read()), dtype=torch.float32).reshape(-1, d).double()
+        A, B = f32_file(fa, -1, d), f32_file(fb, -1, d)
         m1, m2 = A.mean(0), B.mean(0)
         c1, c2 = torch.cov(A.T), torch.cov(B.T)
         ev = torch.linalg.eigvals(c1 @ c2)
@@ -683,13 +682,7 @@ def main():
         torch.tensor([fid.item()], dtype=torch.float32).numpy().tofile(out)
     elif mode == "feature_map_chain":
         d, out = sys.argv[2:4]
-        torch.set_grad_enabled(True)
-        w = read_safetensors(d + "/model.safetensors")
-        P = {k: v.double().requires_grad_(True) for k, v in w.items()}
-        loss = feature_map_chain(P)
-        loss.backward()
-        parts = [loss.reshape(1)] + [P[k].grad.reshape(-1) for k in w]
-        torch.cat(parts).detach().float().contiguous().numpy().tofile(out)
+        step_grads(d, lambda cfg, P: feature_map_chain(P), out)
     else:
         sys.exit("unknown mode " + mode)
 
