@@ -1,7 +1,6 @@
 // Objectives that train an image model from scratch: the VAE of latent diffusion (gen/vae.h) on
 // the images of LLaVA JSON records, and a CNN classifier (vision/cnn_classifier.h) on labelled
 // photos in IDX files (the MNIST family's format).
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -10,7 +9,6 @@
 #include <nlohmann/json.hpp>
 
 #include "ocellus/core/error.h"
-#include "ocellus/core/progress.h"
 #include "ocellus/data/fashion_vqa.h"
 #include "ocellus/data/llava_json.h"
 #include "ocellus/gen/vae.h"
@@ -45,34 +43,21 @@ struct ImageSet {
 // The images of the recipe's records, each decoded once (grayscale: the mean of R, G, B); a
 // missing or broken one is skipped when the recipe says so, else an error naming it.
 ImageSet record_images(const Recipe& r, int64_t channels) {
-  std::vector<std::string> skipped;
-  const std::vector<data::Record> records = data::read_llava_json(r.data, r.on_bad, &skipped);
+  std::vector<std::string> skipped, paths;
+  for (const data::Record& rec : data::read_llava_json(r.data, r.on_bad, &skipped))
+    if (!rec.image.empty()) paths.push_back(r.images.empty() ? rec.image : r.images + "/" + rec.image);
   ImageSet set;
   set.channels = channels;
-  ProgressLine progress;
-  const auto t0 = std::chrono::steady_clock::now();
-  for (size_t i = 0; i < records.size(); ++i) {
-    const data::Record& rec = records[i];
-    if (rec.image.empty()) continue;
-    const std::string path = r.images.empty() ? rec.image : r.images + "/" + rec.image;
-    try {
-      const io::ImageRgb8 img = io::load_image(path);
-      OCELLUS_CHECK(img.width == img.height, path, ": ", img.width, "x", img.height, " is not square");
-      if (set.side == 0) set.side = img.width;
-      OCELLUS_CHECK(img.width == set.side, path, ": ", img.width, " px, the data's first image has ", set.side);
-      for (size_t p = 0; p < size_t(img.width) * size_t(img.height); ++p) {
-        const uint8_t* px = &img.rgb[3 * p];
-        if (channels == 1) set.pixels.push_back(uint8_t((int(px[0]) + px[1] + px[2] + 1) / 3));
-        else set.pixels.insert(set.pixels.end(), px, px + channels);
-      }
-    } catch (const Error& e) {
-      if (r.on_bad != data::OnBad::Skip) throw;
-      skipped.push_back(e.what());
+  for_each_image(r, paths, "train", skipped, [&](size_t i, const io::ImageRgb8& img) {
+    OCELLUS_CHECK(img.width == img.height, paths[i], ": ", img.width, "x", img.height, " is not square");
+    if (set.side == 0) set.side = img.width;
+    OCELLUS_CHECK(img.width == set.side, paths[i], ": ", img.width, " px, the data's first image has ", set.side);
+    for (size_t p = 0; p < size_t(img.width) * size_t(img.height); ++p) {
+      const uint8_t* px = &img.rgb[3 * p];
+      if (channels == 1) set.pixels.push_back(uint8_t((int(px[0]) + px[1] + px[2] + 1) / 3));
+      else set.pixels.insert(set.pixels.end(), px, px + channels);
     }
-    progress.update(int64_t(i + 1), int64_t(records.size()),
-                    ocellus::detail::concat("train: images ", i + 1, "/", records.size(), " (",
-                                            int(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()), " s)"));
-  }
+  });
   report_skipped(skipped);
   OCELLUS_CHECK(set.size() > 0, "train: ", r.data, ": no images");
   return set;

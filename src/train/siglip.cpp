@@ -233,25 +233,13 @@ void SiglipObjective::read_pairs() {
   OCELLUS_CHECK(r.batch >= 2, "train: ", r.path, ": a SigLIP batch needs at least two pairs (its negatives are the others)");
   // Every image decoded and preprocessed once; a missing or broken one skipped when the recipe
   // says so (its caption with it).
-  {
-    const auto t0 = std::chrono::steady_clock::now();
-    ProgressLine progress;
-    size_t kept = 0;
-    for (size_t i = 0; i < paths.size(); ++i) {
-      try {
-        pixels_.push_back(vision::preprocess(io::load_image(paths[i]), vc_.preprocess));
-        if (kept != i) captions_[kept] = std::move(captions_[i]);  // (a self-move would empty it)
-        ++kept;
-      } catch (const Error& e) {
-        if (r.on_bad != data::OnBad::Skip) throw;
-        skipped.push_back(e.what());
-      }
-      progress.update(int64_t(i + 1), int64_t(paths.size()),
-                      ocellus::detail::concat("siglip: images ", i + 1, "/", paths.size(), " (",
-                                              int(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()), " s)"));
-    }
-    captions_.resize(kept);
-  }
+  size_t kept = 0;
+  for_each_image(r, paths, "siglip", skipped, [&](size_t i, const io::ImageRgb8& img) {
+    pixels_.push_back(vision::preprocess(img, vc_.preprocess));
+    if (kept != i) captions_[kept] = std::move(captions_[i]);  // (a self-move would empty it)
+    ++kept;
+  });
+  captions_.resize(kept);
   report_skipped(skipped);
   OCELLUS_CHECK(pixels_.size() >= 2, "train: ", r.data, ": SigLIP needs at least two image / caption pairs, found ", pixels_.size());
 }

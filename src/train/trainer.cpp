@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ocellus/core/error.h"
+#include "ocellus/core/progress.h"
 #include "ocellus/io/file.h"
 #include "ocellus/io/json.h"
 #include "ocellus/io/safetensors.h"
@@ -180,6 +181,23 @@ void report_skipped(const std::vector<std::string>& skipped, const char* who, co
   if (!dist().main()) return;
   for (size_t i = 0; i < skipped.size() && i < 5; ++i) std::fprintf(stderr, "%s: skipped %s\n", who, skipped[i].c_str());
   if (!skipped.empty()) std::fprintf(stderr, "%s: skipped %zu %s\n", who, skipped.size(), what);
+}
+
+void for_each_image(const Recipe& r, const std::vector<std::string>& paths, const char* who, std::vector<std::string>& skipped,
+                    const std::function<void(size_t, const io::ImageRgb8&)>& use) {
+  const auto t0 = std::chrono::steady_clock::now();
+  ProgressLine progress;
+  for (size_t i = 0; i < paths.size(); ++i) {
+    try {
+      use(i, io::load_image(paths[i]));
+    } catch (const Error& e) {
+      if (r.on_bad != data::OnBad::Skip) throw;
+      skipped.push_back(e.what());
+    }
+    progress.update(int64_t(i + 1), int64_t(paths.size()),
+                    ocellus::detail::concat(who, ": images ", i + 1, "/", paths.size(), " (",
+                                            int(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()), " s)"));
+  }
 }
 
 Trainer::Trainer(const Recipe& r, Objective& objective)

@@ -14,6 +14,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "ocellus/autograd/autograd.h"
+#include "ocellus/io/image.h"
 #include "ocellus/train/optim.h"
 #include "ocellus/train/recipe.h"
 
@@ -77,6 +78,12 @@ class Objective {
 // first five and a count ("<who>: skipped N <what>"), on stderr by the first process.
 void report_skipped(const std::vector<std::string>& skipped, const char* who = "train",
                     const char* what = "record(s) (malformed, or a missing or broken image)");
+// Each image of paths decoded once, in order, and handed to use(i, image); one that is missing
+// or broken, or that use refuses (an Error), is skipped with its message added to skipped when
+// the recipe skips bad records, else its error is thrown. A progress line ("<who>: images
+// i/n") counts them.
+void for_each_image(const Recipe& r, const std::vector<std::string>& paths, const char* who, std::vector<std::string>& skipped,
+                    const std::function<void(size_t, const io::ImageRgb8&)>& use);
 
 class Trainer {
  public:
