@@ -122,8 +122,8 @@ void add_init(CLI::App& app) {
 }
 
 void add_train(CLI::App& app) {
-  auto* train = app.add_subcommand("train", "Train a VLM stage from a recipe (JSON): language-model pretraining, SigLIP tower pretraining, "
-                                                   "connector pretraining or fine-tuning");
+  auto* train = app.add_subcommand("train", "Train a stage from a recipe (JSON): language-model pretraining, SigLIP tower pretraining, "
+                                                   "connector pretraining or fine-tuning; a VAE or an image classifier from scratch");
   static std::string tr_recipe;
   static bool tr_resume = false, tr_overwrite = false;
   train->add_option("--recipe", tr_recipe, "Recipe file (see recipes/ and the README)")->required();
