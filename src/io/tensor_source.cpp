@@ -8,11 +8,11 @@ namespace ocellus::io {
 
 TensorSource gguf_source(const GgufFile& f) {
   return {f.path(), [&f](const std::string& n) { return f.find_tensor(n) != nullptr; },
-          [&f](const std::string& n) { return f.tensor(n); }};
+          [&f](const std::string& n) { return f.tensor(n); }, {}};
 }
 
 TensorSource safetensors_source(const SafetensorsModel& m, const std::string& path) {
-  return {path, [&m](const std::string& n) { return m.has(n); }, [&m](const std::string& n) { return m.tensor(n); }};
+  return {path, [&m](const std::string& n) { return m.has(n); }, [&m](const std::string& n) { return m.tensor(n); }, {}};
 }
 
 TensorSource renamed_source(const TensorSource& base, const std::vector<Rename>& rules) {

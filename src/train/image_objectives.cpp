@@ -135,7 +135,7 @@ class VaeObjective final : public Objective {
 class ClassifierObjective final : public Objective {
  public:
   explicit ClassifierObjective(const Recipe& r)
-      : r_(r), c_(vision::parse_cnn_config(r.model_config.empty() ? "{}" : r.model_config, r.path)) {
+      : c_(vision::parse_cnn_config(r.model_config.empty() ? "{}" : r.model_config, r.path)) {
     const data::FashionSplit s = data::read_fashion_split(r.data, r.labels);
     OCELLUS_CHECK(c_.in_channels == 1 && c_.image_size == 28 && c_.n_classes >= 10, "train: ", r.path, ": the photos are 28x28 ",
                   "grayscale in 10 classes; the classifier reads ", c_.image_size, " px, ", c_.in_channels, " channel(s), ",
@@ -171,7 +171,6 @@ class ClassifierObjective final : public Objective {
   }
 
  private:
-  const Recipe& r_;
   const vision::CnnConfig c_;
   ImageSet images_;
   std::vector<int32_t> labels_;

@@ -29,7 +29,9 @@ CnnConfig parse_cnn_config(const std::string& text, const std::string& where) {
   const std::pair<const char*, int64_t*> ints[] = {{"in_channels", &c.in_channels}, {"image_size", &c.image_size},
                                                    {"n_classes", &c.n_classes}, {"n_features", &c.n_features},
                                                    {"norm_num_groups", &c.norm_num_groups}};
-  for (const auto& [k, v] : j.items()) {
+  for (const auto& item : j.items()) {
+    const std::string& k = item.key();
+    const nlohmann::json& v = item.value();
     if (k == "widths") {
       OCELLUS_CHECK(v.is_array(), where, ": classifier config: 'widths' must be a list of integers");
       c.widths.clear();
