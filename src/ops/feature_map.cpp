@@ -196,38 +196,36 @@ void group_norm_backward(const Tensor& x_in, const Tensor& w, int64_t groups, fl
   const float *xp = x.data<float>(), *gp = dy.data<float>(), *wp = wc.data<float>();
   std::vector<double> mean, rstd;
   group_stats(xp, d, eps, mean, rstd);
-  auto xhat = [&](int64_t r, int64_t c, size_t q) { return (xp[r * d.C + c] - mean[q]) * rstd[q]; };
-  if (dx) {  // dx = rstd (ĝ - mean ĝ - x̂ mean(ĝ x̂)), ĝ = dy w, over each (image, group)
-    float* op_ = dx->data<float>();
-    parallel_for(d.B * d.G, 1, [&](int64_t q0, int64_t q1) {
-      for (int64_t q = q0; q < q1; ++q) {
-        const int64_t r0 = (q / d.G) * d.n, c0 = (q % d.G) * d.cg();
-        double s1 = 0, s2 = 0;
-        for (int64_t r = r0; r < r0 + d.n; ++r)
-          for (int64_t c = c0; c < c0 + d.cg(); ++c) {
-            const double g = double(gp[r * d.C + c]) * wp[c];
-            s1 += g, s2 += g * xhat(r, c, size_t(q));
-          }
-        s1 /= double(d.m()), s2 /= double(d.m());
-        for (int64_t r = r0; r < r0 + d.n; ++r)
-          for (int64_t c = c0; c < c0 + d.cg(); ++c) {
-            const double g = double(gp[r * d.C + c]) * wp[c];
-            op_[r * d.C + c] += float(rstd[size_t(q)] * (g - s1 - xhat(r, c, size_t(q)) * s2));
-          }
-      }
-    });
-  }
-  if (dw || db) {  // summed over every image and position, in double, per channel
-    std::vector<double> sw(size_t(d.C), 0.0), sb(size_t(d.C), 0.0);
-    for (int64_t r = 0; r < d.B * d.n; ++r)
-      for (int64_t c = 0; c < d.C; ++c) {
-        const size_t q = size_t((r / d.n) * d.G + c / d.cg());
-        sw[size_t(c)] += gp[r * d.C + c] * xhat(r, c, q), sb[size_t(c)] += gp[r * d.C + c];
-      }
-    for (int64_t c = 0; c < d.C; ++c) {
-      if (dw) dw->data<float>()[c] += float(sw[size_t(c)]);
-      if (db) db->data<float>()[c] += float(sb[size_t(c)]);
+  // One pass per (image, group), in parallel: dx = rstd (ĝ - mean ĝ - x̂ mean(ĝ x̂)) with ĝ = dy w,
+  // and the group's channels' shares of dw = Σ dy x̂ and db = Σ dy for that image (disjoint
+  // slots), summed over the images after.
+  std::vector<double> pw(size_t(d.B * d.C), 0.0), pb(size_t(d.B * d.C), 0.0);
+  float* gx = dx ? dx->data<float>() : nullptr;
+  parallel_for(d.B * d.G, 1, [&](int64_t q0, int64_t q1) {
+    for (int64_t q = q0; q < q1; ++q) {
+      const int64_t b = q / d.G, r0 = b * d.n, c0 = (q % d.G) * d.cg();
+      const double mu = mean[size_t(q)], rs = rstd[size_t(q)];
+      double s1 = 0, s2 = 0;
+      for (int64_t r = r0; r < r0 + d.n; ++r)
+        for (int64_t c = c0; c < c0 + d.cg(); ++c) {
+          const double g = gp[r * d.C + c], xh = (xp[r * d.C + c] - mu) * rs;
+          s1 += g * wp[c], s2 += g * wp[c] * xh;
+          pw[size_t(b * d.C + c)] += g * xh, pb[size_t(b * d.C + c)] += g;
+        }
+      if (!gx) continue;
+      s1 /= double(d.m()), s2 /= double(d.m());
+      for (int64_t r = r0; r < r0 + d.n; ++r)
+        for (int64_t c = c0; c < c0 + d.cg(); ++c) {
+          const double xh = (xp[r * d.C + c] - mu) * rs;
+          gx[r * d.C + c] += float(rs * (double(gp[r * d.C + c]) * wp[c] - s1 - xh * s2));
+        }
     }
+  });
+  for (int64_t c = 0; c < d.C; ++c) {
+    double sw = 0, sb = 0;
+    for (int64_t b = 0; b < d.B; ++b) sw += pw[size_t(b * d.C + c)], sb += pb[size_t(b * d.C + c)];
+    if (dw) dw->data<float>()[c] += float(sw);
+    if (db) db->data<float>()[c] += float(sb);
   }
 }
 
