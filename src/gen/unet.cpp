@@ -20,39 +20,30 @@ void UNetConfig::validate(const std::string& where) const {
   OCELLUS_CHECK(d_model >= 1, p, "d_model ", d_model, " must be >= 1 (the language model's width)");
 }
 
-namespace {
-
-template <class F>
-std::pair<typename F::P, typename F::P> layer(const nn::Maker<F>& mk, const std::string& p, const Shape& w, int64_t out) {
-  return {mk.tensor(p + ".weight", w, true), mk.tensor(p + ".bias", {out}, true)};
-}
-
-}  // namespace
-
 template <class F>
 UNet<F> load_unet(const nn::Maker<F>& mk, const UNetConfig& c, const std::string& x) {
   c.validate("unet");
   UNet<F> w;
   const std::vector<int64_t>& ch = c.block_out_channels;
   const int64_t L = c.levels(), top = ch.back(), T = c.temb_dim(), z = c.latent_channels;
-  std::tie(w.t1_w, w.t1_b) = layer(mk, x + "time_embedding.linear_1", {T, ch[0]}, T);
-  std::tie(w.t2_w, w.t2_b) = layer(mk, x + "time_embedding.linear_2", {T, T}, T);
-  std::tie(w.conv_in_w, w.conv_in_b) = layer(mk, x + "conv_in", {ch[0], 3, 3, z}, ch[0]);
+  std::tie(w.t1_w, w.t1_b) = nn::weight_and_bias(mk, x + "time_embedding.linear_1", {T, ch[0]});
+  std::tie(w.t2_w, w.t2_b) = nn::weight_and_bias(mk, x + "time_embedding.linear_2", {T, T});
+  std::tie(w.conv_in_w, w.conv_in_b) = nn::weight_and_bias(mk, x + "conv_in", {ch[0], 3, 3, z});
   for (int64_t i = 0; i < L; ++i) {
     const std::string b = x + "down_blocks." + std::to_string(i) + ".";
     w.down_res.push_back(load_res_block(mk, b + "resnets.0.", ch[size_t(i == 0 ? 0 : i - 1)], ch[size_t(i)], T));
-    if (i + 1 < L) w.down.push_back(layer(mk, b + "downsamplers.0.conv", {ch[size_t(i)], 3, 3, ch[size_t(i)]}, ch[size_t(i)]));
+    if (i + 1 < L) w.down.push_back(nn::weight_and_bias(mk, b + "downsamplers.0.conv", {ch[size_t(i)], 3, 3, ch[size_t(i)]}));
   }
-  std::tie(w.proj_in_w, w.proj_in_b) = layer(mk, x + "proj_in", {c.d_model, top}, c.d_model);
-  std::tie(w.proj_out_w, w.proj_out_b) = layer(mk, x + "proj_out", {top, c.d_model}, top);
+  std::tie(w.proj_in_w, w.proj_in_b) = nn::weight_and_bias(mk, x + "proj_in", {c.d_model, top});
+  std::tie(w.proj_out_w, w.proj_out_b) = nn::weight_and_bias(mk, x + "proj_out", {top, c.d_model});
   for (int64_t i = 0; i < L; ++i) {  // up block i works at level L - 1 - i: its input and the skip are that level's width
     const std::string b = x + "up_blocks." + std::to_string(i) + ".";
     const int64_t lvl = L - 1 - i, out = ch[size_t(lvl)];
     w.up_res.push_back(load_res_block(mk, b + "resnets.0.", 2 * out, out, T));
-    if (lvl > 0) w.up.push_back(layer(mk, b + "upsamplers.0.conv", {ch[size_t(lvl - 1)], 3, 3, out}, ch[size_t(lvl - 1)]));
+    if (lvl > 0) w.up.push_back(nn::weight_and_bias(mk, b + "upsamplers.0.conv", {ch[size_t(lvl - 1)], 3, 3, out}));
   }
-  std::tie(w.norm_out_w, w.norm_out_b) = layer(mk, x + "conv_norm_out", {ch[0]}, ch[0]);
-  std::tie(w.conv_out_w, w.conv_out_b) = layer(mk, x + "conv_out", {z, 3, 3, ch[0]}, z);
+  std::tie(w.norm_out_w, w.norm_out_b) = nn::weight_and_bias(mk, x + "conv_norm_out", {ch[0]});
+  std::tie(w.conv_out_w, w.conv_out_b) = nn::weight_and_bias(mk, x + "conv_out", {z, 3, 3, ch[0]});
   return w;
 }
 

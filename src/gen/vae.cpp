@@ -70,40 +70,31 @@ std::string vae_config_json(const VaeConfig& c) {
   return j.dump(2) + "\n";
 }
 
-namespace {
-
-template <class F>
-std::pair<typename F::P, typename F::P> conv(const nn::Maker<F>& mk, const std::string& p, int64_t in, int64_t out, int64_t k) {
-  return {mk.tensor(p + ".weight", {out, k, k, in}, true), mk.tensor(p + ".bias", {out}, true)};
-}
-
-}  // namespace
-
 template <class F>
 Vae<F> load_vae(const nn::Maker<F>& mk, const VaeConfig& c) {
   Vae<F> w;
   const std::vector<int64_t>& ch = c.block_out_channels;
   const int64_t L = c.levels(), top = ch.back(), z = c.latent_channels;
-  std::tie(w.enc_in_w, w.enc_in_b) = conv(mk, "encoder.conv_in", c.in_channels, ch[0], 3);
+  std::tie(w.enc_in_w, w.enc_in_b) = nn::weight_and_bias(mk, "encoder.conv_in", {ch[0], 3, 3, c.in_channels});
   for (int64_t i = 0; i < L; ++i) {
     const std::string b = "encoder.down_blocks." + std::to_string(i) + ".";
     w.enc_res.push_back(load_res_block(mk, b + "resnets.0.", ch[size_t(i == 0 ? 0 : i - 1)], ch[size_t(i)]));
-    if (i + 1 < L) w.enc_down.push_back(conv(mk, b + "downsamplers.0.conv", ch[size_t(i)], ch[size_t(i)], 3));
+    if (i + 1 < L) w.enc_down.push_back(nn::weight_and_bias(mk, b + "downsamplers.0.conv", {ch[size_t(i)], 3, 3, ch[size_t(i)]}));
   }
   w.enc_mid = load_res_block(mk, "encoder.mid_block.resnets.0.", top, top);
   w.enc_norm_w = mk.tensor("encoder.conv_norm_out.weight", {top}, true), w.enc_norm_b = mk.tensor("encoder.conv_norm_out.bias", {top}, true);
-  std::tie(w.enc_out_w, w.enc_out_b) = conv(mk, "encoder.conv_out", top, 2 * z, 3);
+  std::tie(w.enc_out_w, w.enc_out_b) = nn::weight_and_bias(mk, "encoder.conv_out", {2 * z, 3, 3, top});
 
-  std::tie(w.dec_in_w, w.dec_in_b) = conv(mk, "decoder.conv_in", z, top, 3);
+  std::tie(w.dec_in_w, w.dec_in_b) = nn::weight_and_bias(mk, "decoder.conv_in", {top, 3, 3, z});
   w.dec_mid = load_res_block(mk, "decoder.mid_block.resnets.0.", top, top);
   for (int64_t i = 0; i < L; ++i) {  // up block i works at level L - 1 - i
     const std::string b = "decoder.up_blocks." + std::to_string(i) + ".";
     const int64_t out = ch[size_t(L - 1 - i)], in = i == 0 ? top : ch[size_t(L - i)];
     w.dec_res.push_back(load_res_block(mk, b + "resnets.0.", in, out));
-    if (i + 1 < L) w.dec_up.push_back(conv(mk, b + "upsamplers.0.conv", out, out, 3));
+    if (i + 1 < L) w.dec_up.push_back(nn::weight_and_bias(mk, b + "upsamplers.0.conv", {out, 3, 3, out}));
   }
   w.dec_norm_w = mk.tensor("decoder.conv_norm_out.weight", {ch[0]}, true), w.dec_norm_b = mk.tensor("decoder.conv_norm_out.bias", {ch[0]}, true);
-  std::tie(w.dec_out_w, w.dec_out_b) = conv(mk, "decoder.conv_out", ch[0], c.in_channels, 3);
+  std::tie(w.dec_out_w, w.dec_out_b) = nn::weight_and_bias(mk, "decoder.conv_out", {c.in_channels, 3, 3, ch[0]});
   return w;
 }
 

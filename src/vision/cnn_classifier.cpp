@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <iterator>
+#include <tuple>
 
 #include <nlohmann/json.hpp>
 
@@ -61,18 +62,17 @@ CnnClassifier<F> load_cnn_classifier(const nn::Maker<F>& mk, const CnnConfig& c)
   c.validate("classifier");
   CnnClassifier<F> w;
   const std::vector<int64_t>& wd = c.widths;
-  w.in_w = mk.tensor("conv_in.weight", {wd[0], 3, 3, c.in_channels}, true), w.in_b = mk.tensor("conv_in.bias", {wd[0]}, true);
+  std::tie(w.in_w, w.in_b) = nn::weight_and_bias(mk, "conv_in", {wd[0], 3, 3, c.in_channels});
   for (int64_t i = 0; i < c.stages(); ++i) {
     const std::string p = "down." + std::to_string(i) + ".";
     const int64_t in = wd[size_t(i)], out = wd[size_t(i) + 1];
-    w.down_w.push_back(mk.tensor(p + "conv.weight", {out, 3, 3, in}, true)), w.down_b.push_back(mk.tensor(p + "conv.bias", {out}, true));
-    w.norm_w.push_back(mk.tensor(p + "norm.weight", {out}, true)), w.norm_b.push_back(mk.tensor(p + "norm.bias", {out}, true));
+    const auto [cw, cb] = nn::weight_and_bias(mk, p + "conv", {out, 3, 3, in});
+    const auto [nw, nb] = nn::weight_and_bias(mk, p + "norm", {out});
+    w.down_w.push_back(cw), w.down_b.push_back(cb), w.norm_w.push_back(nw), w.norm_b.push_back(nb);
   }
   const int64_t k = c.head_size();
-  w.head_w = mk.tensor("head.conv.weight", {c.n_features, k, k, wd.back()}, true);
-  w.head_b = mk.tensor("head.conv.bias", {c.n_features}, true);
-  w.out_w = mk.tensor("classifier.weight", {c.n_classes, c.n_features}, true);
-  w.out_b = mk.tensor("classifier.bias", {c.n_classes}, true);
+  std::tie(w.head_w, w.head_b) = nn::weight_and_bias(mk, "head.conv", {c.n_features, k, k, wd.back()});
+  std::tie(w.out_w, w.out_b) = nn::weight_and_bias(mk, "classifier", {c.n_classes, c.n_features});
   return w;
 }
 

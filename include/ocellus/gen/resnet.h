@@ -6,6 +6,7 @@
 //   widths differ. Feature maps are [B, H, W, C]; kernels [O, k, k, C].
 #include <cstdint>
 #include <string>
+#include <tuple>
 
 #include "ocellus/core/error.h"
 #include "ocellus/nn/forward.h"
@@ -29,15 +30,12 @@ struct ResParams {
 template <class F>
 ResBlock<F> load_res_block(const nn::Maker<F>& mk, const std::string& p, int64_t in, int64_t out, int64_t temb = 0) {
   ResBlock<F> b;
-  b.norm1_w = mk.tensor(p + "norm1.weight", {in}, true), b.norm1_b = mk.tensor(p + "norm1.bias", {in}, true);
-  b.conv1_w = mk.tensor(p + "conv1.weight", {out, 3, 3, in}, true), b.conv1_b = mk.tensor(p + "conv1.bias", {out}, true);
-  if (temb > 0)
-    b.temb_w = mk.tensor(p + "time_emb_proj.weight", {out, temb}, true), b.temb_b = mk.tensor(p + "time_emb_proj.bias", {out}, true);
-  b.norm2_w = mk.tensor(p + "norm2.weight", {out}, true), b.norm2_b = mk.tensor(p + "norm2.bias", {out}, true);
-  b.conv2_w = mk.tensor(p + "conv2.weight", {out, 3, 3, out}, true), b.conv2_b = mk.tensor(p + "conv2.bias", {out}, true);
-  if (in != out)
-    b.shortcut_w = mk.tensor(p + "conv_shortcut.weight", {out, 1, 1, in}, true),
-    b.shortcut_b = mk.tensor(p + "conv_shortcut.bias", {out}, true);
+  std::tie(b.norm1_w, b.norm1_b) = nn::weight_and_bias(mk, p + "norm1", {in});
+  std::tie(b.conv1_w, b.conv1_b) = nn::weight_and_bias(mk, p + "conv1", {out, 3, 3, in});
+  if (temb > 0) std::tie(b.temb_w, b.temb_b) = nn::weight_and_bias(mk, p + "time_emb_proj", {out, temb});
+  std::tie(b.norm2_w, b.norm2_b) = nn::weight_and_bias(mk, p + "norm2", {out});
+  std::tie(b.conv2_w, b.conv2_b) = nn::weight_and_bias(mk, p + "conv2", {out, 3, 3, out});
+  if (in != out) std::tie(b.shortcut_w, b.shortcut_b) = nn::weight_and_bias(mk, p + "conv_shortcut", {out, 1, 1, in});
   return b;
 }
 

@@ -153,6 +153,13 @@ struct Maker {
   std::function<Shape(const std::string& name)> shape;  // of a tensor that is there (sizes read from weights)
 };
 
+// A layer's weight of `shape` and its bias [shape[0]], both required, as prefix.weight and
+// prefix.bias (read in that order).
+template <class F>
+std::pair<typename F::P, typename F::P> weight_and_bias(const Maker<F>& mk, const std::string& prefix, const Shape& shape) {
+  return {mk.tensor(prefix + ".weight", shape, true), mk.tensor(prefix + ".bias", {shape[0]}, true)};
+}
+
 // Inference weights from a file (GGUF or safetensors): matrices prepared as they are stored,
 // vectors f32. Errors start with `what` and name the file and the tensor.
 Maker<Infer> file_maker(const io::TensorSource& s, const std::string& what);
