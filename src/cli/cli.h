@@ -48,6 +48,10 @@ struct Globals {
 };
 Globals& globals();
 
+// The folder of a model that ships with ocellus (models/NAME) holding `files`; an error listing
+// where it looked when there is none.
+std::string bundled_dir(const std::string& name, const std::vector<std::string>& files);
+
 // A file of raw little-endian values (token ids, pixels), checked to hold whole values.
 template <typename T>
 std::vector<T> read_raw(const std::string& path, const char* what) {
@@ -120,5 +124,6 @@ void add_data(CLI::App& app);
 void add_init(CLI::App& app);
 void add_eval(CLI::App& app);
 void add_train(CLI::App& app);
+void add_generate_image(CLI::App& app);
 
 }  // namespace ocellus::cli

@@ -52,37 +52,41 @@ void print_piece(const std::string& piece) {
   std::fflush(stdout);
 }
 
-// The model that ships with ocellus: $OCELLUS_DEFAULT_MODEL when set (the only place looked
-// at), else the first of: an installed copy (PREFIX/share/ocellus/models beside PREFIX/bin),
+// A model that ships with ocellus (models/NAME holding `files`): under $OCELLUS_DEFAULT_MODEL's
+// folder's parent when set (the only place looked at: the VLM is that folder, its siblings the
+// others), else the first of: an installed copy (PREFIX/share/ocellus/models beside PREFIX/bin),
 // models/ beside the build folder of this executable or in it, the source tree's models/ (its
 // path compiled in, so a build folder anywhere finds it), ./models.
-static std::string bundled_model_dir() {
+std::string bundled_dir(const std::string& name, const std::vector<std::string>& files) {
   std::vector<std::filesystem::path> tried;
   if (const char* env = std::getenv("OCELLUS_DEFAULT_MODEL")) {
-    tried.push_back(env);
+    tried.push_back(name == "fashion-vlm" ? std::filesystem::path(env) : std::filesystem::path(env).parent_path() / name);
   } else {
     std::error_code ec;
     const std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe", ec);
     if (!ec) {
       const std::filesystem::path bin = exe.parent_path();
-      tried.push_back(bin.parent_path() / "share/ocellus/models/fashion-vlm");
-      tried.push_back(bin.parent_path() / "models/fashion-vlm"), tried.push_back(bin / "models/fashion-vlm");
+      tried.push_back(bin.parent_path() / "share/ocellus/models" / name);
+      tried.push_back(bin.parent_path() / "models" / name), tried.push_back(bin / "models" / name);
     }
-    tried.push_back(std::filesystem::path(OCELLUS_SOURCE_MODELS) / "fashion-vlm");
-    tried.push_back("models/fashion-vlm");
+    tried.push_back(std::filesystem::path(OCELLUS_SOURCE_MODELS) / name);
+    tried.push_back("models/" + name);
   }
-  std::string list;
+  std::string list, want;
+  for (const std::string& f : files) want += (want.empty() ? "" : " + ") + f;
   for (const auto& d : tried) {
-    if (std::filesystem::is_regular_file(d / "model.gguf") && std::filesystem::is_regular_file(d / "mmproj.gguf")) return d.string();
+    bool all = true;
+    for (const std::string& f : files) all = all && std::filesystem::is_regular_file(d / f);
+    if (all) return d.string();
     list += (list.empty() ? "" : ", ") + d.string();
   }
-  ocellus::fail("no -m given and no bundled model (model.gguf + mmproj.gguf) in ", list);
+  ocellus::fail("no -m given and no bundled model (", want, ") in ", list);
 }
 
 ocellus::model::Vlm VlmOptions::load() {
   if (model.empty()) {
     OCELLUS_CHECK(mmproj.empty(), "--mmproj given without -m");
-    const std::string dir = bundled_model_dir();
+    const std::string dir = bundled_dir("fashion-vlm", {"model.gguf", "mmproj.gguf"});
     model = dir + "/model.gguf", mmproj = dir + "/mmproj.gguf";
   }
   return ocellus::model::load_vlm(model, mmproj);

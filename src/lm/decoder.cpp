@@ -47,6 +47,20 @@ void store_rows(Tensor& dst, const Tensor& src, int64_t at, DType type) {
 }  // namespace
 
 Tensor LanguageModel::forward(const Tensor& x_in, KvCache& cache, bool all_logits) const {
+  Tensor x = run_layers(x_in, cache, w_.layers, true, true);
+  if (!all_logits) x = x.slice(0, x.dim(0) - 1, x.dim(0)).contiguous();
+  nn::Infer f;
+  f.ggml_matmul = c_.f32_ggml_order;
+  return decoder_head(f, c_, w_, x);
+}
+
+Tensor LanguageModel::forward_rows(const Tensor& x, KvCache& cache, const std::vector<LayerWeights>& layers, bool keep) const {
+  OCELLUS_CHECK(int64_t(layers.size()) == c_.n_layer, "lm: ", layers.size(), " layers given to a model of ", c_.n_layer);
+  return run_layers(x, cache, layers, false, keep);
+}
+
+Tensor LanguageModel::run_layers(const Tensor& x_in, KvCache& cache, const std::vector<LayerWeights>& layers, bool causal,
+                                 bool keep) const {
   const int64_t n = x_in.dim(0), past = cache.n_past();
   OCELLUS_CHECK(x_in.ndim() == 2 && x_in.dim(1) == c_.n_embd, "lm: input of shape ", x_in.shape().str(),
                 ", expected [n, ", c_.n_embd, "]");
@@ -59,7 +73,7 @@ Tensor LanguageModel::forward(const Tensor& x_in, KvCache& cache, bool all_logit
   const int64_t hd = c_.head_dim;
   ops::AttentionParams ap;
   ap.scale = c_.prescale_q ? 1.0f : 1.0f / std::sqrt(float(hd));
-  ap.causal = true;
+  ap.causal = causal;
   ap.f16_probs = cache.type_ == DType::F16;
   nn::Infer f;
   f.ggml_matmul = c_.f32_ggml_order;
@@ -77,11 +91,10 @@ Tensor LanguageModel::forward(const Tensor& x_in, KvCache& cache, bool all_logit
       if (cache.type_ == DType::F16) q = q.to(DType::F16).to(DType::F32);
       return ops::attention(q, kc.slice(0, 0, past + n), vc.slice(0, 0, past + n), ap);  // [n, H, hd]
     };
-    x = decoder_layer(f, c_, w_.layers[size_t(l)], x, pos, attend);
+    x = decoder_layer(f, c_, layers[size_t(l)], x, pos, attend);
   }
-  cache.n_past_ = past + n;
-  if (!all_logits) x = x.slice(0, n - 1, n).contiguous();
-  return decoder_head(f, c_, w_, x);
+  if (keep) cache.n_past_ = past + n;
+  return x;
 }
 
 }  // namespace ocellus::lm

@@ -129,9 +129,12 @@ LmConfig Family::hf_config(const io::HfTextConfig& t) const {
   return c;
 }
 
-LmWeights Family::gguf_weights(const LmConfig& c, const nn::Maker<nn::Infer>& mk) const {
+template <class F>
+DecoderWeights<F> Family::gguf_weights(const LmConfig& c, const nn::Maker<F>& mk) const {
   return detail::load_weights(mk, detail::gguf_names(), c, layout);
 }
+template LmWeights Family::gguf_weights(const LmConfig&, const nn::Maker<nn::Infer>&) const;
+template DecoderWeights<nn::Train> Family::gguf_weights(const LmConfig&, const nn::Maker<nn::Train>&) const;
 
 bool Family::has_optional(const detail::Names& n, const std::string& name, bool qkv_bias, bool tied) const {
   if (name == n.output) return !tied;
@@ -152,6 +155,15 @@ const char* hf_act_name(ops::Activation a) {
 std::unique_ptr<LanguageModel> load_gguf(const io::GgufFile& f) {
   const Family& fam = family_by_arch(f.get_string(io::gguf::key::kArchitecture), f.path());
   return detail::make_model(fam.gguf_config(f), gguf_source(f), detail::gguf_names(), fam.layout);
+}
+
+std::unique_ptr<LanguageModel> load_gguf(const io::GgufFile& f, const io::TensorSource& over) {
+  const Family& fam = family_by_arch(f.get_string(io::gguf::key::kArchitecture), f.path());
+  io::TensorSource s = gguf_source(f);
+  s.path = over.path + " over " + f.path();
+  s.has = [base = s.has, over](const std::string& n) { return over.has(n) || base(n); };
+  s.get = [base = s.get, over](const std::string& n) { return over.has(n) ? over.get(n) : base(n); };
+  return detail::make_model(fam.gguf_config(f), s, detail::gguf_names(), fam.layout);
 }
 
 template <class F>

@@ -24,7 +24,7 @@ Recipe parse_recipe(const std::string& text, const std::string& path) {
       "base", "data", "images", "cache", "chat_template", "skip_bad_records", "trainable", "groups", "lr",
       "weight_decay", "beta1", "beta2", "eps", "clip", "warmup", "min_lr_ratio", "steps", "batch", "max_len",
       "seed", "out", "checkpoint_every", "keep", "lora", "tower_from", "micro_batch_tokens", "objective", "siglip", "ignore_images", "loss", "min_turns",
-      "model", "kl_weight", "labels"};
+      "model", "kl_weight", "labels", "vae", "image_loss_weight", "cfg_dropout"};
   for (const auto& [k, v] : j.items())
     OCELLUS_CHECK(kKeys.count(k), "recipe: ", path, ": unknown key '", k, "'");
   Recipe r;
@@ -67,9 +67,9 @@ Recipe parse_recipe(const std::string& text, const std::string& path) {
     return out;
   };
   if (j.contains("objective")) {
-    const std::set<std::string> kinds = {"next_token", "siglip", "vae", "classifier"};
+    const std::set<std::string> kinds = {"next_token", "siglip", "vae", "classifier", "fusion"};
     OCELLUS_CHECK(j["objective"].is_string() && kinds.count(j["objective"].get<std::string>()), "recipe: ", path,
-                  ": 'objective' must be \"next_token\", \"siglip\", \"vae\" or \"classifier\"");
+                  ": 'objective' must be \"next_token\", \"siglip\", \"vae\", \"classifier\" or \"fusion\"");
     r.objective = j["objective"].get<std::string>();
   }
   // A model made from scratch has its config in the recipe, not a base folder.
@@ -77,12 +77,15 @@ Recipe parse_recipe(const std::string& text, const std::string& path) {
   OCELLUS_CHECK(!fresh || !j.contains("base"), "recipe: ", path, ": a '", r.objective,
                 "' recipe makes its model from scratch ('model'): no 'base'");
   if (j.contains("model")) {
-    OCELLUS_CHECK(fresh && j["model"].is_object(), "recipe: ", path, ": 'model' (an object: the new model's config) belongs to ",
-                  "a 'vae' or 'classifier' recipe");
+    OCELLUS_CHECK((fresh || r.objective == "fusion") && j["model"].is_object(), "recipe: ", path,
+                  ": 'model' (an object: the new model's config) belongs to a 'vae', 'classifier' or 'fusion' recipe");
     r.model_config = j["model"].dump();
   }
   r.labels = str("labels", r.objective == "classifier", true);
   r.kl_weight = num("kl_weight", r.kl_weight, 0, 1e6);
+  r.vae = str("vae", r.objective == "fusion", true);
+  r.image_loss_weight = num("image_loss_weight", r.image_loss_weight, 0, 1e6);
+  r.cfg_dropout = num("cfg_dropout", r.cfg_dropout, 0, 1);
   r.base = str("base", !fresh, true), r.data = str("data", true, true), r.images = str("images", false, true);
   r.cache = str("cache", false, true), r.chat_template = str("chat_template", false, false), r.out = str("out", true, true);
   r.on_bad = flag("skip_bad_records", false) ? data::OnBad::Skip : data::OnBad::Fail;

@@ -292,6 +292,7 @@ TrainResult run_recipe(const Recipe& r, Start start, const std::function<void(co
   const std::unique_ptr<Objective> objective = r.objective == "siglip"       ? siglip_objective(r)
                                                 : r.objective == "vae"        ? vae_objective(r)
                                                 : r.objective == "classifier" ? classifier_objective(r)
+                                                : r.objective == "fusion"     ? fusion_objective(r)
                                                                               : next_token_objective(r);
   TrainResult res = Trainer(r, *objective).run(start, on_step, stop_after);
   const bool finished = res.first_step + int64_t(res.losses.size()) == r.steps;  // not stopped early

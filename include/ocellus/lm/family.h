@@ -72,9 +72,10 @@ struct Family {
   LmConfig gguf_config(const io::GgufFile& f) const;
   // From a Hugging Face text config of this family (exact numerics, rotate-half rope).
   LmConfig hf_config(const io::HfTextConfig& t) const;
-  // The weights of a GGUF file of this family read through mk (model::synth lists the tensors
-  // its files hold this way).
-  LmWeights gguf_weights(const LmConfig& c, const nn::Maker<nn::Infer>& mk) const;
+  // The weights of a GGUF file of this family read through mk, for either context (model::synth
+  // lists the tensors its files hold this way; LlamaFusion trains image modules on a GGUF base).
+  template <class F>
+  DecoderWeights<F> gguf_weights(const LmConfig& c, const nn::Maker<F>& mk) const;
   // Whether its files hold the optional tensor `name` (under the names n) of a model with or
   // without q/k/v biases and tied embeddings: the output matrix unless tied, q/k/v biases as the
   // model has them, the other biases where its dense layers carry them (what synth and init write).

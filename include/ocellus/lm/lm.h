@@ -68,14 +68,25 @@ class LanguageModel {
   Tensor forward_ids(const std::vector<int32_t>& ids, KvCache& cache, bool all_logits) const {
     return forward(embed(ids), cache, all_logits);
   }
+  // Rows x [n, n_embd] through other layers of this model's shapes (LlamaFusion's image modules)
+  // at positions cache.n_past() .. +n-1, attending to the cache and to each other in both
+  // directions (the positions of one image); their keys and values stay in the cache (n_past
+  // advances) only when keep. Returns the last layer's rows [n, n_embd], before any final norm.
+  Tensor forward_rows(const Tensor& x, KvCache& cache, const std::vector<LayerWeights>& layers, bool keep) const;
 
  private:
+  // The blocks over the cache: causal (this model's text), or bidirectional among the new rows.
+  Tensor run_layers(const Tensor& x, KvCache& cache, const std::vector<LayerWeights>& layers, bool causal, bool keep) const;
+
   LmConfig c_;
   LmWeights w_;
 };
 
 // Reads a GGUF text model: the family from general.architecture (lm::families()).
 std::unique_ptr<LanguageModel> load_gguf(const io::GgufFile& f);
+// The same with the tensors `over` holds read from there instead (a model trained from a GGUF
+// base and saved as the tensors that changed).
+std::unique_ptr<LanguageModel> load_gguf(const io::GgufFile& f, const io::TensorSource& over);
 // Reads a Hugging Face folder (config.json + safetensors, sharded or not): the family from the
 // text config's model_type (a family's hf_model_types; LLaVA checkpoints' text_config too).
 std::unique_ptr<LanguageModel> load_hf(const std::string& dir);

@@ -25,13 +25,17 @@ struct SiglipOptions {
 struct Recipe {
   std::string path;                 // the recipe file (relative paths are relative to its folder)
   // "next_token", "siglip" (contrastive pretraining of the tower), "vae" (an image autoencoder
-  // from scratch) or "classifier" (an image classifier from scratch).
+  // from scratch), "classifier" (an image classifier from scratch) or "fusion" (LlamaFusion's
+  // image side on a text model).
   std::string objective = "next_token";
   SiglipOptions siglip;
-  std::string model_config;         // "model": the new model's config.json (vae, classifier), as JSON text
+  std::string model_config;         // "model": the new model's config.json (vae, classifier, fusion), as JSON text
+  std::string vae;                  // fusion: the VAE folder whose latents it diffuses
+  double image_loss_weight = 5;     // fusion: λ, the noise MSE's weight against the text's cross-entropy
+  double cfg_dropout = 0.1;         // fusion: the fraction of generation samples whose caption is dropped
   double kl_weight = 1e-4;          // vae: the KL term's weight against the reconstruction MSE
   std::string labels;               // classifier: the labels (IDX) of the images in 'data' (IDX)
-  std::string base;                 // Hugging Face LLaVA folder: initial weights, config, tokenizer
+  std::string base;                 // Hugging Face LLaVA folder: initial weights, config, tokenizer (fusion: a GGUF text model)
   std::string data, images;         // LLaVA JSON and its image folder
   std::string cache;                // feature cache of the (frozen) tower over the images (text-only data: none)
   std::string chat_template;        // by name; empty: from the base folder

@@ -123,6 +123,13 @@ std::unique_ptr<Objective> vae_objective(const Recipe& r);
 // "classifier": a new CNN (vision/cnn_classifier.h) on the photos of an IDX image file ('data')
 // and their 'labels', cross-entropy; exports out/model.
 std::unique_ptr<Objective> classifier_objective(const Recipe& r);
+// "fusion" (train/fusion_objective.cpp): LlamaFusion (gen/fusion_model.h) on the base GGUF text
+// model and the VAE folder 'vae', over the captioned images of the data: each record once as
+// generation (caption, then the image diffused at a random timestep; the caption dropped for
+// cfg_dropout of them) and once as understanding (the clean image, then its caption); loss
+// cross-entropy + image_loss_weight · noise MSE; 'trainable' ["image."] keeps the text frozen.
+// The recipe's "model" is the fusion config (U-Net sizes, modality_specific). Exports out/model.
+std::unique_ptr<Objective> fusion_objective(const Recipe& r);
 
 // The loss curve of a run as a PNG (train/plot.cpp): a line chart (640 x 320) of the losses its
 // metrics log holds, in order, drawn from the log so that a resumed run's curve covers the whole

@@ -1,0 +1,159 @@
+// LlamaFusion's whole model (gen/fusion_model.h): training's forward equals inference's on the
+// saved files in both directions, text alone gives the base model's logits bit for bit (and a
+// Transfusion-style model, whose text trained, does not), and bad input is one clear error.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <filesystem>
+
+#include "ocellus/core/error.h"
+#include "ocellus/gen/fusion_model.h"
+#include "ocellus/io/file.h"
+#include "ocellus/io/gguf.h"
+#include "ocellus/io/safetensors.h"
+#include "ocellus/model/synth.h"
+#include "testutil.h"
+#include "torch_ref.h"
+
+using namespace ocellus;
+using namespace ocellus::test;
+
+namespace {
+
+// A tiny llama base (synth, f32), a new VAE of 8 px images with 4x4 latents of 2 channels, and
+// a fusion config with a 2x2 grid of image positions.
+struct FusionFiles {
+  std::string dir, base, vae;
+  gen::VaeConfig vc;
+  gen::FusionConfig fc;
+};
+
+FusionFiles setup(const std::string& name) {
+  FusionFiles s;
+  s.dir = temp_path(name);
+  std::filesystem::remove_all(s.dir);
+  std::filesystem::create_directories(s.dir + "/vae");
+  s.base = s.dir + "/base.gguf", s.vae = s.dir + "/vae";
+  model::SynthOptions o;
+  o.dtype = DType::F32;
+  model::write_synth_model(model::synth_shape("tiny-llama"), o, s.base);
+  s.vc.in_channels = 1, s.vc.latent_channels = 2, s.vc.block_out_channels = {8, 8}, s.vc.norm_num_groups = 4, s.vc.sample_size = 8;
+  std::vector<ag::Var> vp;
+  gen::load_vae(nn::new_param_maker(vp, 5), s.vc);
+  perturb(vp, 300);
+  io::write_text_file_atomically(s.vae + "/config.json", gen::vae_config_json(s.vc));
+  io::write_safetensors(s.vae + "/model.safetensors", ag::named_values(vp));
+  s.fc.base = "base.gguf", s.fc.vae = "vae", s.fc.block_out_channels = {8, 16}, s.fc.norm_num_groups = 4;
+  return s;
+}
+
+// The model trained from the base with its image side moved off its start (the text frozen
+// unless it trains too), saved as dir/model.
+std::unique_ptr<gen::TrainableFusion> trained(const FusionFiles& s, bool text_trains) {
+  const io::GgufFile g = io::GgufFile::open(s.base);
+  auto m = std::make_unique<gen::TrainableFusion>(s.fc, g, s.vc, 7);
+  std::vector<ag::Var> moved;
+  for (const ag::Var& p : m->params()) {
+    const bool image = p->name.starts_with("image.");
+    p->requires_grad = image || text_trains;
+    if (p->requires_grad) moved.push_back(p);
+  }
+  perturb(moved, 500, 0.05f);
+  gen::FusionConfig written = s.fc;
+  written.base = "../base.gguf", written.vae = "../vae";
+  m->save(s.dir + "/model", written);
+  return m;
+}
+
+gen::FusionSample generation(const gen::UNetConfig& u, uint32_t seed) {
+  gen::FusionSample g;
+  g.before = {5, 9, 17};
+  g.latent = randn({u.latent_size, u.latent_size, u.latent_channels}, seed);
+  g.timestep = 417;
+  g.noise = randn(g.latent.shape(), seed + 1);
+  return g;
+}
+
+gen::FusionSample understanding(const gen::UNetConfig& u, uint32_t seed) {
+  gen::FusionSample d;
+  d.after = {3, 4, 8};
+  d.latent = randn({u.latent_size, u.latent_size, u.latent_channels}, seed);
+  return d;
+}
+
+Tensor row(const Tensor& t, int64_t i) { return t.slice(0, i, i + 1).contiguous(); }
+
+}  // namespace
+
+TEST(FusionModel, TrainingForwardEqualsInferenceInBothDirections) {
+  const FusionFiles s = setup("fusion_model_both");
+  const auto tm = trained(s, false);
+  const gen::UNetConfig& u = tm->unet_config();
+  const int64_t P = u.n_positions();
+  ASSERT_EQ(P, 4);
+  const gen::FusionSample g = generation(u, 1), d = understanding(u, 3);
+  const gen::TrainableFusion::Outputs o = tm->forward({g, d});
+
+  const gen::FusionModel m(s.dir + "/model");
+  ASSERT_EQ(m.image_rows(), P);
+  // Generation: the caption in the cache, then the noisy image's positions: the predicted noise.
+  lm::KvCache c = m.cache(3 + 1 + P);
+  const Tensor text_logits = m.push_text(g.before, c);
+  EXPECT_LE(rel_err(text_logits, row(o.logits->value, 2)), 1e-6);
+  m.push_marker(true, c);
+  const Tensor eps = m.predict_noise(g.latent.reshape({1, u.latent_size, u.latent_size, u.latent_channels}), g.timestep, c);
+  const double e_gen = rel_err(eps, o.noise->value.slice(0, 0, 1).contiguous());
+  EXPECT_LE(e_gen, 1e-6);
+  // Understanding: BOI, the clean image in the cache, EOI and the caption's first two tokens: the
+  // last row's logits (they predict the third).
+  lm::KvCache c2 = m.cache(1 + P + 1 + 3);
+  m.push_marker(true, c2);
+  m.push_image(d.latent.reshape({1, u.latent_size, u.latent_size, u.latent_channels}), c2);
+  const Tensor und = m.push_text({3, 4}, c2, true);
+  const int64_t first = 3 + 1 + P + 1;  // the second sequence's first row
+  const double e_und = rel_err(und, row(o.logits->value, first + 1 + P + 2));
+  EXPECT_LE(e_und, 1e-6);
+  std::printf("training vs inference: predicted noise %.2e, caption logits %.2e\n", e_gen, e_und);
+  // The image side matters: the same caption logits without the image differ.
+  lm::KvCache c3 = m.cache(8);
+  m.push_marker(true, c3);
+  EXPECT_GT(rel_err(m.push_text({3, 4}, c3, true), und), 1e-3);
+}
+
+TEST(FusionModel, TextAloneIsTheBaseModelBitForBitUnlessTheTextTrained) {
+  const std::vector<int32_t> ids = {1, 7, 42, 300, 11, 5};
+  const io::GgufFile g0 = io::GgufFile::open(setup("fusion_model_text_probe").base);  // the same synth base
+  const auto base = lm::load_gguf(g0);
+  lm::KvCache cb(base->config(), 16, DType::F32);
+  const Tensor want = base->forward_ids(ids, cb, false);
+  for (const bool text_trains : {false, true}) {
+    FusionFiles s = setup(text_trains ? "fusion_model_transfusion" : "fusion_model_text");
+    s.fc.modality_specific = !text_trains;  // Transfusion: one set of modules, all trained
+    trained(s, text_trains);
+    const gen::FusionModel m(s.dir + "/model");
+    lm::KvCache c = m.cache(16);
+    const Tensor got = m.push_text(ids, c);
+    ASSERT_EQ(got.shape(), want.shape());
+    const bool same = std::memcmp(got.raw(), want.raw(), size_t(want.nbytes())) == 0;
+    EXPECT_EQ(same, !text_trains) << (text_trains ? "Transfusion" : "LlamaFusion") << " rel " << rel_err(got, want);
+  }
+}
+
+TEST(FusionModel, BadInputIsOneClearError) {
+  EXPECT_THROW(gen::parse_fusion_config(R"({"base": "b.gguf"})", "cfg"), Error);  // no vae
+  EXPECT_THROW(gen::parse_fusion_config(R"({"base": "b.gguf", "vae": "v", "layers": 2})", "cfg"), Error);
+  EXPECT_THROW(gen::parse_fusion_config(R"({"model_type": "llava", "base": "b.gguf", "vae": "v"})", "cfg"), Error);
+  const gen::FusionConfig c = gen::parse_fusion_config(R"({"base": "b.gguf", "vae": "v", "modality_specific": false})", "cfg");
+  EXPECT_FALSE(c.modality_specific);
+  EXPECT_EQ(gen::parse_fusion_config(gen::fusion_config_json(c), "again").block_out_channels, c.block_out_channels);
+  EXPECT_THROW(gen::FusionModel(temp_path("no_such_fusion_model")), Error);
+  const FusionFiles s = setup("fusion_model_errors");
+  trained(s, false);
+  const gen::FusionModel m(s.dir + "/model");
+  gen::ImageSampling o;
+  o.steps = 0;
+  EXPECT_THROW(gen::generate_image(m, "a bag in the top left", o), Error);
+  o.steps = 2;
+  const Tensor img = gen::generate_image(m, "a bag in the top left", o);
+  EXPECT_EQ(img.shape(), Shape({8, 8, 1}));
+}
