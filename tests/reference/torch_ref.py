@@ -526,8 +526,9 @@ def vae_loss(cfg, P, x, noise, kl_weight):
     return F.mse_loss(y, nchw(x)) + kl_weight * kl
 
 
-def unet_noise(cfg, P, lat, timesteps):
-    """gen/unet.h: the down-sampler, SiLU standing in for the language model, the up-sampler."""
+def unet_parts(cfg, P):
+    """gen/unet.h's two ends over tensors P named as diffusers' UNet2DModel: down(lat, timesteps)
+    -> (positions [B * g * g, d], temb, skips); up(positions, temb, skips) -> noise NHWC."""
     nchw = lambda t: t.permute(0, 3, 1, 2)
     G, ch = cfg["norm_num_groups"], cfg["block_out_channels"]
     L = len(ch)
@@ -546,27 +547,103 @@ def unet_noise(cfg, P, lat, timesteps):
         r = conv(norm_act(r, p + "norm2"), p + "conv2")
         return (conv(h, p + "conv_shortcut", pad=0) if p + "conv_shortcut.weight" in P else h) + r
 
-    half = ch[0] // 2
-    freq = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32) / half)
-    a = torch.tensor(timesteps, dtype=torch.float32)[:, None] * freq[None, :]
-    te = torch.cat([torch.cos(a), torch.sin(a)], dim=1).to(lat.dtype)
-    temb = lin(F.silu(lin(te, "time_embedding.linear_1")), "time_embedding.linear_2")
-    h = conv(nchw(lat), "conv_in")
-    skips = []
-    for i in range(L):
-        h = res(h, "down_blocks.%d.resnets.0." % i, temb)
-        skips.append(h)
-        if i + 1 < L:
-            h = conv(h, "down_blocks.%d.downsamplers.0.conv" % i, stride=2)
-    B, C, g, _ = h.shape
-    pos = lin(h.permute(0, 2, 3, 1).reshape(B * g * g, C), "proj_in")
-    h = lin(F.silu(pos), "proj_out").reshape(B, g, g, C).permute(0, 3, 1, 2)
-    for i in range(L):
-        lvl = L - 1 - i
-        h = res(torch.cat([h, skips[lvl]], dim=1), "up_blocks.%d.resnets.0." % i, temb)
-        if lvl > 0:
-            h = conv(F.interpolate(h, scale_factor=2, mode="nearest"), "up_blocks.%d.upsamplers.0.conv" % i)
-    return conv(norm_act(h, "conv_norm_out"), "conv_out").permute(0, 2, 3, 1)
+    def down(lat, timesteps):
+        half = ch[0] // 2
+        freq = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32) / half)
+        a = torch.tensor(timesteps, dtype=torch.float32)[:, None] * freq[None, :]
+        te = torch.cat([torch.cos(a), torch.sin(a)], dim=1).to(lat.dtype)
+        temb = lin(F.silu(lin(te, "time_embedding.linear_1")), "time_embedding.linear_2")
+        h = conv(nchw(lat), "conv_in")
+        skips = []
+        for i in range(L):
+            h = res(h, "down_blocks.%d.resnets.0." % i, temb)
+            skips.append(h)
+            if i + 1 < L:
+                h = conv(h, "down_blocks.%d.downsamplers.0.conv" % i, stride=2)
+        B, C, g, _ = h.shape
+        return lin(h.permute(0, 2, 3, 1).reshape(B * g * g, C), "proj_in"), temb, skips
+
+    def up(pos, temb, skips):
+        B, C, g = skips[-1].shape[0], ch[-1], skips[-1].shape[2]
+        h = lin(pos, "proj_out").reshape(B, g, g, C).permute(0, 3, 1, 2)
+        for i in range(L):
+            lvl = L - 1 - i
+            h = res(torch.cat([h, skips[lvl]], dim=1), "up_blocks.%d.resnets.0." % i, temb)
+            if lvl > 0:
+                h = conv(F.interpolate(h, scale_factor=2, mode="nearest"), "up_blocks.%d.upsamplers.0.conv" % i)
+        return conv(norm_act(h, "conv_norm_out"), "conv_out").permute(0, 2, 3, 1)
+
+    return down, up
+
+
+def unet_noise(cfg, P, lat, timesteps):
+    """gen/unet.h: the down-sampler, SiLU standing in for the language model, the up-sampler."""
+    down, up = unet_parts(cfg, P)
+    pos, temb, skips = down(lat, timesteps)
+    return up(F.silu(pos), temb, skips)
+
+
+def fusion_loss(cfg, P, lat, noise):
+    """gen/fusion_model.h's training loss over GGUF-named llama weights (text: blk.N..., image
+    modules: image.blk.N...), adjacent-pair rope (llama.cpp's GGUF row order): per sequence
+    [before] BOI [image positions] EOI [after], each row through its modality's norms,
+    projections and MLP, one attention causal over text and bidirectional within the image; the
+    mean over sequences of the text's next-token cross-entropy + image_weight * the MSE of the
+    diffused images' predicted noise."""
+    H, Hkv, hd, eps, theta = cfg["n_head"], cfg["n_head_kv"], cfg["head_dim"], cfg["eps"], cfg["theta"]
+    U = cfg["unet"]
+    down, up = unet_parts(U, {k[len("image.unet."):]: v for k, v in P.items() if k.startswith("image.unet.")})
+    samples = cfg["samples"]
+    pos_all, temb, skips = down(lat, [s["timestep"] for s in samples])
+    n_img = pos_all.shape[0] // len(samples)
+    inv = 1.0 / (theta ** (torch.arange(0, hd, 2, dtype=torch.float64) / hd))
+
+    def rope(v, n):  # [n, h, hd], pairs (2i, 2i+1)
+        a = torch.arange(n, dtype=torch.float64)[:, None] * inv[None]
+        c, s_ = a.cos()[:, None], a.sin()[:, None]
+        x0, x1 = v[..., 0::2], v[..., 1::2]
+        return torch.stack([x0 * c - x1 * s_, x0 * s_ + x1 * c], dim=-1).reshape(v.shape)
+
+    rms = lambda v, w: w * (v * torch.rsqrt(v.pow(2).mean(-1, keepdim=True) + eps))
+    emb = P["token_embd.weight"]
+    total = 0.0
+    for b, s in enumerate(samples):
+        before, after = s["before"], s["after"]
+        nb = len(before)
+        x = torch.cat([emb[before], P["image.boi"][None], pos_all[b * n_img:(b + 1) * n_img], P["image.eoi"][None], emb[after]])
+        n = x.shape[0]
+        img = torch.zeros(n, dtype=torch.bool)
+        img[nb + 1:nb + 1 + n_img] = True
+        sees = torch.ones(n, n, dtype=torch.bool).tril() | (img[:, None] & img[None, :])
+        mask = torch.zeros(n, n, dtype=x.dtype).masked_fill(~sees, float("-inf"))
+        pick = lambda t_text, t_img: torch.where(img[:, None], t_img, t_text)
+        for L in range(cfg["n_layer"]):
+            def both(f):  # the row's modality's result of f(prefix)
+                return pick(f("blk.%d." % L), f("image.blk.%d." % L))
+            lin = lambda v, p, name: F.linear(v, P[p + name + ".weight"])
+            h = both(lambda p: rms(x, P[p + "attn_norm.weight"]))
+            q = rope(both(lambda p: lin(h, p, "attn_q")).view(n, H, hd), n)
+            k = rope(both(lambda p: lin(h, p, "attn_k")).view(n, Hkv, hd), n)
+            v = both(lambda p: lin(h, p, "attn_v")).view(n, Hkv, hd)
+            k, v = k.repeat_interleave(H // Hkv, dim=1), v.repeat_interleave(H // Hkv, dim=1)
+            q, k, v = q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1)
+            att = (torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(hd) + mask, dim=-1) @ v).transpose(0, 1).reshape(n, H * hd)
+            x = x + both(lambda p: lin(att, p, "attn_output"))
+            h = both(lambda p: rms(x, P[p + "ffn_norm.weight"]))
+            x = x + both(lambda p: lin(F.silu(lin(h, p, "ffn_gate")) * lin(h, p, "ffn_up"), p, "ffn_down"))
+        rows, targets = [], []
+        for k_ in range(1, nb):
+            rows.append(k_ - 1), targets.append(before[k_])
+        for k_ in range(len(after)):
+            rows.append(nb + n_img + 1 + k_), targets.append(after[k_])
+        if rows:
+            logits = F.linear(rms(x[rows], P["output_norm.weight"]), P.get("output.weight", emb))
+            total = total + F.cross_entropy(logits, torch.tensor(targets)) / len(samples)
+        if s["diffused"]:
+            hi = rms(x[img], P["image.output_norm.weight"])
+            pred = up(hi, temb[b:b + 1], [t[b:b + 1] for t in skips])
+            total = total + cfg["image_weight"] * F.mse_loss(pred, noise[b:b + 1]) / len(samples)
+    return total
 
 
 def cnn_logits(cfg, P, x):
@@ -664,6 +741,14 @@ def main():
             S, z = cfg["latent_size"], cfg["latent_channels"]
             noise = unet_noise(cfg, P, f32_file(latents, -1, S, S, z), cfg["timesteps"])
             return F.mse_loss(noise, f32_file(target, -1, S, S, z))
+        step_grads(d, loss, out)
+    elif mode == "fusion":
+        d, latents, noises, out = sys.argv[2:6]
+
+        def loss(cfg, P):
+            P.update({k: v.double() for k, v in read_safetensors(d + "/text.safetensors").items()})
+            S, z = cfg["unet"]["latent_size"], cfg["unet"]["latent_channels"]
+            return fusion_loss(cfg, P, f32_file(latents, -1, S, S, z), f32_file(noises, -1, S, S, z))
         step_grads(d, loss, out)
     elif mode == "cnn_classifier":
         d, images, labels, out = sys.argv[2:6]
