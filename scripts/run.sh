@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Builds ocellus and runs the main job on the bundled default: the model that ships in
+# Builds ocellus and runs the main job on the bundled defaults: the model that ships in
 # models/fashion-vlm (trained from scratch by scripts/train_fashion.sh) answers questions about a
 # held-out test scene (models/fashion-vlm/example.png: a dress in the top left, a shirt in the
-# top right). `ocellus run` with no -m uses this model.
+# top right), and the image generator that ships in models/fashion-fusion (LlamaFusion on that
+# model's frozen language model, scripts/train_fusion.sh) draws a scene from a caption.
+# `ocellus run` and `ocellus generate-image` with no -m use these models.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/build.sh --run ocellus_cli  # the tool only, with only what running needs
@@ -18,3 +20,9 @@ for q in "What is in the top left cell? Answer briefly." "Where is the shirt? An
   printf 'A: '
   ./build/ocellus run --image models/fashion-vlm/example.png -p "$q" -n 48 2>/dev/null  # stderr: timings
 done
+if [ -f models/fashion-fusion/config.json ]; then
+  mkdir -p runs
+  caption="a sneaker in the top left and a bag in the bottom right"
+  echo "Drawing: $caption"
+  ./build/ocellus generate-image -p "$caption" -o runs/generated.png
+fi
