@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <optional>
 #include <random>
 
 #include <nlohmann/json.hpp>
@@ -68,17 +69,43 @@ struct Scene {
   std::vector<int> class_of_cell;
 };
 
-std::string caption(const Scene& s, int grid) {
+}  // namespace
+
+std::string fashion_caption(const std::vector<int>& class_of_cell, int grid) {
+  OCELLUS_CHECK((grid == 2 || grid == 3) && class_of_cell.size() == size_t(grid * grid), "fashion: a caption of ",
+                class_of_cell.size(), " cells on a grid of ", grid);
   std::vector<std::string> parts;
-  for (size_t c = 0; c < s.class_of_cell.size(); ++c)
-    if (s.class_of_cell[c] >= 0)
-      parts.push_back(article(fashion_class_names()[size_t(s.class_of_cell[c])]) + " in the " + cell_name(int(c), grid));
+  for (size_t c = 0; c < class_of_cell.size(); ++c)
+    if (class_of_cell[c] >= 0)
+      parts.push_back(article(fashion_class_names().at(size_t(class_of_cell[c]))) + " in the " + cell_name(int(c), grid));
   std::string out;
   for (size_t i = 0; i < parts.size(); ++i) out += (i == 0 ? "" : i + 1 == parts.size() ? " and " : ", ") + parts[i];
   return out;
 }
 
-}  // namespace
+std::optional<std::vector<int>> parse_fashion_caption(const std::string& caption, int grid) {
+  OCELLUS_CHECK(grid == 2 || grid == 3, "fashion: grid must be 2 or 3");
+  const auto& names = fashion_class_names();
+  std::vector<int> cells(size_t(grid * grid), -1);
+  // The items, split at ", " and " and " (neither occurs inside a class or cell name).
+  for (size_t at = 0; at <= caption.size();) {
+    const size_t comma = caption.find(", ", at), conj = caption.find(" and ", at);
+    const size_t end = std::min(comma, conj);
+    const std::string part = caption.substr(at, end == std::string::npos ? std::string::npos : end - at);
+    at = end == std::string::npos ? caption.size() + 1 : end + (end == comma ? 2 : 5);
+    // "a NOUN in the CELL" (the article checked by the round trip below).
+    const size_t space = part.find(' '), in = part.find(" in the ");
+    if (space == std::string::npos || in == std::string::npos || in < space) return std::nullopt;
+    const auto noun = std::find(names.begin(), names.end(), part.substr(space + 1, in - space - 1));
+    int cell = 0;
+    while (cell < grid * grid && cell_name(cell, grid) != part.substr(in + 8)) ++cell;
+    if (noun == names.end() || cell == grid * grid || cells[size_t(cell)] >= 0) return std::nullopt;
+    cells[size_t(cell)] = int(noun - names.begin());
+  }
+  // Only what fashion_caption writes: its articles, cell order and joining words.
+  if (fashion_caption(cells, grid) != caption) return std::nullopt;
+  return cells;
+}
 
 const std::vector<std::string>& fashion_class_names() {
   static const std::vector<std::string> n = {"t-shirt", "trouser", "pullover", "dress", "coat",
@@ -200,7 +227,7 @@ FashionVqaStats build_fashion_vqa(const FashionVqaOptions& o) {
       char file[64];
       std::snprintf(file, sizeof(file), "images/%s/%06lld.png", tag.c_str(), static_cast<long long>(k));
       io::save_png(o.out + "/" + file, img);
-      const std::string id = tag + "-" + std::to_string(k), cap = caption(s, o.grid);
+      const std::string id = tag + "-" + std::to_string(k), cap = fashion_caption(s.class_of_cell, o.grid);
       // A record of one question about the picture and its answer.
       auto one_turn = [&](const std::string& rec_id, const std::string& q, const std::string& a) {
         return json{{"id", rec_id}, {"image", file},

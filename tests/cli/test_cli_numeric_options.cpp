@@ -15,7 +15,7 @@ namespace ocellus {
 namespace {
 
 const std::vector<std::string> kVerbs = {"info", "inspect", "synth", "tokenize", "train-tokenizer", "generate", "logits", "embed",
-                                         "run", "chat", "cache", "data fashion-vqa", "init", "eval", "train"};
+                                         "run", "chat", "cache", "data fashion-vqa", "init", "eval", "train", "eval-fusion"};
 
 // Options checked by the library when the verb runs: the field named in its error.
 const std::map<std::string, std::string> kCheckedByLibrary = {

@@ -9,6 +9,7 @@
 // photos, evaluation scenes only the 10k test photos. Deterministic in the seed; images are PNG
 // files beside LLaVA-format JSON, readable by other tools.
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,15 @@ struct FashionSplit {
 FashionSplit read_fashion_split(const std::string& images_idx, const std::string& labels_idx);
 
 const std::vector<std::string>& fashion_class_names();  // "t-shirt", "trouser", ... "ankle boot"
+
+// A scene's caption from the class in each cell (row-major: top left, top right, ...; -1:
+// empty), as every file writes it: "a trouser in the top left, a sneaker in the top right and an
+// ankle boot in the bottom right" (the filled cells in order, "a" / "an", ", " between items and
+// " and " before the last).
+std::string fashion_caption(const std::vector<int>& class_of_cell, int grid);
+// Its inverse: the class in each cell (-1: empty), or nullopt when `caption` is not what
+// fashion_caption writes for a scene of at least one item (a model's caption may be anything).
+std::optional<std::vector<int>> parse_fashion_caption(const std::string& caption, int grid);
 
 struct FashionVqaOptions {
   std::string source = "/usr/share/datasets/fashion-mnist";
