@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <limits>
 
 #include <nlohmann/json.hpp>
@@ -13,6 +14,7 @@
 #include "ocellus/data/llava_json.h"
 #include "ocellus/eval/fid.h"
 #include "ocellus/io/file.h"
+#include "ocellus/io/gguf.h"
 #include "ocellus/io/json.h"
 #include "ocellus/io/safetensors.h"
 #include "ocellus/io/tensor_source.h"
@@ -294,6 +296,22 @@ FusionEvalReport evaluate_fusion(const FusionEvalOptions& o) {
     }
     r.describe_s = seconds_since(t0);
   }
+
+  // Language: the captions as text alone, the model's text path against its base file.
+  {
+    const io::GgufFile g = io::GgufFile::open(m.base_path());
+    const std::unique_ptr<lm::LanguageModel> base = lm::load_gguf(g);
+    std::vector<std::vector<int32_t>> texts;
+    for (const TestScene& s : scenes) {
+      texts.push_back(gen::caption_after(m.tokenizer(), s.caption));
+      const std::vector<int32_t>& ids = texts.back();
+      lm::KvCache a = m.cache(int64_t(ids.size())), b(base->config(), int64_t(ids.size()), DType::F32);
+      const Tensor la = m.lm().forward_ids(ids, a, true), lb = base->forward_ids(ids, b, true);
+      r.texts_identical += la.shape() == lb.shape() && std::memcmp(la.raw(), lb.raw(), size_t(la.nbytes())) == 0;
+    }
+    r.texts = int64_t(texts.size());
+    r.text_model = text_perplexity(m.lm(), texts), r.text_base = text_perplexity(*base, texts);
+  }
   return r;
 }
 
@@ -321,6 +339,8 @@ std::string format_fusion_report(const FusionEvalReport& r) {
        r.fid.generated, r.fid.floor, (long long)r.fid.first_cells, (long long)r.fid.second_cells);
   line("understanding: exact captions %.2f%%, cells right %.2f%% (%lld captions unreadable as a scene)\n",
        100 * double(r.exact_captions) / n, r.cells ? 100 * double(r.cells_right) / double(r.cells) : 0.0, (long long)r.unparsed_captions);
+  line("language: caption perplexity as text alone %.4f (base model %.4f); logits bit-identical to the base on %lld of %lld captions\n",
+       r.text_model.ppl, r.text_base.ppl, (long long)r.texts_identical, (long long)r.texts);
   line("time: drawing %.3f s/scene, describing %.3f s/scene\n", r.generate_s / n, r.describe_s / n);
   return out;
 }
@@ -341,6 +361,8 @@ std::string fusion_report_json(const FusionEvalReport& r) {
                                {"cells_right", r.cells_right}, {"cells", r.cells},
                                {"cell_rate", r.cells ? double(r.cells_right) / double(r.cells) : 0.0},
                                {"unparsed_captions", r.unparsed_captions}}},
+            {"language", {{"perplexity", r.text_model.ppl}, {"base_perplexity", r.text_base.ppl}, {"tokens", r.text_model.tokens},
+                          {"captions", r.texts}, {"bit_identical_to_base", r.texts_identical}}},
             {"seconds_per_scene", {{"drawing", r.generate_s / double(r.scenes)}, {"describing", r.describe_s / double(r.scenes)}}}};
   if (r.judge_photo_accuracy) j["judge_photo_accuracy"] = *r.judge_photo_accuracy, j["judge_photos"] = r.judge_photos;
   json scenes = json::array();

@@ -309,6 +309,7 @@ FusionModel::FusionModel(const std::string& dir) {
   OCELLUS_CHECK(io::is_file(cfg_path), "fusion: ", dir, ": no config.json (not a LlamaFusion model folder)");
   c_ = parse_fusion_config(io::read_text_file(cfg_path), cfg_path);
   const std::string base = beside(dir, c_.base), vae = beside(dir, c_.vae);
+  base_path_ = base;
   OCELLUS_CHECK(io::is_file(base), "fusion: ", cfg_path, ": the base model ", base, " does not exist");
   OCELLUS_CHECK(io::is_file(vae + "/config.json"), "fusion: ", cfg_path, ": the VAE folder ", vae, " has no config.json");
   base_file_ = std::make_unique<io::GgufFile>(io::GgufFile::open(base));

@@ -10,6 +10,8 @@
 //   first half of the captions against the real scenes of the second half, and the floor, the
 //   real first half against the real second half (no photo on both sides).
 // - Understanding: the model's caption of each real scene, exact and cell by cell.
+// - Language preserved: the captions as text alone, the model's text path against its base
+//   model file: perplexity, and whether every logit is bit-identical.
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -17,6 +19,7 @@
 #include <vector>
 
 #include "ocellus/core/tensor.h"
+#include "ocellus/eval/perplexity.h"
 #include "ocellus/gen/fusion_model.h"
 #include "ocellus/io/image.h"
 #include "ocellus/nn/forward.h"
@@ -123,6 +126,10 @@ struct FusionEvalReport {
   FidPair fid;
   int64_t exact_captions = 0, cells_right = 0, cells = 0, unparsed_captions = 0;  // understanding
   double generate_s = 0, describe_s = 0;  // seconds in all
+  // Language preserved: the test captions as text alone (each its own sequence, ending with the
+  // end-of-sequence token) through the model's text path and through its base model file.
+  Perplexity text_model, text_base;
+  int64_t texts = 0, texts_identical = 0;  // captions whose every logit is bit-identical to the base's
   struct Scene {
     TestScene test;
     std::vector<int> judged;       // the drawn scene's cells as the judge classes them

@@ -125,6 +125,7 @@ class FusionModel {
   explicit FusionModel(const std::string& dir);
   ~FusionModel();
   const FusionConfig& config() const { return c_; }
+  const std::string& base_path() const { return base_path_; }  // the base text model's file, resolved
   const lm::LanguageModel& lm() const { return *lm_; }
   const text::Tokenizer& tokenizer() const { return *tok_; }
   const UNetConfig& unet_config() const { return u_; }
@@ -150,6 +151,7 @@ class FusionModel {
 
  private:
   FusionConfig c_;
+  std::string base_path_;
   UNetConfig u_;
   VaeConfig vc_;
   NoiseSchedule sched_;
