@@ -40,22 +40,20 @@ class FusionObjective final : public Objective {
   }
 
   const std::vector<ag::Var>& params() const override { return model_->params(); }
-  size_t size() const override { return 2 * captions_.size(); }  // generation, then understanding
-  int64_t tokens(size_t i) const override {
-    return int64_t(captions_[i % captions_.size()].size()) + 2 + model_->unet_config().n_positions();
-  }
+  size_t size() const override { return captions_.size(); }
+  int64_t tokens(size_t i) const override { return int64_t(captions_[i].size()) + 2 + model_->unet_config().n_positions(); }
 
   ag::Var loss(int64_t step, const std::vector<size_t>& idx) override {
     const gen::UNetConfig& u = model_->unet_config();
     const Shape shape{u.latent_size, u.latent_size, u.latent_channels};
     std::vector<gen::FusionSample> batch;
-    for (size_t i : idx) {
-      const size_t k = i % captions_.size();
+    for (size_t k : idx) {
       gen::FusionSample s;
       s.latent = latents_.slice(0, int64_t(k), int64_t(k) + 1).contiguous().reshape(shape);
-      if (i < captions_.size()) {  // generation
-        std::seed_seq seq{r_.seed, uint64_t(step), uint64_t(i)};
-        std::mt19937_64 rng(seq);
+      // What a sample draws comes from the seed, the step and the sample (a resumed run draws the same).
+      std::seed_seq seq{r_.seed, uint64_t(step), uint64_t(k)};
+      std::mt19937_64 rng(seq);
+      if (std::uniform_real_distribution<double>(0, 1)(rng) >= r_.understanding) {  // generation
         if (std::uniform_real_distribution<double>(0, 1)(rng) >= r_.cfg_dropout) s.before = captions_[k];
         const int64_t t = std::uniform_int_distribution<int64_t>(0, sched_.train_steps() - 1)(rng);
         std::normal_distribution<float> normal(0.0f, 1.0f);

@@ -24,7 +24,7 @@ Recipe parse_recipe(const std::string& text, const std::string& path) {
       "base", "data", "images", "cache", "chat_template", "skip_bad_records", "trainable", "groups", "lr",
       "weight_decay", "beta1", "beta2", "eps", "clip", "warmup", "min_lr_ratio", "steps", "batch", "max_len",
       "seed", "out", "checkpoint_every", "keep", "lora", "tower_from", "micro_batch_tokens", "objective", "siglip", "ignore_images", "loss", "min_turns",
-      "model", "kl_weight", "labels", "vae", "image_loss_weight", "cfg_dropout"};
+      "model", "kl_weight", "labels", "vae", "image_loss_weight", "cfg_dropout", "understanding"};
   for (const auto& [k, v] : j.items())
     OCELLUS_CHECK(kKeys.count(k), "recipe: ", path, ": unknown key '", k, "'");
   Recipe r;
@@ -86,6 +86,7 @@ Recipe parse_recipe(const std::string& text, const std::string& path) {
   r.vae = str("vae", r.objective == "fusion", true);
   r.image_loss_weight = num("image_loss_weight", r.image_loss_weight, 0, 1e6);
   r.cfg_dropout = num("cfg_dropout", r.cfg_dropout, 0, 1);
+  r.understanding = num("understanding", r.understanding, 0, 1);
   r.base = str("base", !fresh, true), r.data = str("data", true, true), r.images = str("images", false, true);
   r.cache = str("cache", false, true), r.chat_template = str("chat_template", false, false), r.out = str("out", true, true);
   r.on_bad = flag("skip_bad_records", false) ? data::OnBad::Skip : data::OnBad::Fail;

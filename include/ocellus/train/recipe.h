@@ -33,6 +33,7 @@ struct Recipe {
   std::string vae;                  // fusion: the VAE folder whose latents it diffuses
   double image_loss_weight = 5;     // fusion: λ, the noise MSE's weight against the text's cross-entropy
   double cfg_dropout = 0.1;         // fusion: the fraction of generation samples whose caption is dropped
+  double understanding = 0.5;       // fusion: the fraction of samples that read the image (the rest draw it)
   double kl_weight = 1e-4;          // vae: the KL term's weight against the reconstruction MSE
   std::string labels;               // classifier: the labels (IDX) of the images in 'data' (IDX)
   std::string base;                 // Hugging Face LLaVA folder: initial weights, config, tokenizer (fusion: a GGUF text model)

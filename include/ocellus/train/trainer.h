@@ -124,9 +124,10 @@ std::unique_ptr<Objective> vae_objective(const Recipe& r);
 // and their 'labels', cross-entropy; exports out/model.
 std::unique_ptr<Objective> classifier_objective(const Recipe& r);
 // "fusion" (train/fusion_objective.cpp): LlamaFusion (gen/fusion_model.h) on the base GGUF text
-// model and the VAE folder 'vae', over the captioned images of the data: each record once as
+// model and the VAE folder 'vae', over the captioned images of the data: each record drawn as
 // generation (caption, then the image diffused at a random timestep; the caption dropped for
-// cfg_dropout of them) and once as understanding (the clean image, then its caption); loss
+// cfg_dropout of them) or, for the fraction 'understanding' of draws, as understanding (the
+// clean image, then its caption); loss
 // cross-entropy + image_loss_weight · noise MSE; 'trainable' ["image."] keeps the text frozen.
 // The recipe's "model" is the fusion config (U-Net sizes, modality_specific). Exports out/model.
 std::unique_ptr<Objective> fusion_objective(const Recipe& r);
