@@ -25,7 +25,7 @@ void add_eval(CLI::App& app) {
     const ocellus::model::Vlm v = ocellus::model::load_vlm(ev_model, ev_mmproj);
     const auto t0 = std::chrono::steady_clock::now();
     ocellus::ProgressLine progress;
-    const auto answers = ocellus::eval::answer_all(v, qs, ev_images, ocellus::lm::resolve_chat_template(ev_template, ev_model, v.tok), ev_max, [&](int64_t done, int64_t total) {
+    const auto answers = ocellus::eval::answer_all(v, qs, ev_images, ocellus::lm::resolve_chat_template(ev_template, v.text_file, v.tok), ev_max, [&](int64_t done, int64_t total) {
       const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       char line[128];
       std::snprintf(line, sizeof line, "eval: %lld/%lld questions, %.1f questions/s", (long long)done, (long long)total, double(done) / std::max(1e-9, s));

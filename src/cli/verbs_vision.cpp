@@ -34,7 +34,7 @@ void add_run(CLI::App& app) {
     const ocellus::model::Vlm v = ro.load();
     const bool placed = run_prompt.find("<image>") != std::string::npos;
     const std::string user = placed ? run_prompt : ocellus::model::image_placeholders(ro.images.size()) + run_prompt;
-    const auto t = ocellus::lm::resolve_chat_template(ro.chat_template, ro.model, v.tok);
+    const auto t = ocellus::lm::resolve_chat_template(ro.chat_template, v.text_file, v.tok);
     // The prompt checked before any image is encoded.
     const auto plan = ocellus::model::plan_answer(v, t, {{"user", user}}, ro.images.size(), ro.gen);
     double ms = 0;
@@ -53,7 +53,7 @@ void add_chat(CLI::App& app) {
   co.add(chat, "Tokens per reply at most", "Image attached to the first message (repeatable)");
   chat->callback([=] {
     const ocellus::model::Vlm v = co.load();
-    const ocellus::text::ChatTemplate t = ocellus::lm::resolve_chat_template(co.chat_template, co.model, v.tok);
+    const ocellus::text::ChatTemplate t = ocellus::lm::resolve_chat_template(co.chat_template, v.text_file, v.tok);
     std::vector<ocellus::text::Message> history;
     std::vector<ocellus::Tensor> rows;  // every image of the conversation, in order
     size_t pending = 0;                 // images attached since the last message

@@ -304,26 +304,44 @@ namespace {
 std::string beside(const std::string& dir, const std::string& p) { return fs::path(p).is_relative() ? dir + "/" + p : p; }
 }  // namespace
 
-FusionModel::FusionModel(const std::string& dir) {
-  const std::string cfg_path = dir + "/config.json";
-  OCELLUS_CHECK(io::is_file(cfg_path), "fusion: ", dir, ": no config.json (not a LlamaFusion model folder)");
-  c_ = parse_fusion_config(io::read_text_file(cfg_path), cfg_path);
-  const std::string base = beside(dir, c_.base), vae = beside(dir, c_.vae);
-  base_path_ = base;
-  OCELLUS_CHECK(io::is_file(base), "fusion: ", cfg_path, ": the base model ", base, " does not exist");
-  OCELLUS_CHECK(io::is_file(vae + "/config.json"), "fusion: ", cfg_path, ": the VAE folder ", vae, " has no config.json");
-  base_file_ = std::make_unique<io::GgufFile>(io::GgufFile::open(base));
-  st_ = std::make_unique<io::SafetensorsModel>(io::SafetensorsModel::open(dir + "/model.safetensors"));
-  const io::TensorSource src = io::safetensors_source(*st_, dir + "/model.safetensors");
+namespace {
+FusionConfig read_fusion_config(const std::string& dir) {
+  const std::string path = dir + "/config.json";
+  OCELLUS_CHECK(io::is_file(path), "fusion: ", dir, ": no config.json (not a LlamaFusion model folder)");
+  return parse_fusion_config(io::read_text_file(path), path);
+}
+}  // namespace
+
+bool is_fusion_folder(const std::string& dir) {
+  if (!io::is_file(dir + "/config.json")) return false;
+  const json j = io::read_json_file(dir + "/config.json", "model config");
+  return j.is_object() && j.value("model_type", std::string()) == "llamafusion";
+}
+
+std::unique_ptr<lm::LanguageModel> load_fusion_text(const std::string& dir, std::string* base_path) {
+  const FusionConfig c = read_fusion_config(dir);
+  const std::string base = beside(dir, c.base);
+  OCELLUS_CHECK(io::is_file(base), "fusion: ", dir, "/config.json: the base model ", base, " does not exist");
+  if (base_path) *base_path = base;
+  const io::GgufFile g = io::GgufFile::open(base);
+  const io::SafetensorsModel st = io::SafetensorsModel::open(dir + "/model.safetensors");
+  const io::TensorSource src = io::safetensors_source(st, dir + "/model.safetensors");
   // A model whose text trained (Transfusion) holds its text tensors over the base's.
-  lm_ = src.has(io::gguf::tensor::kTokenEmbd) ? lm::load_gguf(*base_file_, src) : lm::load_gguf(*base_file_);
-  tok_ = std::make_unique<text::Tokenizer>(text::Tokenizer::from_gguf(*base_file_));
+  return src.has(io::gguf::tensor::kTokenEmbd) ? lm::load_gguf(g, src) : lm::load_gguf(g);
+}
+
+FusionModel::FusionModel(const std::string& dir) : c_(read_fusion_config(dir)) {
+  const std::string vae = beside(dir, c_.vae);
+  OCELLUS_CHECK(io::is_file(vae + "/config.json"), "fusion: ", dir, "/config.json: the VAE folder ", vae, " has no config.json");
+  lm_ = load_fusion_text(dir, &base_path_);
+  tok_ = std::make_unique<text::Tokenizer>(text::Tokenizer::from_gguf(io::GgufFile::open(base_path_)));
+  st_ = std::make_unique<io::SafetensorsModel>(io::SafetensorsModel::open(dir + "/model.safetensors"));
   vc_ = parse_vae_config(io::read_text_file(vae + "/config.json"), vae + "/config.json");
   vae_st_ = std::make_unique<io::SafetensorsModel>(io::SafetensorsModel::open(vae + "/model.safetensors"));
   vae_ = load_vae(nn::file_maker(io::safetensors_source(*vae_st_, vae + "/model.safetensors"), "vae"), vc_);
   u_ = c_.unet(vc_, lm_->config().n_embd);
   sched_ = NoiseSchedule(c_.train_steps, c_.beta_start, c_.beta_end);
-  const nn::Maker<nn::Infer> mk = nn::file_maker(src, "fusion");
+  const nn::Maker<nn::Infer> mk = nn::file_maker(io::safetensors_source(*st_, dir + "/model.safetensors"), "fusion");
   w_ = load_fusion_weights(mk, mk, c_, u_, lm_->config(), lm_->weights());
 }
 

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "ocellus/core/error.h"
+#include "ocellus/gen/fusion_model.h"
 #include "ocellus/io/file.h"
 #include "ocellus/io/hf_config.h"
 #include "ocellus/io/safetensors.h"
@@ -100,8 +101,17 @@ std::unique_ptr<VisionModel> load_hf_vision(const std::string& dir) {
 
 Vlm load_vlm(const std::string& model, const std::string& mmproj) {
   Vlm v;
-  v.lm = lm::load_model(model);
-  v.tok = text::Tokenizer::from_file(model);
+  if (io::is_directory(model) && gen::is_fusion_folder(model)) {
+    // A LlamaFusion model added image modules to a VLM's language model: its text path is that
+    // model (with the base's projector, the VLM again), its vocabulary the base's.
+    OCELLUS_CHECK(!mmproj.empty(), model, ": a LlamaFusion folder reads images through its base VLM's projector: give --mmproj");
+    v.lm = gen::load_fusion_text(model, &v.text_file);
+    v.tok = text::Tokenizer::from_file(v.text_file);
+  } else {
+    v.lm = lm::load_model(model);
+    v.tok = text::Tokenizer::from_file(model);
+    v.text_file = model;
+  }
   if (!mmproj.empty()) {
     v.vision = load_mmproj(mmproj);
   } else {

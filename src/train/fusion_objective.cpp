@@ -14,6 +14,7 @@
 #include "ocellus/gen/fusion_model.h"
 #include "ocellus/io/file.h"
 #include "ocellus/io/gguf.h"
+#include "ocellus/io/json.h"
 #include "ocellus/io/safetensors.h"
 #include "ocellus/io/tensor_source.h"
 #include "ocellus/ops/shape.h"
@@ -88,7 +89,7 @@ class FusionObjective final : public Objective {
  private:
   // The recipe's "model" with the paths it does not hold (base and vae come from the recipe).
   static std::string with_paths(const Recipe& r) {
-    nlohmann::json j = r.model_config.empty() ? nlohmann::json::object() : nlohmann::json::parse(r.model_config);
+    nlohmann::json j = r.model_config.empty() ? nlohmann::json::object() : io::parse_json(r.model_config, r.path, "fusion model config");
     OCELLUS_CHECK(!j.contains("base") && !j.contains("vae"), "train: ", r.path, ": the fusion model's base and vae are the recipe's ",
                   "'base' and 'vae', not keys of 'model'");
     j["base"] = r.base, j["vae"] = r.vae;

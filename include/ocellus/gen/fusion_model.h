@@ -119,6 +119,13 @@ class TrainableFusion {
   FusionWeights<nn::Train> w_;
 };
 
+// The language model of a LlamaFusion folder as its text runs (the base, with any text tensors
+// the folder holds over it): with the base's vision projector it is the VLM the image modules
+// were added to (model::load_vlm reads a LlamaFusion folder this way). *base_path: the base's file.
+std::unique_ptr<lm::LanguageModel> load_fusion_text(const std::string& dir, std::string* base_path = nullptr);
+// Whether dir is a LlamaFusion folder (config.json with model_type "llamafusion").
+bool is_fusion_folder(const std::string& dir);
+
 class FusionModel {
  public:
   // A model folder (config.json, model.safetensors); its base and VAE where config.json says.
@@ -155,7 +162,6 @@ class FusionModel {
   UNetConfig u_;
   VaeConfig vc_;
   NoiseSchedule sched_;
-  std::unique_ptr<io::GgufFile> base_file_;
   std::unique_ptr<io::SafetensorsModel> st_, vae_st_;
   std::unique_ptr<lm::LanguageModel> lm_;
   std::unique_ptr<text::Tokenizer> tok_;

@@ -73,6 +73,7 @@ struct Vlm {
   std::unique_ptr<lm::LanguageModel> lm;
   text::Tokenizer tok;
   std::unique_ptr<VisionModel> vision;
+  std::string text_file;  // the file or folder its chat template comes from (a LlamaFusion folder's base)
 };
 Vlm load_vlm(const std::string& model, const std::string& mmproj);
 
