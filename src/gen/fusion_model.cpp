@@ -137,14 +137,21 @@ std::vector<int32_t> caption_after(const text::Tokenizer& tok, const std::string
 
 // ---- training ------------------------------------------------------------------------------------
 
-TrainableFusion::TrainableFusion(const FusionConfig& c, const io::GgufFile& base, const VaeConfig& vae, uint64_t seed) : c_(c) {
+TrainableFusion::TrainableFusion(const FusionConfig& c, const io::GgufFile& base, const VaeConfig& vae, uint64_t seed,
+                                 const io::TensorSource* init)
+    : c_(c) {
   const lm::Family& fam = lm::family_by_arch(base.get_string(io::gguf::key::kArchitecture), base.path());
   lc_ = fam.gguf_config(base);
   lc_.validate();
   u_ = c.unet(vae, lc_.n_embd);
   std::map<std::string, std::string> file_names;
   const io::TensorSource src = io::gguf_source(base);
-  text_ = fam.gguf_weights(lc_, nn::param_maker(src, "fusion: base", &params_, &file_names));
+  text_ = fam.gguf_weights(lc_, nn::param_maker(init ? io::overlay_source(*init, src) : src, "fusion: base", &params_, &file_names));
+  if (init) {  // a trained model's image side
+    const nn::Maker<nn::Train> mk = nn::param_maker(*init, "fusion: init", &params_, &file_names);
+    w_ = load_fusion_weights(mk, mk, c_, u_, lc_, text_);
+    return;
+  }
   // The image modules start as copies of the text's (the paper's initialization).
   const io::TensorSource copies = io::renamed_source(src, {{"image.", ""}});
   w_ = load_fusion_weights(nn::param_maker(copies, "fusion: base", &params_, &file_names), nn::new_param_maker(params_, seed), c_, u_,

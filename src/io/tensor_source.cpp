@@ -30,6 +30,12 @@ TensorSource renamed_source(const TensorSource& base, const std::vector<Rename>&
           [base, to_base](const std::string& n) { return base.file_name(to_base(n)); }};
 }
 
+TensorSource overlay_source(const TensorSource& over, const TensorSource& base) {
+  return {over.path + " over " + base.path, [over, base](const std::string& n) { return over.has(n) || base.has(n); },
+          [over, base](const std::string& n) { return over.has(n) ? over.get(n) : base.get(n); },
+          [over, base](const std::string& n) { return over.has(n) ? over.file_name(n) : base.file_name(n); }};
+}
+
 Tensor TensorReader::get(const std::string& name, const Shape& shape, bool required) const {
   if (name.empty() || !s.has(name)) {
     if (required) fail(what, ": ", s.path, ": missing tensor '", name, "'");

@@ -159,11 +159,7 @@ std::unique_ptr<LanguageModel> load_gguf(const io::GgufFile& f) {
 
 std::unique_ptr<LanguageModel> load_gguf(const io::GgufFile& f, const io::TensorSource& over) {
   const Family& fam = family_by_arch(f.get_string(io::gguf::key::kArchitecture), f.path());
-  io::TensorSource s = gguf_source(f);
-  s.path = over.path + " over " + f.path();
-  s.has = [base = s.has, over](const std::string& n) { return over.has(n) || base(n); };
-  s.get = [base = s.get, over](const std::string& n) { return over.has(n) ? over.get(n) : base(n); };
-  return detail::make_model(fam.gguf_config(f), s, detail::gguf_names(), fam.layout);
+  return detail::make_model(fam.gguf_config(f), io::overlay_source(over, gguf_source(f)), detail::gguf_names(), fam.layout);
 }
 
 template <class F>

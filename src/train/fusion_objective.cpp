@@ -35,7 +35,15 @@ class FusionObjective final : public Objective {
     OCELLUS_CHECK(io::is_file(vae_cfg), "train: ", r.path, ": 'vae' ", r.vae, " has no config.json (a folder from a 'vae' recipe)");
     vc_ = gen::parse_vae_config(io::read_text_file(vae_cfg), vae_cfg);
     read_data();
-    model_ = std::make_unique<gen::TrainableFusion>(c_, base_, vc_, r.seed);
+    if (r.init.empty()) {
+      model_ = std::make_unique<gen::TrainableFusion>(c_, base_, vc_, r.seed);
+    } else {  // a further stage: the weights a former one trained
+      const std::string st_path = r.init + "/model.safetensors";
+      OCELLUS_CHECK(io::is_file(st_path), "train: ", r.path, ": 'init' ", r.init, " has no model.safetensors (a fusion model folder)");
+      const io::SafetensorsModel st = io::SafetensorsModel::open(st_path);
+      const io::TensorSource src = io::safetensors_source(st, st_path);
+      model_ = std::make_unique<gen::TrainableFusion>(c_, base_, vc_, r.seed, &src);
+    }
     for (const ag::Var& p : model_->params()) p->requires_grad = r.trains(p->name);
     encode_latents();
   }

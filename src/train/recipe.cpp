@@ -24,7 +24,7 @@ Recipe parse_recipe(const std::string& text, const std::string& path) {
       "base", "data", "images", "cache", "chat_template", "skip_bad_records", "trainable", "groups", "lr",
       "weight_decay", "beta1", "beta2", "eps", "clip", "warmup", "min_lr_ratio", "steps", "batch", "max_len",
       "seed", "out", "checkpoint_every", "keep", "lora", "tower_from", "micro_batch_tokens", "objective", "siglip", "ignore_images", "loss", "min_turns",
-      "model", "kl_weight", "labels", "vae", "image_loss_weight", "cfg_dropout", "understanding"};
+      "model", "kl_weight", "labels", "vae", "image_loss_weight", "cfg_dropout", "understanding", "init"};
   for (const auto& [k, v] : j.items())
     OCELLUS_CHECK(kKeys.count(k), "recipe: ", path, ": unknown key '", k, "'");
   Recipe r;
@@ -84,6 +84,8 @@ Recipe parse_recipe(const std::string& text, const std::string& path) {
   r.labels = str("labels", r.objective == "classifier", true);
   r.kl_weight = num("kl_weight", r.kl_weight, 0, 1e6);
   r.vae = str("vae", r.objective == "fusion", true);
+  r.init = str("init", false, true);
+  OCELLUS_CHECK(r.init.empty() || r.objective == "fusion", "recipe: ", path, ": 'init' (a model folder to start from) belongs to a 'fusion' recipe");
   r.image_loss_weight = num("image_loss_weight", r.image_loss_weight, 0, 1e6);
   r.cfg_dropout = num("cfg_dropout", r.cfg_dropout, 0, 1);
   r.understanding = num("understanding", r.understanding, 0, 1);

@@ -107,6 +107,17 @@ TEST(FusionObjective, TrainsTheImageSideOnlyAndExportsAFolderThatDraws) {
   const io::ImageRgb8 img = io::load_image(png);
   EXPECT_EQ(img.width, 8);
   EXPECT_EQ(img.height, 8);
+  // A further stage starts from the folder ('init'): at learning rate 0 it exports what it read.
+  json more = json::parse(io::read_text_file(run.recipe));
+  more["init"] = r.model_dir, more["out"] = run.root + "/more", more["lr"] = 0, more["steps"] = 2, more["seed"] = 9;
+  const train::TrainResult r2 = train::run_recipe(train::read_recipe(write_json(run.root + "/more.json", more)), train::Start::Fresh);
+  const io::SafetensorsModel st2 = io::SafetensorsModel::open(r2.model_dir + "/model.safetensors");
+  ASSERT_EQ(st2.names(), st.names());
+  for (const std::string& n : st.names()) EXPECT_EQ(rel_err(st2.tensor(n), st.tensor(n)), 0.0) << n;
+  more["init"] = run.root + "/nothing_here";
+  EXPECT_NE(error_of([&] { train::run_recipe(train::read_recipe(write_json(run.root + "/bad.json", more)), train::Start::Overwrite); })
+                .find("'init'"),
+            std::string::npos);
 }
 
 TEST(FusionObjective, RecipesAndTheVerbRefuseBadInputByName) {

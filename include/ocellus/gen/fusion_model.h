@@ -83,8 +83,11 @@ struct FusionSample {
 class TrainableFusion {
  public:
   // From the base (its layers copied into the image modules; BOI, EOI and the U-Net new, from
-  // seed). Every parameter requires a gradient; the caller freezes what does not train.
-  TrainableFusion(const FusionConfig& c, const io::GgufFile& base, const VaeConfig& vae, uint64_t seed);
+  // seed), or with `init` (a model folder's model.safetensors) from a trained model: its image
+  // side, and its text where it holds text. Every parameter requires a gradient; the caller
+  // freezes what does not train.
+  TrainableFusion(const FusionConfig& c, const io::GgufFile& base, const VaeConfig& vae, uint64_t seed,
+                  const io::TensorSource* init = nullptr);
   const FusionConfig& config() const { return c_; }
   const lm::LmConfig& lm_config() const { return lc_; }
   const UNetConfig& unet_config() const { return u_; }

@@ -34,6 +34,9 @@ struct Rename {
   std::string prefix, base_prefix;
 };
 TensorSource renamed_source(const TensorSource& base, const std::vector<Rename>& rules);
+// The tensors of `over`, and those of `base` it does not have (a model saved as the tensors that
+// changed, over the file it started from).
+TensorSource overlay_source(const TensorSource& over, const TensorSource& base);
 
 // Reads tensors of known shape: a missing required tensor or a wrong shape is an error naming
 // `what` (the component), the file and the tensor; a missing optional one (or an empty name)

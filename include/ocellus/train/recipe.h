@@ -31,6 +31,7 @@ struct Recipe {
   SiglipOptions siglip;
   std::string model_config;         // "model": the new model's config.json (vae, classifier, fusion), as JSON text
   std::string vae;                  // fusion: the VAE folder whose latents it diffuses
+  std::string init;                 // fusion: a model folder whose trained weights start the run (a further stage)
   double image_loss_weight = 5;     // fusion: λ, the noise MSE's weight against the text's cross-entropy
   double cfg_dropout = 0.1;         // fusion: the fraction of generation samples whose caption is dropped
   double understanding = 0.5;       // fusion: the fraction of samples that read the image (the rest draw it)
