@@ -5,7 +5,7 @@
 # U-Net at each end, over the latents of a small VAE trained first.
 #   data (shared with scripts/train_fashion.sh) -> 0. VAE on the training scenes -> 1. LlamaFusion
 #   on the training scenes and their captions (caption -> image and image -> caption) -> 2. a
-#   second cycle from stage 1's model -> the judge:
+#   second cycle from stage 1's model -> 3. a third, lower one -> the judge:
 #   a Fashion-MNIST classifier on the 60k training photos, for the evaluation -> evaluation on
 #   held-out test captions and scenes -> models/fashion-fusion.
 # Each stage is one `ocellus train --recipe recipes/fusion/...` call; a finished stage is
@@ -30,18 +30,20 @@ say "stage 1: LlamaFusion: image modules beside the frozen language model of mod
 stage recipes/fusion/1-fusion.json "$F/fusion"
 say "stage 2: 6000 more steps from stage 1's model (a second cosine cycle, fewer understanding samples)"
 stage recipes/fusion/2-fusion-more.json "$F/fusion-more"
+say "stage 3: 3000 more steps from stage 2's model (a third, lower cycle)"
+stage recipes/fusion/3-fusion-third.json "$F/fusion-third"
 say "the judge: a Fashion-MNIST classifier on the 60k training photos"
 stage recipes/fusion/judge.json "$F/judge"
 say "evaluation on held-out test captions and scenes"
-$O eval-fusion -m "$F/fusion-more/model" --judge "$F/judge/model" --data "$W/data/test_captions.json" --images "$W/data" \
+$O eval-fusion -m "$F/fusion-third/model" --judge "$F/judge/model" --data "$W/data/test_captions.json" --images "$W/data" \
   -o "$F/eval.json" | tee "$F/eval.txt"
 if [ "${1:-}" != "--no-install" ]; then
   D=models/fashion-fusion
   mkdir -p "$D/vae"
-  cp "$F/fusion-more/model/model.safetensors" "$D/"
-  cp "$F/fusion-more/model/vae/config.json" "$F/fusion-more/model/vae/model.safetensors" "$D/vae/"
+  cp "$F/fusion-third/model/model.safetensors" "$D/"
+  cp "$F/fusion-third/model/vae/config.json" "$F/fusion-third/model/vae/model.safetensors" "$D/vae/"
   # The base is the bundled VLM's language model, beside this folder.
-  sed 's|"base": ".*"|"base": "../fashion-vlm/model.gguf"|' "$F/fusion-more/model/config.json" > "$D/config.json"
+  sed 's|"base": ".*"|"base": "../fashion-vlm/model.gguf"|' "$F/fusion-third/model/config.json" > "$D/config.json"
   cp "$F/eval.txt" "$D/eval.txt"
   $O generate-image -m "$D" -p "a sneaker in the top left and a bag in the bottom right" -o "$D/example.png"
   echo "installed $D (config.json, model.safetensors, vae/, eval.txt, example.png)"
