@@ -379,8 +379,7 @@ void FusionModel::push_image(const Tensor& latent, lm::KvCache& cache) const {
 }
 
 Tensor FusionModel::encode(const Tensor& images) const {
-  const Tensor m = vae_encode(nn::Infer{}, vc_, vae_, images);
-  return ops::scale(m.slice(3, 0, vc_.latent_channels).contiguous(), float(vc_.scaling_factor));
+  return vae_latents(vc_, vae_, images);
 }
 
 Tensor FusionModel::decode(const Tensor& latents) const {

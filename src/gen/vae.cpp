@@ -7,6 +7,7 @@
 
 #include "ocellus/core/error.h"
 #include "ocellus/io/json.h"
+#include "ocellus/ops/elementwise.h"
 
 namespace ocellus::gen {
 
@@ -140,6 +141,11 @@ ag::Var vae_loss(const VaeConfig& c, const Vae<nn::Train>& w, const Tensor& imag
   if (recon) *recon = r->value.data<float>()[0];
   if (kl) *kl = k->value.data<float>()[0];
   return ag::add(r, ag::scale(k, kl_weight));
+}
+
+Tensor vae_latents(const VaeConfig& c, const Vae<nn::Infer>& w, const Tensor& images) {
+  const Tensor m = vae_encode(nn::Infer{}, c, w, images);
+  return ops::scale(m.slice(3, 0, c.latent_channels).contiguous(), float(c.scaling_factor));
 }
 
 template Vae<nn::Infer> load_vae(const nn::Maker<nn::Infer>&, const VaeConfig&);

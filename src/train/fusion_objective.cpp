@@ -142,13 +142,12 @@ class FusionObjective final : public Objective {
     const io::SafetensorsModel st = io::SafetensorsModel::open(r_.vae + "/model.safetensors");
     const gen::Vae<nn::Infer> vae = gen::load_vae(nn::file_maker(io::safetensors_source(st, r_.vae + "/model.safetensors"), "vae"), vc_);
     sched_ = gen::NoiseSchedule(c_.train_steps, c_.beta_start, c_.beta_end);
-    const int64_t n = images_.dim(0), z = vc_.latent_channels;
+    const int64_t n = images_.dim(0);
     std::vector<Tensor> parts;
     ProgressLine progress;
     for (int64_t a = 0; a < n; a += 64) {
       const int64_t b = std::min(n, a + 64);
-      const Tensor m = gen::vae_encode(nn::Infer{}, vc_, vae, images_.slice(0, a, b).contiguous());
-      parts.push_back(ops::scale(m.slice(3, 0, z).contiguous(), float(vc_.scaling_factor)));
+      parts.push_back(gen::vae_latents(vc_, vae, images_.slice(0, a, b).contiguous()));
       progress.update(b, n, "train: latents of the images by the VAE");
     }
     latents_ = ops::concat(parts, 0);

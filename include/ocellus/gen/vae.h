@@ -58,6 +58,8 @@ Vae<F> load_vae(const nn::Maker<F>& mk, const VaeConfig& c);
 // images [B, S, S, C] -> the posterior's moments [B, h, h, 2·latent] (mean, then log-variance).
 template <class F>
 typename F::V vae_encode(const F& f, const VaeConfig& c, const Vae<F>& w, const typename F::V& images);
+// images [B, S, S, C] -> the latents diffusion runs on: the posterior's mean times scaling_factor.
+Tensor vae_latents(const VaeConfig& c, const Vae<nn::Infer>& w, const Tensor& images);
 // latents [B, h, h, latent] -> images [B, S, S, C].
 template <class F>
 typename F::V vae_decode(const F& f, const VaeConfig& c, const Vae<F>& w, const typename F::V& latents);
