@@ -80,9 +80,15 @@ inline std::string error_of(const std::function<void()>& f) {
   return "(no error)";
 }
 
-// A path in the test temporary folder, unique to this process.
+// A path in the test temporary folder, unique to this process: the pid and a token drawn once per
+// process, because pids are reused and an earlier process's leftovers (a CI machine runs the suite
+// more than once) must never be read as this one's.
 inline std::string temp_path(const std::string& name) {
-  return ::testing::TempDir() + "ocellus_" + std::to_string(::getpid()) + "_" + name;
+  static const std::string token = [] {
+    std::random_device rd;
+    return std::to_string(::getpid()) + "_" + std::to_string(rd() % 1000000);
+  }();
+  return ::testing::TempDir() + "ocellus_" + token + "_" + name;
 }
 
 }  // namespace ocellus::test

@@ -72,7 +72,7 @@ CnnJudge::CnnJudge(const std::string& dir) {
                 kCellSide, " px grey photos of 10 classes");
   OCELLUS_CHECK(io::is_file(dir + "/model.safetensors"), what, ": no model.safetensors (a classifier folder holds its weights there)");
   st_ = std::make_unique<io::SafetensorsModel>(io::SafetensorsModel::open(dir + "/model.safetensors"));
-  w_ = vision::load_cnn_classifier(nn::file_maker(io::safetensors_source(*st_, dir + "/model.safetensors"), "judge"), c_);
+  w_ = vision::load_cnn_classifier(nn::f32_file_maker(io::safetensors_source(*st_, dir + "/model.safetensors"), "judge"), c_);
 }
 
 CnnJudge::~CnnJudge() = default;

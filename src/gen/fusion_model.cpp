@@ -296,13 +296,13 @@ ag::Var TrainableFusion::loss(const std::vector<FusionSample>& batch, float imag
   return total;
 }
 
-void TrainableFusion::save(const std::string& dir, const FusionConfig& as_written) const {
+void TrainableFusion::save(const std::string& dir, const FusionConfig& as_written, DType dtype) const {
   std::vector<std::pair<std::string, Tensor>> tensors;
   for (const ag::Var& p : params_)
     if (p->name.starts_with("image.") || p->requires_grad) tensors.emplace_back(p->name, p->value);
   fs::create_directories(dir);
   io::write_text_file_atomically(dir + "/config.json", fusion_config_json(as_written));
-  io::write_safetensors(dir + "/model.safetensors", tensors);
+  io::write_safetensors(dir + "/model.safetensors", io::matrices_as(std::move(tensors), dtype));
 }
 
 // ---- inference -----------------------------------------------------------------------------------
@@ -345,10 +345,10 @@ FusionModel::FusionModel(const std::string& dir) : c_(read_fusion_config(dir)) {
   st_ = std::make_unique<io::SafetensorsModel>(io::SafetensorsModel::open(dir + "/model.safetensors"));
   vc_ = parse_vae_config(io::read_text_file(vae + "/config.json"), vae + "/config.json");
   vae_st_ = std::make_unique<io::SafetensorsModel>(io::SafetensorsModel::open(vae + "/model.safetensors"));
-  vae_ = load_vae(nn::file_maker(io::safetensors_source(*vae_st_, vae + "/model.safetensors"), "vae"), vc_);
+  vae_ = load_vae(nn::f32_file_maker(io::safetensors_source(*vae_st_, vae + "/model.safetensors"), "vae"), vc_);
   u_ = c_.unet(vc_, lm_->config().n_embd);
   sched_ = NoiseSchedule(c_.train_steps, c_.beta_start, c_.beta_end);
-  const nn::Maker<nn::Infer> mk = nn::file_maker(io::safetensors_source(*st_, dir + "/model.safetensors"), "fusion");
+  const nn::Maker<nn::Infer> mk = nn::f32_file_maker(io::safetensors_source(*st_, dir + "/model.safetensors"), "fusion");
   w_ = load_fusion_weights(mk, mk, c_, u_, lm_->config(), lm_->weights());
 }
 

@@ -233,6 +233,12 @@ Tensor safetensors_storable(const Tensor& t) {
   return t.dtype() == DType::F32 || t.dtype() == DType::F16 || t.dtype() == DType::BF16 ? t : t.to(DType::F32);
 }
 
+std::vector<std::pair<std::string, Tensor>> matrices_as(std::vector<std::pair<std::string, Tensor>> tensors, DType dtype) {
+  for (auto& [name, t] : tensors)
+    if (t.ndim() >= 2 && t.dtype() != dtype) t = t.to(dtype);
+  return tensors;
+}
+
 void write_safetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
                        const std::map<std::string, std::string>& metadata) {
   ordered_json h = ordered_json::object();

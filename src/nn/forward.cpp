@@ -95,6 +95,15 @@ Maker<Infer> file_maker(const io::TensorSource& s, const std::string& what) {
   return m;
 }
 
+Maker<Infer> f32_file_maker(const io::TensorSource& s, const std::string& what) {
+  Maker<Infer> m = file_maker(s, what);
+  m.tensor = [t = m.tensor](const std::string& name, const Shape& shape, bool required) {
+    const Tensor x = t(name, shape, required);
+    return x.defined() && x.dtype() != DType::F32 ? x.to(DType::F32) : x;
+  };
+  return m;
+}
+
 Maker<Train> param_maker(const io::TensorSource& s, const std::string& what, std::vector<ag::Var>* params,
                          std::map<std::string, std::string>* file_names) {
   const Maker<Infer> file = file_maker(s, what);

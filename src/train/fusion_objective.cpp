@@ -91,7 +91,7 @@ class FusionObjective final : public Objective {
       fs::copy_file(r_.vae + "/" + f, res.model_dir + "/vae/" + f, fs::copy_options::overwrite_existing);
     c.vae = "vae";
     c.base = fs::relative(fs::absolute(r_.base), fs::absolute(res.model_dir)).string();
-    model_->save(res.model_dir, c);
+    model_->save(res.model_dir, c, r_.export_dtype);
   }
 
  private:
@@ -140,7 +140,7 @@ class FusionObjective final : public Objective {
   // The latents of every image by the frozen VAE (the posterior's mean, scaled), once.
   void encode_latents() {
     const io::SafetensorsModel st = io::SafetensorsModel::open(r_.vae + "/model.safetensors");
-    const gen::Vae<nn::Infer> vae = gen::load_vae(nn::file_maker(io::safetensors_source(st, r_.vae + "/model.safetensors"), "vae"), vc_);
+    const gen::Vae<nn::Infer> vae = gen::load_vae(nn::f32_file_maker(io::safetensors_source(st, r_.vae + "/model.safetensors"), "vae"), vc_);
     sched_ = gen::NoiseSchedule(c_.train_steps, c_.beta_start, c_.beta_end);
     const int64_t n = images_.dim(0);
     std::vector<Tensor> parts;

@@ -63,11 +63,12 @@ ImageSet record_images(const Recipe& r, int64_t channels) {
   return set;
 }
 
-// Writes the model folder: config.json and model.safetensors (atomically each).
-void write_model_folder(const std::string& dir, const std::string& config_json, const std::vector<ag::Var>& params) {
+// Writes the model folder: config.json and model.safetensors (atomically each), the matrices and
+// kernels at `dtype`.
+void write_model_folder(const std::string& dir, const std::string& config_json, const std::vector<ag::Var>& params, DType dtype) {
   std::filesystem::create_directories(dir);
   io::write_text_file_atomically(dir + "/config.json", config_json);
-  io::write_safetensors(dir + "/model.safetensors", ag::named_values(params));
+  io::write_safetensors(dir + "/model.safetensors", io::matrices_as(ag::named_values(params), dtype));
 }
 
 // Standard normal noise for a step's samples, drawn from the seed, the step and the samples, so
@@ -120,7 +121,7 @@ class VaeObjective final : public Objective {
     const double var = ss / double(n) - (s / double(n)) * (s / double(n));
     c.scaling_factor = var > 0 ? 1.0 / std::sqrt(var) : 1.0;
     res.model_dir = out + "/model";
-    write_model_folder(res.model_dir, gen::vae_config_json(c), params_);
+    write_model_folder(res.model_dir, gen::vae_config_json(c), params_, r_.export_dtype);
   }
 
  private:
@@ -135,7 +136,7 @@ class VaeObjective final : public Objective {
 class ClassifierObjective final : public Objective {
  public:
   explicit ClassifierObjective(const Recipe& r)
-      : c_(vision::parse_cnn_config(r.model_config.empty() ? "{}" : r.model_config, r.path)) {
+      : c_(vision::parse_cnn_config(r.model_config.empty() ? "{}" : r.model_config, r.path)), dtype_(r.export_dtype) {
     const data::FashionSplit s = data::read_fashion_split(r.data, r.labels);
     OCELLUS_CHECK(c_.in_channels == 1 && c_.image_size == 28 && c_.n_classes >= 10, "train: ", r.path, ": the photos are 28x28 ",
                   "grayscale in 10 classes; the classifier reads ", c_.image_size, " px, ", c_.in_channels, " channel(s), ",
@@ -167,11 +168,12 @@ class ClassifierObjective final : public Objective {
 
   void export_model(const std::string& out, TrainResult& res) const override {
     res.model_dir = out + "/model";
-    write_model_folder(res.model_dir, vision::cnn_config_json(c_), params_);
+    write_model_folder(res.model_dir, vision::cnn_config_json(c_), params_, dtype_);
   }
 
  private:
   const vision::CnnConfig c_;
+  const DType dtype_;  // the exported model's matrices and kernels
   ImageSet images_;
   std::vector<int32_t> labels_;
   std::vector<ag::Var> params_;

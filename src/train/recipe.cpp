@@ -24,7 +24,7 @@ Recipe parse_recipe(const std::string& text, const std::string& path) {
       "base", "data", "images", "cache", "chat_template", "skip_bad_records", "trainable", "groups", "lr",
       "weight_decay", "beta1", "beta2", "eps", "clip", "warmup", "min_lr_ratio", "steps", "batch", "max_len",
       "seed", "out", "checkpoint_every", "keep", "lora", "tower_from", "micro_batch_tokens", "objective", "siglip", "ignore_images", "loss", "min_turns",
-      "model", "kl_weight", "labels", "vae", "image_loss_weight", "cfg_dropout", "understanding", "init"};
+      "model", "kl_weight", "labels", "vae", "image_loss_weight", "cfg_dropout", "understanding", "init", "export_dtype"};
   for (const auto& [k, v] : j.items())
     OCELLUS_CHECK(kKeys.count(k), "recipe: ", path, ": unknown key '", k, "'");
   Recipe r;
@@ -80,6 +80,12 @@ Recipe parse_recipe(const std::string& text, const std::string& path) {
     OCELLUS_CHECK((fresh || r.objective == "fusion") && j["model"].is_object(), "recipe: ", path,
                   ": 'model' (an object: the new model's config) belongs to a 'vae', 'classifier' or 'fusion' recipe");
     r.model_config = j["model"].dump();
+  }
+  if (j.contains("export_dtype")) {
+    const std::string d = str("export_dtype", false, false);
+    OCELLUS_CHECK(fresh || r.objective == "fusion", "recipe: ", path, ": 'export_dtype' belongs to a 'vae', 'classifier' or 'fusion' recipe");
+    OCELLUS_CHECK(d == "f32" || d == "f16" || d == "bf16", "recipe: ", path, ": 'export_dtype' must be \"f32\", \"f16\" or \"bf16\"");
+    r.export_dtype = dtype_from_name(d);
   }
   r.labels = str("labels", r.objective == "classifier", true);
   r.kl_weight = num("kl_weight", r.kl_weight, 0, 1e6);

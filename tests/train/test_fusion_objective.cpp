@@ -64,7 +64,7 @@ FusionRun prepare(const std::string& name) {
   const std::string data = write_scenes(r.root);
   const json vae = {{"objective", "vae"}, {"data", data}, {"images", r.root + "/img"}, {"out", r.root + "/vae"},
                     {"model", {{"block_out_channels", {8, 8}}, {"latent_channels", 2}, {"norm_num_groups", 4}, {"sample_size", 8}}},
-                    {"lr", 3e-3}, {"steps", 20}, {"batch", 8}, {"seed", 3}};
+                    {"lr", 3e-3}, {"steps", 20}, {"batch", 8}, {"seed", 3}, {"export_dtype", "f16"}};
   train::run_recipe(train::read_recipe(write_json(r.root + "/vae.json", vae)), train::Start::Fresh);
   model::SynthOptions o;
   o.dtype = DType::F32;
@@ -99,6 +99,9 @@ TEST(FusionObjective, TrainsTheImageSideOnlyAndExportsAFolderThatDraws) {
   const io::SafetensorsModel st = io::SafetensorsModel::open(r.model_dir + "/model.safetensors");
   for (const std::string& n : st.names()) EXPECT_TRUE(n.starts_with("image.")) << n;
   EXPECT_TRUE(st.has("image.blk.0.attn_q.weight") && st.has("image.unet.conv_in.weight") && st.has("image.boi"));
+  // The VAE was exported at f16 (its recipe's export_dtype): kernels 16-bit, norms and biases f32.
+  const io::SafetensorsModel vae = io::SafetensorsModel::open(r.model_dir + "/vae/model.safetensors");
+  for (const std::string& n : vae.names()) EXPECT_EQ(vae.info(n).dtype, vae.tensor(n).ndim() >= 2 ? "F16" : "F32") << n;
   // It draws through the verb.
   const std::string png = run.root + "/drawn.png";
   const CliResult g = run_cli("generate-image -m '" + r.model_dir + "' -p 'a square in the top left' -o '" + png + "' --steps 3");
@@ -128,6 +131,10 @@ TEST(FusionObjective, RecipesAndTheVerbRefuseBadInputByName) {
   EXPECT_NE(err({{"objective", "fusion"}, {"base", "b.gguf"}, {"vae", "v"}, {"data", "d"}, {"out", "o"}, {"understanding", 2}})
                 .find("'understanding'"),
             std::string::npos);
+  EXPECT_NE(err({{"objective", "fusion"}, {"base", "b.gguf"}, {"vae", "v"}, {"data", "d"}, {"out", "o"}, {"export_dtype", "q4_0"}})
+                .find("'export_dtype' must be"),
+            std::string::npos);
+  EXPECT_NE(err({{"base", "b"}, {"data", "d"}, {"out", "o"}, {"export_dtype", "f16"}}).find("'export_dtype' belongs to"), std::string::npos);
   // The verb: each error one line, before any work.
   const std::string dir = root + "/not_fusion";
   std::filesystem::create_directories(dir);

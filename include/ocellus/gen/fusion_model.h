@@ -106,8 +106,8 @@ class TrainableFusion {
   ag::Var loss(const std::vector<FusionSample>& batch, float image_weight, float* ce = nullptr, float* mse = nullptr) const;
 
   // Writes the model folder: config.json (base and vae as given) and model.safetensors with the
-  // image side and every text parameter that trains.
-  void save(const std::string& dir, const FusionConfig& as_written) const;
+  // image side and every text parameter that trains, matrices and kernels at `dtype`.
+  void save(const std::string& dir, const FusionConfig& as_written, DType dtype = DType::F32) const;
 
  private:
   struct Rows;

@@ -66,6 +66,10 @@ class SafetensorsModel {
 // A tensor as safetensors holds it: f32 / f16 / bf16 as they are, block-quantized dequantized to f32.
 Tensor safetensors_storable(const Tensor& t);
 
+// The tensors with those of two or more dimensions (matrices, kernels) converted to `dtype`; norms
+// and biases stay f32, as GGUF files keep them. For models saved at 16 bits.
+std::vector<std::pair<std::string, Tensor>> matrices_as(std::vector<std::pair<std::string, Tensor>> tensors, DType dtype);
+
 // Writes tensors (F32 / F16 / BF16, in the order given) with optional string metadata.
 void write_safetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
                        const std::map<std::string, std::string>& metadata = {});

@@ -163,6 +163,10 @@ std::pair<typename F::P, typename F::P> weight_and_bias(const Maker<F>& mk, cons
 // Inference weights from a file (GGUF or safetensors): matrices prepared as they are stored,
 // vectors f32. Errors start with `what` and name the file and the tensor.
 Maker<Infer> file_maker(const io::TensorSource& s, const std::string& what);
+// file_maker with every tensor (kernels, markers, embeddings; not the matrices, which compute at
+// any dtype) read as f32: for the image models, whose convolutions run in f32 and whose files may
+// store them at 16 bits (a recipe's export_dtype).
+Maker<Infer> f32_file_maker(const io::TensorSource& s, const std::string& what);
 // Training weights from a file: each tensor read an f32 parameter under the name asked, appended
 // to *params, its name in the file recorded in *file_names (export writes it back there); an
 // absent optional tensor is null.

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "ocellus/core/dtype.h"
 #include "ocellus/data/llava_json.h"
 
 namespace ocellus::train {
@@ -36,6 +37,7 @@ struct Recipe {
   double cfg_dropout = 0.1;         // fusion: the fraction of generation samples whose caption is dropped
   double understanding = 0.5;       // fusion: the fraction of samples that read the image (the rest draw it)
   double kl_weight = 1e-4;          // vae: the KL term's weight against the reconstruction MSE
+  DType export_dtype = DType::F32;  // vae, classifier, fusion: the exported model's matrices and kernels (f32, f16, bf16)
   std::string labels;               // classifier: the labels (IDX) of the images in 'data' (IDX)
   std::string base;                 // Hugging Face LLaVA folder: initial weights, config, tokenizer (fusion: a GGUF text model)
   std::string data, images;         // LLaVA JSON and its image folder
