@@ -1,5 +1,5 @@
 # Shared by scripts/train_fashion.sh and scripts/ablate_fashion.sh (sourced, not run).
-O=./build/ocellus
+O=${OCELLUS:-./build/ocellus}  # OCELLUS=path: another build of the tool (one copied aside while the tree rebuilds)
 W=runs/fashion
 # OpenBLAS's GEMM kernels are whatever the environment chose: machines set OPENBLAS_CORETYPE because
 # older OpenBLAS builds compute wrong results or crash on some newer CPUs, so nothing here overrides
@@ -27,4 +27,13 @@ current_cache() {  # a feature cache that exists and records the tower that made
 evaluate() {  # stage folder, report name[, questions: test_eval.json (the default) or val_eval.json]
   $O eval -m "$1/gguf/model.gguf" --mmproj "$1/gguf/mmproj.gguf" --questions "$W/data/${3:-test_eval.json}" --images "$W/data" \
     --max-tokens 40 -o "$W/$2.json" | tee "$W/$2.txt"
+}
+text_pretraining() {  # the vocabulary, the random init and stage 0, the text-only language model (both pipelines start here)
+  say "vocabulary: byte-level BPE learned from the training text"
+  [ -f "$W/tokenizer/tokenizer.json" ] || $O train-tokenizer -o "$W/tokenizer/tokenizer.json" --vocab-size 512 \
+    --special "<|endoftext|>" "<|im_start|>" "<|im_end|>" --eos "<|endoftext|>" "$W/data/train_text.txt"
+  say "init: llama 256 x 4 layers, SigLIP-style tower 56 px / 14 px patches, 128 x 4 layers, MLP connector"
+  [ -f "$W/init/config.json" ] || $O init -o "$W/init" --tokenizer "$W/tokenizer/tokenizer.json" "${INIT_ARGS[@]}"
+  say "stage 0: language-model pretraining: the training conversations as reading comprehension (description in words, then the questions)"
+  stage recipes/fashion/0-text.json "$W/text"
 }

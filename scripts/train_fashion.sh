@@ -24,13 +24,7 @@ mkdir -p "$W"
 
 say "data: 20000 training scenes (60k training photos), 500 test scenes (10k test photos), 500 validation scenes (training photos no training scene shows)"
 [ -f "$W/data/val_eval.json" ] || $O data fashion-vqa -o "$W/data" --train-scenes 20000 --test-scenes 500 --val-scenes 500 --seed 1
-say "vocabulary: byte-level BPE learned from the training text"
-[ -f "$W/tokenizer/tokenizer.json" ] || $O train-tokenizer -o "$W/tokenizer/tokenizer.json" --vocab-size 512 \
-  --special "<|endoftext|>" "<|im_start|>" "<|im_end|>" --eos "<|endoftext|>" "$W/data/train_text.txt"
-say "init: llama 256 x 4 layers, SigLIP-style tower 56 px / 14 px patches, 128 x 4 layers, MLP connector"
-[ -f "$W/init/config.json" ] || $O init -o "$W/init" --tokenizer "$W/tokenizer/tokenizer.json" "${INIT_ARGS[@]}"
-say "stage 0: language-model pretraining: the training conversations as reading comprehension (description in words, then the questions)"
-stage recipes/fashion/0-text.json "$W/text"
+text_pretraining
 say "stage 1a: SigLIP pretraining of the tower on scene / caption pairs"
 stage recipes/fashion/1-siglip.json "$W/siglip"
 say "embedding cache: the frozen tower over every training image"

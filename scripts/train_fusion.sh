@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Builds the bundled image generator (models/fashion-fusion) as LlamaFusion does, on the
-# Fashion-MNIST scenes of the bundled VLM: the VLM's language model (models/fashion-vlm/model.gguf)
-# stays frozen; beside each of its layers an image module of the same shapes trains, with a
-# U-Net at each end, over the latents of a small VAE trained first.
-#   data (shared with scripts/train_fashion.sh) -> 0. VAE on the training scenes -> 1. LlamaFusion
+# Fashion-MNIST scenes of the bundled VLM: a text-only language model (stage 0 of
+# scripts/train_fashion.sh, the bundled VLM's start) stays frozen; beside each of its layers an
+# image module of the same shapes trains, with a U-Net at each end, over the latents of a small
+# VAE trained first.
+#   data and the text-only language model (shared with scripts/train_fashion.sh) -> the VAE on
+#   the training scenes -> 1. LlamaFusion
 #   on the training scenes and their captions (caption -> image and image -> caption) -> 2. a
 #   second cycle from stage 1's model -> 3. a third, lower one -> the judge:
 #   a Fashion-MNIST classifier on the 60k training photos, for the evaluation -> evaluation on
@@ -24,9 +26,12 @@ mkdir -p "$W" "$F"
 
 say "data: the bundled VLM's scenes (20000 training, 500 test, 500 validation)"
 [ -f "$W/data/val_eval.json" ] || $O data fashion-vqa -o "$W/data" --train-scenes 20000 --test-scenes 500 --val-scenes 500 --seed 1
-say "stage 0: the VAE (56 px scenes -> 14 x 14 x 4 latents)"
+text_pretraining
+say "the frozen base: stage 0's language model at f16 (the file that ships)"
+[ -f "$F/base.gguf" ] || $O quantize "$W/text/gguf/model.gguf" "$F/base.gguf" f16
+say "the VAE (56 px scenes -> 14 x 14 x 4 latents)"
 stage recipes/fusion/0-vae.json "$F/vae"
-say "stage 1: LlamaFusion: image modules beside the frozen language model of models/fashion-vlm"
+say "stage 1: LlamaFusion: image modules beside the frozen text-only language model"
 stage recipes/fusion/1-fusion.json "$F/fusion"
 say "stage 2: 6000 more steps from stage 1's model (a second cosine cycle, fewer understanding samples)"
 stage recipes/fusion/2-fusion-more.json "$F/fusion-more"
@@ -42,10 +47,11 @@ if [ "${1:-}" != "--no-install" ]; then
   mkdir -p "$D/vae"
   cp "$F/fusion-third/model/model.safetensors" "$D/"
   cp "$F/fusion-third/model/vae/config.json" "$F/fusion-third/model/vae/model.safetensors" "$D/vae/"
-  # The base is the bundled VLM's language model, beside this folder.
-  sed 's|"base": ".*"|"base": "../fashion-vlm/model.gguf"|' "$F/fusion-third/model/config.json" > "$D/config.json"
+  # The frozen base travels inside the folder: the file it trained beside.
+  cp "$F/base.gguf" "$D/base.gguf"
+  sed 's|"base": ".*"|"base": "base.gguf"|' "$F/fusion-third/model/config.json" > "$D/config.json"
   cp "$F/eval.txt" "$D/eval.txt"
   $O generate-image -m "$D" -p "a sneaker in the top left and a bag in the bottom right" -o "$D/example.png"
-  echo "installed $D (config.json, model.safetensors, vae/, eval.txt, example.png)"
+  echo "installed $D (config.json, base.gguf, model.safetensors, vae/, eval.txt, example.png)"
 fi
 say "done"

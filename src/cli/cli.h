@@ -112,6 +112,7 @@ struct VlmOptions {
 void add_info(CLI::App& app);
 void add_inspect(CLI::App& app);
 void add_synth(CLI::App& app);
+void add_quantize(CLI::App& app);
 void add_tokenize(CLI::App& app);
 void add_train_tokenizer(CLI::App& app);
 void add_generate(CLI::App& app);

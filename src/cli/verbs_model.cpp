@@ -1,7 +1,8 @@
-// The `ocellus` verbs info, inspect and synth: the machine and model files.
+// The `ocellus` verbs info, inspect, synth and quantize: the machine and model files.
 // Each add_* registers one verb; its option values are static: they live as long as the
 // App that parses into them (one per process).
 #include "cli.h"
+#include "ocellus/io/gguf_convert.h"
 
 namespace ocellus::cli {
 
@@ -63,6 +64,21 @@ void add_synth(CLI::App& app) {
     const uint64_t bytes = ocellus::model::write_synth_model(shape, synth_opt, synth_out);
     std::printf("wrote %s: %s (%s), %s weights, %s of tensor data\n", synth_out.c_str(), shape.name.c_str(),
                 shape.description.c_str(), synth_dtype.c_str(), ocellus::io::human_bytes(bytes).c_str());
+  });
+}
+
+void add_quantize(CLI::App& app) {
+  auto* q = app.add_subcommand("quantize", "Write a GGUF file (text model or mmproj) with its weights at another type: F32, F16, BF16, Q8_0");
+  static std::string in, out, type;
+  static bool force = false;
+  q->add_option("input", in, "GGUF file to read (f32, f16 or bf16 weights)")->required()->check(CLI::ExistingFile);
+  q->add_option("output", out, "GGUF file to write")->required();
+  q->add_option("type", type, "F32, F16, BF16 or Q8_0 (as llama-quantize spells them; any case)")->required();
+  q->add_flag("--force", force, "Replace the output file if it exists");
+  q->callback([=] {
+    const ocellus::io::ConvertResult r = ocellus::io::convert_gguf(in, out, ocellus::io::convert_type_from_name(type), force);
+    std::printf("wrote %s: %d tensors at %s, %d as they were; %s of tensor data (was %s)\n", out.c_str(), r.converted, type.c_str(),
+                r.kept, ocellus::io::human_bytes(r.out_bytes).c_str(), ocellus::io::human_bytes(r.in_bytes).c_str());
   });
 }
 
