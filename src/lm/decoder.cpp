@@ -8,6 +8,7 @@
 #include "ocellus/ops/attention.h"
 #include "ocellus/ops/embed.h"
 #include "ocellus/ops/elementwise.h"
+#include "ocellus/ops/shape.h"
 
 namespace ocellus::lm {
 
@@ -46,9 +47,37 @@ void store_rows(Tensor& dst, const Tensor& src, int64_t at, DType type) {
 
 }  // namespace
 
+void KvCache::truncate(int64_t n) {
+  OCELLUS_CHECK(n >= 0 && n <= n_past_, "lm: KV cache truncated to ", n, " of ", n_past_, " positions");
+  n_past_ = n;
+}
+
 Tensor LanguageModel::forward(const Tensor& x_in, KvCache& cache, bool all_logits) const {
-  Tensor x = run_layers(x_in, cache, w_.layers, true, true);
+  Tensor x = run_layers(x_in, {{&cache, x_in.dim(0)}}, w_.layers, true, true);
   if (!all_logits) x = x.slice(0, x.dim(0) - 1, x.dim(0)).contiguous();
+  nn::Infer f;
+  f.ggml_matmul = c_.f32_ggml_order;
+  return decoder_head(f, c_, w_, x);
+}
+
+Tensor LanguageModel::forward_batch(const Tensor& x_in, const std::vector<KvCache*>& caches, const std::vector<int64_t>& counts) const {
+  OCELLUS_CHECK(!caches.empty() && caches.size() == counts.size(), "lm: ", caches.size(), " caches for ", counts.size(), " row counts");
+  std::vector<Segment> seqs;
+  std::vector<int64_t> last;  // each sequence's last row
+  int64_t n = 0;
+  for (size_t i = 0; i < caches.size(); ++i) {
+    OCELLUS_CHECK(counts[i] > 0, "lm: sequence ", i, " of the batch has no rows");
+    seqs.push_back({caches[i], counts[i]});
+    n += counts[i];
+    last.push_back(n - 1);
+  }
+  OCELLUS_CHECK(x_in.ndim() == 2 && x_in.dim(0) == n, "lm: batch input of shape ", x_in.shape().str(), " for ", n, " rows");
+  Tensor x = run_layers(x_in, seqs, w_.layers, true, true);
+  if (int64_t(last.size()) != n) {
+    std::vector<Tensor> rows;
+    for (int64_t r : last) rows.push_back(x.slice(0, r, r + 1));
+    x = ops::concat(rows, 0);
+  }
   nn::Infer f;
   f.ggml_matmul = c_.f32_ggml_order;
   return decoder_head(f, c_, w_, x);
@@ -56,44 +85,62 @@ Tensor LanguageModel::forward(const Tensor& x_in, KvCache& cache, bool all_logit
 
 Tensor LanguageModel::forward_rows(const Tensor& x, KvCache& cache, const std::vector<LayerWeights>& layers, bool keep) const {
   OCELLUS_CHECK(int64_t(layers.size()) == c_.n_layer, "lm: ", layers.size(), " layers given to a model of ", c_.n_layer);
-  return run_layers(x, cache, layers, false, keep);
+  return run_layers(x, {{&cache, x.dim(0)}}, layers, false, keep);
 }
 
-Tensor LanguageModel::run_layers(const Tensor& x_in, KvCache& cache, const std::vector<LayerWeights>& layers, bool causal,
-                                 bool keep) const {
-  const int64_t n = x_in.dim(0), past = cache.n_past();
+Tensor LanguageModel::run_layers(const Tensor& x_in, const std::vector<Segment>& seqs, const std::vector<LayerWeights>& layers,
+                                 bool causal, bool keep) const {
+  const int64_t n = x_in.dim(0);
   OCELLUS_CHECK(x_in.ndim() == 2 && x_in.dim(1) == c_.n_embd, "lm: input of shape ", x_in.shape().str(),
                 ", expected [n, ", c_.n_embd, "]");
-  OCELLUS_CHECK(int64_t(cache.k_.size()) == c_.n_layer, "lm: KV cache made for another model");
-  if (past + n > cache.capacity())
-    fail("lm: ", past, " cached + ", n, " new positions exceed the context of ", cache.capacity(),
-         " (start a new sequence or use a larger context)");
-  std::vector<int32_t> pos(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) pos[size_t(i)] = int32_t(past + i);
+  std::vector<int32_t> pos;
+  std::vector<int64_t> past;
+  for (const Segment& s : seqs) {
+    const KvCache& cache = *s.cache;
+    OCELLUS_CHECK(int64_t(cache.k_.size()) == c_.n_layer, "lm: KV cache made for another model");
+    if (cache.n_past() + s.n > cache.capacity())
+      fail("lm: ", cache.n_past(), " cached + ", s.n, " new positions exceed the context of ", cache.capacity(),
+           " (start a new sequence or use a larger context)");
+    OCELLUS_CHECK(cache.type_ == seqs[0].cache->type_, "lm: a batch over KV caches of different types");
+    past.push_back(cache.n_past());
+    for (int64_t i = 0; i < s.n; ++i) pos.push_back(int32_t(cache.n_past() + i));
+  }
+  const DType kv_type = seqs[0].cache->type_;
   const int64_t hd = c_.head_dim;
   ops::AttentionParams ap;
   ap.scale = c_.prescale_q ? 1.0f : 1.0f / std::sqrt(float(hd));
   ap.causal = causal;
-  ap.f16_probs = cache.type_ == DType::F16;
+  ap.f16_probs = kv_type == DType::F16;
   nn::Infer f;
   f.ggml_matmul = c_.f32_ggml_order;
   f.act_f16 = c_.gelu_f16_table;
 
   Tensor x = x_in;  // [n, n_embd]
   for (int64_t l = 0; l < c_.n_layer; ++l) {
-    // Attention over the cache: this block's keys and values appended, then every position so far.
+    // Attention over each sequence's cache: its rows' keys and values appended, then every
+    // position of that sequence so far.
     auto attend = [&](Tensor q, const Tensor& k, const Tensor& v) {
-      Tensor& kc = cache.k_[size_t(l)];
-      Tensor& vc = cache.v_[size_t(l)];
-      store_rows(kc, k, past, cache.type_);
-      store_rows(vc, v, past, cache.type_);
       if (c_.prescale_q) q = ops::scale(q, 1.0f / std::sqrt(float(hd)));
-      if (cache.type_ == DType::F16) q = q.to(DType::F16).to(DType::F32);
-      return ops::attention(q, kc.slice(0, 0, past + n), vc.slice(0, 0, past + n), ap);  // [n, H, hd]
+      if (kv_type == DType::F16) q = q.to(DType::F16).to(DType::F32);
+      std::vector<Tensor> outs;
+      int64_t at = 0;
+      for (size_t i = 0; i < seqs.size(); ++i) {
+        const int64_t m = seqs[i].n;
+        Tensor& kc = seqs[i].cache->k_[size_t(l)];
+        Tensor& vc = seqs[i].cache->v_[size_t(l)];
+        const bool whole = seqs.size() == 1;
+        store_rows(kc, whole ? k : k.slice(0, at, at + m), past[i], kv_type);
+        store_rows(vc, whole ? v : v.slice(0, at, at + m), past[i], kv_type);
+        const Tensor qi = whole ? q : q.slice(0, at, at + m).contiguous();
+        outs.push_back(ops::attention(qi, kc.slice(0, 0, past[i] + m), vc.slice(0, 0, past[i] + m), ap));  // [m, H, hd]
+        at += m;
+      }
+      return outs.size() == 1 ? outs[0] : ops::concat(outs, 0);
     };
     x = decoder_layer(f, c_, layers[size_t(l)], x, pos, attend);
   }
-  if (keep) cache.n_past_ = past + n;
+  if (keep)
+    for (size_t i = 0; i < seqs.size(); ++i) seqs[i].cache->n_past_ = past[i] + seqs[i].n;
   return x;
 }
 

@@ -45,6 +45,8 @@ class KvCache {
   int64_t n_past() const { return n_past_; }
   int64_t capacity() const { return n_ctx_; }
   void clear() { n_past_ = 0; }
+  // Forgets every position from n on (a prompt cache keeps the common prefix of the next prompt).
+  void truncate(int64_t n);
 
  private:
   friend class LanguageModel;
@@ -73,10 +75,21 @@ class LanguageModel {
   // directions (the positions of one image); their keys and values stay in the cache (n_past
   // advances) only when keep. Returns the last layer's rows [n, n_embd], before any final norm.
   Tensor forward_rows(const Tensor& x, KvCache& cache, const std::vector<LayerWeights>& layers, bool keep) const;
+  // Several sequences' next rows in one pass (batched decoding: each weight matrix is read once
+  // for all of them): x [n, n_embd] holds counts[i] rows of sequence i in order, each at its
+  // cache's next positions; returns the logits of each sequence's last row [caches.size(), n_vocab].
+  // Every row is computed as forward computes it alone, up to the summation order of the
+  // products over n rows.
+  Tensor forward_batch(const Tensor& x, const std::vector<KvCache*>& caches, const std::vector<int64_t>& counts) const;
 
  private:
-  // The blocks over the cache: causal (this model's text), or bidirectional among the new rows.
-  Tensor run_layers(const Tensor& x, KvCache& cache, const std::vector<LayerWeights>& layers, bool causal, bool keep) const;
+  struct Segment {  // rows of one sequence within a pass
+    KvCache* cache;
+    int64_t n;
+  };
+  // The blocks over the caches: causal (this model's text), or bidirectional among the new rows.
+  Tensor run_layers(const Tensor& x, const std::vector<Segment>& seqs, const std::vector<LayerWeights>& layers, bool causal,
+                    bool keep) const;
 
   LmConfig c_;
   LmWeights w_;
