@@ -6,7 +6,7 @@
 #                               the reference tests, OpenMPI for the two-process training test
 set -euo pipefail
 RUN=(build-essential cmake libopenblas-openmp-dev nlohmann-json3-dev libcli11-dev libicu-dev libpng-dev
-     libjpeg62-turbo-dev zlib1g-dev)
+     libjpeg62-turbo-dev zlib1g-dev libcpp-httplib-dev pkg-config)
 TEST=(libgtest-dev libgmock-dev libbenchmark-dev clang libclang-rt-14-dev libomp-14-dev python3 python3-torch
       python3-numpy libopenmpi-dev openmpi-bin)
 case "${1:-test}" in

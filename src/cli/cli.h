@@ -127,5 +127,6 @@ void add_eval(CLI::App& app);
 void add_train(CLI::App& app);
 void add_generate_image(CLI::App& app);
 void add_eval_fusion(CLI::App& app);
+void add_serve(CLI::App& app);
 
 }  // namespace ocellus::cli

@@ -12,7 +12,7 @@ int main(int argc, char** argv) {
   app.parse_complete_callback([] { ocellus::set_num_threads(globals().threads); });
   // Every verb, in the order --help lists them.
   constexpr void (*kVerbs[])(CLI::App&) = {add_info, add_inspect, add_synth, add_quantize, add_tokenize, add_train_tokenizer,
-                                           add_generate, add_logits, add_embed, add_run, add_chat,
+                                           add_generate, add_logits, add_embed, add_run, add_chat, add_serve,
                                            add_cache, add_data, add_init, add_eval, add_train, add_generate_image,
                                            add_eval_fusion};
   for (auto add_verb : kVerbs) add_verb(app);

@@ -60,6 +60,12 @@ Tensor LanguageModel::forward(const Tensor& x_in, KvCache& cache, bool all_logit
   return decoder_head(f, c_, w_, x);
 }
 
+Tensor LanguageModel::hidden(const Tensor& x, KvCache& cache) const {
+  nn::Infer f;
+  f.ggml_matmul = c_.f32_ggml_order;
+  return decoder_norm(f, c_, run_layers(x, {{&cache, x.dim(0)}}, w_.layers, true, true), w_.out_norm, w_.out_norm_b);
+}
+
 Tensor LanguageModel::forward_batch(const Tensor& x_in, const std::vector<KvCache*>& caches, const std::vector<int64_t>& counts) const {
   OCELLUS_CHECK(!caches.empty() && caches.size() == counts.size(), "lm: ", caches.size(), " caches for ", counts.size(), " row counts");
   std::vector<Segment> seqs;
@@ -90,7 +96,6 @@ Tensor LanguageModel::forward_rows(const Tensor& x, KvCache& cache, const std::v
 
 Tensor LanguageModel::run_layers(const Tensor& x_in, const std::vector<Segment>& seqs, const std::vector<LayerWeights>& layers,
                                  bool causal, bool keep) const {
-  const int64_t n = x_in.dim(0);
   OCELLUS_CHECK(x_in.ndim() == 2 && x_in.dim(1) == c_.n_embd, "lm: input of shape ", x_in.shape().str(),
                 ", expected [n, ", c_.n_embd, "]");
   std::vector<int32_t> pos;

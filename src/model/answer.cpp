@@ -12,8 +12,10 @@ SplicePlan plan_answer(const Vlm& v, text::ChatTemplate t, const std::vector<tex
                        const lm::GenerateParams& gen) {
   const std::string prompt = text::render_chat_text(t, messages, true);
   // BOS from the vocabulary only where the template leaves it to the tokenizer (text::bos_from_tokenizer).
-  SplicePlan plan = plan_splice(v.tok, prompt, n_images, v.tok.add_bos() && text::bos_from_tokenizer(t), "<image>", v.vision->markers());
-  lm::check_prompt_fits(plan.n_tokens(v.vision->n_tokens_per_image()), lm::context_size(gen, v.lm->config()));
+  OCELLUS_CHECK(v.vision || n_images == 0, "this model reads no images (a text model without an mmproj)");
+  SplicePlan plan = plan_splice(v.tok, prompt, n_images, v.tok.add_bos() && text::bos_from_tokenizer(t), "<image>",
+                                v.vision ? v.vision->markers() : ImageMarkers{});
+  lm::check_prompt_fits(plan.n_tokens(v.vision ? v.vision->n_tokens_per_image() : 0), lm::context_size(gen, v.lm->config()));
   return plan;
 }
 

@@ -70,6 +70,9 @@ class LanguageModel {
   Tensor forward_ids(const std::vector<int32_t>& ids, KvCache& cache, bool all_logits) const {
     return forward(embed(ids), cache, all_logits);
   }
+  // The final-normed hidden states [n, n_embd] of embeddings x (as forward, without the head):
+  // what text embeddings pool.
+  Tensor hidden(const Tensor& x, KvCache& cache) const;
   // Rows x [n, n_embd] through other layers of this model's shapes (LlamaFusion's image modules)
   // at positions cache.n_past() .. +n-1, attending to the cache and to each other in both
   // directions (the positions of one image); their keys and values stay in the cache (n_past

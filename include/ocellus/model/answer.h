@@ -19,7 +19,8 @@ namespace ocellus::model {
 std::string image_placeholders(size_t n_images);
 
 // The conversation's prompt tokenized around its placeholders and checked (placeholders against
-// n_images, its length against the context `gen` runs in) before any image is encoded.
+// n_images, its length against the context `gen` runs in) before any image is encoded. A text
+// model (no vision half) takes prompts without images.
 SplicePlan plan_answer(const Vlm& vlm, text::ChatTemplate chat_template, const std::vector<text::Message>& messages,
                        size_t n_images, const lm::GenerateParams& gen);
 
