@@ -96,9 +96,43 @@ void BM_Decode(benchmark::State& state) {
   pairs.report(state);
 }
 
+// Batched decoding as `ocellus serve --parallel N` runs it: N sequences (each after a 16-token
+// prompt, untimed) decode 32 tokens each, every step one forward_batch over all of them; the
+// aggregate tokens/s, and its ratio to one stream's (the first run, Arg 1, of the same binary).
+void BM_DecodeBatch(benchmark::State& state) {
+  const Loaded& m = tinyllama(DType::Q4_0);
+  const int64_t streams = state.range(0);
+  static double one_stream = 0;
+  double best = 1e30;
+  for (auto _ : state) {
+    state.PauseTiming();
+    std::vector<lm::KvCache> caches;
+    std::vector<lm::KvCache*> ptrs;
+    for (int64_t s = 0; s < streams; ++s) caches.emplace_back(m.model->config(), 64);
+    for (int64_t s = 0; s < streams; ++s) {
+      m.model->forward_ids(std::vector<int32_t>(16, int32_t(2 + s)), caches[size_t(s)], false);
+      ptrs.push_back(&caches[size_t(s)]);
+    }
+    state.ResumeTiming();
+    const auto t0 = std::chrono::steady_clock::now();
+    std::vector<int32_t> ids(size_t(streams), 3);
+    for (int i = 0; i < 32; ++i) {
+      const Tensor l = m.model->forward_batch(m.model->embed(ids), ptrs, std::vector<int64_t>(size_t(streams), 1));
+      for (int64_t s = 0; s < streams; ++s) ids[size_t(s)] = 1 + int32_t(l.data<float>()[s * l.dim(1)] > 0);
+    }
+    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  const double rate = double(32 * streams) / best;
+  if (streams == 1) one_stream = rate;
+  state.SetLabel("q4_0, " + std::to_string(streams) + " streams");
+  state.counters["best_tokens/s"] = rate;
+  if (one_stream > 0) state.counters["x_one_stream"] = rate / one_stream;
+}
+
 constexpr int64_t kF16 = int64_t(DType::F16), kQ8 = int64_t(DType::Q8_0), kQ4 = int64_t(DType::Q4_0);
 
 }  // namespace
 
 BENCHMARK(BM_Prefill512)->ArgName("dtype")->Arg(kF16)->Arg(kQ8)->Arg(kQ4)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(2);
+BENCHMARK(BM_DecodeBatch)->ArgName("streams")->Arg(1)->Arg(4)->Arg(8)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(5);
 BENCHMARK(BM_Decode)->ArgName("dtype")->Arg(kF16)->Arg(kQ8)->Arg(kQ4)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(9);

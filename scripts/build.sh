@@ -10,6 +10,15 @@ if [ "${1:-}" = --run ]; then mode=run; shift; fi
 bash scripts/deps.sh "$mode"
 extras=ON; [ "$mode" = run ] && extras=OFF
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DOCELLUS_BUILD_TESTS=$extras -DOCELLUS_BUILD_BENCH=$extras >/dev/null
+if [ "$mode" = test ]; then
+  # The clients the server's tests drive (tests/serve/package.json: the openai client,
+  # puppeteer-core for Chromium), from the npm registry, pinned by the lock file.
+  mkdir -p build/npm
+  if ! cmp -s tests/serve/package-lock.json build/npm/package-lock.json || [ ! -d build/npm/node_modules ]; then
+    cp tests/serve/package.json tests/serve/package-lock.json build/npm/
+    (cd build/npm && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+fi
 if [ $# -gt 0 ]; then
   cmake --build build -j"$(nproc)" --target "$@"
 else

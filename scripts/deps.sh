@@ -8,7 +8,7 @@ set -euo pipefail
 RUN=(build-essential cmake libopenblas-openmp-dev nlohmann-json3-dev libcli11-dev libicu-dev libpng-dev
      libjpeg62-turbo-dev zlib1g-dev libcpp-httplib-dev pkg-config)
 TEST=(libgtest-dev libgmock-dev libbenchmark-dev clang libclang-rt-14-dev libomp-14-dev python3 python3-torch
-      python3-numpy libopenmpi-dev openmpi-bin)
+      python3-numpy libopenmpi-dev openmpi-bin chromium)
 case "${1:-test}" in
   run) PKGS=("${RUN[@]}") ;;
   test) PKGS=("${RUN[@]}" "${TEST[@]}") ;;
@@ -18,6 +18,9 @@ missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# The server's tests run Node clients: Debian's nodejs and npm, unless a Node with npm is there
+# already (NodeSource's nodejs bundles npm and conflicts with Debian's npm package).
+if [ "${1:-test}" = test ] && ! { command -v node && command -v npm; } >/dev/null; then missing+=(nodejs npm); fi
 if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   echo "deps: installing ${missing[*]}"

@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER_TARGET="${1:-30}"
-TARGETS="gguf safetensors image tokenizer_json hf_config preprocessor_config llava_json eval_questions"
+TARGETS="gguf safetensors image tokenizer_json hf_config preprocessor_config llava_json eval_questions chat_request"
 bash scripts/deps.sh
 launcher=()
 command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)
@@ -39,7 +39,7 @@ def write(name, tensors):
 write("a.safetensors", {"w": ("F32", [2, 3], bytes(24)), "b": ("F16", [3], bytes(6))})
 write("b.safetensors", {"x": ("BF16", [4, 1], bytes(8)), "i": ("I64", [2], bytes(16))})
 PY
-for t in image tokenizer_json hf_config preprocessor_config llava_json eval_questions; do cp -r "fuzz/seeds/$t" "$seeds/$t"; done
+for t in image tokenizer_json hf_config preprocessor_config llava_json eval_questions chat_request; do cp -r "fuzz/seeds/$t" "$seeds/$t"; done
 
 status=0
 for t in $TARGETS; do

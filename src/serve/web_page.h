@@ -12,6 +12,7 @@ inline constexpr const char* kWebPage = R"HTML(<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>ocellus</title>
+<link rel="icon" href="data:,">
 <style>
   body { font-family: system-ui, sans-serif; margin: 0; background: #f4f4f6; color: #1b1b1f; }
   header { display: flex; align-items: center; gap: 1em; padding: .6em 1em; background: #22223a; color: #fff; }
