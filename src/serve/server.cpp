@@ -40,6 +40,13 @@ json usage_of(const lm::GenerateResult& r, int64_t cached) {
   return u;
 }
 
+// llama-server's "timings" object (an extension of OpenAI's shape), with the time to the first
+// token: prompt positions computed and reused, and the milliseconds of each part.
+json timings_of(const lm::GenerateResult& r, const Job& job) {
+  return {{"prompt_n", r.n_prompt - job.n_cached}, {"cache_n", job.n_cached}, {"prompt_ms", job.prefill_seconds * 1e3},
+          {"first_token_ms", job.first_token_seconds * 1e3}, {"predicted_n", r.tokens.size()}, {"predicted_ms", r.decode_seconds * 1e3}};
+}
+
 // What a streamed request's HTTP thread waits on: the pieces the engine produced, then the end.
 struct StreamState {
   std::mutex mu;
@@ -195,7 +202,7 @@ void Server::routes() {
       if (chat) choice["message"] = {{"role", "assistant"}, {"content", r.text}};
       else choice["text"] = r.text, choice["logprobs"] = nullptr;
       const json body = {{"id", id}, {"object", object}, {"created", created}, {"model", o_.model_name},
-                         {"choices", json::array({choice})}, {"usage", usage_of(r, job->n_cached)}};
+                         {"choices", json::array({choice})}, {"usage", usage_of(r, job->n_cached)}, {"timings", timings_of(r, *job)}};
       res.set_content(body.dump(), "application/json");
       return;
     }
@@ -245,7 +252,8 @@ void Server::routes() {
         if (!write(chunk(chat ? json::object() : json(""), finish_reason(r.stop_reason)))) return false;
         if (include_usage)
           write("data: " + json{{"id", id}, {"object", chat ? "chat.completion.chunk" : "text_completion"}, {"created", created},
-                                {"model", model}, {"choices", json::array()}, {"usage", usage_of(r, job_keep->n_cached)}}.dump() + "\n\n");
+                                {"model", model}, {"choices", json::array()}, {"usage", usage_of(r, job_keep->n_cached)},
+                                {"timings", timings_of(r, *job_keep)}}.dump() + "\n\n");
       }
       write("data: [DONE]\n\n");
       sink.done();

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <future>
 #include <iterator>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -156,6 +157,21 @@ TEST(Serve, ChatWithAnImageAnswersAsTheLibraryStreamedOrNot) {
   // The same conversation again: its prompt comes from the slot's cache, all but the last position.
   EXPECT_EQ(usage["prompt_tokens_details"]["cached_tokens"], usage["prompt_tokens"].get<int64_t>() - 1);
 
+  // The conversation's next turn: all of the first turn's prompt comes from the slot's cache
+  // (the reply re-tokenized may differ in its last tokens), and the image is not encoded again.
+  json next = chat_body(s.image_uri, question, false);
+  next["messages"].push_back({{"role", "assistant"}, {"content", want}});
+  next["messages"].push_back({{"role", "user"}, {"content", "Where is the pullover? Answer briefly."}});
+  r = c.Post("/v1/chat/completions", next.dump(), "application/json");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  const json second = json::parse(r->body);
+  EXPECT_GE(second["usage"]["prompt_tokens_details"]["cached_tokens"].get<int64_t>(), j["usage"]["prompt_tokens"].get<int64_t>());
+  std::printf("time to first token: first turn %.1f ms (%lld positions computed), second turn %.1f ms (%lld computed, %lld reused)\n",
+              j["timings"]["first_token_ms"].get<double>(), (long long)j["timings"]["prompt_n"].get<int64_t>(),
+              second["timings"]["first_token_ms"].get<double>(), (long long)second["timings"]["prompt_n"].get<int64_t>(),
+              (long long)second["timings"]["cache_n"].get<int64_t>());
+
   // The image by path under --media-path, and /v1/models, /health, /metrics.
   body = chat_body("file://example.png", question, false);
   r = c.Post("/v1/chat/completions", body.dump(), "application/json");
@@ -170,8 +186,8 @@ TEST(Serve, ChatWithAnImageAnswersAsTheLibraryStreamedOrNot) {
   EXPECT_EQ(r->status, 200);
   r = c.Get("/metrics");
   ASSERT_TRUE(r);
-  EXPECT_NE(r->body.find("ocellus_requests_total 3"), std::string::npos) << r->body;
-  EXPECT_NE(r->body.find("ocellus_images_encoded_total 1"), std::string::npos) << r->body;  // one image, seen three times
+  EXPECT_NE(r->body.find("ocellus_requests_total 4"), std::string::npos) << r->body;
+  EXPECT_NE(r->body.find("ocellus_images_encoded_total 1"), std::string::npos) << r->body;  // one image, seen four times
   r = c.Get("/");
   ASSERT_TRUE(r);
   EXPECT_NE(r->body.find("<textarea id=\"input\""), std::string::npos);
@@ -292,4 +308,32 @@ TEST(Serve, EmbeddingsOfImagesAreTheConnectorRowsPooled) {
   ASSERT_EQ(r->status, 200) << r->body;
   EXPECT_EQ(json::parse(r->body)["data"].size(), 2u);
   EXPECT_EQ(int64_t(json::parse(r->body)["data"][1]["embedding"].size()), s.vlm.lm->config().n_embd);
+}
+
+TEST(Serve, AClientThatLeavesFreesItsSlotAtOnce) {
+  Served s(1, 4, 8u << 20);
+  json body = chat_body(s.image_uri, "Describe the picture.", true);
+  body["max_tokens"] = 400;
+  body["temperature"] = 1.0;  // sampled: it goes on long past the model's usual end
+  body["messages"][0]["content"][1]["text"] = "Tell a long story.";
+  auto c = s.client();
+  int chunks = 0;
+  const auto t0 = std::chrono::steady_clock::now();
+  // The client reads two chunks and hangs up.
+  httplib::Request req;
+  req.method = "POST", req.path = "/v1/chat/completions", req.body = body.dump();
+  req.set_header("Content-Type", "application/json");
+  req.content_receiver = [&](const char*, size_t, uint64_t, uint64_t) { return ++chunks < 2; };
+  EXPECT_FALSE(c.send(req));
+  // The one slot is free for the next request right away: it answers within seconds.
+  auto c2 = s.client();
+  auto r2 = c2.Post("/v1/chat/completions", chat_body(s.image_uri, "What is in the top left cell? Answer briefly.", false).dump(),
+                    "application/json");
+  ASSERT_TRUE(r2);
+  EXPECT_EQ(r2->status, 200) << r2->body;
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 20.0);
+  for (int i = 0; i < 50 && s.engine->stats().requests < 2; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  const serve::EngineStats st = s.engine->stats();
+  EXPECT_EQ(st.requests, 2u);
+  EXPECT_EQ(st.errors, 1u);  // the one whose client left
 }
