@@ -20,7 +20,9 @@ std::string ApiError::json() const {
   nlohmann::json e = {{"message", what()}, {"type", type}, {"param", nullptr}, {"code", nullptr}};
   if (!param.empty()) e["param"] = param;
   if (!code.empty()) e["code"] = code;
-  return nlohmann::json{{"error", e}}.dump();
+  // Messages quote the request (a role, a type, the bytes a JSON error stopped at), which may
+  // not be UTF-8: such bytes go out as U+FFFD.
+  return nlohmann::json{{"error", e}}.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 std::string base64_decode(const std::string& s) {
@@ -54,7 +56,7 @@ json parse_body(const std::string& body) {
   json j;
   try {
     j = json::parse(body);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // a syntax error, or a number out of range
     throw ApiError(400, std::string("malformed JSON in the request body: ") + e.what());
   }
   if (!j.is_object()) throw ApiError(400, "the request body must be a JSON object");

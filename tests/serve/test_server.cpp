@@ -231,6 +231,8 @@ TEST(Serve, BadRequestsGetOpenAIErrorsAndTheServerGoesOn) {
   const std::vector<Case> cases = {
       {"malformed JSON", "{\"messages\": [", 400, "malformed JSON"},
       {"not an object", "[1, 2]", 400, "must be a JSON object"},
+      {"bytes that are not UTF-8", "{\"messages\": \"\xef\"}", 400, "malformed JSON"},  // the message quotes them as U+FFFD
+      {"a number out of range", "{\"max_tokens\": 4e744}", 400, "malformed JSON"},
       {"no messages", "{}", 400, "'messages' is required"},
       {"messages of the wrong type", R"({"messages": "hi"})", 400, "'messages' must be"},
       {"a bad role", R"({"messages": [{"role": "robot", "content": "hi"}]})", 400, "'messages[0].role' must be"},
