@@ -23,15 +23,16 @@ KEYS = {
     "BM_TileKernelQ4": ("GB/s", None),
     "BM_Prefill512": ("tokens/s", "of_gemm_peak"),
     "BM_Decode": ("tokens/s", "of_copy_bw"),
+    "BM_DecodeBatch": ("best_tokens/s", None),
     "BM_Encode": ("best_ms", "of_gemm_peak"),
     "BM_TrainStep": ("ms/step", "of_gemm_peak"),
     "BM_Tokenize": ("MB/s", None),
 }
 # counters reported beside the ceiling ratio (a comparison with another implementation)
-EXTRA = {"BM_TrainStep": ["x_torch"]}
+EXTRA = {"BM_TrainStep": ["x_torch"], "BM_DecodeBatch": ["x_one_stream"]}
 # what a benchmark not in KEYS shows: the first of these it has, and its first of_* counter
 FALLBACK_RATES = ["tokens/s", "GFLOP/s", "GB/s", "MB/s", "blocks/s"]
-UNITS = {"best_ms": "ms", "ms/step": "ms/step"}
+UNITS = {"best_ms": "ms", "ms/step": "ms/step", "best_tokens/s": "tokens/s"}
 
 
 def number(v):
