@@ -6,25 +6,12 @@
 #include <string>
 #include <vector>
 
+#include "byte_tokenizer.h"
 #include "ocellus/core/error.h"
 #include "ocellus/model/vlm.h"
 #include "ocellus/serve/api.h"
-#include "ocellus/text/tokenizer.h"
-#include "ocellus/text/unicode.h"
 
 namespace {
-
-// A byte-level tokenizer that can encode any text, with the chat templates' special tokens.
-const ocellus::text::Tokenizer& tokenizer() {
-  static const ocellus::text::Tokenizer t = [] {
-    std::vector<std::string> bytes;
-    for (int b = 0; b < 256; ++b) bytes.push_back(ocellus::text::byte_to_unicode(uint8_t(b)));
-    return ocellus::text::Tokenizer::byte_level_bpe(
-        {"<|endoftext|>", "<s>", "</s>", "<|im_start|>", "<|im_end|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"},
-        bytes, {}, ocellus::text::PreTokenizer::Gpt2, "<s>", "</s>");
-  }();
-  return t;
-}
 
 void check_status(const ocellus::serve::ApiError& e) {
   if (e.status != 400 && e.status != 413) __builtin_trap();
@@ -45,7 +32,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                                  text::ChatTemplate::ChatML, text::ChatTemplate::Phi2}) {
       try {
         const std::string prompt = text::render_chat_text(t, r.messages, true);
-        const model::SplicePlan p = model::plan_splice(tokenizer(), prompt, r.images.size(), true, "<image>", {"<s>", "</s>"});
+        const model::SplicePlan p = model::plan_splice(fuzz::byte_tokenizer(), prompt, r.images.size(), true, "<image>", {"<s>", "</s>"});
         if (p.text_ids.size() != r.images.size() + 1) __builtin_trap();
       } catch (const Error&) {  // a conversation the template cannot render, or "<image>" typed in the text
       }

@@ -5,27 +5,9 @@
 #include <string>
 #include <vector>
 
+#include "byte_tokenizer.h"
 #include "ocellus/core/error.h"
-#include "ocellus/text/tokenizer.h"
-#include "ocellus/text/unicode.h"
 #include "ocellus/data/llava_json.h"
-
-namespace {
-
-// A byte-level tokenizer that can encode any text: the 256 byte symbols, no merges, and the
-// chat templates' special tokens.
-const ocellus::text::Tokenizer& tokenizer() {
-  static const ocellus::text::Tokenizer t = [] {
-    std::vector<std::string> bytes;
-    for (int b = 0; b < 256; ++b) bytes.push_back(ocellus::text::byte_to_unicode(uint8_t(b)));
-    return ocellus::text::Tokenizer::byte_level_bpe(
-        {"<|endoftext|>", "<s>", "</s>", "<|im_start|>", "<|im_end|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"},
-        bytes, {}, ocellus::text::PreTokenizer::Gpt2, "<s>", "</s>");
-  }();
-  return t;
-}
-
-}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace ocellus;
@@ -41,7 +23,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       for (text::ChatTemplate t : {text::ChatTemplate::Llama2, text::ChatTemplate::Llama3, text::ChatTemplate::Vicuna,
                                    text::ChatTemplate::ChatML, text::ChatTemplate::Phi2}) {
         try {
-          const data::Encoded e = data::encode_record(r, tokenizer(), t, 4, 48);
+          const data::Encoded e = data::encode_record(r, fuzz::byte_tokenizer(), t, 4, 48);
           if (e.ids.size() != e.mask.size() || e.ids.size() > 48) __builtin_trap();
         } catch (const Error&) {  // a record the template cannot render (e.g. roles out of order)
         }

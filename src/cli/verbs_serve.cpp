@@ -3,6 +3,7 @@
 #include <csignal>
 #include <pthread.h>
 
+#include <chrono>
 #include <thread>
 
 #include "cli.h"
@@ -32,6 +33,7 @@ void add_serve(CLI::App& app) {
                                              "without it only inline data: URIs are read")->check(CLI::ExistingDirectory);
   sv->add_option("--alias", alias, "Model name in responses and /v1/models (default: the model file's name)");
   sv->callback([=] {
+    const auto t0 = std::chrono::steady_clock::now();
     ocellus::model::Vlm v;
     const bool text_only = !model.empty() && mmproj.empty() && !ocellus::io::is_directory(model);
     if (text_only) {
@@ -44,6 +46,7 @@ void add_serve(CLI::App& app) {
       v = vo.load();
     }
     const auto t = ocellus::lm::resolve_chat_template(chat_template, v.text_file, v.tok);
+    const auto loaded = std::chrono::steady_clock::now();
     so.limits.media_path = media_path;
     so.model_name = !alias.empty() ? alias : std::filesystem::path(model.empty() ? v.text_file : model).filename().string();
     if (model.empty()) so.model_name = "fashion-vlm";
@@ -70,9 +73,12 @@ void add_serve(CLI::App& app) {
         }
       }
     });
-    std::printf("ocellus serve: http://%s:%d (model %s, %s, %d slots of %lld tokens, chat template %s)\n", so.host.c_str(), port,
-                so.model_name.c_str(), v.vision ? "reads images" : "text only", eo.parallel, (long long)engine.context_size(),
-                ocellus::text::chat_template_name(t));
+    std::printf("ocellus serve: http://%s:%d (model %s, %s, %d slots of %lld tokens, chat template %s; "
+                "loaded in %.0f ms, listening %.1f ms later)\n",
+                so.host.c_str(), port, so.model_name.c_str(), v.vision ? "reads images" : "text only", eo.parallel,
+                (long long)engine.context_size(), ocellus::text::chat_template_name(t),
+                std::chrono::duration<double, std::milli>(loaded - t0).count(),
+                std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - loaded).count());
     std::fflush(stdout);
     server.run();
     stopping = true;

@@ -118,10 +118,19 @@ void Server::routes() {
       send_error(res, ApiError(500, e.what(), "", "server_error"));
     }
   });
+  // A request is handled start to end on one of the pool's threads (a streamed body too), so
+  // its start time can wait in a thread-local until the logger runs.
+  static thread_local Clock::time_point request_start;
+  s.set_pre_routing_handler([](const httplib::Request&, httplib::Response&) {
+    request_start = Clock::now();
+    return httplib::Server::HandlerResponse::Unhandled;
+  });
   s.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
     ++http_requests_;
+    // A completion that ran logs its own line, with its tokens, when the engine finishes it.
     if (!o_.log || (req.method == "POST" && req.path.find("completions") != std::string::npos && res.status == 200)) return;
-    std::fprintf(stderr, "%s %s %d\n", req.method.c_str(), req.path.c_str(), res.status);
+    std::fprintf(stderr, "%s %s %d %.1f ms\n", req.method.c_str(), req.path.c_str(), res.status,
+                 std::chrono::duration<double, std::milli>(Clock::now() - request_start).count());
   });
 
   s.Get("/health", [](const httplib::Request&, httplib::Response& res) { res.set_content(R"({"status":"ok"})", "application/json"); });

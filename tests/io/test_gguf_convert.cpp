@@ -25,14 +25,22 @@ Tensor logits_of(const std::string& path, const std::vector<int32_t>& ids) {
   return m->forward_ids(ids, c, true);
 }
 
+// A folder of the test's own with the synth tiny llama written at each dtype as NAME.gguf.
+std::string synth_files(const std::string& name, const std::vector<std::pair<std::string, DType>>& files) {
+  const std::string dir = temp_path(name);
+  std::filesystem::create_directories(dir);
+  for (const auto& [file, dtype] : files) {
+    model::SynthOptions o;
+    o.dtype = dtype;
+    model::write_synth_model(model::synth_shape("tiny-llama"), o, dir + "/" + file);
+  }
+  return dir;
+}
+
 }  // namespace
 
 TEST(GgufConvert, WeightsAtTheNewTypeEverythingElseAsItWas) {
-  const std::string dir = temp_path("gguf_convert");
-  std::filesystem::create_directories(dir);
-  model::SynthOptions o;
-  o.dtype = DType::F32;
-  model::write_synth_model(model::synth_shape("tiny-llama"), o, dir + "/f32.gguf");
+  const std::string dir = synth_files("gguf_convert", {{"f32.gguf", DType::F32}});
   const std::vector<int32_t> ids = {1, 7, 42, 300, 11, 5};
   const Tensor want = logits_of(dir + "/f32.gguf", ids);
   const io::GgufFile in = io::GgufFile::open(dir + "/f32.gguf");
@@ -67,13 +75,7 @@ TEST(GgufConvert, WeightsAtTheNewTypeEverythingElseAsItWas) {
 }
 
 TEST(GgufConvert, RefusesBadRequestsBeforeWriting) {
-  const std::string dir = temp_path("gguf_convert_bad");
-  std::filesystem::create_directories(dir);
-  model::SynthOptions o;
-  o.dtype = DType::Q8_0;
-  model::write_synth_model(model::synth_shape("tiny-llama"), o, dir + "/q8.gguf");
-  o.dtype = DType::F16;
-  model::write_synth_model(model::synth_shape("tiny-llama"), o, dir + "/f16.gguf");
+  const std::string dir = synth_files("gguf_convert_bad", {{"q8.gguf", DType::Q8_0}, {"f16.gguf", DType::F16}});
   auto err = [&](const std::string& in, const std::string& out, const std::string& type, bool force) {
     return error_of([&] { io::convert_gguf(dir + "/" + in, dir + "/" + out, io::convert_type_from_name(type), force); });
   };
