@@ -3,7 +3,7 @@
 # models/fashion-vlm (trained from scratch by scripts/train_fashion.sh) answers questions about a
 # held-out test scene (models/fashion-vlm/example.png: a dress in the top left, a shirt in the
 # top right), and the image generator that ships in models/fashion-fusion (LlamaFusion on that
-# model's frozen language model, scripts/train_fusion.sh) draws a scene from a caption.
+# model's text-only language model, frozen; scripts/train_fusion.sh) draws a scene from a caption.
 # `ocellus run` and `ocellus generate-image` with no -m use these models.
 set -euo pipefail
 cd "$(dirname "$0")/.."
