@@ -6,6 +6,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "ocellus/core/error.h"
+#include "ocellus/io/json.h"
 #include "ocellus/model/answer.h"
 
 namespace ocellus::serve {
@@ -55,9 +57,9 @@ namespace {
 json parse_body(const std::string& body) {
   json j;
   try {
-    j = json::parse(body);
-  } catch (const json::exception& e) {  // a syntax error, or a number out of range
-    throw ApiError(400, std::string("malformed JSON in the request body: ") + e.what());
+    j = io::parse_json(body, "the request body", "malformed JSON");  // a syntax error (line, column), a number out of range
+  } catch (const Error& e) {
+    throw ApiError(400, e.what());
   }
   if (!j.is_object()) throw ApiError(400, "the request body must be a JSON object");
   return j;
