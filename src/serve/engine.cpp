@@ -125,9 +125,8 @@ Tensor Engine::image_rows(const std::string& bytes, size_t index) {
   return rows;
 }
 
-void Engine::start(Slot& s) {
+void Engine::start(Slot& s, const model::SplicePlan& plan) {
   Job& job = *s.job;
-  const model::SplicePlan plan = plan_of(vlm_, template_, job, n_ctx_);
   const int64_t per_image = vlm_.vision ? vlm_.vision->n_tokens_per_image() : 0;
   // The prompt's positions as keys, then the longest prefix the slot's cache already holds (at
   // least the last position runs again: its logits start the reply).
@@ -248,14 +247,16 @@ void Engine::loop() {
 void Engine::admit(std::shared_ptr<Job> job) {
   // The free slot whose cache shares the longest start with this prompt's text (a conversation's
   // next turn finds the slot of its previous one); ties go to the first.
+  model::SplicePlan plan;
+  std::string bad;  // the prompt's problem: the server checks it before queueing; a caller that did not is refused here
+  try {
+    plan = plan_of(vlm_, template_, *job, n_ctx_);
+  } catch (const Error& e) {
+    bad = e.what();
+  }
+  const std::vector<int32_t> first = bad.empty() ? plan.text_ids[0] : std::vector<int32_t>{};
   Slot* best = nullptr;
   int64_t best_len = -1;
-  std::vector<int32_t> first;
-  try {
-    const model::SplicePlan plan = plan_of(vlm_, template_, *job, n_ctx_);
-    first = plan.text_ids[0];
-  } catch (const Error&) {
-  }
   for (auto& s : slots_) {
     if (s->job) continue;
     int64_t m = 0;
@@ -264,9 +265,10 @@ void Engine::admit(std::shared_ptr<Job> job) {
   }
   Slot& s = *best;
   s.job = std::move(job);
-  s.started = Clock::now();
+  s.started = s.decode_started = Clock::now();
+  if (!bad.empty()) return finish(s, 400, bad);
   try {
-    start(s);
+    start(s, plan);
   } catch (const ApiError& e) {
     finish(s, e.status, e.what());
   } catch (const Error& e) {

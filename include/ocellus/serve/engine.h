@@ -76,7 +76,7 @@ class Engine {
   struct Slot;
   void loop();
   void admit(std::shared_ptr<Job> job);
-  void start(Slot& s);
+  void start(Slot& s, const model::SplicePlan& plan);
   void decode_step();
   void finish(Slot& s, int status, const std::string& error);
   Tensor image_rows(const std::string& bytes, size_t index);
