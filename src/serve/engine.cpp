@@ -67,7 +67,6 @@ void Engine::stop() {
 bool Engine::submit(std::shared_ptr<Job> job) {
   std::lock_guard<std::mutex> lk(mu_);
   if (stopping_ || queue_.size() >= o_.max_queue) return false;
-  job->queued_seconds = 0;
   queue_.push_back(std::move(job));
   stats_.queued = queue_.size();
   cv_.notify_all();

@@ -42,7 +42,7 @@ struct Job {
   std::function<void(const lm::GenerateResult&, int status, const std::string& error)> on_done;
   // Filled in by the engine.
   int64_t n_cached = 0;                 // prompt positions reused from the slot's cache
-  double queued_seconds = 0, prefill_seconds = 0, first_token_seconds = 0;
+  double prefill_seconds = 0, first_token_seconds = 0;
 };
 
 struct EngineStats {
