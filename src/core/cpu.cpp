@@ -26,6 +26,9 @@ const CpuFeatures& cpu_features() {
     c.avx512vl = __builtin_cpu_supports("avx512vl");
     c.avx512dq = __builtin_cpu_supports("avx512dq");
     c.avx512vnni = __builtin_cpu_supports("avx512vnni");
+    unsigned vendor[4] = {0, 0, 0, 0};  // leaf 0: EBX, EDX, ECX spell the vendor
+    if (__get_cpuid(0, &vendor[3], &vendor[0], &vendor[2], &vendor[1]))
+      c.amd = std::memcmp(vendor, "AuthenticAMD", 12) == 0;
     return c;
   }();
   return f;
@@ -46,6 +49,7 @@ std::string CpuFeatures::str() const {
   add(avx512vl, "avx512vl");
   add(avx512dq, "avx512dq");
   add(avx512vnni, "avx512vnni");
+  add(amd, "(amd)");
   return s.empty() ? "(none beyond x86-64)" : s;
 }
 

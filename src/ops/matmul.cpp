@@ -121,9 +121,11 @@ void matvec(const float* x, const Tensor& w, float* y, const Dims& d) {
 }
 
 // y_i[n, m_i] = x[n, k] · w_iᵀ for weights packed in 16-row tiles (q4_0 or q8_0, each with its
-// kernel) of width k: x quantized once, then the tiles of all the weights, in order, in pairs
-// (the two-tile kernels: one pass over x for 32 rows; a weight's odd last tile alone), shared
-// out guided in one parallel region (contiguous runs of pairs, shorter towards the end).
+// kernels) of width k: x quantized once, then the tiles of all the weights, in order, in pairs,
+// shared out guided in one parallel region (contiguous runs of pairs, shorter towards the end).
+// One row (decode): the two-tile kernel, one pass over x for 32 rows (a weight's odd last tile
+// alone). More rows (batched decode, prefill): each tile meets up to kGemmRows rows per pass,
+// read and unpacked once for all of them; every row's values are those the one-row kernel gives.
 void matvec_packed(const float* x, int64_t n, int64_t k, const std::vector<const PreparedWeight*>& ws,
                    const std::vector<float*>& ys) {
   const kern::Table& K = kern::active();
@@ -133,28 +135,31 @@ void matvec_packed(const float* x, int64_t n, int64_t k, const std::vector<const
     first_pair.push_back(first_pair.back() + (w->tensor().dim(0) + 2 * kPackRows - 1) / (2 * kPackRows));
   QuantizedRows xq(K, x, n, k);
   parallel_for_guided(first_pair.back(), 1, [&](int64_t a, int64_t b) {
-    float out[2 * kPackRows];
+    constexpr int64_t kOut = 2 * kPackRows;
+    float out[kern::kGemmRows * kOut];
+    Q8Act xs[kern::kGemmRows];
     size_t wi = 0;
     for (int64_t p = a; p < b; ++p) {
       while (p >= first_pair[wi + 1]) ++wi;
       const PreparedWeight& w = *ws[wi];
-      const int64_t m = w.tensor().dim(0), j0 = (p - first_pair[wi]) * 2 * kPackRows, lt = j0 / kPackRows;
-      const int64_t rows = std::min(2 * kPackRows, m - j0);
-      const bool two = rows > kPackRows;
-      // Over many rows (prefill) the tiles are re-read from cache for every row: the two-tile
-      // kernel only while both tiles fit in L1 beside the activations (q8_0 at k = 2048, 70 KB,
-      // measured 112 -> 101 prompt tokens/s with it; q4_0, 37 KB, 138 -> 146).
-      const size_t tile_bytes = w.tiles() ? sizeof(BlockQ4_0x16) : sizeof(BlockQ8_0x16);
-      const bool together = two && (n < kMatvecMaxRows || 2 * size_t(nb) * tile_bytes <= (size_t(40) << 10));
-      // The pair's tiles times row i of x, with the one-tile or two-tile kernel of their type.
-      auto gemv = [&](const auto* tiles, auto one, auto pair, int64_t i) {
-        if (together) return pair(tiles, xq.row(i), k, out);
-        for (int64_t h = 0; h < (two ? 2 : 1); ++h) one(tiles + h * nb, xq.row(i), k, out + h * kPackRows);
-      };
-      for (int64_t i = 0; i < n; ++i) {
-        if (w.tiles()) gemv(w.tiles() + lt * nb, K.gemv_q4_0x16, K.gemv_q4_0x16x2, i);
-        else gemv(w.tiles_q8() + lt * nb, K.gemv_q8_0x16, K.gemv_q8_0x16x2, i);
-        std::copy(out, out + rows, ys[wi] + i * m + j0);
+      const int64_t m = w.tensor().dim(0), j0 = (p - first_pair[wi]) * kOut, lt = j0 / kPackRows;
+      const int64_t rows = std::min(kOut, m - j0), tiles = rows > kPackRows ? 2 : 1;
+      for (int64_t i0 = 0; i0 < n; i0 += kern::kGemmRows) {
+        const int nr = int(std::min<int64_t>(kern::kGemmRows, n - i0));
+        for (int r = 0; r < nr; ++r) xs[r] = xq.row(i0 + r);
+        if (nr == 1 && tiles == 2) {
+          if (w.tiles()) K.gemv_q4_0x16x2(w.tiles() + lt * nb, xs[0], k, out);
+          else K.gemv_q8_0x16x2(w.tiles_q8() + lt * nb, xs[0], k, out);
+        } else if (nr == 1) {
+          if (w.tiles()) K.gemv_q4_0x16(w.tiles() + lt * nb, xs[0], k, out);
+          else K.gemv_q8_0x16(w.tiles_q8() + lt * nb, xs[0], k, out);
+        } else {
+          for (int64_t t = 0; t < tiles; ++t) {
+            if (w.tiles()) K.gemm_q4_0x16(w.tiles() + (lt + t) * nb, xs, nr, k, out + t * kPackRows, kOut);
+            else K.gemm_q8_0x16(w.tiles_q8() + (lt + t) * nb, xs, nr, k, out + t * kPackRows, kOut);
+          }
+        }
+        for (int r = 0; r < nr; ++r) std::copy(out + r * kOut, out + r * kOut + rows, ys[wi] + (i0 + r) * m + j0);
       }
     }
   });
@@ -238,7 +243,7 @@ Tensor matmul(const Tensor& x, const PreparedWeight& w, const Tensor* bias) {
 std::vector<Tensor> linear_many(const Tensor& x, const std::vector<std::pair<const PreparedWeight*, Tensor>>& layers,
                                 bool ggml_order) {
   std::vector<Tensor> out;
-  bool fused = x.ndim() == 2 && x.dim(0) <= 4;
+  bool fused = x.ndim() == 2 && x.dim(0) <= kern::kGemmRows;  // one pass over the tiles
   for (const auto& [w, b] : layers) fused = fused && w->packed();
   if (!fused) {
     for (const auto& [w, b] : layers) out.push_back(linear(x, *w, b, ggml_order));

@@ -278,6 +278,45 @@ TEST(Kernels, TwoTileKernelsEqualOneTileKernels) {
     }
 }
 
+// The multi-row kernels give every row exactly what the one-row kernel of their table gives it
+// (1 to 8 rows: each group size of every table's row grouping; ldy wider than a tile).
+TEST(Kernels, MultiRowKernelsEqualOneRowKernelPerRow) {
+  constexpr int kRows = kern::kGemmRows;
+  for (int64_t n : {32, 256, 2048 + 96}) {
+    Tensor x = test::randn({kRows, n}, uint32_t(n + 13));
+    std::vector<ActBuf> xb;
+    std::vector<Q8Act> xq;
+    for (int r = 0; r < kRows; ++r) xb.emplace_back(n);
+    for (int r = 0; r < kRows; ++r) {
+      xq.push_back(xb[size_t(r)].view());
+      kern::kGeneric.quantize_q8_act(x.data<float>() + r * n, xq.back(), n);
+    }
+    for (DType t : {DType::Q4_0, DType::Q8_0}) {
+      Tensor w = test::randn({16, n}, uint32_t(n + 14)).to(t);
+      ops::PreparedWeight pw(w);
+      ASSERT_TRUE(pw.packed());
+      std::vector<const kern::Table*> tables = simd_tables();
+      tables.push_back(&kern::kGeneric);
+      for (auto* T : tables)
+        for (int rows = 1; rows <= kRows; ++rows) {
+          constexpr int64_t ld = 24;
+          std::vector<float> many(size_t(rows * ld), -1.0f);
+          if (t == DType::Q4_0) T->gemm_q4_0x16(pw.tiles(), xq.data(), rows, n, many.data(), ld);
+          else T->gemm_q8_0x16(pw.tiles_q8(), xq.data(), rows, n, many.data(), ld);
+          for (int r = 0; r < rows; ++r) {
+            float one[16];
+            if (t == DType::Q4_0) T->gemv_q4_0x16(pw.tiles(), xq[size_t(r)], n, one);
+            else T->gemv_q8_0x16(pw.tiles_q8(), xq[size_t(r)], n, one);
+            for (int j = 0; j < 16; ++j)
+              EXPECT_EQ(many[size_t(r * ld + j)], one[j]) << T->name << " " << dtype_name(t) << " n=" << n
+                                                          << " rows=" << rows << " row " << r << " col " << j;
+            for (int j = 16; j < ld; ++j) EXPECT_EQ(many[size_t(r * ld + j)], -1.0f) << "past the tile's 16 values";
+          }
+        }
+    }
+  }
+}
+
 // llama.cpp's f32 summation order: bit-identical in every table, and close to the exact sum.
 TEST(Kernels, DotF32GgmlOrderIsBitIdentical) {
   Worst W;

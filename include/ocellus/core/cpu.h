@@ -9,6 +9,7 @@ struct CpuFeatures {
   bool avx2 = false, fma = false, f16c = false;
   bool avx512f = false, avx512bw = false, avx512vl = false, avx512dq = false,
        avx512vnni = false;
+  bool amd = false;  // vendor AuthenticAMD: the kernels' prefetch hint differs (ops/kernels)
   std::string str() const;
 };
 const CpuFeatures& cpu_features();

@@ -16,6 +16,9 @@ struct AdamWStep {
   float decay, b1, b2, bc2_sqrt, eps, step;
 };
 
+// Most activation rows one gemm_* call takes.
+constexpr int kGemmRows = 8;
+
 struct Table {
   const char* name;
   // Row conversions.
@@ -42,6 +45,12 @@ struct Table {
   // activations, y[0..31]; each tile's values bit-identical to the one-tile kernel's.
   void (*gemv_q4_0x16x2)(const BlockQ4_0x16* w, Q8Act x, int64_t n, float* y);
   void (*gemv_q8_0x16x2)(const BlockQ8_0x16* w, Q8Act x, int64_t n, float* y);
+  // One tile times `rows` activation rows (1 <= rows <= kGemmRows): y[r * ldy + 0..15] for row
+  // r, each row's values bit-identical to the one-tile gemv's for that row (so a sequence's
+  // numbers do not depend on what is batched beside it). The tile is read and unpacked once for
+  // all the rows: batched decoding and prefill.
+  void (*gemm_q4_0x16)(const BlockQ4_0x16* w, const Q8Act* x, int rows, int64_t n, float* y, int64_t ldy);
+  void (*gemm_q8_0x16)(const BlockQ8_0x16* w, const Q8Act* x, int rows, int64_t n, float* y, int64_t ldy);
   // y = exp(a x + b) elementwise (within 2 ulp of exp; 0 below exp's normal range), and the sum
   // of those values: the softmaxes of training (cross-entropy, SiLU) without a libm call each.
   void (*exp_affine)(const float* x, float a, float b, float* y, int64_t n);
@@ -51,6 +60,11 @@ struct Table {
   // v = v b2 + (1 - b2) g g; w += -step (m / (sqrt(v) / bc2_sqrt + eps)).
   void (*adamw)(float* w, float* m, float* v, const float* g, int64_t n, const AdamWStep& c);
 };
+
+// How the tile kernels prefetch the weights they stream (chosen once, from the CPU's vendor, or
+// OCELLUS_PREFETCH=l2|nta): the same hint is best on one vendor and worst on the other.
+enum TilePrefetch : int { kPrefetchL2 = 0, kPrefetchNta = 1 };
+extern const int g_tile_prefetch;
 
 extern const Table kGeneric;
 extern const Table kAvx2;
@@ -76,6 +90,22 @@ static inline float s_bf16_to_f32(uint16_t h) {
   float f;
   memcpy(&f, &u, 4);
   return f;
+}
+
+// Calls f(RowCount<R>{}, r0) for groups of rows [r0, r0 + R) covering [0, rows): groups of Max,
+// then 4, 2, 1 (Max a power of two). A kernel templated on its row count R, with its
+// accumulators in registers, then serves any count with log2(Max) + 1 instantiations.
+template <int R>
+struct RowCount {
+  static constexpr int value = R;
+};
+template <int Max, typename F>
+static inline void for_row_groups(int rows, F f) {
+  int r0 = 0;
+  for (; r0 + Max <= rows; r0 += Max) f(RowCount<Max>{}, r0);
+  if constexpr (Max > 4) if (r0 + 4 <= rows) f(RowCount<4>{}, r0), r0 += 4;
+  if constexpr (Max > 2) if (r0 + 2 <= rows) f(RowCount<2>{}, r0), r0 += 2;
+  if constexpr (Max > 1) if (r0 < rows) f(RowCount<1>{}, r0);
 }
 
 }  // namespace ocellus::kern

@@ -191,10 +191,100 @@ static inline void q8_tiles(const BlockQ8_0x16* w, Q8Act x, int64_t n, float* y)
 static void x86_gemv_q8_0x16(const BlockQ8_0x16* w, Q8Act x, int64_t n, float* y) { q8_tiles<1>(w, x, n, y); }
 static void x86_gemv_q8_0x16x2(const BlockQ8_0x16* w, Q8Act x, int64_t n, float* y) { q8_tiles<2>(w, x, n, y); }
 
+// A q4_0x16 tile times R activation rows: each chunk's nibbles unpacked once, then every row's
+// broadcasts; per row the one-row kernel's int16 sums (exact in any order) and float steps, so
+// each row's values are bit-identical to q4_tiles<1>'s. At most four rows: eight int16 sums and
+// eight accumulators already fill the sixteen registers.
+template <int R>
+static inline void q4_rows(const BlockQ4_0x16* w, const Q8Act* x, int64_t n, float* y, int64_t ldy) {
+  const __m256i m4 = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
+  const int64_t nb = n / kQK;
+  __m256 acc0[R], acc1[R];
+  for (int r = 0; r < R; ++r) acc0[r] = acc1[r] = _mm256_setzero_ps();
+  for (int64_t i = 0; i < nb; ++i) {
+    prefetch_tiles<1>(w, nb, i);
+    __m256i p0[R], p1[R];
+    for (int r = 0; r < R; ++r) p0[r] = p1[r] = _mm256_setzero_si256();
+    for (int c = 0; c < 4; ++c) {
+      const __m256i v0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[i].qs[c]));
+      const __m256i v1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[i].qs[c] + 32));
+      const __m256i l0 = _mm256_and_si256(v0, m4), l1 = _mm256_and_si256(v1, m4);
+      const __m256i h0 = _mm256_and_si256(_mm256_srli_epi16(v0, 4), m4), h1 = _mm256_and_si256(_mm256_srli_epi16(v1, 4), m4);
+      for (int r = 0; r < R; ++r) {
+        int32_t xl, xh;
+        memcpy(&xl, x[r].qs + i * kQK + 4 * c, 4);
+        memcpy(&xh, x[r].qs + i * kQK + 16 + 4 * c, 4);
+        const __m256i vxl = _mm256_set1_epi32(xl), vxh = _mm256_set1_epi32(xh);
+        p0[r] = _mm256_add_epi16(p0[r], _mm256_maddubs_epi16(l0, vxl));
+        p1[r] = _mm256_add_epi16(p1[r], _mm256_maddubs_epi16(l1, vxl));
+        p0[r] = _mm256_add_epi16(p0[r], _mm256_maddubs_epi16(h0, vxh));
+        p1[r] = _mm256_add_epi16(p1[r], _mm256_maddubs_epi16(h1, vxh));
+      }
+    }
+    const __m256 d0 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w[i].d)));
+    const __m256 d1 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w[i].d + 8)));
+    for (int r = 0; r < R; ++r) {
+      const __m256 dx = _mm256_set1_ps(x[r].d[i]), sx8 = _mm256_set1_ps(8.0f * x[r].s[i]);
+      const __m256 f0 = _mm256_fmsub_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(p0[r], ones)), dx, sx8);
+      const __m256 f1 = _mm256_fmsub_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(p1[r], ones)), dx, sx8);
+      acc0[r] = _mm256_fmadd_ps(d0, f0, acc0[r]);
+      acc1[r] = _mm256_fmadd_ps(d1, f1, acc1[r]);
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    _mm256_storeu_ps(y + r * ldy, acc0[r]);
+    _mm256_storeu_ps(y + r * ldy + 8, acc1[r]);
+  }
+}
+
+// A q8_0x16 tile times R activation rows: |w| once per chunk, each row's broadcast given w's
+// sign. Bit-identical per row to q8_tiles<1>.
+template <int R>
+static inline void q8_rows(const BlockQ8_0x16* w, const Q8Act* x, int64_t n, float* y, int64_t ldy) {
+  const int64_t nb = n / kQK;
+  __m256 acc0[R], acc1[R];
+  for (int r = 0; r < R; ++r) acc0[r] = acc1[r] = _mm256_setzero_ps();
+  for (int64_t i = 0; i < nb; ++i) {
+    prefetch_tiles<1>(w, nb, i);
+    __m256i s0[R], s1[R];
+    for (int r = 0; r < R; ++r) s0[r] = s1[r] = _mm256_setzero_si256();
+    for (int c = 0; c < 8; ++c) {
+      const __m256i v0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[i].qs[c]));
+      const __m256i v1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[i].qs[c] + 32));
+      const __m256i a0 = _mm256_sign_epi8(v0, v0), a1 = _mm256_sign_epi8(v1, v1);
+      for (int r = 0; r < R; ++r) {
+        int32_t xv;
+        memcpy(&xv, x[r].qs + i * kQK + 4 * c, 4);
+        const __m256i xx = _mm256_set1_epi32(xv);
+        s0[r] = _mm256_add_epi32(s0[r], dot_u8s8(a0, _mm256_sign_epi8(xx, v0)));
+        s1[r] = _mm256_add_epi32(s1[r], dot_u8s8(a1, _mm256_sign_epi8(xx, v1)));
+      }
+    }
+    const __m256 d0 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w[i].d)));
+    const __m256 d1 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w[i].d + 8)));
+    for (int r = 0; r < R; ++r) {
+      const __m256 dx = _mm256_set1_ps(x[r].d[i]);
+      acc0[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0[r]), _mm256_mul_ps(d0, dx), acc0[r]);
+      acc1[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s1[r]), _mm256_mul_ps(d1, dx), acc1[r]);
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    _mm256_storeu_ps(y + r * ldy, acc0[r]);
+    _mm256_storeu_ps(y + r * ldy + 8, acc1[r]);
+  }
+}
+
+static void x86_gemm_q4_0x16(const BlockQ4_0x16* w, const Q8Act* x, int rows, int64_t n, float* y, int64_t ldy) {
+  for_row_groups<4>(rows, [&](auto R, int r0) { q4_rows<R.value>(w, x + r0, n, y + r0 * ldy, ldy); });
+}
+static void x86_gemm_q8_0x16(const BlockQ8_0x16* w, const Q8Act* x, int rows, int64_t n, float* y, int64_t ldy) {
+  for_row_groups<4>(rows, [&](auto R, int r0) { q8_rows<R.value>(w, x + r0, n, y + r0 * ldy, ldy); });
+}
+
 }  // namespace
 
 const Table kAvx2 = {"avx2", f16_to_f32, f32_to_f16, bf16_to_f32, x86_dequant_q8_0,
                      x86_dequant_q4_0, x86_quantize_q8_act, dot_f32, dot_f32_ggml, dot_f16, dot_bf16,
-                     x86_dot_q8_0, x86_dot_q4_0, x86_gemv_q4_0x16, x86_gemv_q8_0x16, x86_gemv_q4_0x16x2, x86_gemv_q8_0x16x2, x86_exp_affine, x86_sum_exp_affine, x86_adamw};
+                     x86_dot_q8_0, x86_dot_q4_0, x86_gemv_q4_0x16, x86_gemv_q8_0x16, x86_gemv_q4_0x16x2, x86_gemv_q8_0x16x2, x86_gemm_q4_0x16, x86_gemm_q8_0x16, x86_exp_affine, x86_sum_exp_affine, x86_adamw};
 
 }  // namespace ocellus::kern

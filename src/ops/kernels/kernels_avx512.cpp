@@ -275,10 +275,86 @@ static inline void q8_tiles(const BlockQ8_0x16* w, Q8Act x, int64_t n, float* y)
 void gemv_q8_0x16(const BlockQ8_0x16* w, Q8Act x, int64_t n, float* y) { q8_tiles<1>(w, x, n, y); }
 void gemv_q8_0x16x2(const BlockQ8_0x16* w, Q8Act x, int64_t n, float* y) { q8_tiles<2>(w, x, n, y); }
 
+// A q4_0x16 tile times R activation rows: each chunk's nibbles are unpacked once (low v & 0xf,
+// high (v >> 4) & 0xf) and meet every row's broadcasts. The integer sums are the one-row
+// kernel's (exact in any order) and the float steps are its steps, so each row's values are
+// bit-identical to q4_tiles<1>'s. Up to four rows keep two int32 chains each (low, high); eight
+// rows one each, which the rows themselves interleave (30 of the 32 registers live). The
+// prefetch measured +25% for 4 and 8 rows (BM_DecodeBatch, Xeon), even for prefill.
+template <int R>
+static inline void q4_rows(const BlockQ4_0x16* w, const Q8Act* x, int64_t n, float* y, int64_t ldy) {
+  constexpr int C = R <= 4 ? 2 : 1;
+  const __m512i m4 = _mm512_set1_epi8(0x0f);
+  const int64_t nb = n / kQK;
+  __m512 acc[R], corr[R];
+  for (int r = 0; r < R; ++r) acc[r] = corr[r] = _mm512_setzero_ps();
+  for (int64_t i = 0; i < nb; ++i) {
+    prefetch_tiles<1>(w, nb, i);
+    __m512i s[R][C];
+    for (int r = 0; r < R; ++r)
+      for (int c = 0; c < C; ++c) s[r][c] = _mm512_setzero_si512();
+    for (int c = 0; c < 4; ++c) {
+      const __m512i v = _mm512_loadu_si512(w[i].qs[c]);
+      const __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+      for (int r = 0; r < R; ++r) {
+        int32_t xl, xh;
+        memcpy(&xl, x[r].qs + i * kQK + 4 * c, 4);
+        memcpy(&xh, x[r].qs + i * kQK + 16 + 4 * c, 4);
+        s[r][0] = _mm512_dpbusd_epi32(s[r][0], lo, _mm512_set1_epi32(xl));
+        s[r][C - 1] = _mm512_dpbusd_epi32(s[r][C - 1], hi, _mm512_set1_epi32(xh));
+      }
+    }
+    const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[i].d)));
+    for (int r = 0; r < R; ++r) {
+      const __m512i sum = C == 2 ? _mm512_add_epi32(s[r][0], s[r][C - 1]) : s[r][0];
+      acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_mul_ps(dw, _mm512_set1_ps(x[r].d[i])), acc[r]);
+      corr[r] = _mm512_fmadd_ps(dw, _mm512_set1_ps(x[r].s[i]), corr[r]);
+    }
+  }
+  for (int r = 0; r < R; ++r) _mm512_storeu_ps(y + r * ldy, _mm512_fnmadd_ps(_mm512_set1_ps(8.0f), corr[r], acc[r]));
+}
+
+// A q8_0x16 tile times R activation rows: |w| and w's sign taken once per chunk, each row's
+// broadcast given that sign; one int32 chain per row. Bit-identical per row to q8_tiles<1>.
+template <int R>
+static inline void q8_rows(const BlockQ8_0x16* w, const Q8Act* x, int64_t n, float* y, int64_t ldy) {
+  const __m512i zero = _mm512_setzero_si512();
+  const int64_t nb = n / kQK;
+  __m512 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+  for (int64_t i = 0; i < nb; ++i) {
+    prefetch_tiles<1>(w, nb, i);
+    __m512i s[R];
+    for (int r = 0; r < R; ++r) s[r] = zero;
+    for (int c = 0; c < 8; ++c) {
+      const __m512i v = _mm512_loadu_si512(w[i].qs[c]);
+      const __m512i a = _mm512_abs_epi8(v);
+      const __mmask64 neg = _mm512_movepi8_mask(v);
+      for (int r = 0; r < R; ++r) {
+        int32_t xv;
+        memcpy(&xv, x[r].qs + i * kQK + 4 * c, 4);
+        const __m512i xx = _mm512_set1_epi32(xv);
+        s[r] = _mm512_dpbusd_epi32(s[r], a, _mm512_mask_sub_epi8(xx, neg, zero, xx));
+      }
+    }
+    const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[i].d)));
+    for (int r = 0; r < R; ++r)
+      acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[r]), _mm512_mul_ps(dw, _mm512_set1_ps(x[r].d[i])), acc[r]);
+  }
+  for (int r = 0; r < R; ++r) _mm512_storeu_ps(y + r * ldy, acc[r]);
+}
+
+void gemm_q4_0x16(const BlockQ4_0x16* w, const Q8Act* x, int rows, int64_t n, float* y, int64_t ldy) {
+  for_row_groups<kGemmRows>(rows, [&](auto R, int r0) { q4_rows<R.value>(w, x + r0, n, y + r0 * ldy, ldy); });
+}
+void gemm_q8_0x16(const BlockQ8_0x16* w, const Q8Act* x, int rows, int64_t n, float* y, int64_t ldy) {
+  for_row_groups<kGemmRows>(rows, [&](auto R, int r0) { q8_rows<R.value>(w, x + r0, n, y + r0 * ldy, ldy); });
+}
+
 }  // namespace
 
 const Table kAvx512 = {"avx512", f16_to_f32, f32_to_f16, bf16_to_f32, x86_dequant_q8_0,
                        x86_dequant_q4_0, x86_quantize_q8_act, dot_f32, dot_f32_ggml, dot_f16, dot_bf16,
-                       dot_q8_0, dot_q4_0, gemv_q4_0x16, gemv_q8_0x16, gemv_q4_0x16x2, gemv_q8_0x16x2, x86_exp_affine, x86_sum_exp_affine, x86_adamw};
+                       dot_q8_0, dot_q4_0, gemv_q4_0x16, gemv_q8_0x16, gemv_q4_0x16x2, gemv_q8_0x16x2, gemm_q4_0x16, gemm_q8_0x16, x86_exp_affine, x86_sum_exp_affine, x86_adamw};
 
 }  // namespace ocellus::kern

@@ -159,10 +159,18 @@ void gemv_q8_0x16x2(const BlockQ8_0x16* w, Q8Act x, int64_t n, float* y) {
   gemv_q8_0x16(w + n / kQK, x, n, y + kPackRows);
 }
 
+// The reference for the multi-row kernels: the one-row kernel per row.
+void gemm_q4_0x16(const BlockQ4_0x16* w, const Q8Act* x, int rows, int64_t n, float* y, int64_t ldy) {
+  for (int r = 0; r < rows; ++r) gemv_q4_0x16(w, x[r], n, y + r * ldy);
+}
+void gemm_q8_0x16(const BlockQ8_0x16* w, const Q8Act* x, int rows, int64_t n, float* y, int64_t ldy) {
+  for (int r = 0; r < rows; ++r) gemv_q8_0x16(w, x[r], n, y + r * ldy);
+}
+
 }  // namespace
 
 const Table kGeneric = {"generic", f16_to_f32, f32_to_f16, bf16_to_f32, dequant_q8_0,
                         dequant_q4_0, quantize_q8_act, dot_f32, dot_f32_ggml, dot_f16, dot_bf16,
-                        dot_q8_0, dot_q4_0, gemv_q4_0x16, gemv_q8_0x16, gemv_q4_0x16x2, gemv_q8_0x16x2, exp_affine, sum_exp_affine, adamw};
+                        dot_q8_0, dot_q4_0, gemv_q4_0x16, gemv_q8_0x16, gemv_q4_0x16x2, gemv_q8_0x16x2, gemm_q4_0x16, gemm_q8_0x16, exp_affine, sum_exp_affine, adamw};
 
 }  // namespace ocellus::kern
