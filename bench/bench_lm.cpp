@@ -124,7 +124,7 @@ void BM_DecodeBatch(benchmark::State& state) {
   }
   const double rate = double(32 * streams) / best;
   if (streams == 1) one_stream = rate;
-  state.SetLabel("q4_0, " + std::to_string(streams) + " streams");
+  state.SetLabel("q4_0");
   state.counters["best_tokens/s"] = rate;
   if (one_stream > 0) state.counters["x_one_stream"] = rate / one_stream;
 }

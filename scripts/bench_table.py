@@ -27,12 +27,15 @@ KEYS = {
     "BM_Encode": ("best_ms", "of_gemm_peak"),
     "BM_TrainStep": ("ms/step", "of_gemm_peak"),
     "BM_Tokenize": ("MB/s", None),
+    "BM_Conv2d": ("best_GFLOP/s", "of_gemm_peak"),
+    "BM_VaeStep": ("best_ms", "of_gemm_peak"),
+    "BM_FusionSample": ("best_ms", "of_gemm_peak"),
 }
 # counters reported beside the ceiling ratio (a comparison with another implementation)
 EXTRA = {"BM_TrainStep": ["x_torch"], "BM_DecodeBatch": ["x_one_stream"]}
 # what a benchmark not in KEYS shows: the first of these it has, and its first of_* counter
 FALLBACK_RATES = ["tokens/s", "GFLOP/s", "GB/s", "MB/s", "blocks/s"]
-UNITS = {"best_ms": "ms", "ms/step": "ms/step", "best_tokens/s": "tokens/s"}
+UNITS = {"best_ms": "ms", "ms/step": "ms/step", "best_tokens/s": "tokens/s", "best_GFLOP/s": "GFLOP/s"}
 
 
 def number(v):
@@ -49,6 +52,8 @@ def row_name(b):
     # real_time, iterations:N, min_time:T, repeats:N say how it ran; dtype:N is the label's dtype
     skip = ("real_time", "iterations:", "min_time:", "repeats:", "threads:", "dtype:")
     parts = [p for p in b["run_name"].split("/") if not p.startswith(skip)]
+    if b.get("label"):  # unnamed arguments (56/32/1) are what the label spells out
+        parts = parts[:1] + [p for p in parts[1:] if not p.isdigit()]
     name = parts[0] + "".join(" " + p for p in parts[1:])
     return f"{name} {b['label']}" if b.get("label") else name
 
