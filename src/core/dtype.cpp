@@ -12,6 +12,11 @@ static const DTypeInfo kInfo[] = {
     {"bf16", 1, 2, false},
     {"q8_0", kQK, sizeof(BlockQ8_0), true},
     {"q4_0", kQK, sizeof(BlockQ4_0), true},
+    {"q2_K", kQK_K, sizeof(BlockQ2K), true},
+    {"q3_K", kQK_K, sizeof(BlockQ3K), true},
+    {"q4_K", kQK_K, sizeof(BlockQ4K), true},
+    {"q5_K", kQK_K, sizeof(BlockQ5K), true},
+    {"q6_K", kQK_K, sizeof(BlockQ6K), true},
 };
 
 const DTypeInfo& dtype_info(DType t) {
@@ -22,8 +27,9 @@ const DTypeInfo& dtype_info(DType t) {
 
 DType dtype_from_name(const std::string& name) {
   for (size_t i = 0; i < sizeof(kInfo) / sizeof(kInfo[0]); ++i)
-    if (name == kInfo[i].name) return DType(i);
-  fail("dtype: unknown dtype '", name, "' (expected f32, f16, bf16, q8_0 or q4_0)");
+    if (name == kInfo[i].name || (name.size() == 4 && name[3] == 'k' && name.substr(0, 3) + "K" == kInfo[i].name))
+      return DType(i);
+  fail("dtype: unknown dtype '", name, "' (expected f32, f16, bf16, q8_0, q4_0, q2_K, q3_K, q4_K, q5_K or q6_K)");
 }
 
 size_t row_bytes(DType t, int64_t n) {

@@ -1,4 +1,5 @@
 #include "ocellus/core/quant.h"
+#include "ocellus/core/kquant.h"
 
 #include <algorithm>
 #include <cmath>
@@ -75,8 +76,9 @@ void quantize_row(DType t, const float* x, void* dst, int64_t n) {
     }
     case DType::Q8_0: quantize_row_q8_0(x, static_cast<BlockQ8_0*>(dst), n); return;
     case DType::Q4_0: quantize_row_q4_0(x, static_cast<BlockQ4_0*>(dst), n); return;
+    default: break;
   }
-  fail("quantize: unsupported dtype");
+  fail("quantize: converting to ", dtype_name(t), " is not supported (K-quants are read, not yet written)");
 }
 
 void dequantize_row(DType t, const void* src, float* y, int64_t n) {
@@ -90,6 +92,8 @@ void dequantize_row(DType t, const void* src, float* y, int64_t n) {
     case DType::BF16: kern::active().bf16_to_f32(static_cast<const uint16_t*>(src), y, n); return;
     case DType::Q8_0: kern::active().dequant_q8_0(src, y, n); return;
     case DType::Q4_0: kern::active().dequant_q4_0(src, y, n); return;
+    default:
+      if (is_k_quant(t)) return dequantize_row_k(t, src, y, n);
   }
   fail("dequantize: unsupported dtype");
 }

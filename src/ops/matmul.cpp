@@ -7,6 +7,7 @@
 #include <cstring>
 #include <vector>
 
+#include "ocellus/core/kquant.h"
 #include "ocellus/core/quant.h"
 #include "ocellus/core/threads.h"
 #include "ops/kernels/kernels.h"
@@ -120,6 +121,21 @@ void matvec(const float* x, const Tensor& w, float* y, const Dims& d) {
   });
 }
 
+// y[n, m] = x[n, k] · wᵀ for K-quant w: every row, prompt or decode, through the q8_K products
+// llama.cpp computes (its logits are matched only so), each weight row read once.
+void matvec_k(const float* x, const Tensor& w, float* y, const Dims& d) {
+  const int64_t nbk = d.k / kQK_K;
+  std::vector<BlockQ8K> xq(size_t(d.n * nbk));
+  parallel_for(d.n, 1, [&](int64_t a, int64_t b) {
+    for (int64_t i = a; i < b; ++i) quantize_row_q8_K(x + i * d.k, xq.data() + i * nbk, d.k);
+  });
+  const size_t rb = row_bytes(w.dtype(), d.k);
+  parallel_for_guided(d.m, 16, [&](int64_t a, int64_t b) {
+    for (int64_t j = a; j < b; ++j)
+      for (int64_t i = 0; i < d.n; ++i) y[i * d.m + j] = dot_k_q8_K(w.dtype(), w.raw() + size_t(j) * rb, xq.data() + i * nbk, d.k);
+  });
+}
+
 // y_i[n, m_i] = x[n, k] · w_iᵀ for weights packed in 16-row tiles (q4_0 or q8_0, each with its
 // kernels) of width k: x quantized once, then the tiles of all the weights, in order, in pairs,
 // shared out guided in one parallel region (contiguous runs of pairs, shorter towards the end).
@@ -209,6 +225,8 @@ Tensor matmul(const Tensor& x, const Tensor& w_in, const Tensor* bias) {
   float* yp = y.data<float>();
   if (w.dtype() == DType::F32) {
     sgemm(false, true, d.n, d.m, d.k, xp, d.k, w.data<float>(), d.k, 0.0f, yp, d.m);
+  } else if (is_k_quant(w.dtype())) {
+    matvec_k(xp, w, yp, d);
   } else if (d.n < kMatvecMaxRows || w.dtype() == DType::Q8_0 || w.dtype() == DType::Q4_0) {
     matvec(xp, w, yp, d);
   } else {

@@ -46,7 +46,9 @@ TEST(DType, InfoAndNames) {
   EXPECT_EQ(dtype_info(DType::Q8_0).block_bytes, 34);
   EXPECT_EQ(dtype_info(DType::Q4_0).block_bytes, 18);
   EXPECT_EQ(dtype_from_name("q4_0"), DType::Q4_0);
-  EXPECT_THROW(dtype_from_name("q5_k"), Error);
+  EXPECT_EQ(dtype_from_name("q5_k"), DType::Q5_K);
+  EXPECT_THROW(dtype_from_name("q5_1"), Error);
+  EXPECT_THROW(dtype_from_name("iq4_xs"), Error);
   EXPECT_EQ(row_bytes(DType::Q4_0, 64), 36u);
   EXPECT_THROW(row_bytes(DType::Q8_0, 33), Error);
   EXPECT_THROW(row_bytes(DType::F32, INT64_MAX / 2), Error);

@@ -217,19 +217,19 @@ TEST(Gguf, EveryValueTypeAndTensorDtypeRoundTrips) {
 TEST(Gguf, UnsupportedTensorTypeIsReportedByName) {
   GgufWriter w;
   w.set("general.architecture", GgufValue::str("llama"));
-  w.add_tensor("k", 12 /* q4_K */, Shape{2, 256}, [](uint8_t* p) { std::memset(p, 0, 2 * 144); });
-  const std::string path = temp_path("q4k.gguf");
+  w.add_tensor("k", 16 /* iq2_xxs */, Shape{2, 256}, [](uint8_t* p) { std::memset(p, 0, 2 * 66); });
+  const std::string path = temp_path("iq2xxs.gguf");
   w.write(path);
   GgufFile f = GgufFile::open(path);
-  EXPECT_STREQ(f.tensor_info("k").type->name, "q4_K");
-  EXPECT_EQ(f.tensor_info("k").nbytes, 288u);
+  EXPECT_STREQ(f.tensor_info("k").type->name, "iq2_xxs");
+  EXPECT_EQ(f.tensor_info("k").nbytes, 132u);
   try {
     f.tensor("k");
     ADD_FAILURE() << "expected an error";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("q4_K"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("iq2_xxs"), std::string::npos) << e.what();
   }
-  EXPECT_NE(inspect_model_file(path).find("q4_K x1 (not computable"), std::string::npos);
+  EXPECT_NE(inspect_model_file(path).find("iq2_xxs x1 (not computable"), std::string::npos);
   std::remove(path.c_str());
 }
 

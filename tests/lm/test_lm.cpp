@@ -35,6 +35,7 @@ double rel_l2(const std::vector<float>& a, const std::vector<float>& b) {
 struct ParityCase {
   const char* model;
   double fixture, bound;
+  const char* dir = "peer";  // the fixtures' folder
 };
 
 class LogitsParity : public ::testing::TestWithParam<ParityCase> {};
@@ -42,10 +43,11 @@ class LogitsParity : public ::testing::TestWithParam<ParityCase> {};
 // Every position's logits against the independent engine, within the fixture README's bounds.
 TEST_P(LogitsParity, MatchesPeer) {
   const ParityCase p = GetParam();
-  io::GgufFile f = io::GgufFile::open(kPeer + "tiny-" + p.model + ".gguf");
+  const std::string dir = std::string(OCELLUS_FIXTURES) + "/" + p.dir + "/";
+  io::GgufFile f = io::GgufFile::open(dir + "tiny-" + p.model + ".gguf");
   auto model = lm::load_gguf(f);
-  const std::vector<int32_t> ids = read_array<int32_t>(kPeer + p.model + ".tokens.i32");
-  const std::vector<float> want = read_array<float>(kPeer + p.model + ".logits.f32");
+  const std::vector<int32_t> ids = read_array<int32_t>(dir + p.model + ".tokens.i32");
+  const std::vector<float> want = read_array<float>(dir + p.model + ".logits.f32");
   lm::KvCache cache(model->config(), 256);
   const Tensor logits = model->forward_ids(ids, cache, true);
   ASSERT_EQ(logits.shape(), (Shape{int64_t(ids.size()), model->config().n_vocab}));
@@ -74,6 +76,26 @@ INSTANTIATE_TEST_SUITE_P(Peer, LogitsParity,
                              // worst 4.34e-6, 1.85e-7, 2.54e-6 (the same on every table); bound = 10x.
                              ParityCase{"qwen2-f32", 1e-4, 4.3e-5}, ParityCase{"phi2-f32", 1e-4, 1.9e-6},
                              ParityCase{"stablelm-f32", 1e-4, 2.5e-5}),
+                         [](const auto& info) {
+                           std::string s = info.param.model;
+                           for (char& c : s) if (c == '-') c = '_';
+                           return s;
+                         });
+
+// llama.cpp's K-quant mixes of one f16 llama (256 wide), each product with q8_K activations.
+// Bounds: 10x the worst over the generic / avx2 / avx512 tables (the same on each: the K
+// products are the scalar reference so far). Q3_K_M and Q4_K_M are not here: the q4_K matrices
+// they hold give 1.1e-2 / 1.3e-2 (fixture 1e-3), with some positions exact to 1e-7 and others
+// off by 1e-2 (llama.cpp runs q4_K, alone of these types, through its repacked 8x8 kernels;
+// q4_K shares its unpacking and product with q5_K, which matches to 1.5e-7). Unexplained yet.
+INSTANTIATE_TEST_SUITE_P(KQuant, LogitsParity,
+                         ::testing::Values(
+                             // worst 3.02e-3 (llama.cpp rounds activations to f16 for f16 weights).
+                             ParityCase{"llama256-f16", 5e-3, 5e-3, "kquant"},
+                             // worst 1.59e-7, 1.51e-7, 1.50e-7.
+                             ParityCase{"llama256-q2_k", 1e-3, 1.6e-6, "kquant"},
+                             ParityCase{"llama256-q5_k_m", 1e-3, 1.6e-6, "kquant"},
+                             ParityCase{"llama256-q6_k", 1e-3, 1.5e-6, "kquant"}),
                          [](const auto& info) {
                            std::string s = info.param.model;
                            for (char& c : s) if (c == '-') c = '_';

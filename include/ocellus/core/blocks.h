@@ -21,6 +21,55 @@ struct BlockQ4_0 {
 static_assert(sizeof(BlockQ8_0) == 34, "q8_0 block must be 34 bytes as in GGUF");
 static_assert(sizeof(BlockQ4_0) == 18, "q4_0 block must be 18 bytes as in GGUF");
 
+// K-quants (llama.cpp's "super-blocks" of 256 elements, exactly its GGUF layouts). Each holds
+// 16 sub-blocks of 16 (q2_K, q3_K, q6_K) or 8 of 32 (q4_K, q5_K) with their own quantized
+// scales (and mins), scaled again by the super-block's f16 d (dmin).
+constexpr int64_t kQK_K = 256;
+// x = d * sc * q - dmin * m; scales[s] = sc | m << 4 (4 bits each); q 2 bits.
+struct BlockQ2K {
+  uint8_t scales[16];
+  uint8_t qs[64];
+  uint16_t d, dmin;
+};
+// x = d * (sc - 32) * (q - 4 * !hbit); sc 6 bits packed in 12 bytes; q 2 low bits + hmask bit.
+struct BlockQ3K {
+  uint8_t hmask[32];
+  uint8_t qs[64];
+  uint8_t scales[12];
+  uint16_t d;
+};
+// x = d * sc * q - dmin * m over 8 sub-blocks of 32; sc, m 6 bits packed in 12 bytes; q 4 bits.
+struct BlockQ4K {
+  uint16_t d, dmin;
+  uint8_t scales[12];
+  uint8_t qs[128];
+};
+// As q4_K with a fifth bit per element in qh.
+struct BlockQ5K {
+  uint16_t d, dmin;
+  uint8_t scales[12];
+  uint8_t qh[32];
+  uint8_t qs[128];
+};
+// x = d * sc * (q - 32); sc int8 per sub-block of 16; q 4 low bits in ql, 2 high in qh.
+struct BlockQ6K {
+  uint8_t ql[128];
+  uint8_t qh[64];
+  int8_t scales[16];
+  uint16_t d;
+};
+static_assert(sizeof(BlockQ2K) == 84 && sizeof(BlockQ3K) == 110 && sizeof(BlockQ4K) == 144 &&
+                  sizeof(BlockQ5K) == 176 && sizeof(BlockQ6K) == 210,
+              "K-quant blocks must be GGUF's sizes");
+// Activations for K-quant products (llama.cpp's q8_K, never in a file): x = d * qs, d an f32,
+// bsums the sums of each 16 values.
+struct BlockQ8K {
+  float d;
+  int8_t qs[256];
+  int16_t bsums[16];
+};
+static_assert(sizeof(BlockQ8K) == 292, "q8_K block is llama.cpp's");
+
 // q4_0 repacked for matrix-vector products (an in-memory layout, never a file format): 16 rows
 // form a tile; per 32-column block the tile holds the 16 rows' f16 scales, then four 64-byte
 // chunks, chunk c holding qs bytes 4c..4c+3 of row 0, row 1, ..., row 15. A kernel then keeps one

@@ -1,0 +1,118 @@
+// The K-quant references (core/kquant.h): q8_K activations as llama.cpp rounds them, and the
+// integer product against the float product of the dequantized values. Whether the unpacking
+// reads llama.cpp's layouts right is shown by the logits of its quantized files
+// (tests/lm/test_lm.cpp, KQuant parity).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "ocellus/core/dtype.h"
+#include "ocellus/core/error.h"
+#include "ocellus/core/kquant.h"
+#include "ocellus/core/quant.h"
+
+using namespace ocellus;
+
+namespace {
+
+// n random values, some blocks of them zero, one with its largest value negative.
+std::vector<float> activations(int64_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::vector<float> x(static_cast<size_t>(n));
+  for (float& v : x) v = nd(rng);
+  return x;
+}
+
+// Random super-blocks of type t: random bytes, with the f16 scales set to sane values.
+std::vector<uint8_t> random_blocks(DType t, int64_t n, uint32_t seed) {
+  const size_t bb = size_t(dtype_info(t).block_bytes);
+  std::vector<uint8_t> w(size_t(n / kQK_K) * bb);
+  std::mt19937 rng(seed);
+  for (uint8_t& b : w) b = uint8_t(rng());
+  for (size_t i = 0; i < w.size() / bb; ++i) {
+    uint8_t* blk = w.data() + i * bb;
+    const uint16_t d = f32_to_fp16(0.01f + 0.001f * float(i)), dmin = f32_to_fp16(0.02f);
+    switch (t) {
+      case DType::Q2_K: std::memcpy(blk + 80, &d, 2), std::memcpy(blk + 82, &dmin, 2); break;
+      case DType::Q3_K: std::memcpy(blk + 108, &d, 2); break;
+      case DType::Q4_K:
+      case DType::Q5_K: std::memcpy(blk, &d, 2), std::memcpy(blk + 2, &dmin, 2); break;
+      case DType::Q6_K: std::memcpy(blk + 208, &d, 2); break;
+      default: break;
+    }
+  }
+  return w;
+}
+
+}  // namespace
+
+TEST(KQuant, Q8KActivationsRoundAsLlamaCpp) {
+  const int64_t n = 4 * kQK_K;
+  std::vector<float> x = activations(n, 1);
+  for (int j = 0; j < kQK_K; ++j) x[size_t(2 * kQK_K + j)] = 0.0f;  // block 2 all zero
+  x[size_t(3 * kQK_K + 7)] = -9.0f;                                 // block 3: largest negative
+  std::vector<BlockQ8K> q(size_t(n / kQK_K));
+  quantize_row_q8_K(x.data(), q.data(), n);
+  for (int64_t b = 0; b < n / kQK_K; ++b) {
+    const BlockQ8K& qb = q[size_t(b)];
+    if (b == 2) {
+      EXPECT_EQ(qb.d, 0.0f);
+      continue;
+    }
+    float max = 0;
+    for (int j = 0; j < kQK_K; ++j)
+      if (std::fabs(x[size_t(b * kQK_K + j)]) > std::fabs(max)) max = x[size_t(b * kQK_K + j)];
+    EXPECT_EQ(qb.d, 1.0f / (-127.0f / max)) << "d = -max / 127, the sign of the largest value kept";
+    for (int g = 0; g < 16; ++g) {
+      int sum = 0;
+      for (int j = 0; j < 16; ++j) sum += qb.qs[16 * g + j];
+      EXPECT_EQ(qb.bsums[g], sum);
+    }
+    for (int j = 0; j < kQK_K; ++j) {
+      const float v = x[size_t(b * kQK_K + j)];
+      EXPECT_LE(std::fabs(qb.d * qb.qs[j] - v), std::fabs(qb.d) * 0.5f * (1 + 1e-6f)) << "block " << b << " value " << j;
+    }
+  }
+  // The largest value always becomes -127 (d carries the sign): -9 / d with d = 9 / 127.
+  EXPECT_EQ(q[3].qs[7], -127);
+  EXPECT_GT(q[3].d, 0.0f);
+}
+
+// For every K type: the product's integer sums give Σ dequant(w) dequant(x) up to float rounding.
+TEST(KQuant, ProductEqualsTheDequantizedDot) {
+  const int64_t n = 3 * kQK_K;
+  const std::vector<float> x = activations(n, 7);
+  std::vector<BlockQ8K> xq(size_t(n / kQK_K));
+  quantize_row_q8_K(x.data(), xq.data(), n);
+  for (DType t : {DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
+    const std::vector<uint8_t> w = random_blocks(t, n, uint32_t(t) + 11);
+    std::vector<float> wd(static_cast<size_t>(n));
+    dequantize_row(t, w.data(), wd.data(), n);
+    double exact = 0, mag = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const double xi = double(xq[size_t(i / kQK_K)].d) * xq[size_t(i / kQK_K)].qs[i % kQK_K];
+      exact += double(wd[size_t(i)]) * xi, mag += std::fabs(double(wd[size_t(i)]) * xi);
+    }
+    const float got = dot_k_q8_K(t, w.data(), xq.data(), n);
+    EXPECT_LE(std::fabs(got - exact), 1e-6 * mag) << dtype_name(t) << ": " << got << " vs " << exact;
+  }
+}
+
+TEST(KQuant, TypesParseAndRowsMustBeWholeSuperBlocks) {
+  EXPECT_EQ(dtype_from_name("q4_K"), DType::Q4_K);
+  EXPECT_EQ(dtype_from_name("q6_k"), DType::Q6_K);
+  EXPECT_EQ(row_bytes(DType::Q4_K, 512), 288u);
+  try {
+    row_bytes(DType::Q5_K, 320);
+    FAIL() << "a 320-element q5_K row must be refused";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("not a multiple of the block size 256"), std::string::npos) << e.what();
+  }
+  std::vector<float> x(256, 1.0f);
+  std::vector<uint8_t> out(256);
+  EXPECT_THROW(quantize_row(DType::Q4_K, x.data(), out.data(), 256), Error);
+}
