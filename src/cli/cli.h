@@ -86,6 +86,10 @@ void write_f32(const std::string& path, const ocellus::Tensor& t);
 
 // Streams generated text to stdout as it comes.
 void print_piece(const std::string& piece);
+// The process's peak resident memory so far (getrusage), in MiB: the stats lines report it.
+double peak_memory_mib();
+// Milliseconds since `since`.
+double ms_since(std::chrono::steady_clock::time_point since);
 
 // The options `run` and `chat` share, and what they load from them.
 struct VlmOptions {

@@ -1,6 +1,8 @@
 // Helpers several `ocellus` verbs share.
 #include "cli.h"
 
+#include <sys/resource.h>
+
 namespace ocellus::cli {
 
 Globals& globals() {
@@ -90,6 +92,16 @@ ocellus::model::Vlm VlmOptions::load() {
     model = dir + "/model.gguf", mmproj = dir + "/mmproj.gguf";
   }
   return ocellus::model::load_vlm(model, mmproj);
+}
+
+double peak_memory_mib() {
+  struct rusage u {};
+  ::getrusage(RUSAGE_SELF, &u);
+  return double(u.ru_maxrss) / 1024.0;  // Linux reports KiB
+}
+
+double ms_since(std::chrono::steady_clock::time_point since) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - since).count();
 }
 
 }  // namespace ocellus::cli

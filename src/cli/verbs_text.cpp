@@ -100,17 +100,20 @@ void add_generate(CLI::App& app) {
       ->check(CLI::Validator([](std::string& v) { return v.empty() ? std::string("a stop string cannot be empty") : std::string(); }, "TEXT"));
   gen->callback([=] {
     require_text(gen_prompt, "the prompt (-p)");
+    const auto t0 = std::chrono::steady_clock::now();
     const auto model = ocellus::lm::load_model(gen_model);  // GGUF file or Hugging Face folder
     const auto tok = ocellus::text::Tokenizer::from_file(gen_model);
+    const double load_ms = ms_since(t0);
     const std::vector<int32_t> prompt = tok.encode(gen_prompt, true, false);
     std::printf("%s", gen_prompt.c_str());
     std::fflush(stdout);
     const auto r = ocellus::lm::generate(*model, tok, prompt, gp, print_piece);
     std::printf("\n");
     std::fflush(stdout);
-    std::fprintf(stderr, "prefill: %lld tokens in %.1f ms (%.1f tokens/s); decode: %zu tokens in %.1f ms (%.1f tokens/s); stop: %s\n",
-                 (long long)r.n_prompt, r.prefill_seconds * 1e3, double(r.n_prompt) / r.prefill_seconds, r.tokens.size(),
-                 r.decode_seconds * 1e3, r.tokens.empty() ? 0.0 : double(r.tokens.size()) / r.decode_seconds, r.stop_reason.c_str());
+    std::fprintf(stderr, "load: %.1f ms; prefill: %lld tokens in %.1f ms (%.1f tokens/s); decode: %zu tokens in %.1f ms (%.1f tokens/s); stop: %s; peak memory: %.0f MiB\n",
+                 load_ms, (long long)r.n_prompt, r.prefill_seconds * 1e3, double(r.n_prompt) / r.prefill_seconds, r.tokens.size(),
+                 r.decode_seconds * 1e3, r.tokens.empty() ? 0.0 : double(r.tokens.size()) / r.decode_seconds, r.stop_reason.c_str(),
+                 peak_memory_mib());
   });
 }
 

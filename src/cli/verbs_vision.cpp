@@ -31,7 +31,9 @@ void add_run(CLI::App& app) {
   run->add_option("-p,--prompt", run_prompt, "The question; images go before it unless it holds <image> placeholders")->required();
   run->callback([=] {
     require_text(run_prompt, "the prompt (-p)");
+    const auto t0 = std::chrono::steady_clock::now();
     const ocellus::model::Vlm v = ro.load();
+    const double load_ms = ms_since(t0);
     const bool placed = run_prompt.find("<image>") != std::string::npos;
     const std::string user = placed ? run_prompt : ocellus::model::image_placeholders(ro.images.size()) + run_prompt;
     const auto t = ocellus::lm::resolve_chat_template(ro.chat_template, v.text_file, v.tok);
@@ -41,9 +43,10 @@ void add_run(CLI::App& app) {
     const auto rows = encode_images(*v.vision, ro.images, "", &ms);
     const auto r = ocellus::model::answer(v, plan, rows, ro.gen, print_piece);
     std::printf("\n");
-    std::fprintf(stderr, "image encode: %.1f ms; prefill: %lld tokens in %.1f ms (%.1f tokens/s); decode: %zu tokens in %.1f ms (%.1f tokens/s); stop: %s\n",
-                 ms, (long long)r.n_prompt, r.prefill_seconds * 1e3, double(r.n_prompt) / r.prefill_seconds, r.tokens.size(),
-                 r.decode_seconds * 1e3, r.tokens.empty() ? 0.0 : double(r.tokens.size()) / r.decode_seconds, r.stop_reason.c_str());
+    std::fprintf(stderr, "load: %.1f ms; image encode: %.1f ms; prefill: %lld tokens in %.1f ms (%.1f tokens/s); decode: %zu tokens in %.1f ms (%.1f tokens/s); stop: %s; peak memory: %.0f MiB\n",
+                 load_ms, ms, (long long)r.n_prompt, r.prefill_seconds * 1e3, double(r.n_prompt) / r.prefill_seconds, r.tokens.size(),
+                 r.decode_seconds * 1e3, r.tokens.empty() ? 0.0 : double(r.tokens.size()) / r.decode_seconds, r.stop_reason.c_str(),
+                 peak_memory_mib());
   });
 }
 

@@ -154,12 +154,16 @@ const char* hf_act_name(ops::Activation a) {
 
 std::unique_ptr<LanguageModel> load_gguf(const io::GgufFile& f) {
   const Family& fam = family_by_arch(f.get_string(io::gguf::key::kArchitecture), f.path());
-  return detail::make_model(fam.gguf_config(f), gguf_source(f), detail::gguf_names(), fam.layout);
+  auto model = detail::make_model(fam.gguf_config(f), gguf_source(f), detail::gguf_names(), fam.layout);
+  f.mapped_file()->drop_resident();  // the matrices are copies now: the file resident once, not twice
+  return model;
 }
 
 std::unique_ptr<LanguageModel> load_gguf(const io::GgufFile& f, const io::TensorSource& over) {
   const Family& fam = family_by_arch(f.get_string(io::gguf::key::kArchitecture), f.path());
-  return detail::make_model(fam.gguf_config(f), io::overlay_source(over, gguf_source(f)), detail::gguf_names(), fam.layout);
+  auto model = detail::make_model(fam.gguf_config(f), io::overlay_source(over, gguf_source(f)), detail::gguf_names(), fam.layout);
+  f.mapped_file()->drop_resident();
+  return model;
 }
 
 template <class F>

@@ -235,7 +235,9 @@ std::unique_ptr<VisionModel> load_mmproj(const std::string& path) {
     fail(e.what(), " (", key::kClipSpatialMerge, " ", cc.merge, ": the projector reads ", cc.merge, "x", cc.merge,
          " merged patches, ", cc.merge * cc.merge * cc.d_in, " wide)");
   }
-  return std::make_unique<VisionModel>(vision::VisionTower(c, std::move(w)), std::move(conn), cc.d_out);
+  auto vm = std::make_unique<VisionModel>(vision::VisionTower(c, std::move(w)), std::move(conn), cc.d_out);
+  f.mapped_file()->drop_resident();  // the matrices are copies now: the file resident once, not twice
+  return vm;
 }
 
 void write_mmproj(const vision::VitConfig& c, const std::vector<std::pair<std::string, Tensor>>& tower,

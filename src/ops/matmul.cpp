@@ -103,9 +103,20 @@ void matvec(const float* x, const Tensor& w, float* y, const Dims& d) {
   QuantizedRows xq(K, x, quant ? d.n : 0, d.k);
   // Rows shared out guided (parallel_for_guided): memory-bound, long contiguous runs first and
   // short ones at the end, as one core often streams faster than the other.
+  // f16 / bf16 times several rows: each weight row widened once, then f32 dots (the same sums
+  // as dot_f16 / dot_bf16 give, which widen the same values in the same lanes).
+  const bool widen = d.n > 1 && (t == DType::F16 || t == DType::BF16);
   parallel_for_guided(d.m, 16, [&](int64_t a, int64_t b) {
+    thread_local std::vector<float> wide;
     for (int64_t j = a; j < b; ++j) {
       const uint8_t* row = wp + size_t(j) * rb;
+      if (widen) {
+        wide.resize(size_t(d.k));
+        if (t == DType::F16) K.f16_to_f32(reinterpret_cast<const uint16_t*>(row), wide.data(), d.k);
+        else K.bf16_to_f32(reinterpret_cast<const uint16_t*>(row), wide.data(), d.k);
+        for (int64_t i = 0; i < d.n; ++i) y[i * d.m + j] = K.dot_f32(wide.data(), x + i * d.k, d.k);
+        continue;
+      }
       for (int64_t i = 0; i < d.n; ++i) {
         float v;
         switch (t) {
@@ -207,6 +218,19 @@ std::shared_ptr<const Storage> pack_tiles(const Tensor& w) {
   return storage;
 }
 
+// A contiguous tensor copied into new memory on every thread, 2 MiB at a time: the copy, and the
+// kernel's zeroing of each fresh huge page at first touch, are most of a large model's load.
+Tensor copy_in_parallel(const Tensor& w) {
+  Tensor out = Tensor::empty(w.shape(), w.dtype());
+  constexpr int64_t kChunk = int64_t(2) << 20;
+  const int64_t bytes = int64_t(w.nbytes());
+  parallel_for((bytes + kChunk - 1) / kChunk, 1, [&](int64_t a, int64_t b) {
+    const int64_t begin = a * kChunk, end = std::min(bytes, b * kChunk);
+    std::memcpy(out.raw() + begin, w.raw() + begin, size_t(end - begin));
+  });
+  return out;
+}
+
 void add_bias(float* y, const float* b, int64_t n, int64_t m) {
   parallel_for(n, 16, [&](int64_t r0, int64_t r1) {
     for (int64_t i = r0; i < r1; ++i)
@@ -243,9 +267,13 @@ PreparedWeight::PreparedWeight(Tensor w) : w_(w.contiguous()) {
   // A memory-mapped matrix is copied into huge-page memory: decode streams it every token, and
   // through a file mapping's 4 KiB pages that costs a TLB miss per page (as llama.cpp's
   // --no-mmap trades load time for speed). q4_0 / q8_0 get their repacked copies instead.
-  if (w_.is_mapped() && w_.dtype() != DType::Q4_0 && w_.dtype() != DType::Q8_0) w_ = w_.clone();
+  const Tensor source = w_;
+  if (w_.is_mapped() && w_.dtype() != DType::Q4_0 && w_.dtype() != DType::Q8_0) w_ = copy_in_parallel(w_);
   if (w_.dtype() == DType::Q4_0) packed_ = pack_tiles<BlockQ4_0x16, BlockQ4_0>(w_);
   if (w_.dtype() == DType::Q8_0) packed8_ = pack_tiles<BlockQ8_0x16, BlockQ8_0>(w_);
+  // The file's pages of what was copied leave resident memory (the model held once, not twice:
+  // copying measured faster for decode than streaming the mapping's 4 KiB pages).
+  if (w_.storage() != source.storage() || packed()) source.release_mapped_pages();
 }
 
 Tensor matmul(const Tensor& x, const PreparedWeight& w, const Tensor* bias) {

@@ -1,6 +1,11 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cctype>
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <vector>
 #include <cstdio>
 #include <fstream>
 
@@ -120,4 +125,49 @@ TEST(Threads, DynamicParallelForCoversRangeOnceInChunks) {
     EXPECT_EQ(calls.load(), n == 1 ? 1 : int((n + 7) / 8));
   }
   set_num_threads(0);
+}
+
+namespace {
+// Resident kB of this process's mapping of `path` (/proc/self/smaps), 0 when none.
+long mapped_rss_kb(const std::string& path) {
+  std::ifstream f("/proc/self/smaps");
+  std::string line;
+  bool in = false;
+  long kb = 0;
+  while (std::getline(f, line)) {
+    if (!line.empty() && std::isxdigit(static_cast<unsigned char>(line[0])) && line.find('-') < 16) in = line.find(path) != std::string::npos;
+    else if (in && line.rfind("Rss:", 0) == 0) kb += std::atol(line.c_str() + 4);
+  }
+  return kb;
+}
+}  // namespace
+
+// A loader copies the matrices out and then drops the file's pages: the model is resident once.
+// What is read afterwards faults back in from the file, unchanged.
+TEST(Tensor, MappedPagesLeaveResidentMemoryAndReadBackTheSame) {
+  const std::string path = test::temp_path("mapped_release.bin");
+  std::vector<float> values(size_t(4) << 20);  // 16 MiB
+  for (size_t i = 0; i < values.size(); ++i) values[i] = float(i % 1000);
+  {
+    std::ofstream out(path, std::ios::binary);
+    out.write(reinterpret_cast<const char*>(values.data()), std::streamsize(values.size() * sizeof(float)));
+  }
+  {
+    auto file = std::make_shared<const MappedFile>(path);
+    const Tensor half = Tensor::map(file, 0, {int64_t(values.size() / 2)}, DType::F32);
+    const Tensor all = Tensor::map(file, 0, {int64_t(values.size())}, DType::F32);
+    double sum = 0;
+    for (int64_t i = 0; i < all.numel(); ++i) sum += all.data<float>()[i];
+    EXPECT_GT(mapped_rss_kb(path), 15 * 1024) << "every page read is resident";
+    half.release_mapped_pages();
+    const long after_half = mapped_rss_kb(path);
+    EXPECT_LT(after_half, 9 * 1024) << "the first half's pages left";
+    EXPECT_GT(after_half, 7 * 1024) << "the second half's stayed";
+    file->drop_resident();
+    EXPECT_LT(mapped_rss_kb(path), 64) << "no page of the file resident";
+    double again = 0;
+    for (int64_t i = 0; i < all.numel(); ++i) again += all.data<float>()[i];
+    EXPECT_EQ(again, sum) << "read back from the file";
+  }
+  std::remove(path.c_str());
 }

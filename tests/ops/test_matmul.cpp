@@ -42,7 +42,7 @@ class MatmulDTypes : public ::testing::TestWithParam<DType> {};
 
 TEST_P(MatmulDTypes, FastMatchesNaiveAcrossPaths) {
   const DType t = GetParam();
-  for (int64_t rows : {1, 3, 7, 8, 40}) {  // f16/bf16: dot-product path below kMatvecMaxRows, tiles above
+  for (int64_t rows : {1, 3, 7, 8, 19, 20, 40}) {  // f16/bf16: dot-product path below kMatvecMaxRows, tiles above
     for_each_isa([&](Isa) {
       Tensor w = randn({96, 160}, 1).to(t);
       Tensor x = randn({rows, 160}, 2);

@@ -47,6 +47,11 @@ class MappedFile {
   const uint8_t* data() const { return data_; }
   size_t size() const { return size_; }
   const std::string& path() const { return path_; }
+  // Drops every page of the mapping from this process's resident memory (the mapping stays
+  // valid: a later read faults its page back in from the file). A loader calls it once its
+  // matrices are copied out, for what per-tensor releases leave behind: pages at tensors'
+  // edges, and 2 MiB folios a part of which was still mapped.
+  void drop_resident() const;
 
  private:
   std::string path_;
@@ -124,6 +129,10 @@ class Tensor {
   // Copies.
   Tensor contiguous() const;  // *this if already contiguous
   Tensor clone() const;
+  // For a tensor over a mapped file: drops its pages from this process's resident memory
+  // (madvise DONTNEED; the mapping stays valid and reads fault them back in from the file).
+  // For a copy made at load: the model is then resident once. No-op for owned storage.
+  void release_mapped_pages() const;
   Tensor to(DType dtype) const;  // contiguous result; quantizes / dequantizes rows
   std::vector<float> to_vector() const;  // f32 values in logical order
 

@@ -76,7 +76,7 @@ void matmul_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor*
                      bool dx_overwrite = false);
 
 // Rows of x below which the dot-product (matrix-vector) path is used for f16 / bf16 weights.
-constexpr int64_t kMatvecMaxRows = 8;
+constexpr int64_t kMatvecMaxRows = 20;
 
 namespace ref {
 // Naive references: every weight dequantized by the scalar routines, sums in double.
