@@ -29,6 +29,23 @@ Tensor random_tensor(const Shape& s, uint32_t seed) {
   return t;
 }
 
+// A weight matrix of dtype t: random values quantized, or for the K-quants (which ocellus does
+// not write yet) random blocks with small f16 super-block scales. Speed is what is measured.
+Tensor random_weights(int64_t m, int64_t k, DType t, uint32_t seed) {
+  if (!is_k_quant(t)) return random_tensor({m, k}, seed).to(t);
+  Tensor w = Tensor::empty({m, k}, t);
+  uint32_t state = seed * 2654435761u + 1;
+  for (size_t i = 0; i < w.nbytes(); ++i) state = state * 1664525u + 1013904223u, w.raw()[i] = uint8_t(state >> 24);
+  const uint16_t d = f32_to_fp16(1e-3f);
+  const size_t bb = size_t(dtype_info(t).block_bytes);
+  for (size_t b = 0; b < w.nbytes() / bb; ++b) {
+    uint8_t* blk = w.raw() + b * bb;
+    if (t == DType::Q4_K) reinterpret_cast<BlockQ4K*>(blk)->d = d, reinterpret_cast<BlockQ4K*>(blk)->dmin = d;
+    if (t == DType::Q6_K) reinterpret_cast<BlockQ6K*>(blk)->d = d;
+  }
+  return w;
+}
+
 // y[n, m] = x[n, k] · w[m, k]ᵀ, all f32: compute-bound, compared with the sgemm peak.
 void BM_GemmF32(benchmark::State& state) {
   const int64_t n = state.range(0), k = state.range(1), m = state.range(2);
@@ -63,7 +80,7 @@ void BM_GemmQuant(benchmark::State& state) {
 void BM_Matvec(benchmark::State& state) {
   const int64_t m = state.range(0), k = state.range(1);
   const DType t = DType(state.range(2));
-  Tensor proto = random_tensor({m, k}, 3).to(t);
+  Tensor proto = random_weights(m, k, t, 3);
   const size_t bytes = proto.nbytes();
   const size_t copies = std::max<size_t>(2, (size_t(512) << 20) / bytes + 1);
   // Prepared as a model's loader prepares its weights (q4_0 is repacked for decode).
@@ -129,7 +146,8 @@ void BM_DotKernel(benchmark::State& state) {
 }
 
 constexpr int64_t kF32 = int64_t(DType::F32), kF16 = int64_t(DType::F16), kBF16 = int64_t(DType::BF16),
-                  kQ8 = int64_t(DType::Q8_0), kQ4 = int64_t(DType::Q4_0);
+                  kQ8 = int64_t(DType::Q8_0), kQ4 = int64_t(DType::Q4_0), kQ4K = int64_t(DType::Q4_K),
+                  kQ6K = int64_t(DType::Q6_K);
 
 }  // namespace
 
@@ -143,8 +161,8 @@ BENCHMARK(BM_GemmQuant)->ArgNames({"n", "k", "m", "dtype"})
     ->Args({512, 2048, 5632, kF16})->Args({512, 2048, 5632, kQ8})->Args({512, 2048, 5632, kQ4})
     ->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Matvec)->ArgNames({"m", "k", "dtype"})
-    ->ArgsProduct({{5632}, {2048}, {kF32, kF16, kBF16, kQ8, kQ4}})
-    ->ArgsProduct({{2048}, {5632}, {kF16, kQ8, kQ4}})
+    ->ArgsProduct({{5632}, {2048}, {kF32, kF16, kBF16, kQ8, kQ4, kQ4K, kQ6K}})
+    ->ArgsProduct({{2048}, {5632}, {kF16, kQ8, kQ4, kQ4K, kQ6K}})
     ->ArgsProduct({{8192}, {8192}, {kF16, kQ8, kQ4}})
     ->UseRealTime()->Unit(benchmark::kMillisecond)->MinTime(1.0);
 

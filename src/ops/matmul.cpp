@@ -135,6 +135,7 @@ void matvec(const float* x, const Tensor& w, float* y, const Dims& d) {
 // y[n, m] = x[n, k] · wᵀ for K-quant w: every row, prompt or decode, through the q8_K products
 // llama.cpp computes (its logits are matched only so), each weight row read once.
 void matvec_k(const float* x, const Tensor& w, float* y, const Dims& d) {
+  const kern::Table& K = kern::active();
   const int64_t nbk = d.k / kQK_K;
   std::vector<BlockQ8K> xq(size_t(d.n * nbk));
   parallel_for(d.n, 1, [&](int64_t a, int64_t b) {
@@ -143,7 +144,13 @@ void matvec_k(const float* x, const Tensor& w, float* y, const Dims& d) {
   const size_t rb = row_bytes(w.dtype(), d.k);
   parallel_for_guided(d.m, 16, [&](int64_t a, int64_t b) {
     for (int64_t j = a; j < b; ++j)
-      for (int64_t i = 0; i < d.n; ++i) y[i * d.m + j] = dot_k_q8_K(w.dtype(), w.raw() + size_t(j) * rb, xq.data() + i * nbk, d.k);
+      for (int64_t i = 0; i < d.n; ++i) {
+        const void* row = w.raw() + size_t(j) * rb;
+        const BlockQ8K* xr = xq.data() + i * nbk;
+        y[i * d.m + j] = w.dtype() == DType::Q4_K   ? K.dot_q4_K(row, xr, d.k)
+                         : w.dtype() == DType::Q6_K ? K.dot_q6_K(row, xr, d.k)
+                                                    : dot_k_q8_K(w.dtype(), row, xr, d.k);
+      }
   });
 }
 

@@ -13,6 +13,7 @@
 #include "ocellus/core/error.h"
 #include "ocellus/core/kquant.h"
 #include "ocellus/core/quant.h"
+#include "ops/kernels/kernels.h"
 
 using namespace ocellus;
 
@@ -115,4 +116,25 @@ TEST(KQuant, TypesParseAndRowsMustBeWholeSuperBlocks) {
   std::vector<float> x(256, 1.0f);
   std::vector<uint8_t> out(256);
   EXPECT_THROW(quantize_row(DType::Q4_K, x.data(), out.data(), 256), Error);
+}
+
+// Every table's K-quant products give the reference's value exactly (integer sums exact, the same
+// float steps), for rows of 1 to 3 super-blocks and activations with blocks of either sign.
+TEST(KQuant, EveryTableEqualsTheReferenceProduct) {
+  for (int64_t n : {kQK_K, 3 * kQK_K, 8 * kQK_K, 11 * kQK_K}) {
+    std::vector<float> x = activations(n, uint32_t(n));
+    for (int64_t j = 0; j < kQK_K; ++j) x[size_t(j)] *= -4.0f;  // block 0 dominated by negatives
+    std::vector<BlockQ8K> xq(size_t(n / kQK_K));
+    quantize_row_q8_K(x.data(), xq.data(), n);
+    for (DType t : {DType::Q4_K, DType::Q6_K}) {
+      const std::vector<uint8_t> w = random_blocks(t, n, uint32_t(n) + uint32_t(t));
+      const float want = dot_k_q8_K(t, w.data(), xq.data(), n);
+      for (int isa = 0; isa <= 2; ++isa) {
+        const kern::Table* T = kern::for_isa(isa);
+        if (!T) continue;
+        const float got = t == DType::Q4_K ? T->dot_q4_K(w.data(), xq.data(), n) : T->dot_q6_K(w.data(), xq.data(), n);
+        EXPECT_EQ(got, want) << T->name << " " << dtype_name(t) << " n=" << n;
+      }
+    }
+  }
 }

@@ -51,6 +51,10 @@ struct Table {
   // all the rows: batched decoding and prefill.
   void (*gemm_q4_0x16)(const BlockQ4_0x16* w, const Q8Act* x, int rows, int64_t n, float* y, int64_t ldy);
   void (*gemm_q8_0x16)(const BlockQ8_0x16* w, const Q8Act* x, int rows, int64_t n, float* y, int64_t ldy);
+  // K-quant row (n a multiple of 256) times q8_K activations: bit-identical to the reference
+  // (core/kquant.h dot_k_q8_K; integer sums exact, the same float steps after them).
+  float (*dot_q4_K)(const void* w, const BlockQ8K* x, int64_t n);
+  float (*dot_q6_K)(const void* w, const BlockQ8K* x, int64_t n);
   // y = exp(a x + b) elementwise (within 2 ulp of exp; 0 below exp's normal range), and the sum
   // of those values: the softmaxes of training (cross-entropy, SiLU) without a libm call each.
   void (*exp_affine)(const float* x, float a, float b, float* y, int64_t n);
