@@ -90,6 +90,9 @@ void print_piece(const std::string& piece);
 double peak_memory_mib();
 // Milliseconds since `since`.
 double ms_since(std::chrono::steady_clock::time_point since);
+// The stats line `generate` and `run` end with on stderr: load time, the image encode when there
+// was one (image_ms >= 0), prefill and decode speed, why it stopped, peak memory.
+void print_stats(const ocellus::lm::GenerateResult& r, double load_ms, double image_ms = -1);
 
 // The options `run` and `chat` share, and what they load from them.
 struct VlmOptions {

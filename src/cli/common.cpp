@@ -34,7 +34,7 @@ std::vector<ocellus::Tensor> encode_images(const ocellus::model::VisionModel& vm
   std::fflush(stderr);
   const auto t0 = std::chrono::steady_clock::now();
   std::vector<ocellus::Tensor> rows = vm.embed(in);
-  *ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  *ms = ms_since(t0);
   std::fprintf(stderr, " %.1f ms\n", *ms);
   return rows;
 }
@@ -102,6 +102,15 @@ double peak_memory_mib() {
 
 double ms_since(std::chrono::steady_clock::time_point since) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - since).count();
+}
+
+void print_stats(const ocellus::lm::GenerateResult& r, double load_ms, double image_ms) {
+  std::fprintf(stderr, "load: %.1f ms; ", load_ms);
+  if (image_ms >= 0) std::fprintf(stderr, "image encode: %.1f ms; ", image_ms);
+  std::fprintf(stderr, "prefill: %lld tokens in %.1f ms (%.1f tokens/s); decode: %zu tokens in %.1f ms (%.1f tokens/s); stop: %s; peak memory: %.0f MiB\n",
+               (long long)r.n_prompt, r.prefill_seconds * 1e3, double(r.n_prompt) / r.prefill_seconds, r.tokens.size(),
+               r.decode_seconds * 1e3, r.tokens.empty() ? 0.0 : double(r.tokens.size()) / r.decode_seconds, r.stop_reason.c_str(),
+               peak_memory_mib());
 }
 
 }  // namespace ocellus::cli

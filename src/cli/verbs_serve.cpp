@@ -77,8 +77,7 @@ void add_serve(CLI::App& app) {
                 "loaded in %.0f ms, listening %.1f ms later)\n",
                 so.host.c_str(), port, so.model_name.c_str(), v.vision ? "reads images" : "text only", eo.parallel,
                 (long long)engine.context_size(), ocellus::text::chat_template_name(t),
-                std::chrono::duration<double, std::milli>(loaded - t0).count(),
-                std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - loaded).count());
+                std::chrono::duration<double, std::milli>(loaded - t0).count(), ms_since(loaded));
     std::fflush(stdout);
     server.run();
     stopping = true;

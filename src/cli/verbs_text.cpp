@@ -110,10 +110,7 @@ void add_generate(CLI::App& app) {
     const auto r = ocellus::lm::generate(*model, tok, prompt, gp, print_piece);
     std::printf("\n");
     std::fflush(stdout);
-    std::fprintf(stderr, "load: %.1f ms; prefill: %lld tokens in %.1f ms (%.1f tokens/s); decode: %zu tokens in %.1f ms (%.1f tokens/s); stop: %s; peak memory: %.0f MiB\n",
-                 load_ms, (long long)r.n_prompt, r.prefill_seconds * 1e3, double(r.n_prompt) / r.prefill_seconds, r.tokens.size(),
-                 r.decode_seconds * 1e3, r.tokens.empty() ? 0.0 : double(r.tokens.size()) / r.decode_seconds, r.stop_reason.c_str(),
-                 peak_memory_mib());
+    print_stats(r, load_ms);
   });
 }
 

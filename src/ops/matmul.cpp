@@ -181,18 +181,15 @@ void matvec_packed(const float* x, int64_t n, int64_t k, const std::vector<const
       for (int64_t i0 = 0; i0 < n; i0 += kern::kGemmRows) {
         const int nr = int(std::min<int64_t>(kern::kGemmRows, n - i0));
         for (int r = 0; r < nr; ++r) xs[r] = xq.row(i0 + r);
-        if (nr == 1 && tiles == 2) {
-          if (w.tiles()) K.gemv_q4_0x16x2(w.tiles() + lt * nb, xs[0], k, out);
-          else K.gemv_q8_0x16x2(w.tiles_q8() + lt * nb, xs[0], k, out);
-        } else if (nr == 1) {
-          if (w.tiles()) K.gemv_q4_0x16(w.tiles() + lt * nb, xs[0], k, out);
-          else K.gemv_q8_0x16(w.tiles_q8() + lt * nb, xs[0], k, out);
-        } else {
-          for (int64_t t = 0; t < tiles; ++t) {
-            if (w.tiles()) K.gemm_q4_0x16(w.tiles() + (lt + t) * nb, xs, nr, k, out + t * kPackRows, kOut);
-            else K.gemm_q8_0x16(w.tiles_q8() + (lt + t) * nb, xs, nr, k, out + t * kPackRows, kOut);
-          }
-        }
+        // The pair's tiles (from `first`) times the rows, with the kernels of their type.
+        auto run = [&](const auto* first, auto one, auto pair, auto many) {
+          if (nr > 1)
+            for (int64_t t = 0; t < tiles; ++t) many(first + t * nb, xs, nr, k, out + t * kPackRows, kOut);
+          else if (tiles == 2) pair(first, xs[0], k, out);
+          else one(first, xs[0], k, out);
+        };
+        if (w.tiles()) run(w.tiles() + lt * nb, K.gemv_q4_0x16, K.gemv_q4_0x16x2, K.gemm_q4_0x16);
+        else run(w.tiles_q8() + lt * nb, K.gemv_q8_0x16, K.gemv_q8_0x16x2, K.gemm_q8_0x16);
         for (int r = 0; r < nr; ++r) std::copy(out + r * kOut, out + r * kOut + rows, ys[wi] + (i0 + r) * m + j0);
       }
     }
@@ -278,9 +275,10 @@ PreparedWeight::PreparedWeight(Tensor w) : w_(w.contiguous()) {
   if (w_.is_mapped() && w_.dtype() != DType::Q4_0 && w_.dtype() != DType::Q8_0) w_ = copy_in_parallel(w_);
   if (w_.dtype() == DType::Q4_0) packed_ = pack_tiles<BlockQ4_0x16, BlockQ4_0>(w_);
   if (w_.dtype() == DType::Q8_0) packed8_ = pack_tiles<BlockQ8_0x16, BlockQ8_0>(w_);
-  // The file's pages of what was copied leave resident memory (the model held once, not twice:
-  // copying measured faster for decode than streaming the mapping's 4 KiB pages).
-  if (w_.storage() != source.storage() || packed()) source.release_mapped_pages();
+  // Every mapped matrix was copied or repacked above: its pages in the file leave resident
+  // memory (the model held once, not twice; copying measured faster for decode than streaming
+  // the mapping's 4 KiB pages). A no-op for a matrix already in memory.
+  source.release_mapped_pages();
 }
 
 Tensor matmul(const Tensor& x, const PreparedWeight& w, const Tensor* bias) {
@@ -418,6 +416,7 @@ static std::vector<float> weight_row(const Tensor& w, int64_t j) {
       break;
     case DType::Q8_0: dequantize_row_q8_0(reinterpret_cast<const BlockQ8_0*>(p), r.data(), k); break;
     case DType::Q4_0: dequantize_row_q4_0(reinterpret_cast<const BlockQ4_0*>(p), r.data(), k); break;
+    default: dequantize_row_k(w.dtype(), p, r.data(), k); break;  // the K-quants' scalar reference
   }
   return r;
 }
