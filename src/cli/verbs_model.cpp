@@ -68,17 +68,25 @@ void add_synth(CLI::App& app) {
 }
 
 void add_quantize(CLI::App& app) {
-  auto* q = app.add_subcommand("quantize", "Write a GGUF file (text model or mmproj) with its weights at another type: F32, F16, BF16, Q8_0");
+  auto* q = app.add_subcommand("quantize", "Write a GGUF file (text model or mmproj) with its weights at another type or llama.cpp's "
+                                           "K-quant mixes: F32, F16, BF16, Q8_0, Q4_0, Q2_K, Q3_K_M, Q4_K_M, Q5_K_M, Q6_K");
   static std::string in, out, type;
   static bool force = false;
   q->add_option("input", in, "GGUF file to read (f32, f16 or bf16 weights)")->required()->check(CLI::ExistingFile);
   q->add_option("output", out, "GGUF file to write")->required();
-  q->add_option("type", type, "F32, F16, BF16 or Q8_0 (as llama-quantize spells them; any case)")->required();
+  q->add_option("type", type,
+                "F32, F16, BF16, Q8_0, Q4_0, or a K mix (text models): Q2_K, Q3_K_M, Q4_K_M, Q5_K_M, Q6_K; as llama-quantize spells "
+                "them, any case. A vision projector (mmproj) takes F32, F16, BF16 or Q8_0")
+      ->required();
   q->add_flag("--force", force, "Replace the output file if it exists");
   q->callback([=] {
-    const ocellus::io::ConvertResult r = ocellus::io::convert_gguf(in, out, ocellus::io::convert_type_from_name(type), force);
-    std::printf("wrote %s: %d tensors at %s, %d as they were; %s of tensor data (was %s)\n", out.c_str(), r.converted, type.c_str(),
-                r.kept, ocellus::io::human_bytes(r.out_bytes).c_str(), ocellus::io::human_bytes(r.in_bytes).c_str());
+    const ocellus::io::QuantTarget& target = ocellus::io::quant_target_from_name(type);
+    const ocellus::io::ConvertResult r = ocellus::io::convert_gguf(in, out, target, force);
+    std::printf("wrote %s: %d tensors converted (%s), %d as they were; %s of tensor data (was %s)\n", out.c_str(), r.converted,
+                target.name, r.kept, ocellus::io::human_bytes(r.out_bytes).c_str(), ocellus::io::human_bytes(r.in_bytes).c_str());
+    if (r.fallback)
+      std::printf("note: %d matrices have rows that are not whole 256-blocks: written at q4_0 / q8_0 (llama.cpp writes q5_0 / q5_1 "
+                  "there, which ocellus does not compute)\n", r.fallback);
   });
 }
 

@@ -76,9 +76,10 @@ void quantize_row(DType t, const float* x, void* dst, int64_t n) {
     }
     case DType::Q8_0: quantize_row_q8_0(x, static_cast<BlockQ8_0*>(dst), n); return;
     case DType::Q4_0: quantize_row_q4_0(x, static_cast<BlockQ4_0*>(dst), n); return;
-    default: break;
+    default:
+      if (is_k_quant(t)) return quantize_row_k(t, x, dst, n);
   }
-  fail("quantize: converting to ", dtype_name(t), " is not supported (K-quants are read, not yet written)");
+  fail("quantize: converting to ", dtype_name(t), " is not supported");
 }
 
 void dequantize_row(DType t, const void* src, float* y, int64_t n) {

@@ -3,6 +3,7 @@
 // rounding; bad requests are refused before anything is written.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 
 #include "cliutil.h"
@@ -54,7 +55,7 @@ TEST(GgufConvert, WeightsAtTheNewTypeEverythingElseAsItWas) {
     double bound;
   } cases[] = {{"f32.gguf", "f16.gguf", "F16", DType::F16, 1, 2e-3}, {"f16.gguf", "q8.gguf", "q8_0", DType::Q8_0, 7, 2e-2}};
   for (const auto& c : cases) {
-    const io::ConvertResult r = io::convert_gguf(dir + "/" + c.from, dir + "/" + c.to, io::convert_type_from_name(c.type), false);
+    const io::ConvertResult r = io::convert_gguf(dir + "/" + c.from, dir + "/" + c.to, io::quant_target_from_name(c.type), false);
     EXPECT_GT(r.converted, 10);
     EXPECT_LT(r.out_bytes, r.in_bytes);
     const io::GgufFile out = io::GgufFile::open(dir + "/" + c.to);
@@ -77,12 +78,12 @@ TEST(GgufConvert, WeightsAtTheNewTypeEverythingElseAsItWas) {
 TEST(GgufConvert, RefusesBadRequestsBeforeWriting) {
   const std::string dir = synth_files("gguf_convert_bad", {{"q8.gguf", DType::Q8_0}, {"f16.gguf", DType::F16}});
   auto err = [&](const std::string& in, const std::string& out, const std::string& type, bool force) {
-    return error_of([&] { io::convert_gguf(dir + "/" + in, dir + "/" + out, io::convert_type_from_name(type), force); });
+    return error_of([&] { io::convert_gguf(dir + "/" + in, dir + "/" + out, io::quant_target_from_name(type), force); });
   };
   EXPECT_NE(err("q8.gguf", "x.gguf", "f16", false).find("already quantized"), std::string::npos);
   EXPECT_NE(err("f16.gguf", "q8.gguf", "q8_0", false).find("exists (--force"), std::string::npos);
   EXPECT_NE(err("f16.gguf", "f16.gguf", "q8_0", true).find("is the input file"), std::string::npos);
-  EXPECT_NE(err("f16.gguf", "x.gguf", "Q4_K_M", false).find("type 'Q4_K_M' is not supported"), std::string::npos);
+  EXPECT_NE(err("f16.gguf", "x.gguf", "Q4_K_X", false).find("type 'Q4_K_X' is not supported (supported: F32"), std::string::npos);
   EXPECT_FALSE(std::filesystem::exists(dir + "/x.gguf"));
   // The verb: one line, status 1; with --force it replaces the file.
   const CliResult bad = run_cli("quantize '" + dir + "/f16.gguf' '" + dir + "/q8.gguf' Q8_0");
@@ -93,3 +94,32 @@ TEST(GgufConvert, RefusesBadRequestsBeforeWriting) {
   EXPECT_NE(ok.out.find("wrote " + dir + "/q8.gguf"), std::string::npos) << ok.out;
   EXPECT_EQ(io::GgufFile::open(dir + "/q8.gguf").tensor_info("blk.0.attn_q.weight").type->dtype, DType::Q8_0);
 }
+
+// The K mixes against llama.cpp's own files, made by llama-quantize from the same f16 file: the
+// same tensors in the same order, the same type for each, the same bytes in every tensor, and
+// the same file.
+class KMixEqualsLlamaCpp : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(KMixEqualsLlamaCpp, TypeAndBytesOfEveryTensor) {
+  const std::string dir = std::string(OCELLUS_FIXTURES) + "/kquant/", mix = GetParam();
+  std::string lower = mix;
+  std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return char(std::tolower(c)); });
+  const std::string out = temp_path("kmix_" + lower + ".gguf");
+  const io::ConvertResult r = io::convert_gguf(dir + "tiny-llama256-f16.gguf", out, io::quant_target_from_name(lower), true);
+  EXPECT_EQ(r.fallback, 0);
+  const io::GgufFile ours = io::GgufFile::open(out), theirs = io::GgufFile::open(dir + "tiny-llama256-" + lower + ".gguf");
+  ASSERT_EQ(ours.tensors().size(), theirs.tensors().size());
+  for (size_t i = 0; i < ours.tensors().size(); ++i) {
+    const io::GgufTensorInfo &a = ours.tensors()[i], &b = theirs.tensors()[i];
+    ASSERT_EQ(a.name, b.name) << "tensor " << i;
+    EXPECT_EQ(a.type_id, b.type_id) << a.name << ": " << a.type->name << " vs llama.cpp's " << b.type->name;
+    ASSERT_EQ(a.nbytes, b.nbytes) << a.name;
+    size_t differ = 0;
+    for (size_t k = 0; k < a.nbytes; ++k) differ += ours.tensor_data(a)[k] != theirs.tensor_data(b)[k];
+    EXPECT_EQ(differ, 0u) << a.name << " (" << a.type->name << "): " << differ << " of " << a.nbytes << " bytes differ";
+  }
+  EXPECT_EQ(ours.get_int(io::gguf::key::kFileType), theirs.get_int(io::gguf::key::kFileType));
+  EXPECT_TRUE(read_file(out) == read_file(dir + "tiny-llama256-" + lower + ".gguf")) << "the files differ outside the tensors";
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, KMixEqualsLlamaCpp, ::testing::Values("Q2_K", "Q3_K_M", "Q4_K_M", "Q5_K_M", "Q6_K"));

@@ -21,6 +21,10 @@ void unpack_k_block(DType t, const void* block, KUnpacked& u);
 
 void dequantize_row_k(DType t, const void* src, float* y, int64_t n);
 
+// A row of n values (a multiple of 256) as K-quant super-blocks of type t, the bytes llama.cpp's
+// reference quantizers (llama-quantize without an importance matrix) write.
+void quantize_row_k(DType t, const float* x, void* dst, int64_t n);
+
 // llama.cpp's quantize_row_q8_K_ref: per 256 values, d = -max / 127 where max is the value of
 // largest magnitude (its sign kept), qs = round(x / d) capped at 127, bsums per 16.
 void quantize_row_q8_K(const float* x, BlockQ8K* y, int64_t n);

@@ -1,8 +1,11 @@
 #pragma once
-// A GGUF file's weights converted to one plain type (`ocellus quantize`), as llama.cpp's
-// llama-quantize does for F32 / F16 / BF16 / Q8_0: every tensor of two or more dimensions whose
-// name ends in ".weight" and whose rows are whole blocks of the type; norms, biases and every
-// key as they are; general.file_type set to llama.cpp's value for the type.
+// `ocellus quantize`: a GGUF file's weights at another type, as llama.cpp's llama-quantize writes
+// them (without an importance matrix). Plain targets (F32, F16, BF16, Q8_0, Q4_0) put every
+// weight matrix at one type; the K mixes (Q2_K, Q3_K_M, Q4_K_M, Q5_K_M, Q6_K) choose a type per
+// tensor by llama-quantize's rules (more bits for the output matrix, attn_v and some ffn_down).
+// Text models only take the quantized targets' rules; a vision projector (mmproj) takes the
+// plain types F32, F16, BF16 and Q8_0, every matrix at the type. Norms, biases and every key stay
+// as they were; general.file_type is llama.cpp's value for the target.
 #include <cstdint>
 #include <string>
 
@@ -10,17 +13,27 @@
 
 namespace ocellus::io {
 
+// A target as llama-quantize names it (llama_ftype).
+struct QuantTarget {
+  const char* name;    // "Q4_K_M"
+  uint32_t file_type;  // general.file_type
+  DType base;          // the type of most matrices
+  bool mix;            // a K mix: llama-quantize's per-tensor rules
+};
+
+// The target a name gives, in any case ("q4_k_m", "F16"); an unknown name is an error listing
+// the known ones.
+const QuantTarget& quant_target_from_name(const std::string& name);
+
 struct ConvertResult {
-  int converted = 0, kept = 0;  // tensors written at the new type, tensors left as they were
+  int converted = 0, kept = 0;  // tensors written at a new type, tensors left as they were
+  int fallback = 0;             // matrices whose rows are not whole blocks of the chosen type (q8_0 instead)
   uint64_t in_bytes = 0, out_bytes = 0;  // tensor data
 };
 
-// The type a name gives, spelled as llama-quantize spells it or in lower case ("F16", "q8_0");
-// an unknown or not yet supported name is an error listing the supported ones.
-DType convert_type_from_name(const std::string& name);
-
 // Refuses, before writing anything: an input holding block-quantized tensors (quantizing twice
-// loses precision twice), an output that exists unless `force`, the input as its own output.
-ConvertResult convert_gguf(const std::string& in, const std::string& out, DType type, bool force);
+// loses precision twice), an output that exists unless `force`, the input as its own output, a
+// quantized target other than Q8_0 for a vision projector.
+ConvertResult convert_gguf(const std::string& in, const std::string& out, const QuantTarget& target, bool force);
 
 }  // namespace ocellus::io
