@@ -159,6 +159,7 @@ BENCHMARK(BM_GemmF32)->ArgNames({"n", "k", "m"})
     ->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_GemmQuant)->ArgNames({"n", "k", "m", "dtype"})
     ->Args({512, 2048, 5632, kF16})->Args({512, 2048, 5632, kQ8})->Args({512, 2048, 5632, kQ4})
+    ->Args({512, 2048, 5632, kQ4K})->Args({512, 2048, 5632, kQ6K})
     ->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Matvec)->ArgNames({"m", "k", "dtype"})
     ->ArgsProduct({{5632}, {2048}, {kF32, kF16, kBF16, kQ8, kQ4, kQ4K, kQ6K}})

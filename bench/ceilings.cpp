@@ -13,6 +13,7 @@
 #include "ocellus/core/cpu.h"
 #include "ocellus/core/dtype.h"
 #include "ocellus/core/threads.h"
+#include "ocellus/io/gguf_convert.h"
 #include "ocellus/model/synth.h"
 #include "ocellus/core/tensor.h"
 #include "ocellus/ops/matmul.h"
@@ -159,6 +160,11 @@ std::string synth_model(const std::string& shape, const char* dtype) {
   const std::string path = dir + "/" + shape + "-" + dtype + ".gguf";
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) {
+    const std::string name = dtype;
+    if (name.find("_K") != std::string::npos) {  // a llama.cpp K mix: quantized from the f16 file
+      io::convert_gguf(synth_model(shape, "f16"), path, io::quant_target_from_name(name), false);
+      return path;
+    }
     model::SynthOptions o;
     o.dtype = dtype_from_name(dtype);
     model::write_synth_model(model::synth_shape(shape), o, path);

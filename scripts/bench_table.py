@@ -49,8 +49,8 @@ def number(v):
 def row_name(b):
     """BM_Matvec/m:5632/k:2048/dtype:8/min_time:1.000/real_time + label 'q8_0 packed'
     -> 'BM_Matvec m:5632 k:2048 q8_0 packed'."""
-    # real_time, iterations:N, min_time:T, repeats:N say how it ran; dtype:N is the label's dtype
-    skip = ("real_time", "iterations:", "min_time:", "repeats:", "threads:", "dtype:")
+    # real_time, iterations:N, min_time:T, repeats:N say how it ran; dtype:N / file:N is the label
+    skip = ("real_time", "iterations:", "min_time:", "repeats:", "threads:", "dtype:", "file:")
     parts = [p for p in b["run_name"].split("/") if not p.startswith(skip)]
     if b.get("label"):  # unnamed arguments (56/32/1) are what the label spells out
         parts = parts[:1] + [p for p in parts[1:] if not p.isdigit()]

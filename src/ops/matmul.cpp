@@ -133,7 +133,8 @@ void matvec(const float* x, const Tensor& w, float* y, const Dims& d) {
 }
 
 // y[n, m] = x[n, k] · wᵀ for K-quant w: every row, prompt or decode, through the q8_K products
-// llama.cpp computes (its logits are matched only so), each weight row read once.
+// llama.cpp computes (its logits are matched only so). Each weight row meets up to kGemmRows
+// activation rows per call, its blocks unpacked once for all of them.
 void matvec_k(const float* x, const Tensor& w, float* y, const Dims& d) {
   const kern::Table& K = kern::active();
   const int64_t nbk = d.k / kQK_K;
@@ -141,16 +142,21 @@ void matvec_k(const float* x, const Tensor& w, float* y, const Dims& d) {
   parallel_for(d.n, 1, [&](int64_t a, int64_t b) {
     for (int64_t i = a; i < b; ++i) quantize_row_q8_K(x + i * d.k, xq.data() + i * nbk, d.k);
   });
+  const auto gemm = w.dtype() == DType::Q4_K ? K.gemm_q4_K : w.dtype() == DType::Q5_K ? K.gemm_q5_K : w.dtype() == DType::Q6_K ? K.gemm_q6_K : nullptr;
   const size_t rb = row_bytes(w.dtype(), d.k);
   parallel_for_guided(d.m, 16, [&](int64_t a, int64_t b) {
-    for (int64_t j = a; j < b; ++j)
-      for (int64_t i = 0; i < d.n; ++i) {
+    for (int64_t i0 = 0; i0 < d.n; i0 += kern::kGemmRows) {
+      const int rows = int(std::min<int64_t>(kern::kGemmRows, d.n - i0));
+      const BlockQ8K* xr = xq.data() + i0 * nbk;
+      for (int64_t j = a; j < b; ++j) {
         const void* row = w.raw() + size_t(j) * rb;
-        const BlockQ8K* xr = xq.data() + i * nbk;
-        y[i * d.m + j] = w.dtype() == DType::Q4_K   ? K.dot_q4_K(row, xr, d.k)
-                         : w.dtype() == DType::Q6_K ? K.dot_q6_K(row, xr, d.k)
-                                                    : dot_k_q8_K(w.dtype(), row, xr, d.k);
+        if (gemm) {
+          gemm(row, xr, nbk, rows, d.k, y + i0 * d.m + j, d.m);
+        } else {  // q2_K, q3_K: the reference product
+          for (int r = 0; r < rows; ++r) y[(i0 + r) * d.m + j] = dot_k_q8_K(w.dtype(), row, xr + r * nbk, d.k);
+        }
       }
+    }
   });
 }
 

@@ -113,27 +113,37 @@ TEST(KQuant, TypesParseAndRowsMustBeWholeSuperBlocks) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("not a multiple of the block size 256"), std::string::npos) << e.what();
   }
-  std::vector<float> x(256, 1.0f);
-  std::vector<uint8_t> out(256);
-  EXPECT_THROW(quantize_row(DType::Q4_K, x.data(), out.data(), 256), Error);
+  std::vector<float> x(320, 1.0f);
+  std::vector<uint8_t> out(512);
+  EXPECT_THROW(quantize_row(DType::Q4_K, x.data(), out.data(), 320), Error);
 }
 
 // Every table's K-quant products give the reference's value exactly (integer sums exact, the same
-// float steps), for rows of 1 to 3 super-blocks and activations with blocks of either sign.
+// float steps), for rows of 1 to 11 super-blocks, 1 to 8 activation rows at once (each row's
+// activations different, block 0 of row 0 dominated by negatives).
 TEST(KQuant, EveryTableEqualsTheReferenceProduct) {
   for (int64_t n : {kQK_K, 3 * kQK_K, 8 * kQK_K, 11 * kQK_K}) {
-    std::vector<float> x = activations(n, uint32_t(n));
-    for (int64_t j = 0; j < kQK_K; ++j) x[size_t(j)] *= -4.0f;  // block 0 dominated by negatives
-    std::vector<BlockQ8K> xq(size_t(n / kQK_K));
-    quantize_row_q8_K(x.data(), xq.data(), n);
-    for (DType t : {DType::Q4_K, DType::Q6_K}) {
+    const int64_t nb = n / kQK_K;
+    std::vector<BlockQ8K> xq(size_t(kern::kGemmRows * nb));
+    for (int r = 0; r < kern::kGemmRows; ++r) {
+      std::vector<float> x = activations(n, uint32_t(n) + uint32_t(r));
+      if (r == 0)
+        for (int64_t j = 0; j < kQK_K; ++j) x[size_t(j)] *= -4.0f;
+      quantize_row_q8_K(x.data(), xq.data() + r * nb, n);
+    }
+    for (DType t : {DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
       const std::vector<uint8_t> w = random_blocks(t, n, uint32_t(n) + uint32_t(t));
-      const float want = dot_k_q8_K(t, w.data(), xq.data(), n);
       for (int isa = 0; isa <= 2; ++isa) {
         const kern::Table* T = kern::for_isa(isa);
         if (!T) continue;
-        const float got = t == DType::Q4_K ? T->dot_q4_K(w.data(), xq.data(), n) : T->dot_q6_K(w.data(), xq.data(), n);
-        EXPECT_EQ(got, want) << T->name << " " << dtype_name(t) << " n=" << n;
+        const auto gemm = t == DType::Q4_K ? T->gemm_q4_K : t == DType::Q5_K ? T->gemm_q5_K : T->gemm_q6_K;
+        for (int rows = 1; rows <= kern::kGemmRows; ++rows) {
+          std::vector<float> y(size_t(2 * rows), -1.0f);
+          gemm(w.data(), xq.data(), nb, rows, n, y.data(), 2);
+          for (int r = 0; r < rows; ++r)
+            EXPECT_EQ(y[size_t(2 * r)], dot_k_q8_K(t, w.data(), xq.data() + r * nb, n))
+                << T->name << " " << dtype_name(t) << " n=" << n << " row " << r << " of " << rows;
+        }
       }
     }
   }

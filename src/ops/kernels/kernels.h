@@ -51,10 +51,13 @@ struct Table {
   // all the rows: batched decoding and prefill.
   void (*gemm_q4_0x16)(const BlockQ4_0x16* w, const Q8Act* x, int rows, int64_t n, float* y, int64_t ldy);
   void (*gemm_q8_0x16)(const BlockQ8_0x16* w, const Q8Act* x, int rows, int64_t n, float* y, int64_t ldy);
-  // K-quant row (n a multiple of 256) times q8_K activations: bit-identical to the reference
-  // (core/kquant.h dot_k_q8_K; integer sums exact, the same float steps after them).
-  float (*dot_q4_K)(const void* w, const BlockQ8K* x, int64_t n);
-  float (*dot_q6_K)(const void* w, const BlockQ8K* x, int64_t n);
+  // One K-quant weight row (n a multiple of 256) times `rows` q8_K activation rows (1 <= rows <=
+  // kGemmRows; row r at x + r * xs blocks): y[r * ldy]. Each value bit-identical to the reference
+  // (core/kquant.h dot_k_q8_K; integer sums exact, the same float steps after them); a block is
+  // unpacked once for several rows (prefill, batched decode). rows = 1 is decode's product.
+  void (*gemm_q4_K)(const void* w, const BlockQ8K* x, int64_t xs, int rows, int64_t n, float* y, int64_t ldy);
+  void (*gemm_q5_K)(const void* w, const BlockQ8K* x, int64_t xs, int rows, int64_t n, float* y, int64_t ldy);
+  void (*gemm_q6_K)(const void* w, const BlockQ8K* x, int64_t xs, int rows, int64_t n, float* y, int64_t ldy);
   // y = exp(a x + b) elementwise (within 2 ulp of exp; 0 below exp's normal range), and the sum
   // of those values: the softmaxes of training (cross-entropy, SiLU) without a libm call each.
   void (*exp_affine)(const float* x, float a, float b, float* y, int64_t n);
