@@ -1,4 +1,5 @@
 #include "ocellus/core/cpu.h"
+#include "ocellus/core/dtype.h"
 #include "ops/kernels/kernels.h"
 
 #include <cstdio>
@@ -32,5 +33,16 @@ const Table* for_isa(int isa) {
 }
 
 const Table& active() { return *for_isa(int(active_isa())); }
+
+GemmK gemm_k(const Table& T, DType t) {
+  switch (t) {
+    case DType::Q2_K: return T.gemm_q2_K;
+    case DType::Q3_K: return T.gemm_q3_K;
+    case DType::Q4_K: return T.gemm_q4_K;
+    case DType::Q5_K: return T.gemm_q5_K;
+    case DType::Q6_K: return T.gemm_q6_K;
+    default: return nullptr;
+  }
+}
 
 }  // namespace ocellus::kern

@@ -142,7 +142,7 @@ void matvec_k(const float* x, const Tensor& w, float* y, const Dims& d) {
   parallel_for(d.n, 1, [&](int64_t a, int64_t b) {
     for (int64_t i = a; i < b; ++i) quantize_row_q8_K(x + i * d.k, xq.data() + i * nbk, d.k);
   });
-  const auto gemm = w.dtype() == DType::Q4_K ? K.gemm_q4_K : w.dtype() == DType::Q5_K ? K.gemm_q5_K : w.dtype() == DType::Q6_K ? K.gemm_q6_K : nullptr;
+  const auto gemm = kern::gemm_k(K, w.dtype());
   const size_t rb = row_bytes(w.dtype(), d.k);
   parallel_for_guided(d.m, 16, [&](int64_t a, int64_t b) {
     for (int64_t i0 = 0; i0 < d.n; i0 += kern::kGemmRows) {
@@ -150,11 +150,7 @@ void matvec_k(const float* x, const Tensor& w, float* y, const Dims& d) {
       const BlockQ8K* xr = xq.data() + i0 * nbk;
       for (int64_t j = a; j < b; ++j) {
         const void* row = w.raw() + size_t(j) * rb;
-        if (gemm) {
-          gemm(row, xr, nbk, rows, d.k, y + i0 * d.m + j, d.m);
-        } else {  // q2_K, q3_K: the reference product
-          for (int r = 0; r < rows; ++r) y[(i0 + r) * d.m + j] = dot_k_q8_K(w.dtype(), row, xr + r * nbk, d.k);
-        }
+        gemm(row, xr, nbk, rows, d.k, y + i0 * d.m + j, d.m);
       }
     }
   });

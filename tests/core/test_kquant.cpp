@@ -131,12 +131,12 @@ TEST(KQuant, EveryTableEqualsTheReferenceProduct) {
         for (int64_t j = 0; j < kQK_K; ++j) x[size_t(j)] *= -4.0f;
       quantize_row_q8_K(x.data(), xq.data() + r * nb, n);
     }
-    for (DType t : {DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
+    for (DType t : {DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
       const std::vector<uint8_t> w = random_blocks(t, n, uint32_t(n) + uint32_t(t));
       for (int isa = 0; isa <= 2; ++isa) {
         const kern::Table* T = kern::for_isa(isa);
         if (!T) continue;
-        const auto gemm = t == DType::Q4_K ? T->gemm_q4_K : t == DType::Q5_K ? T->gemm_q5_K : T->gemm_q6_K;
+        const auto gemm = kern::gemm_k(*T, t);
         for (int rows = 1; rows <= kern::kGemmRows; ++rows) {
           std::vector<float> y(size_t(2 * rows), -1.0f);
           gemm(w.data(), xq.data(), nb, rows, n, y.data(), 2);

@@ -10,6 +10,10 @@
 
 #include "ocellus/core/blocks.h"
 
+namespace ocellus {
+enum class DType : uint8_t;  // core/dtype.h (declared here: this header takes no C++ library headers)
+}
+
 namespace ocellus::kern {
 
 struct AdamWStep {
@@ -55,6 +59,8 @@ struct Table {
   // kGemmRows; row r at x + r * xs blocks): y[r * ldy]. Each value bit-identical to the reference
   // (core/kquant.h dot_k_q8_K; integer sums exact, the same float steps after them); a block is
   // unpacked once for several rows (prefill, batched decode). rows = 1 is decode's product.
+  void (*gemm_q2_K)(const void* w, const BlockQ8K* x, int64_t xs, int rows, int64_t n, float* y, int64_t ldy);
+  void (*gemm_q3_K)(const void* w, const BlockQ8K* x, int64_t xs, int rows, int64_t n, float* y, int64_t ldy);
   void (*gemm_q4_K)(const void* w, const BlockQ8K* x, int64_t xs, int rows, int64_t n, float* y, int64_t ldy);
   void (*gemm_q5_K)(const void* w, const BlockQ8K* x, int64_t xs, int rows, int64_t n, float* y, int64_t ldy);
   void (*gemm_q6_K)(const void* w, const BlockQ8K* x, int64_t xs, int rows, int64_t n, float* y, int64_t ldy);
@@ -79,6 +85,10 @@ extern const Table kAvx512;
 
 const Table& active();          // the table of ocellus::active_isa()
 const Table* for_isa(int isa);  // nullptr where the CPU lacks the ISA
+
+// A table's K-quant product for a K type (q2_K ... q6_K; nullptr for any other type).
+using GemmK = void (*)(const void* w, const BlockQ8K* x, int64_t xs, int rows, int64_t n, float* y, int64_t ldy);
+GemmK gemm_k(const Table& T, DType t);
 
 // ---- scalar helpers shared by the kernel files (internal linkage in each) -------------------
 static inline float s_fp16_to_f32(uint16_t h) {

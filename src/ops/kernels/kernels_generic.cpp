@@ -177,6 +177,6 @@ void gemm_k(const void* w, const BlockQ8K* x, int64_t xs, int rows, int64_t n, f
 
 const Table kGeneric = {"generic", f16_to_f32, f32_to_f16, bf16_to_f32, dequant_q8_0,
                         dequant_q4_0, quantize_q8_act, dot_f32, dot_f32_ggml, dot_f16, dot_bf16,
-                        dot_q8_0, dot_q4_0, gemv_q4_0x16, gemv_q8_0x16, gemv_q4_0x16x2, gemv_q8_0x16x2, gemm_q4_0x16, gemm_q8_0x16, gemm_k<DType::Q4_K>, gemm_k<DType::Q5_K>, gemm_k<DType::Q6_K>, exp_affine, sum_exp_affine, adamw};
+                        dot_q8_0, dot_q4_0, gemv_q4_0x16, gemv_q8_0x16, gemv_q4_0x16x2, gemv_q8_0x16x2, gemm_q4_0x16, gemm_q8_0x16, gemm_k<DType::Q2_K>, gemm_k<DType::Q3_K>, gemm_k<DType::Q4_K>, gemm_k<DType::Q5_K>, gemm_k<DType::Q6_K>, exp_affine, sum_exp_affine, adamw};
 
 }  // namespace ocellus::kern
