@@ -127,23 +127,84 @@ void quantize_row_q8_K(const float* x, BlockQ8K* y, int64_t n) {
   }
 }
 
+void pack_tile_row(const BlockQ4K& b, int r, BlockQ4Kx8& o) {
+  KUnpacked u;
+  unpack_k_block(DType::Q4_K, &b, u);
+  o.d[r] = b.d, o.dmin[r] = b.dmin;
+  for (int c = 0; c < 8; ++c) o.sc[c][r] = uint8_t(u.sc[c]), o.mn[c][r] = uint8_t(u.mn[c]);
+  for (int j = 0; j < 4; ++j)
+    for (int l = 0; l < 8; ++l) std::memcpy(o.qs[j][l] + 4 * r, b.qs + 32 * j + 4 * l, 4);
+}
+void pack_tile_row(const BlockQ6K& b, int r, BlockQ6Kx8& o) {
+  o.d[r] = b.d;
+  for (int s = 0; s < 16; ++s) o.sc[s][r] = b.scales[s];
+  for (int h = 0; h < 2; ++h)
+    for (int l = 0; l < 8; ++l) {
+      for (int kk = 0; kk < 2; ++kk) std::memcpy(o.ql[h][kk][l] + 4 * r, b.ql + 64 * h + 32 * kk + 4 * l, 4);
+      std::memcpy(o.qh[h][l] + 4 * r, b.qh + 32 * h + 4 * l, 4);
+    }
+}
+
+void unpack_q4_Kx8_row(const BlockQ4Kx8& t, int r, KUnpacked& u) {
+  u.d = fp16_to_f32(t.d[r]), u.dmin = fp16_to_f32(t.dmin[r]), u.sub = 32;
+  for (int c = 0; c < 8; ++c) u.sc[c] = t.sc[c][r], u.mn[c] = t.mn[c][r];
+  for (int j = 0; j < 4; ++j)
+    for (int l = 0; l < 8; ++l)
+      for (int b = 0; b < 4; ++b) {
+        const uint8_t v = t.qs[j][l][4 * r + b];
+        u.q[64 * j + 4 * l + b] = int8_t(v & 0xF), u.q[64 * j + 32 + 4 * l + b] = int8_t(v >> 4);
+      }
+}
+
+void unpack_q6_Kx8_row(const BlockQ6Kx8& t, int r, KUnpacked& u) {
+  u.d = fp16_to_f32(t.d[r]), u.dmin = 0.0f, u.sub = 16;
+  for (int s = 0; s < 16; ++s) u.sc[s] = t.sc[s][r], u.mn[s] = 0;
+  for (int h = 0; h < 2; ++h)
+    for (int k = 0; k < 4; ++k)
+      for (int l = 0; l < 8; ++l)
+        for (int b = 0; b < 4; ++b) {
+          const uint8_t lo = t.ql[h][k & 1][l][4 * r + b], hi = t.qh[h][l][4 * r + b];
+          const int nib = k < 2 ? lo & 0xF : lo >> 4;
+          u.q[128 * h + 32 * k + 4 * l + b] = int8_t((nib | (((hi >> (2 * k)) & 3) << 4)) - 32);
+        }
+}
+
+// llama.cpp's x86 (AVX2) float steps, which its logits carry: eight lanes, lane l holding
+// elements 4l .. 4l + 3 of every 32, each block's lane sums added by one fused multiply-add.
+void KDot::add(DType t, const KUnpacked& u, const BlockQ8K& xb) {
+  int32_t lane[8] = {0};
+  for (int e = 0; e < kQK_K; ++e) lane[(e % 32) / 4] += u.sc[e / u.sub] * int32_t(u.q[e]) * xb.qs[e];
+  const float d = xb.d * u.d, m = -xb.d * u.dmin;
+  if (t == DType::Q2_K)  // mins per 16, into the same lanes first: lane l has sub-blocks 2l, 2l + 1
+    for (int l = 0; l < 8; ++l) acc[l] = std::fma(m, float(u.mn[2 * l] * xb.bsums[2 * l] + u.mn[2 * l + 1] * xb.bsums[2 * l + 1]), acc[l]);
+  for (int l = 0; l < 8; ++l) acc[l] = std::fma(d, float(lane[l]), acc[l]);
+  if (t == DType::Q4_K || t == DType::Q5_K) {  // mins per 32, paired: P_k for sub-blocks 2k, 2k + 1
+    int32_t P[4];
+    for (int k = 0; k < 4; ++k)
+      P[k] = u.mn[2 * k] * (xb.bsums[4 * k] + xb.bsums[4 * k + 1]) + u.mn[2 * k + 1] * (xb.bsums[4 * k + 2] + xb.bsums[4 * k + 3]);
+    if (t == DType::Q4_K)
+      for (int k = 0; k < 4; ++k) acc_m[k] = std::fma(m, float(P[k]), acc_m[k]);
+    else
+      summs = std::fma(m, float(P[0] + P[1] + P[2] + P[3]), summs);
+  }
+}
+
+float KDot::result(DType t) const {
+  const float h = ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
+  if (t == DType::Q4_K) return h + ((acc_m[0] + acc_m[2]) + (acc_m[1] + acc_m[3]));
+  if (t == DType::Q5_K) return h + summs;
+  return h;
+}
+
 float dot_k_q8_K(DType t, const void* w, const BlockQ8K* x, int64_t n) {
   const size_t bb = size_t(dtype_info(t).block_bytes);
   KUnpacked u;
-  float sum = 0.0f;
+  KDot dot;
   for (int64_t i = 0; i < n / kQK_K; ++i) {
     unpack_k_block(t, static_cast<const uint8_t*>(w) + size_t(i) * bb, u);
-    const BlockQ8K& xb = x[i];
-    int32_t scaled = 0, mins = 0;
-    for (int s = 0; s < kQK_K / u.sub; ++s) {
-      int32_t dot = 0, xsum = 0;
-      for (int e = s * u.sub; e < (s + 1) * u.sub; ++e) dot += int32_t(u.q[e]) * xb.qs[e];
-      for (int g = s * u.sub / 16; g < (s + 1) * u.sub / 16; ++g) xsum += xb.bsums[g];
-      scaled += u.sc[s] * dot, mins += u.mn[s] * xsum;
-    }
-    sum += xb.d * (u.d * float(scaled) - u.dmin * float(mins));
+    dot.add(t, u, x[i]);
   }
-  return sum;
+  return dot.result(t);
 }
 
 }  // namespace ocellus

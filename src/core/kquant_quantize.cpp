@@ -20,24 +20,23 @@ constexpr float kGroupMaxEps = 1e-15f;
 inline int nearest_int(float v) { return int(std::lrintf(v)); }  // ties to even, as llama.cpp's
 inline int clamp(int v, int lo, int hi) { return std::max(lo, std::min(hi, v)); }
 
-// The value of largest magnitude, its sign kept (the first of equals).
-inline float signed_max(const float* x, int n, float& amax) {
-  float max = 0.0f;
-  amax = 0.0f;
+// The value of largest magnitude, its sign kept (the first of equals), into max; false for a
+// group of zeros (below llama.cpp's epsilon), whose levels are all 0.
+inline bool group_max(const float* x, int n, int8_t* L, float& max) {
+  float amax = 0.0f;
+  max = 0.0f;
   for (int i = 0; i < n; ++i)
     if (std::fabs(x[i]) > amax) amax = std::fabs(x[i]), max = x[i];
-  return max;
+  if (amax >= kGroupMaxEps) return true;
+  std::fill(L, L + n, int8_t(0));
+  return false;
 }
 
 // Symmetric levels in [-nmax, nmax) for a sub-block: the scale of least x²-weighted error among
 // 19 candidates around -nmax / max (llama.cpp's make_qx_quants, rmse_type 1). L gets level + nmax.
 float symmetric_scale(int n, int nmax, const float* x, int8_t* L) {
-  float amax;
-  const float max = signed_max(x, n, amax);
-  if (amax < kGroupMaxEps) {
-    std::fill(L, L + n, int8_t(0));
-    return 0.0f;
-  }
+  float max;
+  if (!group_max(x, n, L, max)) return 0.0f;
   // Σ w x l and Σ w l² for the levels `iscale` gives, w = x².
   auto sums = [&](float iscale, float& sumlx, float& suml2) {
     sumlx = suml2 = 0.0f;
@@ -73,12 +72,8 @@ float symmetric_scale(int n, int nmax, const float* x, int8_t* L) {
 // q3_K's sub-block search (make_q3_quants with do_rmse): levels in [-nmax, nmax), then up to 5
 // passes moving single levels while that lowers the x²-weighted error. L gets level + nmax.
 float q3_scale(int n, int nmax, const float* x, int8_t* L) {
-  float amax;
-  const float max = signed_max(x, n, amax);
-  if (amax < kGroupMaxEps) {
-    std::fill(L, L + n, int8_t(0));
-    return 0.0f;
-  }
+  float max;
+  if (!group_max(x, n, L, max)) return 0.0f;
   const float iscale = float(-nmax) / max;
   float sumlx = 0.0f, suml2 = 0.0f;
   for (int i = 0; i < n; ++i) {

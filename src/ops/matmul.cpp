@@ -224,6 +224,38 @@ std::shared_ptr<const Storage> pack_tiles(const Tensor& w) {
   return storage;
 }
 
+// A q4_K / q6_K matrix [m, k] (m a multiple of 8) in 8-row tiles.
+template <typename Tile, typename Block>
+std::shared_ptr<const Storage> pack_k_tiles(const Tensor& w) {
+  const int64_t m = w.dim(0), k = w.dim(1), nb = k / kQK_K, n_tiles = m / kKPackRows;
+  std::shared_ptr<Storage> storage = Storage::allocate(size_t(n_tiles * nb) * sizeof(Tile));
+  Tile* out = reinterpret_cast<Tile*>(storage->data());
+  const Block* src = reinterpret_cast<const Block*>(w.raw());
+  parallel_for(n_tiles, 1, [&](int64_t a, int64_t b) {
+    for (int64_t t = a; t < b; ++t)
+      for (int64_t i = 0; i < nb; ++i)
+        for (int r = 0; r < int(kKPackRows); ++r) pack_tile_row(src[(t * kKPackRows + r) * nb + i], r, out[t * nb + i]);
+  });
+  return storage;
+}
+
+// y[n, m] = x[n, k] · wᵀ for a q4_K / q6_K matrix in 8-row tiles: x quantized to q8_K once, the
+// tiles shared out among the threads, each tile meeting every row of x while it sits in L1.
+template <typename Tile>
+void matvec_k_tiles(const float* x, int64_t n, int64_t k, int64_t m, const Tile* tiles,
+                    void (*gemm)(const Tile*, const BlockQ8K*, int64_t, int, int64_t, float*, int64_t), float* y) {
+  const int64_t nbk = k / kQK_K;
+  std::vector<BlockQ8K> xq(size_t(n * nbk));
+  parallel_for(n, 1, [&](int64_t a, int64_t b) {
+    for (int64_t i = a; i < b; ++i) quantize_row_q8_K(x + i * k, xq.data() + i * nbk, k);
+  });
+  parallel_for_guided(m / kKPackRows, 4, [&](int64_t a, int64_t b) {
+    for (int64_t t = a; t < b; ++t)
+      for (int64_t i0 = 0; i0 < n; i0 += kern::kGemmRows)
+        gemm(tiles + t * nbk, xq.data() + i0 * nbk, nbk, int(std::min<int64_t>(kern::kGemmRows, n - i0)), k, y + i0 * m + t * kKPackRows, m);
+  });
+}
+
 // A contiguous tensor copied into new memory on every thread, 2 MiB at a time: the copy, and the
 // kernel's zeroing of each fresh huge page at first touch, are most of a large model's load.
 Tensor copy_in_parallel(const Tensor& w) {
@@ -274,9 +306,12 @@ PreparedWeight::PreparedWeight(Tensor w) : w_(w.contiguous()) {
   // through a file mapping's 4 KiB pages that costs a TLB miss per page (as llama.cpp's
   // --no-mmap trades load time for speed). q4_0 / q8_0 get their repacked copies instead.
   const Tensor source = w_;
-  if (w_.is_mapped() && w_.dtype() != DType::Q4_0 && w_.dtype() != DType::Q8_0) w_ = copy_in_parallel(w_);
+  const bool k_tiles = (w_.dtype() == DType::Q4_K || w_.dtype() == DType::Q6_K) && w_.dim(0) % kKPackRows == 0;
+  if (w_.is_mapped() && w_.dtype() != DType::Q4_0 && w_.dtype() != DType::Q8_0 && !k_tiles) w_ = copy_in_parallel(w_);
   if (w_.dtype() == DType::Q4_0) packed_ = pack_tiles<BlockQ4_0x16, BlockQ4_0>(w_);
   if (w_.dtype() == DType::Q8_0) packed8_ = pack_tiles<BlockQ8_0x16, BlockQ8_0>(w_);
+  if (k_tiles && w_.dtype() == DType::Q4_K) packed_k_ = pack_k_tiles<BlockQ4Kx8, BlockQ4K>(w_);
+  if (k_tiles && w_.dtype() == DType::Q6_K) packed_k_ = pack_k_tiles<BlockQ6Kx8, BlockQ6K>(w_);
   // Every mapped matrix was copied or repacked above: its pages in the file leave resident
   // memory (the model held once, not twice; copying measured faster for decode than streaming
   // the mapping's 4 KiB pages). A no-op for a matrix already in memory.
@@ -285,6 +320,15 @@ PreparedWeight::PreparedWeight(Tensor w) : w_(w.contiguous()) {
 
 Tensor matmul(const Tensor& x, const PreparedWeight& w, const Tensor* bias) {
   const Dims d = check_matmul(x, w.tensor(), bias, "matmul");
+  if (w.tiles_q4_K() || w.tiles_q6_K()) {
+    const kern::Table& K = kern::active();
+    const Tensor xc = x.contiguous();
+    Tensor y = Tensor::empty(out_shape(x, d.m));
+    if (w.tiles_q4_K()) matvec_k_tiles(xc.data<float>(), d.n, d.k, d.m, w.tiles_q4_K(), K.gemm_q4_Kx8, y.data<float>());
+    else matvec_k_tiles(xc.data<float>(), d.n, d.k, d.m, w.tiles_q6_K(), K.gemm_q6_Kx8, y.data<float>());
+    if (bias) add_bias(y.data<float>(), bias->contiguous().data<float>(), d.n, d.m);
+    return y;
+  }
   if (!w.packed()) return matmul(x, w.tensor(), bias);
   const Tensor xc = x.contiguous();
   Tensor y = Tensor::empty(out_shape(x, d.m));

@@ -148,3 +148,36 @@ TEST(KQuant, EveryTableEqualsTheReferenceProduct) {
     }
   }
 }
+
+// The q4_K / q6_K tile kernels (8 rows interleaved), for 1-8 activation rows, give each tile row
+// the value of the K product of that row in its file layout, bit for bit, in every table.
+template <typename Tile, typename Block, typename Gemv>
+void expect_tile_kernel_equals_rows(DType t, Gemv gemm_of) {
+  for (int64_t n : {kQK_K, 8 * kQK_K}) {
+    const int64_t nb = n / kQK_K;
+    std::vector<BlockQ8K> xq(static_cast<size_t>(kern::kGemmRows * nb));
+    for (int a = 0; a < kern::kGemmRows; ++a) quantize_row_q8_K(activations(n, uint32_t(7 + a)).data(), xq.data() + a * nb, n);
+    std::vector<std::vector<uint8_t>> rows;
+    for (int r = 0; r < int(kKPackRows); ++r) rows.push_back(random_blocks(t, n, uint32_t(100 + r)));
+    std::vector<Tile> tiles(static_cast<size_t>(nb));
+    for (int64_t i = 0; i < nb; ++i)
+      for (int r = 0; r < int(kKPackRows); ++r) pack_tile_row(reinterpret_cast<const Block*>(rows[size_t(r)].data())[i], r, tiles[size_t(i)]);
+    for (int isa = 0; isa <= 2; ++isa) {
+      const kern::Table* T = kern::for_isa(isa);
+      if (!T) continue;
+      for (int na = 1; na <= kern::kGemmRows; ++na) {
+        std::vector<float> y(size_t(na * 9), -1.0f);
+        gemm_of(*T)(tiles.data(), xq.data(), nb, na, n, y.data(), 9);
+        for (int a = 0; a < na; ++a)
+          for (int r = 0; r < int(kKPackRows); ++r)
+            EXPECT_EQ(y[size_t(a * 9 + r)], dot_k_q8_K(t, rows[size_t(r)].data(), xq.data() + a * nb, n))
+                << T->name << " " << dtype_name(t) << " n=" << n << " tile row " << r << ", activation row " << a << " of " << na;
+      }
+    }
+  }
+}
+
+TEST(KQuant, TileKernelsEqualTheRowProducts) {
+  expect_tile_kernel_equals_rows<BlockQ4Kx8, BlockQ4K>(DType::Q4_K, [](const kern::Table& T) { return T.gemm_q4_Kx8; });
+  expect_tile_kernel_equals_rows<BlockQ6Kx8, BlockQ6K>(DType::Q6_K, [](const kern::Table& T) { return T.gemm_q6_Kx8; });
+}

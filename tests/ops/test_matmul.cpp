@@ -200,6 +200,23 @@ TEST(Matmul, PreparedF16IsUnchanged) {
   EXPECT_EQ(ops::matmul(x, pw).to_vector(), ops::matmul(x, w).to_vector());
 }
 
+// q4_K / q6_K matrices of whole 8-row tiles are repacked at preparation; their products equal the
+// file layout's K products exactly, for a decode row and for prompts; other row counts keep the
+// layout.
+TEST(Matmul, PreparedKTilesEqualTheRowProducts) {
+  for (DType t : {DType::Q4_K, DType::Q6_K}) {
+    const Tensor w = randn({24, 512}, 31).to(t);
+    const ops::PreparedWeight pw(w);
+    ASSERT_TRUE(t == DType::Q4_K ? pw.tiles_q4_K() != nullptr : pw.tiles_q6_K() != nullptr) << dtype_name(t);
+    for (int64_t n : {1, 3, 9}) {
+      const Tensor x = randn({n, 512}, 32 + uint32_t(n));
+      EXPECT_EQ(ops::matmul(x, pw).to_vector(), ops::matmul(x, w).to_vector()) << dtype_name(t) << ", " << n << " rows";
+    }
+    const ops::PreparedWeight odd(randn({20, 256}, 33).to(t));
+    EXPECT_TRUE(odd.tiles_q4_K() == nullptr && odd.tiles_q6_K() == nullptr);
+  }
+}
+
 TEST(MatmulBackward, OverwriteIgnoresWhatDxHeld) {
   const Tensor x = randn({5, 12}, 1), w = randn({7, 12}, 2), dy = randn({5, 7}, 3);
   Tensor acc = Tensor::zeros({5, 12}), over = Tensor::full({5, 12}, std::nanf(""));

@@ -89,6 +89,32 @@ struct BlockQ8_0x16 {
 };
 static_assert(sizeof(BlockQ8_0x16) == kPackRows * sizeof(BlockQ8_0), "packing keeps the size");
 
+// q4_K repacked for matrix-vector products (an in-memory layout, never a file format): 8 rows
+// form a tile; per super-block column the tile holds the rows' d and dmin, their scales and mins
+// unpacked to bytes (sc[c][r]: sub-block c of row r), and qs[j][l] bytes 32 j + 4 l .. 32 j + 4 l
+// + 3 of each row's qs (row r at 4 r): low nibbles elements 4 l .. 4 l + 3 of sub-block 2 j,
+// high nibbles of sub-block 2 j + 1. A kernel keeps one row per 32-bit lane, and lane l of
+// llama.cpp's eight float lanes in register l.
+constexpr int64_t kKPackRows = 8;
+struct BlockQ4Kx8 {
+  uint16_t d[kKPackRows], dmin[kKPackRows];
+  uint8_t sc[8][kKPackRows], mn[8][kKPackRows];
+  uint8_t qs[4][8][4 * kKPackRows];
+};
+static_assert(sizeof(BlockQ4Kx8) == 1184, "8 rows' q4_K blocks with their scales as bytes");
+
+// q6_K repacked the same way (the same size as 8 blocks): ql[h][kk][l] bytes 64 h + 32 kk + 4 l ..
+// + 3 of each row's ql (low nibbles: elements 4 l .. of 32-group 4 h + kk, high nibbles: of group
+// 4 h + kk + 2), qh[h][l] bytes 32 h + 4 l .. + 3 of each row's qh (bit pair k: group 4 h + k),
+// sc[s][r] the rows' int8 scales, d their f16 scales.
+struct BlockQ6Kx8 {
+  uint8_t ql[2][2][8][4 * kKPackRows];
+  uint8_t qh[2][8][4 * kKPackRows];
+  int8_t sc[16][kKPackRows];
+  uint16_t d[kKPackRows];
+};
+static_assert(sizeof(BlockQ6Kx8) == 8 * sizeof(BlockQ6K), "packing keeps the size");
+
 // A row of activations quantized for integer dot products with q8_0 / q4_0 weights (not a file
 // format): nb blocks of 32 as three arrays, so kernels load the scales of 8 blocks at once.
 // qs[32 * nb] the values, d[nb] the block scales (at f16 precision, as llama.cpp's q8_0 blocks

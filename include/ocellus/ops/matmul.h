@@ -34,6 +34,14 @@ class PreparedWeight {
   const BlockQ8_0x16* tiles_q8() const {
     return packed8_ ? reinterpret_cast<const BlockQ8_0x16*>(packed8_->data()) : nullptr;
   }
+  // q4_K / q6_K matrices of whole 8-row tiles, repacked (BlockQ4Kx8 / BlockQ6Kx8 [m/8, k/256]);
+  // null otherwise.
+  const BlockQ4Kx8* tiles_q4_K() const {
+    return packed_k_ && w_.dtype() == DType::Q4_K ? reinterpret_cast<const BlockQ4Kx8*>(packed_k_->data()) : nullptr;
+  }
+  const BlockQ6Kx8* tiles_q6_K() const {
+    return packed_k_ && w_.dtype() == DType::Q6_K ? reinterpret_cast<const BlockQ6Kx8*>(packed_k_->data()) : nullptr;
+  }
 
  private:
   Tensor w_;
@@ -41,6 +49,7 @@ class PreparedWeight {
   // the first write (memory first touched on 4 KiB pages stays on them).
   std::shared_ptr<const Storage> packed_;   // BlockQ4_0x16
   std::shared_ptr<const Storage> packed8_;  // BlockQ8_0x16
+  std::shared_ptr<const Storage> packed_k_;   // BlockQ4Kx8 or BlockQ6Kx8
 };
 
 // The same product with a prepared weight; equal to matmul(x, w.tensor(), bias) up to f32

@@ -64,6 +64,11 @@ struct Table {
   void (*gemm_q4_K)(const void* w, const BlockQ8K* x, int64_t xs, int rows, int64_t n, float* y, int64_t ldy);
   void (*gemm_q5_K)(const void* w, const BlockQ8K* x, int64_t xs, int rows, int64_t n, float* y, int64_t ldy);
   void (*gemm_q6_K)(const void* w, const BlockQ8K* x, int64_t xs, int rows, int64_t n, float* y, int64_t ldy);
+  // The 8 rows of a q4_K / q6_K tile (n columns) times `rows` q8_K activation rows (1 <= rows <=
+  // kGemmRows; row r at x + r * xs blocks): y[r * ldy + 0..7], each value bit-identical to the K
+  // product of that row in its file layout (gemm_q4_K / gemm_q6_K).
+  void (*gemm_q4_Kx8)(const BlockQ4Kx8* w, const BlockQ8K* x, int64_t xs, int rows, int64_t n, float* y, int64_t ldy);
+  void (*gemm_q6_Kx8)(const BlockQ6Kx8* w, const BlockQ8K* x, int64_t xs, int rows, int64_t n, float* y, int64_t ldy);
   // y = exp(a x + b) elementwise (within 2 ulp of exp; 0 below exp's normal range), and the sum
   // of those values: the softmaxes of training (cross-entropy, SiLU) without a libm call each.
   void (*exp_affine)(const float* x, float a, float b, float* y, int64_t n);

@@ -285,6 +285,6 @@ static void x86_gemm_q8_0x16(const BlockQ8_0x16* w, const Q8Act* x, int rows, in
 
 const Table kAvx2 = {"avx2", f16_to_f32, f32_to_f16, bf16_to_f32, x86_dequant_q8_0,
                      x86_dequant_q4_0, x86_quantize_q8_act, dot_f32, dot_f32_ggml, dot_f16, dot_bf16,
-                     x86_dot_q8_0, x86_dot_q4_0, x86_gemv_q4_0x16, x86_gemv_q8_0x16, x86_gemv_q4_0x16x2, x86_gemv_q8_0x16x2, x86_gemm_q4_0x16, x86_gemm_q8_0x16, x86_gemm_q2_K, x86_gemm_q3_K, x86_gemm_q4_K, x86_gemm_q5_K, x86_gemm_q6_K, x86_exp_affine, x86_sum_exp_affine, x86_adamw};
+                     x86_dot_q8_0, x86_dot_q4_0, x86_gemv_q4_0x16, x86_gemv_q8_0x16, x86_gemv_q4_0x16x2, x86_gemv_q8_0x16x2, x86_gemm_q4_0x16, x86_gemm_q8_0x16, x86_gemm_q2_K, x86_gemm_q3_K, x86_gemm_q4_K, x86_gemm_q5_K, x86_gemm_q6_K, x86_gemm_q4_Kx8, x86_gemm_q6_Kx8, x86_exp_affine, x86_sum_exp_affine, x86_adamw};
 
 }  // namespace ocellus::kern

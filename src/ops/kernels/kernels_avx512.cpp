@@ -355,6 +355,6 @@ void gemm_q8_0x16(const BlockQ8_0x16* w, const Q8Act* x, int rows, int64_t n, fl
 
 const Table kAvx512 = {"avx512", f16_to_f32, f32_to_f16, bf16_to_f32, x86_dequant_q8_0,
                        x86_dequant_q4_0, x86_quantize_q8_act, dot_f32, dot_f32_ggml, dot_f16, dot_bf16,
-                       dot_q8_0, dot_q4_0, gemv_q4_0x16, gemv_q8_0x16, gemv_q4_0x16x2, gemv_q8_0x16x2, gemm_q4_0x16, gemm_q8_0x16, x86_gemm_q2_K, x86_gemm_q3_K, x86_gemm_q4_K, x86_gemm_q5_K, x86_gemm_q6_K, x86_exp_affine, x86_sum_exp_affine, x86_adamw};
+                       dot_q8_0, dot_q4_0, gemv_q4_0x16, gemv_q8_0x16, gemv_q4_0x16x2, gemv_q8_0x16x2, gemm_q4_0x16, gemm_q8_0x16, x86_gemm_q2_K, x86_gemm_q3_K, x86_gemm_q4_K, x86_gemm_q5_K, x86_gemm_q6_K, x86_gemm_q4_Kx8, x86_gemm_q6_Kx8, x86_exp_affine, x86_sum_exp_affine, x86_adamw};
 
 }  // namespace ocellus::kern

@@ -168,6 +168,21 @@ void gemm_q8_0x16(const BlockQ8_0x16* w, const Q8Act* x, int rows, int64_t n, fl
   for (int r = 0; r < rows; ++r) gemv_q8_0x16(w, x[r], n, y + r * ldy);
 }
 
+// A tile's rows one by one through the reference's steps, for each activation row.
+template <DType T, typename Tile, void (*Unpack)(const Tile&, int, KUnpacked&)>
+void gemm_k_tile(const Tile* w, const BlockQ8K* x, int64_t xs, int rows, int64_t n, float* y, int64_t ldy) {
+  KUnpacked u;
+  for (int a = 0; a < rows; ++a)
+    for (int r = 0; r < int(kKPackRows); ++r) {
+      KDot dot;
+      for (int64_t i = 0; i < n / kQK_K; ++i) {
+        Unpack(w[i], r, u);
+        dot.add(T, u, x[a * xs + i]);
+      }
+      y[a * ldy + r] = dot.result(T);
+    }
+}
+
 template <DType T>
 void gemm_k(const void* w, const BlockQ8K* x, int64_t xs, int rows, int64_t n, float* y, int64_t ldy) {
   for (int r = 0; r < rows; ++r) y[r * ldy] = dot_k_q8_K(T, w, x + r * xs, n);
@@ -177,6 +192,7 @@ void gemm_k(const void* w, const BlockQ8K* x, int64_t xs, int rows, int64_t n, f
 
 const Table kGeneric = {"generic", f16_to_f32, f32_to_f16, bf16_to_f32, dequant_q8_0,
                         dequant_q4_0, quantize_q8_act, dot_f32, dot_f32_ggml, dot_f16, dot_bf16,
-                        dot_q8_0, dot_q4_0, gemv_q4_0x16, gemv_q8_0x16, gemv_q4_0x16x2, gemv_q8_0x16x2, gemm_q4_0x16, gemm_q8_0x16, gemm_k<DType::Q2_K>, gemm_k<DType::Q3_K>, gemm_k<DType::Q4_K>, gemm_k<DType::Q5_K>, gemm_k<DType::Q6_K>, exp_affine, sum_exp_affine, adamw};
+                        dot_q8_0, dot_q4_0, gemv_q4_0x16, gemv_q8_0x16, gemv_q4_0x16x2, gemv_q8_0x16x2, gemm_q4_0x16, gemm_q8_0x16, gemm_k<DType::Q2_K>, gemm_k<DType::Q3_K>, gemm_k<DType::Q4_K>, gemm_k<DType::Q5_K>, gemm_k<DType::Q6_K>,
+                        gemm_k_tile<DType::Q4_K, BlockQ4Kx8, unpack_q4_Kx8_row>, gemm_k_tile<DType::Q6_K, BlockQ6Kx8, unpack_q6_Kx8_row>, exp_affine, sum_exp_affine, adamw};
 
 }  // namespace ocellus::kern
