@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "ceilings.h"
+#include "ocellus/core/kquant.h"
 #include "ocellus/core/tensor.h"
 #include "ocellus/core/threads.h"
 #include "ocellus/ops/matmul.h"
@@ -192,6 +193,26 @@ void BM_TileKernelQ4(benchmark::State& state) {
   state.counters["GB/s"] = benchmark::Counter(double(w.tensor().nbytes()) / 1e9, benchmark::Counter::kIsIterationInvariantRate);
 }
 BENCHMARK(BM_TileKernelQ4);
+
+// The q4_K / q6_K tile kernels alone (8 rows x 2048 columns in L1, one activation row, one
+// thread): GB/s of tile bytes, the compute ceiling of K decode.
+void BM_TileKernelK(benchmark::State& state) {
+  const DType t = DType(state.range(0));
+  const int64_t k = 2048, nbk = k / kQK_K;
+  ops::PreparedWeight w(random_tensor({kKPackRows, k}, 5).to(t));
+  std::vector<BlockQ8K> xq(static_cast<size_t>(nbk));
+  quantize_row_q8_K(random_tensor({1, k}, 6).data<float>(), xq.data(), k);
+  const kern::Table& K = kern::active();
+  float y[kKPackRows];
+  for (auto _ : state) {
+    if (t == DType::Q4_K) K.gemm_q4_Kx8(w.tiles_q4_K(), xq.data(), nbk, 1, k, y, 8);
+    else K.gemm_q6_Kx8(w.tiles_q6_K(), xq.data(), nbk, 1, k, y, 8);
+    benchmark::DoNotOptimize(y);
+  }
+  state.SetLabel(dtype_name(t));
+  state.counters["GB/s"] = benchmark::Counter(double(w.tensor().nbytes()) / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_TileKernelK)->ArgName("dtype")->Arg(int64_t(DType::Q4_K))->Arg(int64_t(DType::Q6_K));
 
 int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
