@@ -128,10 +128,12 @@ void quantize_row_q8_K(const float* x, BlockQ8K* y, int64_t n) {
 }
 
 void pack_tile_row(const BlockQ4K& b, int r, BlockQ4Kx8& o) {
-  KUnpacked u;
-  unpack_k_block(DType::Q4_K, &b, u);
   o.d[r] = b.d, o.dmin[r] = b.dmin;
-  for (int c = 0; c < 8; ++c) o.sc[c][r] = uint8_t(u.sc[c]), o.mn[c][r] = uint8_t(u.mn[c]);
+  for (int c = 0; c < 8; ++c) {
+    int32_t sc, mn;
+    scale_min_k4(c, b.scales, sc, mn);
+    o.sc[c][r] = uint8_t(sc), o.mn[c][r] = uint8_t(mn);
+  }
   for (int j = 0; j < 4; ++j)
     for (int l = 0; l < 8; ++l) std::memcpy(o.qs[j][l] + 4 * r, b.qs + 32 * j + 4 * l, 4);
 }

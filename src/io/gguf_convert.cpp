@@ -21,10 +21,9 @@ namespace {
 
 // llama.cpp's llama_ftype values.
 const QuantTarget kTargets[] = {
-    {"F32", 0, DType::F32, false},       {"F16", 1, DType::F16, false},       {"BF16", 32, DType::BF16, false},
-    {"Q8_0", 7, DType::Q8_0, false},     {"Q4_0", 2, DType::Q4_0, false},     {"Q2_K", 10, DType::Q2_K, true},
-    {"Q3_K_M", 12, DType::Q3_K, true},   {"Q4_K_M", 15, DType::Q4_K, true},   {"Q5_K_M", 17, DType::Q5_K, true},
-    {"Q6_K", 18, DType::Q6_K, true},
+    {"F32", 0, DType::F32},       {"F16", 1, DType::F16},       {"BF16", 32, DType::BF16},   {"Q8_0", 7, DType::Q8_0},
+    {"Q4_0", 2, DType::Q4_0},     {"Q2_K", 10, DType::Q2_K},    {"Q3_K_M", 12, DType::Q3_K}, {"Q4_K_M", 15, DType::Q4_K},
+    {"Q5_K_M", 17, DType::Q5_K},  {"Q6_K", 18, DType::Q6_K},
 };
 
 bool is(const QuantTarget& t, const char* name) { return std::string(t.name) == name; }
@@ -142,14 +141,9 @@ ConvertResult convert_gguf(const std::string& in, const std::string& out, const 
   for (const GgufTensorInfo* info : order) {
     const int64_t row = info->shape.last();
     r.in_bytes += info->nbytes;
-    if (!info->type->dtype) {  // an integer tensor: its bytes as they are
-      ++r.kept, r.out_bytes += info->nbytes;
-      const uint8_t* src = f.tensor_data(*info);
-      w.add_tensor(info->name, info->type_id, info->shape, [src, n = info->nbytes](uint8_t* dst) { std::memcpy(dst, src, n); });
-      continue;
-    }
-    DType type = *info->type->dtype;
-    if (quantizable(*info)) {
+    bool convert = false;  // integer tensors, norms and biases keep their bytes
+    DType type = DType::F32;
+    if (info->type->dtype && quantizable(*info)) {
       type = rules ? mix_type(target, info->name, row, s) : target.base;
       // Rows that are not whole blocks: llama-quantize falls back to a 32-block type (q4_0 for
       // q2_K / q3_K as it does since 2025; q8_0 where it writes q5_0 / q5_1, which ocellus lacks).
@@ -157,16 +151,16 @@ ConvertResult convert_gguf(const std::string& in, const std::string& out, const 
         type = type == DType::Q2_K || type == DType::Q3_K ? DType::Q4_0 : DType::Q8_0;
         ++r.fallback;
       }
-      if (row % dtype_info(type).block_size != 0) type = *info->type->dtype;
+      convert = row % dtype_info(type).block_size == 0 && type != *info->type->dtype;
     }
-    const bool convert = type != *info->type->dtype;
     (convert ? r.converted : r.kept)++;
-    const Tensor t = f.tensor(info->name);
     if (!convert) {
       r.out_bytes += info->nbytes;
-      w.add_tensor(info->name, t);
+      const uint8_t* src = f.tensor_data(*info);
+      w.add_tensor(info->name, info->type_id, info->shape, [src, n = info->nbytes](uint8_t* dst) { std::memcpy(dst, src, n); });
       continue;
     }
+    const Tensor t = f.tensor(info->name);
     const int64_t rows = t.numel() / row;
     const size_t out_row = row_bytes(type, row);
     r.out_bytes += uint64_t(rows) * out_row;

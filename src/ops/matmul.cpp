@@ -132,16 +132,23 @@ void matvec(const float* x, const Tensor& w, float* y, const Dims& d) {
   });
 }
 
+// The n rows of x [n, k] as q8_K activations (k / 256 blocks a row), the rows in parallel.
+std::vector<BlockQ8K> quantize_rows_q8_K(const float* x, int64_t n, int64_t k) {
+  const int64_t nbk = k / kQK_K;
+  std::vector<BlockQ8K> xq(size_t(n * nbk));
+  parallel_for(n, 1, [&](int64_t a, int64_t b) {
+    for (int64_t i = a; i < b; ++i) quantize_row_q8_K(x + i * k, xq.data() + i * nbk, k);
+  });
+  return xq;
+}
+
 // y[n, m] = x[n, k] · wᵀ for K-quant w: every row, prompt or decode, through the q8_K products
 // llama.cpp computes (its logits are matched only so). Each weight row meets up to kGemmRows
 // activation rows per call, its blocks unpacked once for all of them.
 void matvec_k(const float* x, const Tensor& w, float* y, const Dims& d) {
   const kern::Table& K = kern::active();
   const int64_t nbk = d.k / kQK_K;
-  std::vector<BlockQ8K> xq(size_t(d.n * nbk));
-  parallel_for(d.n, 1, [&](int64_t a, int64_t b) {
-    for (int64_t i = a; i < b; ++i) quantize_row_q8_K(x + i * d.k, xq.data() + i * nbk, d.k);
-  });
+  const std::vector<BlockQ8K> xq = quantize_rows_q8_K(x, d.n, d.k);
   const auto gemm = kern::gemm_k(K, w.dtype());
   const size_t rb = row_bytes(w.dtype(), d.k);
   parallel_for_guided(d.m, 16, [&](int64_t a, int64_t b) {
@@ -245,10 +252,7 @@ template <typename Tile>
 void matvec_k_tiles(const float* x, int64_t n, int64_t k, int64_t m, const Tile* tiles,
                     void (*gemm)(const Tile*, const BlockQ8K*, int64_t, int, int64_t, float*, int64_t), float* y) {
   const int64_t nbk = k / kQK_K;
-  std::vector<BlockQ8K> xq(size_t(n * nbk));
-  parallel_for(n, 1, [&](int64_t a, int64_t b) {
-    for (int64_t i = a; i < b; ++i) quantize_row_q8_K(x + i * k, xq.data() + i * nbk, k);
-  });
+  const std::vector<BlockQ8K> xq = quantize_rows_q8_K(x, n, k);
   parallel_for_guided(m / kKPackRows, 4, [&](int64_t a, int64_t b) {
     for (int64_t t = a; t < b; ++t)
       for (int64_t i0 = 0; i0 < n; i0 += kern::kGemmRows)
@@ -320,19 +324,13 @@ PreparedWeight::PreparedWeight(Tensor w) : w_(w.contiguous()) {
 
 Tensor matmul(const Tensor& x, const PreparedWeight& w, const Tensor* bias) {
   const Dims d = check_matmul(x, w.tensor(), bias, "matmul");
-  if (w.tiles_q4_K() || w.tiles_q6_K()) {
-    const kern::Table& K = kern::active();
-    const Tensor xc = x.contiguous();
-    Tensor y = Tensor::empty(out_shape(x, d.m));
-    if (w.tiles_q4_K()) matvec_k_tiles(xc.data<float>(), d.n, d.k, d.m, w.tiles_q4_K(), K.gemm_q4_Kx8, y.data<float>());
-    else matvec_k_tiles(xc.data<float>(), d.n, d.k, d.m, w.tiles_q6_K(), K.gemm_q6_Kx8, y.data<float>());
-    if (bias) add_bias(y.data<float>(), bias->contiguous().data<float>(), d.n, d.m);
-    return y;
-  }
-  if (!w.packed()) return matmul(x, w.tensor(), bias);
+  if (!w.packed() && !w.tiles_q4_K() && !w.tiles_q6_K()) return matmul(x, w.tensor(), bias);
+  const kern::Table& K = kern::active();
   const Tensor xc = x.contiguous();
   Tensor y = Tensor::empty(out_shape(x, d.m));
-  matvec_packed(xc.data<float>(), d.n, d.k, {&w}, {y.data<float>()});
+  if (w.tiles_q4_K()) matvec_k_tiles(xc.data<float>(), d.n, d.k, d.m, w.tiles_q4_K(), K.gemm_q4_Kx8, y.data<float>());
+  else if (w.tiles_q6_K()) matvec_k_tiles(xc.data<float>(), d.n, d.k, d.m, w.tiles_q6_K(), K.gemm_q6_Kx8, y.data<float>());
+  else matvec_packed(xc.data<float>(), d.n, d.k, {&w}, {y.data<float>()});
   if (bias) add_bias(y.data<float>(), bias->contiguous().data<float>(), d.n, d.m);
   return y;
 }

@@ -17,8 +17,7 @@ namespace ocellus::io {
 struct QuantTarget {
   const char* name;    // "Q4_K_M"
   uint32_t file_type;  // general.file_type
-  DType base;          // the type of most matrices
-  bool mix;            // a K mix: llama-quantize's per-tensor rules
+  DType base;          // the type of most matrices (a K mix's other types follow llama-quantize's rules)
 };
 
 // The target a name gives, in any case ("q4_k_m", "F16"); an unknown name is an error listing
@@ -27,7 +26,7 @@ const QuantTarget& quant_target_from_name(const std::string& name);
 
 struct ConvertResult {
   int converted = 0, kept = 0;  // tensors written at a new type, tensors left as they were
-  int fallback = 0;             // matrices whose rows are not whole blocks of the chosen type (q8_0 instead)
+  int fallback = 0;             // K matrices whose rows are not whole 256-blocks (q4_0 / q8_0 instead)
   uint64_t in_bytes = 0, out_bytes = 0;  // tensor data
 };
 
